@@ -1,0 +1,21 @@
+//! Skiff's resource model, shared by the control plane, the node and the CLI.
+//!
+//! Everything here is data and pure functions over it, with no I/O: the kinds the
+//! API serves ([`resource`]), `Status` errors ([`status`]), object metadata
+//! ([`meta`]), label and field selectors ([`selector`]), the patch formats
+//! Kubernetes clients send ([`patch`]), validation ([`validate`]), server-side
+//! table printing ([`table`]) and Skiff's own `Component` kind ([`component`]).
+//! Objects are handled as `serde_json::Value` in their API JSON form; typed views
+//! come from `k8s-openapi`.
+
+pub mod component;
+pub mod meta;
+pub mod patch;
+pub mod resource;
+pub mod selector;
+pub mod status;
+pub mod table;
+pub mod validate;
+
+pub use k8s_openapi;
+pub use status::{ApiError, FieldError, Reason};
