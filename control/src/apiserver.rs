@@ -1,0 +1,4 @@
+//! The Kubernetes API server (axum).
+
+pub mod discovery;
+pub mod openapi;
