@@ -1,4 +1,5 @@
-//! Skiff's control plane: the durable store, the Kubernetes API server, and (in
-//! later issues) the scheduler, the controllers and the node gateway.
+//! Skiff's control plane (being assembled).
 
 pub mod apiserver;
+pub mod components;
+pub mod store;

@@ -1,0 +1,503 @@
+//! The redb backend of the [`Store`]: one file, durable commits, group commit.
+//!
+//! Reads run on the caller's thread in a redb read transaction (MVCC, never
+//! blocked by the writer). Writes go to one writer thread, which takes every
+//! request waiting in its queue, applies them in one write transaction and commits
+//! once: concurrent writers share the fsync, so throughput grows with concurrency
+//! instead of being capped at one fsync per write. After the commit the writer
+//! answers each request and publishes the events to live watchers.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+
+use super::watch::{EventLog, watch_stream};
+use super::{
+    Action, Committed, Event, EventType, KeyPrefix, ListPage, ListRequest, ObjectKey, Op, Precondition, Result,
+    Revision, Store, StoreError, WatchStream, object_revision,
+};
+
+const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const META_REVISION: &str = "revision";
+const META_COMPACTED: &str = "compacted";
+
+/// Most requests one commit takes; bounds the latency a batch adds.
+const MAX_BATCH: usize = 2048;
+
+/// Settings of a [`RedbStore`].
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// How long watch history is kept; a watch from an older revision gets 410.
+    pub history: Duration,
+    /// At most this many events are kept, whatever their age.
+    pub max_history_events: u64,
+    /// How often the writer compacts the event log.
+    pub compaction_interval: Duration,
+    /// Capacity of the in-memory fan-out to live watchers; a watcher that falls
+    /// further behind catches up from the event log.
+    pub live_buffer: usize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            history: Duration::from_secs(5 * 60),
+            max_history_events: 200_000,
+            compaction_interval: Duration::from_secs(10),
+            live_buffer: 16 * 1024,
+        }
+    }
+}
+
+/// The store on a redb file.
+pub struct RedbStore {
+    shared: Arc<Shared>,
+    /// `None` once dropped; the writer stops when the last sender goes.
+    requests: Option<mpsc::UnboundedSender<WriteRequest>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What readers, watchers and the writer share.
+pub(super) struct Shared {
+    db: Database,
+    /// Latest committed (and published) revision.
+    committed: watch::Sender<Revision>,
+    /// Highest revision removed from the event log.
+    compacted: AtomicU64,
+    live: broadcast::Sender<Arc<Event>>,
+}
+
+struct WriteRequest {
+    ops: Vec<Op>,
+    reply: oneshot::Sender<Result<Vec<Committed>>>,
+}
+
+/// An event as kept in the log.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LoggedEvent {
+    #[serde(rename = "t")]
+    event_type: EventType,
+    #[serde(rename = "k")]
+    key: String,
+    #[serde(rename = "o")]
+    object: Value,
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    prev: Option<Value>,
+    /// Commit time, milliseconds since the Unix epoch (for compaction by age).
+    #[serde(rename = "ms")]
+    unix_ms: u64,
+}
+
+impl RedbStore {
+    /// Opens (or creates) the store at `path` and starts its writer thread.
+    /// Fails with a clear message when another process holds the file.
+    pub fn open(path: &Path, config: StoreConfig) -> Result<Self> {
+        let db = match Database::create(path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StoreError::Backend(format!(
+                    "{} is in use by another process (is another Skiff running on this data directory?)",
+                    path.display()
+                )));
+            }
+            Err(e) => return Err(backend("open store", e)),
+        };
+        let (revision, compacted) = {
+            let txn = db.begin_write().map_err(|e| backend("begin write", e))?;
+            let (revision, compacted) = {
+                txn.open_table(OBJECTS).map_err(|e| backend("open objects", e))?;
+                txn.open_table(EVENTS).map_err(|e| backend("open events", e))?;
+                let meta = txn.open_table(META).map_err(|e| backend("open meta", e))?;
+                (read_meta(&meta, META_REVISION)?, read_meta(&meta, META_COMPACTED)?)
+            };
+            txn.commit().map_err(|e| backend("commit", e))?;
+            (revision, compacted)
+        };
+        let (live, _) = broadcast::channel(config.live_buffer.max(16));
+        let (committed, _) = watch::channel(revision);
+        let shared = Arc::new(Shared { db, committed, compacted: AtomicU64::new(compacted), live });
+        let (requests, receiver) = mpsc::unbounded_channel();
+        let writer_shared = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("skiff-store-writer".into())
+            .spawn(move || Writer::new(writer_shared, config, revision).run(receiver))
+            .map_err(|e| backend("spawn writer", e))?;
+        Ok(RedbStore { shared, requests: Some(requests), writer: Some(writer) })
+    }
+}
+
+impl Drop for RedbStore {
+    /// Stops the writer after it has committed what it was given. The file
+    /// closes when the last watcher lets go of it too.
+    fn drop(&mut self) {
+        self.requests.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Store for RedbStore {
+    fn get(&self, key: &ObjectKey) -> Result<Option<Value>> {
+        let txn = self.shared.db.begin_read().map_err(|e| backend("begin read", e))?;
+        let table = txn.open_table(OBJECTS).map_err(|e| backend("open objects", e))?;
+        let encoded = key.encode();
+        match table.get(encoded.as_str()).map_err(|e| backend("read", e))? {
+            Some(bytes) => Ok(Some(decode(&encoded, bytes.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn list(&self, request: &ListRequest<'_>) -> Result<ListPage> {
+        let txn = self.shared.db.begin_read().map_err(|e| backend("begin read", e))?;
+        let meta = txn.open_table(META).map_err(|e| backend("open meta", e))?;
+        let revision = read_meta(&meta, META_REVISION)?;
+        let table = txn.open_table(OBJECTS).map_err(|e| backend("open objects", e))?;
+        let prefix = request.prefix.encode();
+        let start = match &request.after {
+            // The smallest string greater than the key: the key followed by NUL.
+            Some(after) => format!("{}\0", after.encode()),
+            None => prefix.clone(),
+        };
+        let mut items = Vec::new();
+        let mut last_key: Option<String> = None;
+        let mut continue_after = None;
+        let limit = request.limit.filter(|l| *l > 0);
+        for entry in table.range(start.as_str()..).map_err(|e| backend("scan", e))? {
+            let (key, bytes) = entry.map_err(|e| backend("scan", e))?;
+            let key = key.value();
+            if !key.starts_with(&prefix) {
+                break;
+            }
+            let object = decode(key, bytes.value())?;
+            if !(request.filter)(&object) {
+                continue;
+            }
+            if let Some(limit) = limit
+                && items.len() == limit
+            {
+                // There is at least one more match: the page ends at the last item.
+                continue_after = last_key.as_deref().and_then(ObjectKey::decode);
+                break;
+            }
+            items.push(object);
+            last_key = Some(key.to_string());
+        }
+        Ok(ListPage { items, revision, continue_after })
+    }
+
+    fn commit(&self, ops: Vec<Op>) -> BoxFuture<'static, Result<Vec<Committed>>> {
+        let (reply, answer) = oneshot::channel();
+        let sent = match &self.requests {
+            Some(requests) => requests.send(WriteRequest { ops, reply }).is_ok(),
+            None => false,
+        };
+        async move {
+            if !sent {
+                return Err(StoreError::Closed);
+            }
+            answer.await.map_err(|_| StoreError::Closed)?
+        }
+        .boxed()
+    }
+
+    fn watch(&self, prefix: KeyPrefix, from: Revision, progress: Option<Duration>) -> Result<WatchStream> {
+        watch_stream(self.shared.clone(), prefix, from, progress)
+    }
+
+    fn revision(&self) -> Revision {
+        *self.shared.committed.borrow()
+    }
+
+    fn oldest_watchable(&self) -> Revision {
+        self.shared.compacted.load(Ordering::Acquire)
+    }
+}
+
+impl EventLog for Shared {
+    fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.live.subscribe()
+    }
+
+    fn committed(&self) -> watch::Receiver<Revision> {
+        self.committed.subscribe()
+    }
+
+    fn compacted(&self) -> Revision {
+        self.compacted.load(Ordering::Acquire)
+    }
+
+    fn read_after(&self, prefix: &KeyPrefix, after: Revision, max: usize) -> Result<(Vec<Arc<Event>>, Revision)> {
+        let txn = self.db.begin_read().map_err(|e| backend("begin read", e))?;
+        let meta = txn.open_table(META).map_err(|e| backend("open meta", e))?;
+        let compacted = read_meta(&meta, META_COMPACTED)?;
+        if after < compacted {
+            return Err(StoreError::Compacted { requested: after, oldest: compacted });
+        }
+        let head = read_meta(&meta, META_REVISION)?;
+        let table = txn.open_table(EVENTS).map_err(|e| backend("open events", e))?;
+        let mut out = Vec::new();
+        let mut scanned_to = after;
+        for entry in table.range(after + 1..).map_err(|e| backend("scan events", e))? {
+            let (revision, bytes) = entry.map_err(|e| backend("scan events", e))?;
+            let revision = revision.value();
+            let logged: LoggedEvent = serde_json::from_slice(bytes.value())
+                .map_err(|e| StoreError::Corrupt(format!("event {revision}"), e.to_string()))?;
+            scanned_to = revision;
+            let Some(key) = ObjectKey::decode(&logged.key) else {
+                return Err(StoreError::Corrupt(format!("event {revision}"), "bad key".into()));
+            };
+            if prefix.contains(&key) {
+                out.push(Arc::new(Event {
+                    revision,
+                    event_type: logged.event_type,
+                    key,
+                    object: Arc::new(logged.object),
+                    prev: logged.prev.map(Arc::new),
+                }));
+                if out.len() >= max {
+                    return Ok((out, scanned_to));
+                }
+            }
+        }
+        Ok((out, scanned_to.max(head)))
+    }
+}
+
+/// The writer thread's state.
+struct Writer {
+    shared: Arc<Shared>,
+    config: StoreConfig,
+    revision: Revision,
+    last_compaction: Instant,
+}
+
+impl Writer {
+    fn new(shared: Arc<Shared>, config: StoreConfig, revision: Revision) -> Self {
+        Writer { shared, config, revision, last_compaction: Instant::now() }
+    }
+
+    fn run(mut self, mut receiver: mpsc::UnboundedReceiver<WriteRequest>) {
+        while let Some(first) = receiver.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+            self.commit_batch(batch);
+        }
+        tracing::debug!("store writer stopped");
+    }
+
+    fn commit_batch(&mut self, batch: Vec<WriteRequest>) {
+        let start_revision = self.revision;
+        let compact = self.last_compaction.elapsed() >= self.config.compaction_interval;
+        match self.apply(&batch, compact) {
+            Ok((results, events, compacted)) => {
+                if compact {
+                    self.last_compaction = Instant::now();
+                }
+                if let Some(compacted) = compacted {
+                    self.shared.compacted.store(compacted, Ordering::Release);
+                }
+                // Publish before answering, so that a client that saw its write
+                // acknowledged and then starts a watch finds it in the log or live.
+                for event in events {
+                    // No receivers is fine: nobody is watching.
+                    let _ = self.shared.live.send(event);
+                }
+                self.shared.committed.send_replace(self.revision);
+                for (request, result) in batch.into_iter().zip(results) {
+                    let _ = request.reply.send(result);
+                }
+            }
+            Err(error) => {
+                self.revision = start_revision;
+                tracing::error!(%error, "store commit failed");
+                for request in batch {
+                    let _ = request.reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+
+    /// Applies a batch in one write transaction and commits it. Per-request
+    /// precondition failures are answered individually; a storage failure fails
+    /// the whole batch.
+    #[allow(clippy::type_complexity)]
+    fn apply(
+        &mut self,
+        batch: &[WriteRequest],
+        compact: bool,
+    ) -> Result<(Vec<Result<Vec<Committed>>>, Vec<Arc<Event>>, Option<Revision>)> {
+        let txn = self.shared.db.begin_write().map_err(|e| backend("begin write", e))?;
+        let mut results = Vec::with_capacity(batch.len());
+        let mut events = Vec::new();
+        let unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let mut compacted = None;
+        {
+            let mut objects = txn.open_table(OBJECTS).map_err(|e| backend("open objects", e))?;
+            let mut log = txn.open_table(EVENTS).map_err(|e| backend("open events", e))?;
+            let mut meta = txn.open_table(META).map_err(|e| backend("open meta", e))?;
+            for request in batch {
+                match self.apply_request(&mut objects, &mut log, &request.ops, unix_ms)? {
+                    Ok((committed, request_events)) => {
+                        results.push(Ok(committed));
+                        events.extend(request_events);
+                    }
+                    Err(e) => results.push(Err(e)),
+                }
+            }
+            meta.insert(META_REVISION, self.revision).map_err(|e| backend("write meta", e))?;
+            if compact {
+                compacted = self.compact(&mut log, &mut meta, unix_ms)?;
+            }
+        }
+        txn.commit().map_err(|e| backend("commit", e))?;
+        Ok((results, events, compacted))
+    }
+
+    /// Checks every precondition of one request, then applies its ops. The outer
+    /// `Result` is a storage failure; the inner one this request's own failure.
+    #[allow(clippy::type_complexity)]
+    fn apply_request(
+        &mut self,
+        objects: &mut redb::Table<&str, &[u8]>,
+        log: &mut redb::Table<u64, &[u8]>,
+        ops: &[Op],
+        unix_ms: u64,
+    ) -> Result<Result<(Vec<Committed>, Vec<Arc<Event>>)>> {
+        // Check all preconditions first so the request applies all or nothing.
+        for op in ops {
+            let encoded = op.key.encode();
+            let prev = match objects.get(encoded.as_str()).map_err(|e| backend("read", e))? {
+                Some(bytes) => Some(decode(&encoded, bytes.value())?),
+                None => None,
+            };
+            let failure = match (op.precondition, &prev) {
+                (Precondition::Absent, Some(_)) => Some(StoreError::AlreadyExists(op.key.clone())),
+                (Precondition::Exists | Precondition::Revision(_), None) => {
+                    Some(StoreError::NotFound(op.key.clone()))
+                }
+                (Precondition::Revision(expected), Some(prev)) => {
+                    let actual = object_revision(prev).unwrap_or(0);
+                    (actual != expected).then(|| StoreError::Conflict { key: op.key.clone(), expected, actual })
+                }
+                _ => None,
+            };
+            if let Some(failure) = failure {
+                return Ok(Err(failure));
+            }
+            if op.action == Action::Delete && prev.is_none() {
+                return Ok(Err(StoreError::NotFound(op.key.clone())));
+            }
+        }
+        let mut committed = Vec::with_capacity(ops.len());
+        let mut events = Vec::with_capacity(ops.len());
+        for op in ops {
+            self.revision += 1;
+            let revision = self.revision;
+            let encoded = op.key.encode();
+            // Read again: an earlier op of this request may have touched the key.
+            let prev = match objects.get(encoded.as_str()).map_err(|e| backend("read", e))? {
+                Some(bytes) => Some(decode(&encoded, bytes.value())?),
+                None => None,
+            };
+            let (event_type, mut object) = match &op.action {
+                Action::Put(object) => {
+                    let kind = if prev.is_some() { EventType::Modified } else { EventType::Added };
+                    (kind, object.clone())
+                }
+                Action::Delete => (EventType::Deleted, prev.clone().unwrap_or(Value::Null)),
+            };
+            skiff_api::meta::set(&mut object, "resourceVersion", revision.to_string());
+            let bytes = serde_json::to_vec(&object).map_err(|e| backend("encode object", e))?;
+            match op.action {
+                Action::Put(_) => {
+                    objects.insert(encoded.as_str(), bytes.as_slice()).map_err(|e| backend("write", e))?;
+                }
+                Action::Delete => {
+                    objects.remove(encoded.as_str()).map_err(|e| backend("delete", e))?;
+                }
+            }
+            let logged = LoggedEvent {
+                event_type,
+                key: encoded,
+                object: object.clone(),
+                prev: prev.clone(),
+                unix_ms,
+            };
+            let logged = serde_json::to_vec(&logged).map_err(|e| backend("encode event", e))?;
+            log.insert(revision, logged.as_slice()).map_err(|e| backend("write event", e))?;
+            let object = Arc::new(object);
+            let prev_arc = prev.clone().map(Arc::new);
+            events.push(Arc::new(Event {
+                revision,
+                event_type,
+                key: op.key.clone(),
+                object: object.clone(),
+                prev: prev_arc,
+            }));
+            committed.push(Committed { revision, object: (*object).clone(), prev });
+        }
+        Ok(Ok((committed, events)))
+    }
+
+    /// Drops events older than the history window, or beyond the count cap.
+    fn compact(
+        &mut self,
+        log: &mut redb::Table<u64, &[u8]>,
+        meta: &mut redb::Table<&str, u64>,
+        unix_ms: u64,
+    ) -> Result<Option<Revision>> {
+        let cutoff_ms = unix_ms.saturating_sub(self.config.history.as_millis() as u64);
+        let min_by_count = self.revision.saturating_sub(self.config.max_history_events);
+        let mut last_removed = None;
+        loop {
+            let (revision, old) = {
+                let Some((revision, bytes)) = log.first().map_err(|e| backend("scan events", e))? else {
+                    break;
+                };
+                let revision = revision.value();
+                let old = revision <= min_by_count || {
+                    let logged: Option<LoggedEvent> = serde_json::from_slice(bytes.value()).ok();
+                    logged.is_none_or(|l| l.unix_ms < cutoff_ms)
+                };
+                (revision, old)
+            };
+            if !old {
+                break;
+            }
+            log.remove(revision).map_err(|e| backend("compact", e))?;
+            last_removed = Some(revision);
+        }
+        if let Some(revision) = last_removed {
+            meta.insert(META_COMPACTED, revision).map_err(|e| backend("write meta", e))?;
+        }
+        Ok(last_removed)
+    }
+}
+
+fn read_meta(table: &impl ReadableTable<&'static str, u64>, key: &str) -> Result<u64> {
+    Ok(table.get(key).map_err(|e| backend("read meta", e))?.map(|v| v.value()).unwrap_or(0))
+}
+
+fn decode(key: &str, bytes: &[u8]) -> Result<Value> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(key.to_string(), e.to_string()))
+}
+
+fn backend(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(format!("{what}: {e}"))
+}
