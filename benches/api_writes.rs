@@ -1,1 +1,773 @@
-fn main() {}
+//! Durable API writes: how many ConfigMap creates per second an in-process
+//! control plane acknowledges, and their latency, at 1, 16 and 200 concurrent
+//! writers, beside the fsync floor of the same disk (a redb loop that commits
+//! one insert per transaction). Group commit must lift throughput well past one
+//! fsync per write, and the p99 at 200 writers has a budget in DESIGN.md.
+//!
+//! `cargo bench --bench api_writes` runs each scenario for 10 s after a 2 s
+//! warm-up; `cargo bench --bench api_writes -- --quick` for 3 s after 1 s.
+//! The method and the recorded results are in BENCHMARKS.md.
+//!
+//! Each scenario is a function returning a result struct, and the table is a
+//! list of [`Row`]s, so that the cluster-wide harness can call these as they are.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HOST};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use redb::{Database, TableDefinition};
+use serde_json::json;
+use skiff_control::{ControlPlane, ControlPlaneConfig};
+use tokio::net::TcpStream;
+
+/// DESIGN.md: mutating API call p99 at 200 concurrent writers, durable.
+const WRITE_P99_BUDGET: Duration = Duration::from_millis(20);
+/// The writer counts the issue asks for; the last one is the budget's.
+const WRITER_COUNTS: [usize; 3] = [1, 16, 200];
+const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";
+const FLOOR_TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("floor");
+
+/// How long a scenario runs: a warm-up whose requests are not counted, then the
+/// measured window.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub warmup: Duration,
+    pub measure: Duration,
+}
+
+/// Latency statistics over every counted request (nearest-rank percentiles).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LatencySummary {
+    pub count: usize,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+/// What one durable-create scenario measured.
+#[derive(Debug, Clone)]
+pub struct WriteResult {
+    pub writers: usize,
+    /// From the start of the measured window until the last writer finished.
+    pub elapsed: Duration,
+    /// Latency of the 201 responses to requests started in the window.
+    pub latency: LatencySummary,
+    /// Failures of requests started in the window, by kind ("409 Conflict",
+    /// "transport: ..."), with the first response body seen for each.
+    pub errors: BTreeMap<String, (u64, String)>,
+    /// Failures during the warm-up; not part of the figure but never hidden.
+    pub warmup_errors: u64,
+}
+
+/// What a single-writer commit loop measured.
+#[derive(Debug, Clone)]
+pub struct FloorResult {
+    pub elapsed: Duration,
+    pub latency: LatencySummary,
+}
+
+/// One line of the benchmark table.
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    pub scenario: String,
+    pub figure: String,
+    pub budget: Option<String>,
+    /// A published figure of a comparable system (filled by later benchmarks).
+    pub peer: Option<String>,
+    /// figure / budget (or figure / peer): at most 1 meets the budget.
+    pub ratio: Option<f64>,
+}
+
+/// Where the data directory lives, read from /proc/self/mountinfo.
+#[derive(Debug, Clone)]
+pub struct DataDisk {
+    pub path: PathBuf,
+    pub mount_point: String,
+    pub fs_type: String,
+    pub device: String,
+}
+
+/// The body of one create: a ConfigMap of the size an application keeps (a few
+/// labels, a few data keys, about 500 bytes), rendered by splicing the name in.
+struct ConfigMapTemplate {
+    before_name: String,
+    after_name: String,
+}
+
+/// The tally of one writer task.
+#[derive(Default)]
+struct WriterTally {
+    latencies: Vec<Duration>,
+    errors: BTreeMap<String, (u64, String)>,
+    warmup_errors: u64,
+}
+
+enum CreateError {
+    Status(StatusCode, String),
+    Transport(String),
+}
+
+impl Timing {
+    pub fn full() -> Self {
+        Timing {
+            warmup: Duration::from_secs(2),
+            measure: Duration::from_secs(10),
+        }
+    }
+
+    pub fn quick() -> Self {
+        Timing {
+            warmup: Duration::from_secs(1),
+            measure: Duration::from_secs(3),
+        }
+    }
+}
+
+impl LatencySummary {
+    pub fn from_samples(mut samples: Vec<Duration>) -> Self {
+        if samples.is_empty() {
+            return LatencySummary::default();
+        }
+        samples.sort_unstable();
+        let rank = |q: f64| {
+            samples[((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1]
+        };
+        LatencySummary {
+            count: samples.len(),
+            p50: rank(0.50),
+            p99: rank(0.99),
+            max: samples[samples.len() - 1],
+        }
+    }
+}
+
+impl WriteResult {
+    pub fn per_second(&self) -> f64 {
+        self.latency.count as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().map(|(n, _)| n).sum()
+    }
+
+    pub fn row(&self) -> Row {
+        let writers = if self.writers == 1 {
+            "1 writer".to_string()
+        } else {
+            format!("{} writers", self.writers)
+        };
+        let mut figure = format!(
+            "{} /s, p99 {}",
+            thousands(self.per_second()),
+            millis(self.latency.p99)
+        );
+        if self.error_count() > 0 {
+            let _ = write!(figure, ", {} errors", self.error_count());
+        }
+        let mut row = Row {
+            scenario: format!("durable creates, {writers}"),
+            figure,
+            ..Row::default()
+        };
+        if self.writers == WRITER_COUNTS[WRITER_COUNTS.len() - 1] {
+            row.budget = Some(millis(WRITE_P99_BUDGET));
+            row.ratio = Some(self.latency.p99.as_secs_f64() / WRITE_P99_BUDGET.as_secs_f64());
+        }
+        row
+    }
+}
+
+impl FloorResult {
+    pub fn per_second(&self) -> f64 {
+        self.latency.count as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+impl ConfigMapTemplate {
+    const NAME_MARK: &str = "@NAME@";
+
+    fn new() -> Self {
+        let body = json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": Self::NAME_MARK,
+                "labels": {
+                    "app.kubernetes.io/name": "checkout",
+                    "app.kubernetes.io/part-of": "shop",
+                    "app.kubernetes.io/component": "backend",
+                    "environment": "staging"
+                }
+            },
+            "data": {
+                "LOG_LEVEL": "info",
+                "DATABASE_URL": "postgres://checkout@db.shop.svc.cluster.local:5432/checkout",
+                "FEATURE_FLAGS": "new-cart,fast-checkout,gift-cards",
+                "config.yaml": "server:\n  port: 8080\n  readTimeout: 30s\n  writeTimeout: 30s\ncache:\n  size: 256Mi\n  ttl: 5m\n"
+            }
+        })
+        .to_string();
+        let (before, after) = body.split_once(Self::NAME_MARK).unwrap_or((&body, ""));
+        ConfigMapTemplate {
+            before_name: before.to_string(),
+            after_name: after.to_string(),
+        }
+    }
+
+    fn render(&self, name: &str) -> Bytes {
+        Bytes::from([self.before_name.as_str(), name, self.after_name.as_str()].concat())
+    }
+}
+
+impl WriterTally {
+    fn error(&mut self, counted: bool, kind: String, sample: String) {
+        if counted {
+            let entry = self.errors.entry(kind).or_insert((0, sample));
+            entry.0 += 1;
+        } else {
+            self.warmup_errors += 1;
+        }
+    }
+}
+
+impl DataDisk {
+    /// The mount that holds `path` (the longest mount point that prefixes it).
+    pub fn of(path: &Path) -> anyhow::Result<Self> {
+        let path = path
+            .canonicalize()
+            .with_context(|| format!("resolve {}", path.display()))?;
+        let mountinfo =
+            std::fs::read_to_string("/proc/self/mountinfo").context("read /proc/self/mountinfo")?;
+        let mut best: Option<DataDisk> = None;
+        for line in mountinfo.lines() {
+            // "36 35 98:0 /root /mnt/point rw,noatime shared:1 - ext4 /dev/vda rw"
+            let Some((left, right)) = line.split_once(" - ") else {
+                continue;
+            };
+            let Some(mount_point) = left.split(' ').nth(4).map(unescape_mountinfo) else {
+                continue;
+            };
+            let mut right = right.split(' ');
+            let (Some(fs_type), Some(device)) = (right.next(), right.next()) else {
+                continue;
+            };
+            let longer = best
+                .as_ref()
+                .is_none_or(|b| mount_point.len() >= b.mount_point.len());
+            if path.starts_with(&mount_point) && longer {
+                best = Some(DataDisk {
+                    path: path.clone(),
+                    mount_point,
+                    fs_type: fs_type.to_string(),
+                    device: unescape_mountinfo(device),
+                });
+            }
+        }
+        best.with_context(|| format!("no mount holds {}", path.display()))
+    }
+}
+
+/// Runs `writers` tasks against the API at `addr`, each on its own keep-alive
+/// HTTP/1.1 connection, creating ConfigMaps back to back. A request counts if it
+/// started in the measured window; its latency runs from just before the request
+/// is handed to the connection until the whole response body has arrived.
+pub async fn durable_creates(
+    addr: SocketAddr,
+    writers: usize,
+    timing: Timing,
+) -> anyhow::Result<WriteResult> {
+    let template = Arc::new(ConfigMapTemplate::new());
+    // Connect every writer before the clock starts, so connection setup is not measured.
+    let mut senders = Vec::with_capacity(writers);
+    for _ in 0..writers {
+        senders.push(connect(addr).await?);
+    }
+    let measure_from = Instant::now() + timing.warmup;
+    let end = measure_from + timing.measure;
+    let tasks: Vec<_> = senders
+        .into_iter()
+        .enumerate()
+        .map(|(id, sender)| {
+            let template = template.clone();
+            let prefix = format!("bench-w{writers}-{id}-");
+            tokio::spawn(writer(addr, sender, template, prefix, measure_from, end))
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut errors: BTreeMap<String, (u64, String)> = BTreeMap::new();
+    let mut warmup_errors = 0;
+    for task in tasks {
+        let tally = task.await.context("writer task")?;
+        latencies.extend(tally.latencies);
+        for (kind, (n, sample)) in tally.errors {
+            errors.entry(kind).or_insert((0, sample)).0 += n;
+        }
+        warmup_errors += tally.warmup_errors;
+    }
+    let elapsed = measure_from.elapsed();
+    Ok(WriteResult {
+        writers,
+        elapsed,
+        latency: LatencySummary::from_samples(latencies),
+        errors,
+        warmup_errors,
+    })
+}
+
+/// The fsync floor: one writer committing one small insert per redb write
+/// transaction with redb's default durability, on the disk under `dir`.
+pub fn redb_commit_floor(
+    dir: &Path,
+    value_len: usize,
+    timing: Timing,
+) -> anyhow::Result<FloorResult> {
+    let db = Database::create(dir.join("floor.redb")).context("create floor database")?;
+    let value = vec![b'x'; value_len];
+    commit_loop(timing, |i| {
+        let key = format!("key-{i}");
+        let txn = db.begin_write()?;
+        {
+            let mut table = txn.open_table(FLOOR_TABLE)?;
+            table.insert(key.as_str(), value.as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
+    })
+}
+
+/// The device's own floor, for reading the redb figure: overwrite one 4 KiB
+/// block of a preallocated file and `fdatasync` it, in a loop.
+pub fn fdatasync_floor(dir: &Path, timing: Timing) -> anyhow::Result<FloorResult> {
+    const BLOCK: u64 = 4096;
+    const BLOCKS: u64 = 1024;
+    let file =
+        std::fs::File::create(dir.join("floor.fdatasync")).context("create fdatasync file")?;
+    let block = vec![0x5a_u8; BLOCK as usize];
+    for i in 0..BLOCKS {
+        file.write_all_at(&block, i * BLOCK)?;
+    }
+    file.sync_all()?;
+    commit_loop(timing, |i| {
+        file.write_all_at(&block, (i % BLOCKS) * BLOCK)?;
+        file.sync_data()?;
+        Ok(())
+    })
+}
+
+/// Formats rows as an aligned table; the peer column appears once a row has one.
+pub fn format_table(rows: &[Row]) -> String {
+    let with_peer = rows.iter().any(|r| r.peer.is_some());
+    let cells = |r: &Row| {
+        let mut cells = vec![
+            r.scenario.clone(),
+            r.figure.clone(),
+            r.budget.clone().unwrap_or_default(),
+        ];
+        if with_peer {
+            cells.push(r.peer.clone().unwrap_or_default());
+        }
+        cells.push(r.ratio.map(|x| format!("{x:.2}")).unwrap_or_default());
+        cells
+    };
+    let mut header: Vec<String> = ["scenario", "figure", "budget"].map(String::from).to_vec();
+    if with_peer {
+        header.push("peer".into());
+    }
+    header.push("ratio".into());
+    let lines: Vec<Vec<String>> = std::iter::once(header)
+        .chain(rows.iter().map(cells))
+        .collect();
+    let widths: Vec<usize> = (0..lines[0].len())
+        .map(|c| {
+            lines
+                .iter()
+                .map(|l| l[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for line in &lines {
+        let mut text = String::new();
+        for (c, cell) in line.iter().enumerate() {
+            let _ = write!(text, "{cell:<width$}  ", width = widths[c]);
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+async fn connect(addr: SocketAddr) -> anyhow::Result<http1::SendRequest<Full<Bytes>>> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connect to {addr}"))?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = http1::handshake(TokioIo::new(stream))
+        .await
+        .context("HTTP/1.1 handshake")?;
+    tokio::spawn(async move {
+        // An error here also fails the request in flight, which counts it.
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+async fn writer(
+    addr: SocketAddr,
+    mut sender: http1::SendRequest<Full<Bytes>>,
+    template: Arc<ConfigMapTemplate>,
+    name_prefix: String,
+    measure_from: Instant,
+    end: Instant,
+) -> WriterTally {
+    let mut tally = WriterTally {
+        latencies: Vec::with_capacity(1024),
+        ..WriterTally::default()
+    };
+    let host = addr.to_string();
+    for seq in 0u64.. {
+        let body = template.render(&format!("{name_prefix}{seq}"));
+        let started = Instant::now();
+        if started >= end {
+            break;
+        }
+        let counted = started >= measure_from;
+        match create(&mut sender, &host, body).await {
+            Ok(()) => {
+                if counted {
+                    tally.latencies.push(started.elapsed());
+                }
+            }
+            Err(CreateError::Status(status, body)) => {
+                tally.error(counted, status.to_string(), body)
+            }
+            Err(CreateError::Transport(e)) => {
+                tally.error(counted, format!("transport: {e}"), String::new());
+                // Carry on over a fresh connection; each failed attempt counts too.
+                loop {
+                    match connect(addr).await {
+                        Ok(fresh) => {
+                            sender = fresh;
+                            break;
+                        }
+                        Err(e) => {
+                            tally.error(
+                                Instant::now() >= measure_from,
+                                format!("reconnect: {e:#}"),
+                                String::new(),
+                            );
+                            if Instant::now() >= end {
+                                return tally;
+                            }
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    tally
+}
+
+async fn create(
+    sender: &mut http1::SendRequest<Full<Bytes>>,
+    host: &str,
+    body: Bytes,
+) -> Result<(), CreateError> {
+    let transport = |e: &dyn std::fmt::Display| CreateError::Transport(e.to_string());
+    let request = Request::post(CONFIGMAPS)
+        .header(HOST, host)
+        .header(CONTENT_TYPE, "application/json")
+        .body(Full::new(body))
+        .map_err(|e| transport(&e))?;
+    sender.ready().await.map_err(|e| transport(&e))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| transport(&e))?;
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| transport(&e))?
+        .to_bytes();
+    if status == StatusCode::CREATED {
+        Ok(())
+    } else {
+        let text = String::from_utf8_lossy(&body);
+        Err(CreateError::Status(
+            status,
+            text.chars().take(300).collect(),
+        ))
+    }
+}
+
+/// Runs `commit` back to back; the warm-up's commits are not counted.
+fn commit_loop(
+    timing: Timing,
+    mut commit: impl FnMut(u64) -> anyhow::Result<()>,
+) -> anyhow::Result<FloorResult> {
+    let measure_from = Instant::now() + timing.warmup;
+    let end = measure_from + timing.measure;
+    let mut latencies = Vec::with_capacity(16_384);
+    for i in 0u64.. {
+        let started = Instant::now();
+        if started >= end {
+            break;
+        }
+        commit(i)?;
+        if started >= measure_from {
+            latencies.push(started.elapsed());
+        }
+    }
+    Ok(FloorResult {
+        elapsed: measure_from.elapsed(),
+        latency: LatencySummary::from_samples(latencies),
+    })
+}
+
+fn unescape_mountinfo(field: &str) -> String {
+    // Spaces, tabs, newlines and backslashes appear as \ooo octal escapes.
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match octal {
+            Some(d) if bytes[i] == b'\\' => {
+                out.push(
+                    d.iter()
+                        .fold(0u8, |n, b| n.wrapping_mul(8).wrapping_add(b - b'0')),
+                );
+                i += 4;
+            }
+            _ => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn millis(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1e3;
+    if ms < 1.0 {
+        format!("{ms:.2} ms")
+    } else if ms < 10.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.0} ms")
+    }
+}
+
+fn thousands(x: f64) -> String {
+    let digits = format!("{:.0}", x.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn detail_line(label: &str, per_second: f64, latency: &LatencySummary, errors: u64) -> String {
+    format!(
+        "{label:<34} {:>9} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>7}",
+        latency.count,
+        per_second,
+        latency.p50.as_secs_f64() * 1e3,
+        latency.p99.as_secs_f64() * 1e3,
+        latency.max.as_secs_f64() * 1e3,
+        errors
+    )
+}
+
+fn machine_summary() -> String {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let kernel = read("/proc/sys/kernel/osrelease").trim().to_string();
+    let memory = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
+        .map(|kb| format!("{:.1} GiB", kb as f64 / (1024.0 * 1024.0)))
+        .unwrap_or_else(|| "?".into());
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!("{cpus} CPUs, {memory} memory, Linux {kernel}")
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut timing = Timing::full();
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--quick" => timing = Timing::quick(),
+            // cargo bench passes --bench to harness = false targets.
+            "--bench" => {}
+            "--help" | "-h" => {
+                println!("usage: cargo bench --bench api_writes [-- --quick]");
+                println!(
+                    "SKIFF_BENCH_DIR=<dir> puts the data directories under <dir> (default: the target's tmp dir)"
+                );
+                return Ok(());
+            }
+            other => eprintln!("api_writes: ignoring argument {other:?}"),
+        }
+    }
+
+    // The data must sit on the real disk: /tmp can be tmpfs, where fsync is free.
+    let parent = std::env::var_os("SKIFF_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
+    std::fs::create_dir_all(&parent).with_context(|| format!("create {}", parent.display()))?;
+    let data = tempfile::Builder::new()
+        .prefix("api_writes-")
+        .tempdir_in(&parent)
+        .context("create data directory")?;
+    let disk = DataDisk::of(data.path())?;
+    println!("machine: {}", machine_summary());
+    println!(
+        "data dir: {} on {} ({}, mounted at {})",
+        disk.path.display(),
+        disk.device,
+        disk.fs_type,
+        disk.mount_point
+    );
+    if matches!(disk.fs_type.as_str(), "tmpfs" | "ramfs") {
+        bail!(
+            "the data directory is on {}: fsync costs nothing there; set SKIFF_BENCH_DIR to a real disk",
+            disk.fs_type
+        );
+    }
+    println!(
+        "timing: {} s warm-up, {} s measured per scenario",
+        timing.warmup.as_secs_f64(),
+        timing.measure.as_secs_f64()
+    );
+    println!();
+
+    // The floors run first, on their own, before the control plane exists.
+    let floor_dir = data.path().join("floor");
+    std::fs::create_dir_all(&floor_dir)?;
+    let value_len = ConfigMapTemplate::new()
+        .render("bench-w200-199-99999")
+        .len();
+    progress("redb commit loop");
+    let redb_floor = redb_commit_floor(&floor_dir, value_len, timing)?;
+    progress("fdatasync loop");
+    let raw_floor = fdatasync_floor(&floor_dir, timing)?;
+    std::fs::remove_dir_all(&floor_dir)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let writes = runtime.block_on(async {
+        let plane = ControlPlane::start(ControlPlaneConfig {
+            data_dir: data.path().join("plane"),
+            api_addr: "127.0.0.1:0".parse()?,
+            store: Default::default(),
+        })
+        .await
+        .context("start control plane")?;
+        let mut writes = Vec::new();
+        for writers in WRITER_COUNTS {
+            progress(&format!("durable creates, {writers} writers"));
+            writes.push(durable_creates(plane.api_addr(), writers, timing).await?);
+        }
+        anyhow::Ok(writes)
+    })?;
+    // Stop the server and the store's writer before the data directory goes.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+
+    let mut rows: Vec<Row> = writes.iter().map(WriteResult::row).collect();
+    rows.push(Row {
+        scenario: "redb commit loop (fsync floor)".into(),
+        figure: format!(
+            "{} /s, p99 {}",
+            thousands(redb_floor.per_second()),
+            millis(redb_floor.latency.p99)
+        ),
+        ..Row::default()
+    });
+    rows.push(Row {
+        scenario: "fdatasync loop, 4 KiB (device floor)".into(),
+        figure: format!(
+            "{} /s, p99 {}",
+            thousands(raw_floor.per_second()),
+            millis(raw_floor.latency.p99)
+        ),
+        ..Row::default()
+    });
+    if let Some(most) = writes.last() {
+        rows.push(Row {
+            scenario: format!("group commit: {} writers / floor", most.writers),
+            figure: format!("{:.1}x", most.per_second() / redb_floor.per_second()),
+            ..Row::default()
+        });
+    }
+    println!("{}", format_table(&rows));
+
+    println!(
+        "{:<34} {:>9} {:>10} {:>8} {:>8} {:>8} {:>7}",
+        "detail", "counted", "per s", "p50 ms", "p99 ms", "max ms", "errors"
+    );
+    for w in &writes {
+        let label = w.row().scenario;
+        println!(
+            "{}",
+            detail_line(&label, w.per_second(), &w.latency, w.error_count())
+        );
+    }
+    println!(
+        "{}",
+        detail_line(
+            "redb commit loop",
+            redb_floor.per_second(),
+            &redb_floor.latency,
+            0
+        )
+    );
+    println!(
+        "{}",
+        detail_line(
+            "fdatasync 4 KiB loop",
+            raw_floor.per_second(),
+            &raw_floor.latency,
+            0
+        )
+    );
+    for w in &writes {
+        for (kind, (n, sample)) in &w.errors {
+            println!("errors at {} writers: {n} x {kind}: {sample}", w.writers);
+        }
+        if w.warmup_errors > 0 {
+            println!(
+                "errors at {} writers during warm-up (not in the figure): {}",
+                w.writers, w.warmup_errors
+            );
+        }
+    }
+    Ok(())
+}
+
+fn progress(what: &str) {
+    eprintln!("running: {what} ...");
+}

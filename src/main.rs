@@ -1,1 +1,82 @@
-fn main() {}
+//! `skiff`: Kubernetes for WebAssembly, in one binary.
+//!
+//! The binary is thin: each subcommand parses its arguments and calls into the
+//! libraries (`skiff-control`, and later `skiff-node`).
+
+mod client;
+mod push;
+mod server;
+mod up;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "skiff",
+    version,
+    about = "Kubernetes for WebAssembly, in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a control plane: store, Kubernetes API server, controllers.
+    Server(server::Args),
+    /// Run the embedded default cluster in one process.
+    Up(up::Args),
+    /// Push a Wasm component to the cluster under NAME:TAG.
+    Push(push::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    init_tracing();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Server(args) => server::run(args).await,
+            Command::Up(args) => up::run(args).await,
+            Command::Push(args) => push::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Where Skiff keeps its data when `--data-dir` is not given: `$SKIFF_DATA_DIR`,
+/// else `~/.skiff`.
+pub fn default_data_dir() -> std::path::PathBuf {
+    if let Some(dir) = std::env::var_os("SKIFF_DATA_DIR") {
+        return dir.into();
+    }
+    let home = std::env::var_os("HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| ".".into());
+    home.join(".skiff")
+}

@@ -55,10 +55,16 @@ impl ComponentRef {
     /// Parses `name`, `name:tag` or `sha256:<hex>`.
     pub fn parse(s: &str) -> Result<Self, String> {
         if let Some(hex) = s.strip_prefix("sha256:") {
-            if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+            if hex.len() == 64
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            {
                 return Ok(ComponentRef::Digest(s.to_string()));
             }
-            return Err(format!("{s:?} is not a sha256 digest: expected sha256: and 64 lower-case hex digits"));
+            return Err(format!(
+                "{s:?} is not a sha256 digest: expected sha256: and 64 lower-case hex digits"
+            ));
         }
         let (name, tag) = s.split_once(':').unwrap_or((s, DEFAULT_TAG));
         if !is_component_name(name) {
@@ -71,7 +77,10 @@ impl ComponentRef {
                 "component tag {tag:?} must be 1-63 characters of lower-case letters, digits, '-' and '.', starting with a letter or digit"
             ));
         }
-        Ok(ComponentRef::Tagged { name: name.to_string(), tag: tag.to_string() })
+        Ok(ComponentRef::Tagged {
+            name: name.to_string(),
+            tag: tag.to_string(),
+        })
     }
 
     /// The Component object's name for a tagged reference: `<name>.<tag>`.
@@ -91,7 +100,8 @@ pub fn object_name(name: &str, tag: &str) -> String {
 fn is_component_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
@@ -99,7 +109,8 @@ fn is_component_name(s: &str) -> bool {
 fn is_tag(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         && s.as_bytes()[0].is_ascii_alphanumeric()
 }
 
@@ -111,11 +122,23 @@ mod tests {
     fn parses_references() {
         assert_eq!(
             ComponentRef::parse("hello").unwrap(),
-            ComponentRef::Tagged { name: "hello".into(), tag: "latest".into() }
+            ComponentRef::Tagged {
+                name: "hello".into(),
+                tag: "latest".into()
+            }
         );
-        assert_eq!(ComponentRef::parse("hello:v1.2").unwrap().object_name().unwrap(), "hello.v1.2");
+        assert_eq!(
+            ComponentRef::parse("hello:v1.2")
+                .unwrap()
+                .object_name()
+                .unwrap(),
+            "hello.v1.2"
+        );
         let digest = format!("sha256:{}", "a".repeat(64));
-        assert_eq!(ComponentRef::parse(&digest).unwrap(), ComponentRef::Digest(digest.clone()));
+        assert_eq!(
+            ComponentRef::parse(&digest).unwrap(),
+            ComponentRef::Digest(digest.clone())
+        );
         assert!(ComponentRef::parse("sha256:abc").is_err());
         assert!(ComponentRef::parse("Hello:v1").is_err());
         assert!(ComponentRef::parse("hello:").is_err());

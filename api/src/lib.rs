@@ -9,6 +9,8 @@
 //! come from `k8s-openapi`.
 
 pub mod component;
+pub mod defaults;
+pub mod kubeconfig;
 pub mod meta;
 pub mod patch;
 pub mod resource;

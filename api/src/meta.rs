@@ -12,7 +12,8 @@ pub fn name(obj: &Value) -> Option<&str> {
 
 /// `metadata.generateName`, if set.
 pub fn generate_name(obj: &Value) -> Option<&str> {
-    obj.pointer("/metadata/generateName").and_then(Value::as_str)
+    obj.pointer("/metadata/generateName")
+        .and_then(Value::as_str)
 }
 
 /// `metadata.namespace`, if set.
@@ -34,7 +35,9 @@ pub fn resource_version(obj: &Value) -> Option<&str> {
 
 /// `metadata.generation`, 0 when unset.
 pub fn generation(obj: &Value) -> i64 {
-    obj.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0)
+    obj.pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
 }
 
 /// `metadata.labels`, if any.
@@ -44,7 +47,8 @@ pub fn labels(obj: &Value) -> Option<&Map<String, Value>> {
 
 /// `metadata.annotations`, if any.
 pub fn annotations(obj: &Value) -> Option<&Map<String, Value>> {
-    obj.pointer("/metadata/annotations").and_then(Value::as_object)
+    obj.pointer("/metadata/annotations")
+        .and_then(Value::as_object)
 }
 
 /// `metadata.finalizers` as strings (non-strings are skipped).
@@ -57,12 +61,14 @@ pub fn finalizers(obj: &Value) -> Vec<&str> {
 
 /// `metadata.deletionTimestamp`, if set.
 pub fn deletion_timestamp(obj: &Value) -> Option<&str> {
-    obj.pointer("/metadata/deletionTimestamp").and_then(Value::as_str)
+    obj.pointer("/metadata/deletionTimestamp")
+        .and_then(Value::as_str)
 }
 
 /// `metadata.creationTimestamp`, if set.
 pub fn creation_timestamp(obj: &Value) -> Option<&str> {
-    obj.pointer("/metadata/creationTimestamp").and_then(Value::as_str)
+    obj.pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str)
 }
 
 /// `metadata.ownerReferences`, if any.

@@ -90,7 +90,11 @@ impl FieldError {
         Self::new(field, FieldErrorKind::Required, detail)
     }
 
-    pub fn invalid(field: impl Into<String>, value: impl Into<Value>, detail: impl Into<String>) -> Self {
+    pub fn invalid(
+        field: impl Into<String>,
+        value: impl Into<Value>,
+        detail: impl Into<String>,
+    ) -> Self {
         Self::new(field, FieldErrorKind::Invalid(value.into()), detail)
     }
 
@@ -98,10 +102,17 @@ impl FieldError {
         Self::new(field, FieldErrorKind::Forbidden, detail)
     }
 
-    pub fn not_supported(field: impl Into<String>, value: impl Into<Value>, supported: &[&str]) -> Self {
+    pub fn not_supported(
+        field: impl Into<String>,
+        value: impl Into<Value>,
+        supported: &[&str],
+    ) -> Self {
         Self::new(
             field,
-            FieldErrorKind::NotSupported(value.into(), supported.iter().map(|s| s.to_string()).collect()),
+            FieldErrorKind::NotSupported(
+                value.into(),
+                supported.iter().map(|s| s.to_string()).collect(),
+            ),
             "",
         )
     }
@@ -114,7 +125,11 @@ impl FieldError {
         Self::new(field, FieldErrorKind::TooLong(max), "")
     }
 
-    pub fn type_invalid(field: impl Into<String>, value: impl Into<Value>, detail: impl Into<String>) -> Self {
+    pub fn type_invalid(
+        field: impl Into<String>,
+        value: impl Into<Value>,
+        detail: impl Into<String>,
+    ) -> Self {
         Self::new(field, FieldErrorKind::TypeInvalid(value.into()), detail)
     }
 
@@ -123,7 +138,11 @@ impl FieldError {
     }
 
     pub fn new(field: impl Into<String>, kind: FieldErrorKind, detail: impl Into<String>) -> Self {
-        FieldError { field: field.into(), kind, detail: detail.into() }
+        FieldError {
+            field: field.into(),
+            kind,
+            detail: detail.into(),
+        }
     }
 
     /// `causes[].reason`, as Kubernetes spells it.
@@ -149,14 +168,22 @@ impl FieldError {
             }
             FieldErrorKind::NotSupported(v, supported) => {
                 let list: Vec<String> = supported.iter().map(|s| format!("\"{s}\"")).collect();
-                format!("Unsupported value: {}: supported values: {}", render_value(v), list.join(", "))
+                format!(
+                    "Unsupported value: {}: supported values: {}",
+                    render_value(v),
+                    list.join(", ")
+                )
             }
             FieldErrorKind::Duplicate(v) => format!("Duplicate value: {}", render_value(v)),
             FieldErrorKind::Forbidden => "Forbidden".to_string(),
             FieldErrorKind::TooLong(max) => format!("Too long: may not be more than {max} bytes"),
             FieldErrorKind::Unknown => "unknown field".to_string(),
         };
-        if self.detail.is_empty() { head } else { format!("{head}: {}", self.detail) }
+        if self.detail.is_empty() {
+            head
+        } else {
+            format!("{head}: {}", self.detail)
+        }
     }
 }
 
@@ -184,7 +211,8 @@ fn render_value(v: &Value) -> String {
 pub struct ApiError {
     pub reason: Reason,
     pub message: String,
-    pub details: Option<Details>,
+    /// Boxed so that `Result<T, ApiError>` stays small on the happy path.
+    pub details: Option<Box<Details>>,
     /// Overrides the code implied by `reason` (e.g. 500 with a custom reason).
     pub code: Option<u16>,
 }
@@ -204,7 +232,12 @@ pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
 impl ApiError {
     pub fn new(reason: Reason, message: impl Into<String>) -> Self {
-        ApiError { reason, message: message.into(), details: None, code: None }
+        ApiError {
+            reason,
+            message: message.into(),
+            details: None,
+            code: None,
+        }
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -220,7 +253,7 @@ impl ApiError {
             Reason::NotFound,
             format!("{} \"{}\" not found", rt.qualified_resource(), name),
         );
-        e.details = Some(Details::object(rt, name, Vec::new()));
+        e.details = Some(Box::new(Details::object(rt, name, Vec::new())));
         e
     }
 
@@ -229,7 +262,7 @@ impl ApiError {
             Reason::AlreadyExists,
             format!("{} \"{}\" already exists", rt.qualified_resource(), name),
         );
-        e.details = Some(Details::object(rt, name, Vec::new()));
+        e.details = Some(Box::new(Details::object(rt, name, Vec::new())));
         e
     }
 
@@ -244,7 +277,7 @@ impl ApiError {
                 why
             ),
         );
-        e.details = Some(Details::object(rt, name, Vec::new()));
+        e.details = Some(Box::new(Details::object(rt, name, Vec::new())));
         e
     }
 
@@ -263,9 +296,14 @@ impl ApiError {
         };
         let mut e = Self::new(
             Reason::Invalid,
-            format!("{} \"{}\" is invalid: {}", rt.qualified_kind(), name, joined),
+            format!(
+                "{} \"{}\" is invalid: {}",
+                rt.qualified_kind(),
+                name,
+                joined
+            ),
         );
-        e.details = Some(Details::object(rt, name, causes));
+        e.details = Some(Box::new(Details::object(rt, name, causes)));
         e
     }
 
@@ -283,7 +321,7 @@ impl ApiError {
                 list.join(", ")
             ),
         );
-        e.details = Some(Details::object(rt, name, causes));
+        e.details = Some(Box::new(Details::object(rt, name, causes)));
         e
     }
 
@@ -294,7 +332,9 @@ impl ApiError {
     pub fn unsupported_media_type(content_type: &str) -> Self {
         Self::new(
             Reason::UnsupportedMediaType,
-            format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/merge-patch+json, application/json-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml; got {content_type:?}"),
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/merge-patch+json, application/json-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml; got {content_type:?}"
+            ),
         )
     }
 
@@ -386,19 +426,20 @@ mod tests {
         let err = ApiError::invalid(
             rt,
             "Bad_Name",
-            vec![FieldError::invalid("metadata.name", "Bad_Name", "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters")],
+            vec![FieldError::invalid(
+                "metadata.name",
+                "Bad_Name",
+                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters",
+            )],
         );
         let s = err.to_status();
         assert_eq!(s["code"], 422);
         assert_eq!(s["reason"], "Invalid");
         assert_eq!(s["details"]["causes"][0]["field"], "metadata.name");
         assert_eq!(s["details"]["causes"][0]["reason"], "FieldValueInvalid");
-        assert!(
-            s["message"]
-                .as_str()
-                .unwrap()
-                .starts_with("Deployment.apps \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\"")
-        );
+        assert!(s["message"].as_str().unwrap().starts_with(
+            "Deployment.apps \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\""
+        ));
     }
 
     #[test]

@@ -1,4 +1,258 @@
-//! The Kubernetes API server (axum).
+//! The Kubernetes API server (axum): Kubernetes' paths, JSON shapes, status
+//! codes and semantics, so that `kubectl` and client libraries work unchanged.
+//!
+//! Discovery and OpenAPI documents are static ([`discovery`], [`openapi`]);
+//! everything under `/api/v1/...` and `/apis/{group}/{version}/...` goes through
+//! [`path::parse`] to [`resources::handle`], which calls the [`Registry`].
 
 pub mod discovery;
 pub mod openapi;
+
+mod components;
+mod path;
+mod request;
+mod resources;
+mod response;
+mod watch;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use skiff_api::status::{ApiError, Reason};
+
+use crate::components::ComponentStore;
+use crate::registry::Registry;
+use path::Target;
+use response::{ErrorResponse, HandlerResult};
+
+/// The largest object body accepted, as Kubernetes' 3 MiB request limit.
+const MAX_OBJECT_BYTES: usize = 3 * 1024 * 1024;
+/// The largest component accepted by a push.
+pub const MAX_COMPONENT_BYTES: usize = 512 * 1024 * 1024;
+
+/// What every handler shares.
+pub struct ApiState {
+    pub registry: Registry,
+    pub components: Arc<ComponentStore>,
+    /// How often a watch that allows bookmarks gets one when idle.
+    pub bookmark_interval: Duration,
+    /// Set once startup (bootstrap objects, controllers) is done.
+    pub ready: AtomicBool,
+}
+
+impl ApiState {
+    pub fn new(registry: Registry, components: Arc<ComponentStore>) -> Self {
+        ApiState {
+            registry,
+            components,
+            bookmark_interval: Duration::from_secs(15),
+            ready: AtomicBool::new(false),
+        }
+    }
+}
+
+/// The API server's routes.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/version", get(version))
+        .route("/api", get(legacy_discovery))
+        .route("/apis", get(group_discovery))
+        .route("/openapi/v2", get(openapi_v2))
+        .route("/openapi/v3", get(openapi_v3_root))
+        .route("/openapi/v3/{*path}", get(openapi_v3_document))
+        .route("/healthz", get(healthz))
+        .route("/livez", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(dispatch)
+        .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES))
+        .with_state(state)
+}
+
+async fn version() -> Response {
+    response::json(StatusCode::OK, &discovery::version_info())
+}
+
+async fn legacy_discovery(headers: HeaderMap) -> Response {
+    if discovery::wants_aggregated(accept(&headers)) {
+        aggregated(discovery::aggregated_discovery(true))
+    } else {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("127.0.0.1:6443");
+        response::json(StatusCode::OK, &discovery::api_versions(host))
+    }
+}
+
+async fn group_discovery(headers: HeaderMap) -> Response {
+    if discovery::wants_aggregated(accept(&headers)) {
+        aggregated(discovery::aggregated_discovery(false))
+    } else {
+        response::json(StatusCode::OK, &discovery::api_group_list())
+    }
+}
+
+fn aggregated(body: serde_json::Value) -> Response {
+    let mut response = response::json(StatusCode::OK, &body);
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(discovery::AGGREGATED_CONTENT_TYPE),
+    );
+    response
+}
+
+fn accept(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// kubectl decodes `/openapi/v2` as protobuf; an empty document is enough for
+/// it to validate `kind: List` manifests client-side and leave the rest to the
+/// server (see `openapi::v2`).
+async fn openapi_v2(headers: HeaderMap) -> Response {
+    if openapi::wants_openapi_v2_protobuf(accept(&headers)) {
+        let mut response = Response::new(axum::body::Body::from(openapi::openapi_v2_protobuf()));
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(openapi::OPENAPI_V2_PROTOBUF),
+        );
+        response
+    } else {
+        response::json(StatusCode::OK, &openapi::openapi_v2())
+    }
+}
+
+async fn openapi_v3_root() -> Response {
+    let mut response = response::json(StatusCode::OK, &openapi::openapi_v3_root());
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, private"),
+    );
+    response
+}
+
+/// One group version's OpenAPI v3 document, with the caching kubectl expects:
+/// immutable under its content hash, revalidated by ETag otherwise.
+async fn openapi_v3_document(Path(path): Path<String>, uri: Uri, headers: HeaderMap) -> Response {
+    let parts: Vec<&str> = path.split('/').collect();
+    let (group, version) = match parts.as_slice() {
+        ["api", version] => ("", *version),
+        ["apis", group, version] => (*group, *version),
+        _ => return ErrorResponse(path::not_found()).into_response(),
+    };
+    let (Some(bytes), Some(hash)) = (
+        openapi::openapi_v3_json(group, version),
+        openapi::openapi_v3_hash(group, version),
+    ) else {
+        return ErrorResponse(path::not_found()).into_response();
+    };
+    let etag = format!("\"{hash}\"");
+    let requested_hash = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|p| p.strip_prefix("hash="));
+    if let Some(requested) = requested_hash
+        && requested != hash
+    {
+        let location = format!(
+            "/openapi/v3/{}?hash={hash}",
+            openapi::group_version_key(group, version)
+        );
+        let mut response = StatusCode::MOVED_PERMANENTLY.into_response();
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            response.headers_mut().insert(header::LOCATION, v);
+        }
+        return response;
+    }
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(etag.as_str())
+    {
+        return StatusCode::NOT_MODIFIED.into_response();
+    }
+    let mut response = Response::new(axum::body::Body::from(bytes));
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    if requested_hash.is_some() {
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, immutable"),
+        );
+        h.insert(
+            header::EXPIRES,
+            HeaderValue::from_static("Fri, 01 Jan 2100 00:00:00 GMT"),
+        );
+        h.insert(header::VARY, HeaderValue::from_static("Accept"));
+    } else {
+        h.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-cache, private"),
+        );
+    }
+    response
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        "ok".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: starting up").into_response()
+    }
+}
+
+/// Everything under `/api/...` and `/apis/...`.
+async fn dispatch(
+    State(state): State<Arc<ApiState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> HandlerResult {
+    let target = path::parse(uri.path())?;
+    tracing::debug!(%method, path = uri.path(), "api request");
+    match target {
+        Target::GroupVersion { group, version } => {
+            match discovery::api_resource_list(&group, &version) {
+                Some(list) if method == Method::GET => Ok(response::json(StatusCode::OK, &list)),
+                _ => Err(path::not_found().into()),
+            }
+        }
+        Target::Group { group } => match discovery::api_group(&group) {
+            Some(g) if method == Method::GET => Ok(response::json(StatusCode::OK, &g)),
+            _ => Err(path::not_found().into()),
+        },
+        Target::Resource(rp) => {
+            let is_upload = request::media_type(&headers) == "application/wasm";
+            if !is_upload && body.len() > MAX_OBJECT_BYTES {
+                return Err(ApiError::new(
+                    Reason::RequestEntityTooLarge,
+                    "Request entity too large: limit is 3145728",
+                )
+                .into());
+            }
+            let query = request::Query::parse(uri.query())?;
+            resources::handle(state, method, rp, query, headers, body).await
+        }
+    }
+}

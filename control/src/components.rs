@@ -37,7 +37,9 @@ impl ComponentStore {
     /// twice is a no-op.
     pub fn put(&self, bytes: &[u8]) -> std::io::Result<String> {
         let digest = Self::digest(bytes);
-        let path = self.path_of(&digest).ok_or_else(|| std::io::Error::other("bad digest"))?;
+        let path = self
+            .path_of(&digest)
+            .ok_or_else(|| std::io::Error::other("bad digest"))?;
         if path.exists() {
             return Ok(digest);
         }
@@ -57,7 +59,9 @@ impl ComponentStore {
 
     /// The bytes stored under a digest, if any.
     pub fn get(&self, digest: &str) -> std::io::Result<Option<Vec<u8>>> {
-        let Some(path) = self.path_of(digest) else { return Ok(None) };
+        let Some(path) = self.path_of(digest) else {
+            return Ok(None);
+        };
         match std::fs::read(path) {
             Ok(bytes) => Ok(Some(bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -68,8 +72,11 @@ impl ComponentStore {
     /// The file of a digest; `None` for a malformed digest.
     pub fn path_of(&self, digest: &str) -> Option<PathBuf> {
         let hex = digest.strip_prefix("sha256:")?;
-        (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
-            .then(|| self.dir.join(hex))
+        (hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+        .then(|| self.dir.join(hex))
     }
 }
 
@@ -82,7 +89,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = ComponentStore::open(dir.path()).unwrap();
         let digest = store.put(b"hello").unwrap();
-        assert_eq!(digest, "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+        assert_eq!(
+            digest,
+            "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
         assert_eq!(store.get(&digest).unwrap().unwrap(), b"hello");
         assert_eq!(store.put(b"hello").unwrap(), digest);
         assert!(store.get("sha256:../../etc/passwd").unwrap().is_none());

@@ -37,9 +37,16 @@ pub enum StoreError {
     #[error("{0} not found")]
     NotFound(ObjectKey),
     #[error("{key} was modified: expected revision {expected}, found {actual}")]
-    Conflict { key: ObjectKey, expected: Revision, actual: Revision },
+    Conflict {
+        key: ObjectKey,
+        expected: Revision,
+        actual: Revision,
+    },
     #[error("revision {requested} has been compacted (oldest available is {oldest})")]
-    Compacted { requested: Revision, oldest: Revision },
+    Compacted {
+        requested: Revision,
+        oldest: Revision,
+    },
     #[error("the store is closed")]
     Closed,
     #[error("store backend: {0}")]
@@ -58,8 +65,16 @@ pub struct ObjectKey {
 }
 
 impl ObjectKey {
-    pub fn new(resource: impl Into<String>, namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        ObjectKey { resource: resource.into(), namespace: namespace.into(), name: name.into() }
+    pub fn new(
+        resource: impl Into<String>,
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
+        ObjectKey {
+            resource: resource.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 
     /// The key as stored: `resource/namespace/name`. Names, namespaces and resource
@@ -94,12 +109,18 @@ pub struct KeyPrefix {
 
 impl KeyPrefix {
     pub fn new(resource: impl Into<String>, namespace: Option<String>) -> Self {
-        KeyPrefix { resource: resource.into(), namespace }
+        KeyPrefix {
+            resource: resource.into(),
+            namespace,
+        }
     }
 
     /// Every key of every resource.
     pub fn everything() -> Self {
-        KeyPrefix { resource: String::new(), namespace: None }
+        KeyPrefix {
+            resource: String::new(),
+            namespace: None,
+        }
     }
 
     /// The encoded prefix every key in the set starts with.
@@ -113,7 +134,10 @@ impl KeyPrefix {
 
     pub fn contains(&self, key: &ObjectKey) -> bool {
         (self.resource.is_empty() || self.resource == key.resource)
-            && self.namespace.as_ref().is_none_or(|ns| *ns == key.namespace)
+            && self
+                .namespace
+                .as_ref()
+                .is_none_or(|ns| *ns == key.namespace)
     }
 }
 
@@ -223,7 +247,12 @@ pub trait Store: Send + Sync + 'static {
     /// live changes. When `progress` is set, a [`WatchItem::Progress`] is yielded
     /// after that much idle time, carrying a revision up to which every change has
     /// been delivered (for bookmarks).
-    fn watch(&self, prefix: KeyPrefix, from: Revision, progress: Option<Duration>) -> Result<WatchStream>;
+    fn watch(
+        &self,
+        prefix: KeyPrefix,
+        from: Revision,
+        progress: Option<Duration>,
+    ) -> Result<WatchStream>;
 
     /// The latest committed revision.
     fn revision(&self) -> Revision;
@@ -234,5 +263,8 @@ pub trait Store: Send + Sync + 'static {
 
 /// Reads `metadata.resourceVersion` as a revision.
 pub fn object_revision(obj: &Value) -> Option<Revision> {
-    obj.pointer("/metadata/resourceVersion")?.as_str()?.parse().ok()
+    obj.pointer("/metadata/resourceVersion")?
+        .as_str()?
+        .parse()
+        .ok()
 }

@@ -12,8 +12,8 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use skiff_control::store::redb::{RedbStore, StoreConfig};
 use skiff_control::store::{
-    Action, EventType, KeyPrefix, ListRequest, ObjectKey, Op, Precondition, Store, StoreError, WatchItem,
-    object_revision,
+    Action, EventType, KeyPrefix, ListRequest, ObjectKey, Op, Precondition, Store, StoreError,
+    WatchItem, object_revision,
 };
 
 /// The model: key -> (object without resourceVersion, revision), plus history.
@@ -61,7 +61,11 @@ fn model_apply(model: &mut Model, ops: &[Op]) -> Result<Vec<u64>, &'static str> 
         let r = model.revision;
         match &op.action {
             Action::Put(v) => {
-                let kind = if model.objects.contains_key(&op.key) { EventType::Modified } else { EventType::Added };
+                let kind = if model.objects.contains_key(&op.key) {
+                    EventType::Modified
+                } else {
+                    EventType::Added
+                };
                 model.objects.insert(op.key.clone(), (v.clone(), r));
                 model.history.push((r, kind, op.key.clone()));
             }
@@ -86,15 +90,34 @@ fn check_matches(store: &RedbStore, model: &Model) {
     for resource in ["pods", "deployments.apps"] {
         for ns in [None, Some("default".to_string()), Some("dev".to_string())] {
             let prefix = KeyPrefix::new(resource, ns.clone());
-            let expected: Vec<Value> =
-                model.objects.iter().filter(|(k, _)| prefix.contains(k)).map(|(_, (v, _))| v.clone()).collect();
-            let all = store.list(&ListRequest { prefix: prefix.clone(), after: None, limit: None, filter: &|_| true }).unwrap();
-            assert_eq!(all.items.into_iter().map(strip_rv).collect::<Vec<_>>(), expected);
+            let expected: Vec<Value> = model
+                .objects
+                .iter()
+                .filter(|(k, _)| prefix.contains(k))
+                .map(|(_, (v, _))| v.clone())
+                .collect();
+            let all = store
+                .list(&ListRequest {
+                    prefix: prefix.clone(),
+                    after: None,
+                    limit: None,
+                    filter: &|_| true,
+                })
+                .unwrap();
+            assert_eq!(
+                all.items.into_iter().map(strip_rv).collect::<Vec<_>>(),
+                expected
+            );
             let mut paged = Vec::new();
             let mut after = None;
             loop {
                 let page = store
-                    .list(&ListRequest { prefix: prefix.clone(), after: after.clone(), limit: Some(3), filter: &|_| true })
+                    .list(&ListRequest {
+                        prefix: prefix.clone(),
+                        after: after.clone(),
+                        limit: Some(3),
+                        filter: &|_| true,
+                    })
                     .unwrap();
                 paged.extend(page.items.into_iter().map(strip_rv));
                 match page.continue_after {
@@ -111,8 +134,14 @@ async fn replay_matches(store: &RedbStore, model: &Model) {
     // A watch from revision 0 replays the whole history, in order.
     let mut watch = store.watch(KeyPrefix::everything(), 0, None).unwrap();
     for (rev, kind, key) in &model.history {
-        let item = tokio::time::timeout(Duration::from_secs(10), watch.next()).await.unwrap().unwrap().unwrap();
-        let WatchItem::Event(e) = item else { panic!("expected an event") };
+        let item = tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let WatchItem::Event(e) = item else {
+            panic!("expected an event")
+        };
         assert_eq!((e.revision, e.event_type, &e.key), (*rev, *kind, key));
     }
 }
@@ -140,8 +169,16 @@ async fn store_agrees_with_model() {
                                 3 => Precondition::Revision(current.unwrap_or(1)),
                                 _ => Precondition::Revision(current.map(|r| r + 1).unwrap_or(7)),
                             };
-                            let action = if rng.random_bool(0.25) { Action::Delete } else { Action::Put(object(&k, step)) };
-                            Op { key: k, precondition, action }
+                            let action = if rng.random_bool(0.25) {
+                                Action::Delete
+                            } else {
+                                Action::Put(object(&k, step))
+                            };
+                            Op {
+                                key: k,
+                                precondition,
+                                action,
+                            }
                         })
                         .collect()
                 })
@@ -153,7 +190,10 @@ async fn store_agrees_with_model() {
                 let expected = model_apply(&mut model, ops);
                 match (result, expected) {
                     (Ok(committed), Ok(revisions)) => {
-                        assert_eq!(committed.iter().map(|c| c.revision).collect::<Vec<_>>(), revisions)
+                        assert_eq!(
+                            committed.iter().map(|c| c.revision).collect::<Vec<_>>(),
+                            revisions
+                        )
                     }
                     (Err(StoreError::AlreadyExists(_)), Err("exists")) => {}
                     (Err(StoreError::NotFound(_)), Err("missing")) => {}
@@ -178,24 +218,54 @@ async fn store_agrees_with_model() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_from_compacted_revision_is_gone() {
     let dir = tempfile::tempdir().unwrap();
-    let config = StoreConfig { max_history_events: 5, compaction_interval: Duration::ZERO, ..Default::default() };
+    let config = StoreConfig {
+        max_history_events: 5,
+        compaction_interval: Duration::ZERO,
+        ..Default::default()
+    };
     let store = RedbStore::open(&dir.path().join("s.redb"), config).unwrap();
     for i in 0..20 {
         let k = ObjectKey::new("pods", "default", format!("p{i}"));
-        store.commit(vec![Op { key: k.clone(), precondition: Precondition::Absent, action: Action::Put(object(&k, i)) }]).await.unwrap();
+        store
+            .commit(vec![Op {
+                key: k.clone(),
+                precondition: Precondition::Absent,
+                action: Action::Put(object(&k, i)),
+            }])
+            .await
+            .unwrap();
     }
-    assert!(store.oldest_watchable() >= 10, "compacted to {}", store.oldest_watchable());
+    assert!(
+        store.oldest_watchable() >= 10,
+        "compacted to {}",
+        store.oldest_watchable()
+    );
     match store.watch(KeyPrefix::everything(), 2, None) {
         Err(StoreError::Compacted { requested: 2, .. }) => {}
         Err(other) => panic!("unexpected error {other}"),
         Ok(_) => panic!("a watch from a compacted revision must fail"),
     }
     // From a recent revision it works and then sees live changes.
-    let mut watch = store.watch(KeyPrefix::everything(), store.revision(), None).unwrap();
+    let mut watch = store
+        .watch(KeyPrefix::everything(), store.revision(), None)
+        .unwrap();
     let k = ObjectKey::new("pods", "default", "late");
-    store.commit(vec![Op { key: k.clone(), precondition: Precondition::Absent, action: Action::Put(object(&k, 99)) }]).await.unwrap();
-    let item = tokio::time::timeout(Duration::from_secs(10), watch.next()).await.unwrap().unwrap().unwrap();
-    let WatchItem::Event(e) = item else { panic!("expected an event") };
+    store
+        .commit(vec![Op {
+            key: k.clone(),
+            precondition: Precondition::Absent,
+            action: Action::Put(object(&k, 99)),
+        }])
+        .await
+        .unwrap();
+    let item = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let WatchItem::Event(e) = item else {
+        panic!("expected an event")
+    };
     assert_eq!(e.key, k);
 }
 
@@ -204,12 +274,27 @@ async fn idle_watch_reports_progress() {
     let dir = tempfile::tempdir().unwrap();
     let store = RedbStore::open(&dir.path().join("s.redb"), StoreConfig::default()).unwrap();
     let k = ObjectKey::new("pods", "default", "a");
-    store.commit(vec![Op { key: k.clone(), precondition: Precondition::Absent, action: Action::Put(object(&k, 1)) }]).await.unwrap();
+    store
+        .commit(vec![Op {
+            key: k.clone(),
+            precondition: Precondition::Absent,
+            action: Action::Put(object(&k, 1)),
+        }])
+        .await
+        .unwrap();
     // A watch on another resource sees no events, but progress up to the head.
     let mut watch = store
-        .watch(KeyPrefix::new("services", None), 0, Some(Duration::from_millis(50)))
+        .watch(
+            KeyPrefix::new("services", None),
+            0,
+            Some(Duration::from_millis(50)),
+        )
         .unwrap();
-    let item = tokio::time::timeout(Duration::from_secs(10), watch.next()).await.unwrap().unwrap().unwrap();
+    let item = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     match item {
         WatchItem::Progress(rev) => assert_eq!(rev, 1),
         WatchItem::Event(e) => panic!("unexpected event {e:?}"),

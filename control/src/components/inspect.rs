@@ -35,7 +35,10 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, InspectError> {
     for payload in Parser::new(0).parse_all(bytes) {
         let payload = payload.map_err(|e| InspectError::Invalid(e.to_string()))?;
         match payload {
-            Payload::Version { encoding: Encoding::Module, .. } if depth == 0 => {
+            Payload::Version {
+                encoding: Encoding::Module,
+                ..
+            } if depth == 0 => {
                 return Err(InspectError::CoreModule);
             }
             Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
@@ -59,12 +62,20 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, InspectError> {
         .validate_all(bytes)
         .map_err(|e| InspectError::Invalid(e.to_string()))?;
     let kind = kind_of(&exports);
-    Ok(Inspection { exports, imports, kind })
+    Ok(Inspection {
+        exports,
+        imports,
+        kind,
+    })
 }
 
 /// HTTP if it exports `wasi:http/incoming-handler`, command if `wasi:cli/run`.
 fn kind_of(exports: &[String]) -> ComponentKind {
-    let has = |iface: &str| exports.iter().any(|e| e == iface || e.starts_with(&format!("{iface}@")));
+    let has = |iface: &str| {
+        exports
+            .iter()
+            .any(|e| e == iface || e.starts_with(&format!("{iface}@")))
+    };
     if has("wasi:http/incoming-handler") {
         ComponentKind::Http
     } else if has("wasi:cli/run") {
@@ -80,7 +91,10 @@ mod tests {
 
     #[test]
     fn refuses_garbage_and_modules() {
-        assert_eq!(inspect(b"hello world, not wasm"), Err(InspectError::NotWasm));
+        assert_eq!(
+            inspect(b"hello world, not wasm"),
+            Err(InspectError::NotWasm)
+        );
         let module = wat::parse_str("(module)").unwrap();
         assert_eq!(inspect(&module), Err(InspectError::CoreModule));
         let mut truncated = wat::parse_str("(component (core module (func)))").unwrap();

@@ -20,8 +20,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::watch::{EventLog, watch_stream};
 use super::{
-    Action, Committed, Event, EventType, KeyPrefix, ListPage, ListRequest, ObjectKey, Op, Precondition, Result,
-    Revision, Store, StoreError, WatchStream, object_revision,
+    Action, Committed, Event, EventType, KeyPrefix, ListPage, ListRequest, ObjectKey, Op,
+    Precondition, Result, Revision, Store, StoreError, WatchStream, object_revision,
 };
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
@@ -115,24 +115,38 @@ impl RedbStore {
         let (revision, compacted) = {
             let txn = db.begin_write().map_err(|e| backend("begin write", e))?;
             let (revision, compacted) = {
-                txn.open_table(OBJECTS).map_err(|e| backend("open objects", e))?;
-                txn.open_table(EVENTS).map_err(|e| backend("open events", e))?;
+                txn.open_table(OBJECTS)
+                    .map_err(|e| backend("open objects", e))?;
+                txn.open_table(EVENTS)
+                    .map_err(|e| backend("open events", e))?;
                 let meta = txn.open_table(META).map_err(|e| backend("open meta", e))?;
-                (read_meta(&meta, META_REVISION)?, read_meta(&meta, META_COMPACTED)?)
+                (
+                    read_meta(&meta, META_REVISION)?,
+                    read_meta(&meta, META_COMPACTED)?,
+                )
             };
             txn.commit().map_err(|e| backend("commit", e))?;
             (revision, compacted)
         };
         let (live, _) = broadcast::channel(config.live_buffer.max(16));
         let (committed, _) = watch::channel(revision);
-        let shared = Arc::new(Shared { db, committed, compacted: AtomicU64::new(compacted), live });
+        let shared = Arc::new(Shared {
+            db,
+            committed,
+            compacted: AtomicU64::new(compacted),
+            live,
+        });
         let (requests, receiver) = mpsc::unbounded_channel();
         let writer_shared = shared.clone();
         let writer = std::thread::Builder::new()
             .name("skiff-store-writer".into())
             .spawn(move || Writer::new(writer_shared, config, revision).run(receiver))
             .map_err(|e| backend("spawn writer", e))?;
-        Ok(RedbStore { shared, requests: Some(requests), writer: Some(writer) })
+        Ok(RedbStore {
+            shared,
+            requests: Some(requests),
+            writer: Some(writer),
+        })
     }
 }
 
@@ -149,20 +163,35 @@ impl Drop for RedbStore {
 
 impl Store for RedbStore {
     fn get(&self, key: &ObjectKey) -> Result<Option<Value>> {
-        let txn = self.shared.db.begin_read().map_err(|e| backend("begin read", e))?;
-        let table = txn.open_table(OBJECTS).map_err(|e| backend("open objects", e))?;
+        let txn = self
+            .shared
+            .db
+            .begin_read()
+            .map_err(|e| backend("begin read", e))?;
+        let table = txn
+            .open_table(OBJECTS)
+            .map_err(|e| backend("open objects", e))?;
         let encoded = key.encode();
-        match table.get(encoded.as_str()).map_err(|e| backend("read", e))? {
+        match table
+            .get(encoded.as_str())
+            .map_err(|e| backend("read", e))?
+        {
             Some(bytes) => Ok(Some(decode(&encoded, bytes.value())?)),
             None => Ok(None),
         }
     }
 
     fn list(&self, request: &ListRequest<'_>) -> Result<ListPage> {
-        let txn = self.shared.db.begin_read().map_err(|e| backend("begin read", e))?;
+        let txn = self
+            .shared
+            .db
+            .begin_read()
+            .map_err(|e| backend("begin read", e))?;
         let meta = txn.open_table(META).map_err(|e| backend("open meta", e))?;
         let revision = read_meta(&meta, META_REVISION)?;
-        let table = txn.open_table(OBJECTS).map_err(|e| backend("open objects", e))?;
+        let table = txn
+            .open_table(OBJECTS)
+            .map_err(|e| backend("open objects", e))?;
         let prefix = request.prefix.encode();
         let start = match &request.after {
             // The smallest string greater than the key: the key followed by NUL.
@@ -173,7 +202,10 @@ impl Store for RedbStore {
         let mut last_key: Option<String> = None;
         let mut continue_after = None;
         let limit = request.limit.filter(|l| *l > 0);
-        for entry in table.range(start.as_str()..).map_err(|e| backend("scan", e))? {
+        for entry in table
+            .range(start.as_str()..)
+            .map_err(|e| backend("scan", e))?
+        {
             let (key, bytes) = entry.map_err(|e| backend("scan", e))?;
             let key = key.value();
             if !key.starts_with(&prefix) {
@@ -193,7 +225,11 @@ impl Store for RedbStore {
             items.push(object);
             last_key = Some(key.to_string());
         }
-        Ok(ListPage { items, revision, continue_after })
+        Ok(ListPage {
+            items,
+            revision,
+            continue_after,
+        })
     }
 
     fn commit(&self, ops: Vec<Op>) -> BoxFuture<'static, Result<Vec<Committed>>> {
@@ -211,7 +247,12 @@ impl Store for RedbStore {
         .boxed()
     }
 
-    fn watch(&self, prefix: KeyPrefix, from: Revision, progress: Option<Duration>) -> Result<WatchStream> {
+    fn watch(
+        &self,
+        prefix: KeyPrefix,
+        from: Revision,
+        progress: Option<Duration>,
+    ) -> Result<WatchStream> {
         watch_stream(self.shared.clone(), prefix, from, progress)
     }
 
@@ -237,25 +278,41 @@ impl EventLog for Shared {
         self.compacted.load(Ordering::Acquire)
     }
 
-    fn read_after(&self, prefix: &KeyPrefix, after: Revision, max: usize) -> Result<(Vec<Arc<Event>>, Revision)> {
+    fn read_after(
+        &self,
+        prefix: &KeyPrefix,
+        after: Revision,
+        max: usize,
+    ) -> Result<(Vec<Arc<Event>>, Revision)> {
         let txn = self.db.begin_read().map_err(|e| backend("begin read", e))?;
         let meta = txn.open_table(META).map_err(|e| backend("open meta", e))?;
         let compacted = read_meta(&meta, META_COMPACTED)?;
         if after < compacted {
-            return Err(StoreError::Compacted { requested: after, oldest: compacted });
+            return Err(StoreError::Compacted {
+                requested: after,
+                oldest: compacted,
+            });
         }
         let head = read_meta(&meta, META_REVISION)?;
-        let table = txn.open_table(EVENTS).map_err(|e| backend("open events", e))?;
+        let table = txn
+            .open_table(EVENTS)
+            .map_err(|e| backend("open events", e))?;
         let mut out = Vec::new();
         let mut scanned_to = after;
-        for entry in table.range(after + 1..).map_err(|e| backend("scan events", e))? {
+        for entry in table
+            .range(after + 1..)
+            .map_err(|e| backend("scan events", e))?
+        {
             let (revision, bytes) = entry.map_err(|e| backend("scan events", e))?;
             let revision = revision.value();
             let logged: LoggedEvent = serde_json::from_slice(bytes.value())
                 .map_err(|e| StoreError::Corrupt(format!("event {revision}"), e.to_string()))?;
             scanned_to = revision;
             let Some(key) = ObjectKey::decode(&logged.key) else {
-                return Err(StoreError::Corrupt(format!("event {revision}"), "bad key".into()));
+                return Err(StoreError::Corrupt(
+                    format!("event {revision}"),
+                    "bad key".into(),
+                ));
             };
             if prefix.contains(&key) {
                 out.push(Arc::new(Event {
@@ -284,7 +341,12 @@ struct Writer {
 
 impl Writer {
     fn new(shared: Arc<Shared>, config: StoreConfig, revision: Revision) -> Self {
-        Writer { shared, config, revision, last_compaction: Instant::now() }
+        Writer {
+            shared,
+            config,
+            revision,
+            last_compaction: Instant::now(),
+        }
     }
 
     fn run(mut self, mut receiver: mpsc::UnboundedReceiver<WriteRequest>) {
@@ -341,15 +403,30 @@ impl Writer {
         &mut self,
         batch: &[WriteRequest],
         compact: bool,
-    ) -> Result<(Vec<Result<Vec<Committed>>>, Vec<Arc<Event>>, Option<Revision>)> {
-        let txn = self.shared.db.begin_write().map_err(|e| backend("begin write", e))?;
+    ) -> Result<(
+        Vec<Result<Vec<Committed>>>,
+        Vec<Arc<Event>>,
+        Option<Revision>,
+    )> {
+        let txn = self
+            .shared
+            .db
+            .begin_write()
+            .map_err(|e| backend("begin write", e))?;
         let mut results = Vec::with_capacity(batch.len());
         let mut events = Vec::new();
-        let unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
         let mut compacted = None;
         {
-            let mut objects = txn.open_table(OBJECTS).map_err(|e| backend("open objects", e))?;
-            let mut log = txn.open_table(EVENTS).map_err(|e| backend("open events", e))?;
+            let mut objects = txn
+                .open_table(OBJECTS)
+                .map_err(|e| backend("open objects", e))?;
+            let mut log = txn
+                .open_table(EVENTS)
+                .map_err(|e| backend("open events", e))?;
             let mut meta = txn.open_table(META).map_err(|e| backend("open meta", e))?;
             for request in batch {
                 match self.apply_request(&mut objects, &mut log, &request.ops, unix_ms)? {
@@ -360,7 +437,8 @@ impl Writer {
                     Err(e) => results.push(Err(e)),
                 }
             }
-            meta.insert(META_REVISION, self.revision).map_err(|e| backend("write meta", e))?;
+            meta.insert(META_REVISION, self.revision)
+                .map_err(|e| backend("write meta", e))?;
             if compact {
                 compacted = self.compact(&mut log, &mut meta, unix_ms)?;
             }
@@ -382,7 +460,10 @@ impl Writer {
         // Check all preconditions first so the request applies all or nothing.
         for op in ops {
             let encoded = op.key.encode();
-            let prev = match objects.get(encoded.as_str()).map_err(|e| backend("read", e))? {
+            let prev = match objects
+                .get(encoded.as_str())
+                .map_err(|e| backend("read", e))?
+            {
                 Some(bytes) => Some(decode(&encoded, bytes.value())?),
                 None => None,
             };
@@ -393,7 +474,11 @@ impl Writer {
                 }
                 (Precondition::Revision(expected), Some(prev)) => {
                     let actual = object_revision(prev).unwrap_or(0);
-                    (actual != expected).then(|| StoreError::Conflict { key: op.key.clone(), expected, actual })
+                    (actual != expected).then(|| StoreError::Conflict {
+                        key: op.key.clone(),
+                        expected,
+                        actual,
+                    })
                 }
                 _ => None,
             };
@@ -411,13 +496,20 @@ impl Writer {
             let revision = self.revision;
             let encoded = op.key.encode();
             // Read again: an earlier op of this request may have touched the key.
-            let prev = match objects.get(encoded.as_str()).map_err(|e| backend("read", e))? {
+            let prev = match objects
+                .get(encoded.as_str())
+                .map_err(|e| backend("read", e))?
+            {
                 Some(bytes) => Some(decode(&encoded, bytes.value())?),
                 None => None,
             };
             let (event_type, mut object) = match &op.action {
                 Action::Put(object) => {
-                    let kind = if prev.is_some() { EventType::Modified } else { EventType::Added };
+                    let kind = if prev.is_some() {
+                        EventType::Modified
+                    } else {
+                        EventType::Added
+                    };
                     (kind, object.clone())
                 }
                 Action::Delete => (EventType::Deleted, prev.clone().unwrap_or(Value::Null)),
@@ -426,10 +518,14 @@ impl Writer {
             let bytes = serde_json::to_vec(&object).map_err(|e| backend("encode object", e))?;
             match op.action {
                 Action::Put(_) => {
-                    objects.insert(encoded.as_str(), bytes.as_slice()).map_err(|e| backend("write", e))?;
+                    objects
+                        .insert(encoded.as_str(), bytes.as_slice())
+                        .map_err(|e| backend("write", e))?;
                 }
                 Action::Delete => {
-                    objects.remove(encoded.as_str()).map_err(|e| backend("delete", e))?;
+                    objects
+                        .remove(encoded.as_str())
+                        .map_err(|e| backend("delete", e))?;
                 }
             }
             let logged = LoggedEvent {
@@ -440,7 +536,8 @@ impl Writer {
                 unix_ms,
             };
             let logged = serde_json::to_vec(&logged).map_err(|e| backend("encode event", e))?;
-            log.insert(revision, logged.as_slice()).map_err(|e| backend("write event", e))?;
+            log.insert(revision, logged.as_slice())
+                .map_err(|e| backend("write event", e))?;
             let object = Arc::new(object);
             let prev_arc = prev.clone().map(Arc::new);
             events.push(Arc::new(Event {
@@ -450,7 +547,11 @@ impl Writer {
                 object: object.clone(),
                 prev: prev_arc,
             }));
-            committed.push(Committed { revision, object: (*object).clone(), prev });
+            committed.push(Committed {
+                revision,
+                object: (*object).clone(),
+                prev,
+            });
         }
         Ok(Ok((committed, events)))
     }
@@ -467,7 +568,8 @@ impl Writer {
         let mut last_removed = None;
         loop {
             let (revision, old) = {
-                let Some((revision, bytes)) = log.first().map_err(|e| backend("scan events", e))? else {
+                let Some((revision, bytes)) = log.first().map_err(|e| backend("scan events", e))?
+                else {
                     break;
                 };
                 let revision = revision.value();
@@ -484,14 +586,19 @@ impl Writer {
             last_removed = Some(revision);
         }
         if let Some(revision) = last_removed {
-            meta.insert(META_COMPACTED, revision).map_err(|e| backend("write meta", e))?;
+            meta.insert(META_COMPACTED, revision)
+                .map_err(|e| backend("write meta", e))?;
         }
         Ok(last_removed)
     }
 }
 
 fn read_meta(table: &impl ReadableTable<&'static str, u64>, key: &str) -> Result<u64> {
-    Ok(table.get(key).map_err(|e| backend("read meta", e))?.map(|v| v.value()).unwrap_or(0))
+    Ok(table
+        .get(key)
+        .map_err(|e| backend("read meta", e))?
+        .map(|v| v.value())
+        .unwrap_or(0))
 }
 
 fn decode(key: &str, bytes: &[u8]) -> Result<Value> {

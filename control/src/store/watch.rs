@@ -33,7 +33,12 @@ pub(super) trait EventLog: Send + Sync + 'static {
     fn compacted(&self) -> Revision;
     /// Up to `max` logged events under `prefix` after `after`, and the revision
     /// the scan covered (every event up to it was considered).
-    fn read_after(&self, prefix: &KeyPrefix, after: Revision, max: usize) -> Result<(Vec<Arc<Event>>, Revision)>;
+    fn read_after(
+        &self,
+        prefix: &KeyPrefix,
+        after: Revision,
+        max: usize,
+    ) -> Result<(Vec<Arc<Event>>, Revision)>;
 }
 
 struct Watcher<L> {
@@ -59,7 +64,10 @@ pub(super) fn watch_stream<L: EventLog>(
     let committed = log.committed();
     let oldest = log.compacted();
     if from < oldest {
-        return Err(StoreError::Compacted { requested: from, oldest });
+        return Err(StoreError::Compacted {
+            requested: from,
+            oldest,
+        });
     }
     let watcher = Watcher {
         log,
@@ -72,16 +80,19 @@ pub(super) fn watch_stream<L: EventLog>(
         progress,
         done: false,
     };
-    Ok(Box::pin(futures::stream::unfold(watcher, |mut w| async move {
-        if w.done {
-            return None;
-        }
-        let item = w.next().await;
-        if item.is_err() {
-            w.done = true;
-        }
-        Some((item, w))
-    })))
+    Ok(Box::pin(futures::stream::unfold(
+        watcher,
+        |mut w| async move {
+            if w.done {
+                return None;
+            }
+            let item = w.next().await;
+            if item.is_err() {
+                w.done = true;
+            }
+            Some((item, w))
+        },
+    )))
 }
 
 impl<L: EventLog> Watcher<L> {
@@ -91,7 +102,9 @@ impl<L: EventLog> Watcher<L> {
                 return Ok(WatchItem::Event(event));
             }
             if self.catching_up {
-                let (events, scanned) = self.log.read_after(&self.prefix, self.last, CATCH_UP_BATCH)?;
+                let (events, scanned) =
+                    self.log
+                        .read_after(&self.prefix, self.last, CATCH_UP_BATCH)?;
                 self.catching_up = events.len() >= CATCH_UP_BATCH;
                 self.last = self.last.max(scanned);
                 self.backlog.extend(events);

@@ -1,0 +1,147 @@
+//! The namespace controller: empties a terminating namespace, then finalizes it.
+//!
+//! Deleting a namespace marks it Terminating (the registry does that); this loop
+//! deletes every object inside it, waits until they are gone (finalizers and
+//! graceful pod deletion included), and removes the `kubernetes` finalizer so the
+//! namespace itself goes.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use skiff_api::meta;
+use skiff_api::resource::{RESOURCES, ResourceType, by_kind};
+use skiff_api::status::Reason;
+
+use crate::registry::{DeleteOptions, PropagationPolicy, Registry, prefix};
+use crate::store::WatchItem;
+
+/// How long to wait before looking again at a namespace that is not empty yet.
+const RETRY: Duration = Duration::from_millis(250);
+
+/// Runs until the store closes.
+pub async fn run(registry: Registry) {
+    let Some(ns_type) = by_kind("v1", "Namespace") else {
+        return;
+    };
+    loop {
+        if let Err(e) = run_once(&registry, ns_type).await {
+            tracing::warn!(error = %e, "namespace controller restarting");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+async fn run_once(registry: &Registry, ns_type: &'static ResourceType) -> Result<(), String> {
+    let page = registry
+        .list(ns_type, None, None, None, &|_| true)
+        .map_err(|e| e.to_string())?;
+    let mut terminating: BTreeSet<String> = page
+        .items
+        .iter()
+        .filter(|ns| meta::deletion_timestamp(ns).is_some())
+        .filter_map(|ns| meta::name(ns).map(str::to_string))
+        .collect();
+    let mut watch = registry
+        .store()
+        .watch(prefix(ns_type, None), page.revision, None)
+        .map_err(|e| e.to_string())?;
+    loop {
+        // Reconcile everything pending, then wait for a change or the retry tick.
+        let mut still = BTreeSet::new();
+        for name in &terminating {
+            match reconcile(registry, ns_type, name).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    still.insert(name.clone());
+                }
+                Err(e) => {
+                    tracing::warn!(namespace = %name, error = %e, "namespace cleanup failed; retrying");
+                    still.insert(name.clone());
+                }
+            }
+        }
+        terminating = still;
+        let next = if terminating.is_empty() {
+            watch.next().await
+        } else {
+            match tokio::time::timeout(RETRY, watch.next()).await {
+                Ok(item) => item,
+                Err(_) => continue,
+            }
+        };
+        match next {
+            Some(Ok(WatchItem::Event(event))) => {
+                if meta::deletion_timestamp(&event.object).is_some()
+                    && event.event_type != crate::store::EventType::Deleted
+                {
+                    terminating.insert(event.key.name.clone());
+                }
+            }
+            Some(Ok(WatchItem::Progress(_))) => {}
+            Some(Err(e)) => return Err(e.to_string()),
+            None => return Err("namespace watch ended".into()),
+        }
+    }
+}
+
+/// Deletes what is left in a terminating namespace; finalizes it when empty.
+/// Returns whether the namespace is done.
+async fn reconcile(
+    registry: &Registry,
+    ns_type: &ResourceType,
+    name: &str,
+) -> Result<bool, String> {
+    let Some(ns) = registry
+        .try_get(ns_type, "", name)
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(true);
+    };
+    if meta::deletion_timestamp(&ns).is_none() {
+        return Ok(true);
+    }
+    let mut remaining = 0usize;
+    let opts = DeleteOptions {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..Default::default()
+    };
+    for rt in RESOURCES.iter().filter(|r| r.namespaced) {
+        let page = registry
+            .list(rt, Some(name), None, None, &|_| true)
+            .map_err(|e| e.to_string())?;
+        for item in page.items {
+            remaining += 1;
+            if meta::deletion_timestamp(&item).is_some() {
+                continue; // Already going; wait for its finalizers or its node.
+            }
+            let item_name = meta::name(&item).unwrap_or_default();
+            match registry.delete(rt, name, item_name, &opts).await {
+                Ok(deleted) if deleted.gone => remaining -= 1,
+                Ok(_) => {}
+                Err(e) if e.reason == Reason::NotFound => remaining -= 1,
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+    if remaining > 0 {
+        return Ok(false);
+    }
+    let finalizers: Vec<Value> = ns
+        .pointer("/spec/finalizers")
+        .and_then(Value::as_array)
+        .map(|f| {
+            f.iter()
+                .filter(|v| v.as_str() != Some("kubernetes"))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    match registry.finalize_namespace(name, json!(finalizers)).await {
+        Ok(_) => Ok(true),
+        Err(e) if e.reason == Reason::NotFound => Ok(true),
+        Err(e) if e.reason == Reason::Conflict => Ok(false),
+        Err(e) => Err(e.to_string()),
+    }
+}

@@ -1,0 +1,603 @@
+//! The object lifecycle over the store: what create, update, patch and delete
+//! mean for a Kubernetes object (Kubernetes' "registry" layer).
+//!
+//! The API server calls it for every request and controllers call it for their
+//! writes, so the rules hold whoever writes: `uid`, `creationTimestamp` and
+//! `generation` are set here; optimistic concurrency on `resourceVersion`;
+//! status-subresource separation; finalizers and `deletionTimestamp`; validation
+//! and defaulting; field ownership (`managedFields`).
+
+mod allocate;
+mod delete;
+mod namespace;
+mod scale;
+mod strategy;
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use skiff_api::meta;
+use skiff_api::patch::{PatchType, record_subresource_update, record_update, server_side_apply};
+use skiff_api::resource::{ResourceType, by_kind};
+use skiff_api::status::{ApiError, FieldError, Reason};
+use skiff_api::validate::{self, FieldValidation};
+
+use crate::store::{
+    Action, Committed, KeyPrefix, ListPage, ListRequest, ObjectKey, Op, Precondition, Store,
+    StoreError, object_revision,
+};
+
+pub use delete::{
+    DeleteOptions, Deleted, FOREGROUND_FINALIZER, ORPHAN_FINALIZER, PropagationPolicy,
+};
+
+/// `Result` with [`ApiError`].
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+/// How many times a patch is retried when the object changes under it.
+const PATCH_RETRIES: usize = 8;
+
+/// The object lifecycle over a [`Store`].
+#[derive(Clone)]
+pub struct Registry {
+    store: Arc<dyn Store>,
+    reserved: Arc<allocate::ReservedLock>,
+}
+
+/// Options shared by create, update and patch.
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    /// `dryRun=All`: validate and answer, but write nothing.
+    pub dry_run: bool,
+    /// `fieldManager`, or a name derived from the user agent.
+    pub field_manager: String,
+    /// `fieldValidation`.
+    pub field_validation: FieldValidation,
+    /// `force` (server-side apply only).
+    pub force: bool,
+    /// Set for a server-side apply, which records field ownership itself.
+    pub applied: bool,
+}
+
+/// The result of a write: the object, whether it was created, and warnings for
+/// the `Warning` header.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub object: Value,
+    pub created: bool,
+    pub warnings: Vec<String>,
+}
+
+/// Which part of an object a write addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subresource {
+    Main,
+    Status,
+}
+
+impl Registry {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Registry {
+            store,
+            reserved: Arc::default(),
+        }
+    }
+
+    /// The underlying store (for watches).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The object, or 404.
+    pub fn get(&self, rt: &ResourceType, namespace: &str, name: &str) -> Result<Value> {
+        self.store
+            .get(&key(rt, namespace, name))
+            .map_err(store_error(rt, name))?
+            .ok_or_else(|| ApiError::not_found(rt, name))
+    }
+
+    /// The object, if it exists.
+    pub fn try_get(&self, rt: &ResourceType, namespace: &str, name: &str) -> Result<Option<Value>> {
+        self.store
+            .get(&key(rt, namespace, name))
+            .map_err(store_error(rt, name))
+    }
+
+    /// A page of objects of one kind (in one namespace, or all when `None`).
+    pub fn list(
+        &self,
+        rt: &ResourceType,
+        namespace: Option<&str>,
+        after: Option<ObjectKey>,
+        limit: Option<usize>,
+        filter: &(dyn Fn(&Value) -> bool + Sync),
+    ) -> Result<ListPage> {
+        let prefix = prefix(rt, namespace);
+        self.store
+            .list(&ListRequest {
+                prefix,
+                after,
+                limit,
+                filter,
+            })
+            .map_err(store_error(rt, ""))
+    }
+
+    /// Creates an object in `namespace` (ignored for cluster-scoped kinds).
+    pub async fn create(
+        &self,
+        rt: &ResourceType,
+        namespace: &str,
+        mut obj: Value,
+        opts: &WriteOptions,
+    ) -> Result<Written> {
+        let warnings = validate::decode_check(rt, &obj, opts.field_validation)?;
+        validate::prune_unknown_fields(rt, &mut obj)?;
+        self.prepare_create(rt, namespace, &mut obj, opts.applied)?;
+        let name = meta::name(&obj).unwrap_or_default().to_string();
+        strategy::prepare_for_create(rt, &mut obj);
+        allocate::allocate(self, rt, None, &mut obj)?;
+        validate::validate_create(rt, &obj)?;
+        if !opts.applied && !opts.field_manager.is_empty() {
+            record_update(
+                None,
+                &mut obj,
+                &opts.field_manager,
+                rt,
+                &meta::now_timestamp(),
+            );
+        }
+        if opts.dry_run {
+            return Ok(Written {
+                object: obj,
+                created: true,
+                warnings,
+            });
+        }
+        let ns = meta::namespace(&obj).unwrap_or_default().to_string();
+        let op = Op {
+            key: key(rt, &ns, &name),
+            precondition: Precondition::Absent,
+            action: Action::Put(obj),
+        };
+        let committed = self.commit_one(rt, &name, op).await?;
+        Ok(Written {
+            object: committed.object,
+            created: true,
+            warnings,
+        })
+    }
+
+    /// Fills in what the server owns on a new object and checks the namespace.
+    /// `applied`: the object comes from a server-side apply, whose
+    /// `managedFields` are kept.
+    fn prepare_create(
+        &self,
+        rt: &ResourceType,
+        namespace: &str,
+        obj: &mut Value,
+        applied: bool,
+    ) -> Result<()> {
+        if !obj.is_object() {
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON or YAML object",
+            ));
+        }
+        if rt.namespaced {
+            match meta::namespace(obj) {
+                Some(ns) if !ns.is_empty() && ns != namespace => {
+                    return Err(ApiError::bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request",
+                    ));
+                }
+                _ => meta::set(obj, "namespace", namespace),
+            }
+            self.check_namespace_open(namespace)?;
+        } else {
+            meta::remove(obj, "namespace");
+        }
+        if meta::resource_version(obj).is_some() {
+            return Err(ApiError::invalid(
+                rt,
+                meta::name(obj).unwrap_or_default(),
+                vec![FieldError::invalid(
+                    "metadata.resourceVersion",
+                    meta::resource_version(obj).unwrap_or_default(),
+                    "must be empty",
+                )],
+            ));
+        }
+        if meta::name(obj).is_none_or(str::is_empty)
+            && let Some(prefix) = meta::generate_name(obj).map(str::to_string)
+        {
+            meta::set(obj, "name", format!("{prefix}{}", random_suffix()));
+        }
+        meta::set(obj, "uid", uuid::Uuid::new_v4().to_string());
+        meta::set(obj, "creationTimestamp", meta::now_timestamp());
+        for field in ["deletionTimestamp", "deletionGracePeriodSeconds"] {
+            meta::remove(obj, field);
+        }
+        if !applied {
+            meta::remove(obj, "managedFields");
+        }
+        if strategy::tracks_generation(rt) {
+            meta::set(obj, "generation", 1);
+        } else {
+            meta::remove(obj, "generation");
+        }
+        if let Some(map) = obj.as_object_mut() {
+            map.insert("apiVersion".into(), rt.api_version().into());
+            map.insert("kind".into(), rt.kind.into());
+        }
+        Ok(())
+    }
+
+    /// New objects may go only into a namespace that exists and is not terminating.
+    fn check_namespace_open(&self, namespace: &str) -> Result<()> {
+        let ns_type = namespace_type();
+        let Some(ns) = self.try_get(ns_type, "", namespace)? else {
+            let mut err = ApiError::not_found(ns_type, namespace);
+            err.message = format!("namespaces \"{namespace}\" not found");
+            return Err(err);
+        };
+        if meta::deletion_timestamp(&ns).is_some() {
+            let mut err = ApiError::new(
+                Reason::Forbidden,
+                format!(
+                    "unable to create new content in namespace {namespace} because it is being terminated"
+                ),
+            );
+            err.details = Some(Box::new(skiff_api::status::Details::object(
+                ns_type,
+                namespace,
+                Vec::new(),
+            )));
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// Replaces an object (PUT). An empty `resourceVersion` in the body means an
+    /// unconditional update; a stale one is a 409 Conflict.
+    pub async fn update(
+        &self,
+        rt: &ResourceType,
+        namespace: &str,
+        name: &str,
+        mut obj: Value,
+        sub: Subresource,
+        opts: &WriteOptions,
+    ) -> Result<Written> {
+        let warnings = validate::decode_check(rt, &obj, opts.field_validation)?;
+        validate::prune_unknown_fields(rt, &mut obj)?;
+        if let Some(body_name) = meta::name(&obj)
+            && body_name != name
+        {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        let old = self.get(rt, namespace, name)?;
+        let expected = match meta::resource_version(&obj) {
+            Some(rv) => {
+                let rv: u64 = rv.parse().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "invalid resourceVersion {rv:?}: must be a decimal integer"
+                    ))
+                })?;
+                if Some(rv) != object_revision(&old) {
+                    return Err(ApiError::conflict(
+                        rt,
+                        name,
+                        "the object has been modified; please apply your changes to the latest version and try again",
+                    ));
+                }
+                rv
+            }
+            None => object_revision(&old).unwrap_or(0),
+        };
+        let mut written = self.write_update(rt, old, obj, expected, sub, opts).await?;
+        written.warnings.extend(warnings);
+        Ok(written)
+    }
+
+    /// Applies a patch, retrying when the object changed in between (unless the
+    /// patch itself pins a `resourceVersion`).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn patch(
+        &self,
+        rt: &ResourceType,
+        namespace: &str,
+        name: &str,
+        patch_type: PatchType,
+        patch: Value,
+        sub: Subresource,
+        opts: &WriteOptions,
+    ) -> Result<Written> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let old = self.try_get(rt, namespace, name)?;
+            let Some(old) = old else {
+                if patch_type == PatchType::Apply && sub == Subresource::Main {
+                    return self.apply_create(rt, namespace, name, patch, opts).await;
+                }
+                return Err(ApiError::not_found(rt, name));
+            };
+            let expected = object_revision(&old).unwrap_or(0);
+            let mut new = apply_patch(rt, &old, patch_type, &patch, opts)?;
+            let applied_opts = WriteOptions {
+                applied: patch_type == PatchType::Apply,
+                ..opts.clone()
+            };
+            let opts = &applied_opts;
+            if let Some(rv) = meta::resource_version(&new)
+                && rv != expected.to_string()
+            {
+                return Err(ApiError::conflict(
+                    rt,
+                    name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                ));
+            }
+            let warnings = validate::decode_check(rt, &new, opts.field_validation)?;
+            validate::prune_unknown_fields(rt, &mut new)?;
+            match self.write_update(rt, old, new, expected, sub, opts).await {
+                Err(e)
+                    if e.reason == Reason::Conflict
+                        && attempt < PATCH_RETRIES
+                        && !pins_version(&patch) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e),
+                Ok(mut written) => {
+                    written.warnings.extend(warnings);
+                    return Ok(written);
+                }
+            }
+        }
+    }
+
+    /// Server-side apply of an object that does not exist yet: a create.
+    async fn apply_create(
+        &self,
+        rt: &ResourceType,
+        namespace: &str,
+        name: &str,
+        applied: Value,
+        opts: &WriteOptions,
+    ) -> Result<Written> {
+        if let Some(body_name) = meta::name(&applied)
+            && body_name != name
+        {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({body_name}) does not match the name on the URL ({name})"
+            )));
+        }
+        let obj = server_side_apply(
+            None,
+            &applied,
+            &opts.field_manager,
+            opts.force,
+            rt,
+            &meta::now_timestamp(),
+        )
+        .map_err(|e| apply_error(rt, name, e))?;
+        // The apply already recorded ownership as "Apply"; do not record an Update too.
+        let create_opts = WriteOptions {
+            applied: true,
+            ..opts.clone()
+        };
+        let mut written = self.create(rt, namespace, obj, &create_opts).await?;
+        written.created = true;
+        Ok(written)
+    }
+
+    /// The shared tail of update and patch: server-owned fields, status rules,
+    /// generation, finalizer completion, validation, and the conditional write.
+    async fn write_update(
+        &self,
+        rt: &ResourceType,
+        old: Value,
+        mut new: Value,
+        expected: u64,
+        sub: Subresource,
+        opts: &WriteOptions,
+    ) -> Result<Written> {
+        let name = meta::name(&old).unwrap_or_default().to_string();
+        let namespace = meta::namespace(&old).unwrap_or_default().to_string();
+        if !new.is_object() {
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON or YAML object",
+            ));
+        }
+        if sub == Subresource::Status {
+            new = strategy::status_update(&old, &new);
+        } else if rt.status_subresource {
+            strategy::keep_status(&old, &mut new);
+        }
+        strategy::keep_server_fields(rt, &old, &mut new);
+        if sub == Subresource::Main {
+            strategy::prepare_for_update(rt, &old, &mut new);
+            allocate::allocate(self, rt, Some(&old), &mut new)?;
+        }
+        validate::validate_update(rt, &old, &new)?;
+        // An apply recorded its own ownership ("Apply"); other writes record "Update".
+        if !opts.field_manager.is_empty() && !opts.applied {
+            match sub {
+                Subresource::Main => record_update(
+                    Some(&old),
+                    &mut new,
+                    &opts.field_manager,
+                    rt,
+                    &meta::now_timestamp(),
+                ),
+                Subresource::Status => record_subresource_update(
+                    Some(&old),
+                    &mut new,
+                    &opts.field_manager,
+                    rt,
+                    "status",
+                    &meta::now_timestamp(),
+                ),
+            }
+        }
+        if strategy::unchanged(&old, &new) {
+            return Ok(Written {
+                object: old,
+                created: false,
+                warnings: Vec::new(),
+            });
+        }
+        let finished =
+            meta::deletion_timestamp(&new).is_some() && meta::finalizers(&new).is_empty();
+        if opts.dry_run {
+            return Ok(Written {
+                object: new,
+                created: false,
+                warnings: Vec::new(),
+            });
+        }
+        let key = key(rt, &namespace, &name);
+        let action = if finished {
+            Action::Delete
+        } else {
+            Action::Put(new)
+        };
+        let op = Op {
+            key,
+            precondition: Precondition::Revision(expected),
+            action,
+        };
+        let committed = self.commit_one(rt, &name, op).await?;
+        Ok(Written {
+            object: committed.object,
+            created: false,
+            warnings: Vec::new(),
+        })
+    }
+
+    /// Commits one op, mapping store errors to API errors.
+    async fn commit_one(&self, rt: &ResourceType, name: &str, op: Op) -> Result<Committed> {
+        let mut committed = self
+            .store
+            .commit(vec![op])
+            .await
+            .map_err(store_error(rt, name))?;
+        committed
+            .pop()
+            .ok_or_else(|| ApiError::internal("store returned no result for a commit"))
+    }
+
+    /// Commits several ops atomically.
+    pub async fn commit(&self, ops: Vec<Op>) -> std::result::Result<Vec<Committed>, StoreError> {
+        self.store.commit(ops).await
+    }
+}
+
+/// Computes the patched object.
+fn apply_patch(
+    rt: &ResourceType,
+    old: &Value,
+    patch_type: PatchType,
+    patch: &Value,
+    opts: &WriteOptions,
+) -> Result<Value> {
+    let name = meta::name(old).unwrap_or_default();
+    match patch_type {
+        PatchType::Json => {
+            let mut new = old.clone();
+            skiff_api::patch::json_patch(&mut new, patch)?;
+            Ok(new)
+        }
+        PatchType::Merge => {
+            let mut new = old.clone();
+            skiff_api::patch::merge_patch(&mut new, patch);
+            Ok(new)
+        }
+        PatchType::StrategicMerge => Ok(skiff_api::patch::strategic_merge_patch(old, patch, rt)?),
+        PatchType::Apply => server_side_apply(
+            Some(old),
+            patch,
+            &opts.field_manager,
+            opts.force,
+            rt,
+            &meta::now_timestamp(),
+        )
+        .map_err(|e| apply_error(rt, name, e)),
+    }
+}
+
+fn apply_error(rt: &ResourceType, name: &str, e: skiff_api::patch::ApplyError) -> ApiError {
+    let mut err: ApiError = e.into();
+    if let Some(details) = err.details.as_mut() {
+        details.name = name.to_string();
+        details.group = rt.group.to_string();
+        details.kind = rt.plural.to_string();
+    }
+    err
+}
+
+/// Whether a patch body sets `metadata.resourceVersion` (then a conflict is final).
+fn pins_version(patch: &Value) -> bool {
+    patch
+        .pointer("/metadata/resourceVersion")
+        .is_some_and(|v| !v.is_null())
+}
+
+/// The store key of an object.
+pub fn key(rt: &ResourceType, namespace: &str, name: &str) -> ObjectKey {
+    let ns = if rt.namespaced { namespace } else { "" };
+    ObjectKey::new(rt.resource_id(), ns, name)
+}
+
+/// The store prefix of a kind, optionally within a namespace.
+pub fn prefix(rt: &ResourceType, namespace: Option<&str>) -> KeyPrefix {
+    let ns = if rt.namespaced {
+        namespace.map(str::to_string)
+    } else {
+        None
+    };
+    KeyPrefix::new(rt.resource_id(), ns)
+}
+
+/// Maps a store error to the API error a client should see.
+pub fn store_error<'a>(
+    rt: &'a ResourceType,
+    name: &'a str,
+) -> impl Fn(StoreError) -> ApiError + 'a {
+    move |e| match e {
+        StoreError::AlreadyExists(_) => ApiError::already_exists(rt, name),
+        StoreError::NotFound(_) => ApiError::not_found(rt, name),
+        StoreError::Conflict { .. } => ApiError::conflict(
+            rt,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        ),
+        StoreError::Compacted { requested, oldest } => {
+            ApiError::gone(format!("too old resource version: {requested} ({oldest})"))
+        }
+        StoreError::Closed => {
+            ApiError::new(Reason::ServiceUnavailable, "the store is shutting down")
+        }
+        other => {
+            tracing::error!(error = %other, "store failure");
+            ApiError::internal(other.to_string())
+        }
+    }
+}
+
+fn namespace_type() -> &'static ResourceType {
+    by_kind("v1", "Namespace").unwrap_or(&skiff_api::resource::RESOURCES[0])
+}
+
+/// Five characters as Kubernetes' `generateName` uses (no vowels, no confusables).
+fn random_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    let bytes = uuid::Uuid::new_v4().into_bytes();
+    bytes[..5]
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}

@@ -1,0 +1,162 @@
+//! Per-kind rules of the lifecycle: what the server owns, when `generation`
+//! moves, what a new object's status starts as (Kubernetes' "strategies").
+
+use serde_json::{Map, Value, json};
+use skiff_api::meta;
+use skiff_api::resource::ResourceType;
+
+/// Kinds whose `metadata.generation` counts spec changes (the ones with a
+/// controller that reports `status.observedGeneration`).
+pub fn tracks_generation(rt: &ResourceType) -> bool {
+    matches!(
+        rt.group,
+        "apps" | "batch" | "autoscaling" | "networking.k8s.io" | "policy"
+    ) || matches!(rt.kind, "Pod" | "PersistentVolumeClaim")
+}
+
+/// Server-side defaults and initial status of a new object.
+pub fn prepare_for_create(rt: &ResourceType, obj: &mut Value) {
+    if rt.status_subresource {
+        // Clients do not set status on create; controllers report it later.
+        if let Some(map) = obj.as_object_mut() {
+            map.remove("status");
+        }
+    }
+    skiff_api::defaults::apply(rt, obj);
+    match rt.kind {
+        "Namespace" => {
+            set_path(obj, &["status", "phase"], json!("Active"));
+            if obj.pointer("/spec/finalizers").is_none() {
+                set_path(obj, &["spec", "finalizers"], json!(["kubernetes"]));
+            }
+        }
+        "Pod" => {
+            set_path(obj, &["status", "phase"], json!("Pending"));
+            set_path(
+                obj,
+                &["status", "qosClass"],
+                json!(skiff_api::defaults::qos_class(obj)),
+            );
+        }
+        _ => {}
+    }
+}
+
+/// A write to the main resource leaves status as it was.
+pub fn keep_status(old: &Value, new: &mut Value) {
+    let Some(map) = new.as_object_mut() else {
+        return;
+    };
+    match old.get("status") {
+        Some(status) => {
+            map.insert("status".into(), status.clone());
+        }
+        None => {
+            map.remove("status");
+        }
+    }
+}
+
+/// A write to the status subresource changes only status (and, as in
+/// Kubernetes, nothing of spec or metadata).
+pub fn status_update(old: &Value, new: &Value) -> Value {
+    let mut out = old.clone();
+    if let (Some(map), Some(status)) = (out.as_object_mut(), new.get("status")) {
+        map.insert("status".into(), status.clone());
+    }
+    // Carry the client's resourceVersion precondition through.
+    if let Some(rv) = meta::resource_version(new) {
+        meta::set(&mut out, "resourceVersion", rv.to_string());
+    }
+    out
+}
+
+/// Fields only the server sets keep their stored values.
+pub fn keep_server_fields(rt: &ResourceType, old: &Value, new: &mut Value) {
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
+        match old.pointer(&format!("/metadata/{field}")) {
+            Some(v) => meta::set(new, field, v.clone()),
+            None => {
+                meta::remove(new, field);
+            }
+        }
+    }
+    for field in ["name", "namespace"] {
+        if let Some(v) = old.pointer(&format!("/metadata/{field}")) {
+            meta::set(new, field, v.clone());
+        }
+    }
+    if let Some(map) = new.as_object_mut() {
+        map.insert("apiVersion".into(), rt.api_version().into());
+        map.insert("kind".into(), rt.kind.into());
+    }
+}
+
+/// Bumps `generation` when anything but metadata and status changed.
+pub fn prepare_for_update(rt: &ResourceType, old: &Value, new: &mut Value) {
+    if !tracks_generation(rt) {
+        return;
+    }
+    if spec_of(old) != spec_of(new) {
+        meta::set(new, "generation", meta::generation(old) + 1);
+    }
+}
+
+/// Whether an update would change nothing a client can see (then nothing is
+/// written and `resourceVersion` does not move, as in Kubernetes).
+pub fn unchanged(old: &Value, new: &Value) -> bool {
+    normalized(old) == normalized(new)
+}
+
+fn normalized(obj: &Value) -> Value {
+    let mut obj = obj.clone();
+    meta::remove(&mut obj, "resourceVersion");
+    // Timestamps in managedFields move on every write; the ownership itself counts.
+    if let Some(Value::Array(entries)) = obj.pointer_mut("/metadata/managedFields") {
+        for entry in entries {
+            if let Some(map) = entry.as_object_mut() {
+                map.remove("time");
+            }
+        }
+    }
+    obj
+}
+
+/// Everything but `metadata` and `status`.
+fn spec_of(obj: &Value) -> Map<String, Value> {
+    obj.as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| {
+                    !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind")
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Sets a nested field, creating objects on the way; stops at a non-object.
+pub fn set_path(obj: &mut Value, path: &[&str], value: Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut cur = obj;
+    for part in parents {
+        let Some(map) = cur.as_object_mut() else {
+            return;
+        };
+        cur = map
+            .entry(part.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    if let Some(map) = cur.as_object_mut() {
+        map.insert(last.to_string(), value);
+    }
+}

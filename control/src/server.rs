@@ -1,0 +1,161 @@
+//! Starting the control plane: store, component storage, API server,
+//! controllers, and the kubeconfig that points clients at it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use serde_json::json;
+use skiff_api::kubeconfig::Kubeconfig;
+use skiff_api::resource::by_kind;
+use skiff_api::status::Reason;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::apiserver::{self, ApiState};
+use crate::components::ComponentStore;
+use crate::registry::{Registry, WriteOptions};
+use crate::store::Store;
+use crate::store::redb::{RedbStore, StoreConfig};
+
+/// The namespaces every cluster starts with.
+const INITIAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// How to run a control plane.
+#[derive(Debug, Clone)]
+pub struct ControlPlaneConfig {
+    /// Where the store, components and kubeconfig live.
+    pub data_dir: PathBuf,
+    /// Where the API listens (port 0 picks a free port).
+    pub api_addr: SocketAddr,
+    pub store: StoreConfig,
+}
+
+/// Why a control plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("create data directory {0}: {1}")]
+    DataDir(PathBuf, std::io::Error),
+    #[error("open store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("open component storage: {0}")]
+    Components(std::io::Error),
+    #[error("listen on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+    #[error("create initial objects: {0}")]
+    Bootstrap(skiff_api::ApiError),
+    #[error("write kubeconfig {0}: {1}")]
+    Kubeconfig(PathBuf, String),
+}
+
+/// A running control plane.
+pub struct ControlPlane {
+    api_addr: SocketAddr,
+    kubeconfig: PathBuf,
+    registry: Registry,
+    server: JoinHandle<std::io::Result<()>>,
+    controllers: Vec<JoinHandle<()>>,
+}
+
+impl ControlPlane {
+    /// Opens the data directory and starts serving.
+    pub async fn start(config: ControlPlaneConfig) -> Result<Self, StartError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
+        let store: Arc<dyn Store> = Arc::new(RedbStore::open(
+            &config.data_dir.join("store.redb"),
+            config.store.clone(),
+        )?);
+        let components = ComponentStore::open(&config.data_dir.join("components"))
+            .map_err(StartError::Components)?;
+        let registry = Registry::new(store);
+        bootstrap(&registry).await.map_err(StartError::Bootstrap)?;
+
+        let listener = TcpListener::bind(config.api_addr)
+            .await
+            .map_err(|e| StartError::Listen(config.api_addr, e))?;
+        let api_addr = listener
+            .local_addr()
+            .map_err(|e| StartError::Listen(config.api_addr, e))?;
+        let kubeconfig = config.data_dir.join("kubeconfig");
+        write_kubeconfig(&kubeconfig, &format!("http://{api_addr}"))?;
+
+        let state = Arc::new(ApiState::new(registry.clone(), Arc::new(components)));
+        let app = apiserver::router(state.clone());
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let controllers = vec![
+            tokio::spawn(crate::controllers::namespace::run(registry.clone())),
+            tokio::spawn(crate::controllers::garbage_collector::run(registry.clone())),
+        ];
+        state.ready.store(true, Ordering::Release);
+        tracing::info!(%api_addr, data_dir = %config.data_dir.display(), "control plane serving");
+        Ok(ControlPlane {
+            api_addr,
+            kubeconfig,
+            registry,
+            server,
+            controllers,
+        })
+    }
+
+    /// The address the API listens on.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// The kubeconfig written for this control plane.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// The registry, for embedding programs and tests.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Waits until the API server stops (it runs until the process ends).
+    pub async fn wait(self) -> std::io::Result<()> {
+        let result = match self.server.await {
+            Ok(result) => result,
+            Err(e) => Err(std::io::Error::other(e)),
+        };
+        for c in self.controllers {
+            c.abort();
+        }
+        result
+    }
+}
+
+/// Creates the initial namespaces when missing.
+pub async fn bootstrap(registry: &Registry) -> Result<(), skiff_api::ApiError> {
+    let Some(ns_type) = by_kind("v1", "Namespace") else {
+        return Ok(());
+    };
+    let opts = WriteOptions {
+        field_manager: "skiff-bootstrap".into(),
+        ..Default::default()
+    };
+    for name in INITIAL_NAMESPACES {
+        if registry.try_get(ns_type, "", name)?.is_some() {
+            continue;
+        }
+        let ns = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } });
+        match registry.create(ns_type, "", ns, &opts).await {
+            Ok(_) => {}
+            Err(e) if e.reason == Reason::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Writes the kubeconfig atomically (temp file, then rename).
+fn write_kubeconfig(path: &Path, server: &str) -> Result<(), StartError> {
+    let err = |e: String| StartError::Kubeconfig(path.to_path_buf(), e);
+    let config = Kubeconfig::single("skiff", server);
+    let text = serde_yaml_ng::to_string(&config).map_err(|e| err(e.to_string()))?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).map_err(|e| err(e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+}

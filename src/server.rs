@@ -1,0 +1,52 @@
+//! `skiff server`: the control plane on its own.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use skiff_control::{ControlPlane, ControlPlaneConfig};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where the store, components and kubeconfig live [default: $SKIFF_DATA_DIR or ~/.skiff].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the Kubernetes API.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub api_addr: SocketAddr,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let plane = start(args).await?;
+    serve_until_signal(plane).await
+}
+
+/// Starts a control plane from the shared flags and says where it is.
+pub async fn start(args: Args) -> anyhow::Result<ControlPlane> {
+    let data_dir = args.data_dir.unwrap_or_else(crate::default_data_dir);
+    let config = ControlPlaneConfig {
+        data_dir,
+        api_addr: args.api_addr,
+        store: Default::default(),
+    };
+    let plane = ControlPlane::start(config)
+        .await
+        .context("start the control plane")?;
+    println!("Skiff API on http://{}", plane.api_addr());
+    println!(
+        "kubectl --kubeconfig {} get namespaces",
+        plane.kubeconfig().display()
+    );
+    Ok(plane)
+}
+
+/// Serves until SIGINT or SIGTERM.
+pub async fn serve_until_signal(plane: ControlPlane) -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listen for SIGTERM")?;
+    tokio::select! {
+        result = plane.wait() => result.context("API server stopped"),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = term.recv() => Ok(()),
+    }
+}
