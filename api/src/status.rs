@@ -303,7 +303,11 @@ impl ApiError {
                 joined
             ),
         );
-        e.details = Some(Box::new(Details::object(rt, name, causes)));
+        // Invalid names the kind (not the resource) in details, as Kubernetes'
+        // NewInvalid does; kubectl prints `The Deployment "x" is invalid`.
+        let mut details = Details::object(rt, name, causes);
+        details.kind = rt.kind.to_string();
+        e.details = Some(Box::new(details));
         e
     }
 

@@ -161,7 +161,7 @@ fn bad_name_is_invalid() {
     let status = e.to_status();
     assert_eq!(status["details"]["name"], "Bad_Name");
     assert_eq!(status["details"]["group"], "apps");
-    assert_eq!(status["details"]["kind"], "deployments");
+    assert_eq!(status["details"]["kind"], "Deployment");
     assert_eq!(causes(&e).len(), 1);
     assert!(causes(&e)[0].starts_with("metadata.name|FieldValueInvalid|Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"));
 

@@ -20,6 +20,12 @@ use crate::store::WatchItem;
 /// How long to wait before looking again at a namespace that is not empty yet.
 const RETRY: Duration = Duration::from_millis(250);
 
+/// Kubernetes' namespace controller waits (5 s there) before emptying a
+/// terminating namespace, so that writes racing with the deletion are seen and
+/// clients deleting a manifest that lists the namespace first can still delete
+/// its other objects themselves.
+const DELETION_GRACE: Duration = Duration::from_secs(2);
+
 /// Runs until the store closes.
 pub async fn run(registry: Registry) {
     let Some(ns_type) = by_kind("v1", "Namespace") else {
@@ -99,8 +105,12 @@ async fn reconcile(
     else {
         return Ok(true);
     };
-    if meta::deletion_timestamp(&ns).is_none() {
+    let Some(since) = meta::deletion_timestamp(&ns).and_then(meta::parse_timestamp) else {
         return Ok(true);
+    };
+    let waited = jiff::Timestamp::now().duration_since(since);
+    if waited < jiff::SignedDuration::try_from(DELETION_GRACE).unwrap_or_default() {
+        return Ok(false);
     }
     let mut remaining = 0usize;
     let opts = DeleteOptions {
