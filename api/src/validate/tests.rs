@@ -288,7 +288,7 @@ fn service_port_out_of_range() {
         e.message,
         "Service \"hello\" is invalid: spec.ports[0].port: Invalid value: 70000: must be between 1 and 65535, inclusive"
     );
-    assert_eq!(e.to_status()["details"]["kind"], "services");
+    assert_eq!(e.to_status()["details"]["kind"], "Service");
 }
 
 #[test]

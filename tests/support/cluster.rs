@@ -1,0 +1,470 @@
+//! Real processes for end-to-end tests: a `skiff server` on a loopback port and
+//! the real `kubectl` pointed at it, each test in its own temporary directory.
+//!
+//! Every process started here sits in a guard that kills and reaps it when the
+//! guard drops, also when the test panics, so no test leaves a server behind.
+//! Nothing waits a fixed time: each wait polls a condition until a deadline.
+//!
+//! Test files include this with `#[path = "support/cluster.rs"] mod cluster;`
+//! (files directly in `tests/` are test binaries; files in folders are not).
+
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
+
+use std::fs::OpenOptions;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub const SKIFF: &str = env!("CARGO_BIN_EXE_skiff");
+/// The real kubectl (1.32).
+pub const KUBECTL: &str = "/usr/bin/kubectl";
+/// How long anything may take before a test gives up: generous, because tests
+/// run on two busy cores next to other test binaries.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+/// How often a poll looks again.
+const POLL: Duration = Duration::from_millis(20);
+
+/// A running `skiff server`: killed (SIGKILL) and reaped on drop.
+pub struct Server {
+    child: Option<Child>,
+    addr: SocketAddr,
+    data_dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts `skiff server` on `data_dir` with a free port (port 0), reads the
+    /// address from its `Skiff API on http://ADDR` line and waits until
+    /// `/readyz` answers `200 ok`. Its stderr (logs) goes to `<data_dir>.log`,
+    /// appended across restarts.
+    pub fn start(data_dir: &Path) -> Server {
+        let log = log_path(data_dir);
+        let log_file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("open server log");
+        let child = Command::new(SKIFF)
+            .arg("server")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--api-addr", "127.0.0.1:0"])
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn skiff server");
+        let mut server = Server {
+            child: Some(child),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.to_path_buf(),
+            log,
+        };
+        let stdout = server.child_mut().stdout.take().expect("server stdout");
+        let lines = line_reader(stdout);
+        let deadline = Instant::now() + DEADLINE;
+        server.addr = loop {
+            match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    if let Some(addr) = line.trim().strip_prefix("Skiff API on http://") {
+                        break addr.parse().unwrap_or_else(|e| {
+                            panic!("server printed an address that does not parse: {line:?}: {e}")
+                        });
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "skiff server did not print `Skiff API on http://...` within {DEADLINE:?}"
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = server.child_mut().wait().expect("wait for server");
+                    panic!("skiff server exited ({status}) before serving")
+                }
+            }
+        };
+        // The reader thread keeps draining stdout after `lines` is dropped, so
+        // the server never blocks on a full pipe.
+        drop(lines);
+
+        wait_until("the server answers /readyz with 200 ok", || match http_get(
+            server.addr,
+            "/readyz",
+        ) {
+            Ok((200, body)) if body.trim() == "ok" => Some(()),
+            _ => None,
+        });
+        let kubeconfig = std::fs::read_to_string(server.kubeconfig())
+            .expect("read the kubeconfig the server wrote");
+        assert!(
+            kubeconfig.contains(&format!("http://{}", server.addr)),
+            "the kubeconfig does not point at http://{}:\n{kubeconfig}",
+            server.addr
+        );
+        server
+    }
+
+    /// The API's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The kubeconfig the server wrote into its data directory.
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.data_dir.join("kubeconfig")
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Kills the server with SIGKILL (no chance to flush or clean up) and reaps it.
+    pub fn kill(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("the server was already killed");
+        child.kill().expect("kill the server");
+        child.wait().expect("wait for the killed server")
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// The server's log so far (all runs on this data directory).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn child_mut(&mut self) -> &mut Child {
+        self.child.as_mut().expect("the server was killed")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "---- skiff server log ({}), last 80 lines ----",
+                self.log.display()
+            );
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            for line in &lines[lines.len().saturating_sub(80)..] {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+fn log_path(data_dir: &Path) -> PathBuf {
+    let mut name = data_dir
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_else(|| "data".into());
+    name.push(".log");
+    data_dir.with_file_name(name)
+}
+
+/// The real kubectl against one cluster, with its own discovery cache (kubectl
+/// caches discovery per host:port, and a stale cache would mislead it).
+pub struct Kubectl {
+    kubeconfig: PathBuf,
+    cache_dir: tempfile::TempDir,
+}
+
+impl Kubectl {
+    pub fn new(kubeconfig: &Path) -> Kubectl {
+        Kubectl {
+            kubeconfig: kubeconfig.to_path_buf(),
+            cache_dir: tempfile::tempdir().expect("kubectl cache dir"),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(KUBECTL);
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.cache_dir.path())
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .env("HOME", self.cache_dir.path());
+        cmd
+    }
+
+    /// Runs kubectl to completion (killed if it outlives the deadline).
+    pub fn run(&self, args: &[&str]) -> Outcome {
+        run(self.command(args), &format!("kubectl {}", args.join(" ")))
+    }
+
+    /// Runs kubectl, asserts it succeeded, returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "kubectl {} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            args.join(" "),
+            out.status,
+            out.stdout,
+            out.stderr
+        );
+        out.stdout
+    }
+
+    /// Runs kubectl, asserts it failed, returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "kubectl {} succeeded but should fail:\nstdout:\n{}\nstderr:\n{}",
+            args.join(" "),
+            out.stdout,
+            out.stderr
+        );
+        out.stderr
+    }
+
+    /// Starts a long-running kubectl (e.g. `get -w`) whose stdout is read line by line.
+    pub fn spawn(&self, args: &[&str]) -> Background {
+        Background::spawn(self.command(args), &format!("kubectl {}", args.join(" ")))
+    }
+}
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Outcome {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Outcome {
+    /// Stdout's lines with runs of spaces collapsed (`a   b` -> `a b`), as the
+    /// column widths of a kubectl table depend on the data.
+    pub fn lines(&self) -> Vec<String> {
+        self.stdout
+            .lines()
+            .map(squeeze)
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+}
+
+/// Collapses runs of whitespace to one space and trims.
+pub fn squeeze(line: &str) -> String {
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Runs a command to completion with the deadline; a guard kills it if the
+/// test panics or it runs too long.
+pub fn run(mut cmd: Command, what: &str) -> Outcome {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut guard = ChildGuard(Some(child.unwrap_or_else(|e| panic!("spawn {what}: {e}"))));
+    let child = guard.0.as_mut().expect("child");
+    let stdout = read_all(child.stdout.take().expect("stdout"));
+    let stderr = read_all(child.stderr.take().expect("stderr"));
+    let deadline = Instant::now() + DEADLINE;
+    let status = loop {
+        match child.try_wait().expect("wait for child") {
+            Some(status) => break status,
+            None if Instant::now() > deadline => {
+                panic!("{what} did not finish within {DEADLINE:?}")
+            }
+            None => std::thread::sleep(POLL),
+        }
+    };
+    guard.0 = None;
+    Outcome {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+fn read_all(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Kills and reaps a child on drop.
+struct ChildGuard(Option<Child>);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A long-running process whose stdout lines arrive as it prints them;
+/// killed and reaped on drop.
+pub struct Background {
+    what: String,
+    child: ChildGuard,
+    lines: Receiver<String>,
+    seen: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Background {
+    fn spawn(mut cmd: Command, what: &str) -> Background {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = ChildGuard(Some(child.unwrap_or_else(|e| panic!("spawn {what}: {e}"))));
+        let inner = child.0.as_mut().expect("child");
+        let lines = line_reader(inner.stdout.take().expect("stdout"));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = BufReader::new(inner.stderr.take().expect("stderr"));
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while matches!(pipe.read_line(&mut line), Ok(n) if n > 0) {
+                sink.lock().expect("stderr sink").push_str(&line);
+                line.clear();
+            }
+        });
+        Background {
+            what: what.to_string(),
+            child,
+            lines,
+            seen: Vec::new(),
+            stderr,
+        }
+    }
+
+    /// Reads lines until one satisfies `pred` (returned, whitespace squeezed)
+    /// or the deadline passes (a panic listing every line seen).
+    pub fn wait_for_line(&mut self, description: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            match self
+                .lines
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) => {
+                    let line = squeeze(&line);
+                    self.seen.push(line.clone());
+                    if pred(&line) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!(
+                    "{}: no line {description} ({}); lines so far:\n{}\nstderr:\n{}",
+                    self.what,
+                    if e == RecvTimeoutError::Timeout {
+                        "deadline passed"
+                    } else {
+                        "it exited"
+                    },
+                    self.seen.join("\n"),
+                    self.stderr.lock().expect("stderr").as_str()
+                ),
+            }
+        }
+    }
+
+    /// Every line read so far.
+    pub fn seen(&self) -> &[String] {
+        &self.seen
+    }
+}
+
+/// A thread that sends each line of `pipe` and keeps draining after the
+/// receiver is gone.
+fn line_reader(pipe: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// Polls `check` until it returns `Some` or the deadline passes (a panic).
+pub fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {DEADLINE:?} waiting until {what}"
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
+/// A blocking `GET` over a fresh connection: (status, body). Enough for
+/// readiness and health checks, so the process helpers need no runtime.
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {head:?}")))?;
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+        else {
+            break;
+        };
+        if size == 0 || after.len() < size {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    out
+}
