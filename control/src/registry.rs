@@ -34,6 +34,10 @@ pub use delete::{
 /// `Result` with [`ApiError`].
 pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 
+/// Kubernetes' words for an update from a stale `resourceVersion`.
+const STALE: &str =
+    "the object has been modified; please apply your changes to the latest version and try again";
+
 /// How many times a patch is retried when the object changes under it.
 const PATCH_RETRIES: usize = 8;
 
@@ -286,11 +290,7 @@ impl Registry {
                     ))
                 })?;
                 if Some(rv) != object_revision(&old) {
-                    return Err(ApiError::conflict(
-                        rt,
-                        name,
-                        "the object has been modified; please apply your changes to the latest version and try again",
-                    ));
+                    return Err(ApiError::conflict(rt, name, STALE));
                 }
                 rv
             }
@@ -334,11 +334,7 @@ impl Registry {
             if let Some(rv) = meta::resource_version(&new)
                 && rv != expected.to_string()
             {
-                return Err(ApiError::conflict(
-                    rt,
-                    name,
-                    "the object has been modified; please apply your changes to the latest version and try again",
-                ));
+                return Err(ApiError::conflict(rt, name, STALE));
             }
             let warnings = validate::decode_check(rt, &new, opts.field_validation)?;
             validate::prune_unknown_fields(rt, &mut new)?;
@@ -570,11 +566,7 @@ pub fn store_error<'a>(
     move |e| match e {
         StoreError::AlreadyExists(_) => ApiError::already_exists(rt, name),
         StoreError::NotFound(_) => ApiError::not_found(rt, name),
-        StoreError::Conflict { .. } => ApiError::conflict(
-            rt,
-            name,
-            "the object has been modified; please apply your changes to the latest version and try again",
-        ),
+        StoreError::Conflict { .. } => ApiError::conflict(rt, name, STALE),
         StoreError::Compacted { requested, oldest } => {
             ApiError::gone(format!("too old resource version: {requested} ({oldest})"))
         }

@@ -19,7 +19,7 @@ use super::path::{ResourcePath, not_found};
 use super::request::{self, Query, Representation};
 use super::response::{HandlerResult, json, json_with_warnings};
 use super::{ApiState, watch};
-use crate::registry::{DeleteOptions, PropagationPolicy, Subresource, WriteOptions};
+use crate::registry::{DeleteOptions, PropagationPolicy, Subresource, WriteOptions, Written};
 use crate::store::ObjectKey;
 
 /// Routes one request on a resource path.
@@ -308,12 +308,17 @@ async fn update(
         .registry
         .update(rp.rt, ns, name, obj, subresource(rp)?, &opts)
         .await?;
+    Ok(written_response(&written))
+}
+
+/// 201 for a write that created the object, 200 otherwise, with warnings.
+fn written_response(written: &Written) -> Response {
     let code = if written.created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok(json_with_warnings(code, &written.object, &written.warnings))
+    json_with_warnings(code, &written.object, &written.warnings)
 }
 
 fn patch_type(headers: &HeaderMap) -> Result<PatchType, ApiError> {
@@ -356,12 +361,7 @@ async fn patch(
         .registry
         .patch(rp.rt, ns, name, patch_type, patch, subresource(rp)?, &opts)
         .await?;
-    let code = if written.created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok(json_with_warnings(code, &written.object, &written.warnings))
+    Ok(written_response(&written))
 }
 
 /// `DeleteOptions` from the query and an optional JSON body (kubectl sends one).

@@ -104,7 +104,6 @@ impl Registry {
         check_preconditions(rt, name, &old, opts)?;
         let revision = object_revision(&old).unwrap_or(0);
         let mut new = old.clone();
-        let now = meta::now_timestamp();
 
         apply_propagation(&mut new, opts.propagation_policy);
         let graceful = graceful_pod(rt, &old, opts);
@@ -133,29 +132,19 @@ impl Registry {
             return Ok(Deleted { object, gone: true });
         }
 
-        if meta::deletion_timestamp(&new).is_none() {
-            match graceful {
-                Some(grace) => {
-                    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
-                    meta::set(&mut new, "deletionTimestamp", meta::format_timestamp(at));
-                    meta::set(&mut new, "deletionGracePeriodSeconds", grace);
-                }
-                None => {
-                    meta::set(&mut new, "deletionTimestamp", now);
-                    meta::set(&mut new, "deletionGracePeriodSeconds", 0);
+        match (meta::deletion_timestamp(&new).is_some(), graceful) {
+            (false, grace) => mark_deleting(&mut new, grace.unwrap_or(0)),
+            (true, Some(grace)) => {
+                // A second delete may shorten the grace period, never lengthen it.
+                let current = new
+                    .pointer("/metadata/deletionGracePeriodSeconds")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(i64::MAX);
+                if grace < current {
+                    mark_deleting(&mut new, grace);
                 }
             }
-        } else if let Some(grace) = graceful {
-            // A second delete may shorten the grace period, never lengthen it.
-            let current = new
-                .pointer("/metadata/deletionGracePeriodSeconds")
-                .and_then(Value::as_i64)
-                .unwrap_or(i64::MAX);
-            if grace < current {
-                let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
-                meta::set(&mut new, "deletionTimestamp", meta::format_timestamp(at));
-                meta::set(&mut new, "deletionGracePeriodSeconds", grace);
-            }
+            (true, None) => {}
         }
         if rt.kind == "Namespace" && rt.group.is_empty() {
             super::strategy::set_path(&mut new, &["status", "phase"], json!("Terminating"));
@@ -185,6 +174,13 @@ impl Registry {
             gone: false,
         })
     }
+}
+
+/// Sets `deletionTimestamp` to now plus the grace period, and the period.
+fn mark_deleting(obj: &mut Value, grace_seconds: i64) {
+    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace_seconds);
+    meta::set(obj, "deletionTimestamp", meta::format_timestamp(at));
+    meta::set(obj, "deletionGracePeriodSeconds", grace_seconds);
 }
 
 fn has_preconditions(opts: &DeleteOptions) -> bool {

@@ -34,11 +34,7 @@ impl Registry {
                         .pointer("/metadata/resourceVersion")
                         .and_then(Value::as_str)
                 {
-                    return Err(ApiError::conflict(
-                        rt,
-                        name,
-                        "the object has been modified; please apply your changes to the latest version and try again",
-                    ));
+                    return Err(ApiError::conflict(rt, name, super::STALE));
                 }
                 object_revision(&old).unwrap_or(0)
             }
