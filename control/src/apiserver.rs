@@ -28,6 +28,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use skiff_api::status::{ApiError, Reason};
 
 use crate::components::ComponentStore;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use path::Target;
 use response::{ErrorResponse, HandlerResult};
@@ -45,15 +46,17 @@ pub struct ApiState {
     pub bookmark_interval: Duration,
     /// Set once startup (bootstrap objects, controllers) is done.
     pub ready: AtomicBool,
+    pub metrics: Arc<Metrics>,
 }
 
 impl ApiState {
-    pub fn new(registry: Registry, components: Arc<ComponentStore>) -> Self {
+    pub fn new(registry: Registry, components: Arc<ComponentStore>, metrics: Arc<Metrics>) -> Self {
         ApiState {
             registry,
             components,
             bookmark_interval: Duration::from_secs(15),
             ready: AtomicBool::new(false),
+            metrics,
         }
     }
 }
@@ -70,6 +73,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/livez", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .fallback(dispatch)
         .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES))
         .with_state(state)
@@ -209,6 +213,15 @@ async fn openapi_v3_document(Path(path): Path<String>, uri: Uri, headers: Header
     response
 }
 
+async fn metrics(State(state): State<Arc<ApiState>>) -> Response {
+    let mut response = state.metrics.encode().into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
+}
+
 async fn healthz() -> &'static str {
     "ok"
 }
@@ -252,7 +265,32 @@ async fn dispatch(
                 .into());
             }
             let query = request::Query::parse(uri.query())?;
-            resources::handle(state, method, rp, query, headers, body).await
+            let verb = verb(&method, &rp, &query);
+            let resource = rp.rt.resource_id();
+            let started = std::time::Instant::now();
+            let metrics = state.metrics.clone();
+            let result = resources::handle(state, method, rp, query, headers, body).await;
+            let code = match &result {
+                Ok(response) => response.status().as_u16(),
+                Err(e) => e.0.code(),
+            };
+            metrics.observe_request(verb, &resource, code, started.elapsed());
+            result
         }
+    }
+}
+
+/// Kubernetes' verb for a request, as its metrics and audit logs name it.
+fn verb(method: &Method, rp: &path::ResourcePath, query: &request::Query) -> &'static str {
+    match (method.as_str(), rp.name.is_some()) {
+        ("GET", _) if query.is_watch() => "WATCH",
+        ("GET", false) => "LIST",
+        ("GET", true) => "GET",
+        ("POST", _) => "POST",
+        ("PUT", _) => "PUT",
+        ("PATCH", _) => "PATCH",
+        ("DELETE", false) => "DELETECOLLECTION",
+        ("DELETE", true) => "DELETE",
+        _ => "OTHER",
     }
 }

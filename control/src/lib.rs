@@ -6,6 +6,7 @@
 pub mod apiserver;
 pub mod components;
 pub mod controllers;
+pub mod metrics;
 pub mod registry;
 pub mod server;
 pub mod store;

@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::apiserver::{self, ApiState};
 use crate::components::ComponentStore;
+use crate::metrics::Metrics;
 use crate::registry::{Registry, WriteOptions};
 use crate::store::Store;
 use crate::store::redb::{RedbStore, StoreConfig};
@@ -63,9 +64,14 @@ impl ControlPlane {
     pub async fn start(config: ControlPlaneConfig) -> Result<Self, StartError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
+        let metrics = Metrics::new();
+        let store_config = StoreConfig {
+            metrics: Some(metrics.clone()),
+            ..config.store.clone()
+        };
         let store: Arc<dyn Store> = Arc::new(RedbStore::open(
             &config.data_dir.join("store.redb"),
-            config.store.clone(),
+            store_config,
         )?);
         let components = ComponentStore::open(&config.data_dir.join("components"))
             .map_err(StartError::Components)?;
@@ -81,7 +87,11 @@ impl ControlPlane {
         let kubeconfig = config.data_dir.join("kubeconfig");
         write_kubeconfig(&kubeconfig, &format!("http://{api_addr}"))?;
 
-        let state = Arc::new(ApiState::new(registry.clone(), Arc::new(components)));
+        let state = Arc::new(ApiState::new(
+            registry.clone(),
+            Arc::new(components),
+            metrics,
+        ));
         let app = apiserver::router(state.clone());
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
         let controllers = vec![

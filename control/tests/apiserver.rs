@@ -35,7 +35,11 @@ async fn api_with(config: StoreConfig) -> Api {
     let registry = Registry::new(Arc::new(store));
     skiff_control::server::bootstrap(&registry).await.unwrap();
     let components = ComponentStore::open(&dir.path().join("components")).unwrap();
-    let mut state = ApiState::new(registry.clone(), Arc::new(components));
+    let mut state = ApiState::new(
+        registry.clone(),
+        Arc::new(components),
+        skiff_control::metrics::Metrics::new(),
+    );
     state.bookmark_interval = Duration::from_millis(200);
     let tasks = vec![
         tokio::spawn(skiff_control::controllers::namespace::run(registry.clone())),
@@ -986,4 +990,25 @@ async fn discovery_and_health() {
         api.get("/api/v1/widgets").await.status,
         StatusCode::NOT_FOUND
     );
+
+    // Prometheus text metrics count API requests by verb, resource and code.
+    assert_eq!(
+        api.get(&format!("{CMS}/missing")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let request = Request::builder()
+        .uri("/metrics")
+        .body(Body::empty())
+        .unwrap();
+    let response = api.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let counted = text.lines().any(|l| {
+        l.starts_with("apiserver_request_total{")
+            && l.contains("verb=\"GET\"")
+            && l.contains("resource=\"configmaps\"")
+            && l.contains("code=\"404\"")
+    });
+    assert!(counted, "{text}");
 }

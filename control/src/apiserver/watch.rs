@@ -112,6 +112,7 @@ pub async fn serve(
     };
 
     let filter = Arc::new(filter);
+    let open = WatchGauge::open(&state.metrics.watches);
     let events = stream
         .filter_map(move |item| {
             let filter = filter.clone();
@@ -136,7 +137,11 @@ pub async fn serve(
             futures::future::ready(out)
         })
         .map(move |frame| match frame {
-            Ok(Frame::Event(kind, obj)) => encoder.event(kind, &obj),
+            // Holding the gauge guard here keeps it alive as long as the stream.
+            Ok(Frame::Event(kind, obj)) => {
+                let _ = &open;
+                encoder.event(kind, &obj)
+            }
             Ok(Frame::Bookmark(revision)) => encoder.bookmark(revision, false),
             Err(e) => line(&json!({ "type": "ERROR", "object": e.to_status() })),
         });
@@ -145,6 +150,22 @@ pub async fn serve(
         .take_until(tokio::time::sleep(timeout))
         .map(Ok::<_, Infallible>);
     Ok(stream_response(body.boxed()))
+}
+
+/// Counts an open watch for as long as its stream lives.
+struct WatchGauge(prometheus_client::metrics::gauge::Gauge);
+
+impl WatchGauge {
+    fn open(gauge: &prometheus_client::metrics::gauge::Gauge) -> Self {
+        gauge.inc();
+        WatchGauge(gauge.clone())
+    }
+}
+
+impl Drop for WatchGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 enum Frame {

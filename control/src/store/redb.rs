@@ -46,6 +46,8 @@ pub struct StoreConfig {
     /// Capacity of the in-memory fan-out to live watchers; a watcher that falls
     /// further behind catches up from the event log.
     pub live_buffer: usize,
+    /// Where commit counts, batch sizes and latencies are recorded.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Default for StoreConfig {
@@ -55,6 +57,7 @@ impl Default for StoreConfig {
             max_history_events: 200_000,
             compaction_interval: Duration::from_secs(10),
             live_buffer: 16 * 1024,
+            metrics: None,
         }
     }
 }
@@ -364,12 +367,21 @@ impl Writer {
     }
 
     fn commit_batch(&mut self, batch: Vec<WriteRequest>) {
+        let started = Instant::now();
+        if let Some(m) = &self.config.metrics {
+            m.store_batch_size.observe(batch.len() as f64);
+        }
         let start_revision = self.revision;
         let compact = self.last_compaction.elapsed() >= self.config.compaction_interval;
         match self.apply(&batch, compact) {
             Ok((results, events, compacted)) => {
                 if compact {
                     self.last_compaction = Instant::now();
+                }
+                if let Some(m) = &self.config.metrics {
+                    m.store_commits.inc();
+                    m.store_commit_seconds
+                        .observe(started.elapsed().as_secs_f64());
                 }
                 if let Some(compacted) = compacted {
                     self.shared.compacted.store(compacted, Ordering::Release);
