@@ -22,20 +22,11 @@ pub fn apply(rt: &ResourceType, obj: &mut Value) {
                 return;
             };
             default(spec, "replicas", json!(1));
-            default(
+            update_strategy(
                 spec,
                 "strategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}),
+                json!({"maxSurge": "25%", "maxUnavailable": "25%"}),
             );
-            if spec.pointer("/strategy/type").and_then(Value::as_str) == Some("RollingUpdate")
-                && let Some(strategy) = spec.get_mut("strategy")
-            {
-                default(strategy, "rollingUpdate", json!({}));
-                if let Some(ru) = strategy.get_mut("rollingUpdate") {
-                    default(ru, "maxSurge", json!("25%"));
-                    default(ru, "maxUnavailable", json!("25%"));
-                }
-            }
             default(spec, "revisionHistoryLimit", json!(10));
             default(spec, "progressDeadlineSeconds", json!(600));
             template(spec, true);
@@ -51,10 +42,10 @@ pub fn apply(rt: &ResourceType, obj: &mut Value) {
             let Some(spec) = obj.get_mut("spec") else {
                 return;
             };
-            default(
+            update_strategy(
                 spec,
                 "updateStrategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}}),
+                json!({"maxUnavailable": 1, "maxSurge": 0}),
             );
             default(spec, "revisionHistoryLimit", json!(10));
             template(spec, true);
@@ -65,11 +56,7 @@ pub fn apply(rt: &ResourceType, obj: &mut Value) {
             };
             default(spec, "replicas", json!(1));
             default(spec, "podManagementPolicy", json!("OrderedReady"));
-            default(
-                spec,
-                "updateStrategy",
-                json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
-            );
+            update_strategy(spec, "updateStrategy", json!({"partition": 0}));
             default(spec, "revisionHistoryLimit", json!(10));
             default(
                 spec,
@@ -268,6 +255,27 @@ fn container(c: &mut Value) {
     }
 }
 
+/// A workload's update strategy: type RollingUpdate unless set, and for
+/// RollingUpdate the given `rollingUpdate` fields unless set. An empty `{}`
+/// (as `kubectl create deployment` sends) is defaulted like an absent one.
+fn update_strategy(spec: &mut Value, field: &str, rolling: Value) {
+    let Some(strategy) = entry_object(spec, field) else {
+        return;
+    };
+    default(strategy, "type", json!("RollingUpdate"));
+    if strategy.get("type").and_then(Value::as_str) != Some("RollingUpdate") {
+        return;
+    }
+    let Some(rolling_update) = entry_object(strategy, "rollingUpdate") else {
+        return;
+    };
+    if let Some(fields) = rolling.as_object() {
+        for (k, v) in fields {
+            default(rolling_update, k, v.clone());
+        }
+    }
+}
+
 /// Sets `obj[key] = value` if `obj` is an object without `key`.
 fn default(obj: &mut Value, key: &str, value: Value) {
     if let Some(map) = obj.as_object_mut() {
@@ -310,6 +318,17 @@ mod tests {
         apply(rt, &mut d);
         assert_eq!(d["spec"]["replicas"], 3);
         assert_eq!(d["spec"]["strategy"], json!({"type": "Recreate"}));
+    }
+
+    #[test]
+    fn empty_strategy_is_defaulted() {
+        let rt = by_kind("apps/v1", "Deployment").unwrap();
+        let mut d = json!({"spec": {"strategy": {}}});
+        apply(rt, &mut d);
+        assert_eq!(
+            d["spec"]["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
+        );
     }
 
     #[test]

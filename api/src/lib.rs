@@ -13,6 +13,7 @@ pub mod defaults;
 pub mod kubeconfig;
 pub mod meta;
 pub mod patch;
+pub mod protobuf;
 pub mod resource;
 pub mod selector;
 pub mod status;

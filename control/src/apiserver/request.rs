@@ -182,7 +182,7 @@ pub fn representation(headers: &HeaderMap, query: &Query) -> Result<Representati
     Ok(Representation::Object)
 }
 
-/// Parses a request body as JSON or YAML according to `Content-Type`.
+/// Parses a request body as JSON, YAML or Kubernetes protobuf according to `Content-Type`.
 pub fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
     let content_type = headers
         .get(http::header::CONTENT_TYPE)
@@ -205,6 +205,9 @@ pub fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> 
         | "application/json-patch+json"
         | "" => serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"))),
+        // client-go's typed clients (kubectl create, run, expose ...) send
+        // protobuf; it is decoded into the JSON the same object would have been.
+        skiff_api::protobuf::MEDIA_TYPE => Ok(skiff_api::protobuf::decode_object(body)?),
         other => Err(ApiError::unsupported_media_type(other)),
     }
 }
