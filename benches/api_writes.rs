@@ -68,6 +68,18 @@ pub struct WriteResult {
     pub errors: BTreeMap<String, (u64, String)>,
     /// Failures during the warm-up; not part of the figure but never hidden.
     pub warmup_errors: u64,
+    /// The store's own counters over the window, from the API's `/metrics`
+    /// (`None` if they could not be read).
+    pub store: Option<StoreCounters>,
+}
+
+/// Counters of the store's writer, as `/metrics` exposes them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreCounters {
+    /// `skiff_store_commits_total`: commits, each one disk sync.
+    pub commits: f64,
+    /// `skiff_store_commit_duration_seconds_sum`: time spent applying and syncing.
+    pub commit_seconds: f64,
 }
 
 /// What a single-writer commit loop measured.
@@ -75,6 +87,13 @@ pub struct WriteResult {
 pub struct FloorResult {
     pub elapsed: Duration,
     pub latency: LatencySummary,
+}
+
+/// Both floors of the disk, measured one after the other.
+#[derive(Debug, Clone)]
+pub struct Floors {
+    pub redb: FloorResult,
+    pub fdatasync: FloorResult,
 }
 
 /// One line of the benchmark table.
@@ -161,6 +180,20 @@ impl WriteResult {
         self.errors.values().map(|(n, _)| n).sum()
     }
 
+    /// Acknowledged creates per store commit: how many writes shared a sync.
+    pub fn creates_per_commit(&self) -> Option<f64> {
+        self.store
+            .filter(|s| s.commits > 0.0)
+            .map(|s| self.latency.count as f64 / s.commits)
+    }
+
+    /// Mean time the store's writer spent on one commit.
+    pub fn mean_commit(&self) -> Option<Duration> {
+        self.store
+            .filter(|s| s.commits > 0.0)
+            .map(|s| Duration::from_secs_f64(s.commit_seconds / s.commits))
+    }
+
     pub fn row(&self) -> Row {
         let writers = if self.writers == 1 {
             "1 writer".to_string()
@@ -191,6 +224,19 @@ impl WriteResult {
 impl FloorResult {
     pub fn per_second(&self) -> f64 {
         self.latency.count as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn row(&self, scenario: &str) -> Row {
+        let figure = format!(
+            "{} /s, p99 {}",
+            thousands(self.per_second()),
+            millis(self.latency.p99)
+        );
+        Row {
+            scenario: scenario.into(),
+            figure,
+            ..Row::default()
+        }
     }
 }
 
@@ -295,6 +341,10 @@ pub async fn durable_creates(
     }
     let measure_from = Instant::now() + timing.warmup;
     let end = measure_from + timing.measure;
+    let store_at_start = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_from.into()).await;
+        store_counters(addr).await
+    });
     let tasks: Vec<_> = senders
         .into_iter()
         .enumerate()
@@ -316,12 +366,23 @@ pub async fn durable_creates(
         warmup_errors += tally.warmup_errors;
     }
     let elapsed = measure_from.elapsed();
+    let store = match (
+        store_at_start.await.ok().flatten(),
+        store_counters(addr).await,
+    ) {
+        (Some(start), Some(end)) => Some(StoreCounters {
+            commits: end.commits - start.commits,
+            commit_seconds: end.commit_seconds - start.commit_seconds,
+        }),
+        _ => None,
+    };
     Ok(WriteResult {
         writers,
         elapsed,
         latency: LatencySummary::from_samples(latencies),
         errors,
         warmup_errors,
+        store,
     })
 }
 
@@ -363,6 +424,17 @@ pub fn fdatasync_floor(dir: &Path, timing: Timing) -> anyhow::Result<FloorResult
         file.sync_data()?;
         Ok(())
     })
+}
+
+/// Runs the redb and fdatasync floors in a fresh directory `dir`, then removes it.
+pub fn floors(dir: &Path, value_len: usize, timing: Timing) -> anyhow::Result<Floors> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    progress("redb commit loop");
+    let redb = redb_commit_floor(dir, value_len, timing)?;
+    progress("fdatasync loop");
+    let fdatasync = fdatasync_floor(dir, timing)?;
+    std::fs::remove_dir_all(dir).with_context(|| format!("remove {}", dir.display()))?;
+    Ok(Floors { redb, fdatasync })
 }
 
 /// Formats rows as an aligned table; the peer column appears once a row has one.
@@ -407,6 +479,34 @@ pub fn format_table(rows: &[Row]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Reads the store's counters from the API's Prometheus text at `/metrics`.
+pub async fn store_counters(addr: SocketAddr) -> Option<StoreCounters> {
+    let mut sender = connect(addr).await.ok()?;
+    let request = Request::get("/metrics")
+        .header(HOST, addr.to_string())
+        .body(Full::new(Bytes::new()))
+        .ok()?;
+    let response = sender.send_request(request).await.ok()?;
+    if response.status() != StatusCode::OK {
+        return None;
+    }
+    let body = response.into_body().collect().await.ok()?.to_bytes();
+    let text = String::from_utf8_lossy(&body);
+    let value = |name: &str| {
+        text.lines().find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+    };
+    Some(StoreCounters {
+        commits: value("skiff_store_commits_total")?,
+        commit_seconds: value("skiff_store_commit_duration_seconds_sum")?,
+    })
 }
 
 async fn connect(addr: SocketAddr) -> anyhow::Result<http1::SendRequest<Full<Bytes>>> {
@@ -590,7 +690,7 @@ fn thousands(x: f64) -> String {
 
 fn detail_line(label: &str, per_second: f64, latency: &LatencySummary, errors: u64) -> String {
     format!(
-        "{label:<34} {:>9} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>7}",
+        "{label:<36} {:>8} {:>8.0} {:>7.2} {:>7.2} {:>7.2} {:>6}",
         latency.count,
         per_second,
         latency.p50.as_secs_f64() * 1e3,
@@ -612,7 +712,12 @@ fn machine_summary() -> String {
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
-    format!("{cpus} CPUs, {memory} memory, Linux {kernel}")
+    let load = read("/proc/loadavg")
+        .split(' ')
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
+    format!("{cpus} CPUs, {memory} memory, Linux {kernel}, load average {load} at start")
 }
 
 fn main() -> anyhow::Result<()> {
@@ -662,19 +767,18 @@ fn main() -> anyhow::Result<()> {
         timing.warmup.as_secs_f64(),
         timing.measure.as_secs_f64()
     );
-    println!();
 
-    // The floors run first, on their own, before the control plane exists.
-    let floor_dir = data.path().join("floor");
-    std::fs::create_dir_all(&floor_dir)?;
+    // The floors run on their own, before the control plane exists and again
+    // after it has stopped: the disk is shared, and a floor that moved between
+    // the two says the figures between them are not comparable.
     let value_len = ConfigMapTemplate::new()
         .render("bench-w200-199-99999")
         .len();
-    progress("redb commit loop");
-    let redb_floor = redb_commit_floor(&floor_dir, value_len, timing)?;
-    progress("fdatasync loop");
-    let raw_floor = fdatasync_floor(&floor_dir, timing)?;
-    std::fs::remove_dir_all(&floor_dir)?;
+    println!(
+        "request body: {value_len} bytes of ConfigMap JSON; floors write values of the same size"
+    );
+    println!();
+    let before = floors(&data.path().join("floor-before"), value_len, timing)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -694,66 +798,76 @@ fn main() -> anyhow::Result<()> {
         }
         anyhow::Ok(writes)
     })?;
-    // Stop the server and the store's writer before the data directory goes.
+    // Stop the server and the store's writer before the floors run again.
     runtime.shutdown_timeout(Duration::from_secs(5));
+    let after = floors(&data.path().join("floor-after"), value_len, timing)?;
 
     let mut rows: Vec<Row> = writes.iter().map(WriteResult::row).collect();
-    rows.push(Row {
-        scenario: "redb commit loop (fsync floor)".into(),
-        figure: format!(
-            "{} /s, p99 {}",
-            thousands(redb_floor.per_second()),
-            millis(redb_floor.latency.p99)
-        ),
-        ..Row::default()
-    });
-    rows.push(Row {
-        scenario: "fdatasync loop, 4 KiB (device floor)".into(),
-        figure: format!(
-            "{} /s, p99 {}",
-            thousands(raw_floor.per_second()),
-            millis(raw_floor.latency.p99)
-        ),
-        ..Row::default()
-    });
+    rows.push(before.redb.row("redb commit loop (fsync floor)"));
+    rows.push(before.fdatasync.row("fdatasync loop, 4 KiB (device floor)"));
     if let Some(most) = writes.last() {
+        let per_commit = most
+            .creates_per_commit()
+            .map_or("? creates".into(), |n| format!("{n:.1} creates"));
         rows.push(Row {
-            scenario: format!("group commit: {} writers / floor", most.writers),
-            figure: format!("{:.1}x", most.per_second() / redb_floor.per_second()),
+            scenario: format!("group commit, {} writers", most.writers),
+            figure: format!(
+                "{per_commit}/commit, {:.1}x the floor",
+                most.per_second() / before.redb.per_second()
+            ),
             ..Row::default()
         });
     }
     println!("{}", format_table(&rows));
 
     println!(
-        "{:<34} {:>9} {:>10} {:>8} {:>8} {:>8} {:>7}",
-        "detail", "counted", "per s", "p50 ms", "p99 ms", "max ms", "errors"
+        "{:<36} {:>8} {:>8} {:>7} {:>7} {:>7} {:>6} {:>9} {:>9}",
+        "detail",
+        "counted",
+        "per s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "errors",
+        "w/commit",
+        "commit ms"
     );
     for w in &writes {
-        let label = w.row().scenario;
+        let line = detail_line(
+            &w.row().scenario,
+            w.per_second(),
+            &w.latency,
+            w.error_count(),
+        );
+        let per_commit = w
+            .creates_per_commit()
+            .map_or("?".into(), |n| format!("{n:.1}"));
+        let commit = w
+            .mean_commit()
+            .map_or("?".into(), |d| format!("{:.2}", d.as_secs_f64() * 1e3));
+        println!("{line} {per_commit:>9} {commit:>9}");
+    }
+    for (when, f) in [("before", &before), ("after", &after)] {
+        for (what, floor) in [
+            ("redb commit loop", &f.redb),
+            ("fdatasync 4 KiB loop", &f.fdatasync),
+        ] {
+            let line = detail_line(
+                &format!("{what} ({when})"),
+                floor.per_second(),
+                &floor.latency,
+                0,
+            );
+            let mean = floor.elapsed.as_secs_f64() * 1e3 / floor.latency.count.max(1) as f64;
+            println!("{line} {:>9} {mean:>9.2}", 1);
+        }
+    }
+    let drift = after.redb.per_second() / before.redb.per_second();
+    if !(0.5..=2.0).contains(&drift) {
         println!(
-            "{}",
-            detail_line(&label, w.per_second(), &w.latency, w.error_count())
+            "caution: the redb floor moved {drift:.2}x during the run (other load on the disk?): rerun on a quiet machine"
         );
     }
-    println!(
-        "{}",
-        detail_line(
-            "redb commit loop",
-            redb_floor.per_second(),
-            &redb_floor.latency,
-            0
-        )
-    );
-    println!(
-        "{}",
-        detail_line(
-            "fdatasync 4 KiB loop",
-            raw_floor.per_second(),
-            &raw_floor.latency,
-            0
-        )
-    );
     for w in &writes {
         for (kind, (n, sample)) in &w.errors {
             println!("errors at {} writers: {n} x {kind}: {sample}", w.writers);
