@@ -1,0 +1,155 @@
+//! `echo`: answers every request with a JSON picture of what it received, so
+//! tests can check that the runtime hands a request over intact and gives the
+//! pod the environment its spec says:
+//!
+//! ```json
+//! {"method":"POST","path":"/a?b=1","headers":{"content-type":"text/plain"},
+//!  "body":"hi","env":{"POD_NAME":"echo-1","MISSING":null}}
+//! ```
+//!
+//! `headers` keeps the order of the request; a repeated header's values are
+//! joined with `, ` as HTTP allows. `body` is the body as UTF-8 (invalid bytes
+//! become U+FFFD). `env` lists the variables named in `ECHO_ENV`
+//! (comma-separated), `null` for one that is unset.
+
+use guest_http::{headers, method, path_with_query, read_body, respond};
+use wasip2::exports::http::incoming_handler::Guest;
+use wasip2::http::types::{IncomingRequest, ResponseOutparam};
+
+struct Echo;
+
+impl Guest for Echo {
+    fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        let body = match read_body(&request) {
+            Ok(body) => body,
+            Err(e) => {
+                let message = format!("echo: {e}\n");
+                return respond(out, 400, "text/plain; charset=utf-8", message.as_bytes());
+            }
+        };
+        let env = selected_env(&std::env::var("ECHO_ENV").unwrap_or_default());
+        let json = render(
+            &method(&request),
+            &path_with_query(&request),
+            &headers(&request),
+            &body,
+            &env,
+        );
+        respond(out, 200, "application/json", json.as_bytes());
+    }
+}
+
+wasip2::http::proxy::export!(Echo);
+
+fn selected_env(names: &str) -> Vec<(String, Option<String>)> {
+    names
+        .split(',')
+        .map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(|name| (name.to_string(), std::env::var(name).ok()))
+        .collect()
+}
+
+fn render(
+    method: &str,
+    path: &str,
+    headers: &[(String, Vec<u8>)],
+    body: &[u8],
+    env: &[(String, Option<String>)],
+) -> String {
+    // Join repeated headers, keeping the order of first appearance.
+    let mut joined: Vec<(&str, String)> = Vec::new();
+    for (name, value) in headers {
+        let value = String::from_utf8_lossy(value);
+        match joined.iter_mut().find(|(n, _)| n == name) {
+            Some((_, existing)) => {
+                existing.push_str(", ");
+                existing.push_str(&value);
+            }
+            None => joined.push((name, value.into_owned())),
+        }
+    }
+
+    let mut out = String::from("{\"method\":");
+    push_json_string(&mut out, method);
+    out.push_str(",\"path\":");
+    push_json_string(&mut out, path);
+    out.push_str(",\"headers\":{");
+    for (i, (name, value)) in joined.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_string(&mut out, name);
+        out.push(':');
+        push_json_string(&mut out, value);
+    }
+    out.push_str("},\"body\":");
+    push_json_string(&mut out, &String::from_utf8_lossy(body));
+    out.push_str(",\"env\":{");
+    for (i, (name, value)) in env.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_string(&mut out, name);
+        out.push(':');
+        match value {
+            Some(value) => push_json_string(&mut out, value),
+            None => out.push_str("null"),
+        }
+    }
+    out.push_str("}}\n");
+    out
+}
+
+fn push_json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_request_and_env_as_json() {
+        let headers = vec![
+            ("host".to_string(), b"localhost".to_vec()),
+            ("x-tag".to_string(), b"a".to_vec()),
+            ("x-tag".to_string(), b"b".to_vec()),
+        ];
+        let env = vec![
+            ("POD_NAME".to_string(), Some("echo-1".to_string())),
+            ("MISSING".to_string(), None),
+        ];
+        let json = render("POST", "/a?b=1", &headers, b"say \"hi\"\n\x01", &env);
+        assert_eq!(
+            json,
+            concat!(
+                r#"{"method":"POST","path":"/a?b=1","#,
+                r#""headers":{"host":"localhost","x-tag":"a, b"},"#,
+                r#""body":"say \"hi\"\n\u0001","#,
+                r#""env":{"POD_NAME":"echo-1","MISSING":null}}"#,
+                "\n"
+            )
+        );
+    }
+
+    #[test]
+    fn empty_request_is_valid_json() {
+        assert_eq!(
+            render("GET", "/", &[], b"", &[]),
+            "{\"method\":\"GET\",\"path\":\"/\",\"headers\":{},\"body\":\"\",\"env\":{}}\n"
+        );
+    }
+}
