@@ -31,6 +31,11 @@ use serde_json::json;
 use skiff_control::{ControlPlane, ControlPlaneConfig};
 use tokio::net::TcpStream;
 
+// The same allocator as the `skiff` binary, so the in-process plane measures
+// what a user runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// DESIGN.md: mutating API call p99 at 200 concurrent writers, durable.
 const WRITE_P99_BUDGET: Duration = Duration::from_millis(20);
 /// The writer counts the issue asks for; the last one is the budget's.

@@ -10,6 +10,12 @@ mod up;
 
 use clap::{Parser, Subcommand};
 
+// glibc's malloc took a quarter of the CPU under concurrent API writes
+// (benches/api_writes, perf); mimalloc is built for many small allocations
+// across threads.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "skiff",

@@ -46,7 +46,7 @@ mod quantity;
 
 use decode::Typed;
 
-pub use decode::{FieldValidation, decode_check, prune_unknown_fields};
+pub use decode::{FieldValidation, decode_and_prune, decode_check, prune_unknown_fields};
 pub use metadata::ensure_namespace;
 pub use names::NameRule;
 

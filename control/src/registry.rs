@@ -135,8 +135,7 @@ impl Registry {
         mut obj: Value,
         opts: &WriteOptions,
     ) -> Result<Written> {
-        let warnings = validate::decode_check(rt, &obj, opts.field_validation)?;
-        validate::prune_unknown_fields(rt, &mut obj)?;
+        let warnings = validate::decode_and_prune(rt, &mut obj, opts.field_validation)?;
         self.prepare_create(rt, namespace, &mut obj, opts.applied)?;
         let name = meta::name(&obj).unwrap_or_default().to_string();
         strategy::prepare_for_create(rt, &mut obj);
@@ -166,7 +165,7 @@ impl Registry {
         };
         let committed = self.commit_one(rt, &name, op).await?;
         Ok(Written {
-            object: committed.object,
+            object: Arc::unwrap_or_clone(committed.object),
             created: true,
             warnings,
         })
@@ -272,8 +271,7 @@ impl Registry {
         sub: Subresource,
         opts: &WriteOptions,
     ) -> Result<Written> {
-        let warnings = validate::decode_check(rt, &obj, opts.field_validation)?;
-        validate::prune_unknown_fields(rt, &mut obj)?;
+        let warnings = validate::decode_and_prune(rt, &mut obj, opts.field_validation)?;
         if let Some(body_name) = meta::name(&obj)
             && body_name != name
         {
@@ -336,8 +334,7 @@ impl Registry {
             {
                 return Err(ApiError::conflict(rt, name, STALE));
             }
-            let warnings = validate::decode_check(rt, &new, opts.field_validation)?;
-            validate::prune_unknown_fields(rt, &mut new)?;
+            let warnings = validate::decode_and_prune(rt, &mut new, opts.field_validation)?;
             match self.write_update(rt, old, new, expected, sub, opts).await {
                 Err(e)
                     if e.reason == Reason::Conflict
@@ -468,7 +465,7 @@ impl Registry {
         };
         let committed = self.commit_one(rt, &name, op).await?;
         Ok(Written {
-            object: committed.object,
+            object: Arc::unwrap_or_clone(committed.object),
             created: false,
             warnings: Vec::new(),
         })

@@ -176,10 +176,10 @@ pub struct Op {
 pub struct Committed {
     pub revision: Revision,
     /// The object as stored (for a put) or as it was when deleted, stamped with
-    /// the deletion's revision (for a delete).
-    pub object: Value,
+    /// the deletion's revision (for a delete). Shared with the watch event.
+    pub object: Arc<Value>,
     /// The object before this op, if it existed.
-    pub prev: Option<Value>,
+    pub prev: Option<Arc<Value>>,
 }
 
 /// The kind of change a watch event reports.

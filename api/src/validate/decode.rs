@@ -90,6 +90,34 @@ pub fn decode_check(
 ) -> Result<Vec<String>, ApiError> {
     let decoded = decode_typed(rt, obj)?;
     let unknown: Vec<String> = decoded.unknown.iter().map(|u| u.path.clone()).collect();
+    unknown_field_outcome(rt, object_name(obj), &unknown, mode)
+}
+
+/// [`decode_check`] and [`prune_unknown_fields`] with one decode: checks the
+/// object, refuses unknown fields under `Strict`, and otherwise removes them and
+/// returns the warnings.
+pub fn decode_and_prune(
+    rt: &ResourceType,
+    obj: &mut Value,
+    mode: FieldValidation,
+) -> Result<Vec<String>, ApiError> {
+    let unknown = decode_typed(rt, obj)?.unknown;
+    let paths: Vec<String> = unknown.iter().map(|u| u.path.clone()).collect();
+    let warnings = unknown_field_outcome(rt, object_name(obj), &paths, mode)?;
+    for field in &unknown {
+        remove_at(obj, &field.segments);
+    }
+    Ok(warnings)
+}
+
+/// What `fieldValidation` makes of the unknown fields found: nothing, warnings,
+/// or a 400 naming them.
+fn unknown_field_outcome(
+    rt: &ResourceType,
+    name: &str,
+    unknown: &[String],
+    mode: FieldValidation,
+) -> Result<Vec<String>, ApiError> {
     match mode {
         FieldValidation::Ignore => Ok(Vec::new()),
         FieldValidation::Warn => Ok(unknown
@@ -100,7 +128,7 @@ pub fn decode_check(
         FieldValidation::Strict => {
             let causes: Vec<FieldError> = unknown.iter().map(FieldError::unknown).collect();
             let list: Vec<String> = causes.iter().map(|c| c.to_string()).collect();
-            let mut e = ApiError::bad_fields(rt, object_name(obj), causes);
+            let mut e = ApiError::bad_fields(rt, name, causes);
             e.message = format!(
                 "{} in version \"{}\" cannot be handled as a {}: strict decoding error: {}",
                 rt.kind,

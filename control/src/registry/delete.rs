@@ -9,6 +9,8 @@
 //! it once its containers have stopped. A namespace is deleted by the namespace
 //! controller after everything in it is gone.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 use skiff_api::meta;
 use skiff_api::resource::ResourceType;
@@ -127,7 +129,7 @@ impl Registry {
             let object = committed
                 .into_iter()
                 .next()
-                .map(|c| c.object)
+                .map(|c| Arc::unwrap_or_clone(c.object))
                 .unwrap_or(old);
             return Ok(Deleted { object, gone: true });
         }
@@ -167,7 +169,7 @@ impl Registry {
         let object = committed
             .into_iter()
             .next()
-            .map(|c| c.object)
+            .map(|c| Arc::unwrap_or_clone(c.object))
             .unwrap_or(old);
         Ok(Deleted {
             object,

@@ -1,5 +1,7 @@
 //! Namespace finalization: the last step of deleting a namespace.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 use skiff_api::meta;
 use skiff_api::status::ApiError;
@@ -36,7 +38,7 @@ impl Registry {
         Ok(committed
             .into_iter()
             .next()
-            .map(|c| c.object)
+            .map(|c| Arc::unwrap_or_clone(c.object))
             .unwrap_or(json!({})))
     }
 }

@@ -85,8 +85,23 @@ struct WriteRequest {
     reply: oneshot::Sender<Result<Vec<Committed>>>,
 }
 
-/// An event as kept in the log.
-#[derive(serde::Serialize, serde::Deserialize)]
+/// An event as written to the log, borrowing what it records.
+#[derive(serde::Serialize)]
+struct LoggedEventRef<'a> {
+    #[serde(rename = "t")]
+    event_type: EventType,
+    #[serde(rename = "k")]
+    key: &'a str,
+    #[serde(rename = "o")]
+    object: &'a Value,
+    #[serde(rename = "p", skip_serializing_if = "Option::is_none")]
+    prev: Option<&'a Value>,
+    #[serde(rename = "ms")]
+    unix_ms: u64,
+}
+
+/// An event as read back from the log.
+#[derive(serde::Deserialize)]
 struct LoggedEvent {
     #[serde(rename = "t")]
     event_type: EventType,
@@ -373,7 +388,9 @@ impl Writer {
         }
         let start_revision = self.revision;
         let compact = self.last_compaction.elapsed() >= self.config.compaction_interval;
-        match self.apply(&batch, compact) {
+        let (ops, replies): (Vec<Vec<Op>>, Vec<_>) =
+            batch.into_iter().map(|r| (r.ops, r.reply)).unzip();
+        match self.apply(ops, compact) {
             Ok((results, events, compacted)) => {
                 if compact {
                     self.last_compaction = Instant::now();
@@ -393,15 +410,15 @@ impl Writer {
                     let _ = self.shared.live.send(event);
                 }
                 self.shared.committed.send_replace(self.revision);
-                for (request, result) in batch.into_iter().zip(results) {
-                    let _ = request.reply.send(result);
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
                 }
             }
             Err(error) => {
                 self.revision = start_revision;
                 tracing::error!(%error, "store commit failed");
-                for request in batch {
-                    let _ = request.reply.send(Err(error.clone()));
+                for reply in replies {
+                    let _ = reply.send(Err(error.clone()));
                 }
             }
         }
@@ -413,7 +430,7 @@ impl Writer {
     #[allow(clippy::type_complexity)]
     fn apply(
         &mut self,
-        batch: &[WriteRequest],
+        batch: Vec<Vec<Op>>,
         compact: bool,
     ) -> Result<(
         Vec<Result<Vec<Committed>>>,
@@ -440,8 +457,8 @@ impl Writer {
                 .open_table(EVENTS)
                 .map_err(|e| backend("open events", e))?;
             let mut meta = txn.open_table(META).map_err(|e| backend("open meta", e))?;
-            for request in batch {
-                match self.apply_request(&mut objects, &mut log, &request.ops, unix_ms)? {
+            for ops in batch {
+                match self.apply_request(&mut objects, &mut log, ops, unix_ms)? {
                     Ok((committed, request_events)) => {
                         results.push(Ok(committed));
                         events.extend(request_events);
@@ -466,11 +483,12 @@ impl Writer {
         &mut self,
         objects: &mut redb::Table<&str, &[u8]>,
         log: &mut redb::Table<u64, &[u8]>,
-        ops: &[Op],
+        ops: Vec<Op>,
         unix_ms: u64,
     ) -> Result<Result<(Vec<Committed>, Vec<Arc<Event>>)>> {
         // Check all preconditions first so the request applies all or nothing.
-        for op in ops {
+        let mut prevs = Vec::with_capacity(ops.len());
+        for op in &ops {
             let encoded = op.key.encode();
             let prev = match objects
                 .get(encoded.as_str())
@@ -500,68 +518,72 @@ impl Writer {
             if op.action == Action::Delete && prev.is_none() {
                 return Ok(Err(StoreError::NotFound(op.key.clone())));
             }
+            prevs.push(prev);
         }
         let mut committed = Vec::with_capacity(ops.len());
         let mut events = Vec::with_capacity(ops.len());
-        for op in ops {
+        // The values are moved, not cloned: this thread is the store's bottleneck.
+        let single = ops.len() == 1;
+        for (op, checked_prev) in ops.into_iter().zip(prevs) {
             self.revision += 1;
             let revision = self.revision;
             let encoded = op.key.encode();
-            // Read again: an earlier op of this request may have touched the key.
-            let prev = match objects
-                .get(encoded.as_str())
-                .map_err(|e| backend("read", e))?
-            {
-                Some(bytes) => Some(decode(&encoded, bytes.value())?),
-                None => None,
+            // With several ops, an earlier one may have touched the same key.
+            let prev = if single {
+                checked_prev
+            } else {
+                match objects
+                    .get(encoded.as_str())
+                    .map_err(|e| backend("read", e))?
+                {
+                    Some(bytes) => Some(decode(&encoded, bytes.value())?),
+                    None => None,
+                }
             };
-            let (event_type, mut object) = match &op.action {
+            let (event_type, mut object) = match op.action {
                 Action::Put(object) => {
                     let kind = if prev.is_some() {
                         EventType::Modified
                     } else {
                         EventType::Added
                     };
-                    (kind, object.clone())
+                    (kind, object)
                 }
                 Action::Delete => (EventType::Deleted, prev.clone().unwrap_or(Value::Null)),
             };
             skiff_api::meta::set(&mut object, "resourceVersion", revision.to_string());
-            let bytes = serde_json::to_vec(&object).map_err(|e| backend("encode object", e))?;
-            match op.action {
-                Action::Put(_) => {
-                    objects
-                        .insert(encoded.as_str(), bytes.as_slice())
-                        .map_err(|e| backend("write", e))?;
-                }
-                Action::Delete => {
-                    objects
-                        .remove(encoded.as_str())
-                        .map_err(|e| backend("delete", e))?;
-                }
+            if event_type == EventType::Deleted {
+                objects
+                    .remove(encoded.as_str())
+                    .map_err(|e| backend("delete", e))?;
+            } else {
+                let bytes = serde_json::to_vec(&object).map_err(|e| backend("encode object", e))?;
+                objects
+                    .insert(encoded.as_str(), bytes.as_slice())
+                    .map_err(|e| backend("write", e))?;
             }
-            let logged = LoggedEvent {
+            let logged = LoggedEventRef {
                 event_type,
-                key: encoded,
-                object: object.clone(),
-                prev: prev.clone(),
+                key: &encoded,
+                object: &object,
+                prev: prev.as_ref(),
                 unix_ms,
             };
             let logged = serde_json::to_vec(&logged).map_err(|e| backend("encode event", e))?;
             log.insert(revision, logged.as_slice())
                 .map_err(|e| backend("write event", e))?;
             let object = Arc::new(object);
-            let prev_arc = prev.clone().map(Arc::new);
+            let prev = prev.map(Arc::new);
             events.push(Arc::new(Event {
                 revision,
                 event_type,
-                key: op.key.clone(),
+                key: op.key,
                 object: object.clone(),
-                prev: prev_arc,
+                prev: prev.clone(),
             }));
             committed.push(Committed {
                 revision,
-                object: (*object).clone(),
+                object,
                 prev,
             });
         }
