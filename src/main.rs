@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a control plane: store, Kubernetes API server, controllers.
-    Server(server::Args),
+    Server(server::ServerArgs),
     /// Run the embedded default cluster in one process.
     Up(up::Args),
     /// Push a Wasm component to the cluster under NAME:TAG.
@@ -85,4 +85,16 @@ pub fn default_data_dir() -> std::path::PathBuf {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| ".".into());
     home.join(".skiff")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap checks the whole command tree (unique names, groups) only when a
+    /// subcommand is used; check it here for all of them.
+    #[test]
+    fn command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
+    }
 }

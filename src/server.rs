@@ -7,7 +7,7 @@ use anyhow::Context;
 use skiff_control::{ControlPlane, ControlPlaneConfig};
 
 #[derive(clap::Args)]
-pub struct Args {
+pub struct ServerArgs {
     /// Where the store, components and kubeconfig live [default: $SKIFF_DATA_DIR or ~/.skiff].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -16,13 +16,13 @@ pub struct Args {
     pub api_addr: SocketAddr,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let plane = start(args).await?;
     serve_until_signal(plane).await
 }
 
 /// Starts a control plane from the shared flags and says where it is.
-pub async fn start(args: Args) -> anyhow::Result<ControlPlane> {
+pub async fn start(args: ServerArgs) -> anyhow::Result<ControlPlane> {
     let data_dir = args.data_dir.unwrap_or_else(crate::default_data_dir);
     let config = ControlPlaneConfig {
         data_dir,

@@ -6,7 +6,7 @@
 #[derive(clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    pub server: crate::server::Args,
+    pub server: crate::server::ServerArgs,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {

@@ -44,6 +44,12 @@ impl Server {
     /// `/readyz` answers `200 ok`. Its stderr (logs) goes to `<data_dir>.log`,
     /// appended across restarts.
     pub fn start(data_dir: &Path) -> Server {
+        Server::start_command("server", data_dir)
+    }
+
+    /// [`Server::start`] with another subcommand that takes the same flags
+    /// (`up`).
+    pub fn start_command(subcommand: &str, data_dir: &Path) -> Server {
         let log = log_path(data_dir);
         let log_file = OpenOptions::new()
             .create(true)
@@ -51,7 +57,7 @@ impl Server {
             .open(&log)
             .expect("open server log");
         let child = Command::new(SKIFF)
-            .arg("server")
+            .arg(subcommand)
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--api-addr", "127.0.0.1:0"])
