@@ -1,2 +1,25 @@
-//! Skiff runtime: the only crate that will know wasmtime. It turns a component plus a
-//! pod container spec into a running HTTP handler or command. Built out in issue 3.
+//! Skiff's runtime: the only crate that knows wasmtime. It turns a component plus a
+//! pod's container spec into a running thing a node can supervise: an HTTP handler
+//! ([`HttpContainer`]) or a command ([`CommandContainer`]).
+//!
+//! One [`Engine`] per node; [`Engine::load`] compiles a component (or reads it from
+//! the on-disk cache) and detects its [`Kind`] from its exports.
+
+mod cache;
+mod command;
+mod engine;
+mod error;
+mod host;
+mod http;
+mod kind;
+mod limits;
+mod logs;
+
+pub use command::{CommandContainer, Exit, Stopper};
+pub use engine::{Component, Engine, EngineConfig, LoadSource};
+pub use error::{Result, RuntimeError};
+pub use host::{Mount, OutboundFuture, OutboundHttp, PodSpec};
+pub use http::{HttpContainer, HttpMetrics};
+pub use kind::Kind;
+pub use limits::Limits;
+pub use logs::{LogBuffer, LogLine, LogStream};

@@ -1,0 +1,229 @@
+//! The node's one wasmtime engine: configuration, the epoch ticker thread, the
+//! shared linker, and loading (compiling or fetching from cache) components.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Linker;
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::cache::ComponentCache;
+use crate::error::{Result, RuntimeError};
+use crate::host::Host;
+use crate::kind::{self, Kind};
+
+/// How the engine is set up. The defaults suit one node of a few GiB.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where compiled components are cached; `None` disables the disk cache.
+    pub cache_dir: Option<PathBuf>,
+    /// Use the pooling instance allocator (fast instantiation; reserves address
+    /// space up front). Off: on-demand allocation.
+    pub pooling: bool,
+    /// Most component instances alive at once (pooling only): running requests
+    /// plus running commands across all pods.
+    pub max_instances: u32,
+    /// Largest one linear memory may be (pooling slot size), in bytes.
+    pub max_memory_size: usize,
+    /// Interval of the epoch ticker: the granularity of time limits and of
+    /// preemption of a spinning guest.
+    pub epoch_tick: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            pooling: true,
+            max_instances: 1000,
+            max_memory_size: 1 << 30,
+            epoch_tick: Duration::from_millis(10),
+        }
+    }
+}
+
+/// A compiled component and the kind of container it makes.
+#[derive(Clone)]
+pub struct Component {
+    pub(crate) inner: wasmtime::component::Component,
+    kind: Kind,
+    digest: String,
+}
+
+impl std::fmt::Debug for Component {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Component")
+            .field("kind", &self.kind)
+            .field("digest", &self.digest)
+            .finish()
+    }
+}
+
+impl Component {
+    /// HTTP or command.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// `sha256:<hex>` of the component's bytes.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+}
+
+/// Where a [`Engine::load`] got its compiled code from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadSource {
+    /// Compiled now.
+    Compiled,
+    /// Read from the on-disk cache.
+    Cache,
+}
+
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Inner {
+    engine: wasmtime::Engine,
+    linker: Linker<Host>,
+    cache: Option<ComponentCache>,
+    _ticker: Ticker,
+}
+
+/// The node's wasmtime engine. Cheap to clone; the epoch ticker stops when the last
+/// clone is dropped.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Build the engine, its linker (all of WASI 0.2 and wasi:http), and start the
+    /// epoch ticker thread.
+    pub fn new(config: EngineConfig) -> Result<Self> {
+        let mut c = Config::new();
+        c.wasm_component_model(true);
+        c.epoch_interruption(true);
+        if config.pooling {
+            let mut p = PoolingAllocationConfig::new();
+            let n = config.max_instances.max(1);
+            p.total_component_instances(n);
+            // A Rust component has a handful of core instances, a memory or two
+            // and a few tables; leave room for that per component instance.
+            p.total_core_instances(n.saturating_mul(4));
+            p.total_memories(n.saturating_mul(2));
+            p.total_tables(n.saturating_mul(4));
+            p.total_stacks(n);
+            p.max_memory_size(config.max_memory_size);
+            c.allocation_strategy(InstanceAllocationStrategy::Pooling(p));
+        }
+        let engine = wasmtime::Engine::new(&c).map_err(RuntimeError::Engine)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(RuntimeError::Engine)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(RuntimeError::Engine)?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let engine = engine.clone();
+            let stop = stop.clone();
+            let tick = config.epoch_tick;
+            std::thread::Builder::new()
+                .name("skiff-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(tick);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| RuntimeError::Engine(wasmtime::Error::new(e)))?
+        };
+        let cache = config
+            .cache_dir
+            .as_deref()
+            .map(|d| ComponentCache::new(d, &engine));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                cache,
+                _ticker: Ticker {
+                    stop,
+                    thread: Some(thread),
+                },
+            }),
+        })
+    }
+
+    pub(crate) fn wasmtime(&self) -> &wasmtime::Engine {
+        &self.inner.engine
+    }
+
+    pub(crate) fn linker(&self) -> &Linker<Host> {
+        &self.inner.linker
+    }
+
+    /// Compile `bytes` (or fetch the compiled form from the disk cache) and detect
+    /// its kind. Garbage, core modules and components that export neither HTTP nor
+    /// `run` are refused.
+    pub fn load(&self, bytes: &[u8]) -> Result<Component> {
+        self.load_with_source(bytes).map(|(c, _)| c)
+    }
+
+    /// Like [`Engine::load`], also telling whether the cache was used.
+    pub fn load_with_source(&self, bytes: &[u8]) -> Result<(Component, LoadSource)> {
+        kind::check_is_component(bytes)?;
+        let digest = hex::encode(Sha256::digest(bytes));
+        let engine = &self.inner.engine;
+        let cached = self
+            .inner
+            .cache
+            .as_ref()
+            .and_then(|c| c.get(engine, &digest));
+        let (inner, source) = match cached {
+            Some(c) => (c, LoadSource::Cache),
+            None => {
+                let c = wasmtime::component::Component::new(engine, bytes)
+                    .map_err(RuntimeError::Compile)?;
+                if let Some(cache) = &self.inner.cache {
+                    // A cache that cannot be written only costs a recompile later.
+                    if let Err(e) = cache.put(&digest, &c) {
+                        tracing::warn!(error = %e, "could not cache compiled component");
+                    }
+                }
+                (c, LoadSource::Compiled)
+            }
+        };
+        let kind = kind::detect(engine, &inner)?;
+        Ok((
+            Component {
+                inner,
+                kind,
+                digest: format!("sha256:{digest}"),
+            },
+            source,
+        ))
+    }
+}

@@ -1,0 +1,252 @@
+//! HTTP containers: a component exporting `wasi:http/incoming-handler`, pre-instantiated
+//! once, with a fresh instance per request and no socket in between.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use tokio::sync::{Semaphore, oneshot};
+use wasmtime::Store;
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+
+use crate::engine::{Component, Engine};
+use crate::error::{Result, RuntimeError, guest_error};
+use crate::host::{Host, PodSpec};
+use crate::kind::Kind;
+use crate::limits::install_deadline;
+use crate::logs::LogBuffer;
+
+/// Largest response body collected from a guest.
+const MAX_RESPONSE_BODY: usize = 64 << 20;
+
+/// Counters of one HTTP container, for the node's metrics.
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    in_flight: AtomicU64,
+    errors: AtomicU64,
+    instance_nanos: AtomicU64,
+    memory_high_water: AtomicU64,
+}
+
+/// A snapshot of an HTTP container's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HttpMetrics {
+    /// Requests handled (finished, successfully or not).
+    pub requests: u64,
+    /// Requests in flight now.
+    pub in_flight: u64,
+    /// Requests that ended in an error (trap, timeout, memory limit, overload).
+    pub errors: u64,
+    /// Total wall time spent in instances.
+    pub instance_time: Duration,
+    /// Highest linear memory any one instance reached, in bytes.
+    pub memory_high_water: u64,
+}
+
+/// A running HTTP pod: call [`HttpContainer::handle`] once per request.
+pub struct HttpContainer {
+    engine: Engine,
+    pre: ProxyPre<Host>,
+    spec: Arc<PodSpec>,
+    pod: Arc<str>,
+    logs: LogBuffer,
+    permits: Arc<Semaphore>,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for HttpContainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpContainer")
+            .field("pod", &self.pod)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpContainer {
+    /// Link and pre-instantiate `component` for the pod `spec`; its output goes to
+    /// `logs`. Fails if the component is not an HTTP component, imports what the
+    /// host does not offer, or a mount cannot be opened.
+    pub fn new(
+        engine: &Engine,
+        component: &Component,
+        spec: PodSpec,
+        logs: LogBuffer,
+    ) -> Result<Self> {
+        let pod: Arc<str> = spec.qualified_name().into();
+        if component.kind() != Kind::Http {
+            return Err(RuntimeError::WrongKind {
+                pod: pod.to_string(),
+                actual: component.kind().as_str(),
+                wanted: Kind::Http.as_str(),
+            });
+        }
+        spec.check_mounts()?;
+        let pre = engine
+            .linker()
+            .instantiate_pre(&component.inner)
+            .map_err(RuntimeError::Link)?;
+        let pre = ProxyPre::new(pre).map_err(RuntimeError::Link)?;
+        Ok(Self {
+            engine: engine.clone(),
+            pre,
+            permits: Arc::new(Semaphore::new(spec.limits.max_concurrency.max(1))),
+            spec: Arc::new(spec),
+            pod,
+            logs,
+            counters: Arc::default(),
+        })
+    }
+
+    /// The pod's log.
+    pub fn logs(&self) -> &LogBuffer {
+        &self.logs
+    }
+
+    /// A snapshot of the counters.
+    pub fn metrics(&self) -> HttpMetrics {
+        let c = &self.counters;
+        HttpMetrics {
+            requests: c.requests.load(Ordering::Relaxed),
+            in_flight: c.in_flight.load(Ordering::Relaxed),
+            errors: c.errors.load(Ordering::Relaxed),
+            instance_time: Duration::from_nanos(c.instance_nanos.load(Ordering::Relaxed)),
+            memory_high_water: c.memory_high_water.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Handle one request in a fresh instance and return the complete response.
+    /// A trap, timeout or memory limit ends only that instance and comes back as an
+    /// error naming the pod.
+    pub async fn handle(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>> {
+        let Ok(_permit) = self.permits.clone().try_acquire_owned() else {
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            return Err(RuntimeError::Overloaded {
+                pod: self.pod.to_string(),
+                limit: self.spec.limits.max_concurrency,
+            });
+        };
+        let c = &self.counters;
+        c.in_flight.fetch_add(1, Ordering::Relaxed);
+        let start = Instant::now();
+        let result = self.handle_inner(req).await;
+        c.in_flight.fetch_sub(1, Ordering::Relaxed);
+        c.requests.fetch_add(1, Ordering::Relaxed);
+        c.instance_nanos.fetch_add(
+            u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        if result.is_err() {
+            c.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn timeout_ms(&self) -> u64 {
+        self.spec
+            .limits
+            .timeout
+            .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    async fn handle_inner(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>> {
+        let mut store = Store::new(self.engine.wasmtime(), Host::new(&self.spec, &self.logs)?);
+        store.limiter(|h| &mut h.limiter);
+        install_deadline(&mut store, self.spec.limits.timeout);
+
+        let (mut parts, body) = req.into_parts();
+        if parts.uri.authority().is_none() && !parts.headers.contains_key(http::header::HOST) {
+            parts.headers.insert(
+                http::header::HOST,
+                http::HeaderValue::from_static("localhost"),
+            );
+        }
+        let req = http::Request::from_parts(parts, Full::new(body));
+        let (tx, rx) = oneshot::channel();
+        let pre = self.pre.clone();
+        let counters = self.counters.clone();
+        let mut task = tokio::spawn(async move {
+            let req = store
+                .data_mut()
+                .http()
+                .new_incoming_request(Scheme::Http, req)?;
+            let out = store.data_mut().http().new_response_outparam(tx)?;
+            let proxy = pre.instantiate_async(&mut store).await?;
+            let result = proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, req, out)
+                .await;
+            counters
+                .memory_high_water
+                .fetch_max(store.data().limiter.high_water, Ordering::Relaxed);
+            result
+        });
+
+        let work = async {
+            let response = match rx.await {
+                Ok(Ok(resp)) => resp,
+                Ok(Err(code)) => {
+                    return Err(RuntimeError::BadResponse {
+                        pod: self.pod.to_string(),
+                        message: format!("guest answered with error {code:?}"),
+                    });
+                }
+                // The guest ended without setting a response: the task says why.
+                Err(_) => return Err(self.task_error(&mut task).await),
+            };
+            let (parts, body) = response.into_parts();
+            let body = http_body_util::Limited::new(body, MAX_RESPONSE_BODY);
+            match body.collect().await {
+                Ok(b) => Ok(http::Response::from_parts(parts, b.to_bytes())),
+                Err(e) => {
+                    // The body broke off: most likely the instance trapped mid-way.
+                    if task.is_finished() {
+                        Err(self.task_error(&mut task).await)
+                    } else {
+                        Err(RuntimeError::BadResponse {
+                            pod: self.pod.to_string(),
+                            message: format!("response body: {e}"),
+                        })
+                    }
+                }
+            }
+        };
+        let result = match self.spec.limits.timeout {
+            // The epoch deadline interrupts a running guest; this bounds a guest
+            // that waits in the host (e.g. on a clock) as well.
+            Some(t) => match tokio::time::timeout(t + Duration::from_millis(100), work).await {
+                Ok(r) => r,
+                Err(_) => Err(RuntimeError::Timeout {
+                    pod: self.pod.to_string(),
+                    limit_ms: self.timeout_ms(),
+                }),
+            },
+            None => work.await,
+        };
+        if result.is_err() {
+            task.abort();
+        }
+        result
+    }
+
+    async fn task_error(
+        &self,
+        task: &mut tokio::task::JoinHandle<wasmtime::Result<()>>,
+    ) -> RuntimeError {
+        match task.await {
+            Ok(Ok(())) => RuntimeError::BadResponse {
+                pod: self.pod.to_string(),
+                message: "guest returned without setting a response".into(),
+            },
+            Ok(Err(e)) => guest_error(&self.pod, self.timeout_ms(), e),
+            Err(e) => RuntimeError::Trap {
+                pod: self.pod.to_string(),
+                message: format!("instance task failed: {e}"),
+            },
+        }
+    }
+}

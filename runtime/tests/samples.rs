@@ -1,0 +1,310 @@
+//! Drive the sample guests (built from source under `samples/`) through the runtime.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use skiff_runtime::{
+    CommandContainer, Engine, EngineConfig, Exit, HttpContainer, Kind, Limits, LoadSource,
+    LogBuffer, Mount, PodSpec, RuntimeError,
+};
+
+/// Build every sample once per test binary; the directory holding the `.wasm` files.
+fn samples_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let target = match std::env::var_os("SKIFF_SAMPLES_TARGET_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => {
+                let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
+                PathBuf::from(home).join(".cache/skiff-samples-target")
+            }
+        };
+        let installed = Command::new("rustup")
+            .args(["target", "list", "--installed"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip2"))
+            .unwrap_or(true);
+        assert!(
+            installed,
+            "the wasm32-wasip2 target is missing: run `rustup target add wasm32-wasip2`"
+        );
+        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
+            .arg(root.join("samples/Cargo.toml"))
+            .env("CARGO_TARGET_DIR", &target)
+            // Do not let this test's own build settings leak into the guest build.
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS")
+            .status()
+            .expect("run cargo to build the samples");
+        assert!(status.success(), "building the samples failed: {status}");
+        target.join("wasm32-wasip2/release")
+    })
+}
+
+fn sample(name: &str) -> Vec<u8> {
+    let path = samples_dir().join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+fn engine() -> Engine {
+    Engine::new(EngineConfig {
+        max_instances: 64,
+        max_memory_size: 256 << 20,
+        ..EngineConfig::default()
+    })
+    .expect("engine")
+}
+
+fn pod(name: &str) -> PodSpec {
+    PodSpec {
+        name: name.into(),
+        namespace: "default".into(),
+        uid: format!("uid-{name}"),
+        ..PodSpec::default()
+    }
+}
+
+fn http_pod(engine: &Engine, wasm: &str, spec: PodSpec) -> HttpContainer {
+    let c = engine.load(&sample(wasm)).expect("load");
+    assert_eq!(c.kind(), Kind::Http);
+    HttpContainer::new(engine, &c, spec, LogBuffer::new(64 << 10)).expect("http container")
+}
+
+fn get(path: &str) -> http::Request<Bytes> {
+    http::Request::get(path)
+        .body(Bytes::new())
+        .expect("request")
+}
+
+fn text(resp: &http::Response<Bytes>) -> String {
+    String::from_utf8_lossy(resp.body()).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_answers_with_its_pod_name() {
+    let engine = engine();
+    let hello = http_pod(&engine, "hello", pod("hello-1"));
+    for _ in 0..3 {
+        let resp = hello.handle(get("/")).await.expect("hello");
+        assert_eq!(resp.status(), 200);
+        assert_eq!(text(&resp).trim(), "Hello from hello-1!");
+    }
+    assert_eq!(hello.metrics().requests, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_returns_what_it_was_sent() {
+    let engine = engine();
+    let mut spec = pod("echo-1");
+    spec.env = vec![
+        (
+            "ECHO_ENV".into(),
+            "POD_NAME,POD_NAMESPACE,GREETING,HOME".into(),
+        ),
+        ("GREETING".into(), "hi".into()),
+    ];
+    let echo = http_pod(&engine, "echo", spec);
+    let req = http::Request::post("http://example.test/some/path?x=1")
+        .header("x-test", "yes")
+        .body(Bytes::from_static(b"payload!"))
+        .expect("request");
+    let resp = echo.handle(req).await.expect("echo");
+    assert_eq!(resp.status(), 200);
+    let body = text(&resp);
+    for want in [
+        "\"method\":\"POST\"",
+        "/some/path?x=1",
+        "\"x-test\":\"yes\"",
+        "\"body\":\"payload!\"",
+        "\"POD_NAME\":\"echo-1\"",
+        "\"POD_NAMESPACE\":\"default\"",
+        "\"GREETING\":\"hi\"",
+        "\"HOME\":null",
+    ] {
+        assert!(body.contains(want), "{want} not in {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counter_survives_a_new_instance() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = engine();
+    let mut spec = pod("counter-1");
+    spec.mounts = vec![Mount {
+        host_path: dir.path().to_path_buf(),
+        guest_path: "/data".into(),
+        read_only: false,
+    }];
+    let counter = http_pod(&engine, "counter", spec.clone());
+    assert_eq!(
+        text(&counter.handle(get("/")).await.expect("1")).trim(),
+        "1"
+    );
+    assert_eq!(
+        text(&counter.handle(get("/")).await.expect("2")).trim(),
+        "2"
+    );
+    drop(counter);
+    // A new container (as after a pod restart) on the same volume.
+    let counter = http_pod(&engine, "counter", spec.clone());
+    assert_eq!(
+        text(&counter.handle(get("/")).await.expect("3")).trim(),
+        "3"
+    );
+
+    // Read-only: the write fails inside the guest, which answers 500.
+    spec.mounts[0].read_only = true;
+    let ro = http_pod(&engine, "counter", spec);
+    let resp = ro.handle(get("/")).await.expect("read-only answer");
+    assert_eq!(resp.status(), 500, "{}", text(&resp));
+    let n = std::fs::read_to_string(dir.path().join("count")).expect("count file");
+    assert_eq!(n.trim(), "3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pi_exits_zero_with_the_right_digits() {
+    let engine = engine();
+    let c = engine.load(&sample("pi")).expect("load pi");
+    assert_eq!(c.kind(), Kind::Command);
+    let mut spec = pod("pi-1");
+    spec.args = vec!["50".into()];
+    let logs = LogBuffer::new(64 << 10);
+    let run = CommandContainer::start(&engine, &c, spec, logs.clone()).expect("start");
+    assert_eq!(run.wait().await.expect("pi runs"), Exit::Code(0));
+    assert_eq!(
+        logs.text().trim(),
+        "3.14159265358979323846264338327950288419716939937510"
+    );
+
+    let mut spec = pod("pi-2");
+    spec.args = vec!["many".into()];
+    let logs = LogBuffer::new(64 << 10);
+    let run = CommandContainer::start(&engine, &c, spec, logs.clone()).expect("start");
+    assert_eq!(run.wait().await.expect("pi fails cleanly"), Exit::Code(1));
+    assert!(!logs.text().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticker_stops_within_its_grace_period() {
+    let engine = engine();
+    let c = engine.load(&sample("ticker")).expect("load ticker");
+    let mut spec = pod("ticker-1");
+    spec.limits.timeout = None;
+    let logs = LogBuffer::new(64 << 10);
+    let run = CommandContainer::start(&engine, &c, spec, logs.clone()).expect("start");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!run.is_finished());
+    let grace = Duration::from_millis(500);
+    let start = Instant::now();
+    assert_eq!(run.stop(grace).await.expect("stopped"), Exit::Killed);
+    assert!(start.elapsed() < grace + Duration::from_millis(500));
+    assert!(logs.text().contains("tick 1"), "{}", logs.text());
+    assert!(logs.lines().iter().all(|l| l.time.elapsed().is_ok()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_guests_end_only_themselves() {
+    let engine = engine();
+    let hello = std::sync::Arc::new(http_pod(&engine, "hello", pod("hello-2")));
+    let mut spec = pod("spinner-1");
+    spec.limits.timeout = Some(Duration::from_secs(1));
+    let spinner = http_pod(&engine, "spinner", spec);
+    let mut spec = pod("hog-1");
+    spec.limits = Limits {
+        memory_bytes: Some(64 << 20),
+        ..Limits::default()
+    };
+    let hog = http_pod(&engine, "hog", spec);
+    let crasher = http_pod(&engine, "crasher", pod("crasher-1"));
+
+    let spin = tokio::spawn(async move { spinner.handle(get("/spin")).await });
+    // hello keeps answering while the spinner spins.
+    let hello2 = hello.clone();
+    let hellos = tokio::spawn(async move {
+        for _ in 0..10 {
+            let r = hello2.handle(get("/")).await.expect("hello while spinning");
+            assert_eq!(text(&r).trim(), "Hello from hello-2!");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+
+    let ok = hog
+        .handle(get("/grow?mb=8"))
+        .await
+        .expect("hog within limit");
+    assert_eq!(ok.status(), 200, "{}", text(&ok));
+    let err = hog
+        .handle(get("/grow?mb=128"))
+        .await
+        .expect_err("hog past limit");
+    assert!(matches!(err, RuntimeError::MemoryLimit { .. }), "{err}");
+    assert!(err.to_string().contains("memory limit") && err.to_string().contains("hog-1"));
+
+    for path in ["/crash", "/crash?kind=unreachable", "/crash?kind=overflow"] {
+        let err = crasher.handle(get(path)).await.expect_err("crash");
+        assert!(matches!(err, RuntimeError::Trap { .. }), "{path}: {err}");
+        assert!(err.to_string().contains("crasher-1"), "{err}");
+    }
+    assert!(
+        crasher.logs().text().contains("panicked"),
+        "{}",
+        crasher.logs().text()
+    );
+    let fine = crasher.handle(get("/")).await.expect("crasher elsewhere");
+    assert_eq!(fine.status(), 200);
+
+    let err = spin.await.expect("join").expect_err("spinner times out");
+    assert!(matches!(err, RuntimeError::Timeout { .. }), "{err}");
+    assert!(err.to_string().contains("timeout") && err.to_string().contains("spinner-1"));
+    hellos.await.expect("hellos");
+    let r = hello.handle(get("/")).await.expect("hello after all that");
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_core_modules_are_refused() {
+    let engine = engine();
+    let err = engine.load(b"definitely not wasm").expect_err("garbage");
+    assert!(matches!(err, RuntimeError::NotWasm), "{err}");
+    let core = wat::parse_str("(module (func (export \"run\")))").expect("wat");
+    let err = engine.load(&core).expect_err("core module");
+    assert!(matches!(err, RuntimeError::CoreModule), "{err}");
+    assert!(err.to_string().contains("core module"));
+    let other = wat::parse_str("(component (core module $m (func (export \"f\"))) (core instance $i (instantiate $m)) (func (export \"hello\") (canon lift (core func $i \"f\"))))").expect("wat");
+    let err = engine.load(&other).expect_err("neither kind");
+    assert!(err.to_string().contains("hello"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compiled_components_are_cached_on_disk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = EngineConfig {
+        cache_dir: Some(dir.path().to_path_buf()),
+        max_instances: 8,
+        max_memory_size: 64 << 20,
+        ..EngineConfig::default()
+    };
+    let bytes = sample("hello");
+    let first = Engine::new(config.clone()).expect("engine");
+    let (_, src) = first.load_with_source(&bytes).expect("compile");
+    assert_eq!(src, LoadSource::Compiled);
+    drop(first);
+    // A "restarted node": a new engine with the same configuration.
+    let second = Engine::new(config).expect("engine");
+    let (c, src) = second.load_with_source(&bytes).expect("from cache");
+    assert_eq!(src, LoadSource::Cache);
+    let hello = HttpContainer::new(&second, &c, pod("cached"), LogBuffer::new(1024)).expect("c");
+    let r = hello.handle(get("/")).await.expect("hello");
+    assert_eq!(text(&r).trim(), "Hello from cached!");
+}
