@@ -12,7 +12,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/skiff-samples-target}"
 cargo build --release --target wasm32-wasip2 --manifest-path "$here/Cargo.toml" "$@"
 
 out="$CARGO_TARGET_DIR/wasm32-wasip2/release"
-for name in hello echo counter crasher spinner hog pi ticker; do
+for name in hello echo counter crasher spinner hog pi ticker fetch; do
     if [[ -f "$out/$name.wasm" ]]; then
         echo "$out/$name.wasm"
     fi

@@ -1,8 +1,9 @@
 //! Command containers: a component exporting `wasi:cli/run`, run once until it
 //! returns, with a graceful stop (a grace period, then forced).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -26,6 +27,31 @@ pub enum Exit {
     Killed,
 }
 
+/// A snapshot of a command container's metrics: the fields of
+/// [`HttpMetrics`](crate::HttpMetrics) that apply to a single run, plus how it ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommandMetrics {
+    /// Wall time the instance has run (so far, or in all once it ended), from the
+    /// start of instantiation.
+    pub instance_time: Duration,
+    /// Highest linear memory the instance reached, in bytes (updated as it grows).
+    pub memory_high_water: u64,
+    /// The exit code once the command returned or called `exit`; `None` while it
+    /// runs, and when it was killed or ended in an error (trap, timeout, memory
+    /// limit).
+    pub exit_code: Option<i32>,
+}
+
+/// What a command's task records for [`CommandContainer::metrics`].
+#[derive(Debug)]
+struct Counters {
+    started: Instant,
+    /// Set once the instance has ended.
+    ran: Mutex<Option<Duration>>,
+    exit_code: Mutex<Option<i32>>,
+    memory_high_water: Arc<AtomicU64>,
+}
+
 /// Asks a running command to stop. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Stopper {
@@ -47,6 +73,7 @@ pub struct CommandContainer {
     pod: Arc<str>,
     logs: LogBuffer,
     stopper: Stopper,
+    counters: Arc<Counters>,
     task: JoinHandle<Result<Exit>>,
 }
 
@@ -73,8 +100,23 @@ impl CommandContainer {
             .map_err(RuntimeError::Link)?;
         let pre = CommandPre::new(pre).map_err(RuntimeError::Link)?;
         let mut store = Store::new(engine.wasmtime(), Host::new(&spec, &logs)?);
+        let counters = Arc::new(Counters {
+            started: Instant::now(),
+            ran: Mutex::new(None),
+            exit_code: Mutex::new(None),
+            memory_high_water: Arc::default(),
+        });
+        store
+            .data_mut()
+            .limiter
+            .publish_high_water(counters.memory_high_water.clone());
         store.limiter(|h| &mut h.limiter);
-        install_deadline(&mut store, spec.limits.timeout);
+        install_deadline(
+            &mut store,
+            spec.limits.timeout,
+            spec.limits.cpu_millis,
+            engine.epoch_tick(),
+        );
         let timeout_ms = spec
             .limits
             .timeout
@@ -83,6 +125,7 @@ impl CommandContainer {
         let (tx, mut rx) = watch::channel(None);
         let task_pod = pod.clone();
         let task_logs = logs.clone();
+        let task_counters = counters.clone();
         let task = tokio::spawn(async move {
             let run = async {
                 let cmd = pre.instantiate_async(&mut store).await?;
@@ -96,7 +139,7 @@ impl CommandContainer {
                 }
             };
             task_logs.flush();
-            match outcome {
+            let result = match outcome {
                 None => Ok(Exit::Killed),
                 Some(Ok(Ok(()))) => Ok(Exit::Code(0)),
                 Some(Ok(Err(()))) => Ok(Exit::Code(1)),
@@ -104,14 +147,27 @@ impl CommandContainer {
                     Some(exit) => Ok(Exit::Code(exit.0)),
                     None => Err(guest_error(&task_pod, timeout_ms, e)),
                 },
-            }
+            };
+            task_counters.finish(&result);
+            result
         });
         Ok(Self {
             pod,
             logs,
             stopper: Stopper { tx: Arc::new(tx) },
+            counters,
             task,
         })
+    }
+
+    /// A snapshot of the command's metrics.
+    pub fn metrics(&self) -> CommandMetrics {
+        let c = &self.counters;
+        CommandMetrics {
+            instance_time: lock(&c.ran).unwrap_or_else(|| c.started.elapsed()),
+            memory_high_water: c.memory_high_water.load(Ordering::Relaxed),
+            exit_code: *lock(&c.exit_code),
+        }
     }
 
     /// The pod's log.
@@ -145,6 +201,20 @@ impl CommandContainer {
         self.stopper.stop(grace);
         self.wait().await
     }
+}
+
+impl Counters {
+    fn finish(&self, result: &Result<Exit>) {
+        *lock(&self.ran) = Some(self.started.elapsed());
+        if let Ok(Exit::Code(code)) = result {
+            *lock(&self.exit_code) = Some(*code);
+        }
+    }
+}
+
+/// The counters hold plain values, consistent even after a panic elsewhere.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Resolves with the grace period once a stop is asked for; never if all

@@ -102,6 +102,7 @@ struct Inner {
     engine: wasmtime::Engine,
     linker: Linker<Host>,
     cache: Option<ComponentCache>,
+    epoch_tick: Duration,
     _ticker: Ticker,
 }
 
@@ -169,6 +170,7 @@ impl Engine {
                 engine,
                 linker,
                 cache,
+                epoch_tick: config.epoch_tick,
                 _ticker: Ticker {
                     stop,
                     thread: Some(thread),
@@ -179,6 +181,11 @@ impl Engine {
 
     pub(crate) fn wasmtime(&self) -> &wasmtime::Engine {
         &self.inner.engine
+    }
+
+    /// The epoch ticker's interval: how often a running guest is checked.
+    pub(crate) fn epoch_tick(&self) -> Duration {
+        self.inner.epoch_tick
     }
 
     pub(crate) fn linker(&self) -> &Linker<Host> {

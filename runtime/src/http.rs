@@ -156,7 +156,12 @@ impl HttpContainer {
     async fn handle_inner(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>> {
         let mut store = Store::new(self.engine.wasmtime(), Host::new(&self.spec, &self.logs)?);
         store.limiter(|h| &mut h.limiter);
-        install_deadline(&mut store, self.spec.limits.timeout);
+        install_deadline(
+            &mut store,
+            self.spec.limits.timeout,
+            self.spec.limits.cpu_millis,
+            self.engine.epoch_tick(),
+        );
 
         let (mut parts, body) = req.into_parts();
         if parts.uri.authority().is_none() && !parts.headers.contains_key(http::header::HOST) {

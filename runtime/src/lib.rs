@@ -15,7 +15,7 @@ mod kind;
 mod limits;
 mod logs;
 
-pub use command::{CommandContainer, Exit, Stopper};
+pub use command::{CommandContainer, CommandMetrics, Exit, Stopper};
 pub use engine::{Component, Engine, EngineConfig, LoadSource};
 pub use error::{Result, RuntimeError};
 pub use host::{Mount, OutboundFuture, OutboundHttp, PodSpec};

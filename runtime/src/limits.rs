@@ -2,6 +2,8 @@
 //! deadlines), and the markers that let a trap be reported as "memory limit" or "timeout".
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
@@ -17,6 +19,19 @@ pub struct Limits {
     pub timeout: Option<Duration>,
     /// Most HTTP requests in flight at once for this pod.
     pub max_concurrency: usize,
+    /// CPU budget of each instance in millicores, from `resources.limits.cpu`
+    /// (`100m` is 100, `"1"` is 1000). `None`, or 1000 and more, means no
+    /// throttling (an instance runs on one thread, so it cannot use more than a core).
+    ///
+    /// Semantics: on every epoch tick a running instance yields to the executor
+    /// (always, budget or not, so a spinning guest never holds a worker thread).
+    /// With a budget of `m` millicores it then also pauses, off the CPU, for
+    /// `ran * (1000 - m) / m`, where `ran` is the wall time it ran since it last
+    /// resumed (capped at two ticks, so time spent blocked in the host is not
+    /// charged as CPU): a `100m` instance runs about one tick in ten. The budget is
+    /// per instance, not per pod: `max_concurrency` instances of a pod may each use
+    /// it. The pauses count toward `timeout`, which still ends the instance.
+    pub cpu_millis: Option<u32>,
 }
 
 impl Default for Limits {
@@ -25,6 +40,7 @@ impl Default for Limits {
             memory_bytes: Some(128 << 20),
             timeout: Some(Duration::from_secs(30)),
             max_concurrency: 64,
+            cpu_millis: None,
         }
     }
 }
@@ -69,6 +85,9 @@ pub(crate) struct MemoryLimiter {
     /// Current size of each memory, in bytes, by order of creation. Components
     /// usually have one or two.
     current: u64,
+    /// Where the high-water mark is also published as it rises, for metrics read
+    /// while the instance runs.
+    published: Option<Arc<AtomicU64>>,
 }
 
 impl MemoryLimiter {
@@ -77,7 +96,14 @@ impl MemoryLimiter {
             limit,
             high_water: 0,
             current: 0,
+            published: None,
         }
+    }
+
+    /// Also raise `to` to the high-water mark whenever memory grows.
+    pub fn publish_high_water(&mut self, to: Arc<AtomicU64>) {
+        to.fetch_max(self.high_water, Ordering::Relaxed);
+        self.published = Some(to);
     }
 }
 
@@ -104,6 +130,9 @@ impl ResourceLimiter for MemoryLimiter {
         }
         self.current = total;
         self.high_water = self.high_water.max(total);
+        if let Some(p) = &self.published {
+            p.fetch_max(total, Ordering::Relaxed);
+        }
         Ok(true)
     }
 
@@ -117,13 +146,81 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
+impl Limits {
+    /// Parse a Kubernetes CPU quantity (`100m`, `0.5`, `2`) into millicores.
+    pub fn parse_cpu(quantity: &str) -> Option<u32> {
+        let q = quantity.trim();
+        if let Some(m) = q.strip_suffix('m') {
+            return m.parse().ok();
+        }
+        let cores: f64 = q.parse().ok()?;
+        (cores.is_finite() && cores >= 0.0)
+            .then(|| (cores * 1000.0).ceil().min(u32::MAX as f64) as u32)
+    }
+}
+
+/// The pause owed after running for `ran` under a budget of `cpu_millis`
+/// (see [`Limits::cpu_millis`]); zero without a budget below one core.
+pub(crate) fn cpu_pause(ran: Duration, cpu_millis: Option<u32>) -> Duration {
+    match cpu_millis {
+        Some(m) if m < 1000 => {
+            let m = m.max(1);
+            ran * (1000 - m) / m
+        }
+        _ => Duration::ZERO,
+    }
+}
+
 /// Make the store yield to the async executor on every epoch tick (so a spinning
-/// guest cannot hold a worker thread), and trap once `timeout` has passed.
-pub(crate) fn install_deadline<T: 'static>(store: &mut Store<T>, timeout: Option<Duration>) {
+/// guest cannot hold a worker thread), pause it to keep it within `cpu_millis`
+/// (see [`Limits::cpu_millis`]), and trap once `timeout` has passed.
+pub(crate) fn install_deadline<T: 'static>(
+    store: &mut Store<T>,
+    timeout: Option<Duration>,
+    cpu_millis: Option<u32>,
+    tick: Duration,
+) {
     let deadline = timeout.map(|t| Instant::now() + t);
+    let mut resumed = Instant::now();
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| match deadline {
-        Some(d) if Instant::now() >= d => Err(DeadlineExceeded.into()),
-        _ => Ok(UpdateDeadline::Yield(1)),
+    store.epoch_deadline_callback(move |_| {
+        let now = Instant::now();
+        if let Some(d) = deadline
+            && now >= d
+        {
+            return Err(DeadlineExceeded.into());
+        }
+        let ran = now.saturating_duration_since(resumed).min(tick * 2);
+        let mut pause = cpu_pause(ran, cpu_millis);
+        if let Some(d) = deadline {
+            pause = pause.min(d - now);
+        }
+        resumed = now + pause;
+        if pause.is_zero() {
+            Ok(UpdateDeadline::Yield(1))
+        } else {
+            Ok(UpdateDeadline::YieldCustom(
+                1,
+                Box::pin(tokio::time::sleep(pause)),
+            ))
+        }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_quantities_and_pauses() {
+        assert_eq!(Limits::parse_cpu("100m"), Some(100));
+        assert_eq!(Limits::parse_cpu("0.25"), Some(250));
+        assert_eq!(Limits::parse_cpu("2"), Some(2000));
+        assert_eq!(Limits::parse_cpu("lots"), None);
+        let tick = Duration::from_millis(10);
+        assert_eq!(cpu_pause(tick, Some(100)), Duration::from_millis(90));
+        assert_eq!(cpu_pause(tick, Some(500)), tick);
+        assert_eq!(cpu_pause(tick, Some(1000)), Duration::ZERO);
+        assert_eq!(cpu_pause(tick, None), Duration::ZERO);
+    }
 }

@@ -1,7 +1,9 @@
-//! A pod's log: stdout and stderr split into timestamped lines, kept in a bounded ring.
+//! A pod's log: stdout and stderr split into timestamped lines, kept in a bounded ring
+//! and, optionally, appended to a size-rotated file.
 
 use std::collections::VecDeque;
 use std::io;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -9,6 +11,10 @@ use std::time::SystemTime;
 
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+
+mod file;
+
+use file::RotatingFile;
 
 /// Longest line kept; longer output is split into several lines.
 const MAX_LINE: usize = 16 * 1024;
@@ -40,6 +46,7 @@ struct Inner {
     partial_out: Vec<u8>,
     partial_err: Vec<u8>,
     dropped: u64,
+    file: Option<RotatingFile>,
 }
 
 /// A bounded, shared ring buffer of log lines. Cloning shares the buffer.
@@ -58,6 +65,21 @@ impl LogBuffer {
             inner: Arc::default(),
             capacity: capacity_bytes.max(1),
         }
+    }
+
+    /// Also append every line to the file at `path` (created if missing, appended
+    /// to if present), as `<RFC 3339 time> <stdout|stderr> <text>`. Before a line
+    /// would take the file past `max_bytes`, the file is renamed to `<path>.1`,
+    /// older files shift up (`.1` to `.2`, ...) keeping at most `keep` of them, and a
+    /// new file is started; with `keep == 0` the old file is deleted instead.
+    /// A line longer than `max_bytes` gets a file of its own.
+    ///
+    /// If writing the file fails later, the error is logged and the file is
+    /// abandoned; the ring keeps working.
+    pub fn with_file(self, path: &Path, max_bytes: u64, keep: usize) -> io::Result<Self> {
+        let file = RotatingFile::open(path, max_bytes, keep)?;
+        self.lock().file = Some(file);
+        Ok(self)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -124,13 +146,19 @@ impl LogBuffer {
     }
 
     fn push_line(&self, inner: &mut Inner, stream: LogStream, raw: Vec<u8>) {
-        let text = String::from_utf8_lossy(&raw).into_owned();
-        inner.bytes += text.len();
-        inner.lines.push_back(LogLine {
+        let line = LogLine {
             time: SystemTime::now(),
             stream,
-            text,
-        });
+            text: String::from_utf8_lossy(&raw).into_owned(),
+        };
+        if let Some(file) = &mut inner.file
+            && let Err(e) = file.append(&line)
+        {
+            tracing::warn!(error = %e, "pod log file failed; keeping the log in memory only");
+            inner.file = None;
+        }
+        inner.bytes += line.text.len();
+        inner.lines.push_back(line);
         while inner.bytes > self.capacity {
             match inner.lines.pop_front() {
                 Some(old) => {
@@ -206,5 +234,40 @@ mod tests {
             log.lines().last().map(|l| l.stream),
             Some(LogStream::Stderr)
         );
+    }
+
+    #[test]
+    fn file_rotates_by_size_and_keeps_the_newest_lines() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("pod.log");
+        let max = 1000u64;
+        let log = LogBuffer::new(1 << 20)
+            .with_file(&path, max, 2)
+            .expect("open log file");
+        // Each line is about 50 bytes with its timestamp: 95 lines rotate 4 times.
+        for n in 0..95 {
+            log.write(LogStream::Stdout, format!("line {n:04}\n").as_bytes());
+        }
+        log.write(LogStream::Stderr, b"last words\n");
+        let rotated = |n: usize| dir.path().join(format!("pod.log.{n}"));
+        for p in [path.clone(), rotated(1), rotated(2)] {
+            let len = std::fs::metadata(&p).expect("log file exists").len();
+            assert!(len > 0 && len <= max, "{}: {len} bytes", p.display());
+        }
+        assert!(!rotated(3).exists(), "keeps only 2 rotated files");
+        let current = std::fs::read_to_string(&path).expect("read current");
+        let last = current.lines().last().expect("a line");
+        assert!(last.ends_with(" stderr last words"), "{last}");
+        assert!(last.starts_with("20") && last.contains('T'), "{last}");
+        assert!(current.contains("stdout line 0094"), "{current}");
+        // Older lines are in .1, older still in .2, the oldest are gone.
+        let one = std::fs::read_to_string(rotated(1)).expect("read .1");
+        let two = std::fs::read_to_string(rotated(2)).expect("read .2");
+        let first = |s: &str| s.lines().next().map(str::to_owned).unwrap_or_default();
+        assert!(first(&two) < first(&one) && first(&one) < first(&current));
+        assert!(!current.contains("line 0000") && !one.contains("line 0000"));
+        assert!(!two.contains("line 0000"), "oldest lines rotated away");
+        // The ring still has everything.
+        assert_eq!(log.lines().len(), 96);
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use skiff_runtime::{
     CommandContainer, Engine, EngineConfig, Exit, HttpContainer, Kind, Limits, LoadSource,
-    LogBuffer, Mount, PodSpec, RuntimeError,
+    LogBuffer, Mount, OutboundFuture, OutboundHttp, PodSpec, RuntimeError,
 };
 
 /// Build every sample once per test binary; the directory holding the `.wasm` files.
@@ -307,4 +307,148 @@ async fn compiled_components_are_cached_on_disk() {
     let hello = HttpContainer::new(&second, &c, pod("cached"), LogBuffer::new(1024)).expect("c");
     let r = hello.handle(get("/")).await.expect("hello");
     assert_eq!(text(&r).trim(), "Hello from cached!");
+}
+
+fn spun_rounds(resp: &http::Response<Bytes>) -> u64 {
+    // "spun N ms (R rounds)"
+    let body = text(resp);
+    body.split('(')
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|r| r.parse().ok())
+        .unwrap_or_else(|| panic!("no rounds in {body:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_budget_throttles_a_spinner_and_hello_keeps_answering() {
+    let engine = engine();
+    let free = http_pod(&engine, "spinner", pod("spinner-free"));
+    let mut spec = pod("spinner-100m");
+    spec.limits.cpu_millis = Limits::parse_cpu("100m");
+    spec.limits.timeout = Some(Duration::from_secs(2));
+    let throttled = std::sync::Arc::new(http_pod(&engine, "spinner", spec));
+
+    // The same 300 ms of wall time buys a 100m instance about a tenth of the work.
+    let full = spun_rounds(&free.handle(get("/spin?ms=300")).await.expect("free spin"));
+    let slow = spun_rounds(
+        &throttled
+            .handle(get("/spin?ms=300"))
+            .await
+            .expect("throttled spin"),
+    );
+    assert!(
+        slow * 2 < full,
+        "100m spinner did {slow} rounds, unthrottled {full}"
+    );
+
+    // Four throttled spinners spin forever on two worker threads; hello, unlimited,
+    // keeps answering quickly, and each spinner still ends with its timeout.
+    let hello = http_pod(&engine, "hello", pod("hello-cpu"));
+    let spins: Vec<_> = (0..4)
+        .map(|_| {
+            let s = throttled.clone();
+            tokio::spawn(async move { s.handle(get("/spin")).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut latencies = Vec::new();
+    for _ in 0..30 {
+        let start = Instant::now();
+        let r = hello.handle(get("/")).await.expect("hello while spinning");
+        latencies.push(start.elapsed());
+        assert_eq!(text(&r).trim(), "Hello from hello-cpu!");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    latencies.sort();
+    let p99 = latencies[latencies.len() * 99 / 100];
+    assert!(p99 < Duration::from_secs(1), "hello p99 {p99:?}");
+    for s in spins {
+        let err = s.await.expect("join").expect_err("spinner times out");
+        assert!(matches!(err, RuntimeError::Timeout { .. }), "{err}");
+        assert!(err.to_string().contains("spinner-100m"), "{err}");
+    }
+}
+
+/// An embedder's outbound hook that answers every request itself and remembers
+/// the URIs it saw.
+#[derive(Default)]
+struct CannedOutbound {
+    seen: std::sync::Mutex<Vec<String>>,
+}
+
+impl OutboundHttp for CannedOutbound {
+    fn send(&self, request: http::Request<Bytes>) -> OutboundFuture {
+        self.seen
+            .lock()
+            .expect("lock")
+            .push(request.uri().to_string());
+        Box::pin(async {
+            http::Response::builder()
+                .status(203)
+                .body(Bytes::from_static(b"from the hook"))
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_http_is_refused_without_a_hook_and_goes_through_one() {
+    let engine = engine();
+    let url = "/?url=http%3A%2F%2Fhello.default.svc%2Fgreet%3Fx%3D1";
+
+    let refused = http_pod(&engine, "fetch", pod("fetch-1"));
+    let resp = refused.handle(get(url)).await.expect("fetch answers");
+    assert_eq!(resp.status(), 502, "{}", text(&resp));
+    assert!(text(&resp).contains("HttpRequestDenied"), "{}", text(&resp));
+
+    let hook = std::sync::Arc::new(CannedOutbound::default());
+    let mut spec = pod("fetch-2");
+    spec.outbound = Some(hook.clone());
+    let fetch = http_pod(&engine, "fetch", spec);
+    let resp = fetch.handle(get(url)).await.expect("fetch answers");
+    assert_eq!(resp.status(), 200, "{}", text(&resp));
+    assert_eq!(text(&resp), "203\nfrom the hook");
+    assert_eq!(
+        *hook.seen.lock().expect("lock"),
+        ["http://hello.default.svc/greet?x=1"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_report_time_memory_and_exit_code() {
+    let engine = engine();
+    let c = engine.load(&sample("pi")).expect("load pi");
+    let mut spec = pod("pi-metrics");
+    spec.args = vec!["2000".into()];
+    let start = Instant::now();
+    let run = CommandContainer::start(&engine, &c, spec, LogBuffer::new(64 << 10)).expect("start");
+    while !run.is_finished() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "pi still running"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let m = run.metrics();
+    assert_eq!(m.exit_code, Some(0));
+    assert!(m.instance_time > Duration::ZERO && m.instance_time <= start.elapsed());
+    assert!(m.memory_high_water >= 64 << 10, "{m:?}");
+    // Frozen once it ended.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(run.metrics(), m);
+    assert_eq!(run.wait().await.expect("pi"), Exit::Code(0));
+
+    let c = engine.load(&sample("ticker")).expect("load ticker");
+    let mut spec = pod("ticker-metrics");
+    spec.limits.timeout = None;
+    let run = CommandContainer::start(&engine, &c, spec, LogBuffer::new(64 << 10)).expect("start");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let m = run.metrics();
+    assert_eq!(m.exit_code, None, "still running");
+    assert!(m.instance_time >= Duration::from_millis(300), "{m:?}");
+    assert!(m.memory_high_water > 0, "{m:?}");
+    assert_eq!(
+        run.stop(Duration::from_millis(10)).await.expect("stop"),
+        Exit::Killed
+    );
 }
