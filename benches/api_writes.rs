@@ -11,6 +11,9 @@
 //! Each scenario is a function returning a result struct, and the table is a
 //! list of [`Row`]s, so that the cluster-wide harness can call these as they are.
 
+#[path = "support/table.rs"]
+mod table;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -29,6 +32,7 @@ use hyper_util::rt::TokioIo;
 use redb::{Database, TableDefinition};
 use serde_json::json;
 use skiff_control::{ControlPlane, ControlPlaneConfig};
+use table::{Row, format_table};
 use tokio::net::TcpStream;
 
 // The same allocator as the `skiff` binary, so the in-process plane measures
@@ -99,18 +103,6 @@ pub struct FloorResult {
 pub struct Floors {
     pub redb: FloorResult,
     pub fdatasync: FloorResult,
-}
-
-/// One line of the benchmark table.
-#[derive(Debug, Clone, Default)]
-pub struct Row {
-    pub scenario: String,
-    pub figure: String,
-    pub budget: Option<String>,
-    /// A published figure of a comparable system (filled by later benchmarks).
-    pub peer: Option<String>,
-    /// figure / budget (or figure / peer): at most 1 meets the budget.
-    pub ratio: Option<f64>,
 }
 
 /// Where the data directory lives, read from /proc/self/mountinfo.
@@ -440,50 +432,6 @@ pub fn floors(dir: &Path, value_len: usize, timing: Timing) -> anyhow::Result<Fl
     let fdatasync = fdatasync_floor(dir, timing)?;
     std::fs::remove_dir_all(dir).with_context(|| format!("remove {}", dir.display()))?;
     Ok(Floors { redb, fdatasync })
-}
-
-/// Formats rows as an aligned table; the peer column appears once a row has one.
-pub fn format_table(rows: &[Row]) -> String {
-    let with_peer = rows.iter().any(|r| r.peer.is_some());
-    let cells = |r: &Row| {
-        let mut cells = vec![
-            r.scenario.clone(),
-            r.figure.clone(),
-            r.budget.clone().unwrap_or_default(),
-        ];
-        if with_peer {
-            cells.push(r.peer.clone().unwrap_or_default());
-        }
-        cells.push(r.ratio.map(|x| format!("{x:.2}")).unwrap_or_default());
-        cells
-    };
-    let mut header: Vec<String> = ["scenario", "figure", "budget"].map(String::from).to_vec();
-    if with_peer {
-        header.push("peer".into());
-    }
-    header.push("ratio".into());
-    let lines: Vec<Vec<String>> = std::iter::once(header)
-        .chain(rows.iter().map(cells))
-        .collect();
-    let widths: Vec<usize> = (0..lines[0].len())
-        .map(|c| {
-            lines
-                .iter()
-                .map(|l| l[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for line in &lines {
-        let mut text = String::new();
-        for (c, cell) in line.iter().enumerate() {
-            let _ = write!(text, "{cell:<width$}  ", width = widths[c]);
-        }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 /// Reads the store's counters from the API's Prometheus text at `/metrics`.

@@ -8,12 +8,15 @@
 //! source under `samples/` with the same cargo command as `runtime/tests/samples.rs`.
 //! The method and the recorded results are in BENCHMARKS.md.
 
-use std::fmt::Write as _;
+#[path = "support/table.rs"]
+mod table;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use table::{Row, format_table};
 
 use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
@@ -65,16 +68,6 @@ impl Timing {
             idle_pods: 100,
         }
     }
-}
-
-/// One line of the benchmark table (as in `api_writes`).
-#[derive(Debug, Clone, Default)]
-struct Row {
-    scenario: String,
-    figure: String,
-    budget: Option<String>,
-    /// figure / budget: at most 1 meets the budget.
-    ratio: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -348,42 +341,6 @@ fn idle_pods(
     })
 }
 
-fn format_table(rows: &[Row]) -> String {
-    let cells = |r: &Row| {
-        vec![
-            r.scenario.clone(),
-            r.figure.clone(),
-            r.budget.clone().unwrap_or_default(),
-            r.ratio.map(|x| format!("{x:.2}")).unwrap_or_default(),
-        ]
-    };
-    let header: Vec<String> = ["scenario", "figure", "budget", "ratio"]
-        .map(String::from)
-        .to_vec();
-    let lines: Vec<Vec<String>> = std::iter::once(header)
-        .chain(rows.iter().map(cells))
-        .collect();
-    let widths: Vec<usize> = (0..lines[0].len())
-        .map(|c| {
-            lines
-                .iter()
-                .map(|l| l[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for line in &lines {
-        let mut text = String::new();
-        for (c, cell) in line.iter().enumerate() {
-            let _ = write!(text, "{cell:<width$}  ", width = widths[c]);
-        }
-        out.push_str(text.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
 fn micros(d: Duration) -> String {
     format!("{:.0} µs", d.as_secs_f64() * 1e6)
 }
@@ -527,6 +484,7 @@ fn main() -> anyhow::Result<()> {
         ),
         figure: mib(idle.per_pod()),
         budget: Some(format!("{} (10,000 pods / 24 GiB)", mib(POD_MEMORY_BUDGET))),
+        peer: None,
         ratio: Some(idle.per_pod() / POD_MEMORY_BUDGET),
     });
 

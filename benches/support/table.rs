@@ -1,0 +1,60 @@
+//! The table every benchmark prints: scenario, figure, budget, peer, ratio.
+//! Shared by the files in `benches/` with `#[path = "support/table.rs"] mod table;`.
+
+use std::fmt::Write as _;
+
+/// One line of the benchmark table.
+#[derive(Debug, Clone, Default)]
+pub struct Row {
+    pub scenario: String,
+    pub figure: String,
+    pub budget: Option<String>,
+    /// A published figure of a comparable system (filled by later benchmarks).
+    pub peer: Option<String>,
+    /// figure / budget (or figure / peer): at most 1 meets the budget.
+    pub ratio: Option<f64>,
+}
+
+/// Formats rows as an aligned table; the peer column appears once a row has one.
+pub fn format_table(rows: &[Row]) -> String {
+    let with_peer = rows.iter().any(|r| r.peer.is_some());
+    let cells = |r: &Row| {
+        let mut cells = vec![
+            r.scenario.clone(),
+            r.figure.clone(),
+            r.budget.clone().unwrap_or_default(),
+        ];
+        if with_peer {
+            cells.push(r.peer.clone().unwrap_or_default());
+        }
+        cells.push(r.ratio.map(|x| format!("{x:.2}")).unwrap_or_default());
+        cells
+    };
+    let mut header: Vec<String> = ["scenario", "figure", "budget"].map(String::from).to_vec();
+    if with_peer {
+        header.push("peer".into());
+    }
+    header.push("ratio".into());
+    let lines: Vec<Vec<String>> = std::iter::once(header)
+        .chain(rows.iter().map(cells))
+        .collect();
+    let widths: Vec<usize> = (0..lines[0].len())
+        .map(|c| {
+            lines
+                .iter()
+                .map(|l| l[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for line in &lines {
+        let mut text = String::new();
+        for (c, cell) in line.iter().enumerate() {
+            let _ = write!(text, "{cell:<width$}  ", width = widths[c]);
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    }
+    out
+}
