@@ -738,9 +738,9 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let writes = runtime.block_on(async {
         let plane = ControlPlane::start(ControlPlaneConfig {
-            data_dir: data.path().join("plane"),
             api_addr: "127.0.0.1:0".parse()?,
-            store: Default::default(),
+            quic_addr: "127.0.0.1:0".parse()?,
+            ..ControlPlaneConfig::new(data.path().join("plane"))
         })
         .await
         .context("start control plane")?;

@@ -3,10 +3,24 @@
 //! The binary is thin: each subcommand parses its arguments and calls into the
 //! libraries (`skiff-control`, and later `skiff-node`).
 
+mod apply;
 mod client;
+mod delete;
+mod demo;
+mod describe;
+mod discovery;
+mod duration;
+mod get;
+mod logs;
+mod manifest;
+mod node;
+mod printer;
 mod push;
 mod server;
+mod token;
 mod up;
+mod version;
+mod watch;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +49,15 @@ enum Command {
     Up(up::Args),
     /// Push a Wasm component to the cluster under NAME:TAG.
     Push(push::Args),
+    Node(node::Args),
+    // The commands below take their help from their `Args` docs (with examples).
+    Apply(apply::Args),
+    Get(get::Args),
+    Describe(describe::Args),
+    Delete(delete::Args),
+    Logs(logs::Args),
+    Version(version::Args),
+    Token(token::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -55,10 +78,23 @@ fn main() -> std::process::ExitCode {
             Command::Server(args) => server::run(args).await,
             Command::Up(args) => up::run(args).await,
             Command::Push(args) => push::run(args).await,
+            Command::Node(args) => node::run(args).await,
+            Command::Apply(args) => apply::run(args).await,
+            Command::Get(args) => get::run(args).await,
+            Command::Describe(args) => describe::run(args).await,
+            Command::Delete(args) => delete::run(args).await,
+            Command::Logs(args) => logs::run(args).await,
+            Command::Version(args) => version::run(args).await,
+            Command::Token(args) => token::run(args).await,
         }
     });
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // An API error reads as kubectl prints it: `Error from server (NotFound): ...`.
+        Err(e) if e.is::<client::StatusError>() => {
+            eprintln!("{e:#}");
+            std::process::ExitCode::FAILURE
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

@@ -1,12 +1,18 @@
 //! `skiff push FILE --name NAME:TAG`: upload a Wasm component.
+//!
+//! [`push_component`] is also what `skiff apply` calls for images that name a
+//! local file.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use bytes::Bytes;
 
-use crate::client::ApiClient;
+use crate::client::{ApiClient, ClusterArgs, urlencode};
 
+/// Push a Wasm component to the cluster under NAME:TAG.
+///
+/// Example: skiff push target/wasm32-wasip2/release/hello.wasm --name hello:v1
 #[derive(clap::Args)]
 pub struct Args {
     /// The `.wasm` component to push.
@@ -14,49 +20,63 @@ pub struct Args {
     /// Name and tag to push it under (`hello:v1`; the tag defaults to `latest`).
     #[arg(long)]
     pub name: String,
-    /// Kubeconfig of the cluster [default: $KUBECONFIG, else the default data directory's].
-    #[arg(long)]
-    pub kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// What the cluster stored for a push.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub name: String,
+    pub tag: String,
+    /// `sha256:<hex>`.
+    pub digest: String,
+    pub size: u64,
+    /// `Http`, `Command` or `Unknown`.
+    pub kind: String,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
     let bytes =
         std::fs::read(&args.file).with_context(|| format!("read {}", args.file.display()))?;
-    let client = ApiClient::discover(args.kubeconfig.as_deref())?;
+    let client = args.cluster.connect()?;
+    let pushed = push_component(&client, bytes, &args.name)
+        .await
+        .with_context(|| format!("push {}", args.file.display()))?;
+    println!(
+        "pushed {}:{} {} ({} bytes, {})",
+        pushed.name, pushed.tag, pushed.digest, pushed.size, pushed.kind,
+    );
+    Ok(())
+}
+
+/// Uploads a component's bytes as `reference` (`name:tag`); the cluster
+/// validates that they are a component.
+pub async fn push_component(
+    client: &ApiClient,
+    bytes: Vec<u8>,
+    reference: &str,
+) -> anyhow::Result<Pushed> {
     let path = format!(
         "/apis/skiff.dev/v1alpha1/components?name={}",
-        urlencode(&args.name)
+        urlencode(reference)
     );
-    let response = client
+    let component = client
         .send(
             http::Method::POST,
             &path,
             "application/wasm",
             Bytes::from(bytes),
         )
-        .await?;
-    let component = response
-        .json()
-        .with_context(|| format!("push {}", args.file.display()))?;
+        .await?
+        .json()?;
     let spec = &component["spec"];
-    println!(
-        "pushed {}:{} {} ({} bytes, {})",
-        spec["name"].as_str().unwrap_or("?"),
-        spec["tag"].as_str().unwrap_or("?"),
-        spec["digest"].as_str().unwrap_or("?"),
-        spec["size"],
-        spec["kind"].as_str().unwrap_or("?"),
-    );
-    Ok(())
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    let text = |key: &str| spec[key].as_str().unwrap_or("?").to_string();
+    Ok(Pushed {
+        name: text("name"),
+        tag: text("tag"),
+        digest: text("digest"),
+        size: spec["size"].as_u64().unwrap_or(0),
+        kind: text("kind"),
+    })
 }

@@ -14,6 +14,12 @@ pub struct ServerArgs {
     /// Address of the Kubernetes API.
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub api_addr: SocketAddr,
+    /// Address (UDP) where nodes join and connect over QUIC.
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    pub quic_addr: SocketAddr,
+    /// How long a node may be silent before it is marked NotReady (e.g. 5s, 40s).
+    #[arg(long, default_value = "5s", value_parser = crate::duration::parse)]
+    pub node_monitor_grace_period: std::time::Duration,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -25,19 +31,31 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 pub async fn start(args: ServerArgs) -> anyhow::Result<ControlPlane> {
     let data_dir = args.data_dir.unwrap_or_else(crate::default_data_dir);
     let config = ControlPlaneConfig {
-        data_dir,
         api_addr: args.api_addr,
-        store: Default::default(),
+        quic_addr: args.quic_addr,
+        node_grace_period: args.node_monitor_grace_period,
+        ..ControlPlaneConfig::new(data_dir)
     };
     let plane = ControlPlane::start(config)
         .await
         .context("start the control plane")?;
     println!("Skiff API on http://{}", plane.api_addr());
+    println!("Node gateway on quic://{}", plane.quic_addr());
     println!(
         "kubectl --kubeconfig {} get namespaces",
         plane.kubeconfig().display()
     );
     Ok(plane)
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub async fn wait_for_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listen for SIGTERM")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => Ok(()),
+        _ = term.recv() => Ok(()),
+    }
 }
 
 /// Serves until SIGINT or SIGTERM.

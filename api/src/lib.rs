@@ -10,6 +10,7 @@
 
 pub mod component;
 pub mod defaults;
+pub mod join;
 pub mod kubeconfig;
 pub mod meta;
 pub mod patch;
@@ -19,6 +20,7 @@ pub mod selector;
 pub mod status;
 pub mod table;
 pub mod validate;
+pub mod wire;
 
 pub use k8s_openapi;
 pub use status::{ApiError, FieldError, Reason};

@@ -10,6 +10,7 @@ pub mod openapi;
 
 mod components;
 mod path;
+mod pods;
 mod request;
 mod resources;
 mod response;
@@ -47,6 +48,8 @@ pub struct ApiState {
     /// Set once startup (bootstrap objects, controllers) is done.
     pub ready: AtomicBool,
     pub metrics: Arc<Metrics>,
+    /// Calls to nodes (pod logs, pod proxy), when a node gateway runs.
+    pub nodes: Option<crate::gateway::NodeCalls>,
 }
 
 impl ApiState {
@@ -57,6 +60,7 @@ impl ApiState {
             bookmark_interval: Duration::from_secs(15),
             ready: AtomicBool::new(false),
             metrics,
+            nodes: None,
         }
     }
 }
@@ -242,6 +246,9 @@ async fn dispatch(
     headers: HeaderMap,
     body: Bytes,
 ) -> HandlerResult {
+    if let Some(call) = pods::parse(uri.path()) {
+        return pods::handle(state.clone(), call, method, &uri, &headers, body).await;
+    }
     let target = path::parse(uri.path())?;
     tracing::debug!(%method, path = uri.path(), "api request");
     match target {

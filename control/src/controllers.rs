@@ -5,3 +5,4 @@
 
 pub mod garbage_collector;
 pub mod namespace;
+pub mod node_lifecycle;

@@ -4,8 +4,10 @@
 //! together. The scheduler and node gateway come in later issues.
 
 pub mod apiserver;
+pub mod auth;
 pub mod components;
 pub mod controllers;
+pub mod gateway;
 pub mod metrics;
 pub mod registry;
 pub mod server;

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use serde_json::json;
 use skiff_api::kubeconfig::Kubeconfig;
@@ -14,6 +15,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::apiserver::{self, ApiState};
+use crate::auth::ClusterCa;
+use crate::gateway::Gateway;
 use crate::components::ComponentStore;
 use crate::metrics::Metrics;
 use crate::registry::{Registry, WriteOptions};
@@ -30,8 +33,31 @@ pub struct ControlPlaneConfig {
     pub data_dir: PathBuf,
     /// Where the API listens (port 0 picks a free port).
     pub api_addr: SocketAddr,
+    /// Where the node gateway listens (UDP; port 0 picks a free port).
+    pub quic_addr: SocketAddr,
+    /// How long a node may be silent before it is marked NotReady.
+    pub node_grace_period: Duration,
     pub store: StoreConfig,
 }
+
+impl ControlPlaneConfig {
+    /// The defaults for one machine, with data in `data_dir`: API on
+    /// 127.0.0.1:6443 (TCP), node gateway on 127.0.0.1:6443 (UDP).
+    pub fn new(data_dir: PathBuf) -> Self {
+        ControlPlaneConfig {
+            data_dir,
+            api_addr: SocketAddr::from(([127, 0, 0, 1], 6443)),
+            quic_addr: SocketAddr::from(([127, 0, 0, 1], 6443)),
+            node_grace_period: DEFAULT_NODE_GRACE_PERIOD,
+            store: StoreConfig::default(),
+        }
+    }
+}
+
+/// Kubernetes' default is 40 s (node-monitor-grace-period); a QUIC connection
+/// notices a dead peer within seconds, so Skiff can afford a short one, which its
+/// failover budget (a lost node's pods running elsewhere in 10 s) needs.
+pub const DEFAULT_NODE_GRACE_PERIOD: Duration = Duration::from_secs(5);
 
 /// Why a control plane could not start.
 #[derive(Debug, thiserror::Error)]
@@ -48,11 +74,17 @@ pub enum StartError {
     Bootstrap(skiff_api::ApiError),
     #[error("write kubeconfig {0}: {1}")]
     Kubeconfig(PathBuf, String),
+    #[error("cluster CA: {0}")]
+    Ca(#[from] crate::auth::CaError),
+    #[error("node gateway: {0}")]
+    Gateway(#[from] crate::gateway::GatewayError),
 }
 
 /// A running control plane.
 pub struct ControlPlane {
     api_addr: SocketAddr,
+    gateway: Gateway,
+    ca: Arc<ClusterCa>,
     kubeconfig: PathBuf,
     registry: Registry,
     server: JoinHandle<std::io::Result<()>>,
@@ -77,6 +109,17 @@ impl ControlPlane {
             .map_err(StartError::Components)?;
         let registry = Registry::new(store);
         bootstrap(&registry).await.map_err(StartError::Bootstrap)?;
+        let ca = Arc::new(ClusterCa::load_or_create(&config.data_dir.join("pki"))?);
+        publish_cluster_info(&registry, &ca)
+            .await
+            .map_err(StartError::Bootstrap)?;
+        let components = Arc::new(components);
+        let gateway = Gateway::start(
+            config.quic_addr,
+            ca.clone(),
+            registry.clone(),
+            components.clone(),
+        )?;
 
         let listener = TcpListener::bind(config.api_addr)
             .await
@@ -87,21 +130,26 @@ impl ControlPlane {
         let kubeconfig = config.data_dir.join("kubeconfig");
         write_kubeconfig(&kubeconfig, &format!("http://{api_addr}"))?;
 
-        let state = Arc::new(ApiState::new(
-            registry.clone(),
-            Arc::new(components),
-            metrics,
-        ));
+        let mut state = ApiState::new(registry.clone(), components, metrics);
+        state.nodes = Some(gateway.calls());
+        let state = Arc::new(state);
         let app = apiserver::router(state.clone());
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
         let controllers = vec![
             tokio::spawn(crate::controllers::namespace::run(registry.clone())),
             tokio::spawn(crate::controllers::garbage_collector::run(registry.clone())),
+            tokio::spawn(crate::controllers::node_lifecycle::run(
+                registry.clone(),
+                gateway.liveness(),
+                config.node_grace_period,
+            )),
         ];
         state.ready.store(true, Ordering::Release);
-        tracing::info!(%api_addr, data_dir = %config.data_dir.display(), "control plane serving");
+        tracing::info!(%api_addr, quic_addr = %gateway.addr(), data_dir = %config.data_dir.display(), "control plane serving");
         Ok(ControlPlane {
             api_addr,
+            gateway,
+            ca,
             kubeconfig,
             registry,
             server,
@@ -112,6 +160,30 @@ impl ControlPlane {
     /// The address the API listens on.
     pub fn api_addr(&self) -> SocketAddr {
         self.api_addr
+    }
+
+    /// The UDP address nodes join and connect at.
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.gateway.addr()
+    }
+
+    /// The cluster CA certificate (PEM), which nodes trust.
+    pub fn ca_pem(&self) -> &str {
+        self.ca.cert_pem()
+    }
+
+    /// A new bootstrap token for a node to join with (full form, with the CA hash).
+    pub async fn create_join_token(
+        &self,
+        ttl: Option<Duration>,
+        description: &str,
+    ) -> Result<String, skiff_api::ApiError> {
+        let token = crate::auth::tokens::create(&self.registry, ttl, description).await?;
+        Ok(format!(
+            "{}:{}:{token}",
+            skiff_api::join::TOKEN_PREFIX,
+            self.ca.hash()
+        ))
     }
 
     /// The kubeconfig written for this control plane.
@@ -158,6 +230,41 @@ pub async fn bootstrap(registry: &Registry) -> Result<(), skiff_api::ApiError> {
         }
     }
     Ok(())
+}
+
+/// Publishes the CA certificate in `kube-public/cluster-info` (as kubeadm does),
+/// where `skiff token create` reads it to put its hash into tokens.
+async fn publish_cluster_info(
+    registry: &Registry,
+    ca: &ClusterCa,
+) -> Result<(), skiff_api::ApiError> {
+    let Some(rt) = by_kind("v1", "ConfigMap") else {
+        return Ok(());
+    };
+    let (namespace, name) = skiff_api::join::CLUSTER_INFO;
+    let data = json!({ skiff_api::join::CLUSTER_INFO_CA_KEY: ca.cert_pem() });
+    let opts = WriteOptions {
+        field_manager: "skiff-bootstrap".into(),
+        ..Default::default()
+    };
+    match registry.try_get(rt, namespace, name)? {
+        Some(existing) if existing.get("data") == Some(&data) => Ok(()),
+        Some(mut existing) => {
+            existing["data"] = data;
+            registry
+                .update(rt, namespace, name, existing, crate::registry::Subresource::Main, &opts)
+                .await
+                .map(drop)
+        }
+        None => {
+            let object = json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": namespace},
+                "data": data,
+            });
+            registry.create(rt, namespace, object, &opts).await.map(drop)
+        }
+    }
 }
 
 /// Writes the kubeconfig atomically (temp file, then rename).

@@ -1,2 +1,16 @@
-//! Skiff node: the agent that joins a control plane over QUIC, supervises pods in the
-//! runtime and proxies Service traffic. A library first; `skiff node` wraps it. Built out in issue 4.
+//! Skiff node: the agent that joins a control plane over QUIC ([`agent`]),
+//! supervises pods in the runtime ([`supervisor`]), keeps its pods and
+//! components on local disk so it carries on while the control plane is away,
+//! and (later) proxies Service traffic. A library first: [`Node::builder`]
+//! embeds a node in any program; `skiff node` wraps it.
+
+mod agent;
+mod identity;
+mod images;
+mod node;
+mod outbox;
+mod state;
+pub mod supervisor;
+
+pub use agent::AgentError;
+pub use node::{DEFAULT_MAX_PODS, Node, NodeBuilder, NodeConfig, NodeError};

@@ -1,5 +1,8 @@
-//! A pod's log: stdout and stderr split into timestamped lines, kept in a bounded ring
-//! and, optionally, appended to a size-rotated file.
+//! A pod's log: stdout and stderr split into timestamped, numbered lines, kept in a
+//! bounded ring and, optionally, appended to a size-rotated file. Readers can follow
+//! it (`kubectl logs -f`): every line has a sequence number, [`LogBuffer::changed`]
+//! wakes them when lines arrive, and [`LogBuffer::close`] ends them when the
+//! container instance that wrote the log has ended.
 
 use std::collections::VecDeque;
 use std::io;
@@ -10,6 +13,7 @@ use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use tokio::io::AsyncWrite;
+use tokio::sync::Notify;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
 mod file;
@@ -31,6 +35,9 @@ pub enum LogStream {
 /// One line of a pod's output.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLine {
+    /// Position in the buffer's output: the first line is 1, each next one adds 1
+    /// (lines dropped from the ring keep their numbers, so a gap shows a loss).
+    pub seq: u64,
     /// When the line was completed.
     pub time: SystemTime,
     /// Where it was written.
@@ -46,6 +53,9 @@ struct Inner {
     partial_out: Vec<u8>,
     partial_err: Vec<u8>,
     dropped: u64,
+    /// Sequence number of the last line pushed (0: none yet).
+    last_seq: u64,
+    closed: bool,
     file: Option<RotatingFile>,
 }
 
@@ -55,6 +65,9 @@ struct Inner {
 #[derive(Debug, Clone)]
 pub struct LogBuffer {
     inner: Arc<Mutex<Inner>>,
+    /// Wakes followers on a new line and on close (`notify_waiters`: a follower
+    /// registers with [`LogBuffer::changed`] before it reads, so it misses nothing).
+    notify: Arc<Notify>,
     capacity: usize,
 }
 
@@ -63,6 +76,7 @@ impl LogBuffer {
     pub fn new(capacity_bytes: usize) -> Self {
         Self {
             inner: Arc::default(),
+            notify: Arc::new(Notify::new()),
             capacity: capacity_bytes.max(1),
         }
     }
@@ -90,6 +104,80 @@ impl LogBuffer {
     /// The lines currently held, oldest first (partial lines not included).
     pub fn lines(&self) -> Vec<LogLine> {
         self.lock().lines.iter().cloned().collect()
+    }
+
+    /// The held lines numbered after `seq`, oldest first: what a follower that has
+    /// seen up to `seq` has not seen yet (`lines_since(0)` is every held line).
+    /// Lines already dropped from the ring are skipped.
+    pub fn lines_since(&self, seq: u64) -> Vec<LogLine> {
+        let inner = self.lock();
+        // Numbers are consecutive in the ring, so the first one to return is found
+        // by arithmetic rather than a scan.
+        let first = inner.lines.front().map_or(0, |l| l.seq);
+        let skip =
+            usize::try_from(seq.saturating_add(1).saturating_sub(first)).unwrap_or(usize::MAX);
+        inner.lines.iter().skip(skip).cloned().collect()
+    }
+
+    /// The sequence number of the newest line (0 before the first).
+    pub fn last_seq(&self) -> u64 {
+        self.lock().last_seq
+    }
+
+    /// Resolves when a line arrives or the buffer is closed after this call (at
+    /// once if it is closed already). The wait is registered when `changed` is
+    /// called, not when the future is first polled, so a follower calls it, then
+    /// reads with [`LogBuffer::lines_since`], then awaits it, and never misses a line:
+    ///
+    /// ```ignore
+    /// let mut seen = 0;
+    /// loop {
+    ///     let changed = log.changed();
+    ///     let lines = log.lines_since(seen);
+    ///     // ... send lines, seen = last seq ...
+    ///     if lines.is_empty() && log.is_closed() { break }
+    ///     changed.await;
+    /// }
+    /// ```
+    pub fn changed(&self) -> impl Future<Output = ()> + Send + '_ {
+        let notified = self.notify.notified();
+        let closed = self.is_closed();
+        async move {
+            if !closed {
+                notified.await;
+            }
+        }
+    }
+
+    /// The lines after `seq`, waiting for at least one; empty once the buffer is
+    /// closed and holds nothing newer (the follower is done).
+    pub async fn next_lines(&self, seq: u64) -> Vec<LogLine> {
+        loop {
+            let changed = self.changed();
+            let lines = self.lines_since(seq);
+            if !lines.is_empty() || self.is_closed() {
+                return lines;
+            }
+            changed.await;
+        }
+    }
+
+    /// Mark the log complete: the instance that wrote it has ended. Unterminated
+    /// output is flushed into the ring, the file (if any) is released, and
+    /// followers wake up and find it closed. Later writes still enter the ring.
+    pub fn close(&self) {
+        self.flush();
+        {
+            let mut inner = self.lock();
+            inner.closed = true;
+            inner.file = None;
+        }
+        self.notify.notify_waiters();
+    }
+
+    /// Whether [`LogBuffer::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
     }
 
     /// The held lines as text, one per line, without timestamps.
@@ -127,8 +215,13 @@ impl LogBuffer {
                 }
             }
         }
+        let any = !done.is_empty();
         for raw in done {
             self.push_line(&mut inner, stream, raw);
+        }
+        drop(inner);
+        if any {
+            self.notify.notify_waiters();
         }
     }
 
@@ -137,16 +230,23 @@ impl LogBuffer {
         let mut inner = self.lock();
         let out = std::mem::take(&mut inner.partial_out);
         let err = std::mem::take(&mut inner.partial_err);
+        let any = !out.is_empty() || !err.is_empty();
         if !out.is_empty() {
             self.push_line(&mut inner, LogStream::Stdout, out);
         }
         if !err.is_empty() {
             self.push_line(&mut inner, LogStream::Stderr, err);
         }
+        drop(inner);
+        if any {
+            self.notify.notify_waiters();
+        }
     }
 
     fn push_line(&self, inner: &mut Inner, stream: LogStream, raw: Vec<u8>) {
+        inner.last_seq += 1;
         let line = LogLine {
+            seq: inner.last_seq,
             time: SystemTime::now(),
             stream,
             text: String::from_utf8_lossy(&raw).into_owned(),
@@ -234,6 +334,77 @@ mod tests {
             log.lines().last().map(|l| l.stream),
             Some(LogStream::Stderr)
         );
+    }
+
+    #[test]
+    fn lines_are_numbered_from_one_and_read_since_a_number() {
+        let log = LogBuffer::new(20);
+        assert_eq!(log.last_seq(), 0);
+        assert!(log.lines_since(0).is_empty());
+        log.write(LogStream::Stdout, b"one\ntwo\nthree\n");
+        let seqs = |v: Vec<LogLine>| v.iter().map(|l| l.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(log.lines()), [1, 2, 3]);
+        assert_eq!(seqs(log.lines_since(1)), [2, 3]);
+        assert_eq!(seqs(log.lines_since(3)), Vec::<u64>::new());
+        assert_eq!(seqs(log.lines_since(99)), Vec::<u64>::new());
+        // Past the capacity, old lines go but numbers keep counting.
+        log.write(LogStream::Stderr, b"four four four\nfive\n");
+        assert_eq!(seqs(log.lines()), [4, 5]);
+        assert_eq!(seqs(log.lines_since(0)), [4, 5]);
+        assert_eq!(seqs(log.lines_since(2)), [4, 5]);
+        assert_eq!(seqs(log.lines_since(4)), [5]);
+        assert_eq!(log.last_seq(), 5);
+        assert_eq!(log.lines_since(4)[0].text, "five");
+    }
+
+    #[tokio::test]
+    async fn followers_wake_on_new_lines_and_end_on_close() {
+        let log = LogBuffer::new(1 << 10);
+        let follower = {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut seen = 0;
+                let mut got = Vec::new();
+                loop {
+                    let lines = log.next_lines(seen).await;
+                    let Some(last) = lines.last() else { break };
+                    seen = last.seq;
+                    got.extend(lines.into_iter().map(|l| l.text));
+                }
+                got
+            })
+        };
+        for n in 0..50 {
+            log.write(LogStream::Stdout, format!("line {n}\n").as_bytes());
+            if n % 7 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        log.write(LogStream::Stdout, b"no newline");
+        assert!(!log.is_closed());
+        log.close();
+        assert!(log.is_closed());
+        let got = tokio::time::timeout(std::time::Duration::from_secs(10), follower)
+            .await
+            .expect("follower ends after close")
+            .expect("join");
+        assert_eq!(got.len(), 51);
+        assert_eq!(got[0], "line 0");
+        assert_eq!(got[50], "no newline", "close flushes the partial line");
+        // A closed buffer's `changed` is ready at once.
+        tokio::time::timeout(std::time::Duration::from_secs(1), log.changed())
+            .await
+            .expect("changed resolves on a closed buffer");
+    }
+
+    #[tokio::test]
+    async fn changed_registers_before_it_is_polled() {
+        let log = LogBuffer::new(1 << 10);
+        let changed = log.changed();
+        log.write(LogStream::Stdout, b"between\n");
+        tokio::time::timeout(std::time::Duration::from_secs(1), changed)
+            .await
+            .expect("a line written after `changed` was called wakes it");
     }
 
     #[test]

@@ -34,6 +34,7 @@ const POLL: Duration = Duration::from_millis(20);
 pub struct Server {
     child: Option<Child>,
     addr: SocketAddr,
+    quic_addr: Option<SocketAddr>,
     data_dir: PathBuf,
     log: PathBuf,
 }
@@ -50,6 +51,11 @@ impl Server {
     /// [`Server::start`] with another subcommand that takes the same flags
     /// (`up`).
     pub fn start_command(subcommand: &str, data_dir: &Path) -> Server {
+        Server::start_with(subcommand, data_dir, &[])
+    }
+
+    /// [`Server::start_command`] with more arguments.
+    pub fn start_with(subcommand: &str, data_dir: &Path, extra_args: &[&str]) -> Server {
         let log = log_path(data_dir);
         let log_file = OpenOptions::new()
             .create(true)
@@ -60,7 +66,8 @@ impl Server {
             .arg(subcommand)
             .arg("--data-dir")
             .arg(data_dir)
-            .args(["--api-addr", "127.0.0.1:0"])
+            .args(["--api-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0"])
+            .args(extra_args)
             .env_remove("KUBECONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -70,6 +77,7 @@ impl Server {
         let mut server = Server {
             child: Some(child),
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            quic_addr: None,
             data_dir: data_dir.to_path_buf(),
             log,
         };
@@ -83,6 +91,26 @@ impl Server {
                         break addr.parse().unwrap_or_else(|e| {
                             panic!("server printed an address that does not parse: {line:?}: {e}")
                         });
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "skiff server did not print `Skiff API on http://...` within {DEADLINE:?}"
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = server.child_mut().wait().expect("wait for server");
+                    panic!("skiff server exited ({status}) before serving")
+                }
+            }
+        };
+        server.quic_addr = loop {
+            match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    if let Some(addr) = line.trim().strip_prefix("Node gateway on quic://") {
+                        break Some(addr.parse().unwrap_or_else(|e| {
+                            panic!("server printed an address that does not parse: {line:?}: {e}")
+                        }));
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
@@ -120,6 +148,12 @@ impl Server {
     /// The API's address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The node gateway's address (UDP).
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.quic_addr
+            .expect("the server printed its node gateway address")
     }
 
     /// The kubeconfig the server wrote into its data directory.
@@ -473,4 +507,67 @@ fn dechunk(mut rest: &str) -> String {
         rest = after[size..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// The `skiff` CLI against one cluster (`--kubeconfig` on every call, no
+/// `$KUBECONFIG`).
+pub struct Skiff {
+    kubeconfig: PathBuf,
+}
+
+impl Skiff {
+    pub fn new(kubeconfig: &Path) -> Skiff {
+        Skiff {
+            kubeconfig: kubeconfig.to_path_buf(),
+        }
+    }
+
+    /// `skiff ARGS --kubeconfig FILE`, not yet started.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(SKIFF);
+        cmd.args(args)
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .env_remove("KUBECONFIG")
+            .env("SKIFF_LOG", "warn");
+        cmd
+    }
+
+    /// Runs skiff to completion (killed if it outlives the deadline).
+    pub fn run(&self, args: &[&str]) -> Outcome {
+        run(self.command(args), &format!("skiff {}", args.join(" ")))
+    }
+
+    /// Runs skiff, asserts it succeeded, returns what it printed.
+    pub fn ok(&self, args: &[&str]) -> Outcome {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "skiff {} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+            args.join(" "),
+            out.status,
+            out.stdout,
+            out.stderr
+        );
+        out
+    }
+
+    /// Runs skiff, asserts it failed, returns its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "skiff {} succeeded but should fail:\nstdout:\n{}\nstderr:\n{}",
+            args.join(" "),
+            out.stdout,
+            out.stderr
+        );
+        out.stderr
+    }
+
+    /// Starts a long-running skiff (`get -w`, `logs -f`) whose stdout is read
+    /// line by line; killed on drop.
+    pub fn spawn(&self, args: &[&str]) -> Background {
+        Background::spawn(self.command(args), &format!("skiff {}", args.join(" ")))
+    }
 }

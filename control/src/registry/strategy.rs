@@ -38,7 +38,35 @@ pub fn prepare_for_create(rt: &ResourceType, obj: &mut Value) {
                 json!(skiff_api::defaults::qos_class(obj)),
             );
         }
+        "Secret" => merge_string_data(obj),
         _ => {}
+    }
+}
+
+/// A Secret's `stringData` is write-only: the API server folds it into `data`
+/// (base64), its keys winning, and stores no `stringData`.
+pub fn merge_string_data(obj: &mut Value) {
+    use base64::Engine as _;
+    let Some(map) = obj.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(strings)) = map.remove("stringData") else {
+        return;
+    };
+    let data = map
+        .entry("data")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !data.is_object() {
+        *data = Value::Object(Map::new());
+    }
+    if let Some(data) = data.as_object_mut() {
+        for (k, v) in strings {
+            let text = v.as_str().unwrap_or_default();
+            data.insert(
+                k,
+                base64::engine::general_purpose::STANDARD.encode(text).into(),
+            );
+        }
     }
 }
 
@@ -100,6 +128,9 @@ pub fn keep_server_fields(rt: &ResourceType, old: &Value, new: &mut Value) {
 
 /// Bumps `generation` when anything but metadata and status changed.
 pub fn prepare_for_update(rt: &ResourceType, old: &Value, new: &mut Value) {
+    if rt.kind == "Secret" && rt.group.is_empty() {
+        merge_string_data(new);
+    }
     if !tracks_generation(rt) {
         return;
     }

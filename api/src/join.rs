@@ -1,0 +1,174 @@
+//! How a node proves it may join a cluster: bootstrap tokens, as kubeadm has them,
+//! carrying the hash of the cluster CA so that the node can trust the control
+//! plane before it has any certificate of its own.
+//!
+//! A token reads `skiff1:<64 hex: sha256 of the CA certificate (DER)>:<id>.<secret>`,
+//! where `<id>` is 6 and `<secret>` 16 characters of `[a-z0-9]` (kubeadm's token
+//! shape). The control plane keeps each token as a Secret `kube-system/bootstrap-token-<id>`
+//! of type `bootstrap.kubernetes.io/token` (Kubernetes' own format), and publishes its
+//! CA certificate in the ConfigMap `kube-public/cluster-info` under `ca.crt`.
+
+use std::fmt;
+
+use base64::Engine as _;
+use sha2::{Digest, Sha256};
+
+/// The prefix naming the token format's version.
+pub const TOKEN_PREFIX: &str = "skiff1";
+/// Namespace of bootstrap token Secrets.
+pub const TOKEN_NAMESPACE: &str = "kube-system";
+/// Name prefix of bootstrap token Secrets (`bootstrap-token-<id>`).
+pub const TOKEN_SECRET_PREFIX: &str = "bootstrap-token-";
+/// Secret `type` of a bootstrap token.
+pub const TOKEN_SECRET_TYPE: &str = "bootstrap.kubernetes.io/token";
+/// Namespace and name of the ConfigMap that publishes the CA certificate.
+pub const CLUSTER_INFO: (&str, &str) = ("kube-public", "cluster-info");
+/// Key of the CA certificate (PEM) in the cluster-info ConfigMap.
+pub const CLUSTER_INFO_CA_KEY: &str = "ca.crt";
+/// The name the control plane's QUIC certificate is issued for; nodes connect
+/// with it as the TLS server name whatever address they dial.
+pub const CONTROL_PLANE_SERVER_NAME: &str = "skiff-control-plane";
+/// Prefix of a node's identity (certificate common name), as in Kubernetes.
+pub const NODE_USER_PREFIX: &str = "system:node:";
+/// The group (certificate organization) of nodes.
+pub const NODE_GROUP: &str = "system:nodes";
+
+/// A parsed bootstrap token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JoinToken {
+    /// `sha256` of the CA certificate, 64 lowercase hex characters.
+    pub ca_hash: String,
+    /// Public part, names the Secret.
+    pub id: String,
+    /// Secret part.
+    pub secret: String,
+}
+
+// The secret never reaches a log through `{:?}`.
+impl fmt::Debug for JoinToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinToken")
+            .field("ca_hash", &self.ca_hash)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for JoinToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{TOKEN_PREFIX}:{}:{}.{}",
+            self.ca_hash, self.id, self.secret
+        )
+    }
+}
+
+impl JoinToken {
+    /// Parses `skiff1:<hash>:<id>.<secret>`; the error says what is wrong.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        const SHAPE: &str = "a join token looks like skiff1:<64 hex>:<6 chars>.<16 chars>; create one with `skiff token create`";
+        let mut parts = s.trim().splitn(3, ':');
+        let (Some(prefix), Some(hash), Some(rest)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(format!("malformed join token: {SHAPE}"));
+        };
+        if prefix != TOKEN_PREFIX {
+            return Err(format!(
+                "unknown join token format {prefix:?}: {SHAPE}"
+            ));
+        }
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!("malformed CA hash in join token: {SHAPE}"));
+        }
+        let Some((id, secret)) = rest.split_once('.') else {
+            return Err(format!("malformed join token: {SHAPE}"));
+        };
+        if !valid_part(id, 6) || !valid_part(secret, 16) {
+            return Err(format!("malformed join token: {SHAPE}"));
+        }
+        Ok(JoinToken {
+            ca_hash: hash.to_ascii_lowercase(),
+            id: id.to_string(),
+            secret: secret.to_string(),
+        })
+    }
+
+    /// The name of the Secret that holds this token.
+    pub fn secret_name(&self) -> String {
+        format!("{TOKEN_SECRET_PREFIX}{}", self.id)
+    }
+}
+
+/// Whether `s` is `len` characters of `[a-z0-9]`.
+pub fn valid_part(s: &str, len: usize) -> bool {
+    s.len() == len && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// `sha256` (hex) of a certificate given as DER.
+pub fn cert_hash(der: &[u8]) -> String {
+    hex_lower(&Sha256::digest(der))
+}
+
+/// `sha256` (hex) of the first certificate in `pem`, or `None` if there is none.
+pub fn pem_cert_hash(pem: &str) -> Option<String> {
+    pem_cert_der(pem).map(|der| cert_hash(&der))
+}
+
+/// The DER bytes of the first `CERTIFICATE` block in `pem`.
+pub fn pem_cert_der(pem: &str) -> Option<Vec<u8>> {
+    let start = pem.find("-----BEGIN CERTIFICATE-----")? + "-----BEGIN CERTIFICATE-----".len();
+    let end = start + pem[start..].find("-----END CERTIFICATE-----")?;
+    let body: String = pem[start..end].chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD.decode(body).ok()
+}
+
+fn hex_lower(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn round_trips() {
+        let text = format!("skiff1:{HASH}:abcdef.0123456789abcdef");
+        let token = JoinToken::parse(&text).unwrap();
+        assert_eq!(token.id, "abcdef");
+        assert_eq!(token.secret_name(), "bootstrap-token-abcdef");
+        assert_eq!(token.to_string(), text);
+        assert!(!format!("{token:?}").contains("secret"));
+    }
+
+    #[test]
+    fn refuses_malformed_tokens() {
+        for bad in [
+            "",
+            "abcdef.0123456789abcdef",
+            &format!("k10:{HASH}:abcdef.0123456789abcdef"),
+            &format!("skiff1:{}:abcdef.0123456789abcdef", &HASH[1..]),
+            &format!("skiff1:{HASH}:abcde.0123456789abcdef"),
+            &format!("skiff1:{HASH}:ABCDEF.0123456789abcdef"),
+            &format!("skiff1:{HASH}:abcdef0123456789abcdef"),
+        ] {
+            let err = JoinToken::parse(bad).unwrap_err();
+            assert!(err.contains("skiff token create"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn hashes_the_der_of_a_pem_certificate() {
+        let pem = "-----BEGIN CERTIFICATE-----\nAAEC\nAw==\n-----END CERTIFICATE-----\n";
+        assert_eq!(pem_cert_der(pem).unwrap(), vec![0, 1, 2, 3]);
+        assert_eq!(pem_cert_hash(pem).unwrap(), cert_hash(&[0, 1, 2, 3]));
+        assert_eq!(pem_cert_hash("nothing"), None);
+    }
+}

@@ -1,0 +1,229 @@
+//! The cluster CA: created at first start (rcgen), kept in `<data>/pki/`, and used
+//! to issue the control plane's QUIC certificate and each node's client
+//! certificate (`CN=system:node:<name>, O=system:nodes`, as Kubernetes names nodes).
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use skiff_api::join::{CONTROL_PLANE_SERVER_NAME, NODE_GROUP, NODE_USER_PREFIX, cert_hash};
+
+/// Why the CA could not be loaded or could not issue a certificate.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}: {1}")]
+    Certificate(&'static str, rcgen::Error),
+    #[error("the certificate signing request is not valid: {0}")]
+    BadRequest(String),
+}
+
+/// The cluster's certificate authority.
+pub struct ClusterCa {
+    cert_pem: String,
+    cert_der: CertificateDer<'static>,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+/// A certificate and its private key, for a TLS server.
+pub struct ServerIdentity {
+    /// The leaf, then the CA (so a joining node can check the CA against its token).
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl ClusterCa {
+    /// Loads the CA from `<dir>/ca.crt` and `<dir>/ca.key`, creating both at first start.
+    pub fn load_or_create(dir: &Path) -> Result<Self, CaError> {
+        let cert_path = dir.join("ca.crt");
+        let key_path = dir.join("ca.key");
+        if cert_path.exists() && key_path.exists() {
+            let cert_pem = read(&cert_path)?;
+            let key_pem = read(&key_path)?;
+            let key = KeyPair::from_pem(&key_pem)
+                .map_err(|e| CaError::Certificate("read the CA key", e))?;
+            return Self::from_parts(cert_pem, key);
+        }
+        std::fs::create_dir_all(dir).map_err(|source| CaError::Io {
+            action: "create",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let key = KeyPair::generate().map_err(|e| CaError::Certificate("make the CA key", e))?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "skiff-ca");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params
+            .self_signed(&key)
+            .map_err(|e| CaError::Certificate("make the CA certificate", e))?;
+        write_private(&key_path, &key.serialize_pem())?;
+        write_private(&cert_path, &cert.pem())?;
+        Self::from_parts(cert.pem(), key)
+    }
+
+    fn from_parts(cert_pem: String, key: KeyPair) -> Result<Self, CaError> {
+        let der = skiff_api::join::pem_cert_der(&cert_pem).ok_or(CaError::Certificate(
+            "read the CA certificate",
+            rcgen::Error::CouldNotParseCertificate,
+        ))?;
+        let issuer = Issuer::from_ca_cert_pem(&cert_pem, key)
+            .map_err(|e| CaError::Certificate("read the CA certificate", e))?;
+        Ok(ClusterCa {
+            cert_pem,
+            cert_der: CertificateDer::from(der),
+            issuer,
+        })
+    }
+
+    /// The CA certificate, PEM.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The CA certificate, DER.
+    pub fn cert_der(&self) -> &CertificateDer<'static> {
+        &self.cert_der
+    }
+
+    /// `sha256` of the CA certificate: what join tokens carry.
+    pub fn hash(&self) -> String {
+        cert_hash(&self.cert_der)
+    }
+
+    /// A fresh certificate for the control plane's QUIC endpoint, valid for
+    /// [`CONTROL_PLANE_SERVER_NAME`] (the name nodes verify) and `localhost`.
+    pub fn server_identity(&self) -> Result<ServerIdentity, CaError> {
+        let key =
+            KeyPair::generate().map_err(|e| CaError::Certificate("make the server key", e))?;
+        let mut params = CertificateParams::new(vec![
+            CONTROL_PLANE_SERVER_NAME.to_string(),
+            "localhost".to_string(),
+        ])
+        .map_err(|e| CaError::Certificate("make the server certificate", e))?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, CONTROL_PLANE_SERVER_NAME);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.use_authority_key_identifier_extension = true;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(|e| CaError::Certificate("sign the server certificate", e))?;
+        Ok(ServerIdentity {
+            chain: vec![cert.der().clone(), self.cert_der.clone()],
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        })
+    }
+
+    /// Signs a node's certificate signing request. Only the public key is taken
+    /// from the request: the subject is `CN=system:node:<node>, O=system:nodes`
+    /// whatever the request asked for, usable for client authentication only.
+    pub fn sign_node(&self, csr_pem: &str, node: &str) -> Result<String, CaError> {
+        let mut csr = CertificateSigningRequestParams::from_pem(csr_pem)
+            .map_err(|e| CaError::BadRequest(e.to_string()))?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{NODE_USER_PREFIX}{node}"));
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, NODE_GROUP);
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.use_authority_key_identifier_extension = true;
+        csr.params = params;
+        let cert = csr
+            .signed_by(&self.issuer)
+            .map_err(|e| CaError::Certificate("sign the node certificate", e))?;
+        Ok(cert.pem())
+    }
+}
+
+/// The node a client certificate names (`CN=system:node:<name>`), if it names one.
+/// The certificate must already have been verified against the CA.
+pub fn node_name_of(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
+    let cn = parsed.subject().iter_common_name().next()?.as_str().ok()?;
+    cn.strip_prefix(NODE_USER_PREFIX)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+}
+
+fn read(path: &Path) -> Result<String, CaError> {
+    std::fs::read_to_string(path).map_err(|source| CaError::Io {
+        action: "read",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes a file readable by its owner only (keys), atomically.
+fn write_private(path: &Path, text: &str) -> Result<(), CaError> {
+    let err = |source| CaError::Io {
+        action: "write",
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp).map_err(err)?;
+        file.write_all(text.as_bytes()).map_err(err)?;
+        file.sync_all().map_err(err)?;
+    }
+    std::fs::rename(&tmp, path).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn survives_a_restart_and_signs_node_requests() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ClusterCa::load_or_create(dir.path()).unwrap();
+        let again = ClusterCa::load_or_create(dir.path()).unwrap();
+        assert_eq!(ca.hash(), again.hash(), "the CA is created once");
+
+        // A request asking for another identity gets the node's anyway.
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["evil.example".into()]).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "system:admin");
+        let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+        let pem = again.sign_node(&csr, "n1").unwrap();
+        let der = CertificateDer::from(skiff_api::join::pem_cert_der(&pem).unwrap());
+        assert_eq!(node_name_of(&der).as_deref(), Some("n1"));
+
+        assert!(matches!(
+            ca.sign_node("garbage", "n1"),
+            Err(CaError::BadRequest(_))
+        ));
+        let server = ca.server_identity().unwrap();
+        assert_eq!(server.chain.len(), 2);
+        assert_eq!(node_name_of(&server.chain[0]), None);
+    }
+}

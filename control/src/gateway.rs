@@ -1,0 +1,351 @@
+//! The node gateway: the QUIC server nodes connect to.
+//!
+//! A connection without a client certificate may only join ([`join`]); a
+//! connection with one (issued by the cluster CA, so verified by TLS) names its
+//! node, opens a [`session`] first, and may then fetch components ([`fetch`]).
+//! The control plane opens streams to a connected node for pod logs and HTTP
+//! requests to pods ([`Gateway::logs`], [`Gateway::proxy`]).
+
+mod dispatch;
+mod fetch;
+mod frames;
+mod join;
+pub mod nodes;
+mod reports;
+mod session;
+mod tls;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use rustls_pki_types::CertificateDer;
+use skiff_api::wire::{LogsRequest, Open, ProxyRequest, ProxyResponse, Reply};
+use tokio::task::JoinHandle;
+
+pub use dispatch::PodDispatcher;
+pub use nodes::NodeLiveness;
+pub use tls::{IDLE_TIMEOUT, TlsError, transport};
+
+use crate::auth::{ClusterCa, node_name_of};
+use crate::components::ComponentStore;
+use crate::registry::Registry;
+
+/// Why a call to a node failed; maps to the API's answer.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeCallError {
+    /// The node has no session now (503).
+    #[error("node {0:?} is not connected to the control plane")]
+    NotConnected(String),
+    /// The node refused, with an HTTP-like code.
+    #[error("{message}")]
+    Refused { code: u16, message: String },
+    /// The stream broke.
+    #[error("talk to node {node:?}: {message}")]
+    Stream { node: String, message: String },
+}
+
+/// The last session id given, and node -> (session id, connection).
+type SessionMap = (u64, HashMap<String, (u64, quinn::Connection)>);
+
+/// Connected nodes by name.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    inner: Mutex<SessionMap>,
+}
+
+impl Sessions {
+    fn lock(&self) -> MutexGuard<'_, SessionMap> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records the node's connection (closing an older one) and returns its id.
+    fn insert(&self, node: &str, connection: quinn::Connection) -> u64 {
+        let mut guard = self.lock();
+        guard.0 += 1;
+        let id = guard.0;
+        if let Some((_, old)) = guard.1.insert(node.to_string(), (id, connection)) {
+            old.close(quinn::VarInt::from_u32(2), b"replaced by a newer connection");
+        }
+        id
+    }
+
+    fn remove(&self, node: &str, id: u64) {
+        let mut guard = self.lock();
+        if guard.1.get(node).map(|(i, _)| *i) == Some(id) {
+            guard.1.remove(node);
+        }
+    }
+
+    fn get(&self, node: &str) -> Option<quinn::Connection> {
+        self.lock().1.get(node).map(|(_, c)| c.clone())
+    }
+}
+
+/// What every connection handler shares.
+pub(crate) struct Shared {
+    registry: Registry,
+    components: Arc<ComponentStore>,
+    ca: Arc<ClusterCa>,
+    dispatcher: PodDispatcher,
+    liveness: NodeLiveness,
+    statuses: reports::StatusWriter,
+    events: reports::EventWriter,
+    sessions: Sessions,
+}
+
+/// A running node gateway.
+pub struct Gateway {
+    addr: SocketAddr,
+    endpoint: quinn::Endpoint,
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.endpoint.close(quinn::VarInt::from_u32(0), b"control plane stopping");
+    }
+}
+
+impl Gateway {
+    /// Listens on `addr` (UDP) and serves nodes.
+    pub fn start(
+        addr: SocketAddr,
+        ca: Arc<ClusterCa>,
+        registry: Registry,
+        components: Arc<ComponentStore>,
+    ) -> Result<Gateway, GatewayError> {
+        let config = tls::server_config(&ca)?;
+        let endpoint =
+            quinn::Endpoint::server(config, addr).map_err(|e| GatewayError::Listen(addr, e))?;
+        let addr = endpoint
+            .local_addr()
+            .map_err(|e| GatewayError::Listen(addr, e))?;
+        let shared = Arc::new(Shared {
+            statuses: reports::StatusWriter::new(registry.clone()),
+            events: reports::EventWriter::new(registry.clone()),
+            registry: registry.clone(),
+            components,
+            ca,
+            dispatcher: PodDispatcher::default(),
+            liveness: NodeLiveness::default(),
+            sessions: Sessions::default(),
+        });
+        let dispatcher = tokio::spawn(shared.dispatcher.clone().run(registry));
+        let accept = tokio::spawn(accept_loop(endpoint.clone(), shared.clone()));
+        tracing::info!(%addr, "node gateway listening (QUIC)");
+        Ok(Gateway {
+            addr,
+            endpoint,
+            shared,
+            tasks: vec![dispatcher, accept],
+        })
+    }
+
+    /// The UDP address nodes connect to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Node liveness, for the node lifecycle controller.
+    pub fn liveness(&self) -> NodeLiveness {
+        self.shared.liveness.clone()
+    }
+
+    /// A handle for calls to nodes (logs, proxy), for the API server.
+    pub fn calls(&self) -> NodeCalls {
+        NodeCalls {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("listen on {0} (UDP): {1}")]
+    Listen(SocketAddr, std::io::Error),
+}
+
+/// Calls from the control plane to connected nodes.
+#[derive(Clone)]
+pub struct NodeCalls {
+    shared: Arc<Shared>,
+}
+
+impl NodeCalls {
+    async fn open(
+        &self,
+        node: &str,
+        open: &Open,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), NodeCallError> {
+        let stream_err = |message: String| NodeCallError::Stream {
+            node: node.to_string(),
+            message,
+        };
+        let connection = self
+            .shared
+            .sessions
+            .get(node)
+            .ok_or_else(|| NodeCallError::NotConnected(node.to_string()))?;
+        let (mut send, recv) = connection
+            .open_bi()
+            .await
+            .map_err(|e| stream_err(e.to_string()))?;
+        frames::write(&mut send, open)
+            .await
+            .map_err(|e| stream_err(e.to_string()))?;
+        Ok((send, recv))
+    }
+
+    async fn reply(node: &str, recv: &mut quinn::RecvStream) -> Result<Reply, NodeCallError> {
+        match frames::expect::<Reply>(recv).await {
+            Ok(Reply::Refused { code, message }) => Err(NodeCallError::Refused { code, message }),
+            Ok(reply) => Ok(reply),
+            Err(e) => Err(NodeCallError::Stream {
+                node: node.to_string(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
+    /// A pod's log from its node: the stream carries the text.
+    pub async fn logs(
+        &self,
+        node: &str,
+        request: LogsRequest,
+    ) -> Result<quinn::RecvStream, NodeCallError> {
+        let (mut send, mut recv) = self.open(node, &Open::Logs(request)).await?;
+        let _ = send.finish();
+        match Self::reply(node, &mut recv).await? {
+            Reply::Logs => Ok(recv),
+            other => Err(unexpected(node, &other)),
+        }
+    }
+
+    /// An HTTP request to a pod on its node: the response head, and the stream
+    /// carrying the body.
+    pub async fn proxy(
+        &self,
+        node: &str,
+        request: ProxyRequest,
+        body: Bytes,
+    ) -> Result<(ProxyResponse, quinn::RecvStream), NodeCallError> {
+        let (mut send, mut recv) = self.open(node, &Open::Proxy(request)).await?;
+        let stream_err = |message: String| NodeCallError::Stream {
+            node: node.to_string(),
+            message,
+        };
+        send.write_all(&body)
+            .await
+            .map_err(|e| stream_err(e.to_string()))?;
+        let _ = send.finish();
+        match Self::reply(node, &mut recv).await? {
+            Reply::Proxied(head) => Ok((head, recv)),
+            other => Err(unexpected(node, &other)),
+        }
+    }
+}
+
+fn unexpected(node: &str, reply: &Reply) -> NodeCallError {
+    NodeCallError::Stream {
+        node: node.to_string(),
+        message: format!("unexpected reply {reply:?}"),
+    }
+}
+
+async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
+    while let Some(incoming) = endpoint.accept().await {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            match incoming.await {
+                Ok(connection) => serve_connection(shared, connection).await,
+                // A certificate from another cluster ends here, at the handshake.
+                Err(e) => tracing::warn!(%remote, error = %e, "node connection refused"),
+            }
+        });
+    }
+}
+
+/// The node a connection's verified client certificate names, if any.
+fn peer_node(connection: &quinn::Connection) -> Option<String> {
+    let identity = connection.peer_identity()?;
+    let chain = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    node_name_of(chain.first()?)
+}
+
+async fn serve_connection(shared: Arc<Shared>, connection: quinn::Connection) {
+    let node = peer_node(&connection);
+    let remote = connection.remote_address();
+    loop {
+        let (mut send, mut recv) = match connection.accept_bi().await {
+            Ok(stream) => stream,
+            Err(_) => return, // Closed.
+        };
+        let open = match frames::expect::<Open>(&mut recv).await {
+            Ok(open) => open,
+            Err(e) => {
+                tracing::warn!(%remote, error = %e, "bad first frame; closing the connection");
+                connection.close(quinn::VarInt::from_u32(1), b"malformed frame");
+                return;
+            }
+        };
+        let shared = shared.clone();
+        match (open, node.as_deref()) {
+            (Open::Join(request), _) => {
+                let reply = join::answer(&shared.registry, &shared.ca, &request);
+                let _ = frames::write(&mut send, &reply).await;
+                let _ = send.finish();
+                // Let the reply reach the node before the connection goes.
+                let _ = tokio::time::timeout(IDLE_TIMEOUT, connection.closed()).await;
+                return;
+            }
+            (Open::Session(hello), Some(node)) => {
+                let node = node.to_string();
+                let connection = connection.clone();
+                tokio::spawn(async move {
+                    if let Err(e) =
+                        session::run(&shared, &connection, &node, hello, send, recv).await
+                    {
+                        tracing::info!(node, error = %e, "node session ended");
+                    } else {
+                        tracing::info!(node, "node session ended");
+                    }
+                });
+            }
+            (Open::Fetch { image }, Some(_)) => {
+                tokio::spawn(async move {
+                    if let Err(e) =
+                        fetch::serve(&shared.registry, &shared.components, &image, send).await
+                    {
+                        tracing::debug!(%image, error = %e, "component fetch failed");
+                    }
+                });
+            }
+            (_, None) => {
+                let reply = Reply::Refused {
+                    code: 401,
+                    message: "this connection has no node certificate: join the cluster with a token first (`skiff node --join ADDR --token TOKEN`)".into(),
+                };
+                let _ = frames::write(&mut send, &reply).await;
+                let _ = send.finish();
+            }
+            (other, Some(_)) => {
+                let reply = Reply::Refused {
+                    code: 400,
+                    message: format!("a node may not open {other:?}"),
+                };
+                let _ = frames::write(&mut send, &reply).await;
+                let _ = send.finish();
+            }
+        }
+    }
+}

@@ -1,0 +1,291 @@
+//! The agent: joins the cluster (once, with a token), then keeps a session with
+//! the control plane over QUIC with mutual TLS: receives the node's pods and
+//! hands them to the supervisor, sends back status, Events and heartbeats, and
+//! serves the control plane's calls (pod logs, HTTP to pods). When the link
+//! drops it reconnects with backoff while the pods keep running.
+
+pub(crate) mod frames;
+mod serve;
+pub(crate) mod tls;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use serde_json::Value;
+use skiff_api::join::{CONTROL_PLANE_SERVER_NAME, JoinToken};
+use skiff_api::wire::{Downstream, Hello, JoinRequest, Open, PROTOCOL_VERSION, Reply, Upstream};
+use tokio::sync::watch;
+
+use crate::identity::{Identity, IdentityDir};
+use crate::outbox::Outbox;
+use crate::state::LocalPods;
+use crate::supervisor::PodSupervisor;
+
+/// How often the node says it is alive.
+const HEARTBEAT: Duration = Duration::from_secs(1);
+/// Reconnect backoff.
+const BACKOFF_MIN: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Why joining or a session failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The control plane said no; retrying will not help.
+    #[error("the control plane refused this node: {0}")]
+    Refused(String),
+    /// The control plane is not the one the token or the stored CA names.
+    #[error("{0}")]
+    Untrusted(String),
+    /// The link failed; retrying may help.
+    #[error("{0}")]
+    Link(String),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+}
+
+/// Classifies a connection failure: TLS failures are not worth retrying blindly.
+fn connection_error(addr: SocketAddr, e: quinn::ConnectionError, hint: &str) -> AgentError {
+    match &e {
+        quinn::ConnectionError::TransportError(t)
+            if t.code.to_string().contains("crypto") || t.reason.contains("certificate") =>
+        {
+            AgentError::Untrusted(format!(
+                "TLS with the control plane at {addr} failed: {e}{hint}"
+            ))
+        }
+        quinn::ConnectionError::ConnectionClosed(c)
+            if c.error_code.to_string().contains("crypto") =>
+        {
+            AgentError::Untrusted(format!(
+                "the control plane at {addr} refused this node's certificate: {e}{hint}"
+            ))
+        }
+        _ => AgentError::Link(format!("connect to the control plane at {addr}: {e}")),
+    }
+}
+
+/// Trades a token for an identity.
+pub async fn join(
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+    token: &JoinToken,
+    node_name: &str,
+    identity_dir: &IdentityDir,
+) -> Result<Identity, AgentError> {
+    let config = tls::join_config(&token.ca_hash).map_err(AgentError::Untrusted)?;
+    let connecting = endpoint
+        .connect_with(config, addr, CONTROL_PLANE_SERVER_NAME)
+        .map_err(|e| AgentError::Link(format!("connect to {addr}: {e}")))?;
+    let connection = connecting
+        .await
+        .map_err(|e| connection_error(addr, e, ""))?;
+    let pending = IdentityDir::prepare(node_name)?;
+    let (mut send, mut recv) = connection
+        .open_bi()
+        .await
+        .map_err(|e| AgentError::Link(format!("join: {e}")))?;
+    let request = JoinRequest {
+        version: PROTOCOL_VERSION,
+        token: format!("{}.{}", token.id, token.secret),
+        node_name: node_name.to_string(),
+        csr_pem: pending.csr_pem.clone(),
+    };
+    frames::write(&mut send, &Open::Join(request))
+        .await
+        .map_err(|e| AgentError::Link(format!("join: {e}")))?;
+    let _ = send.finish();
+    let reply = frames::expect::<Reply>(&mut recv)
+        .await
+        .map_err(|e| AgentError::Link(format!("join: {e}")))?;
+    connection.close(quinn::VarInt::from_u32(0), b"joined");
+    match reply {
+        Reply::Joined(joined) => {
+            Ok(identity_dir.store(pending, &joined.cert_pem, &joined.ca_pem)?)
+        }
+        Reply::Refused { message, .. } => Err(AgentError::Refused(message)),
+        other => Err(AgentError::Link(format!(
+            "join: unexpected reply {other:?}"
+        ))),
+    }
+}
+
+/// What a session needs.
+pub(crate) struct Agent {
+    pub addr: SocketAddr,
+    pub endpoint: quinn::Endpoint,
+    pub identity: Identity,
+    pub identity_dir: IdentityDir,
+    pub hello: Hello,
+    pub supervisor: Arc<PodSupervisor>,
+    pub outbox: Arc<Outbox>,
+    pub local: Arc<Mutex<LocalPods>>,
+    pub connection: watch::Sender<Option<quinn::Connection>>,
+    /// Whether a session is open now.
+    pub connected: watch::Sender<bool>,
+}
+
+impl Agent {
+    /// Keeps a session open, reconnecting with backoff, until the task is dropped.
+    pub async fn run(self: Arc<Self>) {
+        let mut backoff = BACKOFF_MIN;
+        loop {
+            let started = tokio::time::Instant::now();
+            match self.session().await {
+                Ok(()) => {
+                    tracing::warn!(node = %self.hello.node_name, "control plane link closed; reconnecting")
+                }
+                Err(AgentError::Untrusted(message)) => {
+                    tracing::error!(node = %self.hello.node_name, "{message}")
+                }
+                Err(e) => {
+                    tracing::warn!(node = %self.hello.node_name, error = %e, "control plane link failed; retrying")
+                }
+            }
+            self.connection.send_replace(None);
+            self.connected.send_replace(false);
+            if started.elapsed() > BACKOFF_MAX * 2 {
+                backoff = BACKOFF_MIN; // It was up for a while: retry soon.
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    async fn session(&self) -> Result<(), AgentError> {
+        let config = tls::session_config(&self.identity).map_err(AgentError::Untrusted)?;
+        let hint = format!(
+            " (this node's identity in {} belongs to another cluster? remove it and join again with a token)",
+            self.identity_dir.dir().display()
+        );
+        let connection = self
+            .endpoint
+            .connect_with(config, self.addr, CONTROL_PLANE_SERVER_NAME)
+            .map_err(|e| AgentError::Link(format!("connect to {}: {e}", self.addr)))?
+            .await
+            .map_err(|e| connection_error(self.addr, e, &hint))?;
+        let link = |e: &dyn std::fmt::Display| AgentError::Link(e.to_string());
+        let (mut send, mut recv) = connection.open_bi().await.map_err(|e| link(&e))?;
+        let mut hello = self.hello.clone();
+        hello.running = self
+            .local
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .all()
+            .iter()
+            .filter_map(|p| {
+                p.pointer("/metadata/uid")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .collect();
+        frames::write(&mut send, &Open::Session(hello))
+            .await
+            .map_err(|e| match e {
+                frames::StreamError::Write(quinn::WriteError::ConnectionLost(c)) => {
+                    connection_error(self.addr, c, &hint)
+                }
+                e => link(&e),
+            })?;
+        match frames::expect::<Reply>(&mut recv).await {
+            Ok(Reply::Welcome { .. }) => {}
+            Ok(Reply::Refused { message, .. }) => return Err(AgentError::Refused(message)),
+            Ok(other) => return Err(AgentError::Link(format!("unexpected reply {other:?}"))),
+            Err(frames::StreamError::Read(quinn::ReadExactError::ReadError(
+                quinn::ReadError::ConnectionLost(c),
+            ))) => return Err(connection_error(self.addr, c, &hint)),
+            Err(e) => return Err(link(&e)),
+        }
+        tracing::info!(node = %self.hello.node_name, control_plane = %self.addr, "connected to the control plane");
+        self.connection.send_replace(Some(connection.clone()));
+        self.connected.send_replace(true);
+        self.outbox.resend_all();
+
+        let calls = {
+            let connection = connection.clone();
+            let supervisor = self.supervisor.clone();
+            async move {
+                loop {
+                    let Ok((send, recv)) = connection.accept_bi().await else {
+                        return;
+                    };
+                    let supervisor = supervisor.clone();
+                    tokio::spawn(async move { serve::stream(&supervisor, send, recv).await });
+                }
+            }
+        };
+        let downstream = async {
+            loop {
+                let Some(message) = frames::read::<Downstream>(&mut recv)
+                    .await
+                    .map_err(|e| link(&e))?
+                else {
+                    return Ok(());
+                };
+                self.apply(message);
+            }
+        };
+        let upstream = async {
+            let mut tick = tokio::time::interval(HEARTBEAT);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        frames::write(&mut send, &Upstream::Heartbeat).await.map_err(|e| link(&e))?;
+                    }
+                    _ = self.outbox.ready() => {
+                        let frames_out = self.outbox.drain();
+                        for (i, frame) in frames_out.iter().enumerate() {
+                            if let Err(e) = frames::write(&mut send, frame).await {
+                                self.outbox.requeue(frames_out[i..].to_vec());
+                                return Err(link(&e));
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        let result = tokio::select! {
+            r = downstream => r,
+            r = upstream => r,
+            () = calls => Ok(()),
+        };
+        connection.close(quinn::VarInt::from_u32(0), b"session over");
+        result
+    }
+
+    /// Applies what the control plane says the node must run.
+    fn apply(&self, message: Downstream) {
+        let mut local = self.local.lock().unwrap_or_else(|e| e.into_inner());
+        match message {
+            Downstream::Snapshot { pods } => {
+                local.replace(&pods);
+                self.supervisor
+                    .sync(pods.into_iter().filter_map(typed).collect());
+            }
+            Downstream::Upsert { pod } => {
+                local.put(&pod);
+                if let Some(pod) = typed(pod) {
+                    self.supervisor.upsert(pod);
+                }
+            }
+            Downstream::Remove { uid } => {
+                local.remove(&uid);
+                self.outbox.forget(&uid);
+                self.supervisor.remove(&uid);
+            }
+        }
+    }
+}
+
+/// A pod as its typed view; a pod that does not decode is skipped (the API
+/// server validated it, so this means a version skew).
+pub(crate) fn typed(pod: Value) -> Option<Pod> {
+    match serde_json::from_value::<Pod>(pod) {
+        Ok(pod) => Some(pod),
+        Err(e) => {
+            tracing::warn!(error = %e, "skipping a pod this node cannot read");
+            None
+        }
+    }
+}

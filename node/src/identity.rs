@@ -1,0 +1,167 @@
+//! The node's identity: its private key, the certificate the cluster CA issued
+//! for it at join (`CN=system:node:<name>`), and the CA it trusts, kept under
+//! `<data>/identity/` so a restarted node reconnects without a token.
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{CertificateParams, DnType, KeyPair};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use skiff_api::join::{NODE_GROUP, NODE_USER_PREFIX, pem_cert_der};
+
+/// Why the identity could not be read, made or kept.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what} in {path} is not valid: {detail}")]
+    Invalid {
+        what: &'static str,
+        path: PathBuf,
+        detail: String,
+    },
+    #[error("make a key and certificate request: {0}")]
+    Generate(rcgen::Error),
+}
+
+/// A node's certificate, key and trusted CA.
+pub struct Identity {
+    pub cert: CertificateDer<'static>,
+    pub key: PrivateKeyDer<'static>,
+    pub ca: CertificateDer<'static>,
+}
+
+/// A key and a certificate signing request for it, before joining.
+pub struct Pending {
+    key: KeyPair,
+    pub csr_pem: String,
+}
+
+/// The identity files under a node's data directory.
+#[derive(Debug, Clone)]
+pub struct IdentityDir {
+    dir: PathBuf,
+}
+
+impl IdentityDir {
+    pub fn new(data_dir: &Path) -> Self {
+        IdentityDir {
+            dir: data_dir.join("identity"),
+        }
+    }
+
+    fn path(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    /// The directory, for messages.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The stored identity, or `None` if the node has not joined yet.
+    pub fn load(&self) -> Result<Option<Identity>, IdentityError> {
+        let (cert, key, ca) = (
+            self.path("node.crt"),
+            self.path("node.key"),
+            self.path("ca.crt"),
+        );
+        if !(cert.exists() && key.exists() && ca.exists()) {
+            return Ok(None);
+        }
+        let cert_der = pem_cert_der(&read(&cert)?)
+            .ok_or_else(|| invalid("the certificate", &cert, "no PEM certificate"))?;
+        let ca_der = pem_cert_der(&read(&ca)?)
+            .ok_or_else(|| invalid("the CA certificate", &ca, "no PEM certificate"))?;
+        let key_pair = KeyPair::from_pem(&read(&key)?)
+            .map_err(|e| invalid("the key", &key, &e.to_string()))?;
+        Ok(Some(Identity {
+            cert: CertificateDer::from(cert_der),
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der())),
+            ca: CertificateDer::from(ca_der),
+        }))
+    }
+
+    /// A fresh key and a request for `system:node:<name>`.
+    pub fn prepare(node_name: &str) -> Result<Pending, IdentityError> {
+        let key = KeyPair::generate().map_err(IdentityError::Generate)?;
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, format!("{NODE_USER_PREFIX}{node_name}"));
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, NODE_GROUP);
+        let csr_pem = params
+            .serialize_request(&key)
+            .and_then(|csr| csr.pem())
+            .map_err(IdentityError::Generate)?;
+        Ok(Pending { key, csr_pem })
+    }
+
+    /// Keeps what the join returned, and returns it as an identity.
+    pub fn store(
+        &self,
+        pending: Pending,
+        cert_pem: &str,
+        ca_pem: &str,
+    ) -> Result<Identity, IdentityError> {
+        std::fs::create_dir_all(&self.dir).map_err(|source| IdentityError::Io {
+            action: "create",
+            path: self.dir.clone(),
+            source,
+        })?;
+        let cert_der = pem_cert_der(cert_pem)
+            .ok_or_else(|| invalid("the issued certificate", &self.dir, "no PEM certificate"))?;
+        let ca_der = pem_cert_der(ca_pem)
+            .ok_or_else(|| invalid("the CA certificate", &self.dir, "no PEM certificate"))?;
+        write_private(&self.path("node.key"), &pending.key.serialize_pem())?;
+        write_private(&self.path("ca.crt"), ca_pem)?;
+        // The certificate last: its presence means the identity is complete.
+        write_private(&self.path("node.crt"), cert_pem)?;
+        Ok(Identity {
+            cert: CertificateDer::from(cert_der),
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pending.key.serialize_der())),
+            ca: CertificateDer::from(ca_der),
+        })
+    }
+}
+
+fn invalid(what: &'static str, path: &Path, detail: &str) -> IdentityError {
+    IdentityError::Invalid {
+        what,
+        path: path.to_path_buf(),
+        detail: detail.to_string(),
+    }
+}
+
+fn read(path: &Path) -> Result<String, IdentityError> {
+    std::fs::read_to_string(path).map_err(|source| IdentityError::Io {
+        action: "read",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes a file only its owner can read, atomically.
+fn write_private(path: &Path, text: &str) -> Result<(), IdentityError> {
+    use std::io::Write;
+    let err = |source| IdentityError::Io {
+        action: "write",
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&tmp).map_err(err)?;
+    file.write_all(text.as_bytes()).map_err(err)?;
+    file.sync_all().map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)
+}

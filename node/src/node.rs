@@ -1,0 +1,388 @@
+//! A node, as a library: `Node::builder()...start()` joins a control plane and
+//! runs the pods it is given. `skiff node` and `skiff up` are thin wrappers.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), skiff_node::NodeError> {
+//! let node = skiff_node::Node::builder()
+//!     .name("edge-1")
+//!     .control_plane("127.0.0.1:6443".parse().unwrap())
+//!     .token("skiff1:<ca hash>:<id>.<secret>")
+//!     .data_dir("/var/lib/skiff-node")
+//!     .label("zone", "shop-floor")
+//!     .start()
+//!     .await?;
+//! node.wait_connected().await;
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use skiff_api::join::JoinToken;
+use skiff_api::wire::{Hello, PROTOCOL_VERSION};
+use skiff_runtime::{Engine, EngineConfig};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::agent::{self, Agent, AgentError};
+use crate::identity::IdentityDir;
+use crate::images::NodeImages;
+use crate::outbox::Outbox;
+use crate::state::LocalPods;
+use crate::supervisor::{PodSupervisor, SupervisorConfig};
+
+/// Kubernetes' default pod limit is 110 per node; a Wasm pod costs far less.
+pub const DEFAULT_MAX_PODS: u32 = 1000;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("a node needs a name (`--name`)")]
+    NoName,
+    #[error("a node needs the control plane's address (`--join ADDR`)")]
+    NoControlPlane,
+    #[error(
+        "this node has not joined a cluster yet: give it a token (`--token`; create one with `skiff token create`)"
+    )]
+    NoToken,
+    #[error("{0}")]
+    Token(String),
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("start the runtime: {0}")]
+    Runtime(#[from] skiff_runtime::RuntimeError),
+    #[error("open a QUIC endpoint: {0}")]
+    Endpoint(std::io::Error),
+    #[error(transparent)]
+    Join(#[from] AgentError),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+}
+
+/// How a node runs; built with [`Node::builder`].
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub name: String,
+    /// The control plane's node gateway (UDP).
+    pub control_plane: Option<SocketAddr>,
+    /// A join token, needed only until the node has its certificate.
+    pub token: Option<String>,
+    /// Identity, components, compiled cache, pod records and logs.
+    pub data_dir: PathBuf,
+    /// Labels set on the Node object (besides the well-known ones).
+    pub labels: BTreeMap<String, String>,
+    /// The node's address (its Node's InternalIP; where its proxy listens).
+    pub address: IpAddr,
+    /// Most pods at once (the Node's `pods` capacity).
+    pub max_pods: u32,
+    /// Memory capacity reported; `None` reads the machine's.
+    pub memory_bytes: Option<u64>,
+    /// CPU capacity in millicores; `None` counts the machine's cores.
+    pub cpu_millis: Option<u64>,
+    /// First restart delay of a failing container (doubles up to 5 min).
+    pub restart_backoff: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            name: String::new(),
+            control_plane: None,
+            token: None,
+            data_dir: PathBuf::from("skiff-node"),
+            labels: BTreeMap::new(),
+            address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            max_pods: DEFAULT_MAX_PODS,
+            memory_bytes: None,
+            cpu_millis: None,
+            restart_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Builds a [`Node`].
+#[derive(Debug, Clone, Default)]
+pub struct NodeBuilder {
+    config: NodeConfig,
+}
+
+impl NodeBuilder {
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+    pub fn control_plane(mut self, addr: SocketAddr) -> Self {
+        self.config.control_plane = Some(addr);
+        self
+    }
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.config.token = Some(token.into());
+        self
+    }
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.config.data_dir = dir.into();
+        self
+    }
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.labels.insert(key.into(), value.into());
+        self
+    }
+    pub fn address(mut self, address: IpAddr) -> Self {
+        self.config.address = address;
+        self
+    }
+    pub fn max_pods(mut self, max_pods: u32) -> Self {
+        self.config.max_pods = max_pods;
+        self
+    }
+    pub fn restart_backoff(mut self, base: Duration) -> Self {
+        self.config.restart_backoff = base;
+        self
+    }
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: NodeConfig) -> Self {
+        self.config = config;
+        self
+    }
+    /// Joins (when it has no certificate yet) and starts running pods.
+    pub async fn start(self) -> Result<Node, NodeError> {
+        Node::start(self.config).await
+    }
+}
+
+/// A running node. Dropping it stops its agent; [`Node::shutdown`] also stops
+/// its pods gracefully.
+pub struct Node {
+    name: String,
+    supervisor: Arc<PodSupervisor>,
+    connected: watch::Receiver<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    endpoint: quinn::Endpoint,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.endpoint
+            .close(quinn::VarInt::from_u32(0), b"node stopping");
+    }
+}
+
+impl Node {
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder::default()
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Waits until a session with the control plane is open.
+    pub async fn wait_connected(&self) {
+        let mut rx = self.connected.clone();
+        let _ = rx.wait_for(|c| *c).await;
+    }
+
+    /// Whether a session with the control plane is open now.
+    pub fn is_connected(&self) -> bool {
+        *self.connected.borrow()
+    }
+
+    /// Stops every pod within its grace period, then the agent.
+    pub async fn shutdown(self) {
+        self.supervisor.shutdown().await;
+    }
+
+    async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        if config.name.is_empty() {
+            return Err(NodeError::NoName);
+        }
+        let addr = config.control_plane.ok_or(NodeError::NoControlPlane)?;
+        let io = |action, path: PathBuf| {
+            move |source| NodeError::Io {
+                action,
+                path,
+                source,
+            }
+        };
+        std::fs::create_dir_all(&config.data_dir).map_err(io("create", config.data_dir.clone()))?;
+        let bind: SocketAddr = if addr.is_ipv4() {
+            (Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let endpoint = quinn::Endpoint::client(bind).map_err(NodeError::Endpoint)?;
+
+        let identity_dir = IdentityDir::new(&config.data_dir);
+        let identity = match identity_dir.load()? {
+            Some(identity) => identity,
+            None => {
+                let token = config.token.as_deref().ok_or(NodeError::NoToken)?;
+                let token = JoinToken::parse(token).map_err(NodeError::Token)?;
+                join_with_retry(&endpoint, addr, &token, &config.name, &identity_dir).await?
+            }
+        };
+
+        let engine = Engine::new(EngineConfig {
+            cache_dir: Some(config.data_dir.join("compiled")),
+            ..EngineConfig::default()
+        })?;
+        let (connection_tx, connection_rx) = watch::channel(None);
+        let (connected_tx, connected_rx) = watch::channel(false);
+        let images = NodeImages::open(
+            engine.clone(),
+            &config.data_dir.join("components"),
+            connection_rx,
+        )
+        .map_err(io("open", config.data_dir.join("components")))?;
+        let (reports_tx, mut reports_rx) = mpsc::unbounded_channel();
+        let outbox = Arc::new(Outbox::default());
+        let forward = {
+            let outbox = outbox.clone();
+            tokio::spawn(async move {
+                while let Some(report) = reports_rx.recv().await {
+                    outbox.push(report);
+                }
+            })
+        };
+        let supervisor = Arc::new(PodSupervisor::new(
+            engine,
+            Arc::new(images),
+            reports_tx,
+            SupervisorConfig {
+                node_name: config.name.clone(),
+                pods_dir: config.data_dir.join("pods"),
+                restart_backoff_base: config.restart_backoff,
+                ..SupervisorConfig::default()
+            },
+        ));
+        let local = LocalPods::open(&config.data_dir.join("state").join("pods"))
+            .map_err(io("open", config.data_dir.join("state")))?;
+        // Edge autonomy: what the node ran before, it runs again now, without
+        // waiting for the control plane.
+        let recorded: Vec<_> = local.all().into_iter().filter_map(agent::typed).collect();
+        if !recorded.is_empty() {
+            tracing::info!(
+                pods = recorded.len(),
+                "restarting the pods recorded on this node"
+            );
+            supervisor.sync(recorded);
+        }
+        let agent = Arc::new(Agent {
+            addr,
+            endpoint: endpoint.clone(),
+            identity,
+            identity_dir,
+            hello: hello(&config),
+            supervisor: supervisor.clone(),
+            outbox,
+            local: Arc::new(Mutex::new(local)),
+            connection: connection_tx,
+            connected: connected_tx,
+        });
+        let run = tokio::spawn(agent.run());
+        Ok(Node {
+            name: config.name,
+            supervisor,
+            connected: connected_rx,
+            tasks: vec![run, forward],
+            endpoint,
+        })
+    }
+}
+
+async fn join_with_retry(
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+    token: &JoinToken,
+    name: &str,
+    identity_dir: &IdentityDir,
+) -> Result<crate::identity::Identity, NodeError> {
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match agent::join(endpoint, addr, token, name, identity_dir).await {
+            Ok(identity) => {
+                tracing::info!(node = name, control_plane = %addr, "joined the cluster");
+                return Ok(identity);
+            }
+            Err(AgentError::Link(e)) => {
+                tracing::warn!(node = name, error = %e, "cannot reach the control plane yet; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// What the node says about itself when it connects.
+fn hello(config: &NodeConfig) -> Hello {
+    let mut labels = BTreeMap::from([
+        ("kubernetes.io/hostname".to_string(), config.name.clone()),
+        ("kubernetes.io/os".to_string(), "wasi".to_string()),
+        ("kubernetes.io/arch".to_string(), "wasm32".to_string()),
+    ]);
+    labels.extend(config.labels.clone());
+    let memory = config.memory_bytes.unwrap_or_else(machine_memory);
+    let cpu = config.cpu_millis.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |n| n.get() as u64) * 1000
+    });
+    let cpu = if cpu.is_multiple_of(1000) {
+        (cpu / 1000).to_string()
+    } else {
+        format!("{cpu}m")
+    };
+    let resources = json!({
+        "cpu": cpu,
+        "memory": format!("{}Ki", memory / 1024),
+        "pods": config.max_pods.to_string(),
+    });
+    let status: Value = json!({
+        "capacity": resources,
+        "allocatable": resources,
+        "addresses": [
+            {"type": "InternalIP", "address": config.address.to_string()},
+            {"type": "Hostname", "address": config.name},
+        ],
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+        "nodeInfo": {
+            "machineID": "", "systemUUID": "", "bootID": "", "kernelVersion": "",
+            "osImage": "Skiff",
+            "containerRuntimeVersion": "wasmtime://48",
+            "kubeletVersion": concat!("v1.33.0-skiff.", env!("CARGO_PKG_VERSION")),
+            "kubeProxyVersion": "",
+            "operatingSystem": "wasi",
+            "architecture": "wasm32",
+        },
+    });
+    Hello {
+        version: PROTOCOL_VERSION,
+        node_name: config.name.clone(),
+        labels,
+        status,
+        running: Vec::new(),
+    }
+}
+
+/// Total memory of the machine (Linux `/proc/meminfo`), or 1 GiB if unknown.
+fn machine_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024)
+        })
+        .unwrap_or(1 << 30)
+}

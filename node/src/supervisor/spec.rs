@@ -1,0 +1,520 @@
+//! A Kubernetes container, in its pod, becomes the runtime's [`PodSpec`]: WASI
+//! arguments, environment (with the downward API), working directory, preopened
+//! volume directories and limits. What a node cannot honour yet is a
+//! [`ConfigError`], shown as the container's `CreateContainerConfigError`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, Volume, VolumeMount};
+use skiff_runtime::{Kind, Limits, Mount, PodSpec};
+
+/// Why a container cannot be configured; the message is shown to the user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub(super) struct ConfigError(pub(super) String);
+
+type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
+/// What [`pod_spec`] needs besides the pod and its container.
+pub(super) struct SpecInputs<'a> {
+    pub pod: &'a Pod,
+    pub container: &'a Container,
+    pub kind: Kind,
+    /// This node's name, for `spec.nodeName` when the pod does not carry it.
+    pub node_name: &'a str,
+    /// `<pods_dir>/<pod uid>`: where emptyDir volumes live.
+    pub pod_dir: &'a Path,
+}
+
+/// The runtime spec of `inputs.container`. Creates the emptyDir directories it mounts.
+pub(super) fn pod_spec(inputs: &SpecInputs<'_>) -> Result<PodSpec> {
+    let SpecInputs { pod, container, .. } = inputs;
+    let meta = &pod.metadata;
+    let env = environment(inputs)?;
+    let lookup = |name: &str| {
+        env.iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    // WASI gives the guest argv[0] itself (the runtime sets it to the pod name),
+    // and a component has one entry point, so `command[0]` (the program to run in
+    // a container image) has nothing to name here and is dropped: the guest sees
+    // `command[1..]` followed by `args`, or `args` alone when there is no
+    // `command`. `$(VAR)` references expand as Kubernetes expands them.
+    let command = container.command.iter().flatten().skip(1);
+    let args = command
+        .chain(container.args.iter().flatten())
+        .map(|a| expand(a, &lookup))
+        .collect();
+    Ok(PodSpec {
+        name: meta.name.clone().unwrap_or_default(),
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        args,
+        working_dir: container.working_dir.clone().filter(|d| !d.is_empty()),
+        mounts: mounts(inputs)?,
+        limits: limits(container, inputs.kind)?,
+        env,
+        outbound: None,
+    })
+}
+
+/// The container's `env`, resolved in order; `envFrom` is refused.
+fn environment(inputs: &SpecInputs<'_>) -> Result<Vec<(String, String)>> {
+    let c = inputs.container;
+    if let Some(from) = c.env_from.as_ref().filter(|f| !f.is_empty()) {
+        let what = if from.iter().any(|f| f.config_map_ref.is_some()) {
+            "ConfigMap"
+        } else {
+            "Secret"
+        };
+        return Err(ConfigError(format!(
+            "container {:?}: envFrom ({what}) is not supported on this node yet: ConfigMap and Secret references are to be resolved by the control plane; set the variables with env[].value",
+            c.name
+        )));
+    }
+    let mut env: Vec<(String, String)> = Vec::new();
+    for var in c.env.iter().flatten() {
+        let value = env_value(inputs, var, &env)?;
+        env.push((var.name.clone(), value));
+    }
+    Ok(env)
+}
+
+fn env_value(
+    inputs: &SpecInputs<'_>,
+    var: &EnvVar,
+    earlier: &[(String, String)],
+) -> Result<String> {
+    let Some(source) = &var.value_from else {
+        // Only variables defined earlier in the list can be referenced.
+        let lookup = |name: &str| {
+            earlier
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        return Ok(expand(var.value.as_deref().unwrap_or_default(), &lookup));
+    };
+    let unsupported = |what: &str| {
+        ConfigError(format!(
+            "env {:?}: valueFrom.{what} is not supported on this node yet: ConfigMap, Secret and resource references are to be resolved by the control plane; use value or valueFrom.fieldRef",
+            var.name
+        ))
+    };
+    if source.config_map_key_ref.is_some() {
+        return Err(unsupported("configMapKeyRef"));
+    }
+    if source.secret_key_ref.is_some() {
+        return Err(unsupported("secretKeyRef"));
+    }
+    if source.resource_field_ref.is_some() {
+        return Err(unsupported("resourceFieldRef"));
+    }
+    match &source.field_ref {
+        Some(field) => field_value(inputs, &field.field_path).ok_or_else(|| {
+            ConfigError(format!(
+                "env {:?}: unsupported fieldRef.fieldPath {:?}",
+                var.name, field.field_path
+            ))
+        }),
+        None => Ok(String::new()),
+    }
+}
+
+/// The downward API: the value of `path` in the pod, as Kubernetes resolves it.
+fn field_value(inputs: &SpecInputs<'_>, path: &str) -> Option<String> {
+    let pod = inputs.pod;
+    let meta = &pod.metadata;
+    let spec = pod.spec.as_ref();
+    let subscript = |prefix: &str| -> Option<String> {
+        let key = path.strip_prefix(prefix)?.strip_suffix(']')?;
+        let key = key
+            .strip_prefix('\'')
+            .and_then(|k| k.strip_suffix('\''))
+            .or_else(|| key.strip_prefix('"').and_then(|k| k.strip_suffix('"')))?;
+        Some(key.to_string())
+    };
+    if let Some(key) = subscript("metadata.labels[") {
+        return Some(
+            meta.labels
+                .as_ref()
+                .and_then(|l| l.get(&key))
+                .cloned()
+                .unwrap_or_default(),
+        );
+    }
+    if let Some(key) = subscript("metadata.annotations[") {
+        return Some(
+            meta.annotations
+                .as_ref()
+                .and_then(|a| a.get(&key))
+                .cloned()
+                .unwrap_or_default(),
+        );
+    }
+    Some(match path {
+        "metadata.name" => meta.name.clone().unwrap_or_default(),
+        "metadata.namespace" => meta.namespace.clone().unwrap_or_default(),
+        "metadata.uid" => meta.uid.clone().unwrap_or_default(),
+        "spec.nodeName" => spec
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_else(|| inputs.node_name.to_string()),
+        "spec.serviceAccountName" => spec
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_else(|| "default".into()),
+        // A Wasm pod has no network interface of its own: its HTTP handler is
+        // called in-process, so there is no IP address to give.
+        "status.podIP" | "status.podIPs" | "status.hostIP" | "status.hostIPs" => String::new(),
+        _ => return None,
+    })
+}
+
+/// Kubernetes' `$(VAR)` expansion: a defined variable is replaced, an undefined
+/// reference is left as written, and `$$` is a literal `$`.
+pub(super) fn expand(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(input.len());
+    let mut rest = input;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(r) = after.strip_prefix('$') {
+            out.push('$');
+            rest = r;
+        } else if let Some(r) = after.strip_prefix('(') {
+            match r.find(')') {
+                Some(end) => {
+                    let name = &r[..end];
+                    match lookup(name) {
+                        Some(v) if !name.is_empty() => out.push_str(&v),
+                        _ => {
+                            out.push_str("$(");
+                            out.push_str(name);
+                            out.push(')');
+                        }
+                    }
+                    rest = &r[end + 1..];
+                }
+                None => {
+                    out.push_str("$(");
+                    out.push_str(r);
+                    rest = "";
+                }
+            }
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The container's volume mounts as preopened directories.
+fn mounts(inputs: &SpecInputs<'_>) -> Result<Vec<Mount>> {
+    let volumes: HashMap<&str, &Volume> = inputs
+        .pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.volumes.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|v| (v.name.as_str(), v))
+        .collect();
+    let mut out = Vec::new();
+    for m in inputs.container.volume_mounts.iter().flatten() {
+        let Some(volume) = volumes.get(m.name.as_str()) else {
+            return Err(ConfigError(format!(
+                "volumeMount {:?}: the pod has no volume of that name",
+                m.name
+            )));
+        };
+        out.push(Mount {
+            host_path: volume_dir(inputs, volume, m)?,
+            guest_path: m.mount_path.clone(),
+            read_only: m.read_only.unwrap_or(false),
+        });
+    }
+    Ok(out)
+}
+
+/// The host directory behind `mount` of `volume`, created when Kubernetes would.
+fn volume_dir(inputs: &SpecInputs<'_>, volume: &Volume, mount: &VolumeMount) -> Result<PathBuf> {
+    let (base, create) = if volume.empty_dir.is_some() {
+        (inputs.pod_dir.join("volumes").join(&volume.name), true)
+    } else if let Some(host) = &volume.host_path {
+        match host.type_.as_deref().unwrap_or_default() {
+            "DirectoryOrCreate" => (PathBuf::from(&host.path), true),
+            "" | "Directory" => {
+                let path = PathBuf::from(&host.path);
+                if !path.is_dir() {
+                    return Err(ConfigError(format!(
+                        "volume {:?}: hostPath {} is not a directory on this node",
+                        volume.name, host.path
+                    )));
+                }
+                (path, false)
+            }
+            other => {
+                return Err(ConfigError(format!(
+                    "volume {:?}: hostPath type {other} is not supported: a volume is mounted as a preopened directory (use Directory or DirectoryOrCreate)",
+                    volume.name
+                )));
+            }
+        }
+    } else {
+        return Err(ConfigError(format!(
+            "volume {:?}: {} volumes are not supported on this node; use emptyDir or hostPath",
+            volume.name,
+            volume_type(volume)
+        )));
+    };
+    let sub_path = mount.sub_path.as_deref().filter(|s| !s.is_empty());
+    let dir = match sub_path {
+        Some(sub) => {
+            let sub = Path::new(sub);
+            if sub.is_absolute()
+                || sub
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                return Err(ConfigError(format!(
+                    "volumeMount {:?}: subPath must be a relative path without '..'",
+                    mount.name
+                )));
+            }
+            base.join(sub)
+        }
+        None => base,
+    };
+    // Kubernetes creates a subPath inside any volume as well.
+    if create || sub_path.is_some() {
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            ConfigError(format!(
+                "volume {:?}: cannot create {}: {e}",
+                volume.name,
+                dir.display()
+            ))
+        })?;
+    }
+    Ok(dir)
+}
+
+/// The name of the volume source a volume uses (`configMap`, `persistentVolumeClaim`...).
+fn volume_type(volume: &Volume) -> String {
+    serde_json::to_value(volume)
+        .ok()
+        .and_then(|v| {
+            v.as_object()
+                .and_then(|o| o.keys().find(|k| *k != "name").cloned())
+        })
+        .unwrap_or_else(|| "these".into())
+}
+
+/// `resources.limits` as runtime limits; the runtime's defaults otherwise.
+fn limits(container: &Container, kind: Kind) -> Result<Limits> {
+    let mut limits = Limits::default();
+    // A command runs until it exits, as a container's process does; the per-request
+    // timeout is for HTTP instances.
+    if kind == Kind::Command {
+        limits.timeout = None;
+    }
+    let Some(set) = container.resources.as_ref().and_then(|r| r.limits.as_ref()) else {
+        return Ok(limits);
+    };
+    if let Some(q) = set.get("memory") {
+        limits.memory_bytes = Some(parse_memory(&q.0).ok_or_else(|| {
+            ConfigError(format!(
+                "resources.limits.memory: {:?} is not a quantity",
+                q.0
+            ))
+        })?);
+    }
+    if let Some(q) = set.get("cpu") {
+        limits.cpu_millis = Some(Limits::parse_cpu(&q.0).ok_or_else(|| {
+            ConfigError(format!("resources.limits.cpu: {:?} is not a quantity", q.0))
+        })?);
+    }
+    Ok(limits)
+}
+
+/// A Kubernetes quantity of bytes (`64Mi`, `1G`, `1.5Gi`, `128974848`, `129e6`),
+/// rounded up to a whole byte.
+pub(super) fn parse_memory(quantity: &str) -> Option<u64> {
+    let q = quantity.trim();
+    let split = q
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+'))
+        .unwrap_or(q.len());
+    let (number, suffix) = q.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor: f64 = match suffix {
+        "" => 1.0,
+        "Ki" => 1024.0,
+        "Mi" => 1024f64.powi(2),
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        s if s.starts_with(['e', 'E']) => 10f64.powi(s[1..].parse().ok()?),
+        _ => return None,
+    };
+    let bytes = (number * factor).ceil();
+    (bytes.is_finite() && bytes >= 0.0).then(|| bytes.min(u64::MAX as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(v: serde_json::Value) -> Pod {
+        serde_json::from_value(v).expect("pod")
+    }
+
+    fn spec_of(p: &Pod, dir: &Path, kind: Kind) -> Result<PodSpec> {
+        let container = &p.spec.as_ref().expect("spec").containers[0];
+        pod_spec(&SpecInputs {
+            pod: p,
+            container,
+            kind,
+            node_name: "node-1",
+            pod_dir: dir,
+        })
+    }
+
+    #[test]
+    fn memory_quantities() {
+        assert_eq!(parse_memory("64Mi"), Some(64 << 20));
+        assert_eq!(parse_memory("1Gi"), Some(1 << 30));
+        assert_eq!(parse_memory("512Ki"), Some(512 << 10));
+        assert_eq!(parse_memory("1G"), Some(1_000_000_000));
+        assert_eq!(parse_memory("5M"), Some(5_000_000));
+        assert_eq!(parse_memory("2k"), Some(2000));
+        assert_eq!(parse_memory("128974848"), Some(128_974_848));
+        assert_eq!(parse_memory("129e6"), Some(129_000_000));
+        assert_eq!(parse_memory("1.5Gi"), Some(3 << 29));
+        assert_eq!(parse_memory("1500m"), Some(2));
+        assert_eq!(parse_memory("lots"), None);
+        assert_eq!(parse_memory("12Q"), None);
+    }
+
+    #[test]
+    fn expansion_follows_kubernetes() {
+        let lookup = |n: &str| (n == "A").then(|| "x".to_string());
+        assert_eq!(expand("$(A)-$(B)", &lookup), "x-$(B)");
+        assert_eq!(expand("$$(A) $$ $a $(", &lookup), "$(A) $ $a $(");
+        assert_eq!(expand("plain", &lookup), "plain");
+    }
+
+    #[test]
+    fn command_args_env_and_downward_api() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = pod(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u-1",
+                         "labels": {"app": "web"}, "annotations": {"team": "a"}},
+            "spec": {"containers": [{
+                "name": "c", "image": "pi:v1",
+                "command": ["pi", "$(N)"], "args": ["more"],
+                "workingDir": "/work",
+                "env": [
+                    {"name": "N", "value": "50"},
+                    {"name": "TWICE", "value": "$(N)$(N)"},
+                    {"name": "NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+                    {"name": "UID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.uid"}}},
+                    {"name": "NODE", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                    {"name": "APP", "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['app']"}}},
+                    {"name": "TEAM", "valueFrom": {"fieldRef": {"fieldPath": "metadata.annotations['team']"}}},
+                ],
+                "resources": {"limits": {"memory": "64Mi", "cpu": "250m"}},
+            }]},
+        }));
+        let s = spec_of(&p, dir.path(), Kind::Command).expect("spec");
+        assert_eq!(s.args, ["50", "more"]);
+        assert_eq!(s.working_dir.as_deref(), Some("/work"));
+        let env: HashMap<_, _> = s.env.iter().cloned().collect();
+        for (k, v) in [
+            ("TWICE", "5050"),
+            ("NAME", "p"),
+            ("NS", "ns"),
+            ("UID", "u-1"),
+            ("NODE", "node-1"),
+            ("APP", "web"),
+            ("TEAM", "a"),
+        ] {
+            assert_eq!(env.get(k).map(String::as_str), Some(v), "{k}");
+        }
+        assert_eq!(s.limits.memory_bytes, Some(64 << 20));
+        assert_eq!(s.limits.cpu_millis, Some(250));
+        assert_eq!(s.limits.timeout, None, "commands run until they exit");
+        let http = spec_of(&p, dir.path(), Kind::Http).expect("spec");
+        assert!(http.limits.timeout.is_some());
+    }
+
+    #[test]
+    fn references_the_node_cannot_resolve_are_config_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for env in [
+            serde_json::json!({"env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}}]}),
+            serde_json::json!({"env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}),
+            serde_json::json!({"envFrom": [{"configMapRef": {"name": "cm"}}]}),
+        ] {
+            let mut c = serde_json::json!({"name": "c", "image": "hello:v1"});
+            for (k, v) in env.as_object().expect("object") {
+                c[k] = v.clone();
+            }
+            let p =
+                pod(serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [c]}}));
+            let err = spec_of(&p, dir.path(), Kind::Http).expect_err("config error");
+            assert!(err.0.contains("not supported"), "{err}");
+        }
+    }
+
+    #[test]
+    fn volumes_become_preopened_directories() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let host = tempfile::tempdir().expect("tempdir");
+        let p = pod(serde_json::json!({
+            "metadata": {"name": "p", "uid": "u"},
+            "spec": {
+                "containers": [{"name": "c", "image": "counter:v1", "volumeMounts": [
+                    {"name": "data", "mountPath": "/data"},
+                    {"name": "host", "mountPath": "/host", "readOnly": true},
+                ]}],
+                "volumes": [
+                    {"name": "data", "emptyDir": {}},
+                    {"name": "host", "hostPath": {"path": host.path()}},
+                ],
+            },
+        }));
+        let s = spec_of(&p, dir.path(), Kind::Http).expect("spec");
+        assert_eq!(s.mounts.len(), 2);
+        assert_eq!(s.mounts[0].host_path, dir.path().join("volumes/data"));
+        assert!(s.mounts[0].host_path.is_dir(), "emptyDir created");
+        assert!(!s.mounts[0].read_only);
+        assert_eq!(s.mounts[1].host_path, host.path());
+        assert!(s.mounts[1].read_only);
+
+        let p = pod(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {
+                "containers": [{"name": "c", "image": "x", "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}]}],
+                "volumes": [{"name": "cfg", "configMap": {"name": "settings"}}],
+            },
+        }));
+        let err = spec_of(&p, dir.path(), Kind::Http).expect_err("configMap volume");
+        assert!(
+            err.0.contains("configMap volumes are not supported"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,111 @@
+//! `skiff node`: run a node that joins a control plane. A thin wrapper over
+//! `skiff_node::Node`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use skiff_node::{Node, NodeConfig};
+
+/// Run a node: join a control plane and run the pods it is given.
+///
+/// The first start needs a token (`skiff token create` on the control plane);
+/// the node keeps the certificate it gets in its data directory and reconnects
+/// with it from then on.
+///
+/// Example:
+///   skiff node --join 10.0.0.1:6443 --token "$(skiff token create)" --name edge-1 --labels zone=a
+#[derive(clap::Args)]
+pub struct Args {
+    /// The control plane's node address (UDP), as `skiff server` prints it.
+    #[arg(long, value_name = "ADDR")]
+    pub join: SocketAddr,
+    /// A join token (needed only until the node has its certificate).
+    #[arg(long, env = "SKIFF_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The node's name [default: this machine's hostname].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Where the node keeps its identity, components and pods [default: $SKIFF_DATA_DIR/node-NAME or ~/.skiff/node-NAME].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub node: NodeFlags,
+}
+
+/// Flags of a node shared by `skiff node` and `skiff up`.
+#[derive(clap::Args, Clone)]
+pub struct NodeFlags {
+    /// Labels for the Node object, e.g. `zone=a,disk=ssd`.
+    #[arg(long, value_delimiter = ',', value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// The node's address: its Node's InternalIP, where its proxy and NodePorts listen.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub address: IpAddr,
+    /// Most pods the node runs at once.
+    #[arg(long, default_value_t = skiff_node::DEFAULT_MAX_PODS)]
+    pub max_pods: u32,
+    /// First delay before restarting a failing container; doubles up to 5 minutes (Kubernetes: 10s).
+    #[arg(long, default_value = "10s", value_parser = crate::duration::parse)]
+    pub restart_backoff: Duration,
+}
+
+impl NodeFlags {
+    /// A node configuration from these flags.
+    pub fn config(
+        &self,
+        name: String,
+        data_dir: PathBuf,
+        join: SocketAddr,
+        token: Option<String>,
+    ) -> NodeConfig {
+        NodeConfig {
+            name,
+            control_plane: Some(join),
+            token,
+            data_dir,
+            labels: self.labels.iter().cloned().collect(),
+            address: self.address,
+            max_pods: self.max_pods,
+            restart_backoff: self.restart_backoff,
+            ..NodeConfig::default()
+        }
+    }
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("label {s:?} must be KEY=VALUE"))?;
+    if k.is_empty() {
+        return Err(format!("label {s:?} has an empty key"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// This machine's hostname, lower-cased (a valid node name on most machines).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_ascii_lowercase())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "skiff-node".to_string())
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let name = args.name.unwrap_or_else(hostname);
+    let data_dir = args
+        .data_dir
+        .unwrap_or_else(|| crate::default_data_dir().join(format!("node-{name}")));
+    let config = args
+        .node
+        .config(name, data_dir.clone(), args.join, args.token);
+    let node = Node::builder()
+        .config(config)
+        .start()
+        .await
+        .with_context(|| format!("start node (data in {})", data_dir.display()))?;
+    println!("Node {} started; joining {}", node.name(), args.join);
+    crate::server::wait_for_signal().await
+}

@@ -1,0 +1,502 @@
+//! Nodes end to end: a control plane (`skiff server`) and `skiff node`
+//! processes joined over QUIC, each with its own data directory; pods bound to
+//! them run in the runtime, report status, serve through the API's pod proxy and
+//! stream their logs to the real kubectl.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+#[path = "support/node.rs"]
+mod node;
+#[path = "support/samples.rs"]
+mod samples;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use cluster::{Kubectl, Server, Skiff, http_get, wait_until};
+use node::NodeProcess;
+use serde_json::Value;
+
+/// A fast restart back-off, so CrashLoopBackOff shows its growth in seconds.
+const BACKOFF: &str = "300ms";
+
+/// Pushes the samples the tests use under `NAME:v1`.
+fn push_samples(skiff: &Skiff, names: &[&str]) {
+    for name in names {
+        let path = samples::sample_path(name);
+        let path = path.to_str().expect("utf-8 path");
+        skiff.ok(&["push", path, "--name", &format!("{name}:v1")]);
+    }
+}
+
+fn token(skiff: &Skiff) -> String {
+    let out = skiff.ok(&["token", "create"]);
+    out.stdout.trim().to_string()
+}
+
+/// GET an API path as JSON.
+fn get_json(server: &Server, path: &str) -> Option<Value> {
+    match http_get(server.addr(), path) {
+        Ok((200, body)) => serde_json::from_str(&body).ok(),
+        _ => None,
+    }
+}
+
+fn pod(server: &Server, name: &str) -> Option<Value> {
+    get_json(server, &format!("/api/v1/namespaces/default/pods/{name}"))
+}
+
+fn condition(obj: &Value, kind: &str) -> Option<String> {
+    obj.pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind)
+        .and_then(|c| c["status"].as_str())
+        .map(str::to_string)
+}
+
+fn wait_node_ready(server: &Server, name: &str) -> Value {
+    wait_until(&format!("node {name} is Ready"), || {
+        let node = get_json(server, &format!("/api/v1/nodes/{name}"))?;
+        (condition(&node, "Ready").as_deref() == Some("True")).then_some(node)
+    })
+}
+
+fn wait_pod_ready(server: &Server, name: &str) -> Value {
+    wait_until(&format!("pod {name} is Running and Ready"), || {
+        let pod = pod(server, name)?;
+        (pod["status"]["phase"] == "Running" && condition(&pod, "Ready").as_deref() == Some("True"))
+            .then_some(pod)
+    })
+}
+
+fn apply(kubectl: &Kubectl, dir: &Path, name: &str, yaml: &str) {
+    let file = dir.join(format!("{name}.yaml"));
+    std::fs::write(&file, yaml).expect("write manifest");
+    kubectl.ok(&["apply", "-f", file.to_str().expect("utf-8 path")]);
+}
+
+/// A pod bound to `node` running `image` (`NAME:v1`), with extra container YAML.
+fn pod_yaml(
+    name: &str,
+    node: &str,
+    image: &str,
+    container_extra: &str,
+    spec_extra: &str,
+) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  labels: {{app: {name}}}\nspec:\n  nodeName: {node}\n{spec_extra}  containers:\n  - name: main\n    image: {image}:v1\n{container_extra}"
+    )
+}
+
+const READINESS: &str =
+    "    readinessProbe:\n      httpGet: {path: /healthz, port: 8080}\n      periodSeconds: 1\n";
+
+fn events_for(server: &Server, pod_name: &str) -> Vec<Value> {
+    get_json(server, "/api/v1/namespaces/default/events")
+        .and_then(|list| list["items"].as_array().cloned())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e["involvedObject"]["name"] == pod_name)
+        .collect()
+}
+
+/// "back-off 600ms restarting ..." -> 600 ms.
+fn backoff_of(message: &str) -> Option<Duration> {
+    let text = message
+        .split("back-off ")
+        .nth(1)?
+        .split_whitespace()
+        .next()?;
+    let (number, unit) = text.split_at(text.find(|c: char| c.is_ascii_alphabetic())?);
+    let n: f64 = number.parse().ok()?;
+    let seconds = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(seconds))
+}
+
+#[test]
+fn two_nodes_run_pods_that_serve_report_and_stream_logs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("cp"));
+    let kubectl = Kubectl::new(&server.kubeconfig());
+    let skiff = Skiff::new(&server.kubeconfig());
+    push_samples(&skiff, &["hello", "ticker", "crasher", "spinner"]);
+    let token = token(&skiff);
+    let extra = ["--restart-backoff", BACKOFF];
+    let _n1 = NodeProcess::start(
+        server.quic_addr(),
+        "n1",
+        &dir.path().join("n1"),
+        Some(&token),
+        &[&extra[..], &["--labels", "zone=a"]].concat(),
+    );
+    let _n2 = NodeProcess::start(
+        server.quic_addr(),
+        "n2",
+        &dir.path().join("n2"),
+        Some(&token),
+        &extra,
+    );
+
+    // Both nodes register, with the labels and capacity they report.
+    let n1 = wait_node_ready(&server, "n1");
+    wait_node_ready(&server, "n2");
+    assert_eq!(n1["metadata"]["labels"]["zone"], "a", "{n1}");
+    assert_eq!(n1["metadata"]["labels"]["kubernetes.io/hostname"], "n1");
+    assert!(n1["status"]["capacity"]["pods"].as_str().is_some(), "{n1}");
+    let nodes = kubectl.ok(&["get", "nodes"]);
+    assert!(
+        nodes.lines().filter(|l| l.contains(" Ready ")).count() == 2,
+        "{nodes}"
+    );
+
+    let d = dir.path();
+    apply(
+        &kubectl,
+        d,
+        "hello-1",
+        &pod_yaml("hello-1", "n1", "hello", READINESS, ""),
+    );
+    apply(
+        &kubectl,
+        d,
+        "hello-2",
+        &pod_yaml("hello-2", "n2", "hello", READINESS, ""),
+    );
+    apply(
+        &kubectl,
+        d,
+        "ticker",
+        &pod_yaml("ticker", "n2", "ticker", "", ""),
+    );
+    apply(
+        &kubectl,
+        d,
+        "crasher",
+        &pod_yaml(
+            "crasher",
+            "n1",
+            "crasher",
+            &format!("    env: [{{name: CRASH_AT_START, value: \"1\"}}]\n{READINESS}"),
+            "",
+        ),
+    );
+    apply(
+        &kubectl,
+        d,
+        "spinner",
+        &pod_yaml(
+            "spinner",
+            "n2",
+            "spinner",
+            &format!(
+                "{READINESS}    livenessProbe:\n      httpGet: {{path: /spin, port: 8080}}\n      initialDelaySeconds: 2\n      periodSeconds: 1\n      timeoutSeconds: 1\n      failureThreshold: 2\n"
+            ),
+            "",
+        ),
+    );
+
+    // Pods on each node run, report Running/Ready, and serve through the runtime.
+    for (name, node) in [("hello-1", "n1"), ("hello-2", "n2")] {
+        let pod = wait_pod_ready(&server, name);
+        assert_eq!(pod["spec"]["nodeName"], node);
+        let status = &pod["status"]["containerStatuses"][0];
+        assert_eq!(status["ready"], true, "{pod}");
+        assert!(status["state"]["running"]["startedAt"].is_string(), "{pod}");
+        assert!(
+            status["imageID"]
+                .as_str()
+                .is_some_and(|i| i.starts_with("sha256:")),
+            "{pod}"
+        );
+        for kind in ["PodScheduled", "Initialized", "ContainersReady", "Ready"] {
+            assert_eq!(
+                condition(&pod, kind).as_deref(),
+                Some("True"),
+                "{kind}: {pod}"
+            );
+        }
+        let reply = kubectl.ok(&[
+            "get",
+            "--raw",
+            &format!("/api/v1/namespaces/default/pods/{name}/proxy/"),
+        ]);
+        assert_eq!(reply.trim(), format!("Hello from {name}!"));
+    }
+    let wide = kubectl.ok(&["get", "pods", "-o", "wide"]);
+    assert!(
+        wide.lines()
+            .any(|l| l.starts_with("hello-1 ") && l.contains("Running") && l.contains("n1")),
+        "{wide}"
+    );
+
+    // Logs: a snapshot, then a live stream.
+    wait_until("ticker has printed twice", || {
+        let out = kubectl.run(&["logs", "ticker"]);
+        (out.status.success() && out.stdout.contains("tick 2")).then_some(())
+    });
+    let mut follow = kubectl.spawn(&["logs", "-f", "ticker", "--tail", "1"]);
+    let first = follow.wait_for_line("a tick line", |l| l.starts_with("tick "));
+    let n: u64 = first
+        .trim_start_matches("tick ")
+        .parse()
+        .expect("tick number");
+    follow.wait_for_line("a later tick, streamed", |l| l == format!("tick {}", n + 2));
+    drop(follow);
+
+    // A component that traps at start: CrashLoopBackOff, with a growing back-off.
+    let mut backoffs: Vec<Duration> = Vec::new();
+    let crasher = wait_until("crasher restarts three times in CrashLoopBackOff", || {
+        let pod = pod(&server, "crasher")?;
+        let status = &pod["status"]["containerStatuses"][0];
+        if status["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+            && let Some(b) = status["state"]["waiting"]["message"]
+                .as_str()
+                .and_then(backoff_of)
+            && backoffs.last() != Some(&b)
+        {
+            backoffs.push(b);
+        }
+        (status["restartCount"].as_i64().unwrap_or(0) >= 3 && backoffs.len() >= 3).then_some(pod)
+    });
+    assert!(
+        backoffs.windows(2).all(|w| w[0] < w[1]),
+        "back-off must grow: {backoffs:?}"
+    );
+    assert_eq!(
+        crasher["status"]["containerStatuses"][0]["lastState"]["terminated"]["reason"], "Error",
+        "{crasher}"
+    );
+    assert_eq!(condition(&crasher, "Ready").as_deref(), Some("False"));
+    let crash_events = events_for(&server, "crasher");
+    assert!(
+        crash_events
+            .iter()
+            .any(|e| e["reason"] == "BackOff" && e["type"] == "Warning"),
+        "{crash_events:?}"
+    );
+    let described = kubectl.ok(&["describe", "pod", "crasher"]);
+    assert!(
+        described.contains("CrashLoopBackOff") && described.contains("BackOff"),
+        "{described}"
+    );
+
+    // A failing liveness probe restarts the container.
+    let spinner = wait_until("the spinner's liveness probe restarts it", || {
+        let pod = pod(&server, "spinner")?;
+        (pod["status"]["containerStatuses"][0]["restartCount"]
+            .as_i64()
+            .unwrap_or(0)
+            >= 1)
+            .then_some(pod)
+    });
+    let events = events_for(&server, "spinner");
+    assert!(
+        events.iter().any(|e| e["reason"] == "Unhealthy"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Liveness probe failed"))),
+        "{events:?}\n{spinner}"
+    );
+    assert!(
+        events.iter().any(|e| e["reason"] == "Killing"),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn deleting_a_pod_drains_its_requests() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("cp"));
+    let kubectl = Kubectl::new(&server.kubeconfig());
+    let skiff = Skiff::new(&server.kubeconfig());
+    push_samples(&skiff, &["spinner"]);
+    let token = token(&skiff);
+    let _n1 = NodeProcess::start(
+        server.quic_addr(),
+        "n1",
+        &dir.path().join("n1"),
+        Some(&token),
+        &[],
+    );
+    wait_node_ready(&server, "n1");
+    apply(
+        &kubectl,
+        dir.path(),
+        "slow",
+        &pod_yaml(
+            "slow",
+            "n1",
+            "spinner",
+            READINESS,
+            "  terminationGracePeriodSeconds: 30\n",
+        ),
+    );
+    wait_pod_ready(&server, "slow");
+
+    // Two clients send slow requests back to back; the pod is deleted while
+    // requests are in flight.
+    let addr = server.addr();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut results = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let started = Instant::now();
+                    let result = http_get(
+                        addr,
+                        "/api/v1/namespaces/default/pods/slow/proxy/spin?ms=700",
+                    );
+                    results.push((
+                        started,
+                        Instant::now(),
+                        result.map(|(code, body)| (code, body)),
+                    ));
+                }
+                results
+            })
+        })
+        .collect();
+    wait_until("a slow request has completed", || {
+        let pod = pod(&server, "slow")?;
+        // Any status read proves the API is up; wait a full request's time by
+        // checking the clients through their results below instead.
+        pod["status"]["phase"].as_str().map(drop)
+    });
+    std::thread::sleep(Duration::from_millis(1000)); // Let requests overlap the delete (not an assertion).
+    let deleted_at = Instant::now();
+    kubectl.ok(&["delete", "pod", "slow", "--wait=false"]);
+    wait_until("the pod is gone once drained", || {
+        pod(&server, "slow").is_none().then_some(())
+    });
+    let gone_at = Instant::now();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let results: Vec<_> = clients
+        .into_iter()
+        .flat_map(|c| c.join().expect("client"))
+        .collect();
+
+    // A request in flight when the delete came finished with 200.
+    let drained: Vec<_> = results
+        .iter()
+        .filter(|(start, end, r)| {
+            *start < deleted_at && *end > deleted_at && matches!(r, Ok((200, _)))
+        })
+        .collect();
+    assert!(
+        !drained.is_empty(),
+        "no in-flight request completed across the delete: {results:?}"
+    );
+    // Every answer was a success or a clean refusal, never a broken response.
+    for (start, _, r) in &results {
+        match r {
+            Ok((200, _)) => {}
+            Ok((code, body)) => assert!(
+                *start > deleted_at && (*code == 503 || *code == 404),
+                "unexpected answer {code} {body}"
+            ),
+            Err(e) => panic!("a request failed: {e}"),
+        }
+    }
+    assert!(gone_at > deleted_at);
+}
+
+#[test]
+fn a_killed_node_goes_not_ready_and_comes_back_with_its_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("cp"));
+    let kubectl = Kubectl::new(&server.kubeconfig());
+    let skiff = Skiff::new(&server.kubeconfig());
+    push_samples(&skiff, &["hello"]);
+    let token = token(&skiff);
+    let node_dir = dir.path().join("n1");
+    let mut n1 = NodeProcess::start(server.quic_addr(), "n1", &node_dir, Some(&token), &[]);
+    wait_node_ready(&server, "n1");
+    apply(
+        &kubectl,
+        dir.path(),
+        "web",
+        &pod_yaml("web", "n1", "hello", READINESS, ""),
+    );
+    wait_pod_ready(&server, "web");
+
+    n1.kill();
+    let killed = Instant::now();
+    wait_until("the node goes NotReady", || {
+        let out = kubectl.run(&["get", "node", "n1", "--no-headers"]);
+        out.stdout.contains("NotReady").then_some(())
+    });
+    println!("node NotReady {:?} after the kill", killed.elapsed());
+    let node = get_json(&server, "/api/v1/nodes/n1").expect("node");
+    assert_eq!(
+        condition(&node, "Ready").as_deref(),
+        Some("Unknown"),
+        "{node}"
+    );
+
+    // No token this time: the node reconnects with the certificate it got.
+    let _n1 = NodeProcess::start(server.quic_addr(), "n1", &node_dir, None, &[]);
+    wait_node_ready(&server, "n1");
+    wait_pod_ready(&server, "web");
+    let reply = kubectl.ok(&["get", "--raw", "/api/v1/namespaces/default/pods/web/proxy/"]);
+    assert_eq!(reply.trim(), "Hello from web!");
+}
+
+#[test]
+fn a_node_with_a_wrong_token_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("cp"));
+    let skiff = Skiff::new(&server.kubeconfig());
+    let good = token(&skiff);
+    // Same cluster (CA hash), wrong secret.
+    let (head, secret) = good.rsplit_once('.').expect("token shape");
+    let wrong = format!("{head}.{}", "0".repeat(secret.len()));
+    let mut node = NodeProcess::start(
+        server.quic_addr(),
+        "intruder",
+        &dir.path().join("n"),
+        Some(&wrong),
+        &[],
+    );
+    let status = wait_until("the node exits", || node.try_wait());
+    assert!(!status.success());
+    let log = node.log();
+    assert!(
+        log.contains("refused this node") && log.contains("not valid"),
+        "{log}"
+    );
+    assert!(
+        server.log().contains("join refused"),
+        "the control plane says why too"
+    );
+    let nodes = get_json(&server, "/api/v1/nodes").expect("node list");
+    assert_eq!(nodes["items"].as_array().map(Vec::len), Some(0), "{nodes}");
+
+    // A token of another cluster (another CA hash) is refused at the handshake.
+    let other = format!(
+        "skiff1:{}:{}",
+        "ab".repeat(32),
+        good.rsplit(':').next().expect("id.secret")
+    );
+    let mut node = NodeProcess::start(
+        server.quic_addr(),
+        "stranger",
+        &dir.path().join("m"),
+        Some(&other),
+        &[],
+    );
+    let status = wait_until("the node exits", || node.try_wait());
+    assert!(!status.success());
+    assert!(
+        node.log().contains("does not match the CA hash"),
+        "{}",
+        node.log()
+    );
+}

@@ -1,0 +1,104 @@
+//! `skiff node` processes for end-to-end tests: started against a
+//! [`Server`](super::cluster::Server), logging to `<data_dir>.log`, killed and
+//! reaped on drop (also when the test panics, with the log's tail printed).
+//!
+//! Include after the cluster module:
+//! `#[path = "support/cluster.rs"] mod cluster;`
+//! `#[path = "support/node.rs"] mod node;`
+
+#![allow(dead_code)]
+
+use std::fs::OpenOptions;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+
+use super::cluster::SKIFF;
+
+/// A running `skiff node`.
+pub struct NodeProcess {
+    child: Option<Child>,
+    name: String,
+    data_dir: PathBuf,
+    log: PathBuf,
+}
+
+impl NodeProcess {
+    /// Starts `skiff node --join ADDR --name NAME --data-dir DIR [--token T] EXTRA...`.
+    pub fn start(
+        join: SocketAddr,
+        name: &str,
+        data_dir: &Path,
+        token: Option<&str>,
+        extra: &[&str],
+    ) -> NodeProcess {
+        let log = data_dir.with_extension("log");
+        let log_file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("open node log");
+        let mut cmd = Command::new(SKIFF);
+        cmd.arg("node")
+            .args(["--join", &join.to_string(), "--name", name])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(extra)
+            .env_remove("SKIFF_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        if let Some(token) = token {
+            cmd.args(["--token", token]);
+        }
+        let child = cmd.spawn().expect("spawn skiff node");
+        NodeProcess {
+            child: Some(child),
+            name: name.to_string(),
+            data_dir: data_dir.to_path_buf(),
+            log,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// SIGKILL and reap: the node gets no chance to say goodbye.
+    pub fn kill(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("the node was already killed");
+        child.kill().expect("kill the node");
+        child.wait().expect("wait for the killed node")
+    }
+
+    /// The exit status, if the process has ended.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.try_wait().ok().flatten()
+    }
+
+    /// The node's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- skiff node {} log, last 60 lines ----", self.name);
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            for line in &lines[lines.len().saturating_sub(60)..] {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
