@@ -1,11 +1,13 @@
 //! The `skiff` command line: `skiff up` serves the embedded default and refuses
 //! a data directory in use; `skiff push` stores a real component that `kubectl`
-//! then lists.
+//! then lists; `skiff up --demo` runs the hello sample and says how to reach it.
 
 #[path = "support/cluster.rs"]
 mod cluster;
+#[path = "support/samples.rs"]
+mod samples;
 
-use cluster::{Kubectl, Server};
+use cluster::{Kubectl, Server, http_get};
 
 /// A minimal command component (`wasi:cli/run`), assembled from text.
 const COMMAND_COMPONENT: &str = r#"(component
@@ -96,4 +98,36 @@ fn second_up_on_a_data_dir_in_use_is_refused() {
         out.stderr
     );
     assert!(first.is_running(), "the first skiff up must keep running");
+}
+
+#[test]
+fn up_demo_runs_hello_and_says_how_to_reach_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let hello = samples::sample_path("hello");
+    let hello = hello.to_str().expect("utf-8 path");
+    let server = Server::start_with("up", &data, &["--demo", "--demo-component", hello]);
+
+    // The printed curl command reaches the hello pod.
+    let curl = server.wait_for_line("a curl command", |l| l.trim().starts_with("curl "));
+    let url = curl.trim().trim_start_matches("curl ").trim();
+    let path = url
+        .strip_prefix(&format!("http://{}", server.addr()))
+        .unwrap_or_else(|| panic!("the curl line names another address: {curl}"));
+    let (code, body) = http_get(server.addr(), path).expect("GET the demo");
+    assert_eq!((code, body.trim()), (200, "Hello from hello!"), "{curl}");
+
+    // kubectl sees the node Ready and the pod Running on it.
+    let kubectl = Kubectl::new(&server.kubeconfig());
+    let nodes = kubectl.ok(&["get", "nodes", "--no-headers"]);
+    assert!(
+        nodes.lines().any(|l| cluster::squeeze(l).contains(" Ready ")),
+        "{nodes}"
+    );
+    let pods = kubectl.ok(&["get", "pods", "--no-headers"]);
+    let row = pods.lines().map(cluster::squeeze).find(|l| l.starts_with("hello "));
+    assert!(
+        row.as_deref().is_some_and(|r| r.contains(" 1/1 Running ")),
+        "{pods}"
+    );
 }

@@ -337,8 +337,8 @@ fn push_of_garbage_is_refused() {
         out.stderr
     );
     assert!(
-        out.stderr.contains("400"),
-        "skiff push should show the HTTP status:\n{}",
+        out.stderr.contains("Error from server (BadRequest)"),
+        "skiff push should show the API's reason, as kubectl does:\n{}",
         out.stderr
     );
 

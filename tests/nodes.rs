@@ -343,9 +343,11 @@ fn deleting_a_pod_drains_its_requests() {
     // requests are in flight.
     let addr = server.addr();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let completed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let clients: Vec<_> = (0..2)
         .map(|_| {
             let stop = stop.clone();
+            let completed = completed.clone();
             std::thread::spawn(move || {
                 let mut results = Vec::new();
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -354,23 +356,18 @@ fn deleting_a_pod_drains_its_requests() {
                         addr,
                         "/api/v1/namespaces/default/pods/slow/proxy/spin?ms=700",
                     );
-                    results.push((
-                        started,
-                        Instant::now(),
-                        result.map(|(code, body)| (code, body)),
-                    ));
+                    results.push((started, Instant::now(), result));
+                    completed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 results
             })
         })
         .collect();
-    wait_until("a slow request has completed", || {
-        let pod = pod(&server, "slow")?;
-        // Any status read proves the API is up; wait a full request's time by
-        // checking the clients through their results below instead.
-        pod["status"]["phase"].as_str().map(drop)
+    // Once both clients have finished a request each, both are back to back in
+    // their next 700 ms requests: the delete lands while they are in flight.
+    wait_until("each client has completed a slow request", || {
+        (completed.load(std::sync::atomic::Ordering::Relaxed) >= 2).then_some(())
     });
-    std::thread::sleep(Duration::from_millis(1000)); // Let requests overlap the delete (not an assertion).
     let deleted_at = Instant::now();
     kubectl.ok(&["delete", "pod", "slow", "--wait=false"]);
     wait_until("the pod is gone once drained", || {
@@ -499,4 +496,93 @@ fn a_node_with_a_wrong_token_is_refused() {
         "{}",
         node.log()
     );
+}
+
+#[test]
+fn a_certificate_from_another_cluster_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = Server::start(&dir.path().join("cp-a"));
+    let token = token(&Skiff::new(&first.kubeconfig()));
+    let node_dir = dir.path().join("n1");
+    let mut n1 = NodeProcess::start(first.quic_addr(), "n1", &node_dir, Some(&token), &[]);
+    wait_node_ready(&first, "n1");
+    n1.kill();
+
+    // The node's certificate is cluster A's; cluster B's CA did not sign it.
+    let second = Server::start(&dir.path().join("cp-b"));
+    let _n1 = NodeProcess::start(second.quic_addr(), "n1", &node_dir, None, &[]);
+    // Each side refuses the other's certificate, and the node says what to do.
+    let node_says = wait_until("the node says the TLS handshake failed", || {
+        let log = _n1.log();
+        log.contains("TLS with the control plane").then_some(log)
+    });
+    assert!(
+        node_says.contains("invalid peer certificate")
+            && node_says.contains("belongs to another cluster? remove it and join again with a token"),
+        "{node_says}"
+    );
+    wait_until("the control plane says it refused a connection", || {
+        second
+            .log()
+            .contains("node connection refused")
+            .then_some(())
+    });
+    let nodes = get_json(&second, "/api/v1/nodes").expect("node list");
+    assert_eq!(nodes["items"].as_array().map(Vec::len), Some(0), "{nodes}");
+}
+
+/// The program in `samples/embedded-node` (built by `cargo test` as an example).
+fn embedded_node_program() -> std::path::PathBuf {
+    // Test binaries live in target/<profile>/deps, examples in target/<profile>/examples.
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory");
+    profile_dir.join("examples").join("embedded-node")
+}
+
+#[test]
+fn a_program_embedding_a_node_joins_and_runs_pods() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("cp"));
+    let kubectl = Kubectl::new(&server.kubeconfig());
+    let skiff = Skiff::new(&server.kubeconfig());
+    push_samples(&skiff, &["hello"]);
+    let token = token(&skiff);
+    let program = embedded_node_program();
+    assert!(
+        program.exists(),
+        "{} is missing: `cargo test` builds it (cargo build --example embedded-node)",
+        program.display()
+    );
+    let node_dir = dir.path().join("edge-1");
+    let mut cmd = std::process::Command::new(&program);
+    cmd.arg(server.quic_addr().to_string())
+        .arg(&token)
+        .arg(&node_dir)
+        .arg("edge-1");
+    let embedded = NodeProcess::spawn(cmd, "edge-1", &node_dir);
+    let node = wait_node_ready(&server, "edge-1");
+    assert_eq!(node["metadata"]["labels"]["skiff.dev/embedded"], "true", "{node}");
+    wait_until("the program says it joined", || {
+        embedded
+            .log()
+            .contains("embedded node edge-1 joined")
+            .then_some(())
+    });
+
+    apply(
+        &kubectl,
+        dir.path(),
+        "on-edge",
+        &pod_yaml("on-edge", "edge-1", "hello", READINESS, ""),
+    );
+    wait_pod_ready(&server, "on-edge");
+    let reply = kubectl.ok(&[
+        "get",
+        "--raw",
+        "/api/v1/namespaces/default/pods/on-edge/proxy/",
+    ]);
+    assert_eq!(reply.trim(), "Hello from on-edge!");
 }

@@ -129,7 +129,7 @@ impl LogBuffer {
     /// called, not when the future is first polled, so a follower calls it, then
     /// reads with [`LogBuffer::lines_since`], then awaits it, and never misses a line:
     ///
-    /// ```ignore
+    /// ```text
     /// let mut seen = 0;
     /// loop {
     ///     let changed = log.changed();

@@ -37,6 +37,8 @@ pub struct Server {
     quic_addr: Option<SocketAddr>,
     data_dir: PathBuf,
     log: PathBuf,
+    /// The lines the server prints after its addresses.
+    stdout: Option<Mutex<Receiver<String>>>,
 }
 
 impl Server {
@@ -80,6 +82,7 @@ impl Server {
             quic_addr: None,
             data_dir: data_dir.to_path_buf(),
             log,
+            stdout: None,
         };
         let stdout = server.child_mut().stdout.take().expect("server stdout");
         let lines = line_reader(stdout);
@@ -124,9 +127,9 @@ impl Server {
                 }
             }
         };
-        // The reader thread keeps draining stdout after `lines` is dropped, so
-        // the server never blocks on a full pipe.
-        drop(lines);
+        // The reader thread keeps draining stdout, so the server never blocks
+        // on a full pipe; later lines wait for `Server::wait_for_line`.
+        server.stdout = Some(Mutex::new(lines));
 
         wait_until("the server answers /readyz with 200 ok", || match http_get(
             server.addr,
@@ -143,6 +146,26 @@ impl Server {
             server.addr
         );
         server
+    }
+
+    /// Waits until the server prints a line on stdout that `pred` accepts
+    /// (after the address lines `start` read) and returns it.
+    pub fn wait_for_line(&self, description: &str, pred: impl Fn(&str) -> bool) -> String {
+        let lines = self.stdout.as_ref().expect("the server's stdout is read");
+        let lines = lines.lock().unwrap_or_else(|e| e.into_inner());
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) if pred(&line) => return line,
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("the server printed no line with {description} within {DEADLINE:?}")
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("the server closed its stdout before printing {description}")
+                }
+            }
+        }
     }
 
     /// The API's address.

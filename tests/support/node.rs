@@ -32,26 +32,35 @@ impl NodeProcess {
         token: Option<&str>,
         extra: &[&str],
     ) -> NodeProcess {
-        let log = data_dir.with_extension("log");
-        let log_file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("open node log");
         let mut cmd = Command::new(SKIFF);
         cmd.arg("node")
             .args(["--join", &join.to_string(), "--name", name])
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
-            .env_remove("SKIFF_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log_file);
+            .env_remove("SKIFF_TOKEN");
         if let Some(token) = token {
             cmd.args(["--token", token]);
         }
-        let child = cmd.spawn().expect("spawn skiff node");
+        NodeProcess::spawn(cmd, name, data_dir)
+    }
+
+    /// Runs any program that runs a node (e.g. one embedding `skiff_node`),
+    /// logging its stdout and stderr to `<data_dir>.log`.
+    pub fn spawn(mut cmd: Command, name: &str, data_dir: &Path) -> NodeProcess {
+        let log = data_dir.with_extension("log");
+        let log_file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("open node log");
+        let out = log_file.try_clone().expect("clone the log file handle");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(log_file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
         NodeProcess {
             child: Some(child),
             name: name.to_string(),
