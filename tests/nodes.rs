@@ -248,6 +248,19 @@ fn two_nodes_run_pods_that_serve_report_and_stream_logs() {
         .expect("tick number");
     follow.wait_for_line("a later tick, streamed", |l| l == format!("tick {}", n + 2));
     drop(follow);
+    // The options kubectl passes through: timestamps, since, tail.
+    let stamped = kubectl.ok(&["logs", "ticker", "--timestamps", "--tail", "2"]);
+    let stamped: Vec<&str> = stamped.lines().collect();
+    assert_eq!(stamped.len(), 2, "{stamped:?}");
+    for line in &stamped {
+        let (time, text) = line.split_once(' ').expect("timestamp, then the line");
+        assert!(
+            time.parse::<jiff::Timestamp>().is_ok() && text.starts_with("tick "),
+            "{line}"
+        );
+    }
+    let recent = kubectl.ok(&["logs", "ticker", "--since", "1h"]);
+    assert!(recent.lines().any(|l| l == "tick 1"), "{recent}");
 
     // A component that traps at start: CrashLoopBackOff, with a growing back-off.
     let mut backoffs: Vec<Duration> = Vec::new();
@@ -279,6 +292,12 @@ fn two_nodes_run_pods_that_serve_report_and_stream_logs() {
             .iter()
             .any(|e| e["reason"] == "BackOff" && e["type"] == "Warning"),
         "{crash_events:?}"
+    );
+    // The instance before the last restart left its panic message.
+    let previous = kubectl.ok(&["logs", "crasher", "--previous"]);
+    assert!(
+        previous.contains("crasher: CRASH_AT_START=1, trapping"),
+        "{previous}"
     );
     let described = kubectl.ok(&["describe", "pod", "crasher"]);
     assert!(

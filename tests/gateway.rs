@@ -1,0 +1,132 @@
+//! The node gateway's protocol edges, against a real control plane and a real
+//! node in this process: a peer that breaks the framing loses its own
+//! connection and nothing else, and a peer of another protocol version is told
+//! so in words.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use skiff_api::join::CONTROL_PLANE_SERVER_NAME;
+use skiff_api::wire::{self, JoinRequest, Open, PROTOCOL_VERSION, Reply};
+use skiff_control::{ControlPlane, ControlPlaneConfig};
+use skiff_node::Node;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A QUIC client that trusts the cluster CA, as a joining node does, but
+/// speaks whatever bytes the test gives it.
+fn raw_client(plane: &ControlPlane) -> quinn::Endpoint {
+    let mut roots = rustls::RootCertStore::empty();
+    let der = skiff_api::join::pem_cert_der(plane.ca_pem()).expect("CA certificate");
+    roots.add(der.into()).expect("trust the CA");
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .expect("TLS 1.3")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![wire::ALPN.to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC TLS");
+    let mut endpoint =
+        quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client endpoint");
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    endpoint
+}
+
+async fn connect(endpoint: &quinn::Endpoint, plane: &ControlPlane) -> quinn::Connection {
+    endpoint
+        .connect(plane.quic_addr(), CONTROL_PLANE_SERVER_NAME)
+        .expect("connect")
+        .await
+        .expect("handshake with the gateway")
+}
+
+/// Sends `bytes` as the first stream's content and returns how the connection ended.
+async fn send_raw(connection: &quinn::Connection, bytes: &[u8]) -> quinn::ConnectionError {
+    let (mut send, _recv) = connection.open_bi().await.expect("open a stream");
+    send.write_all(bytes).await.expect("write");
+    tokio::time::timeout(DEADLINE, connection.closed())
+        .await
+        .expect("the gateway closes a connection that breaks the framing")
+}
+
+async fn read_reply(recv: &mut quinn::RecvStream) -> Reply {
+    let mut header = [0u8; wire::HEADER_LEN];
+    recv.read_exact(&mut header).await.expect("reply header");
+    let len = wire::body_len(header).expect("reply length");
+    let mut body = vec![0; len];
+    recv.read_exact(&mut body).await.expect("reply body");
+    wire::decode(&body).expect("a reply frame")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_frame_closes_only_its_own_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = ControlPlaneConfig::new(dir.path().join("cp"));
+    config.api_addr = "127.0.0.1:0".parse().expect("addr");
+    config.quic_addr = "127.0.0.1:0".parse().expect("addr");
+    let plane = ControlPlane::start(config).await.expect("control plane");
+    let token = plane
+        .create_join_token(None, "test")
+        .await
+        .expect("join token");
+    let node = Node::builder()
+        .name("n1")
+        .control_plane(plane.quic_addr())
+        .token(token)
+        .data_dir(dir.path().join("n1"))
+        .start()
+        .await
+        .expect("node starts");
+    tokio::time::timeout(DEADLINE, node.wait_connected())
+        .await
+        .expect("the node connects");
+
+    let endpoint = raw_client(&plane);
+    // JSON that is no frame the protocol knows.
+    let mut garbage = 5u32.to_be_bytes().to_vec();
+    garbage.extend_from_slice(b"nope!");
+    let bad = connect(&endpoint, &plane).await;
+    let ended = send_raw(&bad, &garbage).await;
+    assert!(
+        matches!(&ended, quinn::ConnectionError::ApplicationClosed(c) if c.reason.as_ref() == b"malformed frame"),
+        "{ended:?}"
+    );
+    // A header announcing more than the bound.
+    let huge = connect(&endpoint, &plane).await;
+    let ended = send_raw(&huge, &u32::MAX.to_be_bytes()).await;
+    assert!(
+        matches!(&ended, quinn::ConnectionError::ApplicationClosed(c) if c.reason.as_ref() == b"malformed frame"),
+        "{ended:?}"
+    );
+
+    // The node's session was untouched, and the gateway still answers others.
+    assert!(node.is_connected(), "the node lost its session");
+    let other = connect(&endpoint, &plane).await;
+    let (mut send, mut recv) = other.open_bi().await.expect("open a stream");
+    let join = Open::Join(JoinRequest {
+        version: PROTOCOL_VERSION + 1,
+        token: "abcdef.0123456789abcdef".into(),
+        node_name: "future".into(),
+        csr_pem: String::new(),
+    });
+    send.write_all(&wire::encode(&join).expect("encode"))
+        .await
+        .expect("write");
+    let _ = send.finish();
+    match read_reply(&mut recv).await {
+        Reply::Refused { code, message } => {
+            assert_eq!(code, 400);
+            assert!(
+                message.contains(&format!(
+                    "protocol version {} is not supported",
+                    PROTOCOL_VERSION + 1
+                )) && message.contains("same Skiff release"),
+                "{message}"
+            );
+        }
+        other => panic!("a join of another version must be refused: {other:?}"),
+    }
+    assert!(node.is_connected(), "the node lost its session");
+}
