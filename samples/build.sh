@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Builds every sample guest component from source for wasm32-wasip2 into
-# $CARGO_TARGET_DIR/wasm32-wasip2/release/<name>.wasm (default target dir:
-# ~/.cache/skiff-samples-target, kept apart from the host build's cache).
+# $SKIFF_SAMPLES_TARGET_DIR/wasm32-wasip2/release/<name>.wasm (default:
+# ~/.cache/skiff-samples-target, kept apart from the host build's cache; the
+# tests and `skiff up --demo` look there too).
 # Extra arguments go to cargo, e.g. `samples/build.sh -p hello`.
 # Prints the path of each component it built.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/skiff-samples-target}"
+export CARGO_TARGET_DIR="${SKIFF_SAMPLES_TARGET_DIR:-$HOME/.cache/skiff-samples-target}"
 
 cargo build --release --target wasm32-wasip2 --manifest-path "$here/Cargo.toml" "$@"
 

@@ -73,12 +73,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn default_demo_component() -> std::path::PathBuf {
-    // Where `samples/build.sh` leaves its output by default.
-    let home = std::env::var_os("HOME")
+    // Where `samples/build.sh` leaves its output (and the tests look).
+    let target = std::env::var_os("SKIFF_SAMPLES_TARGET_DIR")
         .map(std::path::PathBuf::from)
-        .unwrap_or_default();
-    home.join(".cache")
-        .join("skiff-samples-target")
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_default();
+            home.join(".cache").join("skiff-samples-target")
+        });
+    target
         .join("wasm32-wasip2")
         .join("release")
         .join("hello.wasm")
