@@ -121,11 +121,16 @@ fn up_demo_runs_hello_and_says_how_to_reach_it() {
     let kubectl = Kubectl::new(&server.kubeconfig());
     let nodes = kubectl.ok(&["get", "nodes", "--no-headers"]);
     assert!(
-        nodes.lines().any(|l| cluster::squeeze(l).contains(" Ready ")),
+        nodes
+            .lines()
+            .any(|l| cluster::squeeze(l).contains(" Ready ")),
         "{nodes}"
     );
     let pods = kubectl.ok(&["get", "pods", "--no-headers"]);
-    let row = pods.lines().map(cluster::squeeze).find(|l| l.starts_with("hello "));
+    let row = pods
+        .lines()
+        .map(cluster::squeeze)
+        .find(|l| l.starts_with("hello "));
     assert!(
         row.as_deref().is_some_and(|r| r.contains(" 1/1 Running ")),
         "{pods}"

@@ -537,7 +537,8 @@ fn a_certificate_from_another_cluster_is_refused() {
     });
     assert!(
         node_says.contains("invalid peer certificate")
-            && node_says.contains("belongs to another cluster? remove it and join again with a token"),
+            && node_says
+                .contains("belongs to another cluster? remove it and join again with a token"),
         "{node_says}"
     );
     wait_until("the control plane says it refused a connection", || {
@@ -583,7 +584,10 @@ fn a_program_embedding_a_node_joins_and_runs_pods() {
         .arg("edge-1");
     let embedded = NodeProcess::spawn(cmd, "edge-1", &node_dir);
     let node = wait_node_ready(&server, "edge-1");
-    assert_eq!(node["metadata"]["labels"]["skiff.dev/embedded"], "true", "{node}");
+    assert_eq!(
+        node["metadata"]["labels"]["skiff.dev/embedded"], "true",
+        "{node}"
+    );
     wait_until("the program says it joined", || {
         embedded
             .log()

@@ -74,9 +74,7 @@ impl JoinToken {
             return Err(format!("malformed join token: {SHAPE}"));
         };
         if prefix != TOKEN_PREFIX {
-            return Err(format!(
-                "unknown join token format {prefix:?}: {SHAPE}"
-            ));
+            return Err(format!("unknown join token format {prefix:?}: {SHAPE}"));
         }
         if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(format!("malformed CA hash in join token: {SHAPE}"));
@@ -102,7 +100,9 @@ impl JoinToken {
 
 /// Whether `s` is `len` characters of `[a-z0-9]`.
 pub fn valid_part(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 /// `sha256` (hex) of a certificate given as DER.
@@ -119,7 +119,10 @@ pub fn pem_cert_hash(pem: &str) -> Option<String> {
 pub fn pem_cert_der(pem: &str) -> Option<Vec<u8>> {
     let start = pem.find("-----BEGIN CERTIFICATE-----")? + "-----BEGIN CERTIFICATE-----".len();
     let end = start + pem[start..].find("-----END CERTIFICATE-----")?;
-    let body: String = pem[start..end].chars().filter(|c| !c.is_whitespace()).collect();
+    let body: String = pem[start..end]
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     base64::engine::general_purpose::STANDARD.decode(body).ok()
 }
 

@@ -66,7 +66,10 @@ impl Sessions {
         guard.0 += 1;
         let id = guard.0;
         if let Some((_, old)) = guard.1.insert(node.to_string(), (id, connection)) {
-            old.close(quinn::VarInt::from_u32(2), b"replaced by a newer connection");
+            old.close(
+                quinn::VarInt::from_u32(2),
+                b"replaced by a newer connection",
+            );
         }
         id
     }
@@ -108,7 +111,8 @@ impl Drop for Gateway {
         for t in &self.tasks {
             t.abort();
         }
-        self.endpoint.close(quinn::VarInt::from_u32(0), b"control plane stopping");
+        self.endpoint
+            .close(quinn::VarInt::from_u32(0), b"control plane stopping");
     }
 }
 

@@ -16,8 +16,8 @@ use tokio::task::JoinHandle;
 
 use crate::apiserver::{self, ApiState};
 use crate::auth::ClusterCa;
-use crate::gateway::Gateway;
 use crate::components::ComponentStore;
+use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::registry::{Registry, WriteOptions};
 use crate::store::Store;
@@ -252,7 +252,14 @@ async fn publish_cluster_info(
         Some(mut existing) => {
             existing["data"] = data;
             registry
-                .update(rt, namespace, name, existing, crate::registry::Subresource::Main, &opts)
+                .update(
+                    rt,
+                    namespace,
+                    name,
+                    existing,
+                    crate::registry::Subresource::Main,
+                    &opts,
+                )
                 .await
                 .map(drop)
         }
@@ -262,7 +269,10 @@ async fn publish_cluster_info(
                 "metadata": {"name": name, "namespace": namespace},
                 "data": data,
             });
-            registry.create(rt, namespace, object, &opts).await.map(drop)
+            registry
+                .create(rt, namespace, object, &opts)
+                .await
+                .map(drop)
         }
     }
 }

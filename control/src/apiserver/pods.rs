@@ -75,10 +75,7 @@ pub async fn handle(
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())
         .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "pod {} does not have a host assigned",
-                call.name
-            ))
+            ApiError::bad_request(format!("pod {} does not have a host assigned", call.name))
         })?
         .to_string();
     let Some(nodes) = state.nodes.clone() else {
@@ -96,14 +93,17 @@ pub async fn handle(
             let request = logs_request(call.namespace, call.name, uri.query())?;
             let stream = nodes.logs(&node, request).await.map_err(call_error)?;
             let mut response = Response::new(Body::from_stream(into_chunks(stream)));
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/plain"),
-            );
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
             Ok(response)
         }
         PodCallKind::Proxy { port, rest } => {
-            let mut path = if rest.is_empty() { "/".to_string() } else { rest.to_string() };
+            let mut path = if rest.is_empty() {
+                "/".to_string()
+            } else {
+                rest.to_string()
+            };
             if let Some(q) = uri.query() {
                 path.push('?');
                 path.push_str(q);
@@ -144,14 +144,24 @@ pub async fn handle(
 }
 
 fn method_not_allowed() -> ErrorResponse {
-    ApiError::new(Reason::MethodNotAllowed, "the server does not allow this method on the requested resource").into()
+    ApiError::new(
+        Reason::MethodNotAllowed,
+        "the server does not allow this method on the requested resource",
+    )
+    .into()
 }
 
 fn is_hop_by_hop(name: &str) -> bool {
     matches!(
         name.to_ascii_lowercase().as_str(),
-        "connection" | "keep-alive" | "transfer-encoding" | "te" | "trailer" | "upgrade"
-            | "proxy-connection" | "content-length"
+        "connection"
+            | "keep-alive"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "proxy-connection"
+            | "content-length"
     )
 }
 
@@ -184,7 +194,9 @@ fn logs_request(namespace: &str, name: &str, query: Option<&str>) -> Result<Logs
             .ok()
             .filter(|n| *n >= 0)
             .map(|n| n as u64)
-            .ok_or_else(|| ApiError::bad_request(format!("invalid {k} {v:?}: must be a non-negative integer")))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("invalid {k} {v:?}: must be a non-negative integer"))
+            })
     };
     let flag = |v: &str| v == "true" || v == "1";
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
@@ -227,9 +239,21 @@ mod tests {
         assert_eq!((c.namespace, c.name), ("default", "web"));
         let c = parse("/api/v1/namespaces/ns/pods/web:8080/proxy/a/b").unwrap();
         assert_eq!(c.name, "web");
-        assert!(matches!(c.kind, PodCallKind::Proxy { port: Some(8080), rest: "/a/b" }));
+        assert!(matches!(
+            c.kind,
+            PodCallKind::Proxy {
+                port: Some(8080),
+                rest: "/a/b"
+            }
+        ));
         let c = parse("/api/v1/namespaces/ns/pods/web/proxy").unwrap();
-        assert!(matches!(c.kind, PodCallKind::Proxy { port: None, rest: "" }));
+        assert!(matches!(
+            c.kind,
+            PodCallKind::Proxy {
+                port: None,
+                rest: ""
+            }
+        ));
         assert!(parse("/api/v1/namespaces/ns/pods/web/status").is_none());
         assert!(parse("/api/v1/namespaces/ns/pods/web/proxyx").is_none());
         assert!(parse("/api/v1/namespaces/ns/services/web/proxy").is_none());
@@ -237,7 +261,12 @@ mod tests {
 
     #[test]
     fn reads_log_options() {
-        let r = logs_request("d", "p", Some("follow=true&tailLines=10&container=c&timestamps=true")).unwrap();
+        let r = logs_request(
+            "d",
+            "p",
+            Some("follow=true&tailLines=10&container=c&timestamps=true"),
+        )
+        .unwrap();
         assert!(r.follow && r.timestamps);
         assert_eq!(r.tail_lines, Some(10));
         assert_eq!(r.container.as_deref(), Some("c"));

@@ -31,9 +31,14 @@ pub fn check(registry: &Registry, token: &str) -> Result<(), TokenError> {
     if !valid_part(id, 6) || !valid_part(secret, 16) {
         return Err(TokenError::Invalid);
     }
-    let secret_type = by_kind("v1", "Secret").ok_or_else(|| TokenError::Lookup("no Secret kind".into()))?;
+    let secret_type =
+        by_kind("v1", "Secret").ok_or_else(|| TokenError::Lookup("no Secret kind".into()))?;
     let stored = registry
-        .try_get(secret_type, TOKEN_NAMESPACE, &format!("{TOKEN_SECRET_PREFIX}{id}"))
+        .try_get(
+            secret_type,
+            TOKEN_NAMESPACE,
+            &format!("{TOKEN_SECRET_PREFIX}{id}"),
+        )
         .map_err(|e| TokenError::Lookup(e.to_string()))?
         .ok_or(TokenError::Invalid)?;
     if stored.get("type").and_then(Value::as_str) != Some(TOKEN_SECRET_TYPE) {
@@ -69,8 +74,8 @@ pub async fn create(
     ttl: Option<Duration>,
     description: &str,
 ) -> Result<String, skiff_api::ApiError> {
-    let secret_type = by_kind("v1", "Secret")
-        .ok_or_else(|| skiff_api::ApiError::internal("no Secret kind"))?;
+    let secret_type =
+        by_kind("v1", "Secret").ok_or_else(|| skiff_api::ApiError::internal("no Secret kind"))?;
     let id = random_part(6);
     let secret = random_part(16);
     let mut string_data = json!({
@@ -80,7 +85,8 @@ pub async fn create(
         "description": description,
     });
     if let Some(ttl) = ttl {
-        let at = jiff::Timestamp::now() + jiff::SignedDuration::try_from(ttl).unwrap_or(jiff::SignedDuration::MAX);
+        let at = jiff::Timestamp::now()
+            + jiff::SignedDuration::try_from(ttl).unwrap_or(jiff::SignedDuration::MAX);
         string_data["expiration"] = json!(at.to_string());
     }
     let object = json!({

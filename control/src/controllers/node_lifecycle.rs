@@ -45,7 +45,9 @@ pub async fn run(registry: Registry, liveness: NodeLiveness, grace: Duration) {
                 continue;
             }
             match mark_unknown(&registry, name).await {
-                Ok(true) => tracing::warn!(node = name, silent_for = ?silent_for, "node stopped posting status; marked NotReady"),
+                Ok(true) => {
+                    tracing::warn!(node = name, silent_for = ?silent_for, "node stopped posting status; marked NotReady")
+                }
                 Ok(false) => {}
                 Err(e) => tracing::warn!(node = name, error = %e, "node lifecycle: mark NotReady"),
             }

@@ -128,11 +128,7 @@ impl PodDispatcher {
             let mut state = self.lock();
             let uid = meta::uid(&event.object).unwrap_or_default().to_string();
             // A pod is only ever bound once, so the old node is the new node (or none).
-            let old_node = event
-                .prev
-                .as_deref()
-                .and_then(node_of)
-                .map(str::to_string);
+            let old_node = event.prev.as_deref().and_then(node_of).map(str::to_string);
             let new_node = node_of(&event.object).map(str::to_string);
             match event.event_type {
                 EventType::Deleted => {

@@ -44,12 +44,13 @@ pub async fn serve(
     image: &str,
     mut send: quinn::SendStream,
 ) -> Result<(), frames::StreamError> {
-    let found = resolve(registry, image).and_then(|digest| {
-        match components.get(&digest) {
-            Ok(Some(bytes)) => Ok((digest, bytes)),
-            Ok(None) => Err((404, format!("component {digest} is not stored on the control plane"))),
-            Err(e) => Err((500, format!("read component {digest}: {e}"))),
-        }
+    let found = resolve(registry, image).and_then(|digest| match components.get(&digest) {
+        Ok(Some(bytes)) => Ok((digest, bytes)),
+        Ok(None) => Err((
+            404,
+            format!("component {digest} is not stored on the control plane"),
+        )),
+        Err(e) => Err((500, format!("read component {digest}: {e}"))),
     });
     match found {
         Ok((digest, bytes)) => {

@@ -17,7 +17,11 @@ pub fn answer(registry: &Registry, ca: &ClusterCa, req: &JoinRequest) -> Reply {
     if !problems.is_empty() {
         return refuse(
             400,
-            format!("invalid node name {:?}: {}", req.node_name, problems.join("; ")),
+            format!(
+                "invalid node name {:?}: {}",
+                req.node_name,
+                problems.join("; ")
+            ),
         );
     }
     if let Err(e) = tokens::check(registry, &req.token) {

@@ -74,10 +74,30 @@ pub fn ready_conditions(now: &str) -> Value {
         })
     };
     json!([
-        condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-        condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-        condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-        condition("Ready", "True", "KubeletReady", "skiff node is posting ready status"),
+        condition(
+            "MemoryPressure",
+            "False",
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available"
+        ),
+        condition(
+            "DiskPressure",
+            "False",
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure"
+        ),
+        condition(
+            "PIDPressure",
+            "False",
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available"
+        ),
+        condition(
+            "Ready",
+            "True",
+            "KubeletReady",
+            "skiff node is posting ready status"
+        ),
     ])
 }
 
@@ -128,7 +148,8 @@ pub async fn register(registry: &Registry, hello: &Hello) -> Result<(), ApiError
             }
         }
         let mut new_status = status.clone();
-        new_status["conditions"] = merge_conditions(node.pointer("/status/conditions"), ready_conditions(&now));
+        new_status["conditions"] =
+            merge_conditions(node.pointer("/status/conditions"), ready_conditions(&now));
         node["status"] = new_status;
         match registry
             .update(rt, "", &hello.node_name, node, Subresource::Status, &opts)
@@ -139,13 +160,18 @@ pub async fn register(registry: &Registry, hello: &Hello) -> Result<(), ApiError
             Err(e) => return Err(e),
         }
     }
-    Err(ApiError::internal("the Node kept changing while registering it"))
+    Err(ApiError::internal(
+        "the Node kept changing while registering it",
+    ))
 }
 
 /// Refreshes the heartbeat time of a connected node's conditions.
 pub async fn heartbeat(registry: &Registry, node_name: &str) -> Result<(), ApiError> {
     let now = meta::now_timestamp();
-    set_conditions(registry, node_name, |old| merge_conditions(old, ready_conditions(&now))).await
+    set_conditions(registry, node_name, |old| {
+        merge_conditions(old, ready_conditions(&now))
+    })
+    .await
 }
 
 /// Marks a silent node `Ready=Unknown`, as Kubernetes' node lifecycle controller

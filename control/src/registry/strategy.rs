@@ -64,7 +64,9 @@ pub fn merge_string_data(obj: &mut Value) {
             let text = v.as_str().unwrap_or_default();
             data.insert(
                 k,
-                base64::engine::general_purpose::STANDARD.encode(text).into(),
+                base64::engine::general_purpose::STANDARD
+                    .encode(text)
+                    .into(),
             );
         }
     }
