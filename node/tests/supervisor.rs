@@ -4,8 +4,6 @@
 //! reported pod statuses and Events, HTTP answers and logs.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -22,46 +20,10 @@ use tokio::sync::{Notify, mpsc};
 /// How long any one condition may take to appear (2 busy cores).
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// Build every sample once per test binary; the directory holding the `.wasm` files.
-fn samples_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let target = match std::env::var_os("SKIFF_SAMPLES_TARGET_DIR") {
-            Some(d) => PathBuf::from(d),
-            None => {
-                let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
-                PathBuf::from(home).join(".cache/skiff-samples-target")
-            }
-        };
-        let installed = Command::new("rustup")
-            .args(["target", "list", "--installed"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip2"))
-            .unwrap_or(true);
-        assert!(
-            installed,
-            "the wasm32-wasip2 target is missing: run `rustup target add wasm32-wasip2`"
-        );
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--manifest-path",
-            ])
-            .arg(root.join("samples/Cargo.toml"))
-            .env("CARGO_TARGET_DIR", &target)
-            // Do not let this test's own build settings leak into the guest build.
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .status()
-            .expect("run cargo to build the samples");
-        assert!(status.success(), "building the samples failed: {status}");
-        target.join("wasm32-wasip2/release")
-    })
-}
+#[path = "../../tests/support/samples.rs"]
+mod samples;
+
+use samples::samples_dir;
 
 /// One engine for the whole test binary (an engine is not tied to a tokio
 /// runtime), so that each sample is compiled once between all the tests.

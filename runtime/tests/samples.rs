@@ -1,8 +1,5 @@
 //! Drive the sample guests (built from source under `samples/`) through the runtime.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -11,51 +8,11 @@ use skiff_runtime::{
     LogBuffer, Mount, OutboundFuture, OutboundHttp, PodSpec, RuntimeError,
 };
 
-/// Build every sample once per test binary; the directory holding the `.wasm` files.
-fn samples_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let target = match std::env::var_os("SKIFF_SAMPLES_TARGET_DIR") {
-            Some(d) => PathBuf::from(d),
-            None => {
-                let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
-                PathBuf::from(home).join(".cache/skiff-samples-target")
-            }
-        };
-        let installed = Command::new("rustup")
-            .args(["target", "list", "--installed"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).contains("wasm32-wasip2"))
-            .unwrap_or(true);
-        assert!(
-            installed,
-            "the wasm32-wasip2 target is missing: run `rustup target add wasm32-wasip2`"
-        );
-        let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--manifest-path",
-            ])
-            .arg(root.join("samples/Cargo.toml"))
-            .env("CARGO_TARGET_DIR", &target)
-            // Do not let this test's own build settings leak into the guest build.
-            .env_remove("RUSTFLAGS")
-            .env_remove("CARGO_ENCODED_RUSTFLAGS")
-            .status()
-            .expect("run cargo to build the samples");
-        assert!(status.success(), "building the samples failed: {status}");
-        target.join("wasm32-wasip2/release")
-    })
-}
+#[path = "../../tests/support/samples.rs"]
+mod samples;
 
-fn sample(name: &str) -> Vec<u8> {
-    let path = samples_dir().join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
-}
+use samples::sample;
+
 
 fn engine() -> Engine {
     Engine::new(EngineConfig {

@@ -363,15 +363,10 @@ impl InstanceId {
     }
 }
 
-/// Mark the instance running and report it.
+/// Mark the instance running and report it: the Events first, so that whoever
+/// sees the container running (or the pod Ready) finds them already recorded.
 fn started(ctx: &PodCtx, which: Which, name: &str, id: &InstanceId, started: bool, ready: bool) {
     let now = Timestamp::now();
-    ctx.set_status(which, |c| {
-        id.begin(c);
-        c.set_state(State::Running { started_at: now });
-        c.started = started;
-        c.ready = ready;
-    });
     ctx.event(
         which,
         EventType::Normal,
@@ -384,6 +379,12 @@ fn started(ctx: &PodCtx, which: Which, name: &str, id: &InstanceId, started: boo
         "Started",
         format!("Started container {name}"),
     );
+    ctx.set_status(which, |c| {
+        id.begin(c);
+        c.set_state(State::Running { started_at: now });
+        c.started = started;
+        c.ready = ready;
+    });
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -587,8 +587,10 @@ impl PodCtx {
                         st.status.terminal = true;
                     });
                 }
-                self.reporter.terminated();
+                // As the kubelet: the object goes only once the pod's files
+                // (volumes, logs) are cleaned up.
                 self.remove_files().await;
+                self.reporter.terminated();
             }
             StopKind::Remove => self.remove_files().await,
             StopKind::Shutdown | StopKind::Finished => {}
