@@ -443,8 +443,7 @@ impl Registry {
                 warnings: Vec::new(),
             });
         }
-        let finished =
-            meta::deletion_timestamp(&new).is_some() && meta::finalizers(&new).is_empty();
+        let finished = finished_deleting(rt, &new);
         if opts.dry_run {
             return Ok(Written {
                 object: new,
@@ -589,4 +588,19 @@ fn random_suffix() -> String {
         .iter()
         .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
         .collect()
+}
+
+/// Whether an update completes a pending deletion: the last finalizer is off
+/// and, for a pod deleted gracefully, its node has stopped it (as Kubernetes'
+/// pod strategy, which deletes on update only once the grace period is 0).
+fn finished_deleting(rt: &ResourceType, obj: &Value) -> bool {
+    if meta::deletion_timestamp(obj).is_none() || !meta::finalizers(obj).is_empty() {
+        return false;
+    }
+    let is_pod = rt.kind == "Pod" && rt.group.is_empty();
+    !is_pod
+        || obj
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .is_none_or(|g| g == 0)
 }
