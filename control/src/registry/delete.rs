@@ -14,7 +14,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use skiff_api::meta;
 use skiff_api::resource::ResourceType;
-use skiff_api::status::{ApiError, Reason};
+use skiff_api::status::ApiError;
 
 use super::{Registry, Result, key, store_error};
 use crate::store::{Action, Op, Precondition, StoreError, object_revision};
@@ -70,6 +70,12 @@ pub struct Deleted {
 
 const DELETE_RETRIES: usize = 8;
 
+/// One try at a delete: done, or lost a race with another write.
+enum Attempt {
+    Done(Deleted),
+    Raced,
+}
+
 impl Registry {
     /// Deletes an object, honouring preconditions, finalizers and grace periods.
     pub async fn delete(
@@ -79,20 +85,14 @@ impl Registry {
         name: &str,
         opts: &DeleteOptions,
     ) -> Result<Deleted> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.try_delete(rt, namespace, name, opts).await {
-                Err(e)
-                    if e.reason == Reason::Conflict
-                        && attempt < DELETE_RETRIES
-                        && !has_preconditions(opts) =>
-                {
-                    continue;
-                }
-                other => return other,
+        // A write that raced another (the object's revision moved) is retried
+        // on the fresh object: preconditions are checked again each time.
+        for _ in 0..DELETE_RETRIES {
+            if let Attempt::Done(deleted) = self.try_delete(rt, namespace, name, opts).await? {
+                return Ok(deleted);
             }
         }
+        Err(ApiError::conflict(rt, name, super::STALE))
     }
 
     async fn try_delete(
@@ -101,7 +101,7 @@ impl Registry {
         namespace: &str,
         name: &str,
         opts: &DeleteOptions,
-    ) -> Result<Deleted> {
+    ) -> Result<Attempt> {
         let old = self.get(rt, namespace, name)?;
         check_preconditions(rt, name, &old, opts)?;
         let revision = object_revision(&old).unwrap_or(0);
@@ -115,23 +115,26 @@ impl Registry {
 
         if !pending {
             if opts.dry_run {
-                return Ok(Deleted {
+                return Ok(Attempt::Done(Deleted {
                     object: old,
                     gone: true,
-                });
+                }));
             }
             let op = Op {
                 key: key(rt, namespace, name),
                 precondition: Precondition::Revision(revision),
                 action: Action::Delete,
             };
-            let committed = self.commit(vec![op]).await.map_err(store_error(rt, name))?;
+            let committed = match self.commit(vec![op]).await {
+                Err(StoreError::Conflict { .. }) => return Ok(Attempt::Raced),
+                other => other.map_err(store_error(rt, name))?,
+            };
             let object = committed
                 .into_iter()
                 .next()
                 .map(|c| Arc::unwrap_or_clone(c.object))
                 .unwrap_or(old);
-            return Ok(Deleted { object, gone: true });
+            return Ok(Attempt::Done(Deleted { object, gone: true }));
         }
 
         match (meta::deletion_timestamp(&new).is_some(), graceful) {
@@ -152,29 +155,29 @@ impl Registry {
             super::strategy::set_path(&mut new, &["status", "phase"], json!("Terminating"));
         }
         if new == old || opts.dry_run {
-            return Ok(Deleted {
+            return Ok(Attempt::Done(Deleted {
                 object: new,
                 gone: false,
-            });
+            }));
         }
         let op = Op {
             key: key(rt, namespace, name),
             precondition: Precondition::Revision(revision),
             action: Action::Put(new),
         };
-        let committed = self.commit(vec![op]).await.map_err(|e| match e {
-            StoreError::NotFound(_) => ApiError::not_found(rt, name),
-            other => store_error(rt, name)(other),
-        })?;
+        let committed = match self.commit(vec![op]).await {
+            Err(StoreError::Conflict { .. }) => return Ok(Attempt::Raced),
+            other => other.map_err(store_error(rt, name))?,
+        };
         let object = committed
             .into_iter()
             .next()
             .map(|c| Arc::unwrap_or_clone(c.object))
             .unwrap_or(old);
-        Ok(Deleted {
+        Ok(Attempt::Done(Deleted {
             object,
             gone: false,
-        })
+        }))
     }
 }
 
@@ -183,10 +186,6 @@ fn mark_deleting(obj: &mut Value, grace_seconds: i64) {
     let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace_seconds);
     meta::set(obj, "deletionTimestamp", meta::format_timestamp(at));
     meta::set(obj, "deletionGracePeriodSeconds", grace_seconds);
-}
-
-fn has_preconditions(opts: &DeleteOptions) -> bool {
-    opts.precondition_uid.is_some() || opts.precondition_resource_version.is_some()
 }
 
 fn check_preconditions(
