@@ -44,6 +44,8 @@ mod other;
 mod pod;
 mod quantity;
 
+pub use quantity::Quantity;
+
 use decode::Typed;
 
 pub use decode::{FieldValidation, decode_and_prune, decode_check, prune_unknown_fields};

@@ -6,3 +6,4 @@
 pub mod garbage_collector;
 pub mod namespace;
 pub mod node_lifecycle;
+pub mod work_queue;

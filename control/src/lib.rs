@@ -1,15 +1,19 @@
 //! Skiff's control plane: the durable store ([`store`]), the object lifecycle
 //! ([`registry`]), the Kubernetes API server ([`apiserver`]), pushed components
 //! ([`components`]) and controllers ([`controllers`]); [`server`] starts them
-//! together. The scheduler and node gateway come in later issues.
+//! together with the watch caches ([`informer`]), the [`scheduler`], the node
+//! [`gateway`] and [`events`].
 
 pub mod apiserver;
 pub mod auth;
 pub mod components;
 pub mod controllers;
+pub mod events;
 pub mod gateway;
+pub mod informer;
 pub mod metrics;
 pub mod registry;
+pub mod scheduler;
 pub mod server;
 pub mod store;
 

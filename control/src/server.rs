@@ -18,6 +18,8 @@ use crate::apiserver::{self, ApiState};
 use crate::auth::ClusterCa;
 use crate::components::ComponentStore;
 use crate::gateway::Gateway;
+use crate::events::EventRecorder;
+use crate::informer::Informers;
 use crate::metrics::Metrics;
 use crate::registry::{Registry, WriteOptions};
 use crate::store::Store;
@@ -135,7 +137,15 @@ impl ControlPlane {
         let state = Arc::new(state);
         let app = apiserver::router(state.clone());
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let informers = Informers::start(&registry);
+        let events = EventRecorder::new(registry.clone(), "skiff-controller-manager");
         let controllers = vec![
+            tokio::spawn(crate::scheduler::run(
+                registry.clone(),
+                informers.nodes.clone(),
+                informers.pods.clone(),
+                events.clone(),
+            )),
             tokio::spawn(crate::controllers::namespace::run(registry.clone())),
             tokio::spawn(crate::controllers::garbage_collector::run(registry.clone())),
             tokio::spawn(crate::controllers::node_lifecycle::run(

@@ -10,7 +10,7 @@ pub(crate) const FORMAT_ERROR: &str =
 /// A parsed quantity, held in nano-units (10^-9), rounded up as Kubernetes rounds
 /// precision finer than that, and capped at Kubernetes' maximum (2^63-1 units).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Quantity {
+pub struct Quantity {
     nanos: i128,
 }
 
@@ -108,6 +108,24 @@ impl Quantity {
     pub fn cmp_to(self, other: Quantity) -> Ordering {
         self.nanos.cmp(&other.nanos)
     }
+
+    /// The value in thousandths, rounded up (`MilliValue`: cpu in millicores).
+    pub fn milli_value(self) -> i64 {
+        let per_milli = NANOS_PER_UNIT / 1000;
+        clamp_i64(self.nanos.div_euclid(per_milli) + i128::from(self.nanos.rem_euclid(per_milli) != 0))
+    }
+
+    /// The value in whole units, rounded up (`Value`: memory in bytes).
+    pub fn value(self) -> i64 {
+        clamp_i64(
+            self.nanos.div_euclid(NANOS_PER_UNIT)
+                + i128::from(self.nanos.rem_euclid(NANOS_PER_UNIT) != 0),
+        )
+    }
+}
+
+fn clamp_i64(v: i128) -> i64 {
+    v.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }
 
 #[cfg(test)]
@@ -128,6 +146,10 @@ mod tests {
         assert!(q("1") > q("999m"));
         assert!(q("-1").is_negative());
         assert!(q("0.1n") > q("0"), "rounded up to a nano");
+        assert_eq!(q("250m").milli_value(), 250);
+        assert_eq!(q("2").milli_value(), 2000);
+        assert_eq!(q("128Mi").value(), 128 << 20);
+        assert_eq!(q("0.5").value(), 1, "rounded up");
         assert!(!q("1.5").is_integer() && q("2").is_integer());
         assert_eq!(q("1E"), q("1000P"));
         assert_eq!(

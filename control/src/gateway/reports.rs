@@ -6,13 +6,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use skiff_api::meta;
 use skiff_api::resource::by_kind;
 use skiff_api::status::Reason;
 use skiff_api::wire::EventReport;
 
 use super::nodes::FIELD_MANAGER;
+use crate::events::{EventRecorder, EventType, Involved, Source};
 use crate::registry::{DeleteOptions, Registry, Subresource, WriteOptions};
 
 /// A status waiting to be written.
@@ -131,113 +132,39 @@ pub async fn pod_terminated(registry: &Registry, namespace: &str, name: &str, ui
     }
 }
 
-/// How many distinct Events are remembered for folding repeats.
-const MAX_REMEMBERED_EVENTS: usize = 10_000;
-
-/// (pod uid, reason, message): what makes two Events the same.
-type EventKey = (String, String, String);
-
-/// Writes Events, folding repeats of the same (pod, reason, message) into one
-/// Event with a growing `count`, as Kubernetes' event recorder does.
+/// Writes the Events nodes report, as the kubelet's recorder would.
 #[derive(Clone)]
 pub struct EventWriter {
-    registry: Registry,
-    seen: Arc<Mutex<HashMap<EventKey, String>>>,
+    recorder: EventRecorder,
 }
 
 impl EventWriter {
     pub fn new(registry: Registry) -> Self {
         EventWriter {
-            registry,
-            seen: Arc::default(),
+            recorder: EventRecorder::new(registry, FIELD_MANAGER),
         }
     }
 
     /// Records `event` from `node`; returns at once.
     pub fn report(&self, node: &str, event: EventReport) {
-        let writer = self.clone();
-        let node = node.to_string();
-        tokio::spawn(async move {
-            if let Err(e) = writer.write(&node, &event).await {
-                tracing::debug!(reason = %event.reason, error = %e, "event not written");
-            }
-        });
-    }
-
-    async fn write(&self, node: &str, e: &EventReport) -> Result<(), String> {
-        let rt = by_kind("v1", "Event").ok_or("no Event kind")?;
-        let opts = WriteOptions {
-            field_manager: FIELD_MANAGER.into(),
-            ..Default::default()
+        let involved = Involved {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            namespace: event.namespace,
+            name: event.pod_name,
+            uid: event.pod_uid,
+            field_path: event.field_path,
         };
-        let now = meta::now_timestamp();
-        let key = (e.pod_uid.clone(), e.reason.clone(), e.message.clone());
-        let existing = self
-            .seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            .cloned();
-        if let Some(name) = existing {
-            for _ in 0..4 {
-                let Some(mut event) = self
-                    .registry
-                    .try_get(rt, &e.namespace, &name)
-                    .map_err(|e| e.to_string())?
-                else {
-                    break;
-                };
-                let count = event.get("count").and_then(Value::as_i64).unwrap_or(1);
-                event["count"] = json!(count + 1);
-                event["lastTimestamp"] = json!(now);
-                match self
-                    .registry
-                    .update(rt, &e.namespace, &name, event, Subresource::Main, &opts)
-                    .await
-                {
-                    Ok(_) => return Ok(()),
-                    Err(err) if err.reason == Reason::Conflict => continue,
-                    Err(err) => return Err(err.to_string()),
-                }
-            }
-        }
-        let name = format!(
-            "{}.{:x}",
-            e.pod_name,
-            jiff::Timestamp::now().as_nanosecond()
+        let source = Source {
+            component: "kubelet".into(),
+            host: Some(node.to_string()),
+        };
+        self.recorder.record_about(
+            involved,
+            source,
+            EventType::parse(&event.event_type),
+            &event.reason,
+            event.message,
         );
-        let mut involved = json!({
-            "apiVersion": "v1", "kind": "Pod",
-            "name": e.pod_name, "namespace": e.namespace, "uid": e.pod_uid,
-        });
-        if let Some(path) = &e.field_path {
-            involved["fieldPath"] = json!(path);
-        }
-        let event = json!({
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": name, "namespace": e.namespace},
-            "involvedObject": involved,
-            "reason": e.reason,
-            "message": e.message,
-            "type": e.event_type,
-            "source": {"component": "kubelet", "host": node},
-            "reportingComponent": "kubelet",
-            "reportingInstance": node,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        });
-        self.registry
-            .create(rt, &e.namespace, event, &opts)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        // Bounded: forgetting only means the next repeat starts a new Event.
-        if seen.len() >= MAX_REMEMBERED_EVENTS {
-            seen.clear();
-        }
-        seen.insert(key, name);
-        Ok(())
     }
 }

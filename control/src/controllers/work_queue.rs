@@ -1,0 +1,213 @@
+//! The work queue every controller runs on, as client-go's: keys (not events)
+//! are queued, a key queued twice is reconciled once, one reconcile is in flight
+//! per key (a key queued while in flight runs again after), a failed reconcile is
+//! retried with per-key exponential backoff, and a reconcile may ask to be run
+//! again after a while (`Action::RequeueAfter`).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+/// What a reconcile asks for next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing until something changes.
+    Done,
+    /// Run again after this long (a deadline, a timer) unless queued earlier.
+    RequeueAfter(Duration),
+}
+
+/// The first retry delay after an error; doubled per failure up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// A deduplicating queue of keys with one reconcile in flight per key.
+pub struct WorkQueue<K> {
+    state: Mutex<State<K>>,
+    ready: Notify,
+}
+
+struct State<K> {
+    queue: VecDeque<K>,
+    queued: HashSet<K>,
+    in_flight: HashSet<K>,
+    /// Queued again while in flight: goes back on the queue when done.
+    again: HashSet<K>,
+    failures: HashMap<K, u32>,
+}
+
+impl<K: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<K> {
+    pub fn new() -> Arc<Self> {
+        Arc::new(WorkQueue {
+            state: Mutex::new(State {
+                queue: VecDeque::new(),
+                queued: HashSet::new(),
+                in_flight: HashSet::new(),
+                again: HashSet::new(),
+                failures: HashMap::new(),
+            }),
+            ready: Notify::new(),
+        })
+    }
+
+    /// Queues `key` (a no-op if it is already queued).
+    pub fn add(&self, key: K) {
+        let mut st = self.lock();
+        if st.in_flight.contains(&key) {
+            st.again.insert(key);
+            return;
+        }
+        if st.queued.insert(key.clone()) {
+            st.queue.push_back(key);
+            drop(st);
+            self.ready.notify_one();
+        }
+    }
+
+    /// Queues `key` after `delay`.
+    pub fn add_after(self: &Arc<Self>, key: K, delay: Duration) {
+        let queue = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            queue.add(key);
+        });
+    }
+
+    /// How many keys wait (not counting those in flight).
+    pub fn len(&self) -> usize {
+        self.lock().queue.len()
+    }
+
+    /// Whether no key waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    async fn take(&self) -> K {
+        loop {
+            let notified = self.ready.notified();
+            {
+                let mut st = self.lock();
+                if let Some(key) = st.queue.pop_front() {
+                    st.queued.remove(&key);
+                    st.in_flight.insert(key.clone());
+                    return key;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    fn done(self: &Arc<Self>, key: K, outcome: Result<Action, ()>) {
+        let delay = {
+            let mut st = self.lock();
+            st.in_flight.remove(&key);
+            let again = st.again.remove(&key);
+            let delay = match outcome {
+                Ok(action) => {
+                    st.failures.remove(&key);
+                    match action {
+                        Action::Done => None,
+                        Action::RequeueAfter(d) => Some(d),
+                    }
+                }
+                Err(()) => {
+                    let n = st.failures.entry(key.clone()).or_insert(0);
+                    *n = n.saturating_add(1);
+                    let factor = 2u32.saturating_pow(n.saturating_sub(1).min(16));
+                    Some((FIRST_BACKOFF * factor).min(MAX_BACKOFF))
+                }
+            };
+            if again {
+                drop(st);
+                self.add(key.clone());
+            }
+            delay
+        };
+        if let Some(d) = delay {
+            self.add_after(key, d);
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<K>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Runs `workers` reconcile loops over `queue` until the process ends. An error
+/// is logged (with the controller's name) and retried with backoff.
+pub async fn run_workers<K, F, Fut, E>(
+    name: &'static str,
+    queue: Arc<WorkQueue<K>>,
+    workers: usize,
+    reconcile: F,
+) where
+    K: Clone + Eq + Hash + Send + Sync + std::fmt::Debug + 'static,
+    F: Fn(K) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Action, E>> + Send,
+    E: std::fmt::Display,
+{
+    let mut tasks = Vec::new();
+    for _ in 0..workers.max(1) {
+        let queue = queue.clone();
+        let reconcile = reconcile.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let key = queue.take().await;
+                let outcome = match reconcile(key.clone()).await {
+                    Ok(action) => Ok(action),
+                    Err(e) => {
+                        tracing::debug!(controller = name, key = ?key, error = %e, "reconcile failed; will retry");
+                        Err(())
+                    }
+                };
+                queue.done(key, outcome);
+            }
+        }));
+    }
+    futures::future::join_all(tasks).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_key_queued_twice_runs_once_and_one_queued_in_flight_runs_again() {
+        let queue: Arc<WorkQueue<String>> = WorkQueue::new();
+        queue.add("a".into());
+        queue.add("a".into());
+        assert_eq!(queue.len(), 1);
+        let key = queue.take().await;
+        queue.add("a".into()); // While in flight.
+        assert_eq!(queue.len(), 0);
+        queue.done(key, Ok(Action::Done));
+        assert_eq!(queue.len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_back_off_and_success_forgets() {
+        let queue: Arc<WorkQueue<&'static str>> = WorkQueue::new();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counter = runs.clone();
+        queue.add("k");
+        tokio::spawn(run_workers("test", queue.clone(), 1, move |_k| {
+            let counter = counter.clone();
+            async move {
+                let n = counter.fetch_add(1, Ordering::SeqCst);
+                if n < 3 { Err("not yet") } else { Ok(Action::Done) }
+            }
+        }));
+        // 5 + 10 + 20 ms of backoff: the fourth run succeeds within 40 ms.
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 4);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 4, "a success is not retried");
+    }
+}
