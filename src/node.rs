@@ -49,6 +49,12 @@ pub struct NodeFlags {
     /// First delay before restarting a failing container; doubles up to 5 minutes (Kubernetes: 10s).
     #[arg(long, default_value = "10s", value_parser = crate::duration::parse)]
     pub restart_backoff: Duration,
+    /// Memory the node offers pods (its Node's capacity), e.g. `512Mi` [default: the machine's].
+    #[arg(long, value_name = "QUANTITY", value_parser = parse_memory)]
+    pub memory: Option<u64>,
+    /// CPU the node offers pods, e.g. `2` or `500m` [default: the machine's cores].
+    #[arg(long, value_name = "QUANTITY", value_parser = parse_cpu)]
+    pub cpu: Option<u64>,
 }
 
 impl NodeFlags {
@@ -69,9 +75,26 @@ impl NodeFlags {
             address: self.address,
             max_pods: self.max_pods,
             restart_backoff: self.restart_backoff,
-            ..NodeConfig::default()
+            memory_bytes: self.memory,
+            cpu_millis: self.cpu,
         }
     }
+}
+
+fn parse_quantity(s: &str) -> Result<skiff_api::validate::Quantity, String> {
+    let q = skiff_api::validate::Quantity::parse(s).map_err(|e| format!("{s:?}: {e}"))?;
+    if !q.is_positive() {
+        return Err(format!("{s:?} must be more than zero"));
+    }
+    Ok(q)
+}
+
+fn parse_memory(s: &str) -> Result<u64, String> {
+    Ok(parse_quantity(s)?.value().unsigned_abs())
+}
+
+fn parse_cpu(s: &str) -> Result<u64, String> {
+    Ok(parse_quantity(s)?.milli_value().unsigned_abs())
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {

@@ -401,14 +401,15 @@ fn describe_shows_the_pod_and_its_events() {
         out.stdout
     );
 
-    // kubectl finds the same event with the same field selector.
+    // kubectl finds the same event with the same field selector (the
+    // scheduler's own events about this node-less pod are not ours to count).
     let theirs = c.kubectl.ok(&[
         "get",
         "events",
         "-n",
         "demo",
         "--field-selector",
-        &format!("involvedObject.name=hello,involvedObject.uid={uid}"),
+        &format!("involvedObject.name=hello,involvedObject.uid={uid},reason=Testing"),
         "-o",
         "name",
     ]);

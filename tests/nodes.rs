@@ -7,6 +7,8 @@
 mod cluster;
 #[path = "support/node.rs"]
 mod node;
+#[path = "support/objects.rs"]
+mod objects;
 #[path = "support/samples.rs"]
 mod samples;
 
@@ -15,66 +17,13 @@ use std::time::{Duration, Instant};
 
 use cluster::{Kubectl, Server, Skiff, http_get, wait_until};
 use node::NodeProcess;
+use objects::{
+    apply, condition, get_json, pod, push_samples, token, wait_node_ready, wait_pod_ready,
+};
 use serde_json::Value;
 
 /// A fast restart back-off, so CrashLoopBackOff shows its growth in seconds.
 const BACKOFF: &str = "300ms";
-
-/// Pushes the samples the tests use under `NAME:v1`.
-fn push_samples(skiff: &Skiff, names: &[&str]) {
-    for name in names {
-        let path = samples::sample_path(name);
-        let path = path.to_str().expect("utf-8 path");
-        skiff.ok(&["push", path, "--name", &format!("{name}:v1")]);
-    }
-}
-
-fn token(skiff: &Skiff) -> String {
-    let out = skiff.ok(&["token", "create"]);
-    out.stdout.trim().to_string()
-}
-
-/// GET an API path as JSON.
-fn get_json(server: &Server, path: &str) -> Option<Value> {
-    match http_get(server.addr(), path) {
-        Ok((200, body)) => serde_json::from_str(&body).ok(),
-        _ => None,
-    }
-}
-
-fn pod(server: &Server, name: &str) -> Option<Value> {
-    get_json(server, &format!("/api/v1/namespaces/default/pods/{name}"))
-}
-
-fn condition(obj: &Value, kind: &str) -> Option<String> {
-    obj.pointer("/status/conditions")?
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == kind)
-        .and_then(|c| c["status"].as_str())
-        .map(str::to_string)
-}
-
-fn wait_node_ready(server: &Server, name: &str) -> Value {
-    wait_until(&format!("node {name} is Ready"), || {
-        let node = get_json(server, &format!("/api/v1/nodes/{name}"))?;
-        (condition(&node, "Ready").as_deref() == Some("True")).then_some(node)
-    })
-}
-
-fn wait_pod_ready(server: &Server, name: &str) -> Value {
-    wait_until(&format!("pod {name} is Running and Ready"), || {
-        let pod = pod(server, name)?;
-        (pod["status"]["phase"] == "Running" && condition(&pod, "Ready").as_deref() == Some("True"))
-            .then_some(pod)
-    })
-}
-
-fn apply(kubectl: &Kubectl, dir: &Path, name: &str, yaml: &str) {
-    let file = dir.join(format!("{name}.yaml"));
-    std::fs::write(&file, yaml).expect("write manifest");
-    kubectl.ok(&["apply", "-f", file.to_str().expect("utf-8 path")]);
-}
 
 /// A pod bound to `node` running `image` (`NAME:v1`), with extra container YAML.
 fn pod_yaml(

@@ -3,7 +3,57 @@
 //! from the store, never trusts that an event tells the whole story, and is safe
 //! to run twice.
 
+pub mod deployment;
 pub mod garbage_collector;
 pub mod namespace;
 pub mod node_lifecycle;
+pub mod pod_control;
+pub mod replica_set;
 pub mod work_queue;
+
+use serde_json::Value;
+use skiff_api::meta;
+use skiff_api::status::{ApiError, Reason};
+
+use crate::registry::{Registry, Subresource, WriteOptions};
+
+/// Writes a workload's status when it differs from what is stored. A
+/// conflict is an error (retried with backoff): the object changed, so look again.
+pub async fn write_status(
+    registry: &Registry,
+    obj: &Value,
+    status: Value,
+    field_manager: &str,
+) -> Result<(), ApiError> {
+    if obj.get("status") == Some(&status) {
+        return Ok(());
+    }
+    let rt = skiff_api::resource::by_kind(
+        obj.get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+        obj.get("kind").and_then(Value::as_str).unwrap_or_default(),
+    )
+    .ok_or_else(|| ApiError::internal("unknown kind"))?;
+    let mut updated = obj.clone();
+    updated["status"] = status;
+    let opts = WriteOptions {
+        field_manager: field_manager.into(),
+        ..Default::default()
+    };
+    match registry
+        .update(
+            rt,
+            meta::namespace(obj).unwrap_or_default(),
+            meta::name(obj).unwrap_or_default(),
+            updated,
+            Subresource::Status,
+            &opts,
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.reason == Reason::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}

@@ -56,7 +56,12 @@ pub struct Involved {
 impl Involved {
     /// The reference to an API object.
     pub fn of(obj: &Value) -> Involved {
-        let text = |k: &str| obj.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+        let text = |k: &str| {
+            obj.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         Involved {
             api_version: text("apiVersion"),
             kind: text("kind"),
@@ -109,7 +114,13 @@ impl EventRecorder {
             component: component.to_string(),
             host: None,
         };
-        self.record_about(Involved::of(obj), source, event_type, reason, message.into());
+        self.record_about(
+            Involved::of(obj),
+            source,
+            event_type,
+            reason,
+            message.into(),
+        );
     }
 
     /// Records an Event about `involved`; returns at once.

@@ -97,12 +97,18 @@ struct Scheduler {
 /// Whether this scheduler should place `pod` now.
 fn is_pending(pod: &Value) -> bool {
     let spec = pod.get("spec");
-    let node = spec.and_then(|s| s.get("nodeName")).and_then(Value::as_str).unwrap_or("");
+    let node = spec
+        .and_then(|s| s.get("nodeName"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let scheduler = spec
         .and_then(|s| s.get("schedulerName"))
         .and_then(Value::as_str)
         .unwrap_or(DEFAULT_SCHEDULER);
-    let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+    let phase = pod
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     node.is_empty()
         && scheduler == DEFAULT_SCHEDULER
         && meta::deletion_timestamp(pod).is_none()
@@ -149,7 +155,8 @@ impl Scheduler {
             } => {
                 let opened = match event_type {
                     WatchEventType::Deleted => {
-                        self.state.remove_node(meta::name(&object).unwrap_or_default());
+                        self.state
+                            .remove_node(meta::name(&object).unwrap_or_default());
                         false
                     }
                     _ => self.state.upsert_node(&object),
@@ -174,7 +181,8 @@ impl Scheduler {
         let freed = match event_type {
             WatchEventType::Deleted => {
                 self.unschedulable.remove(&key);
-                self.state.remove_pod(meta::uid(&object).unwrap_or_default())
+                self.state
+                    .remove_pod(meta::uid(&object).unwrap_or_default())
             }
             _ => self.state.upsert_pod(&object),
         };
@@ -247,7 +255,11 @@ impl Scheduler {
             bound["spec"]["nodeName"] = json!(node);
             set_scheduled_condition(&mut bound, "True", None, &now);
             Some(Op {
-                key: key(rt, meta::namespace(pod).unwrap_or_default(), meta::name(pod).unwrap_or_default()),
+                key: key(
+                    rt,
+                    meta::namespace(pod).unwrap_or_default(),
+                    meta::name(pod).unwrap_or_default(),
+                ),
                 precondition: Precondition::Revision(revision),
                 action: Action::Put(bound),
             })
@@ -299,8 +311,13 @@ impl Scheduler {
     fn unschedulable(&mut self, key: ObjectRef, pod: &Value, error: FitError) {
         let message = error.to_string();
         tracing::debug!(pod = %key.1, namespace = %key.0, %message, "unschedulable");
-        self.events
-            .record(pod, COMPONENT, EventType::Warning, "FailedScheduling", message.clone());
+        self.events.record(
+            pod,
+            COMPONENT,
+            EventType::Warning,
+            "FailedScheduling",
+            message.clone(),
+        );
         self.unschedulable.insert(key.clone(), message.clone());
         let registry = self.registry.clone();
         let Some(rt) = self.pods_type() else {

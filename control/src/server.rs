@@ -17,8 +17,8 @@ use tokio::task::JoinHandle;
 use crate::apiserver::{self, ApiState};
 use crate::auth::ClusterCa;
 use crate::components::ComponentStore;
-use crate::gateway::Gateway;
 use crate::events::EventRecorder;
+use crate::gateway::Gateway;
 use crate::informer::Informers;
 use crate::metrics::Metrics;
 use crate::registry::{Registry, WriteOptions};
@@ -143,6 +143,19 @@ impl ControlPlane {
             tokio::spawn(crate::scheduler::run(
                 registry.clone(),
                 informers.nodes.clone(),
+                informers.pods.clone(),
+                events.clone(),
+            )),
+            tokio::spawn(crate::controllers::replica_set::run(
+                registry.clone(),
+                informers.replica_sets.clone(),
+                informers.pods.clone(),
+                events.clone(),
+            )),
+            tokio::spawn(crate::controllers::deployment::run(
+                registry.clone(),
+                informers.deployments.clone(),
+                informers.replica_sets.clone(),
                 informers.pods.clone(),
                 events.clone(),
             )),

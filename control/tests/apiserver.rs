@@ -542,19 +542,32 @@ async fn a_gracefully_deleted_pod_stays_until_its_node_removes_it() {
         "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 30,
                  "containers": [{"name": "c", "image": "hello:v1"}]}});
     assert_eq!(api.post(PODS, pod).await.status, StatusCode::CREATED);
-    assert_eq!(api.delete(&format!("{PODS}/p"), Value::Null).await.status, StatusCode::OK);
+    assert_eq!(
+        api.delete(&format!("{PODS}/p"), Value::Null).await.status,
+        StatusCode::OK
+    );
     // The node reports the pod stopping: a status update keeps it, with its grace.
     let mut current = api.get(&format!("{PODS}/p")).await.body;
     assert_eq!(current["metadata"]["deletionGracePeriodSeconds"], 30);
-    current["status"] = json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]});
+    current["status"] =
+        json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]});
     let updated = api.put(&format!("{PODS}/p/status"), current).await;
     assert_eq!(updated.status, StatusCode::OK, "{}", updated.body);
     let still = api.get(&format!("{PODS}/p")).await;
-    assert_eq!(still.status, StatusCode::OK, "a status update removed a terminating pod");
+    assert_eq!(
+        still.status,
+        StatusCode::OK,
+        "a status update removed a terminating pod"
+    );
     // The node has stopped it: the delete with grace 0 removes it.
-    let gone = api.delete(&format!("{PODS}/p"), json!({"gracePeriodSeconds": 0})).await;
+    let gone = api
+        .delete(&format!("{PODS}/p"), json!({"gracePeriodSeconds": 0}))
+        .await;
     assert_eq!(gone.status, StatusCode::OK, "{}", gone.body);
-    assert_eq!(api.get(&format!("{PODS}/p")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        api.get(&format!("{PODS}/p")).await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]

@@ -13,7 +13,6 @@ mod samples;
 
 use samples::sample;
 
-
 fn engine() -> Engine {
     Engine::new(EngineConfig {
         max_instances: 64,

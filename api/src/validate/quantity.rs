@@ -112,7 +112,9 @@ impl Quantity {
     /// The value in thousandths, rounded up (`MilliValue`: cpu in millicores).
     pub fn milli_value(self) -> i64 {
         let per_milli = NANOS_PER_UNIT / 1000;
-        clamp_i64(self.nanos.div_euclid(per_milli) + i128::from(self.nanos.rem_euclid(per_milli) != 0))
+        clamp_i64(
+            self.nanos.div_euclid(per_milli) + i128::from(self.nanos.rem_euclid(per_milli) != 0),
+        )
     }
 
     /// The value in whole units, rounded up (`Value`: memory in bytes).

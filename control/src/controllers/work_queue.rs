@@ -201,7 +201,11 @@ mod tests {
             let counter = counter.clone();
             async move {
                 let n = counter.fetch_add(1, Ordering::SeqCst);
-                if n < 3 { Err("not yet") } else { Ok(Action::Done) }
+                if n < 3 {
+                    Err("not yet")
+                } else {
+                    Ok(Action::Done)
+                }
             }
         }));
         // 5 + 10 + 20 ms of backoff: the fourth run succeeds within 40 ms.

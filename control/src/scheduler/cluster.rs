@@ -82,7 +82,6 @@ impl NodeInfo {
             }
         }
     }
-
 }
 
 /// Every node, indexable by position (the order the scheduler walks them in).
@@ -133,7 +132,11 @@ impl ClusterState {
             .unwrap_or(false);
         // A node that is not Ready is tainted at once, before the lifecycle
         // controller writes the taint (Kubernetes' TaintNodesByCondition).
-        if !crate::gateway::nodes::is_ready(node) && !taints.iter().any(|t| t.key == TAINT_NOT_READY || t.key == TAINT_UNREACHABLE) {
+        if !crate::gateway::nodes::is_ready(node)
+            && !taints
+                .iter()
+                .any(|t| t.key == TAINT_NOT_READY || t.key == TAINT_UNREACHABLE)
+        {
             taints.push(Taint {
                 key: TAINT_NOT_READY.into(),
                 value: None,
@@ -185,8 +188,14 @@ impl ClusterState {
     /// A pod was added or changed: bound and not finished, it counts on its
     /// node; otherwise it counts nowhere. Returns whether room was freed.
     pub fn upsert_pod(&mut self, pod: &Value) -> bool {
-        let node = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
-        let phase = pod.pointer("/status/phase").and_then(Value::as_str).unwrap_or("");
+        let node = pod
+            .pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let phase = pod
+            .pointer("/status/phase")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         let uid = meta::uid(pod).unwrap_or_default();
         if node.is_empty() || phase == "Succeeded" || phase == "Failed" {
             return self.remove_pod(uid);

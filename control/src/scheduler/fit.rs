@@ -72,7 +72,12 @@ impl std::fmt::Display for FitError {
             .map(|(reason, n)| format!("{n} {reason}"))
             .collect();
         parts.sort();
-        write!(f, "0/{} nodes are available: {}.", self.nodes, parts.join(", "))
+        write!(
+            f,
+            "0/{} nodes are available: {}.",
+            self.nodes,
+            parts.join(", ")
+        )
     }
 }
 
@@ -198,7 +203,11 @@ impl PodContext {
         };
         let affinity_domains: Vec<_> = pod.affinity_required.iter().map(count_domains).collect();
         let affinity_any = affinity_domains.iter().map(|d| !d.is_empty()).collect();
-        let anti_domains = pod.anti_affinity_required.iter().map(count_domains).collect();
+        let anti_domains = pod
+            .anti_affinity_required
+            .iter()
+            .map(count_domains)
+            .collect();
         let mut forbidden = Vec::new();
         for node in state.nodes() {
             for existing in node.pods.values() {
@@ -267,8 +276,7 @@ fn filter(node: &NodeInfo, pod: &PodRequirements, ctx: &PodContext) -> Vec<Unfit
     let mut unfit = Vec::new();
     if node.unschedulable
         && !pod.tolerations.iter().any(|t| {
-            t.key.as_deref() == Some(TAINT_UNSCHEDULABLE)
-                && t.operator.as_deref() == Some("Exists")
+            t.key.as_deref() == Some(TAINT_UNSCHEDULABLE) && t.operator.as_deref() == Some("Exists")
         })
     {
         unfit.push(Unfit::Unschedulable);
@@ -309,8 +317,8 @@ fn filter(node: &NodeInfo, pod: &PodRequirements, ctx: &PodContext) -> Vec<Unfit
     for (i, term) in pod.affinity_required.iter().enumerate() {
         let present = label(node, &term.topology_key)
             .is_some_and(|v| ctx.affinity_domains[i].contains_key(v));
-        let first_of_group = !ctx.affinity_any[i]
-            && term.matches(&pod.namespace, &pod.namespace, &pod.labels);
+        let first_of_group =
+            !ctx.affinity_any[i] && term.matches(&pod.namespace, &pod.namespace, &pod.labels);
         if !present && !first_of_group {
             unfit.push(Unfit::PodAffinity);
             return unfit;
@@ -349,7 +357,12 @@ fn filter(node: &NodeInfo, pod: &PodRequirements, ctx: &PodContext) -> Vec<Unfit
 }
 
 /// The weighted total score of each feasible node, in `feasible`'s order.
-fn score(nodes: &[NodeInfo], feasible: &[usize], pod: &PodRequirements, ctx: &PodContext) -> Vec<i64> {
+fn score(
+    nodes: &[NodeInfo],
+    feasible: &[usize],
+    pod: &PodRequirements,
+    ctx: &PodContext,
+) -> Vec<i64> {
     let candidates: Vec<&NodeInfo> = feasible.iter().map(|&i| &nodes[i]).collect();
     let mut total = vec![0i64; candidates.len()];
     let mut add = |weight: i64, scores: Vec<i64>| {
@@ -397,7 +410,12 @@ fn score(nodes: &[NodeInfo], feasible: &[usize], pod: &PodRequirements, ctx: &Po
             .map(|n| {
                 ctx.preferred
                     .iter()
-                    .map(|(key, domains)| label(n, key).and_then(|v| domains.get(v)).copied().unwrap_or(0))
+                    .map(|(key, domains)| {
+                        label(n, key)
+                            .and_then(|v| domains.get(v))
+                            .copied()
+                            .unwrap_or(0)
+                    })
                     .sum()
             })
             .collect();
@@ -467,7 +485,10 @@ fn least_allocated(node: &NodeInfo, pod: &PodRequirements) -> i64 {
         node.allocatable.milli_cpu,
         node.nonzero_requested.milli_cpu + pod.nonzero.milli_cpu,
     );
-    let memory = part(node.allocatable.memory, node.nonzero_requested.memory + pod.nonzero.memory);
+    let memory = part(
+        node.allocatable.memory,
+        node.nonzero_requested.memory + pod.nonzero.memory,
+    );
     (cpu + memory) / 2
 }
 
@@ -484,7 +505,10 @@ fn balanced(node: &NodeInfo, pod: &PodRequirements) -> i64 {
         node.allocatable.milli_cpu,
         node.nonzero_requested.milli_cpu + pod.nonzero.milli_cpu,
     );
-    let memory = fraction(node.allocatable.memory, node.nonzero_requested.memory + pod.nonzero.memory);
+    let memory = fraction(
+        node.allocatable.memory,
+        node.nonzero_requested.memory + pod.nonzero.memory,
+    );
     // Two resources: the standard deviation is half their difference.
     let deviation = (cpu - memory).abs() / 2.0;
     ((1.0 - deviation) * MAX_SCORE as f64) as i64
@@ -544,10 +568,17 @@ mod tests {
         let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
         for i in 0..6 {
             let mut p = pod(&format!("web-{i}"), json!({}));
-            p["metadata"]["ownerReferences"] = json!([{"uid": "rs-1", "controller": true, "kind": "ReplicaSet", "name": "web"}]);
-            *per_node.entry(place(&mut state, &mut cursor, &p).unwrap()).or_insert(0) += 1;
+            p["metadata"]["ownerReferences"] =
+                json!([{"uid": "rs-1", "controller": true, "kind": "ReplicaSet", "name": "web"}]);
+            *per_node
+                .entry(place(&mut state, &mut cursor, &p).unwrap())
+                .or_insert(0) += 1;
         }
-        assert_eq!(per_node.values().copied().collect::<Vec<_>>(), vec![2, 2, 2], "{per_node:?}");
+        assert_eq!(
+            per_node.values().copied().collect::<Vec<_>>(),
+            vec![2, 2, 2],
+            "{per_node:?}"
+        );
     }
 
     #[test]
@@ -555,26 +586,55 @@ mod tests {
         let mut state = cluster(&[
             node("a", "4", "1Gi", json!({})),
             node("b", "4", "1Gi", json!({})),
-            node("c", "4", "8Gi", json!({"spec": {"taints": [{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]}})),
+            node(
+                "c",
+                "4",
+                "8Gi",
+                json!({"spec": {"taints": [{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]}}),
+            ),
         ]);
-        let err = place(&mut state, &mut Cursor::default(), &pod("big", requests("4Gi"))).unwrap_err();
+        let err = place(
+            &mut state,
+            &mut Cursor::default(),
+            &pod("big", requests("4Gi")),
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: db}, 2 Insufficient memory."
         );
         // Tolerating the taint, it fits on c.
-        let tolerant = pod("big", json!({"containers": [{"name": "c", "image": "x", "resources": {"requests": {"memory": "4Gi"}}}],
-            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}]}));
-        assert_eq!(place(&mut state, &mut Cursor::default(), &tolerant).unwrap(), "c");
+        let tolerant = pod(
+            "big",
+            json!({"containers": [{"name": "c", "image": "x", "resources": {"requests": {"memory": "4Gi"}}}],
+            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}]}),
+        );
+        assert_eq!(
+            place(&mut state, &mut Cursor::default(), &tolerant).unwrap(),
+            "c"
+        );
         // Now c is full too.
-        let err = place(&mut state, &mut Cursor::default(), &pod("big2", requests("5Gi"))).unwrap_err();
-        assert!(err.to_string().starts_with("0/3 nodes are available:"), "{err}");
+        let err = place(
+            &mut state,
+            &mut Cursor::default(),
+            &pod("big2", requests("5Gi")),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("0/3 nodes are available:"),
+            "{err}"
+        );
     }
 
     #[test]
     fn not_ready_and_unschedulable_nodes_take_nothing() {
         let mut state = cluster(&[
-            node("a", "4", "8Gi", json!({"status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}})),
+            node(
+                "a",
+                "4",
+                "8Gi",
+                json!({"status": {"conditions": [{"type": "Ready", "status": "Unknown"}]}}),
+            ),
             node("b", "4", "8Gi", json!({"spec": {"unschedulable": true}})),
         ]);
         let err = place(&mut state, &mut Cursor::default(), &pod("p", json!({}))).unwrap_err();
@@ -587,18 +647,44 @@ mod tests {
     #[test]
     fn node_selector_and_preferred_affinity() {
         let mut state = cluster(&[
-            node("a", "4", "8Gi", json!({"metadata": {"labels": {"disk": "ssd", "zone": "z1"}}})),
-            node("b", "4", "8Gi", json!({"metadata": {"labels": {"disk": "ssd", "zone": "z2"}}})),
-            node("c", "4", "8Gi", json!({"metadata": {"labels": {"disk": "hdd", "zone": "z2"}}})),
+            node(
+                "a",
+                "4",
+                "8Gi",
+                json!({"metadata": {"labels": {"disk": "ssd", "zone": "z1"}}}),
+            ),
+            node(
+                "b",
+                "4",
+                "8Gi",
+                json!({"metadata": {"labels": {"disk": "ssd", "zone": "z2"}}}),
+            ),
+            node(
+                "c",
+                "4",
+                "8Gi",
+                json!({"metadata": {"labels": {"disk": "hdd", "zone": "z2"}}}),
+            ),
         ]);
         let mut cursor = Cursor::default();
         for i in 0..4 {
-            let p = pod(&format!("p{i}"), json!({"nodeSelector": {"disk": "ssd"}, "affinity": {"nodeAffinity": {
-                "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z2"]}]}}]}}}));
+            let p = pod(
+                &format!("p{i}"),
+                json!({"nodeSelector": {"disk": "ssd"}, "affinity": {"nodeAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "preference": {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["z2"]}]}}]}}}),
+            );
             assert_eq!(place(&mut state, &mut cursor, &p).unwrap(), "b");
         }
-        let err = place(&mut state, &mut cursor, &pod("x", json!({"nodeSelector": {"disk": "nvme"}}))).unwrap_err();
-        assert_eq!(err.to_string(), "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector.");
+        let err = place(
+            &mut state,
+            &mut cursor,
+            &pod("x", json!({"nodeSelector": {"disk": "nvme"}})),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector."
+        );
     }
 
     #[test]
@@ -622,7 +708,10 @@ mod tests {
         let mut p = pod("db-3", spec);
         p["metadata"]["labels"] = json!({"app": "db"});
         let err = place(&mut state, &mut cursor, &p).unwrap_err();
-        assert_eq!(err.to_string(), "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules.");
+        assert_eq!(
+            err.to_string(),
+            "0/3 nodes are available: 3 node(s) didn't match pod anti-affinity rules."
+        );
         // An unrelated pod is not kept out by the db pods' rules.
         assert!(place(&mut state, &mut cursor, &pod("web", json!({}))).is_ok());
     }
@@ -638,8 +727,11 @@ mod tests {
         cache["metadata"]["labels"] = json!({"app": "cache"});
         state.upsert_pod(&cache);
         for i in 0..3 {
-            let p = pod(&format!("web-{i}"), json!({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
-                {"labelSelector": {"matchLabels": {"app": "cache"}}, "topologyKey": "kubernetes.io/hostname"}]}}}));
+            let p = pod(
+                &format!("web-{i}"),
+                json!({"affinity": {"podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchLabels": {"app": "cache"}}, "topologyKey": "kubernetes.io/hostname"}]}}}),
+            );
             assert_eq!(place(&mut state, &mut cursor, &p).unwrap(), "b");
         }
     }
@@ -647,16 +739,31 @@ mod tests {
     #[test]
     fn hard_topology_spread_keeps_the_skew() {
         let mut state = cluster(&[
-            node("a", "4", "8Gi", json!({"metadata": {"labels": {"zone": "z1"}}})),
-            node("b", "4", "8Gi", json!({"metadata": {"labels": {"zone": "z2"}}})),
+            node(
+                "a",
+                "4",
+                "8Gi",
+                json!({"metadata": {"labels": {"zone": "z1"}}}),
+            ),
+            node(
+                "b",
+                "4",
+                "8Gi",
+                json!({"metadata": {"labels": {"zone": "z2"}}}),
+            ),
         ]);
         let mut cursor = Cursor::default();
         let mut zones: BTreeMap<String, usize> = BTreeMap::new();
         for i in 0..6 {
-            let mut p = pod(&format!("p{i}"), json!({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone",
-                "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "s"}}}]}));
+            let mut p = pod(
+                &format!("p{i}"),
+                json!({"topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "zone",
+                "whenUnsatisfiable": "DoNotSchedule", "labelSelector": {"matchLabels": {"app": "s"}}}]}),
+            );
             p["metadata"]["labels"] = json!({"app": "s"});
-            *zones.entry(place(&mut state, &mut cursor, &p).unwrap()).or_insert(0) += 1;
+            *zones
+                .entry(place(&mut state, &mut cursor, &p).unwrap())
+                .or_insert(0) += 1;
         }
         assert_eq!(zones.values().copied().collect::<Vec<_>>(), vec![3, 3]);
     }

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
-    Affinity, NodeSelectorRequirement, NodeSelectorTerm, PreferredSchedulingTerm, Taint, Toleration,
-    TopologySpreadConstraint,
+    Affinity, NodeSelectorRequirement, NodeSelectorTerm, PreferredSchedulingTerm, Taint,
+    Toleration, TopologySpreadConstraint,
 };
 use serde_json::{Map, Value};
 use skiff_api::meta;
@@ -69,7 +69,12 @@ pub struct AffinityTerm {
 
 impl AffinityTerm {
     /// Whether an existing pod is one this term is about.
-    pub fn matches(&self, own_namespace: &str, pod_namespace: &str, labels: &Map<String, Value>) -> bool {
+    pub fn matches(
+        &self,
+        own_namespace: &str,
+        pod_namespace: &str,
+        labels: &Map<String, Value>,
+    ) -> bool {
         let in_scope = if self.namespaces.is_empty() {
             pod_namespace == own_namespace
         } else {
@@ -120,7 +125,8 @@ impl PodRequirements {
         let spec = pod.get("spec");
         let field = |k: &str| spec.and_then(|s| s.get(k));
         let namespace = meta::namespace(pod).unwrap_or("default").to_string();
-        let affinity: Option<Affinity> = field("affinity").and_then(|v| serde_json::from_value(v.clone()).ok());
+        let affinity: Option<Affinity> =
+            field("affinity").and_then(|v| serde_json::from_value(v.clone()).ok());
         let node_affinity = affinity.as_ref().and_then(|a| a.node_affinity.as_ref());
         let pod_affinity = affinity.as_ref().and_then(|a| a.pod_affinity.as_ref());
         let anti = affinity.as_ref().and_then(|a| a.pod_anti_affinity.as_ref());
@@ -131,13 +137,14 @@ impl PodRequirements {
                 .filter_map(|t| compile_term(t, 1))
                 .collect::<Vec<_>>()
         };
-        let preferred = |terms: Option<&Vec<k8s_openapi::api::core::v1::WeightedPodAffinityTerm>>| {
-            terms
-                .into_iter()
-                .flatten()
-                .filter_map(|w| compile_term(&w.pod_affinity_term, i64::from(w.weight)))
-                .collect::<Vec<_>>()
-        };
+        let preferred =
+            |terms: Option<&Vec<k8s_openapi::api::core::v1::WeightedPodAffinityTerm>>| {
+                terms
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|w| compile_term(&w.pod_affinity_term, i64::from(w.weight)))
+                    .collect::<Vec<_>>()
+            };
         let (requests, nonzero) = pod_requests(spec);
         Arc::new(PodRequirements {
             uid: meta::uid(pod).unwrap_or_default().to_string(),
@@ -151,28 +158,40 @@ impl PodRequirements {
                 .cloned()
                 .unwrap_or_default(),
             required_node_terms: node_affinity
-                .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref())
+                .and_then(|n| {
+                    n.required_during_scheduling_ignored_during_execution
+                        .as_ref()
+                })
                 .map(|s| s.node_selector_terms.clone()),
             preferred_node_terms: node_affinity
-                .and_then(|n| n.preferred_during_scheduling_ignored_during_execution.clone())
+                .and_then(|n| {
+                    n.preferred_during_scheduling_ignored_during_execution
+                        .clone()
+                })
                 .unwrap_or_default(),
             tolerations: field("tolerations")
                 .and_then(|v| serde_json::from_value(v.clone()).ok())
                 .unwrap_or_default(),
-            affinity_required: required(
-                pod_affinity.and_then(|p| p.required_during_scheduling_ignored_during_execution.as_ref()),
-            ),
-            affinity_preferred: preferred(
-                pod_affinity.and_then(|p| p.preferred_during_scheduling_ignored_during_execution.as_ref()),
-            ),
-            anti_affinity_required: required(
-                anti.and_then(|p| p.required_during_scheduling_ignored_during_execution.as_ref()),
-            ),
-            anti_affinity_preferred: preferred(
-                anti.and_then(|p| p.preferred_during_scheduling_ignored_during_execution.as_ref()),
-            ),
+            affinity_required: required(pod_affinity.and_then(|p| {
+                p.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
+            affinity_preferred: preferred(pod_affinity.and_then(|p| {
+                p.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
+            anti_affinity_required: required(anti.and_then(|p| {
+                p.required_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
+            anti_affinity_preferred: preferred(anti.and_then(|p| {
+                p.preferred_during_scheduling_ignored_during_execution
+                    .as_ref()
+            })),
             spread: field("topologySpreadConstraints")
-                .and_then(|v| serde_json::from_value::<Vec<TopologySpreadConstraint>>(v.clone()).ok())
+                .and_then(|v| {
+                    serde_json::from_value::<Vec<TopologySpreadConstraint>>(v.clone()).ok()
+                })
                 .unwrap_or_default()
                 .iter()
                 .filter_map(compile_spread)
@@ -224,7 +243,9 @@ pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
     }
     match toleration.operator.as_deref().unwrap_or("Equal") {
         "Exists" => true,
-        "Equal" | "" => toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or(""),
+        "Equal" | "" => {
+            toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
+        }
         _ => false,
     }
 }
@@ -251,8 +272,16 @@ fn pod_requests(spec: Option<&Value>) -> (Resources, Resources) {
     let of = |c: &Value| {
         let r = Resources::from_list(c.pointer("/resources/requests"));
         let nonzero = Resources {
-            milli_cpu: if r.milli_cpu == 0 { DEFAULT_MILLI_CPU } else { r.milli_cpu },
-            memory: if r.memory == 0 { DEFAULT_MEMORY } else { r.memory },
+            milli_cpu: if r.milli_cpu == 0 {
+                DEFAULT_MILLI_CPU
+            } else {
+                r.milli_cpu
+            },
+            memory: if r.memory == 0 {
+                DEFAULT_MEMORY
+            } else {
+                r.memory
+            },
             pods: 0,
         };
         (r, nonzero)
@@ -274,7 +303,10 @@ fn pod_requests(spec: Option<&Value>) -> (Resources, Resources) {
     (sum, nonzero)
 }
 
-fn compile_term(term: &k8s_openapi::api::core::v1::PodAffinityTerm, weight: i64) -> Option<AffinityTerm> {
+fn compile_term(
+    term: &k8s_openapi::api::core::v1::PodAffinityTerm,
+    weight: i64,
+) -> Option<AffinityTerm> {
     let selector = match &term.label_selector {
         Some(s) => LabelSelector::from_object(&serde_json::to_value(s).ok()?).ok()?,
         // No selector selects no pods.
@@ -325,8 +357,12 @@ fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool
         "NotIn" => value.is_none_or(|v| values.iter().all(|x| x != v)),
         "Exists" => value.is_some(),
         "DoesNotExist" => value.is_none(),
-        "Gt" => matches!((value.and_then(number), values.first().and_then(|s| number(s))), (Some(a), Some(b)) if a > b),
-        "Lt" => matches!((value.and_then(number), values.first().and_then(|s| number(s))), (Some(a), Some(b)) if a < b),
+        "Gt" => {
+            matches!((value.and_then(number), values.first().and_then(|s| number(s))), (Some(a), Some(b)) if a > b)
+        }
+        "Lt" => {
+            matches!((value.and_then(number), values.first().and_then(|s| number(s))), (Some(a), Some(b)) if a < b)
+        }
         _ => false,
     }
 }
@@ -340,29 +376,45 @@ mod tests {
     #[test]
     fn requests_sum_containers_and_take_the_largest_init_container() {
         let pod = json!({"metadata": {"name": "p", "namespace": "default", "uid": "u"}, "spec": {
-            "initContainers": [{"name": "i", "resources": {"requests": {"memory": "1Gi"}}}],
-            "containers": [
-                {"name": "a", "resources": {"requests": {"cpu": "250m", "memory": "128Mi"}}},
-                {"name": "b", "resources": {"requests": {"cpu": "1"}}}
-            ]}});
+        "initContainers": [{"name": "i", "resources": {"requests": {"memory": "1Gi"}}}],
+        "containers": [
+            {"name": "a", "resources": {"requests": {"cpu": "250m", "memory": "128Mi"}}},
+            {"name": "b", "resources": {"requests": {"cpu": "1"}}}
+        ]}});
         let r = PodRequirements::of(&pod);
-        assert_eq!(r.requests, Resources { milli_cpu: 1250, memory: 1 << 30, pods: 1 });
+        assert_eq!(
+            r.requests,
+            Resources {
+                milli_cpu: 1250,
+                memory: 1 << 30,
+                pods: 1
+            }
+        );
         assert_eq!(r.nonzero.memory, (128 << 20) + DEFAULT_MEMORY);
     }
 
     #[test]
     fn node_affinity_operators() {
         let pod = json!({"metadata": {"name": "p"}, "spec": {"nodeSelector": {"disk": "ssd"}, "affinity": {"nodeAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-                {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]},
-                                      {"key": "cores", "operator": "Gt", "values": ["4"]}]},
-                {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["special"]}]}
-            ]}}}}});
+        "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]},
+                                  {"key": "cores", "operator": "Gt", "values": ["4"]}]},
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["special"]}]}
+        ]}}}}});
         let r = PodRequirements::of(&pod);
         let labels = |v: Value| v.as_object().cloned().unwrap_or_default();
-        assert!(r.matches_node("n", &labels(json!({"disk": "ssd", "zone": "a", "cores": "8"}))));
-        assert!(!r.matches_node("n", &labels(json!({"disk": "ssd", "zone": "a", "cores": "4"}))));
-        assert!(!r.matches_node("n", &labels(json!({"disk": "hdd", "zone": "a", "cores": "8"}))));
+        assert!(r.matches_node(
+            "n",
+            &labels(json!({"disk": "ssd", "zone": "a", "cores": "8"}))
+        ));
+        assert!(!r.matches_node(
+            "n",
+            &labels(json!({"disk": "ssd", "zone": "a", "cores": "4"}))
+        ));
+        assert!(!r.matches_node(
+            "n",
+            &labels(json!({"disk": "hdd", "zone": "a", "cores": "8"}))
+        ));
         assert!(r.matches_node("special", &labels(json!({"disk": "ssd"}))));
     }
 
@@ -375,10 +427,25 @@ mod tests {
             time_added: None,
         };
         let t = |v: Value| serde_json::from_value::<Toleration>(v).unwrap();
-        assert!(tolerates(&t(json!({"key": "gpu", "operator": "Equal", "value": "yes", "effect": "NoSchedule"})), &taint("gpu", "yes", "NoSchedule")));
-        assert!(!tolerates(&t(json!({"key": "gpu", "value": "no"})), &taint("gpu", "yes", "NoSchedule")));
-        assert!(tolerates(&t(json!({"key": "gpu", "operator": "Exists"})), &taint("gpu", "yes", "NoExecute")));
-        assert!(!tolerates(&t(json!({"key": "gpu", "operator": "Exists", "effect": "NoSchedule"})), &taint("gpu", "yes", "NoExecute")));
-        assert!(tolerates(&t(json!({"operator": "Exists"})), &taint("anything", "", "NoExecute")));
+        assert!(tolerates(
+            &t(json!({"key": "gpu", "operator": "Equal", "value": "yes", "effect": "NoSchedule"})),
+            &taint("gpu", "yes", "NoSchedule")
+        ));
+        assert!(!tolerates(
+            &t(json!({"key": "gpu", "value": "no"})),
+            &taint("gpu", "yes", "NoSchedule")
+        ));
+        assert!(tolerates(
+            &t(json!({"key": "gpu", "operator": "Exists"})),
+            &taint("gpu", "yes", "NoExecute")
+        ));
+        assert!(!tolerates(
+            &t(json!({"key": "gpu", "operator": "Exists", "effect": "NoSchedule"})),
+            &taint("gpu", "yes", "NoExecute")
+        ));
+        assert!(tolerates(
+            &t(json!({"operator": "Exists"})),
+            &taint("anything", "", "NoExecute")
+        ));
     }
 }

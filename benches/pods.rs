@@ -1,0 +1,476 @@
+//! Pods on the embedded default: how long a pod takes from its create request to
+//! Ready as a watch sees it (the cached-component case, as Kubernetes' pod
+//! startup SLI measures it, but from the request rather than from
+//! creationTimestamp), and the resident memory of an idle `skiff up` process
+//! with no pods and with 100 running pods.
+//!
+//! The benchmark starts the real `skiff up` binary (control plane and one node
+//! in one process) on free loopback ports with its data on the real disk,
+//! pushes the `hello` sample, starts and removes one pod so the component is
+//! fetched and compiled before any clock starts, then creates pods in two
+//! batches of 100 with a fixed number of concurrent creators while one watch
+//! notes when each pod turns Ready. Resident memory is `VmRSS` of the process,
+//! the median of several readings after the cluster has been idle for a while.
+//!
+//! `cargo bench --bench pods` (200 pods); `cargo bench --bench pods -- --quick`
+//! (40 pods, for development). The method and the recorded results are in
+//! BENCHMARKS.md.
+
+#[path = "support/api_client.rs"]
+mod api_client;
+#[path = "../tests/support/samples.rs"]
+mod samples;
+#[path = "support/table.rs"]
+mod table;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use api_client::{Connection, Watch};
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+use table::{Row, format_table};
+use tokio::sync::Mutex;
+
+/// DESIGN.md: pod create -> Ready (cached component, one node), p99.
+const READY_P99_BUDGET: Duration = Duration::from_millis(50);
+/// DESIGN.md: idle resident memory of the all-in-one `skiff up`.
+const IDLE_RSS_BUDGET_MIB: f64 = 60.0;
+const SKIFF: &str = env!("CARGO_BIN_EXE_skiff");
+const NODE: &str = "bench-node";
+const PODS: &str = "/api/v1/namespaces/default/pods";
+/// Requests in flight at once while a batch is created.
+const CREATORS: usize = 8;
+/// Longest wait for anything the cluster is asked to do.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+/// Sizes of one run.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    /// Pods per batch; two batches are created, memory is read after the first.
+    batch: usize,
+    /// How long the cluster sits idle before memory is read.
+    settle: Duration,
+    /// Readings of `VmRSS`, one a second; the median is the figure.
+    readings: usize,
+}
+
+/// Latency statistics (nearest-rank percentiles).
+#[derive(Debug, Clone, Copy, Default)]
+struct LatencySummary {
+    count: usize,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+/// A running `skiff up` process and where it serves.
+struct SkiffUp {
+    child: Child,
+    api: SocketAddr,
+}
+
+/// One pod's creation, as the creators and the watch saw it.
+#[derive(Debug, Default, Clone, Copy)]
+struct PodTimes {
+    sent: Option<Instant>,
+    ready: Option<Instant>,
+}
+
+impl Plan {
+    fn full() -> Self {
+        Plan {
+            batch: 100,
+            settle: Duration::from_secs(5),
+            readings: 5,
+        }
+    }
+
+    fn quick() -> Self {
+        Plan {
+            batch: 20,
+            settle: Duration::from_secs(2),
+            readings: 3,
+        }
+    }
+}
+
+impl LatencySummary {
+    fn from_samples(mut samples: Vec<Duration>) -> Self {
+        if samples.is_empty() {
+            return LatencySummary::default();
+        }
+        samples.sort_unstable();
+        let rank = |q: f64| {
+            samples[((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1]
+        };
+        LatencySummary {
+            count: samples.len(),
+            p50: rank(0.50),
+            p99: rank(0.99),
+            max: samples[samples.len() - 1],
+        }
+    }
+}
+
+impl SkiffUp {
+    /// Starts `skiff up` on free ports with its data in `dir` and waits until
+    /// its node has said it is up. Its logs go to `dir/skiff.log`.
+    fn start(dir: &Path) -> anyhow::Result<Self> {
+        let log = std::fs::File::create(dir.join("skiff.log")).context("create the log file")?;
+        let mut child = Command::new(SKIFF)
+            .arg("up")
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .args(["--api-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0"])
+            .args(["--name", NODE])
+            .env_remove("KUBECONFIG")
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("start {SKIFF} up"))?;
+        let stdout = child.stdout.take().context("the child's stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Keeps draining stdout so the process never blocks on a full pipe.
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut up = SkiffUp {
+            child,
+            api: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let deadline = Instant::now() + DEADLINE;
+        let mut api = None;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx.recv_timeout(left).with_context(|| {
+                format!(
+                    "skiff up did not say its node is up within {DEADLINE:?} (log: {})",
+                    dir.join("skiff.log").display()
+                )
+            })?;
+            if let Some(addr) = line.trim().strip_prefix("Skiff API on http://") {
+                api = Some(addr.parse().context("parse the API address")?);
+            }
+            if line.trim() == format!("Node {NODE} is up") {
+                break;
+            }
+        }
+        up.api = api.context("skiff up printed no API address")?;
+        Ok(up)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for SkiffUp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `VmRSS` of a process, in bytes.
+fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("read /proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no VmRSS in /proc/{pid}/status"))?;
+    Ok(kib * 1024)
+}
+
+/// The median of `plan.readings` readings of the process's RSS, one a second,
+/// after it has been idle for `plan.settle`.
+async fn idle_rss(pid: u32, plan: Plan) -> anyhow::Result<u64> {
+    tokio::time::sleep(plan.settle).await;
+    let mut readings = Vec::with_capacity(plan.readings);
+    for i in 0..plan.readings {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        readings.push(rss_bytes(pid)?);
+    }
+    readings.sort_unstable();
+    Ok(readings[readings.len() / 2])
+}
+
+fn pod_manifest(name: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app": "bench"}},
+        "spec": {
+            "containers": [{"name": "main", "image": "hello:v1"}],
+            "terminationGracePeriodSeconds": 0
+        }
+    })
+}
+
+fn is_ready(pod: &Value) -> bool {
+    pod.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+}
+
+/// Pushes `hello.wasm` as `hello:v1`.
+async fn push_hello(api: SocketAddr) -> anyhow::Result<()> {
+    let wasm = samples::samples_dir().join("hello.wasm");
+    let bytes = std::fs::read(&wasm).with_context(|| format!("read {}", wasm.display()))?;
+    let mut conn = Connection::open(api).await?;
+    conn.request(
+        Method::POST,
+        "/apis/skiff.dev/v1alpha1/components?name=hello%3Av1",
+        "application/wasm",
+        Bytes::from(bytes),
+    )
+    .await?
+    .expect(StatusCode::CREATED, "push hello")
+}
+
+/// The list's resourceVersion, for a watch that starts after it.
+async fn list_revision(conn: &mut Connection) -> anyhow::Result<String> {
+    let list = conn.get_json(&format!("{PODS}?limit=1")).await?;
+    list.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .context("the pod list has no resourceVersion")
+}
+
+/// Creates `names` with `CREATORS` requests in flight and waits until a watch
+/// has seen every one Ready; each pod's time from its request to that event.
+async fn create_until_ready(api: SocketAddr, names: Vec<String>) -> anyhow::Result<Vec<Duration>> {
+    let mut conn = Connection::open(api).await?;
+    let since = list_revision(&mut conn).await?;
+    let mut watch = Watch::start(
+        api,
+        &format!("{PODS}?watch=true&labelSelector=app%3Dbench&resourceVersion={since}"),
+    )
+    .await?;
+    let times: Arc<Mutex<HashMap<String, PodTimes>>> = Arc::new(Mutex::new(
+        names
+            .iter()
+            .map(|n| (n.clone(), PodTimes::default()))
+            .collect(),
+    ));
+    let queue = Arc::new(Mutex::new(names.clone()));
+    let mut creators = Vec::new();
+    for _ in 0..CREATORS {
+        let (queue, times) = (queue.clone(), times.clone());
+        creators.push(tokio::spawn(async move {
+            let mut conn = Connection::open(api).await?;
+            loop {
+                let Some(name) = queue.lock().await.pop() else {
+                    return anyhow::Ok(());
+                };
+                let body = Bytes::from(serde_json::to_vec(&pod_manifest(&name))?);
+                let sent = Instant::now();
+                times.lock().await.entry(name.clone()).or_default().sent = Some(sent);
+                conn.request(Method::POST, PODS, "application/json", body)
+                    .await?
+                    .expect(StatusCode::CREATED, &format!("create pod {name}"))?;
+            }
+        }));
+    }
+    let mut waiting = names.len();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while waiting > 0 {
+        let event = tokio::time::timeout_at(deadline, watch.next_event())
+            .await
+            .with_context(|| format!("{waiting} pods were not Ready within {DEADLINE:?}"))??;
+        let Some((arrived, event)) = event else {
+            bail!("the pod watch ended with {waiting} pods not Ready");
+        };
+        let pod = &event["object"];
+        let Some(name) = pod.pointer("/metadata/name").and_then(Value::as_str) else {
+            continue;
+        };
+        if !is_ready(pod) {
+            continue;
+        }
+        let mut times = times.lock().await;
+        if let Some(t) = times.get_mut(name)
+            && t.ready.is_none()
+        {
+            t.ready = Some(arrived);
+            waiting -= 1;
+        }
+    }
+    for creator in creators {
+        creator.await.context("a creator panicked")??;
+    }
+    let times = times.lock().await;
+    names
+        .iter()
+        .map(|n| match times.get(n) {
+            Some(PodTimes {
+                sent: Some(s),
+                ready: Some(r),
+            }) => Ok(r.saturating_duration_since(*s)),
+            _ => bail!("no timing for pod {n}"),
+        })
+        .collect()
+}
+
+/// Creates one pod, waits until it is Ready and deletes it: the node has then
+/// fetched and compiled the component, so later pods find it cached.
+async fn warm_up(api: SocketAddr) -> anyhow::Result<()> {
+    create_until_ready(api, vec!["warm-up".into()]).await?;
+    let mut conn = Connection::open(api).await?;
+    conn.request(
+        Method::DELETE,
+        &format!("{PODS}/warm-up?gracePeriodSeconds=0"),
+        "application/json",
+        Bytes::new(),
+    )
+    .await?
+    .expect(StatusCode::OK, "delete pod warm-up")?;
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let reply = conn
+            .request(
+                Method::GET,
+                &format!("{PODS}/warm-up"),
+                "application/json",
+                Bytes::new(),
+            )
+            .await?;
+        if reply.status == StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("pod warm-up was not gone within {DEADLINE:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn millis(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut plan = Plan::full();
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--quick" => plan = Plan::quick(),
+            // cargo bench passes --bench to harness = false targets.
+            "--bench" => {}
+            "--help" | "-h" => {
+                println!("usage: cargo bench --bench pods [-- --quick]");
+                return Ok(());
+            }
+            other => eprintln!("pods: ignoring argument {other:?}"),
+        }
+    }
+    // The store must sit on the real disk (/tmp can be tmpfs), as for a user.
+    let parent = std::env::var_os("SKIFF_BENCH_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
+    std::fs::create_dir_all(&parent).with_context(|| format!("create {}", parent.display()))?;
+    let dir = tempfile::Builder::new()
+        .prefix("pods-")
+        .tempdir_in(&parent)
+        .context("create the data directory")?;
+    eprintln!("running: build the samples ...");
+    samples::samples_dir();
+    let binary_size = std::fs::metadata(SKIFF).map(|m| m.len()).unwrap_or(0);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    eprintln!("running: skiff up ...");
+    let up = SkiffUp::start(dir.path())?;
+    let api = up.api;
+    let pid = up.pid();
+    let (idle_empty, idle_full, latencies) = runtime.block_on(async {
+        push_hello(api).await?;
+        warm_up(api).await?;
+        eprintln!("running: idle memory, no pods ...");
+        let idle_empty = idle_rss(pid, plan).await?;
+        eprintln!("running: create {} pods ...", plan.batch);
+        let first: Vec<String> = (0..plan.batch).map(|i| format!("bench-{i}")).collect();
+        let mut latencies = create_until_ready(api, first).await?;
+        eprintln!("running: idle memory, {} pods ...", plan.batch);
+        let idle_full = idle_rss(pid, plan).await?;
+        eprintln!("running: create {} more pods ...", plan.batch);
+        let second: Vec<String> = (plan.batch..2 * plan.batch)
+            .map(|i| format!("bench-{i}"))
+            .collect();
+        latencies.extend(create_until_ready(api, second).await?);
+        anyhow::Ok((idle_empty, idle_full, latencies))
+    })?;
+    drop(up);
+
+    let latency = LatencySummary::from_samples(latencies);
+    let rows = vec![
+        Row {
+            scenario: format!(
+                "pod create -> Ready p99 ({} pods, {CREATORS} creators, cached)",
+                latency.count
+            ),
+            figure: millis(latency.p99),
+            budget: Some(millis(READY_P99_BUDGET)),
+            ratio: Some(latency.p99.as_secs_f64() / READY_P99_BUDGET.as_secs_f64()),
+            ..Row::default()
+        },
+        Row {
+            scenario: "pod create -> Ready p50".into(),
+            figure: millis(latency.p50),
+            ..Row::default()
+        },
+        Row {
+            scenario: "idle RSS of skiff up, no pods".into(),
+            figure: format!("{:.1} MiB", mib(idle_empty)),
+            budget: Some(format!("{IDLE_RSS_BUDGET_MIB:.0} MiB")),
+            ratio: Some(mib(idle_empty) / IDLE_RSS_BUDGET_MIB),
+            ..Row::default()
+        },
+        Row {
+            scenario: format!("idle RSS of skiff up, {} running pods", plan.batch),
+            figure: format!(
+                "{:.1} MiB ({:.0} KiB per pod)",
+                mib(idle_full),
+                (idle_full.saturating_sub(idle_empty)) as f64 / 1024.0 / plan.batch as f64
+            ),
+            ..Row::default()
+        },
+        Row {
+            scenario: "skiff binary size".into(),
+            figure: format!("{:.1} MiB", mib(binary_size)),
+            ..Row::default()
+        },
+    ];
+    println!("{}", format_table(&rows));
+    println!(
+        "pod create -> Ready over {} pods: p50 {}, p99 {}, max {}",
+        latency.count,
+        millis(latency.p50),
+        millis(latency.p99),
+        millis(latency.max)
+    );
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! A small client of the Kubernetes API for benchmarks: one HTTP/1.1 keep-alive
+//! connection per caller (hyper's connection API, `TCP_NODELAY`), so a load
+//! generator decides exactly how many requests are in flight, and watches read
+//! line by line with the instant each line arrived.
+//!
+//! Shared by the files in `benches/` with
+//! `#[path = "support/api_client.rs"] mod api_client;`.
+
+// Each benchmark uses a different part of this module.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use http::header::{ACCEPT, CONTENT_TYPE, HOST};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::TcpStream;
+
+/// One keep-alive connection to the API.
+pub struct Connection {
+    host: String,
+    sender: http1::SendRequest<Full<Bytes>>,
+}
+
+/// A complete response.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Bytes,
+}
+
+/// An open watch on its own connection: newline-delimited JSON events.
+pub struct Watch {
+    body: Incoming,
+    buffer: Vec<u8>,
+    /// When the frame that completed the buffer's first line arrived.
+    arrived: Instant,
+}
+
+impl Connection {
+    /// Connects to the API at `addr` (before any clock starts: setup is not
+    /// what a benchmark measures).
+    pub async fn open(addr: SocketAddr) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connect to {addr}"))?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .context("HTTP/1.1 handshake")?;
+        tokio::spawn(async move {
+            // An error here also fails the request in flight, which reports it.
+            let _ = connection.await;
+        });
+        Ok(Connection {
+            host: addr.to_string(),
+            sender,
+        })
+    }
+
+    /// Sends one request and reads the whole response; an error is a transport
+    /// failure, never an HTTP status.
+    pub async fn request(
+        &mut self,
+        method: Method,
+        path: &str,
+        content_type: &str,
+        body: Bytes,
+    ) -> anyhow::Result<Reply> {
+        let request = Request::builder()
+            .method(&method)
+            .uri(path)
+            .header(HOST, &self.host)
+            .header(CONTENT_TYPE, content_type)
+            .header(ACCEPT, "application/json")
+            .body(Full::new(body))
+            .context("build the request")?;
+        self.sender
+            .ready()
+            .await
+            .with_context(|| format!("{method} {path}: connection"))?;
+        let response = self
+            .sender
+            .send_request(request)
+            .await
+            .with_context(|| format!("{method} {path}"))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .with_context(|| format!("{method} {path}: read the response body"))?
+            .to_bytes();
+        Ok(Reply { status, body })
+    }
+
+    /// `GET path` as JSON; fails unless the answer is 200 with a JSON body.
+    pub async fn get_json(&mut self, path: &str) -> anyhow::Result<Value> {
+        let reply = self
+            .request(Method::GET, path, "application/json", Bytes::new())
+            .await?;
+        reply.expect(StatusCode::OK, &format!("GET {path}"))?;
+        reply.json()
+    }
+}
+
+impl Reply {
+    /// Fails with the body's start unless the status is `want`.
+    pub fn expect(&self, want: StatusCode, what: &str) -> anyhow::Result<()> {
+        if self.status != want {
+            bail!(
+                "{what} answered {} (expected {want}): {}",
+                self.status,
+                self.text().chars().take(300).collect::<String>()
+            );
+        }
+        Ok(())
+    }
+
+    pub fn json(&self) -> anyhow::Result<Value> {
+        serde_json::from_slice(&self.body)
+            .with_context(|| format!("a {} response is not JSON: {}", self.status, self.text()))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl Watch {
+    /// Starts a watch (`path` carries `?watch=true...`) on a connection of its
+    /// own; returns once the API has answered 200 with the stream's headers, so
+    /// every change after that reaches it.
+    pub async fn start(addr: SocketAddr, path: &str) -> anyhow::Result<Self> {
+        let mut connection = Connection::open(addr).await?;
+        let request = Request::get(path)
+            .header(HOST, &connection.host)
+            .header(ACCEPT, "application/json")
+            .body(Full::new(Bytes::new()))
+            .context("build the watch request")?;
+        connection
+            .sender
+            .ready()
+            .await
+            .context("watch connection")?;
+        let response = connection
+            .sender
+            .send_request(request)
+            .await
+            .with_context(|| format!("GET {path}"))?;
+        if response.status() != StatusCode::OK {
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            bail!(
+                "watch {path} answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        Ok(Watch {
+            body: response.into_body(),
+            buffer: Vec::new(),
+            arrived: Instant::now(),
+        })
+    }
+
+    /// The next event and the instant the bytes that completed it arrived;
+    /// `None` when the stream ends.
+    pub async fn next_event(&mut self) -> anyhow::Result<Option<(Instant, Value)>> {
+        loop {
+            if let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buffer.drain(..=end).collect();
+                let text = String::from_utf8_lossy(&line);
+                if text.trim().is_empty() {
+                    continue;
+                }
+                let event = serde_json::from_str(text.trim())
+                    .with_context(|| format!("a watch event is not JSON: {text}"))?;
+                return Ok(Some((self.arrived, event)));
+            }
+            match self.body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.arrived = Instant::now();
+                        self.buffer.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(e)) => return Err(e).context("read the watch stream"),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+/// Percent-encodes a query parameter's value.
+pub fn query_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}

@@ -1,0 +1,286 @@
+//! What the workload controllers do to pods, in one place: create one from a
+//! template with its controller reference, delete one, adopt an orphan or
+//! release a pod that no longer matches, and read a pod's readiness, as
+//! Kubernetes' `controller.PodControl` and `podutil` do.
+
+use std::cmp::Ordering;
+
+use serde_json::{Value, json};
+use skiff_api::meta;
+use skiff_api::patch::PatchType;
+use skiff_api::resource::{ResourceType, by_kind};
+use skiff_api::status::{ApiError, Reason};
+
+use crate::registry::{DeleteOptions, Registry, WriteOptions};
+use crate::store::Revision;
+
+/// The `ownerReferences` entry naming `owner` as a pod's controller.
+pub fn controller_ref(owner: &Value) -> Value {
+    json!({
+        "apiVersion": owner.get("apiVersion").cloned().unwrap_or(Value::Null),
+        "kind": owner.get("kind").cloned().unwrap_or(Value::Null),
+        "name": meta::name(owner).unwrap_or_default(),
+        "uid": meta::uid(owner).unwrap_or_default(),
+        "controller": true,
+        "blockOwnerDeletion": true,
+    })
+}
+
+/// The uid of the object's controller, if it has one.
+pub fn controller_uid(obj: &Value) -> Option<&str> {
+    meta::owner_references(obj)
+        .iter()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+        .and_then(|r| r.get("uid"))
+        .and_then(Value::as_str)
+}
+
+/// The (kind, name) of the object's controller, if it has one.
+pub fn controller_of(obj: &Value) -> Option<(&str, &str)> {
+    let r = meta::owner_references(obj)
+        .iter()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))?;
+    Some((
+        r.get("kind").and_then(Value::as_str)?,
+        r.get("name").and_then(Value::as_str)?,
+    ))
+}
+
+pub fn pods_type() -> Result<&'static ResourceType, ApiError> {
+    by_kind("v1", "Pod").ok_or_else(|| ApiError::internal("no Pod kind"))
+}
+
+/// A pod not finished and not being deleted (Kubernetes' `IsPodActive`).
+pub fn is_active(pod: &Value) -> bool {
+    let phase = pod
+        .pointer("/status/phase")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    phase != "Succeeded" && phase != "Failed" && meta::deletion_timestamp(pod).is_none()
+}
+
+/// Whether the pod's `Ready` condition is `True`.
+pub fn is_ready(pod: &Value) -> bool {
+    ready_since(pod).is_some()
+}
+
+/// When the pod became ready, if it is.
+pub fn ready_since(pod: &Value) -> Option<jiff::Timestamp> {
+    let c = pod
+        .pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))?;
+    if c.get("status").and_then(Value::as_str) != Some("True") {
+        return None;
+    }
+    Some(
+        c.get("lastTransitionTime")
+            .and_then(Value::as_str)
+            .and_then(meta::parse_timestamp)
+            .unwrap_or_else(jiff::Timestamp::now),
+    )
+}
+
+/// Ready for at least `min_ready_seconds` (`IsPodAvailable`). When ready but
+/// not yet available, also how long until it is.
+pub fn availability(
+    pod: &Value,
+    min_ready_seconds: i64,
+    now: jiff::Timestamp,
+) -> (bool, Option<std::time::Duration>) {
+    let Some(since) = ready_since(pod) else {
+        return (false, None);
+    };
+    if min_ready_seconds <= 0 {
+        return (true, None);
+    }
+    let available_at = since + jiff::SignedDuration::from_secs(min_ready_seconds);
+    if available_at <= now {
+        (true, None)
+    } else {
+        let wait = available_at.duration_since(now).unsigned_abs();
+        (false, Some(wait))
+    }
+}
+
+/// Orders pods so the ones to delete first come first, as Kubernetes'
+/// `ActivePods` sort: unassigned before assigned, Pending before Unknown
+/// before Running, not ready before ready, recently ready before long ready,
+/// more restarts before fewer, newer before older.
+pub fn deletion_order(a: &Value, b: &Value) -> Ordering {
+    let assigned = |p: &Value| {
+        !p.pointer("/spec/nodeName")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .is_empty()
+    };
+    let phase_rank = |p: &Value| match p.pointer("/status/phase").and_then(Value::as_str) {
+        Some("Pending") | None => 0,
+        Some("Unknown") => 1,
+        _ => 2,
+    };
+    let restarts = |p: &Value| {
+        p.pointer("/status/containerStatuses")
+            .and_then(Value::as_array)
+            .map(|l| {
+                l.iter()
+                    .filter_map(|c| c.get("restartCount").and_then(Value::as_i64))
+                    .max()
+                    .unwrap_or(0)
+            })
+            .unwrap_or(0)
+    };
+    let created = |p: &Value| meta::creation_timestamp(p).unwrap_or("").to_string();
+    assigned(a)
+        .cmp(&assigned(b))
+        .then(phase_rank(a).cmp(&phase_rank(b)))
+        .then(is_ready(a).cmp(&is_ready(b)))
+        .then_with(|| ready_since(b).cmp(&ready_since(a)))
+        .then(restarts(b).cmp(&restarts(a)))
+        .then_with(|| created(b).cmp(&created(a)))
+}
+
+/// Writes pods on behalf of one controller.
+#[derive(Clone)]
+pub struct PodControl {
+    registry: Registry,
+    field_manager: &'static str,
+}
+
+impl PodControl {
+    pub fn new(registry: Registry, field_manager: &'static str) -> Self {
+        PodControl {
+            registry,
+            field_manager,
+        }
+    }
+
+    fn opts(&self) -> WriteOptions {
+        WriteOptions {
+            field_manager: self.field_manager.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Creates a pod from `template` (a `PodTemplateSpec`) owned by `owner`,
+    /// named `generate_name` plus five random characters (or exactly `name`).
+    /// Returns the created pod and its revision.
+    pub async fn create(
+        &self,
+        owner: &Value,
+        template: &Value,
+        generate_name: &str,
+        name: Option<&str>,
+        extra_labels: &[(&str, &str)],
+    ) -> Result<(Value, Revision), ApiError> {
+        let namespace = meta::namespace(owner).unwrap_or("default");
+        let mut metadata = template
+            .get("metadata")
+            .cloned()
+            .filter(Value::is_object)
+            .unwrap_or_else(|| json!({}));
+        for key in [
+            "name",
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "namespace",
+        ] {
+            if let Some(m) = metadata.as_object_mut() {
+                m.remove(key);
+            }
+        }
+        match name {
+            Some(n) => metadata["name"] = json!(n),
+            None => metadata["generateName"] = json!(generate_name),
+        }
+        if !extra_labels.is_empty() {
+            if !metadata.get("labels").is_some_and(Value::is_object) {
+                metadata["labels"] = json!({});
+            }
+            for (k, v) in extra_labels {
+                metadata["labels"][*k] = json!(v);
+            }
+        }
+        metadata["ownerReferences"] = json!([controller_ref(owner)]);
+        let pod = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": metadata,
+            "spec": template.get("spec").cloned().unwrap_or_else(|| json!({})),
+        });
+        let written = self
+            .registry
+            .create(pods_type()?, namespace, pod, &self.opts())
+            .await?;
+        let revision = revision_of(&written.object);
+        Ok((written.object, revision))
+    }
+
+    /// Deletes a pod (gracefully, as a user's delete would), by uid.
+    /// Returns the revision of the change, or `None` if it was already gone.
+    pub async fn delete(&self, pod: &Value) -> Result<Option<Revision>, ApiError> {
+        let opts = DeleteOptions {
+            precondition_uid: meta::uid(pod).map(str::to_string),
+            ..Default::default()
+        };
+        let (ns, name) = (
+            meta::namespace(pod).unwrap_or_default(),
+            meta::name(pod).unwrap_or_default(),
+        );
+        match self.registry.delete(pods_type()?, ns, name, &opts).await {
+            Ok(d) => Ok(Some(revision_of(&d.object))),
+            Err(e) if matches!(e.reason, Reason::NotFound | Reason::Conflict) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Makes `owner` the controller of an orphan pod (`ClaimPods`' adoption),
+    /// guarded by the pod's resourceVersion so a pod changed meanwhile is not
+    /// adopted blindly.
+    pub async fn adopt(&self, owner: &Value, pod: &Value) -> Result<Revision, ApiError> {
+        let mut refs: Vec<Value> = meta::owner_references(pod).to_vec();
+        refs.push(controller_ref(owner));
+        let patch = json!({"metadata": {
+            "ownerReferences": refs,
+            "resourceVersion": meta::resource_version(pod).unwrap_or_default(),
+        }});
+        self.patch(pod, patch).await
+    }
+
+    /// Removes `owner` from a pod that no longer matches its selector.
+    pub async fn release(&self, owner_uid: &str, pod: &Value) -> Result<Revision, ApiError> {
+        let refs: Vec<Value> = meta::owner_references(pod)
+            .iter()
+            .filter(|r| r.get("uid").and_then(Value::as_str) != Some(owner_uid))
+            .cloned()
+            .collect();
+        let patch = json!({"metadata": {
+            "ownerReferences": refs,
+            "resourceVersion": meta::resource_version(pod).unwrap_or_default(),
+        }});
+        self.patch(pod, patch).await
+    }
+
+    async fn patch(&self, pod: &Value, patch: Value) -> Result<Revision, ApiError> {
+        let written = self
+            .registry
+            .patch(
+                pods_type()?,
+                meta::namespace(pod).unwrap_or_default(),
+                meta::name(pod).unwrap_or_default(),
+                PatchType::Merge,
+                patch,
+                crate::registry::Subresource::Main,
+                &self.opts(),
+            )
+            .await?;
+        Ok(revision_of(&written.object))
+    }
+}
+
+/// The store revision an object was written at.
+pub fn revision_of(obj: &Value) -> Revision {
+    crate::store::object_revision(obj).unwrap_or(0)
+}

@@ -1,0 +1,305 @@
+//! The ReplicaSet controller: keeps `spec.replicas` active pods matching the
+//! selector, as Kubernetes' does. It adopts matching orphans and releases pods
+//! that stopped matching (by `ownerReferences`), creates missing pods from the
+//! template, deletes the surplus (unready and newest first), and reports
+//! `status` (replicas, fullyLabeledReplicas, readyReplicas, availableReplicas
+//! with `minReadySeconds`, observedGeneration).
+
+use std::sync::Arc;
+
+use futures::future::join_all;
+use serde_json::{Value, json};
+use skiff_api::meta;
+use skiff_api::selector::LabelSelector;
+use skiff_api::status::{ApiError, Reason};
+
+use super::pod_control::{
+    self, PodControl, availability, controller_uid, deletion_order, is_active,
+};
+use super::work_queue::{Action, WorkQueue, run_workers};
+use super::write_status;
+use crate::events::{EventRecorder, EventType};
+use crate::informer::{Change, Informer, ObjectRef, object_ref};
+use crate::registry::Registry;
+use crate::store::Revision;
+
+const NAME: &str = "replicaset-controller";
+const FIELD_MANAGER: &str = "skiff-replicaset-controller";
+/// Pods created or deleted concurrently at most, per reconcile.
+const BURST: usize = 100;
+
+/// What a reconcile needs.
+pub struct Context {
+    pub registry: Registry,
+    pub replica_sets: Informer,
+    pub pods: Informer,
+    pub events: EventRecorder,
+    pub pod_control: PodControl,
+}
+
+/// Runs the controller until the process ends.
+pub async fn run(
+    registry: Registry,
+    replica_sets: Informer,
+    pods: Informer,
+    events: EventRecorder,
+) {
+    let ctx = Arc::new(Context {
+        pod_control: PodControl::new(registry.clone(), FIELD_MANAGER),
+        registry,
+        replica_sets,
+        pods,
+        events,
+    });
+    let queue: Arc<WorkQueue<ObjectRef>> = WorkQueue::new();
+    tokio::spawn(feed(ctx.clone(), queue.clone()));
+    run_workers(NAME, queue, 4, move |key| reconcile(ctx.clone(), key)).await;
+}
+
+/// Queues the ReplicaSets a change concerns.
+async fn feed(ctx: Arc<Context>, queue: Arc<WorkQueue<ObjectRef>>) {
+    let mut sets = ctx.replica_sets.subscribe();
+    let mut pods = ctx.pods.subscribe();
+    ctx.replica_sets.synced().await;
+    ctx.pods.synced().await;
+    let all = |queue: &WorkQueue<ObjectRef>| {
+        for rs in ctx.replica_sets.list(None, |_| true) {
+            queue.add(object_ref(&rs));
+        }
+    };
+    all(&queue);
+    loop {
+        tokio::select! {
+            change = sets.next() => match change {
+                Some(Change::Object { object, .. }) => queue.add(object_ref(&object)),
+                Some(Change::Resync) => all(&queue),
+                None => return,
+            },
+            change = pods.next() => match change {
+                Some(Change::Object { object, prev, .. }) => {
+                    for pod in std::iter::once(&object).chain(prev.as_ref()) {
+                        for key in owners_of(&ctx, pod) {
+                            queue.add(key);
+                        }
+                    }
+                }
+                Some(Change::Resync) => all(&queue),
+                None => return,
+            },
+        }
+    }
+}
+
+/// The ReplicaSets that own `pod`, or would adopt it.
+fn owners_of(ctx: &Context, pod: &Value) -> Vec<ObjectRef> {
+    let namespace = meta::namespace(pod).unwrap_or_default().to_string();
+    if let Some((kind, name)) = pod_control::controller_of(pod) {
+        return if kind == "ReplicaSet" {
+            vec![(namespace, name.to_string())]
+        } else {
+            Vec::new()
+        };
+    }
+    ctx.replica_sets
+        .list(Some(&namespace), |rs| {
+            selector(rs).is_ok_and(|s| !s.is_empty() && s.matches_object(pod))
+        })
+        .iter()
+        .map(|rs| object_ref(rs))
+        .collect()
+}
+
+fn selector(rs: &Value) -> Result<LabelSelector, ApiError> {
+    LabelSelector::from_object_at(rs.pointer("/spec/selector"), "spec.selector")
+        .map_err(|_| ApiError::bad_request("invalid selector"))
+}
+
+async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError> {
+    let Some(rs) = ctx.replica_sets.get(&key.0, &key.1) else {
+        return Ok(Action::Done); // Gone: the garbage collector takes its pods.
+    };
+    let rs_uid = meta::uid(&rs).unwrap_or_default().to_string();
+    let selector = selector(&rs)?;
+    let mut last_write: Revision = 0;
+
+    // Claim: adopt matching orphans, release owned pods that no longer match.
+    let mut owned: Vec<Arc<Value>> = Vec::new();
+    let deleting = meta::deletion_timestamp(&rs).is_some();
+    for pod in ctx.pods.list(Some(&key.0), |_| true) {
+        let matches = !selector.is_empty() && selector.matches_object(&pod);
+        match controller_uid(&pod) {
+            Some(uid) if uid == rs_uid => {
+                if matches || deleting {
+                    owned.push(pod);
+                } else {
+                    last_write = last_write.max(ctx.pod_control.release(&rs_uid, &pod).await?);
+                }
+            }
+            None if matches && !deleting && meta::deletion_timestamp(&pod).is_none() => {
+                match ctx.pod_control.adopt(&rs, &pod).await {
+                    Ok(rev) => {
+                        last_write = last_write.max(rev);
+                        owned.push(pod);
+                    }
+                    Err(e) if matches!(e.reason, Reason::Conflict | Reason::NotFound) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            _ => {}
+        }
+    }
+    let active: Vec<Arc<Value>> = owned.iter().filter(|p| is_active(p)).cloned().collect();
+
+    if !deleting {
+        let want = rs
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(1)
+            .max(0) as usize;
+        if active.len() < want {
+            last_write = last_write.max(create_pods(&ctx, &rs, want - active.len()).await?);
+        } else if active.len() > want {
+            let mut victims = active.clone();
+            victims.sort_by(|a, b| deletion_order(a, b));
+            victims.truncate(active.len() - want);
+            last_write = last_write.max(delete_pods(&ctx, &rs, &victims).await?);
+        }
+    }
+    if last_write > 0 {
+        // Read our own writes before the next look at this set.
+        ctx.pods.wait_for(last_write).await;
+    }
+    update_status(&ctx, &rs, &selector).await
+}
+
+async fn create_pods(ctx: &Context, rs: &Value, count: usize) -> Result<Revision, ApiError> {
+    let name = meta::name(rs).unwrap_or_default();
+    let template = rs
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let generate_name = format!("{name}-");
+    let mut last = 0;
+    let mut left = count;
+    while left > 0 {
+        let n = left.min(BURST);
+        let results = join_all((0..n).map(|_| {
+            ctx.pod_control
+                .create(rs, &template, &generate_name, None, &[])
+        }))
+        .await;
+        left -= n;
+        for r in results {
+            match r {
+                Ok((pod, rev)) => {
+                    last = last.max(rev);
+                    ctx.events.record(
+                        rs,
+                        NAME,
+                        EventType::Normal,
+                        "SuccessfulCreate",
+                        format!("Created pod: {}", meta::name(&pod).unwrap_or_default()),
+                    );
+                }
+                Err(e) => {
+                    ctx.events.record(
+                        rs,
+                        NAME,
+                        EventType::Warning,
+                        "FailedCreate",
+                        format!("Error creating: {}", e.message),
+                    );
+                    if last > 0 {
+                        ctx.pods.wait_for(last).await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(last)
+}
+
+async fn delete_pods(
+    ctx: &Context,
+    rs: &Value,
+    victims: &[Arc<Value>],
+) -> Result<Revision, ApiError> {
+    let mut last = 0;
+    for chunk in victims.chunks(BURST) {
+        let results = join_all(chunk.iter().map(|p| ctx.pod_control.delete(p))).await;
+        for (pod, r) in chunk.iter().zip(results) {
+            if let Some(rev) = r? {
+                last = last.max(rev);
+                ctx.events.record(
+                    rs,
+                    NAME,
+                    EventType::Normal,
+                    "SuccessfulDelete",
+                    format!("Deleted pod: {}", meta::name(pod).unwrap_or_default()),
+                );
+            }
+        }
+    }
+    Ok(last)
+}
+
+/// Writes `status` from the pods now in the cache; asks to run again when a
+/// ready pod will become available (minReadySeconds).
+async fn update_status(
+    ctx: &Context,
+    rs: &Value,
+    selector: &LabelSelector,
+) -> Result<Action, ApiError> {
+    let rs_uid = meta::uid(rs).unwrap_or_default();
+    let namespace = meta::namespace(rs).unwrap_or_default();
+    let pods = ctx.pods.list(Some(namespace), |p| {
+        controller_uid(p) == Some(rs_uid) && is_active(p) && selector.matches_object(p)
+    });
+    let min_ready = rs
+        .pointer("/spec/minReadySeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let template_labels = rs
+        .pointer("/spec/template/metadata/labels")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let now = jiff::Timestamp::now();
+    let mut ready = 0;
+    let mut available = 0;
+    let mut fully_labeled = 0;
+    let mut next: Option<std::time::Duration> = None;
+    for pod in &pods {
+        let labels = meta::labels(pod);
+        if template_labels
+            .iter()
+            .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        {
+            fully_labeled += 1;
+        }
+        if pod_control::is_ready(pod) {
+            ready += 1;
+        }
+        match availability(pod, min_ready, now) {
+            (true, _) => available += 1,
+            (false, Some(wait)) => next = Some(next.map_or(wait, |n| n.min(wait))),
+            _ => {}
+        }
+    }
+    let mut status = json!({
+        "replicas": pods.len(),
+        "fullyLabeledReplicas": fully_labeled,
+        "readyReplicas": ready,
+        "availableReplicas": available,
+        "observedGeneration": meta::generation(rs),
+    });
+    if let Some(conditions) = rs.pointer("/status/conditions") {
+        status["conditions"] = conditions.clone();
+    }
+    write_status(&ctx.registry, rs, status, FIELD_MANAGER).await?;
+    Ok(match next {
+        Some(wait) => Action::RequeueAfter(wait + std::time::Duration::from_millis(10)),
+        None => Action::Done,
+    })
+}

@@ -1,0 +1,461 @@
+//! Workloads end to end on a real cluster (a control plane and three `skiff
+//! node` processes) driven by the real kubectl: the scheduler spreads a
+//! Deployment's pods, a rolling update keeps enough pods ready, `kubectl
+//! rollout` status/history/undo read and act as on Kubernetes, deleted pods are
+//! replaced, and deleting the Deployment takes its ReplicaSets and pods along.
+//! Scheduling constraints (resources, taints, selectors, anti-affinity) place
+//! pods where they must, and a pod that fits nowhere says why and waits.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+#[path = "support/node.rs"]
+mod node;
+#[path = "support/objects.rs"]
+mod objects;
+#[path = "support/samples.rs"]
+mod samples;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use cluster::{Kubectl, Server, Skiff, http_get, wait_until};
+use node::NodeProcess;
+use objects::{apply, condition, get_json, push_samples, token, wait_node_ready};
+use serde_json::Value;
+
+/// A control plane and `n` nodes named n1, n2, ...
+struct Cluster {
+    server: Server,
+    kubectl: Kubectl,
+    token: String,
+    nodes: Vec<NodeProcess>,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(nodes: usize, samples: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let server = Server::start(&dir.path().join("cp"));
+        let kubectl = Kubectl::new(&server.kubeconfig());
+        let skiff = Skiff::new(&server.kubeconfig());
+        push_samples(&skiff, samples);
+        let token = token(&skiff);
+        let mut cluster = Cluster {
+            server,
+            kubectl,
+            token,
+            nodes: Vec::new(),
+            dir,
+        };
+        for i in 1..=nodes {
+            cluster.add_node(&format!("n{i}"), &[]);
+        }
+        cluster
+    }
+
+    fn add_node(&mut self, name: &str, extra: &[&str]) {
+        let node = NodeProcess::start(
+            self.server.quic_addr(),
+            name,
+            &self.dir.path().join(name),
+            Some(&self.token),
+            extra,
+        );
+        wait_node_ready(&self.server, name);
+        self.nodes.push(node);
+    }
+
+    fn apply(&self, name: &str, yaml: &str) {
+        apply(&self.kubectl, self.dir.path(), name, yaml);
+    }
+
+    /// The pods with label `app=APP`, from the API.
+    fn pods(&self, app: &str) -> Vec<Value> {
+        get_json(
+            &self.server,
+            &format!("/api/v1/namespaces/default/pods?labelSelector=app%3D{app}"),
+        )
+        .and_then(|l| l["items"].as_array().cloned())
+        .unwrap_or_default()
+    }
+
+    fn events(&self, name: &str) -> Vec<Value> {
+        get_json(&self.server, "/api/v1/namespaces/default/events")
+            .and_then(|l| l["items"].as_array().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e["involvedObject"]["name"] == name)
+            .collect()
+    }
+}
+
+fn is_ready(pod: &Value) -> bool {
+    pod["status"]["phase"] == "Running"
+        && condition(pod, "Ready").as_deref() == Some("True")
+        && pod["metadata"]["deletionTimestamp"].is_null()
+}
+
+fn node_of(pod: &Value) -> String {
+    pod["spec"]["nodeName"].as_str().unwrap_or("").to_string()
+}
+
+fn name_of(obj: &Value) -> String {
+    obj["metadata"]["name"].as_str().unwrap_or("").to_string()
+}
+
+/// A Deployment `web` of `replicas` pods running `image` with a readiness probe.
+fn deployment(replicas: u32, image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels: {{app: web}}
+  strategy:
+    type: RollingUpdate
+    rollingUpdate: {{maxSurge: 1, maxUnavailable: 1}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+      terminationGracePeriodSeconds: 5
+      containers:
+      - name: main
+        image: {image}
+        env:
+        - name: POD_NAME
+          valueFrom:
+            fieldRef: {{fieldPath: metadata.name}}
+        readinessProbe:
+          httpGet: {{path: /, port: 8080}}
+          periodSeconds: 1
+"
+    )
+}
+
+/// Waits until exactly `n` pods of app=web are ready and no other web pod exists.
+fn wait_ready_pods(cluster: &Cluster, n: usize) -> Vec<Value> {
+    wait_until(&format!("{n} ready web pods and no others"), || {
+        let pods = cluster.pods("web");
+        (pods.len() == n && pods.iter().all(is_ready)).then_some(pods)
+    })
+}
+
+/// What a pod answers through the API's pod proxy.
+fn answer(cluster: &Cluster, pod: &str) -> String {
+    match http_get(
+        cluster.server.addr(),
+        &format!("/api/v1/namespaces/default/pods/{pod}/proxy/"),
+    ) {
+        Ok((200, body)) => body,
+        other => panic!("pod {pod} did not answer: {other:?}"),
+    }
+}
+
+/// Samples the number of ready web pods until stopped; returns the lowest seen
+/// once a first full set was seen.
+struct ReadyFloor {
+    stop: Arc<AtomicBool>,
+    low: Arc<AtomicUsize>,
+    /// The pods (name, ready) when the lowest count was seen.
+    at_low: Arc<std::sync::Mutex<Vec<(String, bool)>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ReadyFloor {
+    fn watch(server: &Server) -> ReadyFloor {
+        let stop = Arc::new(AtomicBool::new(false));
+        let low = Arc::new(AtomicUsize::new(usize::MAX));
+        let addr = server.addr();
+        let at_low = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (s, l, a) = (stop.clone(), low.clone(), at_low.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                if let Ok((200, body)) = http_get(
+                    addr,
+                    "/api/v1/namespaces/default/pods?labelSelector=app%3Dweb",
+                ) && let Ok(list) = serde_json::from_str::<Value>(&body)
+                {
+                    let ready = list["items"]
+                        .as_array()
+                        .map(|items| items.iter().filter(|p| is_ready(p)).count())
+                        .unwrap_or(0);
+                    if ready < l.fetch_min(ready, Ordering::Relaxed)
+                        && let Ok(mut seen) = a.lock()
+                    {
+                        *seen = list["items"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|p| (name_of(p), is_ready(p)))
+                            .collect();
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        });
+        ReadyFloor {
+            stop,
+            low,
+            at_low,
+            thread: Some(thread),
+        }
+    }
+
+    /// The lowest count, and the pods as they were then.
+    fn lowest(mut self) -> (usize, Vec<(String, bool)>) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let pods = self.at_low.lock().map(|p| p.clone()).unwrap_or_default();
+        (self.low.load(Ordering::Relaxed), pods)
+    }
+}
+
+#[test]
+fn a_deployment_spreads_rolls_out_undoes_heals_and_goes() {
+    let cluster = Cluster::start(3, &["hello", "echo"]);
+    let kubectl = &cluster.kubectl;
+    cluster.apply("web", &deployment(6, "hello:v1"));
+    let status = kubectl.ok(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+    assert!(
+        status.contains("deployment \"web\" successfully rolled out"),
+        "{status}"
+    );
+
+    // Six pods, two per node, each answering with its own name.
+    let pods = wait_ready_pods(&cluster, 6);
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    for pod in &pods {
+        *per_node.entry(node_of(pod)).or_insert(0) += 1;
+        let name = name_of(pod);
+        assert_eq!(answer(&cluster, &name), format!("Hello from {name}!\n"));
+    }
+    assert_eq!(
+        per_node,
+        BTreeMap::from([("n1".into(), 2), ("n2".into(), 2), ("n3".into(), 2)]),
+        "replicas spread over the nodes"
+    );
+    let scheduled = cluster.events(&name_of(&pods[0]));
+    assert!(
+        scheduled.iter().any(|e| e["reason"] == "Scheduled"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("Successfully assigned default/"))),
+        "{scheduled:?}"
+    );
+
+    // A rolling update to another component: never fewer than 6 - maxUnavailable ready.
+    let floor = ReadyFloor::watch(&cluster.server);
+    kubectl.ok(&["set", "image", "deployment/web", "main=echo:v1"]);
+    let status = kubectl.ok(&["rollout", "status", "deployment/web", "--timeout=180s"]);
+    assert!(
+        status.contains("deployment \"web\" successfully rolled out"),
+        "{status}"
+    );
+    let pods = wait_ready_pods(&cluster, 6);
+    for pod in &pods {
+        let body = answer(&cluster, &name_of(pod));
+        assert!(body.contains("\"method\":\"GET\""), "echo answers: {body}");
+    }
+    let (lowest, then) = floor.lowest();
+    assert!(
+        lowest >= 5,
+        "ready pods fell to {lowest} during the rollout: {then:?}"
+    );
+    let history = kubectl.ok(&["rollout", "history", "deployment/web"]);
+    let revisions: Vec<String> = history
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect();
+    assert_eq!(revisions, vec!["1", "2"], "{history}");
+    let events: Vec<String> = cluster
+        .events("web")
+        .iter()
+        .filter(|e| e["reason"] == "ScalingReplicaSet")
+        .filter_map(|e| e["message"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|m| m.starts_with("Scaled down replica set web-")),
+        "{events:?}"
+    );
+
+    // Undo: back to hello; the first ReplicaSet becomes revision 3.
+    let floor = ReadyFloor::watch(&cluster.server);
+    let undo = kubectl.ok(&["rollout", "undo", "deployment/web"]);
+    assert!(undo.contains("deployment.apps/web rolled back"), "{undo}");
+    kubectl.ok(&["rollout", "status", "deployment/web", "--timeout=180s"]);
+    let pods = wait_ready_pods(&cluster, 6);
+    let name = name_of(&pods[0]);
+    assert_eq!(answer(&cluster, &name), format!("Hello from {name}!\n"));
+    let (lowest, then) = floor.lowest();
+    assert!(
+        lowest >= 5,
+        "ready pods fell to {lowest} during the undo: {then:?}"
+    );
+    let history = kubectl.ok(&["rollout", "history", "deployment/web"]);
+    let revisions: Vec<&str> = history
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(revisions, vec!["2", "3"], "{history}");
+
+    // Scale down, then a deleted pod is replaced.
+    kubectl.ok(&["scale", "deployment/web", "--replicas=3"]);
+    let pods = wait_ready_pods(&cluster, 3);
+    let victim = name_of(&pods[0]);
+    kubectl.ok(&["delete", "pod", &victim, "--wait=false"]);
+    let pods = wait_until("the deleted pod is replaced", || {
+        let pods = cluster.pods("web");
+        let ready: Vec<Value> = pods.iter().filter(|p| is_ready(p)).cloned().collect();
+        (ready.len() == 3 && ready.iter().all(|p| name_of(p) != victim)).then_some(ready)
+    });
+    assert_eq!(pods.len(), 3);
+    let deployment = get_json(
+        &cluster.server,
+        "/apis/apps/v1/namespaces/default/deployments/web",
+    )
+    .expect("deployment");
+    assert_eq!(deployment["status"]["availableReplicas"], 3);
+    assert_eq!(condition(&deployment, "Available").as_deref(), Some("True"));
+
+    // Deleting the Deployment takes its ReplicaSets and pods.
+    kubectl.ok(&["delete", "deployment", "web"]);
+    wait_until("the ReplicaSets and pods are gone", || {
+        let sets = get_json(
+            &cluster.server,
+            "/apis/apps/v1/namespaces/default/replicasets",
+        )?;
+        (sets["items"].as_array().is_some_and(Vec::is_empty) && cluster.pods("web").is_empty())
+            .then_some(())
+    });
+}
+
+#[test]
+fn pods_go_where_their_constraints_allow_and_wait_when_nothing_fits() {
+    let mut cluster = Cluster::start(0, &["hello"]);
+    cluster.add_node("small", &["--memory", "256Mi", "--labels", "disk=hdd"]);
+    cluster.add_node("tainted", &["--memory", "4Gi", "--labels", "disk=ssd"]);
+    let kubectl = &cluster.kubectl;
+    kubectl.ok(&["taint", "nodes", "tainted", "dedicated=db:NoSchedule"]);
+
+    // Too big for "small", and "tainted" is not tolerated: Pending, and why.
+    let big = "apiVersion: v1
+kind: Pod
+metadata:
+  name: big
+  labels: {app: big}
+spec:
+  containers:
+  - name: main
+    image: hello:v1
+    resources:
+      requests: {memory: 1Gi}
+";
+    cluster.apply("big", big);
+    let event = wait_until("a FailedScheduling event for big", || {
+        cluster
+            .events("big")
+            .into_iter()
+            .find(|e| e["reason"] == "FailedScheduling")
+    });
+    assert_eq!(
+        event["message"],
+        "0/2 nodes are available: 1 Insufficient memory, 1 node(s) had untolerated taint {dedicated: db}."
+    );
+    let described = kubectl.ok(&["describe", "pod", "big"]);
+    assert!(described.contains("FailedScheduling"), "{described}");
+    let pod = get_json(&cluster.server, "/api/v1/namespaces/default/pods/big").expect("pod");
+    assert_eq!(pod["status"]["phase"], "Pending");
+    assert_eq!(condition(&pod, "PodScheduled").as_deref(), Some("False"));
+
+    // A node with room joins: the waiting pod runs there.
+    cluster.add_node("roomy", &["--memory", "8Gi", "--labels", "disk=ssd"]);
+    let pod = wait_until("big runs on the new node", || {
+        let pod = get_json(&cluster.server, "/api/v1/namespaces/default/pods/big")?;
+        is_ready(&pod).then_some(pod)
+    });
+    assert_eq!(node_of(&pod), "roomy");
+
+    // A toleration and a node selector lead to the tainted node.
+    let db = "apiVersion: v1
+kind: Pod
+metadata:
+  name: db
+  labels: {app: db}
+spec:
+  nodeSelector: {disk: ssd}
+  tolerations:
+  - {key: dedicated, operator: Equal, value: db, effect: NoSchedule}
+  affinity:
+    nodeAffinity:
+      preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        preference:
+          matchExpressions: [{key: kubernetes.io/hostname, operator: In, values: [tainted]}]
+  containers:
+  - name: main
+    image: hello:v1
+";
+    cluster.apply("db", db);
+    let pod = wait_until("db is scheduled", || {
+        let pod = get_json(&cluster.server, "/api/v1/namespaces/default/pods/db")?;
+        (!node_of(&pod).is_empty()).then_some(pod)
+    });
+    assert_eq!(node_of(&pod), "tainted");
+
+    // Anti-affinity: one per node among the nodes a pod may use, then Pending.
+    let spread = |i: usize| {
+        format!(
+            "apiVersion: v1
+kind: Pod
+metadata:
+  name: solo-{i}
+  labels: {{app: solo}}
+spec:
+  affinity:
+    podAntiAffinity:
+      requiredDuringSchedulingIgnoredDuringExecution:
+      - labelSelector: {{matchLabels: {{app: solo}}}}
+        topologyKey: kubernetes.io/hostname
+  containers:
+  - name: main
+    image: hello:v1
+"
+        )
+    };
+    for i in 0..3 {
+        cluster.apply(&format!("solo-{i}"), &spread(i));
+    }
+    let placed = wait_until("two solo pods placed, one waiting", || {
+        let pods = cluster.pods("solo");
+        let nodes: Vec<String> = pods.iter().map(node_of).filter(|n| !n.is_empty()).collect();
+        let waiting = cluster
+            .events(&format!("solo-{}", 2))
+            .iter()
+            .any(|e| e["reason"] == "FailedScheduling")
+            || ["solo-0", "solo-1"].iter().any(|n| {
+                cluster
+                    .events(n)
+                    .iter()
+                    .any(|e| e["reason"] == "FailedScheduling")
+            });
+        (nodes.len() == 2 && waiting).then_some(nodes)
+    });
+    let mut placed = placed;
+    placed.sort();
+    assert_eq!(
+        placed,
+        vec!["roomy", "small"],
+        "the untolerated taint keeps solo pods off"
+    );
+}
