@@ -20,6 +20,11 @@ pub struct ServerArgs {
     /// How long a node may be silent before it is marked NotReady (e.g. 5s, 40s).
     #[arg(long, default_value = "5s", value_parser = crate::duration::parse)]
     pub node_monitor_grace_period: std::time::Duration,
+    /// How long the pods of a lost (unreachable or not-ready) node wait before
+    /// they are evicted and replaced elsewhere, unless they set their own
+    /// tolerations (Kubernetes: 300).
+    #[arg(long, default_value_t = skiff_control::DEFAULT_TOLERATION_SECONDS, value_name = "SECONDS")]
+    pub default_unreachable_toleration_seconds: i64,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -34,6 +39,7 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<ControlPlane> {
         api_addr: args.api_addr,
         quic_addr: args.quic_addr,
         node_grace_period: args.node_monitor_grace_period,
+        default_toleration_seconds: args.default_unreachable_toleration_seconds,
         ..ControlPlaneConfig::new(data_dir)
     };
     let plane = ControlPlane::start(config)

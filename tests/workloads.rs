@@ -320,13 +320,16 @@ fn a_deployment_spreads_rolls_out_undoes_heals_and_goes() {
         (ready.len() == 3 && ready.iter().all(|p| name_of(p) != victim)).then_some(ready)
     });
     assert_eq!(pods.len(), 3);
-    let deployment = get_json(
-        &cluster.server,
-        "/apis/apps/v1/namespaces/default/deployments/web",
-    )
-    .expect("deployment");
-    assert_eq!(deployment["status"]["availableReplicas"], 3);
-    assert_eq!(condition(&deployment, "Available").as_deref(), Some("True"));
+    // The Deployment's status follows its ReplicaSet's, which follows the pods.
+    wait_until("the Deployment reports 3 available replicas", || {
+        let d = get_json(
+            &cluster.server,
+            "/apis/apps/v1/namespaces/default/deployments/web",
+        )?;
+        (d["status"]["availableReplicas"] == 3
+            && condition(&d, "Available").as_deref() == Some("True"))
+        .then_some(())
+    });
 
     // Deleting the Deployment takes its ReplicaSets and pods.
     kubectl.ok(&["delete", "deployment", "web"]);
@@ -458,4 +461,86 @@ spec:
         vec!["roomy", "small"],
         "the untolerated taint keeps solo pods off"
     );
+}
+
+#[test]
+fn a_lost_nodes_pods_are_replaced_elsewhere_and_it_comes_back_clean() {
+    let mut cluster = Cluster::start(3, &["hello"]);
+    cluster.apply("web", &deployment(6, "hello:v1"));
+    let pods = wait_ready_pods(&cluster, 6);
+    let lost: Vec<String> = pods
+        .iter()
+        .filter(|p| node_of(p) == "n3")
+        .map(name_of)
+        .collect();
+    assert_eq!(lost.len(), 2, "two replicas on each node");
+
+    // Kill n3: it goes NotReady with the unreachable taints, its pods are
+    // evicted after their default toleration and replaced on n1 and n2.
+    let started = std::time::Instant::now();
+    let n3 = cluster
+        .nodes
+        .iter_mut()
+        .find(|n| n.name() == "n3")
+        .expect("node n3");
+    let data_dir = n3.data_dir().to_path_buf();
+    n3.kill();
+    let pods = wait_until("six ready web pods on n1 and n2", || {
+        let ready: Vec<Value> = cluster.pods("web").into_iter().filter(is_ready).collect();
+        (ready.len() == 6 && ready.iter().all(|p| node_of(p) != "n3")).then_some(ready)
+    });
+    println!(
+        "failover: node n3 killed -> its pods ready elsewhere in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(pods.iter().all(|p| !lost.contains(&name_of(p))));
+    let node = get_json(&cluster.server, "/api/v1/nodes/n3").expect("node n3");
+    assert_eq!(condition(&node, "Ready").as_deref(), Some("Unknown"));
+    let taints: Vec<(String, String)> = node["spec"]["taints"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            (
+                t["key"].as_str().unwrap_or("").to_string(),
+                t["effect"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    for effect in ["NoSchedule", "NoExecute"] {
+        assert!(
+            taints.contains(&("node.kubernetes.io/unreachable".into(), effect.into())),
+            "{taints:?}"
+        );
+    }
+    for name in &lost {
+        let events = cluster.events(name);
+        assert!(
+            events.iter().any(|e| e["reason"] == "TaintManagerEviction"),
+            "no eviction event for {name}: {events:?}"
+        );
+        let pod = get_json(
+            &cluster.server,
+            &format!("/api/v1/namespaces/default/pods/{name}"),
+        )
+        .expect("an evicted pod waits for its node, as on Kubernetes");
+        assert!(!pod["metadata"]["deletionTimestamp"].is_null());
+        assert_eq!(condition(&pod, "Ready").as_deref(), Some("False"));
+    }
+
+    // n3 comes back with its data dir: Ready, untainted, and the evicted pods
+    // are stopped there and gone.
+    let node = NodeProcess::start(cluster.server.quic_addr(), "n3", &data_dir, None, &[]);
+    cluster.nodes.push(node);
+    wait_until(
+        "n3 is Ready without taints and its old pods are gone",
+        || {
+            let node = get_json(&cluster.server, "/api/v1/nodes/n3")?;
+            let clean = condition(&node, "Ready").as_deref() == Some("True")
+                && node["spec"]["taints"].as_array().is_none_or(Vec::is_empty);
+            let names: Vec<String> = cluster.pods("web").iter().map(name_of).collect();
+            (clean && names.len() == 6 && !names.iter().any(|n| lost.contains(n))).then_some(())
+        },
+    );
+    wait_ready_pods(&cluster, 6);
 }

@@ -9,6 +9,7 @@ pub mod namespace;
 pub mod node_lifecycle;
 pub mod pod_control;
 pub mod replica_set;
+pub mod taint_eviction;
 pub mod work_queue;
 
 use serde_json::Value;

@@ -17,4 +17,5 @@ pub mod scheduler;
 pub mod server;
 pub mod store;
 
+pub use registry::strategy::DEFAULT_TOLERATION_SECONDS;
 pub use server::{ControlPlane, ControlPlaneConfig};

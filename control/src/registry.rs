@@ -11,7 +11,7 @@ mod allocate;
 mod delete;
 mod namespace;
 mod scale;
-mod strategy;
+pub mod strategy;
 
 use std::sync::Arc;
 
@@ -46,6 +46,10 @@ const PATCH_RETRIES: usize = 8;
 pub struct Registry {
     store: Arc<dyn Store>,
     reserved: Arc<allocate::ReservedLock>,
+    /// `tolerationSeconds` of the not-ready and unreachable NoExecute
+    /// tolerations every new pod gets (Kubernetes' DefaultTolerationSeconds
+    /// admission; its default there is 300 s).
+    default_toleration_seconds: i64,
 }
 
 /// Options shared by create, update and patch.
@@ -84,7 +88,16 @@ impl Registry {
         Registry {
             store,
             reserved: Arc::default(),
+            default_toleration_seconds: strategy::DEFAULT_TOLERATION_SECONDS,
         }
+    }
+
+    /// Sets the `tolerationSeconds` new pods get for the not-ready and
+    /// unreachable taints: how long their lost node's pods wait before they
+    /// are evicted and replaced elsewhere.
+    pub fn with_default_toleration_seconds(mut self, seconds: i64) -> Self {
+        self.default_toleration_seconds = seconds;
+        self
     }
 
     /// The underlying store (for watches).
@@ -139,6 +152,9 @@ impl Registry {
         self.prepare_create(rt, namespace, &mut obj, opts.applied)?;
         let name = meta::name(&obj).unwrap_or_default().to_string();
         strategy::prepare_for_create(rt, &mut obj);
+        if rt.kind == "Pod" && rt.group.is_empty() {
+            strategy::add_default_tolerations(&mut obj, self.default_toleration_seconds);
+        }
         allocate::allocate(self, rt, None, &mut obj)?;
         validate::validate_create(rt, &obj)?;
         if !opts.applied && !opts.field_manager.is_empty() {

@@ -39,6 +39,9 @@ pub struct ControlPlaneConfig {
     pub quic_addr: SocketAddr,
     /// How long a node may be silent before it is marked NotReady.
     pub node_grace_period: Duration,
+    /// How long a lost node's pods stay bound to it before they are evicted
+    /// (the default `tolerationSeconds` of the not-ready/unreachable taints).
+    pub default_toleration_seconds: i64,
     pub store: StoreConfig,
 }
 
@@ -51,6 +54,7 @@ impl ControlPlaneConfig {
             api_addr: SocketAddr::from(([127, 0, 0, 1], 6443)),
             quic_addr: SocketAddr::from(([127, 0, 0, 1], 6443)),
             node_grace_period: DEFAULT_NODE_GRACE_PERIOD,
+            default_toleration_seconds: crate::registry::strategy::DEFAULT_TOLERATION_SECONDS,
             store: StoreConfig::default(),
         }
     }
@@ -109,7 +113,8 @@ impl ControlPlane {
         )?);
         let components = ComponentStore::open(&config.data_dir.join("components"))
             .map_err(StartError::Components)?;
-        let registry = Registry::new(store);
+        let registry =
+            Registry::new(store).with_default_toleration_seconds(config.default_toleration_seconds);
         bootstrap(&registry).await.map_err(StartError::Bootstrap)?;
         let ca = Arc::new(ClusterCa::load_or_create(&config.data_dir.join("pki"))?);
         publish_cluster_info(&registry, &ca)
@@ -163,8 +168,17 @@ impl ControlPlane {
             tokio::spawn(crate::controllers::garbage_collector::run(registry.clone())),
             tokio::spawn(crate::controllers::node_lifecycle::run(
                 registry.clone(),
+                informers.nodes.clone(),
+                informers.pods.clone(),
+                events.clone(),
                 gateway.liveness(),
                 config.node_grace_period,
+            )),
+            tokio::spawn(crate::controllers::taint_eviction::run(
+                registry.clone(),
+                informers.nodes.clone(),
+                informers.pods.clone(),
+                events.clone(),
             )),
         ];
         state.ready.store(true, Ordering::Release);

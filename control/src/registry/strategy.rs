@@ -14,6 +14,50 @@ pub fn tracks_generation(rt: &ResourceType) -> bool {
     ) || matches!(rt.kind, "Pod" | "PersistentVolumeClaim")
 }
 
+/// The taints a node gets when it is lost (Ready=Unknown) or not ready.
+pub const TAINT_UNREACHABLE: &str = "node.kubernetes.io/unreachable";
+pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
+
+/// Skiff's default `tolerationSeconds` for those taints. Kubernetes waits
+/// 300 s; Skiff's failover budget (a lost node's pods running elsewhere within
+/// 10 s, DESIGN.md) leaves 2 s after the node grace period.
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 2;
+
+/// Kubernetes' DefaultTolerationSeconds admission: a pod that does not
+/// tolerate the not-ready and unreachable NoExecute taints itself gets a
+/// toleration of each for `seconds`, so its node's loss evicts it after that.
+pub fn add_default_tolerations(pod: &mut Value, seconds: i64) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
+        return;
+    };
+    let list = spec
+        .entry("tolerations")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    if !list.is_array() {
+        return; // Validation reports it.
+    }
+    let Some(list) = list.as_array_mut() else {
+        return;
+    };
+    for key in [TAINT_NOT_READY, TAINT_UNREACHABLE] {
+        let covered = list.iter().any(|t| {
+            let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
+            let t_key = t.get("key").and_then(Value::as_str).unwrap_or("");
+            let exists = t.get("operator").and_then(Value::as_str) == Some("Exists");
+            (effect.is_empty() || effect == "NoExecute")
+                && (t_key == key || (t_key.is_empty() && exists))
+        });
+        if !covered {
+            list.push(json!({
+                "key": key,
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": seconds,
+            }));
+        }
+    }
+}
+
 /// Server-side defaults and initial status of a new object.
 pub fn prepare_for_create(rt: &ResourceType, obj: &mut Value) {
     if rt.status_subresource {
@@ -191,5 +235,39 @@ pub fn set_path(obj: &mut Value, path: &[&str], value: Value) {
     }
     if let Some(map) = cur.as_object_mut() {
         map.insert(last.to_string(), value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pods_get_the_lost_node_tolerations_unless_they_have_their_own() {
+        let mut pod = json!({"spec": {"containers": []}});
+        add_default_tolerations(&mut pod, 2);
+        assert_eq!(
+            pod["spec"]["tolerations"],
+            json!([
+                {"key": TAINT_NOT_READY, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2},
+                {"key": TAINT_UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2},
+            ])
+        );
+        let own = json!({"key": TAINT_UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 60});
+        let mut pod = json!({"spec": {"tolerations": [own.clone()]}});
+        add_default_tolerations(&mut pod, 2);
+        let list = pod["spec"]["tolerations"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0], own);
+        assert_eq!(list[1]["key"], TAINT_NOT_READY);
+        let mut anything = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
+        add_default_tolerations(&mut anything, 2);
+        assert_eq!(
+            anything["spec"]["tolerations"].as_array().map(Vec::len),
+            Some(1)
+        );
     }
 }

@@ -1,0 +1,196 @@
+//! The taint eviction controller, as Kubernetes' (`pkg/controller/tainteviction`):
+//! a pod bound to a node with a `NoExecute` taint it does not tolerate is
+//! deleted at once; one it tolerates for `tolerationSeconds` is deleted when
+//! that time has passed since the taint was added; a toleration without
+//! seconds keeps it there. This is how a lost node's pods are replaced
+//! elsewhere: the node lifecycle controller taints the node, every pod carries
+//! the default not-ready/unreachable tolerations (2 s in Skiff), and the pods'
+//! controllers create replacements as soon as the old ones are terminating.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Taint, Toleration};
+use serde_json::Value;
+use skiff_api::meta;
+use skiff_api::resource::by_kind;
+use skiff_api::status::Reason;
+
+use crate::events::{EventRecorder, EventType};
+use crate::informer::Informer;
+use crate::registry::{DeleteOptions, Registry};
+use crate::scheduler::requirements::tolerates;
+
+const NAME: &str = "taint-eviction-controller";
+/// How often tainted nodes' pods are looked at.
+const CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// When a pod on a tainted node must go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eviction {
+    /// It tolerates every NoExecute taint for good.
+    Never,
+    /// At this instant (in the past: now).
+    At(Timestamp),
+}
+
+/// Runs until the process ends.
+pub async fn run(registry: Registry, nodes: Informer, pods: Informer, events: EventRecorder) {
+    nodes.synced().await;
+    pods.synced().await;
+    let mut tick = tokio::time::interval(CHECK_INTERVAL);
+    loop {
+        tick.tick().await;
+        let tainted: HashMap<String, Vec<Taint>> = nodes
+            .list(None, |_| true)
+            .iter()
+            .filter_map(|n| {
+                let taints = no_execute_taints(n);
+                (!taints.is_empty())
+                    .then(|| (meta::name(n).unwrap_or_default().to_string(), taints))
+            })
+            .collect();
+        if tainted.is_empty() {
+            continue;
+        }
+        let now = Timestamp::now();
+        let candidates = pods.list(None, |p| {
+            meta::deletion_timestamp(p).is_none()
+                && p.pointer("/spec/nodeName")
+                    .and_then(Value::as_str)
+                    .is_some_and(|n| tainted.contains_key(n))
+        });
+        for pod in candidates {
+            let node = pod
+                .pointer("/spec/nodeName")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let Some(taints) = tainted.get(node) else {
+                continue;
+            };
+            match eviction(&pod, taints, now) {
+                Eviction::At(t) if t <= now => evict(&registry, &events, &pod).await,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The node's NoExecute taints.
+fn no_execute_taints(node: &Value) -> Vec<Taint> {
+    node.pointer("/spec/taints")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| serde_json::from_value::<Taint>(t.clone()).ok())
+        .filter(|t| t.effect == "NoExecute")
+        .collect()
+}
+
+/// When `pod` must leave a node with `taints` (all NoExecute), as the
+/// Kubernetes taint manager decides: an untolerated taint evicts now; else the
+/// shortest `tolerationSeconds` among the tolerations used, counted from when
+/// its taint was added.
+pub fn eviction(pod: &Value, taints: &[Taint], now: Timestamp) -> Eviction {
+    let tolerations: Vec<Toleration> = pod
+        .pointer("/spec/tolerations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| serde_json::from_value(t.clone()).ok())
+        .collect();
+    let mut earliest: Option<Timestamp> = None;
+    for taint in taints {
+        let used: Vec<&Toleration> = tolerations.iter().filter(|t| tolerates(t, taint)).collect();
+        if used.is_empty() {
+            return Eviction::At(now);
+        }
+        // The toleration that lets the pod stay longest wins; one without
+        // seconds lets it stay for good.
+        if used.iter().any(|t| t.toleration_seconds.is_none()) {
+            continue;
+        }
+        let seconds = used
+            .iter()
+            .filter_map(|t| t.toleration_seconds)
+            .max()
+            .unwrap_or(0)
+            .max(0);
+        let added = taint.time_added.as_ref().map_or(now, |t| t.0);
+        let at = added
+            .checked_add(jiff::SignedDuration::from_secs(seconds))
+            .unwrap_or(now);
+        earliest = Some(earliest.map_or(at, |e| e.min(at)));
+    }
+    earliest.map_or(Eviction::Never, Eviction::At)
+}
+
+async fn evict(registry: &Registry, events: &EventRecorder, pod: &Value) {
+    let Some(rt) = by_kind("v1", "Pod") else {
+        return;
+    };
+    let (ns, name) = (
+        meta::namespace(pod).unwrap_or_default(),
+        meta::name(pod).unwrap_or_default(),
+    );
+    let opts = DeleteOptions {
+        precondition_uid: meta::uid(pod).map(str::to_string),
+        ..Default::default()
+    };
+    match registry.delete(rt, ns, name, &opts).await {
+        Ok(_) => {
+            tracing::info!(pod = %format!("{ns}/{name}"), "evicted from a NoExecute-tainted node");
+            events.record(
+                pod,
+                NAME,
+                EventType::Normal,
+                "TaintManagerEviction",
+                format!("Marking for deletion Pod {ns}/{name}"),
+            );
+        }
+        Err(e) if matches!(e.reason, Reason::NotFound | Reason::Conflict) => {}
+        Err(e) => tracing::warn!(pod = %format!("{ns}/{name}"), error = %e, "evict pod"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn taint(key: &str, added: &str) -> Taint {
+        serde_json::from_value(json!({"key": key, "effect": "NoExecute", "timeAdded": added}))
+            .expect("taint")
+    }
+
+    fn pod(tolerations: Value) -> Value {
+        json!({"spec": {"nodeName": "n1", "tolerations": tolerations}})
+    }
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().expect("timestamp")
+    }
+
+    #[test]
+    fn untolerated_goes_now_tolerated_waits_its_seconds_forever_stays() {
+        let now = at("2026-01-01T00:00:05Z");
+        let lost = [taint(
+            "node.kubernetes.io/unreachable",
+            "2026-01-01T00:00:04Z",
+        )];
+        assert_eq!(eviction(&pod(json!([])), &lost, now), Eviction::At(now));
+        let two_seconds = pod(json!([{"key": "node.kubernetes.io/unreachable",
+            "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 2}]));
+        assert_eq!(
+            eviction(&two_seconds, &lost, now),
+            Eviction::At(at("2026-01-01T00:00:06Z"))
+        );
+        let forever = pod(json!([{"operator": "Exists"}]));
+        assert_eq!(eviction(&forever, &lost, now), Eviction::Never);
+        // Another taint the pod does not tolerate still evicts it now.
+        let both = [lost[0].clone(), taint("dedicated", "2026-01-01T00:00:00Z")];
+        assert_eq!(eviction(&two_seconds, &both, now), Eviction::At(now));
+    }
+}
