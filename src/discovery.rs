@@ -142,6 +142,21 @@ impl Discovery {
         Ok(vec![self.by_name(typed)?])
     }
 
+    /// One object named on a command line, as `TYPE NAME` or `TYPE/NAME`.
+    pub fn one_object<'a>(&'a self, words: &[String]) -> anyhow::Result<(&'a Resource, String)> {
+        let (typed, name) = match words {
+            [one] => one.split_once('/').with_context(|| {
+                format!("name the object as TYPE/NAME or TYPE NAME (got {one:?})")
+            })?,
+            [typed, name] => (typed.as_str(), name.as_str()),
+            _ => bail!("name exactly one object, as TYPE/NAME or TYPE NAME"),
+        };
+        if name.is_empty() {
+            bail!("name the object as TYPE/NAME or TYPE NAME (no name in {typed:?})");
+        }
+        Ok((self.by_name(typed)?, name.to_string()))
+    }
+
     /// The resource a name typed by a user means: plural, singular, kind or
     /// short name, optionally qualified by group (`deployments.apps`) or by
     /// version and group (`deployments.v1.apps`). Case-insensitive; the

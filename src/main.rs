@@ -16,6 +16,8 @@ mod manifest;
 mod node;
 mod printer;
 mod push;
+mod rollout;
+mod scale;
 mod server;
 mod token;
 mod up;
@@ -56,6 +58,8 @@ enum Command {
     Describe(describe::Args),
     Delete(delete::Args),
     Logs(logs::Args),
+    Scale(scale::Args),
+    Rollout(rollout::Args),
     Version(version::Args),
     Token(token::Args),
 }
@@ -84,6 +88,8 @@ fn main() -> std::process::ExitCode {
             Command::Describe(args) => describe::run(args).await,
             Command::Delete(args) => delete::run(args).await,
             Command::Logs(args) => logs::run(args).await,
+            Command::Scale(args) => scale::run(args).await,
+            Command::Rollout(args) => rollout::run(args).await,
             Command::Version(args) => version::run(args).await,
             Command::Token(args) => token::run(args).await,
         }

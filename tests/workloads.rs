@@ -28,6 +28,7 @@ use serde_json::Value;
 struct Cluster {
     server: Server,
     kubectl: Kubectl,
+    skiff: Skiff,
     token: String,
     nodes: Vec<NodeProcess>,
     dir: tempfile::TempDir,
@@ -44,6 +45,7 @@ impl Cluster {
         let mut cluster = Cluster {
             server,
             kubectl,
+            skiff,
             token,
             nodes: Vec::new(),
             dir,
@@ -543,4 +545,128 @@ fn a_lost_nodes_pods_are_replaced_elsewhere_and_it_comes_back_clean() {
         },
     );
     wait_ready_pods(&cluster, 6);
+}
+
+/// The Deployment's pod template image, from the API.
+fn image_of_deployment(cluster: &Cluster) -> String {
+    get_json(
+        &cluster.server,
+        "/apis/apps/v1/namespaces/default/deployments/web",
+    )
+    .and_then(|d| {
+        d.pointer("/spec/template/spec/containers/0/image")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    })
+    .unwrap_or_default()
+}
+
+#[test]
+fn skiff_scale_and_rollout_drive_a_deployment() {
+    let cluster = Cluster::start(1, &["hello", "echo"]);
+    let skiff = &cluster.skiff;
+    cluster.apply("web", &deployment(2, "hello:v1"));
+    let status = skiff.ok(&["rollout", "status", "deployment/web", "--timeout", "120s"]);
+    assert_eq!(
+        status.stdout.lines().last(),
+        Some("deployment \"web\" successfully rolled out"),
+        "{}",
+        status.stdout
+    );
+
+    let out = skiff.ok(&["scale", "deployment/web", "--replicas=3"]);
+    assert_eq!(out.stdout.trim(), "deployment.apps/web scaled");
+    wait_ready_pods(&cluster, 3);
+    let err = skiff.fails(&[
+        "scale",
+        "deploy",
+        "web",
+        "--replicas=1",
+        "--current-replicas=5",
+    ]);
+    assert!(err.contains("expected replicas to be 5, was 3"), "{err}");
+
+    // Paused: a template change waits; undo is refused; resume rolls it out.
+    let out = skiff.ok(&["rollout", "pause", "deployment/web"]);
+    assert_eq!(out.stdout.trim(), "deployment.apps/web paused");
+    cluster
+        .kubectl
+        .ok(&["set", "image", "deployment/web", "main=echo:v1"]);
+    let paused = wait_until("the paused Deployment reports DeploymentPaused", || {
+        let d = get_json(
+            &cluster.server,
+            "/apis/apps/v1/namespaces/default/deployments/web",
+        )?;
+        d["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| c["type"] == "Progressing" && c["reason"] == "DeploymentPaused")
+            .then_some(d)
+    });
+    assert_eq!(
+        paused["status"]["updatedReplicas"], 0,
+        "nothing rolled while paused"
+    );
+    let err = skiff.fails(&["rollout", "undo", "deployment/web"]);
+    assert!(
+        err.contains("you cannot rollback a paused deployment"),
+        "{err}"
+    );
+    let out = skiff.ok(&["rollout", "resume", "deployment/web"]);
+    assert_eq!(out.stdout.trim(), "deployment.apps/web resumed");
+    skiff.ok(&["rollout", "status", "deployment/web", "--timeout", "120s"]);
+    let pods = wait_ready_pods(&cluster, 3);
+    assert!(answer(&cluster, &name_of(&pods[0])).contains("\"method\":\"GET\""));
+
+    let history = skiff.ok(&["rollout", "history", "deployment/web"]);
+    assert_eq!(
+        history.lines(),
+        [
+            "deployment.apps/web",
+            "REVISION CHANGE-CAUSE",
+            "1 <none>",
+            "2 <none>",
+            ""
+        ]
+        .iter()
+        .filter(|l| !l.is_empty())
+        .map(|l| l.to_string())
+        .collect::<Vec<_>>(),
+        "{}",
+        history.stdout
+    );
+    let one = skiff.ok(&["rollout", "history", "deployment/web", "--revision=1"]);
+    assert!(one.stdout.contains("image: hello:v1"), "{}", one.stdout);
+
+    // Undo to revision 1: hello again, as revision 3.
+    let out = skiff.ok(&["rollout", "undo", "deployment/web", "--to-revision=1"]);
+    assert_eq!(out.stdout.trim(), "deployment.apps/web rolled back");
+    assert_eq!(image_of_deployment(&cluster), "hello:v1");
+    skiff.ok(&["rollout", "status", "deployment/web", "--timeout", "120s"]);
+    let pods = wait_ready_pods(&cluster, 3);
+    let name = name_of(&pods[0]);
+    assert_eq!(answer(&cluster, &name), format!("Hello from {name}!\n"));
+    let out = skiff.ok(&["rollout", "undo", "deployment/web", "--to-revision=3"]);
+    assert_eq!(
+        out.stdout.trim(),
+        "deployment.apps/web skipped rollback (current template already matches revision 3)"
+    );
+
+    // Restart: every pod replaced, the template stamped.
+    let before: Vec<String> = pods.iter().map(name_of).collect();
+    let out = skiff.ok(&["rollout", "restart", "deployment/web"]);
+    assert_eq!(out.stdout.trim(), "deployment.apps/web restarted");
+    skiff.ok(&["rollout", "status", "deployment/web", "--timeout", "120s"]);
+    let after = wait_until("three ready pods, all new", || {
+        let pods = cluster.pods("web");
+        (pods.len() == 3
+            && pods.iter().all(is_ready)
+            && pods.iter().all(|p| !before.contains(&name_of(p))))
+        .then_some(pods)
+    });
+    assert!(
+        after[0]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].is_string(),
+        "{:?}",
+        after[0]["metadata"]
+    );
 }
