@@ -15,19 +15,21 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 use skiff_api::join::{CONTROL_PLANE_SERVER_NAME, JoinToken};
-use skiff_api::wire::{Downstream, Hello, JoinRequest, Open, PROTOCOL_VERSION, Reply, Upstream};
+use skiff_api::wire::{
+    Downstream, Hello, JoinRequest, JoinResponse, Open, PROTOCOL_VERSION, Reply, Upstream,
+};
 use tokio::sync::watch;
 
-use crate::identity::{Identity, IdentityDir};
+use crate::identity::{Identity, IdentityDir, Pending};
 use crate::outbox::Outbox;
 use crate::state::LocalPods;
 use crate::supervisor::PodSupervisor;
 
 /// How often the node says it is alive.
-const HEARTBEAT: Duration = Duration::from_secs(1);
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
 /// Reconnect backoff.
-const BACKOFF_MIN: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+pub(crate) const BACKOFF_MIN: Duration = Duration::from_millis(200);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Why joining or a session failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +68,7 @@ fn connection_error(addr: SocketAddr, e: quinn::ConnectionError, hint: &str) -> 
     }
 }
 
-/// Trades a token for an identity.
+/// Trades a token for an identity, kept in `identity_dir`.
 pub async fn join(
     endpoint: &quinn::Endpoint,
     addr: SocketAddr,
@@ -74,6 +76,17 @@ pub async fn join(
     node_name: &str,
     identity_dir: &IdentityDir,
 ) -> Result<Identity, AgentError> {
+    let (pending, joined) = request_identity(endpoint, addr, token, node_name).await?;
+    Ok(identity_dir.store(pending, &joined.cert_pem, &joined.ca_pem)?)
+}
+
+/// Trades a token for a certificate: the key it was made for, and the reply.
+pub(crate) async fn request_identity(
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+    token: &JoinToken,
+    node_name: &str,
+) -> Result<(Pending, JoinResponse), AgentError> {
     let config = tls::join_config(&token.ca_hash).map_err(AgentError::Untrusted)?;
     let connecting = endpoint
         .connect_with(config, addr, CONTROL_PLANE_SERVER_NAME)
@@ -101,13 +114,47 @@ pub async fn join(
         .map_err(|e| AgentError::Link(format!("join: {e}")))?;
     connection.close(quinn::VarInt::from_u32(0), b"joined");
     match reply {
-        Reply::Joined(joined) => {
-            Ok(identity_dir.store(pending, &joined.cert_pem, &joined.ca_pem)?)
-        }
+        Reply::Joined(joined) => Ok((pending, joined)),
         Reply::Refused { message, .. } => Err(AgentError::Refused(message)),
         other => Err(AgentError::Link(format!(
             "join: unexpected reply {other:?}"
         ))),
+    }
+}
+
+/// Connects with the node's certificate and opens its session: says hello and
+/// waits for the welcome. `hint` is added to a TLS failure's message.
+pub(crate) async fn open_session(
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+    identity: &Identity,
+    hello: Hello,
+    hint: &str,
+) -> Result<(quinn::Connection, quinn::SendStream, quinn::RecvStream), AgentError> {
+    let config = tls::session_config(identity).map_err(AgentError::Untrusted)?;
+    let connection = endpoint
+        .connect_with(config, addr, CONTROL_PLANE_SERVER_NAME)
+        .map_err(|e| AgentError::Link(format!("connect to {addr}: {e}")))?
+        .await
+        .map_err(|e| connection_error(addr, e, hint))?;
+    let link = |e: &dyn std::fmt::Display| AgentError::Link(e.to_string());
+    let (mut send, mut recv) = connection.open_bi().await.map_err(|e| link(&e))?;
+    frames::write(&mut send, &Open::Session(hello))
+        .await
+        .map_err(|e| match e {
+            frames::StreamError::Write(quinn::WriteError::ConnectionLost(c)) => {
+                connection_error(addr, c, hint)
+            }
+            e => link(&e),
+        })?;
+    match frames::expect::<Reply>(&mut recv).await {
+        Ok(Reply::Welcome { .. }) => Ok((connection, send, recv)),
+        Ok(Reply::Refused { message, .. }) => Err(AgentError::Refused(message)),
+        Ok(other) => Err(AgentError::Link(format!("unexpected reply {other:?}"))),
+        Err(frames::StreamError::Read(quinn::ReadExactError::ReadError(
+            quinn::ReadError::ConnectionLost(c),
+        ))) => Err(connection_error(addr, c, hint)),
+        Err(e) => Err(link(&e)),
     }
 }
 
@@ -154,19 +201,11 @@ impl Agent {
     }
 
     async fn session(&self) -> Result<(), AgentError> {
-        let config = tls::session_config(&self.identity).map_err(AgentError::Untrusted)?;
         let hint = format!(
             " (this node's identity in {} belongs to another cluster? remove it and join again with a token)",
             self.identity_dir.dir().display()
         );
-        let connection = self
-            .endpoint
-            .connect_with(config, self.addr, CONTROL_PLANE_SERVER_NAME)
-            .map_err(|e| AgentError::Link(format!("connect to {}: {e}", self.addr)))?
-            .await
-            .map_err(|e| connection_error(self.addr, e, &hint))?;
         let link = |e: &dyn std::fmt::Display| AgentError::Link(e.to_string());
-        let (mut send, mut recv) = connection.open_bi().await.map_err(|e| link(&e))?;
         let mut hello = self.hello.clone();
         hello.running = self
             .local
@@ -180,23 +219,8 @@ impl Agent {
                     .map(str::to_string)
             })
             .collect();
-        frames::write(&mut send, &Open::Session(hello))
-            .await
-            .map_err(|e| match e {
-                frames::StreamError::Write(quinn::WriteError::ConnectionLost(c)) => {
-                    connection_error(self.addr, c, &hint)
-                }
-                e => link(&e),
-            })?;
-        match frames::expect::<Reply>(&mut recv).await {
-            Ok(Reply::Welcome { .. }) => {}
-            Ok(Reply::Refused { message, .. }) => return Err(AgentError::Refused(message)),
-            Ok(other) => return Err(AgentError::Link(format!("unexpected reply {other:?}"))),
-            Err(frames::StreamError::Read(quinn::ReadExactError::ReadError(
-                quinn::ReadError::ConnectionLost(c),
-            ))) => return Err(connection_error(self.addr, c, &hint)),
-            Err(e) => return Err(link(&e)),
-        }
+        let (connection, mut send, mut recv) =
+            open_session(&self.endpoint, self.addr, &self.identity, hello, &hint).await?;
         tracing::info!(node = %self.hello.node_name, control_plane = %self.addr, "connected to the control plane");
         self.connection.send_replace(Some(connection.clone()));
         self.connected.send_replace(true);

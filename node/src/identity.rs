@@ -25,6 +25,8 @@ pub enum IdentityError {
     },
     #[error("make a key and certificate request: {0}")]
     Generate(rcgen::Error),
+    #[error("{what} the control plane sent is not valid: {detail}")]
+    Received { what: &'static str, detail: String },
 }
 
 /// A node's certificate, key and trusted CA.
@@ -115,17 +117,30 @@ impl IdentityDir {
             path: self.dir.clone(),
             source,
         })?;
-        let cert_der = pem_cert_der(cert_pem)
-            .ok_or_else(|| invalid("the issued certificate", &self.dir, "no PEM certificate"))?;
-        let ca_der = pem_cert_der(ca_pem)
-            .ok_or_else(|| invalid("the CA certificate", &self.dir, "no PEM certificate"))?;
-        write_private(&self.path("node.key"), &pending.key.serialize_pem())?;
+        let key_pem = pending.key.serialize_pem();
+        // Checked before anything is written, so a bad reply leaves no half identity.
+        let identity = pending.into_identity(cert_pem, ca_pem)?;
+        write_private(&self.path("node.key"), &key_pem)?;
         write_private(&self.path("ca.crt"), ca_pem)?;
         // The certificate last: its presence means the identity is complete.
         write_private(&self.path("node.crt"), cert_pem)?;
+        Ok(identity)
+    }
+}
+
+impl Pending {
+    /// The identity made of this key and what the join returned, kept in
+    /// memory only (a hollow node has no disk of its own).
+    pub fn into_identity(self, cert_pem: &str, ca_pem: &str) -> Result<Identity, IdentityError> {
+        let received = |what| IdentityError::Received {
+            what,
+            detail: "no PEM certificate".into(),
+        };
+        let cert_der = pem_cert_der(cert_pem).ok_or_else(|| received("the issued certificate"))?;
+        let ca_der = pem_cert_der(ca_pem).ok_or_else(|| received("the CA certificate"))?;
         Ok(Identity {
             cert: CertificateDer::from(cert_der),
-            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pending.key.serialize_der())),
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.key.serialize_der())),
             ca: CertificateDer::from(ca_der),
         })
     }

@@ -327,7 +327,7 @@ async fn join_with_retry(
 }
 
 /// What the node says about itself when it connects.
-fn hello(config: &NodeConfig) -> Hello {
+pub(crate) fn hello(config: &NodeConfig) -> Hello {
     let mut labels = BTreeMap::from([
         ("kubernetes.io/hostname".to_string(), config.name.clone()),
         ("kubernetes.io/os".to_string(), "wasi".to_string()),
