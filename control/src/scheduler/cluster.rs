@@ -35,6 +35,11 @@ pub struct NodeInfo {
     pub pods: HashMap<String, Arc<PodRequirements>>,
     /// How many pods of each controller (by its uid) are bound here.
     pub owner_counts: HashMap<String, u32>,
+    /// How many of the pods here have required anti-affinity terms, so that
+    /// checking a new pod against them skips the nodes that have none
+    /// (kube-scheduler's `PodsWithRequiredAntiAffinity`): without it, every
+    /// placement would look at every pod in the cluster.
+    pub required_anti_affinity_pods: usize,
 }
 
 impl NodeInfo {
@@ -50,12 +55,16 @@ impl NodeInfo {
             nonzero_requested: Resources::default(),
             pods: HashMap::new(),
             owner_counts: HashMap::new(),
+            required_anti_affinity_pods: 0,
         }
     }
 
     fn add_pod(&mut self, pod: Arc<PodRequirements>) {
         self.requested.add(&pod.requests);
         self.nonzero_requested.add(&pod.nonzero);
+        if !pod.anti_affinity_required.is_empty() {
+            self.required_anti_affinity_pods += 1;
+        }
         if let Some(owner) = &pod.owner {
             *self.owner_counts.entry(owner.clone()).or_insert(0) += 1;
         }
@@ -73,6 +82,9 @@ impl NodeInfo {
     fn forget(&mut self, pod: &PodRequirements) {
         self.requested.sub(&pod.requests);
         self.nonzero_requested.sub(&pod.nonzero);
+        if !pod.anti_affinity_required.is_empty() {
+            self.required_anti_affinity_pods = self.required_anti_affinity_pods.saturating_sub(1);
+        }
         if let Some(owner) = &pod.owner
             && let Some(n) = self.owner_counts.get_mut(owner)
         {
@@ -179,6 +191,7 @@ impl ClusterState {
                     owner_counts: std::mem::take(&mut node.owner_counts),
                     requested: node.requested,
                     nonzero_requested: node.nonzero_requested,
+                    required_anti_affinity_pods: node.required_anti_affinity_pods,
                     ..NodeInfo::placeholder(name)
                 };
             }

@@ -210,6 +210,9 @@ impl PodContext {
             .collect();
         let mut forbidden = Vec::new();
         for node in state.nodes() {
+            if node.required_anti_affinity_pods == 0 {
+                continue;
+            }
             for existing in node.pods.values() {
                 for term in &existing.anti_affinity_required {
                     if term.matches(&existing.namespace, &pod.namespace, &pod.labels)
@@ -714,6 +717,40 @@ mod tests {
         );
         // An unrelated pod is not kept out by the db pods' rules.
         assert!(place(&mut state, &mut cursor, &pod("web", json!({}))).is_ok());
+    }
+
+    #[test]
+    fn an_existing_pods_anti_affinity_keeps_matching_pods_away() {
+        let mut state = cluster(&[
+            node("a", "4", "8Gi", json!({})),
+            node("b", "4", "8Gi", json!({})),
+        ]);
+        let guard = pod(
+            "guard",
+            json!({"nodeName": "a", "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [
+                {"labelSelector": {"matchLabels": {"app": "web"}}, "topologyKey": "kubernetes.io/hostname"}]}}}),
+        );
+        state.upsert_pod(&guard);
+        assert_eq!(
+            state.node("a").map(|n| n.required_anti_affinity_pods),
+            Some(1)
+        );
+        let web = |i: usize| {
+            let mut p = pod(&format!("web-{i}"), json!({}));
+            p["metadata"]["labels"] = json!({"app": "web"});
+            p
+        };
+        let mut cursor = Cursor::default();
+        for i in 0..3 {
+            assert_eq!(place(&mut state, &mut cursor, &web(i)).unwrap(), "b");
+        }
+        // Gone, it keeps nobody away: the emptier node takes the next one.
+        state.remove_pod("uid-guard");
+        assert_eq!(
+            state.node("a").map(|n| n.required_anti_affinity_pods),
+            Some(0)
+        );
+        assert_eq!(place(&mut state, &mut cursor, &web(3)).unwrap(), "a");
     }
 
     #[test]
