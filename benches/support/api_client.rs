@@ -178,16 +178,28 @@ impl Watch {
     /// The next event and the instant the bytes that completed it arrived;
     /// `None` when the stream ends.
     pub async fn next_event(&mut self) -> anyhow::Result<Option<(Instant, Value)>> {
+        let Some((arrived, line)) = self.next_line().await? else {
+            return Ok(None);
+        };
+        let event = serde_json::from_slice(&line).with_context(|| {
+            format!(
+                "a watch event is not JSON: {}",
+                String::from_utf8_lossy(&line)
+            )
+        })?;
+        Ok(Some((arrived, event)))
+    }
+
+    /// The next event as its raw JSON line (for a caller that decodes only the
+    /// fields it needs, cheaply), and the instant it arrived.
+    pub async fn next_line(&mut self) -> anyhow::Result<Option<(Instant, Vec<u8>)>> {
         loop {
             if let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = self.buffer.drain(..=end).collect();
-                let text = String::from_utf8_lossy(&line);
-                if text.trim().is_empty() {
+                if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                let event = serde_json::from_str(text.trim())
-                    .with_context(|| format!("a watch event is not JSON: {text}"))?;
-                return Ok(Some((self.arrived, event)));
+                return Ok(Some((self.arrived, line)));
             }
             match self.body.frame().await {
                 Some(Ok(frame)) => {
