@@ -116,11 +116,20 @@ struct StatusView {
     phase: Option<String>,
 }
 
+/// A thread's time on a CPU and runnable but waiting for one.
+#[derive(Debug, Clone, Copy, Default)]
+struct ThreadTimes {
+    on_cpu: Duration,
+    waited: Duration,
+}
+
 /// Counters of the store's writer, from `/metrics`.
 #[derive(Debug, Clone, Copy, Default)]
 struct StoreCounters {
     commits: f64,
     commit_seconds: f64,
+    /// Write requests committed (a request may hold many objects: a binding batch).
+    requests: f64,
 }
 
 /// Everything one run measured.
@@ -134,6 +143,9 @@ struct Outcome {
     store: Option<StoreCounters>,
     /// Events by reason, most first.
     events: Vec<(String, u64)>,
+    /// Time each group of threads spent on a CPU and waiting for one, from
+    /// the first create until the watch had seen everything.
+    cpu: Vec<(&'static str, ThreadTimes)>,
 }
 
 impl Plan {
@@ -185,6 +197,67 @@ fn pod_body(i: usize) -> Bytes {
         r#"{{"apiVersion":"v1","kind":"Pod","metadata":{{"name":"{}","labels":{{"app":"sched-bench"}}}},"spec":{{"containers":[{{"name":"main","image":"hello:v1","resources":{{"requests":{{"cpu":"10m","memory":"16Mi"}}}}}}],"terminationGracePeriodSeconds":0}}}}"#,
         pod_name(i)
     ))
+}
+
+/// Scheduler statistics of this process's threads so far, by thread name:
+/// time on a CPU, and time spent runnable but waiting for one (behind another
+/// process on this shared machine, or behind this process's other threads). Names:
+/// `tokio-r...` (the control plane's workers), `skiff-store-wri` (the store's
+/// writer), `load` (hollow nodes and clients). From
+/// `/proc/self/task/*/{comm,schedstat}`; a thread that has ended is no longer
+/// counted, which only the short-lived blocking threads do.
+fn thread_cpu() -> HashMap<String, ThreadTimes> {
+    let mut out: HashMap<String, ThreadTimes> = HashMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let (Ok(comm), Ok(stat)) = (
+            std::fs::read_to_string(task.path().join("comm")),
+            std::fs::read_to_string(task.path().join("schedstat")),
+        ) else {
+            continue;
+        };
+        let mut fields = stat
+            .split_whitespace()
+            .map(|f| f.parse::<u64>().unwrap_or(0));
+        let (on_cpu, waited) = (fields.next().unwrap_or(0), fields.next().unwrap_or(0));
+        let entry = out.entry(comm.trim().to_string()).or_default();
+        entry.on_cpu += Duration::from_nanos(on_cpu);
+        entry.waited += Duration::from_nanos(waited);
+    }
+    out
+}
+
+/// Time spent between two [`thread_cpu`] readings, by group of threads.
+fn cpu_between(
+    before: &HashMap<String, ThreadTimes>,
+    after: &HashMap<String, ThreadTimes>,
+) -> Vec<(&'static str, ThreadTimes)> {
+    let group = |comm: &str| match comm {
+        "skiff-store-wri" => "store writer thread",
+        c if c.starts_with("tokio-r") => "control plane workers",
+        "load" => "hollow nodes and clients",
+        _ => "other threads",
+    };
+    let mut groups: Vec<(&'static str, ThreadTimes)> = Vec::new();
+    for (comm, end) in after {
+        let start = before.get(comm).copied().unwrap_or_default();
+        let spent = ThreadTimes {
+            on_cpu: end.on_cpu.saturating_sub(start.on_cpu),
+            waited: end.waited.saturating_sub(start.waited),
+        };
+        let name = group(comm);
+        match groups.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, total)) => {
+                total.on_cpu += spent.on_cpu;
+                total.waited += spent.waited;
+            }
+            None => groups.push((name, spent)),
+        }
+    }
+    groups.sort_by(|a, b| b.1.on_cpu.cmp(&a.1.on_cpu));
+    groups
 }
 
 fn rss_bytes() -> Option<u64> {
@@ -281,6 +354,7 @@ async fn store_counters(api: SocketAddr) -> Option<StoreCounters> {
     Some(StoreCounters {
         commits: value("skiff_store_commits_total")?,
         commit_seconds: value("skiff_store_commit_duration_seconds_sum")?,
+        requests: value("skiff_store_batch_size_sum")?,
     })
 }
 
@@ -419,6 +493,7 @@ async fn run(plan: Plan, data: PathBuf, load: Handle) -> anyhow::Result<Outcome>
         .context("the watch task panicked")??;
     let watcher = load.spawn(watch_pods(watch, plan.pods));
     let store_before = store_counters(api).await;
+    let cpu_before = thread_cpu();
 
     progress(&format!(
         "create {} pods with {} writers",
@@ -439,10 +514,12 @@ async fn run(plan: Plan, data: PathBuf, load: Handle) -> anyhow::Result<Outcome>
         }
     }
     let (seen, _) = watcher.await.context("the watch task panicked")??;
+    let cpu = cpu_between(&cpu_before, &thread_cpu());
     let store = match (store_before, store_counters(api).await) {
         (Some(a), Some(b)) => Some(StoreCounters {
             commits: b.commits - a.commits,
             commit_seconds: b.commit_seconds - a.commit_seconds,
+            requests: b.requests - a.requests,
         }),
         _ => None,
     };
@@ -470,6 +547,7 @@ async fn run(plan: Plan, data: PathBuf, load: Handle) -> anyhow::Result<Outcome>
         create_errors,
         store,
         events,
+        cpu,
     })
 }
 
@@ -700,6 +778,32 @@ fn report(outcome: &Outcome, core: Duration) {
             b / 1024.0
         ))
     );
+    let watched = span(
+        [last(|p| p.bound), last(|p| p.running)]
+            .into_iter()
+            .flatten()
+            .max(),
+    );
+    let total_cpu: Duration = outcome.cpu.iter().map(|(_, t)| t.on_cpu).sum();
+    let total_wait: Duration = outcome.cpu.iter().map(|(_, t)| t.waited).sum();
+    if !total_cpu.is_zero() && bound > 0 {
+        let per_pod = |d: Duration| d.as_secs_f64() * 1e3 / bound as f64;
+        let parts: Vec<String> = outcome
+            .cpu
+            .iter()
+            .filter(|(_, t)| !t.on_cpu.is_zero())
+            .map(|(name, t)| format!("{name} {:.2} ms", per_pod(t.on_cpu)))
+            .collect();
+        let seconds = watched.as_secs_f64().max(1e-9);
+        println!(
+            "CPU per pod bound: {:.2} ms ({}); on average {:.2} cores busy over {:.1} s, and threads ready to run but waiting for a core {:.2} cores' worth (behind other processes or each other)",
+            per_pod(total_cpu),
+            parts.join(", "),
+            total_cpu.as_secs_f64() / seconds,
+            seconds,
+            total_wait.as_secs_f64() / seconds,
+        );
+    }
     if !outcome.events.is_empty() {
         let list: Vec<String> = outcome
             .events
@@ -712,8 +816,11 @@ fn report(outcome: &Outcome, core: Duration) {
         && s.commits > 0.0
     {
         println!(
-            "store during the run: {:.0} commits, {:.2} ms each on average, {:.1} s busy",
+            "store during the run: {:.0} write requests in {:.0} commits ({:.1} per commit, {:.1} per pod), {:.2} ms per commit, writer busy {:.1} s",
+            s.requests,
             s.commits,
+            s.requests / s.commits,
+            s.requests / plan.pods as f64,
             s.commit_seconds * 1e3 / s.commits,
             s.commit_seconds
         );
