@@ -83,7 +83,16 @@ struct PodTimes {
     node: Option<String>,
 }
 
-/// What the watch needs of an event; everything else is skipped unparsed.
+/// What the watch saw of one pod: when it was first bound (and where), and
+/// when first Running.
+#[derive(Debug, Default, Clone)]
+struct Seen {
+    bound: Option<Instant>,
+    running: Option<Instant>,
+    node: Option<String>,
+}
+
+/// What the watch needs of an event; the rest is skipped, not kept.
 #[derive(Deserialize)]
 struct WatchEvent {
     object: PodView,
@@ -256,7 +265,7 @@ fn cpu_between(
             None => groups.push((name, spent)),
         }
     }
-    groups.sort_by(|a, b| b.1.on_cpu.cmp(&a.1.on_cpu));
+    groups.sort_by_key(|(_, t)| std::cmp::Reverse(t.on_cpu));
     groups
 }
 
@@ -360,15 +369,8 @@ async fn store_counters(api: SocketAddr) -> Option<StoreCounters> {
 
 /// Reads the pod watch until every pod is bound and Running (or the deadline);
 /// returns per pod when it was first seen bound and Running, and where.
-async fn watch_pods(
-    mut watch: Watch,
-    pods: usize,
-) -> anyhow::Result<(
-    Vec<(Option<Instant>, Option<Instant>, Option<String>)>,
-    usize,
-)> {
-    let mut seen: Vec<(Option<Instant>, Option<Instant>, Option<String>)> =
-        vec![(None, None, None); pods];
+async fn watch_pods(mut watch: Watch, pods: usize) -> anyhow::Result<Vec<Seen>> {
+    let mut seen = vec![Seen::default(); pods];
     let (mut bound, mut running) = (0, 0);
     let mut deadline = tokio::time::Instant::now() + DEADLINE;
     while bound < pods || running < pods {
@@ -391,19 +393,19 @@ async fn watch_pods(
             continue;
         };
         let entry = &mut seen[i];
-        if entry.0.is_none()
+        if entry.bound.is_none()
             && let Some(node) = pod.spec.node_name.filter(|n| !n.is_empty())
         {
-            entry.0 = Some(arrived);
-            entry.2 = Some(node);
+            entry.bound = Some(arrived);
+            entry.node = Some(node);
             bound += 1;
         }
-        if entry.1.is_none() && pod.status.phase.as_deref() == Some("Running") {
-            entry.1 = Some(arrived);
+        if entry.running.is_none() && pod.status.phase.as_deref() == Some("Running") {
+            entry.running = Some(arrived);
             running += 1;
         }
     }
-    Ok((seen, running))
+    Ok(seen)
 }
 
 /// One writer: creates the pods whose index it takes from `next`, back to back.
@@ -513,7 +515,7 @@ async fn run(plan: Plan, data: PathBuf, load: Handle) -> anyhow::Result<Outcome>
             pods[i].created = Some(created);
         }
     }
-    let (seen, _) = watcher.await.context("the watch task panicked")??;
+    let seen = watcher.await.context("the watch task panicked")??;
     let cpu = cpu_between(&cpu_before, &thread_cpu());
     let store = match (store_before, store_counters(api).await) {
         (Some(a), Some(b)) => Some(StoreCounters {
@@ -523,10 +525,10 @@ async fn run(plan: Plan, data: PathBuf, load: Handle) -> anyhow::Result<Outcome>
         }),
         _ => None,
     };
-    for (pod, (bound, running, node)) in pods.iter_mut().zip(seen) {
-        pod.bound = bound;
-        pod.running = running;
-        pod.node = node;
+    for (pod, seen) in pods.iter_mut().zip(seen) {
+        pod.bound = seen.bound;
+        pod.running = seen.running;
+        pod.node = seen.node;
     }
     let events = event_reasons(api).await.unwrap_or_default();
     let connected = nodes.iter().filter(|n| n.is_connected()).count();
