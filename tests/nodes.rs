@@ -388,7 +388,15 @@ fn a_killed_node_goes_not_ready_and_comes_back_with_its_certificate() {
         &kubectl,
         dir.path(),
         "web",
-        &pod_yaml("web", "n1", "hello", READINESS, ""),
+        // A pod that waits for its node however long it is away (an edge
+        // pod), instead of being evicted after the default 2 s.
+        &pod_yaml(
+            "web",
+            "n1",
+            "hello",
+            READINESS,
+            "  tolerations:\n  - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute}\n",
+        ),
     );
     wait_pod_ready(&server, "web");
 
