@@ -51,8 +51,13 @@ pub enum Open {
 pub enum Reply {
     /// The join worked: the node's certificate and the cluster CA.
     Joined(JoinResponse),
-    /// The session is open.
-    Welcome { version: u32 },
+    /// The session is open. `pod_cidr` is the node's `spec.podCIDR`, the block
+    /// it gives its pods addresses from (absent when none could be allocated).
+    Welcome {
+        version: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pod_cidr: Option<String>,
+    },
     /// The component follows: `size` raw bytes, then the end of the stream.
     Component { digest: String, size: u64 },
     /// The log follows as raw bytes until the end of the stream.

@@ -11,6 +11,7 @@ mod fetch;
 mod frames;
 mod join;
 pub mod nodes;
+pub mod pod_cidr;
 mod reports;
 mod session;
 mod tls;

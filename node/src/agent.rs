@@ -189,7 +189,14 @@ impl Agent {
                 e => link(&e),
             })?;
         match frames::expect::<Reply>(&mut recv).await {
-            Ok(Reply::Welcome { .. }) => {}
+            Ok(Reply::Welcome { pod_cidr, .. }) => {
+                if let Some(cidr) = pod_cidr.and_then(|c| c.parse::<ipnet::Ipv4Net>().ok()) {
+                    if let Err(e) = self.identity_dir.store_pod_cidr(cidr) {
+                        tracing::warn!(error = %e, "record the pod CIDR");
+                    }
+                    self.supervisor.set_pod_cidr(cidr);
+                }
+            }
             Ok(Reply::Refused { message, .. }) => return Err(AgentError::Refused(message)),
             Ok(other) => return Err(AgentError::Link(format!("unexpected reply {other:?}"))),
             Err(frames::StreamError::Read(quinn::ReadExactError::ReadError(

@@ -264,9 +264,13 @@ impl Node {
                 node_name: config.name.clone(),
                 pods_dir: config.data_dir.join("pods"),
                 restart_backoff_base: config.restart_backoff,
+                host_ip: Some(config.address),
                 ..SupervisorConfig::default()
             },
         ));
+        if let Some(cidr) = identity_dir.pod_cidr() {
+            supervisor.set_pod_cidr(cidr);
+        }
         let local = LocalPods::open(&config.data_dir.join("state").join("pods"))
             .map_err(io("open", config.data_dir.join("state")))?;
         // Edge autonomy: what the node ran before, it runs again now, without
