@@ -251,14 +251,13 @@ pub fn allows_surge(ds: &Value) -> bool {
     bounds(ds, 1).is_some_and(|b| b.max_surge > 0)
 }
 
+/// A node's updated pod and old pod, each if any.
+type Split<'a> = (Option<&'a Arc<Value>>, Option<&'a Arc<Value>>);
+
 /// The node's not-deleting pods split into the updated one and the old one
 /// (`findUpdatedPodsOnNode`); `None` when there are two of either kind, which
 /// `manage` sorts out first.
-#[allow(clippy::type_complexity)]
-fn updated_and_old<'a>(
-    pods: &'a [Arc<Value>],
-    hash: &str,
-) -> Option<(Option<&'a Arc<Value>>, Option<&'a Arc<Value>>)> {
+fn updated_and_old<'a>(pods: &'a [Arc<Value>], hash: &str) -> Option<Split<'a>> {
     let mut new = None;
     let mut old = None;
     for pod in pods.iter().filter(|p| !is_deleting(p)) {
