@@ -3,11 +3,13 @@
 //! from the store, never trusts that an event tells the whole story, and is safe
 //! to run twice.
 
+pub mod daemon_set;
 pub mod deployment;
 pub mod garbage_collector;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod pod_control;
+pub mod pod_gc;
 pub mod replica_set;
 pub mod taint_eviction;
 pub mod work_queue;

@@ -164,6 +164,18 @@ impl ControlPlane {
                 informers.pods.clone(),
                 events.clone(),
             )),
+            tokio::spawn(crate::controllers::daemon_set::run(
+                registry.clone(),
+                informers.daemon_sets.clone(),
+                informers.nodes.clone(),
+                informers.pods.clone(),
+                events.clone(),
+            )),
+            tokio::spawn(crate::controllers::pod_gc::run(
+                registry.clone(),
+                informers.nodes.clone(),
+                informers.pods.clone(),
+            )),
             tokio::spawn(crate::controllers::namespace::run(registry.clone())),
             tokio::spawn(crate::controllers::garbage_collector::run(registry.clone())),
             tokio::spawn(crate::controllers::node_lifecycle::run(
