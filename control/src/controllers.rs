@@ -4,11 +4,16 @@
 //! to run twice.
 
 pub mod deployment;
+pub mod endpoint_slice;
+pub mod endpoints;
 pub mod garbage_collector;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod pod_control;
 pub mod replica_set;
+pub mod service_endpoints;
+pub mod service_load_balancer;
+pub mod service_triggers;
 pub mod taint_eviction;
 pub mod work_queue;
 
