@@ -29,7 +29,7 @@ use super::work_queue::{Action, WorkQueue, run_workers};
 use crate::events::{EventRecorder, EventType};
 use crate::informer::{Change, Informer, ObjectRef, object_ref};
 use crate::registry::{DeleteOptions, Registry, Subresource, WriteOptions};
-use crate::store::{EventType as StoreEvent, Revision};
+use crate::store::Revision;
 
 const NAME: &str = "endpointslice-controller";
 const FIELD_MANAGER: &str = "skiff-endpointslice-controller";
@@ -78,8 +78,8 @@ async fn feed(ctx: Arc<Context>, queue: Arc<WorkQueue<ObjectRef>>) {
                 None => return,
             },
             change = pods.next() => match change {
-                Some(Change::Object { object, prev, .. }) => {
-                    services_for_pod_change(&ctx.services, &object, prev.as_deref())
+                Some(Change::Object { event_type, object, prev }) => {
+                    services_for_pod_change(&ctx.services, event_type, &object, prev.as_deref())
                 }
                 Some(Change::Resync) => { all(&queue); continue }
                 None => return,
@@ -88,9 +88,9 @@ async fn feed(ctx: Arc<Context>, queue: Arc<WorkQueue<ObjectRef>>) {
                 Some(Change::Object { event_type, object, prev }) => services_for_node_change(
                     &ctx.services,
                     &ctx.pods,
+                    event_type,
                     &object,
                     prev.as_deref(),
-                    event_type == StoreEvent::Deleted,
                 ),
                 Some(Change::Resync) => { all(&queue); continue }
                 None => return,
@@ -127,8 +127,7 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
     };
     let external_name =
         service.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName");
-    if selector(&service).is_none() || external_name || meta::deletion_timestamp(&service).is_some()
-    {
+    if selector(&service).is_none() || external_name {
         return Ok(Action::Done);
     }
     let pods = ctx.pods.list(Some(&key.0), |p| selects(&service, p));
@@ -137,13 +136,18 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
     let existing = ctx.endpoint_slices.list(Some(&key.0), |s| {
         plan::is_managed(s) && plan::service_name(s) == Some(key.1.as_str())
     });
-    let plan = plan::plan(
+    let mut plan = plan::plan(
         &service,
         &existing,
         &endpoints,
         &zones,
         plan::MAX_ENDPOINTS_PER_SLICE,
     );
+    if meta::deletion_timestamp(&service).is_some() {
+        // Nothing new for a Service the garbage collector is taking apart:
+        // it would only race it.
+        plan.create.clear();
+    }
     let written = match write(&ctx, &plan).await {
         Ok(revision) => revision,
         // The namespace is being deleted, and the Service with it.

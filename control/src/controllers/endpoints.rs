@@ -77,8 +77,8 @@ async fn feed(ctx: Arc<Context>, queue: Arc<WorkQueue<ObjectRef>>) {
                 None => return,
             },
             change = pods.next() => match change {
-                Some(Change::Object { object, prev, .. }) => {
-                    services_for_pod_change(&ctx.services, &object, prev.as_deref())
+                Some(Change::Object { event_type, object, prev }) => {
+                    services_for_pod_change(&ctx.services, event_type, &object, prev.as_deref())
                 }
                 Some(Change::Resync) => { all(&queue); continue }
                 None => return,

@@ -294,9 +294,6 @@ fn find_port(pod: &Value, service_port: &Value, protocol: &str) -> Option<i64> {
         return Some(n);
     }
     let name = target.as_str()?;
-    if let Ok(n) = name.parse::<i64>() {
-        return Some(n);
-    }
     let containers = pod
         .pointer("/spec/containers")
         .and_then(Value::as_array)

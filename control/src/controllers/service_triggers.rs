@@ -8,15 +8,19 @@ use skiff_api::meta;
 
 use super::service_endpoints::{LABEL_ZONE, selects};
 use crate::informer::{Informer, ObjectRef, object_ref};
+use crate::store::EventType;
 
 /// The Services selecting the pod before or after the change, if the change
 /// can alter the pod's endpoint.
 pub fn services_for_pod_change(
     services: &Informer,
+    event_type: EventType,
     pod: &Value,
     prev: Option<&Value>,
 ) -> Vec<ObjectRef> {
-    if prev.is_some_and(|prev| !endpoint_may_differ(prev, pod)) {
+    // A deletion carries the pod's last state as both.
+    let modified = event_type == EventType::Modified;
+    if modified && prev.is_some_and(|prev| !endpoint_may_differ(prev, pod)) {
         return Vec::new();
     }
     let namespace = meta::namespace(pod).unwrap_or_default();
@@ -37,12 +41,13 @@ pub fn services_for_pod_change(
 pub fn services_for_node_change(
     services: &Informer,
     pods: &Informer,
+    event_type: EventType,
     node: &Value,
     prev: Option<&Value>,
-    deleted: bool,
 ) -> Vec<ObjectRef> {
     let zone = |n: &Value| meta::labels(n).and_then(|l| l.get(LABEL_ZONE)).cloned();
-    if !deleted && prev.is_some_and(|prev| zone(prev) == zone(node)) {
+    let modified = event_type == EventType::Modified;
+    if modified && prev.is_some_and(|prev| zone(prev) == zone(node)) {
         return Vec::new();
     }
     let name = meta::name(node).unwrap_or_default();
