@@ -148,8 +148,15 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
         // it would only race it.
         plan.create.clear();
     }
-    let written = match write(&ctx, &plan).await {
-        Ok(revision) => revision,
+    let (written, outcome) = write(&ctx, &plan).await;
+    if written > 0 {
+        // Read our own writes (those before a failure too) before the next
+        // look at this Service, so that a slice just created is not created
+        // again.
+        ctx.endpoint_slices.wait_for(written).await;
+    }
+    match outcome {
+        Ok(()) => {}
         // The namespace is being deleted, and the Service with it.
         Err(e) if e.reason == Reason::Forbidden => return Ok(Action::Done),
         Err(e) => {
@@ -167,11 +174,6 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
             }
             return Err(e);
         }
-    };
-    if written > 0 {
-        // Read our own writes before the next look at this Service, so that a
-        // slice just created is not created again.
-        ctx.endpoint_slices.wait_for(written).await;
     }
     if missing_nodes > 0 {
         tracing::debug!(service = %format!("{}/{}", key.0, key.1), pods = missing_nodes, "pods on unknown nodes left out of the Service's endpoints");
@@ -210,21 +212,27 @@ fn on_known_nodes(
 }
 
 /// Creates, then updates, then deletes (so that endpoints moving between
-/// slices are never missing from all of them); returns the last revision.
-async fn write(ctx: &Context, plan: &plan::Plan) -> Result<Revision, ApiError> {
+/// slices are never missing from all of them). Returns the revision of the
+/// last write that succeeded, and how the writes ended.
+async fn write(ctx: &Context, plan: &plan::Plan) -> (Revision, Result<(), ApiError>) {
+    let mut last = 0;
+    let outcome = write_each(ctx, plan, &mut last).await;
+    (last, outcome)
+}
+
+async fn write_each(ctx: &Context, plan: &plan::Plan, last: &mut Revision) -> Result<(), ApiError> {
     let rt = slices_type()?;
     let opts = WriteOptions {
         field_manager: FIELD_MANAGER.into(),
         ..Default::default()
     };
-    let mut last = 0;
     for slice in &plan.create {
         let namespace = meta::namespace(slice).unwrap_or_default();
         let written = ctx
             .registry
             .create(rt, namespace, slice.clone(), &opts)
             .await?;
-        last = last.max(revision_of(&written.object));
+        *last = (*last).max(revision_of(&written.object));
     }
     for slice in &plan.update {
         let (namespace, name) = (
@@ -235,7 +243,7 @@ async fn write(ctx: &Context, plan: &plan::Plan) -> Result<Revision, ApiError> {
             .registry
             .update(rt, namespace, name, slice.clone(), Subresource::Main, &opts)
             .await?;
-        last = last.max(revision_of(&written.object));
+        *last = (*last).max(revision_of(&written.object));
     }
     for slice in &plan.delete {
         let opts = DeleteOptions {
@@ -247,10 +255,10 @@ async fn write(ctx: &Context, plan: &plan::Plan) -> Result<Revision, ApiError> {
             meta::name(slice).unwrap_or_default(),
         );
         match ctx.registry.delete(rt, namespace, name, &opts).await {
-            Ok(deleted) => last = last.max(revision_of(&deleted.object)),
+            Ok(deleted) => *last = (*last).max(revision_of(&deleted.object)),
             Err(e) if e.reason == Reason::NotFound => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(last)
+    Ok(())
 }

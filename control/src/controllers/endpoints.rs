@@ -17,7 +17,7 @@ use skiff_api::status::{ApiError, Reason};
 
 use super::pod_control::revision_of;
 use super::service_endpoints::{
-    address_types, has_cluster_ip, inherited_labels, pod_endpoints, selector, selects,
+    PodEndpoint, address_types, has_cluster_ip, inherited_labels, pod_endpoints, selector, selects,
 };
 use super::service_triggers::services_for_pod_change;
 use super::work_queue::{Action, WorkQueue, run_workers};
@@ -174,11 +174,7 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
 
 /// The Endpoints object the Service should have: the current one (if any)
 /// with its subsets, labels and capacity annotation brought up to date.
-fn desired(
-    service: &Value,
-    current: Option<&Value>,
-    endpoints: &[super::service_endpoints::PodEndpoint],
-) -> Value {
+fn desired(service: &Value, current: Option<&Value>, endpoints: &[PodEndpoint]) -> Value {
     let publish_not_ready = service
         .pointer("/spec/publishNotReadyAddresses")
         .and_then(Value::as_bool)
@@ -207,7 +203,12 @@ fn desired(
             },
         }),
     };
-    meta::set(&mut obj, "labels", Value::Object(inherited_labels(service)));
+    let labels = inherited_labels(service);
+    if labels.is_empty() {
+        meta::remove(&mut obj, "labels");
+    } else {
+        meta::set(&mut obj, "labels", Value::Object(labels));
+    }
     let mut annotations: Map<String, Value> = meta::annotations(&obj).cloned().unwrap_or_default();
     if truncated {
         annotations.insert(OVER_CAPACITY.into(), json!("truncated"));
