@@ -5,12 +5,17 @@
 
 pub mod daemon_set;
 pub mod deployment;
+pub mod endpoint_slice;
+pub mod endpoints;
 pub mod garbage_collector;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod pod_control;
 pub mod pod_gc;
 pub mod replica_set;
+pub mod service_endpoints;
+pub mod service_load_balancer;
+pub mod service_triggers;
 pub mod taint_eviction;
 pub mod work_queue;
 

@@ -192,6 +192,32 @@ impl ControlPlane {
                 informers.pods.clone(),
                 events.clone(),
             )),
+            tokio::spawn(crate::controllers::endpoint_slice::run(
+                crate::controllers::endpoint_slice::Context {
+                    registry: registry.clone(),
+                    services: informers.services.clone(),
+                    pods: informers.pods.clone(),
+                    nodes: informers.nodes.clone(),
+                    endpoint_slices: informers.endpoint_slices.clone(),
+                    events: events.clone(),
+                },
+            )),
+            tokio::spawn(crate::controllers::endpoints::run(
+                crate::controllers::endpoints::Context {
+                    registry: registry.clone(),
+                    services: informers.services.clone(),
+                    pods: informers.pods.clone(),
+                    endpoints: informers.endpoints.clone(),
+                    events: events.clone(),
+                },
+            )),
+            tokio::spawn(crate::controllers::service_load_balancer::run(
+                crate::controllers::service_load_balancer::Context {
+                    registry: registry.clone(),
+                    services: informers.services.clone(),
+                    nodes: informers.nodes.clone(),
+                },
+            )),
         ];
         state.ready.store(true, Ordering::Release);
         tracing::info!(%api_addr, quic_addr = %gateway.addr(), data_dir = %config.data_dir.display(), "control plane serving");
