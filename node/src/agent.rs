@@ -276,6 +276,11 @@ impl Agent {
                     self.supervisor.upsert(pod);
                 }
             }
+            // The node proxy (next) routes by these; until it exists, a
+            // node has nothing to do with them.
+            Downstream::RoutingSnapshot { .. }
+            | Downstream::RoutingUpsert { .. }
+            | Downstream::RoutingRemove { .. } => {}
             Downstream::Remove { uid } => {
                 local.remove(&uid);
                 self.outbox.forget(&uid);
