@@ -121,11 +121,13 @@ impl ControlPlane {
             .await
             .map_err(StartError::Bootstrap)?;
         let components = Arc::new(components);
+        let informers = Informers::start(&registry);
         let gateway = Gateway::start(
             config.quic_addr,
             ca.clone(),
             registry.clone(),
             components.clone(),
+            &informers,
         )?;
 
         let listener = TcpListener::bind(config.api_addr)
@@ -142,7 +144,6 @@ impl ControlPlane {
         let state = Arc::new(state);
         let app = apiserver::router(state.clone());
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
-        let informers = Informers::start(&registry);
         let events = EventRecorder::new(registry.clone(), "skiff-controller-manager");
         let controllers = vec![
             tokio::spawn(crate::scheduler::run(
