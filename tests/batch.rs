@@ -242,8 +242,9 @@ fn a_job_completes_its_completions_no_more_than_parallelism_at_a_time() {
     assert_eq!(pods.len(), 5, "{pods:?}");
     assert!(pods.iter().all(|p| phase(p) == "Succeeded"), "{pods:?}");
     assert!(
-        pods.iter()
-            .all(|p| p["metadata"]["finalizers"].as_array().is_none_or(Vec::is_empty)),
+        pods.iter().all(|p| p["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(Vec::is_empty)),
         "every pod is counted and released: {pods:?}"
     );
     let status = &job["status"];
@@ -253,13 +254,19 @@ fn a_job_completes_its_completions_no_more_than_parallelism_at_a_time() {
     assert_eq!(status["ready"], 0);
     assert_eq!(status["uncountedTerminatedPods"], serde_json::json!({}));
     assert!(status["startTime"].is_string() && status["completionTime"].is_string());
-    assert_eq!(condition(&job, "SuccessCriteriaMet").as_deref(), Some("True"));
+    assert_eq!(
+        condition(&job, "SuccessCriteriaMet").as_deref(),
+        Some("True")
+    );
     assert_eq!(reason_of(&job, "Complete"), "CompletionsReached");
 
     // What a user sees.
     let out = kubectl.run(&["get", "job", "pi"]);
     let lines = out.lines();
-    assert_eq!(lines[0], "NAME STATUS COMPLETIONS DURATION AGE", "{lines:?}");
+    assert_eq!(
+        lines[0], "NAME STATUS COMPLETIONS DURATION AGE",
+        "{lines:?}"
+    );
     assert!(lines[1].starts_with("pi Complete 5/5 "), "{lines:?}");
     let logs = kubectl.ok(&["logs", "job/pi"]);
     assert!(logs.starts_with("3.14159265358979323846"), "{logs:.80}");
@@ -357,8 +364,14 @@ spec:
         cluster.pods_of("slow").is_empty().then_some(())
     });
     let reasons = cluster.event_reasons("slow");
-    assert!(reasons.contains(&"DeadlineExceeded".to_string()), "{reasons:?}");
-    assert!(reasons.contains(&"SuccessfulDelete".to_string()), "{reasons:?}");
+    assert!(
+        reasons.contains(&"DeadlineExceeded".to_string()),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.contains(&"SuccessfulDelete".to_string()),
+        "{reasons:?}"
+    );
 }
 
 #[test]
@@ -474,7 +487,11 @@ spec:
         CRON_DEADLINE,
         || {
             let runs = finished_runs();
-            let all_runs = cluster.jobs().into_iter().filter(|j| owned_by(j, &cj_uid)).count();
+            let all_runs = cluster
+                .jobs()
+                .into_iter()
+                .filter(|j| owned_by(j, &cj_uid))
+                .count();
             (runs.len() == 1 && all_runs == 1 && name_of(&runs[0]) != first_name)
                 .then(|| runs[0].clone())
         },
@@ -512,7 +529,10 @@ spec:
     );
     let reasons = cluster.event_reasons("every-minute");
     for reason in ["SuccessfulCreate", "SawCompletedJob", "SuccessfulDelete"] {
-        assert!(reasons.contains(&reason.to_string()), "{reason}: {reasons:?}");
+        assert!(
+            reasons.contains(&reason.to_string()),
+            "{reason}: {reasons:?}"
+        );
     }
     let out = kubectl.run(&["get", "cronjob", "every-minute"]);
     assert!(
@@ -540,8 +560,15 @@ spec:
         .into_iter()
         .filter(|j| owned_by(j, held_uid) && name_of(j) != "manual")
         .count();
-    assert_eq!(scheduled_by_held, 0, "a suspended CronJob schedules nothing");
-    assert!(held["status"]["lastScheduleTime"].is_null(), "{}", held["status"]);
+    assert_eq!(
+        scheduled_by_held, 0,
+        "a suspended CronJob schedules nothing"
+    );
+    assert!(
+        held["status"]["lastScheduleTime"].is_null(),
+        "{}",
+        held["status"]
+    );
     let logs = kubectl.ok(&["logs", "job/manual"]);
     assert_eq!(logs.trim(), "3.14159265358979323846");
 }

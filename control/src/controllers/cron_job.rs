@@ -24,9 +24,9 @@ use skiff_api::status::{ApiError, Reason};
 use self::due::{History, Missed};
 use self::schedule::Schedule;
 use super::job::conditions::{self, Finished};
-use super::pod_control::{controller_of, controller_ref, controller_uid};
+use super::pod_control::{controller_of, controller_ref, controller_uid, revision_of};
+use super::replace_status;
 use super::work_queue::{Action, WorkQueue, run_workers};
-use super::write_status;
 use crate::events::{EventRecorder, EventType};
 use crate::informer::{Change, Informer, ObjectRef, object_ref};
 use crate::registry::{DeleteOptions, PropagationPolicy, Registry, WriteOptions};
@@ -146,8 +146,13 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
     sync.track_active(&jobs).await?;
     let requeue = sync.schedule().await;
     let status = Value::Object(sync.status.clone());
-    write_status(&ctx.registry, &cj, status, FIELD_MANAGER).await?;
+    let written = replace_status(&ctx.registry, &cj, status, FIELD_MANAGER).await?;
     cleanup_history(&ctx, &cj, &jobs).await?;
+    if let Some(written) = written {
+        // Read our own write before the next look, or a Job just created
+        // would look like one we did not make.
+        ctx.cron_jobs.wait_for(revision_of(&written)).await;
+    }
     Ok(match requeue? {
         Some(wait) => Action::RequeueAfter(wait),
         None => Action::Done,

@@ -349,6 +349,11 @@ impl Sync<'_> {
         self.release(&held).await?;
         let pods = self.pods().await;
         tracking.settle(&pods);
+        // Decide on this one snapshot of the pods: one that finished since the
+        // first look is no longer active, so it must count already (it is
+        // noted and released by the next sync, which its change queues).
+        let mut seen = tracking.clone();
+        seen.observe(&pods, spec.only_failed);
 
         let now = Timestamp::now();
         let mut status = self.status();
@@ -365,7 +370,7 @@ impl Sync<'_> {
             start_time = Some(now);
         }
         let active: Vec<Arc<Value>> = pods.iter().filter(|p| is_active(p)).cloned().collect();
-        let (succeeded, failed) = (tracking.total_succeeded(), tracking.total_failed());
+        let (succeeded, failed) = (seen.total_succeeded(), seen.total_failed());
         let mut requeue: Option<Duration> = None;
 
         let mut ending = [
@@ -473,7 +478,9 @@ impl Sync<'_> {
         let mut finished = None;
         if let Some(e) = ending {
             conditions::ensure(&mut conds, e.interim, true, e.reason, e.message, now);
-            if tracking.is_settled() && terminating == 0 && active_now == 0 {
+            // Every pod counted, none left to finish, as of the latest look.
+            seen.observe(&pods, spec.only_failed);
+            if seen.is_settled() && terminating == 0 && active_now == 0 {
                 conditions::ensure(&mut conds, e.last, true, e.reason, e.message, now);
                 if e.last == COMPLETE {
                     status.insert("completionTime".into(), json!(meta::format_timestamp(now)));
