@@ -99,6 +99,22 @@ impl Cluster {
             .collect()
     }
 
+    /// Waits until Events about `name` with each of `reasons` exist (Events
+    /// are written in the background); returns every reason seen.
+    fn wait_events(&self, name: &str, reasons: &[&str]) -> Vec<String> {
+        wait_long(
+            &format!("Events {reasons:?} about {name}"),
+            JOB_DEADLINE,
+            || {
+                let seen = self.event_reasons(name);
+                reasons
+                    .iter()
+                    .all(|r| seen.iter().any(|s| s == r))
+                    .then_some(seen)
+            },
+        )
+    }
+
     /// Waits until Job `name` has condition `kind` True; returns the Job.
     fn wait_job_condition(&self, name: &str, kind: &str) -> Value {
         wait_long(&format!("job {name} is {kind}"), JOB_DEADLINE, || {
@@ -271,13 +287,14 @@ fn a_job_completes_its_completions_no_more_than_parallelism_at_a_time() {
     let logs = kubectl.ok(&["logs", "job/pi"]);
     assert!(logs.starts_with("3.14159265358979323846"), "{logs:.80}");
     assert_eq!(logs.trim().len(), 15_002, "pi to 15,000 places");
-    let reasons = cluster.event_reasons("pi");
-    assert_eq!(
-        reasons.iter().filter(|r| *r == "SuccessfulCreate").count(),
-        5,
-        "{reasons:?}"
-    );
-    assert!(reasons.contains(&"Completed".to_string()), "{reasons:?}");
+    // One SuccessfulCreate per pod, and no more pods than that.
+    cluster.wait_events("pi", &["Completed"]);
+    wait_long("five SuccessfulCreate Events", JOB_DEADLINE, || {
+        let reasons = cluster.event_reasons("pi");
+        let created = reasons.iter().filter(|r| *r == "SuccessfulCreate").count();
+        assert!(created <= 5, "{reasons:?}");
+        (created == 5).then_some(())
+    });
 
     // Deleting the Job takes its pods along.
     kubectl.ok(&["delete", "job", "pi"]);
@@ -350,11 +367,7 @@ spec:
         "{:?}",
         out.lines()
     );
-    let reasons = cluster.event_reasons("crasher");
-    assert!(
-        reasons.contains(&"BackoffLimitExceeded".to_string()),
-        "{reasons:?}"
-    );
+    cluster.wait_events("crasher", &["BackoffLimitExceeded"]);
 
     // The ticker never exits: past the deadline its pod is deleted and the Job fails.
     let job = cluster.wait_job_condition("slow", "Failed");
@@ -363,15 +376,7 @@ spec:
     wait_long("the slow Job's pod is gone", JOB_DEADLINE, || {
         cluster.pods_of("slow").is_empty().then_some(())
     });
-    let reasons = cluster.event_reasons("slow");
-    assert!(
-        reasons.contains(&"DeadlineExceeded".to_string()),
-        "{reasons:?}"
-    );
-    assert!(
-        reasons.contains(&"SuccessfulDelete".to_string()),
-        "{reasons:?}"
-    );
+    cluster.wait_events("slow", &["DeadlineExceeded", "SuccessfulDelete"]);
 }
 
 #[test]
@@ -527,13 +532,10 @@ spec:
         "{}",
         cj["status"]
     );
-    let reasons = cluster.event_reasons("every-minute");
-    for reason in ["SuccessfulCreate", "SawCompletedJob", "SuccessfulDelete"] {
-        assert!(
-            reasons.contains(&reason.to_string()),
-            "{reason}: {reasons:?}"
-        );
-    }
+    cluster.wait_events(
+        "every-minute",
+        &["SuccessfulCreate", "SawCompletedJob", "SuccessfulDelete"],
+    );
     let out = kubectl.run(&["get", "cronjob", "every-minute"]);
     assert!(
         out.lines()[1].starts_with("every-minute */1 * * * * <none> False "),

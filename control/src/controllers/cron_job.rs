@@ -387,7 +387,8 @@ impl Sync<'_> {
                         .iter()
                         .any(|r| Some(&r["uid"]) == existing.pointer("/metadata/uid"))
                 {
-                    return Ok(None);
+                    // Nothing to add; wake up for the next time all the same.
+                    return Ok(next(&history));
                 }
                 existing
             }
