@@ -2,7 +2,7 @@
 //! `skiff node` process) driven by the real kubectl: a Job runs its
 //! completions no more than `parallelism` at a time and completes as
 //! `kubectl wait` and `kubectl get` expect; a failing Job stops at its backoff
-//! limit, a slow one at its deadline; a CronJob runs every minute and keeps
+//! limit, a slow one at its deadline; a suspended one waits; a CronJob runs every minute and keeps
 //! only its history limit of Jobs; `kubectl create job --from=cronjob` runs
 //! the template at once; a finished Job with a TTL goes with its pods.
 
@@ -400,6 +400,37 @@ fn a_finished_job_with_a_ttl_goes_with_its_pods() {
     )
     .expect("GET the job");
     assert_eq!(gone.0, 404, "{uid} should be deleted: {}", gone.1);
+}
+
+#[test]
+fn a_suspended_job_runs_no_pods_until_it_is_resumed() {
+    let cluster = Cluster::start(&["pi"]);
+    let kubectl = &cluster.kubectl;
+    cluster.apply("later", &pi_job("later", "  suspend: true\n", 100));
+    let job = cluster.wait_job_condition("later", "Suspended");
+    assert_eq!(reason_of(&job, "Suspended"), "JobSuspended");
+    assert!(job["status"]["startTime"].is_null(), "{}", job["status"]);
+    assert!(cluster.pods_of("later").is_empty());
+    let out = kubectl.run(&["get", "job", "later"]);
+    assert!(
+        out.lines()[1].starts_with("later Suspended 0/1 "),
+        "{:?}",
+        out.lines()
+    );
+
+    kubectl.ok(&[
+        "patch",
+        "job",
+        "later",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"suspend":false}}"#,
+    ]);
+    let job = cluster.wait_job_condition("later", "Complete");
+    assert_eq!(condition(&job, "Suspended").as_deref(), Some("False"));
+    assert_eq!(reason_of(&job, "Suspended"), "JobResumed");
+    assert_eq!(job["status"]["succeeded"], 1);
+    cluster.wait_events("later", &["Suspended", "Resumed", "Completed"]);
 }
 
 #[test]

@@ -313,13 +313,13 @@ impl Sync<'_> {
         if selector.is_empty() {
             return Ok(Action::Done); // Selects everything: Kubernetes refuses to act too.
         }
-        let ending = meta::deletion_timestamp(&self.job).is_some()
+        let over = meta::deletion_timestamp(&self.job).is_some()
             || conditions::finished(&self.job).is_some();
-        if !ending {
+        if !over {
             self.claim(&selector).await?;
         }
         let pods = self.pods().await;
-        if ending {
+        if over {
             // Nothing is counted any more: let every pod go.
             let held: Vec<&Arc<Value>> =
                 pods.iter().filter(|p| has_tracking_finalizer(p)).collect();
