@@ -177,6 +177,22 @@ impl ControlPlane {
                 informers.nodes.clone(),
                 informers.pods.clone(),
             )),
+            tokio::spawn(crate::controllers::job::run(
+                registry.clone(),
+                informers.jobs.clone(),
+                informers.pods.clone(),
+                events.clone(),
+            )),
+            tokio::spawn(crate::controllers::cron_job::run(
+                registry.clone(),
+                informers.cron_jobs.clone(),
+                informers.jobs.clone(),
+                events.clone(),
+            )),
+            tokio::spawn(crate::controllers::ttl_after_finished::run(
+                registry.clone(),
+                informers.jobs.clone(),
+            )),
             tokio::spawn(crate::controllers::namespace::run(registry.clone())),
             tokio::spawn(crate::controllers::garbage_collector::run(registry.clone())),
             tokio::spawn(crate::controllers::node_lifecycle::run(
