@@ -20,6 +20,7 @@
 use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp, ToSpan, Zoned};
+use skiff_api::validate::cron::{Bounds, DAYS_OF_MONTH, DAYS_OF_WEEK, HOURS, MINUTES, MONTHS};
 
 /// Set when a field starts with `*` or `?` (with no step above 1).
 const STAR: u64 = 1 << 63;
@@ -53,59 +54,6 @@ struct Fields {
     month: u64,
     dow: u64,
 }
-
-struct Bounds {
-    min: u32,
-    max: u32,
-    names: &'static [(&'static str, u32)],
-}
-
-const MINUTES: Bounds = Bounds {
-    min: 0,
-    max: 59,
-    names: &[],
-};
-const HOURS: Bounds = Bounds {
-    min: 0,
-    max: 23,
-    names: &[],
-};
-const DAYS_OF_MONTH: Bounds = Bounds {
-    min: 1,
-    max: 31,
-    names: &[],
-};
-const MONTHS: Bounds = Bounds {
-    min: 1,
-    max: 12,
-    names: &[
-        ("jan", 1),
-        ("feb", 2),
-        ("mar", 3),
-        ("apr", 4),
-        ("may", 5),
-        ("jun", 6),
-        ("jul", 7),
-        ("aug", 8),
-        ("sep", 9),
-        ("oct", 10),
-        ("nov", 11),
-        ("dec", 12),
-    ],
-};
-const DAYS_OF_WEEK: Bounds = Bounds {
-    min: 0,
-    max: 6,
-    names: &[
-        ("sun", 0),
-        ("mon", 1),
-        ("tue", 2),
-        ("wed", 3),
-        ("thu", 4),
-        ("fri", 5),
-        ("sat", 6),
-    ],
-};
 
 impl Schedule {
     /// Parses a standard schedule (`cron.ParseStandard`).
