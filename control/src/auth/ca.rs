@@ -1,6 +1,7 @@
 //! The cluster CA: created at first start (rcgen), kept in `<data>/pki/`, and used
 //! to issue the control plane's QUIC certificate and each node's client
-//! certificate (`CN=system:node:<name>, O=system:nodes`, as Kubernetes names nodes).
+//! certificate (`CN=system:node:<name>, O=system:nodes`, as Kubernetes names nodes),
+//! which is also the server certificate of the node's peer proxy (SAN `<name>`).
 
 use std::path::{Path, PathBuf};
 
@@ -146,7 +147,15 @@ impl ClusterCa {
         params
             .distinguished_name
             .push(DnType::OrganizationName, NODE_GROUP);
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        // Also a server certificate for the node's name: node proxies call
+        // each other over mutual TLS, verifying `server_name = <node name>`.
+        let dns = rcgen::string::Ia5String::try_from(node.to_string())
+            .map_err(|e| CaError::BadRequest(format!("node name {node:?}: {e}")))?;
+        params.subject_alt_names = vec![rcgen::SanType::DnsName(dns)];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ClientAuth,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.use_authority_key_identifier_extension = true;
         csr.params = params;
