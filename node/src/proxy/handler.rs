@@ -1,7 +1,7 @@
 //! One request to a Service: find the Service by NodePort, pick a ready
 //! endpoint, add the forwarded headers, call the pod (in-process when it is
-//! on this node, over QUIC otherwise), and retry once on another endpoint
-//! when the first never got the request.
+//! on this node, over QUIC otherwise), and try another endpoint when one
+//! never got the request.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -23,12 +23,11 @@ use crate::supervisor::PodAccessError;
 /// today, so the body is collected first; streaming it needs the runtime to
 /// take a body stream.
 const MAX_BODY: usize = 64 << 20;
-/// Attempts per request: the first endpoint, and one other if the first
-/// never got the request.
-const ATTEMPTS: usize = 2;
 
 /// Why an endpoint did not answer.
 enum CallError {
+    /// Its node could not be reached: no endpoint there got the request.
+    Unreachable(String),
     /// It never got the request: another endpoint may.
     NotSent(String),
     /// It got it and failed (or may have): answered as 502.
@@ -74,7 +73,14 @@ pub(super) async fn handle(
     let balancer = shared.balancer(&key);
     let mut tried: Vec<IpAddr> = Vec::new();
     let mut last_error = None;
-    for _ in 0..ATTEMPTS {
+    // A request that reached no pod is tried on another: it costs an
+    // in-process lookup (a pod already stopping) or one failed connection
+    // per node (its endpoints are all skipped after it), and it keeps
+    // requests from failing while endpoints change, e.g. during a scale-down
+    // that stops pods before the new EndpointSlice reaches this node.
+    // Kubernetes' "retry once" is not enough there: most candidates may be
+    // the stopping ones.
+    for _ in 0..candidates.len() {
         let Some(endpoint) = balancer.pick(
             route.policy,
             route.affinity,
@@ -93,7 +99,17 @@ pub(super) async fn handle(
                 return Ok(text(StatusCode::BAD_GATEWAY, message));
             }
             Err(CallError::NotSent(message)) => {
-                tracing::debug!(service = %key, endpoint = %endpoint.ip, message, "endpoint unreachable; trying another");
+                tracing::debug!(service = %key, endpoint = %endpoint.ip, message, "endpoint did not take the request; trying another");
+                last_error = Some(message);
+            }
+            Err(CallError::Unreachable(message)) => {
+                tracing::debug!(service = %key, endpoint = %endpoint.ip, message, "node unreachable; trying another");
+                tried.extend(
+                    candidates
+                        .iter()
+                        .filter(|e| e.node_name == endpoint.node_name)
+                        .map(|e| e.ip),
+                );
                 last_error = Some(message);
             }
         }
@@ -173,6 +189,7 @@ async fn call(
         .call(node, addr, request, body)
         .await
         .map_err(|e| match e {
+            PeerError::Unreachable(m) => CallError::Unreachable(m),
             PeerError::NotSent(m) => CallError::NotSent(m),
             PeerError::Failed(m) => CallError::Failed(m),
         })

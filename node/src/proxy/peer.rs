@@ -23,6 +23,9 @@ const MAX_RESPONSE: usize = 64 << 20;
 /// Why a call to a peer failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
+    /// The node could not be reached: no pod on it got the request.
+    #[error("{0}")]
+    Unreachable(String),
     /// The pod did not get the request: another endpoint may be tried.
     #[error("{0}")]
     NotSent(String),
@@ -63,7 +66,7 @@ impl Peers {
             return Ok(c);
         }
         let not_sent = |e: &dyn std::fmt::Display| {
-            PeerError::NotSent(format!("connect to node {node} at {addr}: {e}"))
+            PeerError::Unreachable(format!("connect to node {node} at {addr}: {e}"))
         };
         let connecting = self
             .endpoint
@@ -93,7 +96,10 @@ impl Peers {
         let connection = self.connection(node, addr).await?;
         let not_sent =
             |e: &dyn std::fmt::Display| PeerError::NotSent(format!("call node {node}: {e}"));
-        let (mut send, mut recv) = connection.open_bi().await.map_err(|e| not_sent(&e))?;
+        let (mut send, mut recv) = connection
+            .open_bi()
+            .await
+            .map_err(|e| PeerError::Unreachable(format!("call node {node}: {e}")))?;
         // The peer reads the whole body before it calls the pod, so a request
         // that could not be written in full never reached it.
         frames::write(&mut send, &Open::Proxy(request))

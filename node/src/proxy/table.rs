@@ -210,7 +210,7 @@ impl RoutingObjects {
             };
             let mut route = service_route(key.clone(), &service);
             let mut eps = endpoints.remove(key).unwrap_or_default();
-            eps.sort_by(|a, b| a.ip.cmp(&b.ip));
+            eps.sort_by_key(|a| a.ip);
             // A pod listed in two slices (during a slice rewrite) counts once.
             eps.dedup_by(|a, b| a.ip == b.ip);
             route.endpoints = eps;
