@@ -226,6 +226,13 @@ mod tests {
         let pem = again.sign_node(&csr, "n1").unwrap();
         let der = CertificateDer::from(skiff_api::join::pem_cert_der(&pem).unwrap());
         assert_eq!(node_name_of(&der).as_deref(), Some("n1"));
+        // It also serves as the node's peer-proxy certificate, for its own
+        // name only (not the one the request asked for).
+        let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let eku = parsed.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.client_auth && eku.server_auth);
+        let san = parsed.subject_alternative_name().unwrap().unwrap().value;
+        assert_eq!(format!("{:?}", san.general_names), r#"[DNSName("n1")]"#);
 
         assert!(matches!(
             ca.sign_node("garbage", "n1"),
