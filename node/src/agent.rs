@@ -5,7 +5,7 @@
 //! drops it reconnects with backoff while the pods keep running.
 
 pub(crate) mod frames;
-mod serve;
+pub(crate) mod serve;
 pub(crate) mod tls;
 
 use std::net::SocketAddr;
@@ -20,6 +20,7 @@ use tokio::sync::watch;
 
 use crate::identity::{Identity, IdentityDir};
 use crate::outbox::Outbox;
+use crate::proxy::Proxy;
 use crate::state::LocalPods;
 use crate::supervisor::PodSupervisor;
 
@@ -120,6 +121,7 @@ pub(crate) struct Agent {
     pub hello: Hello,
     pub supervisor: Arc<PodSupervisor>,
     pub outbox: Arc<Outbox>,
+    pub proxy: Arc<Proxy>,
     pub local: Arc<Mutex<LocalPods>>,
     pub connection: watch::Sender<Option<quinn::Connection>>,
     /// Whether a session is open now.
@@ -276,11 +278,9 @@ impl Agent {
                     self.supervisor.upsert(pod);
                 }
             }
-            // The node proxy (next) routes by these; until it exists, a
-            // node has nothing to do with them.
-            Downstream::RoutingSnapshot { .. }
+            routing @ (Downstream::RoutingSnapshot { .. }
             | Downstream::RoutingUpsert { .. }
-            | Downstream::RoutingRemove { .. } => {}
+            | Downstream::RoutingRemove { .. }) => self.proxy.apply(routing),
             Downstream::Remove { uid } => {
                 local.remove(&uid);
                 self.outbox.forget(&uid);

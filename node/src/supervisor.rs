@@ -134,9 +134,14 @@ pub enum PodAccessError {
     /// needed, or there is no previous instance.
     #[error("{0}")]
     BadRequest(String),
-    /// The pod cannot serve it now (503), e.g. not running, or it failed.
+    /// The pod cannot serve it now (503), e.g. not running or terminating: the
+    /// request did not reach it, so a proxy may try another pod.
     #[error("{0}")]
     Unavailable(String),
+    /// The pod got the request and failed it (a trap, a timeout, stopped
+    /// before it answered): not safe to send again elsewhere.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Runs the pods bound to this node.
@@ -363,7 +368,7 @@ impl PodSupervisor {
     /// (later) the Service proxy do. Counted as in flight for graceful draining.
     ///
     /// A request the guest fails (a trap, a timeout, too many in flight) is
-    /// [`PodAccessError::Unavailable`] with the runtime's message, as a proxy
+    /// [`PodAccessError::Failed`] with the runtime's message, as a proxy
     /// answers 502/503 for a backend that broke off.
     pub async fn serve(
         &self,
@@ -383,8 +388,8 @@ impl PodSupervisor {
         };
         match serving.handle_unless_killed(request).await {
             Some(Ok(response)) => Ok(response),
-            Some(Err(e)) => Err(PodAccessError::Unavailable(e.to_string())),
-            None => Err(PodAccessError::Unavailable(format!(
+            Some(Err(e)) => Err(PodAccessError::Failed(e.to_string())),
+            None => Err(PodAccessError::Failed(format!(
                 "pod {namespace}/{name} was stopped before it answered"
             ))),
         }
