@@ -43,6 +43,9 @@ pub struct NodeFlags {
     /// The node's address: its Node's InternalIP, where its proxy and NodePorts listen.
     #[arg(long, default_value = "127.0.0.1")]
     pub address: IpAddr,
+    /// The UDP port other nodes' proxies reach this node at (0: any free port).
+    #[arg(long, default_value_t = skiff_node::DEFAULT_PROXY_PORT)]
+    pub proxy_port: u16,
     /// Most pods the node runs at once.
     #[arg(long, default_value_t = skiff_node::DEFAULT_MAX_PODS)]
     pub max_pods: u32,
@@ -73,6 +76,7 @@ impl NodeFlags {
             data_dir,
             labels: self.labels.iter().cloned().collect(),
             address: self.address,
+            proxy_port: self.proxy_port,
             max_pods: self.max_pods,
             restart_backoff: self.restart_backoff,
             memory_bytes: self.memory,

@@ -151,9 +151,22 @@ fn two_nodes_run_pods_that_serve_report_and_stream_logs() {
     );
 
     // Pods on each node run, report Running/Ready, and serve through the runtime.
+    let mut cidrs = Vec::new();
     for (name, node) in [("hello-1", "n1"), ("hello-2", "n2")] {
         let pod = wait_pod_ready(&server, name);
         assert_eq!(pod["spec"]["nodeName"], node);
+        // Each node has its own pod CIDR; its pods' addresses come from it.
+        let cidr: ipnet::Ipv4Net = get_json(&server, &format!("/api/v1/nodes/{node}"))
+            .and_then(|n| n["spec"]["podCIDR"].as_str().and_then(|c| c.parse().ok()))
+            .expect("the node has a pod CIDR");
+        let ip: std::net::Ipv4Addr = pod["status"]["podIP"]
+            .as_str()
+            .and_then(|ip| ip.parse().ok())
+            .unwrap_or_else(|| panic!("no podIP: {pod}"));
+        assert!(cidr.contains(&ip), "{ip} is not in {cidr}");
+        assert_eq!(pod["status"]["podIPs"][0]["ip"], ip.to_string());
+        assert_eq!(pod["status"]["hostIP"], "127.0.0.1", "{pod}");
+        cidrs.push(cidr);
         let status = &pod["status"]["containerStatuses"][0];
         assert_eq!(status["ready"], true, "{pod}");
         assert!(status["state"]["running"]["startedAt"].is_string(), "{pod}");
@@ -177,6 +190,7 @@ fn two_nodes_run_pods_that_serve_report_and_stream_logs() {
         ]);
         assert_eq!(reply.trim(), format!("Hello from {name}!"));
     }
+    assert_ne!(cidrs[0], cidrs[1], "nodes share no pod CIDR");
     let wide = kubectl.ok(&["get", "pods", "-o", "wide"]);
     assert!(
         wide.lines()
@@ -388,7 +402,15 @@ fn a_killed_node_goes_not_ready_and_comes_back_with_its_certificate() {
         &kubectl,
         dir.path(),
         "web",
-        &pod_yaml("web", "n1", "hello", READINESS, ""),
+        // A pod that waits for its node however long it is away (an edge
+        // pod), instead of being evicted after the default 2 s.
+        &pod_yaml(
+            "web",
+            "n1",
+            "hello",
+            READINESS,
+            "  tolerations:\n  - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute}\n",
+        ),
     );
     wait_pod_ready(&server, "web");
 

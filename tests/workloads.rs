@@ -56,13 +56,17 @@ impl Cluster {
         cluster
     }
 
+    /// Starts node `name` on its own loopback address (127.0.0.2, .3, ...), so
+    /// every node can open the same NodePorts.
     fn add_node(&mut self, name: &str, extra: &[&str]) {
+        let address = node_address(self.nodes.len());
+        let args = [&["--address", address.as_str()][..], extra].concat();
         let node = NodeProcess::start(
             self.server.quic_addr(),
             name,
             &self.dir.path().join(name),
             Some(&self.token),
-            extra,
+            &args,
         );
         wait_node_ready(&self.server, name);
         self.nodes.push(node);
@@ -89,6 +93,57 @@ impl Cluster {
             .into_iter()
             .filter(|e| e["involvedObject"]["name"] == name)
             .collect()
+    }
+}
+
+/// The address of the `index`th node a cluster starts.
+fn node_address(index: usize) -> String {
+    format!("127.0.0.{}", index + 2)
+}
+
+/// A steady stream of requests to a NodePort until stopped: how many were
+/// answered 200, and the failures (status or error) with when they happened.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<(usize, Vec<String>)>>,
+}
+
+impl Traffic {
+    fn start(addr: std::net::SocketAddr) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let (mut ok, mut failed) = (0, Vec::new());
+            while !s.load(Ordering::Relaxed) {
+                match http_get(addr, "/") {
+                    Ok((200, _)) => ok += 1,
+                    other => failed.push(format!(
+                        "{:.2}s: {other:?}",
+                        started.elapsed().as_secs_f64()
+                    )),
+                }
+            }
+            (ok, failed)
+        });
+        Traffic {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -252,14 +307,59 @@ fn a_deployment_spreads_rolls_out_undoes_heals_and_goes() {
         "{scheduled:?}"
     );
 
-    // A rolling update to another component: never fewer than 6 - maxUnavailable ready.
+    // A NodePort Service in front of the pods, reached through n1's node proxy.
+    cluster.apply(
+        "web-svc",
+        "apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports:
+  - {port: 80, targetPort: 8080}
+",
+    );
+    let node_port = wait_until("the Service has a NodePort", || {
+        get_json(&cluster.server, "/api/v1/namespaces/default/services/web")?
+            .pointer("/spec/ports/0/nodePort")?
+            .as_u64()
+    });
+    let entry: std::net::SocketAddr = format!("{}:{node_port}", node_address(0))
+        .parse()
+        .expect("NodePort address");
+    wait_until("the NodePort answers", || {
+        matches!(http_get(entry, "/"), Ok((200, _))).then_some(())
+    });
+
+    // A rolling update to another component under a steady stream of requests:
+    // none fails, and never fewer than 6 - maxUnavailable pods are ready.
     let floor = ReadyFloor::watch(&cluster.server);
+    let traffic = Traffic::start(entry);
     kubectl.ok(&["set", "image", "deployment/web", "main=echo:v1"]);
     let status = kubectl.ok(&["rollout", "status", "deployment/web", "--timeout=180s"]);
     assert!(
         status.contains("deployment \"web\" successfully rolled out"),
         "{status}"
     );
+    wait_until("the Service answers as echo", || {
+        http_get(entry, "/")
+            .ok()
+            .filter(|(code, body)| *code == 200 && body.contains("\"method\":\"GET\""))
+    });
+    let (answered, failed) = traffic.finish();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed during the rollout: {failed:?}",
+        failed.len(),
+        answered + failed.len()
+    );
+    assert!(
+        answered >= 20,
+        "only {answered} requests during the rollout"
+    );
+    println!("rolling update under traffic: {answered} requests, none failed");
     let pods = wait_ready_pods(&cluster, 6);
     for pod in &pods {
         let body = answer(&cluster, &name_of(pod));
@@ -532,7 +632,14 @@ fn a_lost_nodes_pods_are_replaced_elsewhere_and_it_comes_back_clean() {
 
     // n3 comes back with its data dir: Ready, untainted, and the evicted pods
     // are stopped there and gone.
-    let node = NodeProcess::start(cluster.server.quic_addr(), "n3", &data_dir, None, &[]);
+    let address = node_address(2);
+    let node = NodeProcess::start(
+        cluster.server.quic_addr(),
+        "n3",
+        &data_dir,
+        None,
+        &["--address", address.as_str()],
+    );
     cluster.nodes.push(node);
     wait_until(
         "n3 is Ready without taints and its old pods are gone",

@@ -34,7 +34,7 @@ use crate::status::{ApiError, FieldError};
 mod apps;
 mod batch;
 mod core;
-mod cron;
+pub mod cron;
 mod decode;
 mod label_selector;
 pub mod metadata;

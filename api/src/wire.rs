@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 /// ALPN protocol name of Skiff's QUIC connections (the version is in the frames,
 /// so that a mismatch gets a clear message rather than a TLS alert).
 pub const ALPN: &[u8] = b"skiff";
@@ -51,8 +51,13 @@ pub enum Open {
 pub enum Reply {
     /// The join worked: the node's certificate and the cluster CA.
     Joined(JoinResponse),
-    /// The session is open.
-    Welcome { version: u32 },
+    /// The session is open. `pod_cidr` is the node's `spec.podCIDR`, the block
+    /// it gives its pods addresses from (absent when none could be allocated).
+    Welcome {
+        version: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pod_cidr: Option<String>,
+    },
     /// The component follows: `size` raw bytes, then the end of the stream.
     Component { digest: String, size: u64 },
     /// The log follows as raw bytes until the end of the stream.
@@ -158,6 +163,19 @@ pub enum Downstream {
     Upsert { pod: Value },
     /// A pod is no longer bound to the node (its object is gone).
     Remove { uid: String },
+    /// What the node proxy routes by: every Service, EndpointSlice and Node
+    /// (the Nodes reduced to their name, addresses and daemon endpoints), so
+    /// that any node serves any Service. Sent once when the session opens;
+    /// anything the node had before that is gone.
+    RoutingSnapshot { objects: Vec<Value> },
+    /// A routing object was added or changed (the whole object).
+    RoutingUpsert { object: Value },
+    /// A routing object is gone.
+    RoutingRemove {
+        kind: String,
+        namespace: String,
+        name: String,
+    },
 }
 
 /// `GET .../pods/NAME/log`, forwarded to the pod's node.

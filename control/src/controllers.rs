@@ -3,13 +3,23 @@
 //! from the store, never trusts that an event tells the whole story, and is safe
 //! to run twice.
 
+pub mod cron_job;
+pub mod daemon_set;
 pub mod deployment;
+pub mod endpoint_slice;
+pub mod endpoints;
 pub mod garbage_collector;
+pub mod job;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod pod_control;
+pub mod pod_gc;
 pub mod replica_set;
+pub mod service_endpoints;
+pub mod service_load_balancer;
+pub mod service_triggers;
 pub mod taint_eviction;
+pub mod ttl_after_finished;
 pub mod work_queue;
 
 use serde_json::Value;
@@ -26,8 +36,22 @@ pub async fn write_status(
     status: Value,
     field_manager: &str,
 ) -> Result<(), ApiError> {
+    replace_status(registry, obj, status, field_manager)
+        .await
+        .map(drop)
+}
+
+/// [`write_status`], returning the object as stored afterwards (`obj` with the
+/// new status and resourceVersion) when it wrote, so that a controller can
+/// write again without waiting for its cache. `None`: unchanged, or gone.
+pub async fn replace_status(
+    registry: &Registry,
+    obj: &Value,
+    status: Value,
+    field_manager: &str,
+) -> Result<Option<Value>, ApiError> {
     if obj.get("status") == Some(&status) {
-        return Ok(());
+        return Ok(None);
     }
     let rt = skiff_api::resource::by_kind(
         obj.get("apiVersion")
@@ -53,8 +77,8 @@ pub async fn write_status(
         )
         .await
     {
-        Ok(_) => Ok(()),
-        Err(e) if e.reason == Reason::NotFound => Ok(()),
+        Ok(written) => Ok(Some(written.object)),
+        Err(e) if e.reason == Reason::NotFound => Ok(None),
         Err(e) => Err(e),
     }
 }

@@ -11,7 +11,9 @@ mod fetch;
 mod frames;
 mod join;
 pub mod nodes;
+pub mod pod_cidr;
 mod reports;
+mod routing;
 mod session;
 mod tls;
 
@@ -26,6 +28,7 @@ use tokio::task::JoinHandle;
 
 pub use dispatch::PodDispatcher;
 pub use nodes::NodeLiveness;
+pub use routing::RoutingFeed;
 pub use tls::{IDLE_TIMEOUT, TlsError, transport};
 
 use crate::auth::{ClusterCa, node_name_of};
@@ -92,6 +95,7 @@ pub(crate) struct Shared {
     components: Arc<ComponentStore>,
     ca: Arc<ClusterCa>,
     dispatcher: PodDispatcher,
+    routing: RoutingFeed,
     liveness: NodeLiveness,
     statuses: reports::StatusWriter,
     events: reports::EventWriter,
@@ -123,6 +127,7 @@ impl Gateway {
         ca: Arc<ClusterCa>,
         registry: Registry,
         components: Arc<ComponentStore>,
+        informers: &crate::informer::Informers,
     ) -> Result<Gateway, GatewayError> {
         let config = tls::server_config(&ca)?;
         let endpoint =
@@ -137,17 +142,23 @@ impl Gateway {
             components,
             ca,
             dispatcher: PodDispatcher::default(),
+            routing: RoutingFeed::default(),
             liveness: NodeLiveness::default(),
             sessions: Sessions::default(),
         });
         let dispatcher = tokio::spawn(shared.dispatcher.clone().run(registry));
+        let routing = tokio::spawn(shared.routing.clone().run(
+            informers.services.clone(),
+            informers.endpoint_slices.clone(),
+            informers.nodes.clone(),
+        ));
         let accept = tokio::spawn(accept_loop(endpoint.clone(), shared.clone()));
         tracing::info!(%addr, "node gateway listening (QUIC)");
         Ok(Gateway {
             addr,
             endpoint,
             shared,
-            tasks: vec![dispatcher, accept],
+            tasks: vec![dispatcher, routing, accept],
         })
     }
 

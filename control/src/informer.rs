@@ -251,6 +251,9 @@ pub struct Informers {
     pub daemon_sets: Informer,
     pub jobs: Informer,
     pub cron_jobs: Informer,
+    pub services: Informer,
+    pub endpoints: Informer,
+    pub endpoint_slices: Informer,
 }
 
 impl Informers {
@@ -269,6 +272,9 @@ impl Informers {
             daemon_sets: start("apps/v1", "DaemonSet"),
             jobs: start("batch/v1", "Job"),
             cron_jobs: start("batch/v1", "CronJob"),
+            services: start("v1", "Service"),
+            endpoints: start("v1", "Endpoints"),
+            endpoint_slices: start("discovery.k8s.io/v1", "EndpointSlice"),
         }
     }
 }

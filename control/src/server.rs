@@ -121,11 +121,13 @@ impl ControlPlane {
             .await
             .map_err(StartError::Bootstrap)?;
         let components = Arc::new(components);
+        let informers = Informers::start(&registry);
         let gateway = Gateway::start(
             config.quic_addr,
             ca.clone(),
             registry.clone(),
             components.clone(),
+            &informers,
         )?;
 
         let listener = TcpListener::bind(config.api_addr)
@@ -142,7 +144,6 @@ impl ControlPlane {
         let state = Arc::new(state);
         let app = apiserver::router(state.clone());
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
-        let informers = Informers::start(&registry);
         let events = EventRecorder::new(registry.clone(), "skiff-controller-manager");
         let controllers = vec![
             tokio::spawn(crate::scheduler::run(
@@ -164,6 +165,34 @@ impl ControlPlane {
                 informers.pods.clone(),
                 events.clone(),
             )),
+            tokio::spawn(crate::controllers::daemon_set::run(
+                registry.clone(),
+                informers.daemon_sets.clone(),
+                informers.nodes.clone(),
+                informers.pods.clone(),
+                events.clone(),
+            )),
+            tokio::spawn(crate::controllers::pod_gc::run(
+                registry.clone(),
+                informers.nodes.clone(),
+                informers.pods.clone(),
+            )),
+            tokio::spawn(crate::controllers::job::run(
+                registry.clone(),
+                informers.jobs.clone(),
+                informers.pods.clone(),
+                events.clone(),
+            )),
+            tokio::spawn(crate::controllers::cron_job::run(
+                registry.clone(),
+                informers.cron_jobs.clone(),
+                informers.jobs.clone(),
+                events.clone(),
+            )),
+            tokio::spawn(crate::controllers::ttl_after_finished::run(
+                registry.clone(),
+                informers.jobs.clone(),
+            )),
             tokio::spawn(crate::controllers::namespace::run(registry.clone())),
             tokio::spawn(crate::controllers::garbage_collector::run(registry.clone())),
             tokio::spawn(crate::controllers::node_lifecycle::run(
@@ -179,6 +208,32 @@ impl ControlPlane {
                 informers.nodes.clone(),
                 informers.pods.clone(),
                 events.clone(),
+            )),
+            tokio::spawn(crate::controllers::endpoint_slice::run(
+                crate::controllers::endpoint_slice::Context {
+                    registry: registry.clone(),
+                    services: informers.services.clone(),
+                    pods: informers.pods.clone(),
+                    nodes: informers.nodes.clone(),
+                    endpoint_slices: informers.endpoint_slices.clone(),
+                    events: events.clone(),
+                },
+            )),
+            tokio::spawn(crate::controllers::endpoints::run(
+                crate::controllers::endpoints::Context {
+                    registry: registry.clone(),
+                    services: informers.services.clone(),
+                    pods: informers.pods.clone(),
+                    endpoints: informers.endpoints.clone(),
+                    events: events.clone(),
+                },
+            )),
+            tokio::spawn(crate::controllers::service_load_balancer::run(
+                crate::controllers::service_load_balancer::Context {
+                    registry: registry.clone(),
+                    services: informers.services.clone(),
+                    nodes: informers.nodes.clone(),
+                },
             )),
         ];
         state.ready.store(true, Ordering::Release);

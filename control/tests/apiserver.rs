@@ -635,6 +635,45 @@ async fn propagation_policies() {
 }
 
 #[tokio::test]
+async fn foreground_deletion_waits_for_a_pod_its_node_must_stop() {
+    let api = api().await;
+    const PODS: &str = "/api/v1/namespaces/default/pods";
+    let owner = api.post(CMS, configmap("owner", json!({}))).await.body;
+    let uid = owner["metadata"]["uid"].as_str().unwrap().to_string();
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p",
+            "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner",
+                "uid": uid, "controller": true, "blockOwnerDeletion": true}]},
+        "spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 30,
+                 "containers": [{"name": "c", "image": "hello:v1"}]}});
+    assert_eq!(api.post(PODS, pod).await.status, StatusCode::CREATED);
+    api.delete(
+        &format!("{CMS}/owner?propagationPolicy=Foreground"),
+        Value::Null,
+    )
+    .await;
+    // The pod is deleted gracefully, without a finalizer of its own (it has
+    // no dependents), so the node's grace-0 delete once it stopped removes it.
+    let pod = api
+        .eventually(&format!("{PODS}/p"), |r| {
+            !r.body["metadata"]["deletionTimestamp"].is_null()
+        })
+        .await;
+    assert!(pod.body["metadata"]["finalizers"].is_null(), "{}", pod.body);
+    let owner = api.get(&format!("{CMS}/owner")).await;
+    assert_eq!(owner.status, StatusCode::OK, "the owner waits for the pod");
+    let gone = api
+        .delete(&format!("{PODS}/p"), json!({"gracePeriodSeconds": 0}))
+        .await;
+    assert_eq!(gone.status, StatusCode::OK, "{}", gone.body);
+    api.eventually(&format!("{PODS}/p"), |r| r.status == StatusCode::NOT_FOUND)
+        .await;
+    api.eventually(&format!("{CMS}/owner"), |r| {
+        r.status == StatusCode::NOT_FOUND
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn namespace_deletion_removes_contents() {
     let api = api().await;
     let ns = api

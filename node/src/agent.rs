@@ -5,7 +5,7 @@
 //! drops it reconnects with backoff while the pods keep running.
 
 pub(crate) mod frames;
-mod serve;
+pub(crate) mod serve;
 pub(crate) mod tls;
 
 use std::net::SocketAddr;
@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 use crate::identity::{Identity, IdentityDir, Pending};
 use crate::outbox::Outbox;
+use crate::proxy::Proxy;
 use crate::state::LocalPods;
 use crate::supervisor::PodSupervisor;
 
@@ -124,13 +125,22 @@ pub(crate) async fn request_identity(
 
 /// Connects with the node's certificate and opens its session: says hello and
 /// waits for the welcome. `hint` is added to a TLS failure's message.
+/// An open session: the connection, its session stream, and the node's pod
+/// CIDR from the welcome.
+pub(crate) type SessionStreams = (
+    quinn::Connection,
+    quinn::SendStream,
+    quinn::RecvStream,
+    Option<String>,
+);
+
 pub(crate) async fn open_session(
     endpoint: &quinn::Endpoint,
     addr: SocketAddr,
     identity: &Identity,
     hello: Hello,
     hint: &str,
-) -> Result<(quinn::Connection, quinn::SendStream, quinn::RecvStream), AgentError> {
+) -> Result<SessionStreams, AgentError> {
     let config = tls::session_config(identity).map_err(AgentError::Untrusted)?;
     let connection = endpoint
         .connect_with(config, addr, CONTROL_PLANE_SERVER_NAME)
@@ -148,7 +158,7 @@ pub(crate) async fn open_session(
             e => link(&e),
         })?;
     match frames::expect::<Reply>(&mut recv).await {
-        Ok(Reply::Welcome { .. }) => Ok((connection, send, recv)),
+        Ok(Reply::Welcome { pod_cidr, .. }) => Ok((connection, send, recv, pod_cidr)),
         Ok(Reply::Refused { message, .. }) => Err(AgentError::Refused(message)),
         Ok(other) => Err(AgentError::Link(format!("unexpected reply {other:?}"))),
         Err(frames::StreamError::Read(quinn::ReadExactError::ReadError(
@@ -167,6 +177,7 @@ pub(crate) struct Agent {
     pub hello: Hello,
     pub supervisor: Arc<PodSupervisor>,
     pub outbox: Arc<Outbox>,
+    pub proxy: Arc<Proxy>,
     pub local: Arc<Mutex<LocalPods>>,
     pub connection: watch::Sender<Option<quinn::Connection>>,
     /// Whether a session is open now.
@@ -219,8 +230,14 @@ impl Agent {
                     .map(str::to_string)
             })
             .collect();
-        let (connection, mut send, mut recv) =
+        let (connection, mut send, mut recv, pod_cidr) =
             open_session(&self.endpoint, self.addr, &self.identity, hello, &hint).await?;
+        if let Some(cidr) = pod_cidr.and_then(|c| c.parse::<ipnet::Ipv4Net>().ok()) {
+            if let Err(e) = self.identity_dir.store_pod_cidr(cidr) {
+                tracing::warn!(error = %e, "record the pod CIDR");
+            }
+            self.supervisor.set_pod_cidr(cidr);
+        }
         tracing::info!(node = %self.hello.node_name, control_plane = %self.addr, "connected to the control plane");
         self.connection.send_replace(Some(connection.clone()));
         self.connected.send_replace(true);
@@ -293,6 +310,9 @@ impl Agent {
                     self.supervisor.upsert(pod);
                 }
             }
+            routing @ (Downstream::RoutingSnapshot { .. }
+            | Downstream::RoutingUpsert { .. }
+            | Downstream::RoutingRemove { .. }) => self.proxy.apply(routing),
             Downstream::Remove { uid } => {
                 local.remove(&uid);
                 self.outbox.forget(&uid);

@@ -80,15 +80,18 @@ impl HollowConfig {
     }
 
     fn hello(&self) -> Hello {
-        let mut hello = crate::node::hello(&NodeConfig {
-            name: self.name.clone(),
-            labels: self.labels.clone(),
-            address: self.address,
-            max_pods: self.max_pods,
-            memory_bytes: Some(self.memory_bytes),
-            cpu_millis: Some(self.cpu_millis),
-            ..NodeConfig::default()
-        });
+        let mut hello = crate::node::hello(
+            &NodeConfig {
+                name: self.name.clone(),
+                labels: self.labels.clone(),
+                address: self.address,
+                max_pods: self.max_pods,
+                memory_bytes: Some(self.memory_bytes),
+                cpu_millis: Some(self.cpu_millis),
+                ..NodeConfig::default()
+            },
+            0,
+        );
         // So that `kubectl get nodes -o wide` tells hollow nodes from real ones.
         if let Some(info) = hello.status.get_mut("nodeInfo") {
             info["containerRuntimeVersion"] = json!(RUNTIME_VERSION);
@@ -233,7 +236,8 @@ impl Hollow {
     async fn session(&mut self) -> Result<(), AgentError> {
         let mut hello = self.hello.clone();
         hello.running = self.pods.keys().cloned().collect();
-        let (connection, mut send, mut recv) =
+        // A hollow node gives its pods no addresses: it ignores its pod CIDR.
+        let (connection, mut send, mut recv, _pod_cidr) =
             agent::open_session(&self.endpoint, self.addr, &self.identity, hello, "").await?;
         self.connected.send_replace(true);
         // A new session: deletions not yet seen through are said again.
@@ -299,6 +303,10 @@ fn apply(
         Downstream::Remove { uid } => {
             pods.remove(&uid);
         }
+        // A hollow node proxies nothing.
+        Downstream::RoutingSnapshot { .. }
+        | Downstream::RoutingUpsert { .. }
+        | Downstream::RoutingRemove { .. } => {}
     }
 }
 

@@ -64,6 +64,24 @@ impl IdentityDir {
         &self.dir
     }
 
+    /// The pod CIDR the control plane gave this node last, so that its pods
+    /// keep their addresses when it restarts without the control plane.
+    pub fn pod_cidr(&self) -> Option<ipnet::Ipv4Net> {
+        std::fs::read_to_string(self.path("pod-cidr"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
+    /// Records the pod CIDR (temp file + rename: never half written).
+    pub fn store_pod_cidr(&self, cidr: ipnet::Ipv4Net) -> std::io::Result<()> {
+        if self.pod_cidr() == Some(cidr) {
+            return Ok(());
+        }
+        let tmp = self.path("pod-cidr.tmp");
+        std::fs::write(&tmp, format!("{cidr}\n"))?;
+        std::fs::rename(tmp, self.path("pod-cidr"))
+    }
+
     /// The stored identity, or `None` if the node has not joined yet.
     pub fn load(&self) -> Result<Option<Identity>, IdentityError> {
         let (cert, key, ca) = (

@@ -35,6 +35,9 @@ use crate::outbox::Outbox;
 use crate::state::LocalPods;
 use crate::supervisor::{PodSupervisor, SupervisorConfig};
 
+/// The node proxy's peer port (UDP): the kubelet's port in Kubernetes.
+pub const DEFAULT_PROXY_PORT: u16 = 10250;
+
 /// Kubernetes' default pod limit is 110 per node; a Wasm pod costs far less.
 pub const DEFAULT_MAX_PODS: u32 = 1000;
 
@@ -65,6 +68,8 @@ pub enum NodeError {
     Join(#[from] AgentError),
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
+    #[error(transparent)]
+    Proxy(#[from] crate::proxy::ProxyError),
 }
 
 /// How a node runs; built with [`Node::builder`].
@@ -81,6 +86,10 @@ pub struct NodeConfig {
     pub labels: BTreeMap<String, String>,
     /// The node's address (its Node's InternalIP; where its proxy listens).
     pub address: IpAddr,
+    /// The UDP port other nodes' proxies reach this one at (on `address`);
+    /// 0 picks a free one. Reported as the Node's
+    /// `status.daemonEndpoints.kubeletEndpoint.Port`.
+    pub proxy_port: u16,
     /// Most pods at once (the Node's `pods` capacity).
     pub max_pods: u32,
     /// Memory capacity reported; `None` reads the machine's.
@@ -100,6 +109,7 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("skiff-node"),
             labels: BTreeMap::new(),
             address: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            proxy_port: DEFAULT_PROXY_PORT,
             max_pods: DEFAULT_MAX_PODS,
             memory_bytes: None,
             cpu_millis: None,
@@ -137,6 +147,10 @@ impl NodeBuilder {
     }
     pub fn address(mut self, address: IpAddr) -> Self {
         self.config.address = address;
+        self
+    }
+    pub fn proxy_port(mut self, port: u16) -> Self {
+        self.config.proxy_port = port;
         self
     }
     pub fn max_pods(mut self, max_pods: u32) -> Self {
@@ -264,9 +278,13 @@ impl Node {
                 node_name: config.name.clone(),
                 pods_dir: config.data_dir.join("pods"),
                 restart_backoff_base: config.restart_backoff,
+                host_ip: Some(config.address),
                 ..SupervisorConfig::default()
             },
         ));
+        if let Some(cidr) = identity_dir.pod_cidr() {
+            supervisor.set_pod_cidr(cidr);
+        }
         let local = LocalPods::open(&config.data_dir.join("state").join("pods"))
             .map_err(io("open", config.data_dir.join("state")))?;
         // Edge autonomy: what the node ran before, it runs again now, without
@@ -279,14 +297,22 @@ impl Node {
             );
             supervisor.sync(recorded);
         }
+        let proxy = Arc::new(crate::proxy::Proxy::start(
+            &config.name,
+            config.address,
+            config.proxy_port,
+            &identity,
+            supervisor.clone(),
+        )?);
         let agent = Arc::new(Agent {
             addr,
             endpoint: endpoint.clone(),
             identity,
             identity_dir,
-            hello: hello(&config),
+            hello: hello(&config, proxy.peer_port()),
             supervisor: supervisor.clone(),
             outbox,
+            proxy,
             local: Arc::new(Mutex::new(local)),
             connection: connection_tx,
             connected: connected_tx,
@@ -327,7 +353,7 @@ async fn join_with_retry(
 }
 
 /// What the node says about itself when it connects.
-pub(crate) fn hello(config: &NodeConfig) -> Hello {
+pub(crate) fn hello(config: &NodeConfig, proxy_port: u16) -> Hello {
     let mut labels = BTreeMap::from([
         ("kubernetes.io/hostname".to_string(), config.name.clone()),
         ("kubernetes.io/os".to_string(), "wasi".to_string()),
@@ -355,7 +381,7 @@ pub(crate) fn hello(config: &NodeConfig) -> Hello {
             {"type": "InternalIP", "address": config.address.to_string()},
             {"type": "Hostname", "address": config.name},
         ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": 0}},
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": proxy_port}},
         "nodeInfo": {
             "machineID": "", "systemUUID": "", "bootID": "", "kernelVersion": "",
             "osImage": "Skiff",

@@ -23,6 +23,7 @@ use skiff_runtime::{Component, Engine, LogBuffer};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+mod addresses;
 mod backoff;
 mod container;
 mod events;
@@ -48,6 +49,8 @@ pub struct SupervisorConfig {
     pub restart_backoff_base: Duration,
     /// Longest restart delay (Kubernetes: 5 min).
     pub restart_backoff_max: Duration,
+    /// The node's address (pods' `status.hostIP`).
+    pub host_ip: Option<std::net::IpAddr>,
 }
 
 impl Default for SupervisorConfig {
@@ -57,6 +60,7 @@ impl Default for SupervisorConfig {
             pods_dir: PathBuf::new(),
             restart_backoff_base: Duration::from_secs(10),
             restart_backoff_max: Duration::from_secs(300),
+            host_ip: None,
         }
     }
 }
@@ -130,9 +134,14 @@ pub enum PodAccessError {
     /// needed, or there is no previous instance.
     #[error("{0}")]
     BadRequest(String),
-    /// The pod cannot serve it now (503), e.g. not running, or it failed.
+    /// The pod cannot serve it now (503), e.g. not running or terminating: the
+    /// request did not reach it, so a proxy may try another pod.
     #[error("{0}")]
     Unavailable(String),
+    /// The pod got the request and failed it (a trap, a timeout, stopped
+    /// before it answered): not safe to send again elsewhere.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// Runs the pods bound to this node.
@@ -157,6 +166,7 @@ struct Registry {
     /// `(namespace, name)` to uids: a deleted pod and its replacement (a
     /// StatefulSet's) may share a name for a while.
     by_name: HashMap<(String, String), Vec<String>>,
+    addresses: addresses::PodAddresses,
 }
 
 struct Entry {
@@ -176,6 +186,7 @@ impl Registry {
 
     fn remove(&mut self, uid: &str) -> Option<Entry> {
         let entry = self.by_uid.remove(uid)?;
+        self.addresses.release(uid);
         let key = (entry.ctx.namespace.clone(), entry.ctx.name.clone());
         if let Some(uids) = self.by_name.get_mut(&key) {
             uids.retain(|u| u != uid);
@@ -284,12 +295,46 @@ impl PodSupervisor {
             .deletion_timestamp
             .is_some()
             .then(|| PodCtx::deletion_grace(&pod));
-        let ctx = PodCtx::new(&self.engine, &self.images, &self.reports, &self.config, pod);
+        let preferred = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.pod_ip.as_deref())
+            .and_then(|ip| ip.parse().ok());
+        let ip = reg.addresses.assign(&uid, preferred);
+        let ctx = PodCtx::new(
+            &self.engine,
+            &self.images,
+            &self.reports,
+            &self.config,
+            pod,
+            ip,
+        );
         if let Some(grace) = deletion {
             ctx.begin_stop(StopKind::Delete, grace);
         }
         let task = self.runtime.spawn(pod::run(ctx.clone()));
         reg.insert(Entry { ctx, task });
+    }
+
+    /// The node's pod CIDR (from the control plane): pods get addresses from
+    /// it, including those already running without one.
+    pub fn set_pod_cidr(&self, cidr: ipnet::Ipv4Net) {
+        let mut reg = lock(&self.registry);
+        if !reg.addresses.set_cidr(cidr) {
+            return;
+        }
+        let uids: Vec<String> = reg.by_uid.keys().cloned().collect();
+        for uid in uids {
+            let ip = reg.addresses.assign(&uid, None);
+            if let Some(entry) = reg.by_uid.get(&uid) {
+                entry.ctx.update(|st| st.status.pod_ip = ip);
+            }
+        }
+    }
+
+    /// The address of the pod with `uid`, if it has one.
+    pub fn pod_ip(&self, uid: &str) -> Option<std::net::Ipv4Addr> {
+        lock(&self.registry).addresses.get(uid)
     }
 
     /// A pod is no longer bound here (its object is gone): stop it now.
@@ -323,7 +368,7 @@ impl PodSupervisor {
     /// (later) the Service proxy do. Counted as in flight for graceful draining.
     ///
     /// A request the guest fails (a trap, a timeout, too many in flight) is
-    /// [`PodAccessError::Unavailable`] with the runtime's message, as a proxy
+    /// [`PodAccessError::Failed`] with the runtime's message, as a proxy
     /// answers 502/503 for a backend that broke off.
     pub async fn serve(
         &self,
@@ -343,8 +388,8 @@ impl PodSupervisor {
         };
         match serving.handle_unless_killed(request).await {
             Some(Ok(response)) => Ok(response),
-            Some(Err(e)) => Err(PodAccessError::Unavailable(e.to_string())),
-            None => Err(PodAccessError::Unavailable(format!(
+            Some(Err(e)) => Err(PodAccessError::Failed(e.to_string())),
+            None => Err(PodAccessError::Failed(format!(
                 "pod {namespace}/{name} was stopped before it answered"
             ))),
         }

@@ -133,6 +133,7 @@ impl Node {
                 pods_dir: dir.path().join("pods"),
                 restart_backoff_base: Duration::from_millis(200),
                 restart_backoff_max: Duration::from_secs(5),
+                host_ip: Some(std::net::Ipv4Addr::LOCALHOST.into()),
             },
         );
         Self {

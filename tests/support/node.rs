@@ -39,6 +39,11 @@ impl NodeProcess {
             .arg(data_dir)
             .args(extra)
             .env_remove("SKIFF_TOKEN");
+        // Nodes of concurrent tests share the machine: each takes a free
+        // peer port unless the test chose one.
+        if !extra.contains(&"--proxy-port") {
+            cmd.args(["--proxy-port", "0"]);
+        }
         if let Some(token) = token {
             cmd.args(["--token", token]);
         }

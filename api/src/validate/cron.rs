@@ -1,28 +1,30 @@
 //! CronJob schedules, checked as `robfig/cron`'s standard parser (which
 //! Kubernetes uses) checks them, with its error messages.
 
-struct Bounds {
-    min: u32,
-    max: u32,
-    names: &'static [(&'static str, u32)],
+/// The values one field of a schedule takes, and the names it accepts for them
+/// (shared with the CronJob controller's parser, so both read the same grammar).
+pub struct Bounds {
+    pub min: u32,
+    pub max: u32,
+    pub names: &'static [(&'static str, u32)],
 }
 
-const MINUTES: Bounds = Bounds {
+pub const MINUTES: Bounds = Bounds {
     min: 0,
     max: 59,
     names: &[],
 };
-const HOURS: Bounds = Bounds {
+pub const HOURS: Bounds = Bounds {
     min: 0,
     max: 23,
     names: &[],
 };
-const DAYS_OF_MONTH: Bounds = Bounds {
+pub const DAYS_OF_MONTH: Bounds = Bounds {
     min: 1,
     max: 31,
     names: &[],
 };
-const MONTHS: Bounds = Bounds {
+pub const MONTHS: Bounds = Bounds {
     min: 1,
     max: 12,
     names: &[
@@ -40,7 +42,7 @@ const MONTHS: Bounds = Bounds {
         ("dec", 12),
     ],
 };
-const DAYS_OF_WEEK: Bounds = Bounds {
+pub const DAYS_OF_WEEK: Bounds = Bounds {
     min: 0,
     max: 6,
     names: &[

@@ -1,6 +1,7 @@
 //! The cluster CA: created at first start (rcgen), kept in `<data>/pki/`, and used
 //! to issue the control plane's QUIC certificate and each node's client
-//! certificate (`CN=system:node:<name>, O=system:nodes`, as Kubernetes names nodes).
+//! certificate (`CN=system:node:<name>, O=system:nodes`, as Kubernetes names nodes),
+//! which is also the server certificate of the node's peer proxy (SAN `<name>`).
 
 use std::path::{Path, PathBuf};
 
@@ -146,7 +147,15 @@ impl ClusterCa {
         params
             .distinguished_name
             .push(DnType::OrganizationName, NODE_GROUP);
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        // Also a server certificate for the node's name: node proxies call
+        // each other over mutual TLS, verifying `server_name = <node name>`.
+        let dns = rcgen::string::Ia5String::try_from(node.to_string())
+            .map_err(|e| CaError::BadRequest(format!("node name {node:?}: {e}")))?;
+        params.subject_alt_names = vec![rcgen::SanType::DnsName(dns)];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ClientAuth,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.use_authority_key_identifier_extension = true;
         csr.params = params;
@@ -217,6 +226,13 @@ mod tests {
         let pem = again.sign_node(&csr, "n1").unwrap();
         let der = CertificateDer::from(skiff_api::join::pem_cert_der(&pem).unwrap());
         assert_eq!(node_name_of(&der).as_deref(), Some("n1"));
+        // It also serves as the node's peer-proxy certificate, for its own
+        // name only (not the one the request asked for).
+        let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
+        let eku = parsed.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.client_auth && eku.server_auth);
+        let san = parsed.subject_alternative_name().unwrap().unwrap().value;
+        assert_eq!(format!("{:?}", san.general_names), r#"[DNSName("n1")]"#);
 
         assert!(matches!(
             ca.sign_node("garbage", "n1"),

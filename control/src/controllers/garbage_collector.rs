@@ -116,8 +116,12 @@ async fn run_once(registry: &Registry) -> Result<(), String> {
             }
         }
     }
+    // Work that could not finish is retried after RETRY, not at every watch
+    // event: an owner waiting for its pods would otherwise be looked at again
+    // for each status update those pods make while they stop.
+    let mut retry: BTreeSet<ObjectKey> = BTreeSet::new();
+    let mut retry_at: Option<tokio::time::Instant> = None;
     loop {
-        let mut retry = BTreeSet::new();
         while let Some(key) = dirty.pop_first() {
             match reconcile(registry, &index, &key).await {
                 Ok(()) => {}
@@ -127,14 +131,19 @@ async fn run_once(registry: &Registry) -> Result<(), String> {
                 }
             }
         }
-        dirty = retry;
-        let next = if dirty.is_empty() {
-            watch.next().await
-        } else {
-            match tokio::time::timeout(RETRY, watch.next()).await {
+        if !retry.is_empty() && retry_at.is_none() {
+            retry_at = Some(tokio::time::Instant::now() + RETRY);
+        }
+        let next = match retry_at {
+            None => watch.next().await,
+            Some(at) => match tokio::time::timeout_at(at, watch.next()).await {
                 Ok(item) => item,
-                Err(_) => continue,
-            }
+                Err(_) => {
+                    dirty.append(&mut retry);
+                    retry_at = None;
+                    continue;
+                }
+            },
         };
         let event = match next {
             Some(Ok(WatchItem::Event(event))) => event,
@@ -209,22 +218,10 @@ async fn reconcile(registry: &Registry, index: &Index, key: &ObjectKey) -> Resul
             return remove_finalizer(registry, rt, &obj, ORPHAN_FINALIZER).await;
         }
         if finalizers.contains(&FOREGROUND_FINALIZER) {
-            let dependents = index.dependents_of(&uid);
-            let opts = DeleteOptions {
-                propagation_policy: Some(PropagationPolicy::Foreground),
-                ..Default::default()
-            };
             let mut left = 0;
-            for dependent in &dependents {
-                let drt = resource_of(dependent)?;
-                match registry
-                    .delete(drt, &dependent.namespace, &dependent.name, &opts)
-                    .await
-                {
-                    Ok(d) if d.gone => {}
-                    Ok(_) => left += 1,
-                    Err(e) if e.reason == Reason::NotFound => {}
-                    Err(e) => return Err(e.to_string()),
+            for dependent in &index.dependents_of(&uid) {
+                if delete_dependent(registry, index, dependent).await? {
+                    left += 1;
                 }
             }
             if left == 0 {
@@ -253,6 +250,50 @@ async fn reconcile(registry: &Registry, index: &Index, key: &ObjectKey) -> Resul
     match registry.delete(rt, &key.namespace, &key.name, &opts).await {
         Ok(_) => Ok(()),
         Err(e) if e.reason == Reason::NotFound => Ok(()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Deletes a dependent of an owner in foreground deletion; returns whether it
+/// is still there. One already being deleted is left to finish (its node, its
+/// own finalizers): deleting it again would add `foregroundDeletion` back
+/// after it was taken off, and a gracefully deleted pod would then never go.
+/// As in Kubernetes, only a dependent with dependents of its own is deleted in
+/// the foreground; a leaf goes in the background.
+async fn delete_dependent(
+    registry: &Registry,
+    index: &Index,
+    dependent: &ObjectKey,
+) -> Result<bool, String> {
+    let rt = resource_of(dependent)?;
+    let Some(obj) = registry
+        .try_get(rt, &dependent.namespace, &dependent.name)
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(false);
+    };
+    if meta::deletion_timestamp(&obj).is_some() {
+        return Ok(true);
+    }
+    let uid = meta::uid(&obj).unwrap_or_default();
+    let policy = if index.dependents_of(uid).is_empty() {
+        PropagationPolicy::Background
+    } else {
+        PropagationPolicy::Foreground
+    };
+    let opts = DeleteOptions {
+        propagation_policy: Some(policy),
+        precondition_uid: Some(uid.to_string()),
+        ..Default::default()
+    };
+    match registry
+        .delete(rt, &dependent.namespace, &dependent.name, &opts)
+        .await
+    {
+        Ok(d) => Ok(!d.gone),
+        Err(e) if e.reason == Reason::NotFound => Ok(false),
+        // Replaced meanwhile, or racing other writes: look again later.
+        Err(e) if e.reason == Reason::Conflict => Ok(true),
         Err(e) => Err(e.to_string()),
     }
 }

@@ -39,10 +39,18 @@ pub async fn run(
         let _ = frames::write(&mut send, &refuse(500, format!("register the node: {e}"))).await;
         return Err(e.to_string());
     }
+    let pod_cidr = match super::pod_cidr::ensure(&shared.registry, node).await {
+        Ok(cidr) => cidr.map(|c| c.to_string()),
+        Err(e) => {
+            tracing::warn!(node, error = %e, "allocate the node's pod CIDR");
+            None
+        }
+    };
     frames::write(
         &mut send,
         &Reply::Welcome {
             version: PROTOCOL_VERSION,
+            pod_cidr,
         },
     )
     .await
@@ -51,15 +59,22 @@ pub async fn run(
     shared.liveness.seen(node);
     tracing::info!(node, "node session open");
 
-    let mut subscription = shared.dispatcher.subscribe(node);
+    let mut pods = shared.dispatcher.subscribe(node);
+    let mut routing = shared.routing.subscribe();
     let downstream = async move {
-        while let Some(message) = subscription.changes.recv().await {
+        loop {
+            let message = tokio::select! {
+                m = pods.changes.recv() => m,
+                m = routing.changes.recv() => m,
+            };
+            let Some(message) = message else {
+                return Ok::<(), frames::StreamError>(());
+            };
             frames::write(&mut send, &message).await?;
             if matches!(message, Downstream::Snapshot { .. }) {
                 tracing::debug!("pod snapshot sent");
             }
         }
-        Ok::<(), frames::StreamError>(())
     };
     let upstream = async {
         let mut tick = tokio::time::interval(NODE_STATUS_INTERVAL);

@@ -28,7 +28,7 @@ pub async fn stream(
     };
     let result = match open {
         Open::Logs(request) => logs(supervisor, request, &mut send).await,
-        Open::Proxy(request) => proxy(supervisor, request, &mut recv, &mut send).await,
+        Open::Proxy(request) => proxy(supervisor, request, &mut recv, &mut send, access_code).await,
         other => refuse(&mut send, 400, format!("a node does not serve {other:?}")).await,
     };
     if let Err(e) = result {
@@ -37,7 +37,7 @@ pub async fn stream(
     let _ = send.finish();
 }
 
-async fn refuse(
+pub(crate) async fn refuse(
     send: &mut quinn::SendStream,
     code: u16,
     message: String,
@@ -49,7 +49,17 @@ fn access_code(e: &PodAccessError) -> u16 {
     match e {
         PodAccessError::NotFound(_) => 404,
         PodAccessError::BadRequest(_) => 400,
-        PodAccessError::Unavailable(_) => 503,
+        PodAccessError::Unavailable(_) | PodAccessError::Failed(_) => 503,
+    }
+}
+
+/// As [`access_code`], but a pod that failed the request is 502, so that a
+/// peer proxy can tell it from one that never got it (404, 503) and retry
+/// only those.
+pub(crate) fn peer_access_code(e: &PodAccessError) -> u16 {
+    match e {
+        PodAccessError::Failed(_) => 502,
+        e => access_code(e),
     }
 }
 
@@ -136,11 +146,14 @@ async fn write_lines(
     Ok(*budget > 0)
 }
 
-async fn proxy(
+/// Hands a [`ProxyRequest`] (its body to the end of `recv`) to a pod and
+/// writes the answer; `code` says how a failure is reported.
+pub(crate) async fn proxy(
     supervisor: &PodSupervisor,
     request: ProxyRequest,
     recv: &mut quinn::RecvStream,
     send: &mut quinn::SendStream,
+    code: fn(&PodAccessError) -> u16,
 ) -> Result<(), frames::StreamError> {
     let body = match recv.read_to_end(MAX_BODY).await {
         Ok(body) => body,
@@ -179,6 +192,6 @@ async fn proxy(
             send.write_all(&body).await?;
             Ok(())
         }
-        Err(e) => refuse(send, access_code(&e), e.to_string()).await,
+        Err(e) => refuse(send, code(&e), e.to_string()).await,
     }
 }

@@ -134,12 +134,15 @@ impl PodCtx {
         reports: &mpsc::UnboundedSender<Report>,
         config: &Arc<SupervisorConfig>,
         pod: Pod,
+        ip: Option<std::net::Ipv4Addr>,
     ) -> Arc<Self> {
         let meta = &pod.metadata;
         let uid = meta.uid.clone().unwrap_or_default();
         let namespace = meta.namespace.clone().unwrap_or_else(|| "default".into());
         let name = meta.name.clone().unwrap_or_default();
-        let status = PodStatusModel::new(&pod, Timestamp::now());
+        let mut status = PodStatusModel::new(&pod, Timestamp::now());
+        status.pod_ip = ip;
+        status.host_ip = config.host_ip;
         let already_final = pod
             .status
             .as_ref()

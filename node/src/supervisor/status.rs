@@ -61,6 +61,10 @@ pub(super) enum RestartPolicy {
 /// Everything the pod's status is built from.
 #[derive(Debug, Clone)]
 pub(super) struct PodStatusModel {
+    /// The pod's address, from the node's pod CIDR.
+    pub pod_ip: Option<std::net::Ipv4Addr>,
+    /// The node's address.
+    pub host_ip: Option<std::net::IpAddr>,
     pub init: Vec<ContainerStatus>,
     pub main: Vec<ContainerStatus>,
     pub restart_policy: RestartPolicy,
@@ -194,6 +198,8 @@ impl PodStatusModel {
             final_phase: None,
             initialized: false,
             transitions: Vec::new(),
+            pod_ip: None,
+            host_ip: None,
         };
         if let Some(status) = &pod.status {
             if let Some(t) = &status.start_time {
@@ -388,6 +394,14 @@ impl PodStatusModel {
             "conditions": conditions,
             "startTime": format_timestamp(self.start_time),
         });
+        if let Some(ip) = self.host_ip {
+            status["hostIP"] = json!(ip.to_string());
+            status["hostIPs"] = json!([{"ip": ip.to_string()}]);
+        }
+        if let Some(ip) = self.pod_ip {
+            status["podIP"] = json!(ip.to_string());
+            status["podIPs"] = json!([{"ip": ip.to_string()}]);
+        }
         if !self.init.is_empty() {
             status["initContainerStatuses"] = self
                 .init

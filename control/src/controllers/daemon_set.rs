@@ -1,0 +1,549 @@
+//! The DaemonSet controller, as Kubernetes' (`pkg/controller/daemon`): one pod
+//! per eligible node (by the template's node selector, required node affinity
+//! and tolerations against the node's taints), none on the others. Since
+//! Kubernetes 1.12 the controller does not bind: each pod carries a required
+//! node affinity on `metadata.name` naming its node, and the scheduler places it
+//! there. A node that stops qualifying loses its pod (a NoSchedule taint only
+//! keeps new pods off; NoExecute evicts), a new node gets one, and a deleted
+//! node's pod is removed by the pod garbage collector.
+//!
+//! Pods carry the `controller-revision-hash` of the template they were made
+//! from (Skiff serves no ControllerRevision kind; the hash alone tells old
+//! pods from new ones). `updateStrategy` RollingUpdate replaces old pods within
+//! `maxUnavailable` (or surges within `maxSurge`); OnDelete leaves them until
+//! a user deletes them. Status has the counts `kubectl rollout status` reads.
+//!
+//! The decisions are pure functions ([`eligibility`], [`plan`]); this file
+//! reads the caches, writes pods and status, and records Events.
+
+pub mod eligibility;
+pub mod plan;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::join_all;
+use serde_json::{Value, json};
+use skiff_api::meta;
+use skiff_api::selector::LabelSelector;
+use skiff_api::status::{ApiError, Reason};
+use tokio::time::Instant;
+
+use super::deployment::template_hash;
+use super::pod_control::{self, PodControl, controller_uid};
+use super::work_queue::{Action, WorkQueue, run_workers};
+use super::write_status;
+use crate::events::{EventRecorder, EventType};
+use crate::informer::{Change, Informer, ObjectRef, object_ref};
+use crate::registry::Registry;
+use crate::store::{EventType as WatchEventType, Revision};
+use eligibility::{Eligibility, NodeFit};
+use plan::{Counts, Plan};
+
+const NAME: &str = "daemonset-controller";
+const FIELD_MANAGER: &str = "skiff-daemonset-controller";
+/// Kubernetes' failed-pod backoff: 1 s, doubling up to 15 minutes.
+const FAILED_BACKOFF_FIRST: Duration = Duration::from_secs(1);
+const FAILED_BACKOFF_MAX: Duration = Duration::from_secs(15 * 60);
+
+/// What a reconcile needs.
+pub struct Context {
+    pub registry: Registry,
+    pub daemon_sets: Informer,
+    pub nodes: Informer,
+    pub pods: Informer,
+    pub events: EventRecorder,
+    pub pod_control: PodControl,
+    failed: FailedPodBackoff,
+}
+
+/// Runs the controller until the process ends.
+pub async fn run(
+    registry: Registry,
+    daemon_sets: Informer,
+    nodes: Informer,
+    pods: Informer,
+    events: EventRecorder,
+) {
+    let ctx = Arc::new(Context {
+        pod_control: PodControl::new(registry.clone(), FIELD_MANAGER),
+        registry,
+        daemon_sets,
+        nodes,
+        pods,
+        events,
+        failed: FailedPodBackoff::default(),
+    });
+    let queue: Arc<WorkQueue<ObjectRef>> = WorkQueue::new();
+    tokio::spawn(feed(ctx.clone(), queue.clone()));
+    run_workers(NAME, queue, 2, move |key| reconcile(ctx.clone(), key)).await;
+}
+
+/// Queues the DaemonSets a change concerns.
+async fn feed(ctx: Arc<Context>, queue: Arc<WorkQueue<ObjectRef>>) {
+    let mut sets = ctx.daemon_sets.subscribe();
+    let mut nodes = ctx.nodes.subscribe();
+    let mut pods = ctx.pods.subscribe();
+    ctx.daemon_sets.synced().await;
+    ctx.nodes.synced().await;
+    ctx.pods.synced().await;
+    let all = |queue: &WorkQueue<ObjectRef>| {
+        for ds in ctx.daemon_sets.list(None, |_| true) {
+            queue.add(object_ref(&ds));
+        }
+    };
+    all(&queue);
+    loop {
+        tokio::select! {
+            change = sets.next() => match change {
+                Some(Change::Object { object, .. }) => queue.add(object_ref(&object)),
+                Some(Change::Resync) => all(&queue),
+                None => return,
+            },
+            change = nodes.next() => match change {
+                Some(Change::Object { event_type, object, prev }) => {
+                    if event_type != WatchEventType::Modified
+                        || prev.as_ref().is_none_or(|p| placement_changed(p, &object))
+                    {
+                        all(&queue);
+                    }
+                }
+                Some(Change::Resync) => all(&queue),
+                None => return,
+            },
+            change = pods.next() => match change {
+                Some(Change::Object { object, prev, .. }) => {
+                    for pod in std::iter::once(&object).chain(prev.as_ref()) {
+                        for key in owners_of(&ctx, pod) {
+                            queue.add(key);
+                        }
+                    }
+                }
+                Some(Change::Resync) => all(&queue),
+                None => return,
+            },
+        }
+    }
+}
+
+/// Whether a node change can change where daemon pods belong: its labels or
+/// spec (taints, cordon). Heartbeats and other status updates cannot.
+fn placement_changed(prev: &Value, node: &Value) -> bool {
+    meta::labels(prev) != meta::labels(node) || prev.get("spec") != node.get("spec")
+}
+
+/// The DaemonSets that own `pod`, or would adopt it.
+fn owners_of(ctx: &Context, pod: &Value) -> Vec<ObjectRef> {
+    let namespace = meta::namespace(pod).unwrap_or_default().to_string();
+    if let Some((kind, name)) = pod_control::controller_of(pod) {
+        return if kind == "DaemonSet" {
+            vec![(namespace, name.to_string())]
+        } else {
+            Vec::new()
+        };
+    }
+    ctx.daemon_sets
+        .list(Some(&namespace), |ds| {
+            selector(ds).is_ok_and(|s| !s.is_empty() && s.matches_object(pod))
+        })
+        .iter()
+        .map(|ds| object_ref(ds))
+        .collect()
+}
+
+fn selector(ds: &Value) -> Result<LabelSelector, ApiError> {
+    LabelSelector::from_object_at(ds.pointer("/spec/selector"), "spec.selector")
+        .map_err(|_| ApiError::bad_request("invalid selector"))
+}
+
+fn min_ready_seconds(ds: &Value) -> i64 {
+    ds.pointer("/spec/minReadySeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+}
+
+/// The hash of the DaemonSet's current template (the `controller-revision-hash`).
+fn current_hash(ds: &Value) -> String {
+    let template = ds
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let collisions = ds
+        .pointer("/status/collisionCount")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    template_hash(&template, collisions)
+}
+
+async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError> {
+    let Some(ds) = ctx.daemon_sets.get(&key.0, &key.1) else {
+        return Ok(Action::Done); // Gone: the garbage collector takes its pods.
+    };
+    if meta::deletion_timestamp(&ds).is_some() {
+        // As Kubernetes: a DaemonSet being deleted is neither synced nor given
+        // status; its pods are orphaned or collected per the propagation policy.
+        return Ok(Action::Done);
+    }
+    let selector = selector(&ds)?;
+    if selector.is_empty() {
+        ctx.events.record(
+            &ds,
+            NAME,
+            EventType::Warning,
+            "SelectingAll",
+            "This daemon set is selecting all pods. A non-empty selector is required.",
+        );
+        return Ok(Action::Done);
+    }
+    let claimed = claim(&ctx, &ds, &selector).await?;
+    if claimed > 0 {
+        ctx.pods.wait_for(claimed).await;
+    }
+
+    let hash = current_hash(&ds);
+    let min_ready = min_ready_seconds(&ds);
+    let eligibility = Eligibility::of(&ds);
+    let fits: Vec<(String, NodeFit)> = ctx
+        .nodes
+        .list(None, |_| true)
+        .iter()
+        .filter_map(|n| Some((meta::name(n)?.to_string(), eligibility.check(n))))
+        .collect();
+    let desired = fits.iter().filter(|(_, f)| f.should_run).count();
+    let now = jiff::Timestamp::now();
+
+    let layout = plan::group(&fits, owned_pods(&ctx, &ds, &selector));
+    let mut todo = plan::manage(&layout, &hash, plan::allows_surge(&ds), min_ready, now);
+    let mut retry_failed: Option<Duration> = None;
+    // Roll only once the pods are where they belong (Kubernetes waits for
+    // manage's writes to be observed before it rolls).
+    if todo.is_empty()
+        && let Some(bounds) = plan::bounds(&ds, desired)
+    {
+        todo = plan::rolling_update(&layout, &hash, bounds, desired, min_ready, now);
+    }
+    let written = execute(&ctx, &ds, &hash, todo, &mut retry_failed).await?;
+    if written > 0 {
+        // Read our own writes before counting.
+        ctx.pods.wait_for(written).await;
+    }
+
+    let layout = plan::group(&fits, owned_pods(&ctx, &ds, &selector));
+    let (counts, until_available) = plan::status(&layout, &hash, min_ready, jiff::Timestamp::now());
+    write_status(&ctx.registry, &ds, status_of(&ds, &counts), FIELD_MANAGER).await?;
+    let next = [until_available, retry_failed]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|d| d + Duration::from_millis(10));
+    Ok(next.map_or(Action::Done, Action::RequeueAfter))
+}
+
+/// Adopts matching orphans and releases owned pods that stopped matching
+/// (`ClaimPods`). Returns the revision of the last write, or 0.
+async fn claim(ctx: &Context, ds: &Value, selector: &LabelSelector) -> Result<Revision, ApiError> {
+    let uid = meta::uid(ds).unwrap_or_default();
+    let mut last = 0;
+    for pod in ctx.pods.list(meta::namespace(ds), |_| true) {
+        let matches = selector.matches_object(&pod);
+        match controller_uid(&pod) {
+            Some(owner) if owner == uid && !matches => {
+                match ctx.pod_control.release(uid, &pod).await {
+                    Ok(rev) => last = last.max(rev),
+                    Err(e) if matches!(e.reason, Reason::Conflict | Reason::NotFound) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            None if matches && meta::deletion_timestamp(&pod).is_none() => {
+                match ctx.pod_control.adopt(ds, &pod).await {
+                    Ok(rev) => last = last.max(rev),
+                    Err(e) if matches!(e.reason, Reason::Conflict | Reason::NotFound) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(last)
+}
+
+/// The DaemonSet's pods, from the cache.
+fn owned_pods(ctx: &Context, ds: &Value, selector: &LabelSelector) -> Vec<Arc<Value>> {
+    let uid = meta::uid(ds).unwrap_or_default();
+    ctx.pods.list(meta::namespace(ds), |p| {
+        controller_uid(p) == Some(uid) && selector.matches_object(p)
+    })
+}
+
+/// Creates and deletes what the plan says; a failed pod is deleted only when
+/// its node is not in backoff (else `retry` says when to look again).
+/// Returns the revision of the last write, or 0.
+async fn execute(
+    ctx: &Context,
+    ds: &Value,
+    hash: &str,
+    plan: Plan,
+    retry: &mut Option<Duration>,
+) -> Result<Revision, ApiError> {
+    let Plan {
+        create_on,
+        mut delete,
+        failed,
+    } = plan;
+    let uid = meta::uid(ds).unwrap_or_default();
+    for (node, pod) in failed {
+        match ctx.failed.check(uid, &node, Instant::now()) {
+            Some(wait) => *retry = Some(retry.map_or(wait, |r| r.min(wait))),
+            None => {
+                ctx.events.record(
+                    ds,
+                    NAME,
+                    EventType::Warning,
+                    "FailedDaemonPod",
+                    format!(
+                        "Found failed daemon pod {}/{} on node {node}, will try to kill it",
+                        meta::namespace(&pod).unwrap_or_default(),
+                        meta::name(&pod).unwrap_or_default()
+                    ),
+                );
+                delete.push(pod);
+            }
+        }
+    }
+    let mut last = create_pods(ctx, ds, hash, &create_on).await?;
+    let results = join_all(delete.iter().map(|p| ctx.pod_control.delete(p))).await;
+    let mut first_error = None;
+    for (pod, result) in delete.iter().zip(results) {
+        match result {
+            Ok(Some(rev)) => {
+                last = last.max(rev);
+                ctx.events.record(
+                    ds,
+                    NAME,
+                    EventType::Normal,
+                    "SuccessfulDelete",
+                    format!("Deleted pod: {}", meta::name(pod).unwrap_or_default()),
+                );
+            }
+            Ok(None) => {}
+            Err(e) => {
+                ctx.events.record(
+                    ds,
+                    NAME,
+                    EventType::Warning,
+                    "FailedDelete",
+                    format!("Error deleting: {}", e.message),
+                );
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => {
+            if last > 0 {
+                ctx.pods.wait_for(last).await;
+            }
+            Err(e)
+        }
+        None => Ok(last),
+    }
+}
+
+/// Creates a pod on each node in batches of 1, 2, 4, ... (Kubernetes' slow
+/// start), stopping at the first batch with an error, so a DaemonSet whose
+/// pods are all refused makes one failing call, not one per node.
+async fn create_pods(
+    ctx: &Context,
+    ds: &Value,
+    hash: &str,
+    nodes: &[String],
+) -> Result<Revision, ApiError> {
+    let name = meta::name(ds).unwrap_or_default();
+    let generate_name = format!("{name}-");
+    let template = ds
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    let mut last = 0;
+    let mut batch = 1;
+    let mut rest = nodes;
+    while !rest.is_empty() {
+        let (now, later) = rest.split_at(batch.min(rest.len()));
+        rest = later;
+        batch *= 2;
+        let results = join_all(now.iter().map(|node| {
+            let template = eligibility::pod_template(&template, node, hash);
+            let generate_name = generate_name.clone();
+            async move {
+                ctx.pod_control
+                    .create(ds, &template, &generate_name, None, &[])
+                    .await
+            }
+        }))
+        .await;
+        let mut first_error = None;
+        for result in results {
+            match result {
+                Ok((pod, rev)) => {
+                    last = last.max(rev);
+                    ctx.events.record(
+                        ds,
+                        NAME,
+                        EventType::Normal,
+                        "SuccessfulCreate",
+                        format!("Created pod: {}", meta::name(&pod).unwrap_or_default()),
+                    );
+                }
+                Err(e) => {
+                    ctx.events.record(
+                        ds,
+                        NAME,
+                        EventType::Warning,
+                        "FailedCreate",
+                        format!("Error creating: {}", e.message),
+                    );
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            if last > 0 {
+                ctx.pods.wait_for(last).await;
+            }
+            return Err(e);
+        }
+    }
+    Ok(last)
+}
+
+/// The status to write: the counts, with the fields Kubernetes omits when
+/// zero left out, and what the controller does not own kept.
+fn status_of(ds: &Value, c: &Counts) -> Value {
+    let mut status = json!({
+        "currentNumberScheduled": c.current,
+        "numberMisscheduled": c.misscheduled,
+        "desiredNumberScheduled": c.desired,
+        "numberReady": c.ready,
+        "observedGeneration": meta::generation(ds),
+    });
+    for (field, n) in [
+        ("updatedNumberScheduled", c.updated),
+        ("numberAvailable", c.available),
+        ("numberUnavailable", c.unavailable),
+    ] {
+        if n > 0 {
+            status[field] = json!(n);
+        }
+    }
+    for field in ["collisionCount", "conditions"] {
+        if let Some(v) = ds.pointer(&format!("/status/{field}")) {
+            status[field] = v.clone();
+        }
+    }
+    status
+}
+
+/// Per (DaemonSet, node) backoff for deleting failed pods, as Kubernetes'
+/// `failedPodsBackoff`: a node that keeps failing its daemon pod gets a
+/// replacement after 1 s, then 2 s, 4 s, ... up to 15 minutes.
+#[derive(Default)]
+struct FailedPodBackoff {
+    entries: Mutex<HashMap<(String, String), (Instant, Duration)>>,
+}
+
+impl FailedPodBackoff {
+    /// `None` when the failed pod may be deleted now (and the backoff grows),
+    /// else how long until it may.
+    fn check(&self, ds_uid: &str, node: &str, now: Instant) -> Option<Duration> {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (ds_uid.to_string(), node.to_string());
+        let delay = match entries.get(&key) {
+            Some(&(at, delay)) => {
+                let since = now.saturating_duration_since(at);
+                if since < delay {
+                    return Some(delay - since);
+                }
+                // Quiet for long enough: start over.
+                if since > FAILED_BACKOFF_MAX * 2 {
+                    FAILED_BACKOFF_FIRST
+                } else {
+                    (delay * 2).min(FAILED_BACKOFF_MAX)
+                }
+            }
+            None => FAILED_BACKOFF_FIRST,
+        };
+        entries.insert(key, (now, delay));
+        // Bounded: forgetting a node only restarts its backoff.
+        if entries.len() > 10_000 {
+            entries
+                .retain(|_, (at, _)| now.saturating_duration_since(*at) < FAILED_BACKOFF_MAX * 2);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_pods_back_off_per_node() {
+        let backoff = FailedPodBackoff::default();
+        let t0 = Instant::now();
+        assert_eq!(backoff.check("ds", "a", t0), None);
+        assert_eq!(
+            backoff.check("ds", "a", t0 + Duration::from_millis(400)),
+            Some(Duration::from_millis(600))
+        );
+        assert_eq!(backoff.check("ds", "b", t0), None, "another node");
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!(backoff.check("ds", "a", t1), None);
+        assert_eq!(
+            backoff.check("ds", "a", t1 + Duration::from_secs(1)),
+            Some(Duration::from_secs(1)),
+            "the second delay is twice the first"
+        );
+    }
+
+    #[test]
+    fn status_omits_what_kubernetes_omits_and_keeps_the_collision_count() {
+        let ds = json!({"metadata": {"generation": 3}, "status": {"collisionCount": 1}});
+        let counts = Counts {
+            desired: 2,
+            current: 2,
+            ready: 1,
+            updated: 2,
+            available: 1,
+            unavailable: 1,
+            misscheduled: 0,
+        };
+        assert_eq!(
+            status_of(&ds, &counts),
+            json!({"currentNumberScheduled": 2, "numberMisscheduled": 0, "desiredNumberScheduled": 2,
+                "numberReady": 1, "observedGeneration": 3, "updatedNumberScheduled": 2,
+                "numberAvailable": 1, "numberUnavailable": 1, "collisionCount": 1})
+        );
+        let none = status_of(&json!({"metadata": {"generation": 1}}), &Counts::default());
+        assert_eq!(
+            none,
+            json!({"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0,
+                "numberReady": 0, "observedGeneration": 1})
+        );
+    }
+
+    #[test]
+    fn heartbeats_do_not_move_daemon_pods_but_labels_and_taints_do() {
+        let node = json!({"metadata": {"name": "n", "labels": {"a": "1"}}, "spec": {},
+            "status": {"conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": "t1"}]}});
+        let mut beat = node.clone();
+        beat["status"]["conditions"][0]["lastHeartbeatTime"] = json!("t2");
+        assert!(!placement_changed(&node, &beat));
+        let mut labeled = node.clone();
+        labeled["metadata"]["labels"]["b"] = json!("2");
+        assert!(placement_changed(&node, &labeled));
+        let mut tainted = node.clone();
+        tainted["spec"]["taints"] = json!([{"key": "k", "effect": "NoSchedule"}]);
+        assert!(placement_changed(&node, &tainted));
+    }
+}

@@ -1,0 +1,674 @@
+//! The Job controller, as Kubernetes' (`pkg/controller/job`) for `NonIndexed`
+//! Jobs: it runs pods from the template until `completions` of them succeeded
+//! (or, without `completions`, until one succeeded and none runs), at most
+//! `parallelism` at a time, replacing failed pods after a back-off. More than
+//! `backoffLimit` failures, or running longer than `activeDeadlineSeconds`,
+//! fails the Job and deletes its active pods; `suspend` deletes them and waits.
+//!
+//! Pods are counted through the `batch.kubernetes.io/job-tracking` finalizer
+//! (see [`tally`]), so a finished pod that is deleted is still counted. The
+//! end is written as Kubernetes 1.31+ writes it: first the interim condition
+//! (`SuccessCriteriaMet` or `FailureTarget`), then, once no pod is left
+//! running or terminating and every pod is counted, `Complete` (with
+//! `completionTime`) or `Failed`.
+
+pub mod conditions;
+mod tally;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use jiff::Timestamp;
+use serde_json::{Map, Value, json};
+use skiff_api::meta;
+use skiff_api::patch::PatchType;
+use skiff_api::resource::{ResourceType, by_kind};
+use skiff_api::selector::LabelSelector;
+use skiff_api::status::{ApiError, Reason};
+
+use self::conditions::{COMPLETE, FAILED, FAILURE_TARGET, SUCCESS_CRITERIA_MET, SUSPENDED};
+use self::tally::{Tracking, has_tracking_finalizer};
+use super::pod_control::{
+    self, PodControl, controller_of, controller_uid, deletion_order, is_active, revision_of,
+};
+use super::work_queue::{Action, WorkQueue, run_workers};
+use crate::events::{EventRecorder, EventType};
+use crate::informer::{Change, Informer, ObjectRef, object_ref};
+use crate::registry::{Registry, Subresource, WriteOptions};
+use crate::store::Revision;
+
+pub use self::tally::TRACKING_FINALIZER;
+
+const NAME: &str = "job-controller";
+const FIELD_MANAGER: &str = "skiff-job-controller";
+/// Kubernetes' `MaxPodCreateDeletePerSync`.
+const MAX_PODS_PER_SYNC: usize = 500;
+
+/// What a reconcile needs.
+pub struct Context {
+    pub registry: Registry,
+    pub jobs: Informer,
+    pub pods: Informer,
+    pub events: EventRecorder,
+    pub pod_control: PodControl,
+}
+
+/// What the queue holds: a Job to sync, or a pod whose Job is gone and that
+/// still carries the tracking finalizer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Job(ObjectRef),
+    OrphanPod(ObjectRef),
+}
+
+/// Why a Job is ending: the interim condition it gets at once and the final
+/// one it gets when its pods are done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ending {
+    interim: &'static str,
+    last: &'static str,
+    reason: &'static str,
+    message: &'static str,
+}
+
+const COMPLETIONS_REACHED: Ending = Ending {
+    interim: SUCCESS_CRITERIA_MET,
+    last: COMPLETE,
+    reason: "CompletionsReached",
+    message: "Reached expected number of succeeded pods",
+};
+const BACKOFF_LIMIT_EXCEEDED: Ending = Ending {
+    interim: FAILURE_TARGET,
+    last: FAILED,
+    reason: "BackoffLimitExceeded",
+    message: "Job has reached the specified backoff limit",
+};
+const DEADLINE_EXCEEDED: Ending = Ending {
+    interim: FAILURE_TARGET,
+    last: FAILED,
+    reason: "DeadlineExceeded",
+    message: "Job was active longer than specified deadline",
+};
+
+/// The spec fields the controller acts on, with Kubernetes' defaults.
+struct Spec {
+    completions: Option<i64>,
+    parallelism: i64,
+    backoff_limit: i64,
+    active_deadline_seconds: Option<i64>,
+    suspend: bool,
+    restart_on_failure: bool,
+    /// podReplacementPolicy `Failed`: replace a pod only once it has failed.
+    only_failed: bool,
+    indexed: bool,
+}
+
+impl Spec {
+    fn of(job: &Value) -> Spec {
+        let int = |k: &str| job.pointer(&format!("/spec/{k}")).and_then(Value::as_i64);
+        let text = |k: &str| job.pointer(&format!("/spec/{k}")).and_then(Value::as_str);
+        Spec {
+            completions: int("completions"),
+            parallelism: int("parallelism").unwrap_or(1).max(0),
+            backoff_limit: int("backoffLimit").unwrap_or(6).max(0),
+            active_deadline_seconds: int("activeDeadlineSeconds"),
+            suspend: job.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true),
+            restart_on_failure: text("template/spec/restartPolicy") == Some("OnFailure"),
+            only_failed: text("podReplacementPolicy") == Some("Failed"),
+            indexed: text("completionMode") == Some("Indexed"),
+        }
+    }
+}
+
+/// Runs the controller until the process ends.
+pub async fn run(registry: Registry, jobs: Informer, pods: Informer, events: EventRecorder) {
+    let ctx = Arc::new(Context {
+        pod_control: PodControl::new(registry.clone(), FIELD_MANAGER),
+        registry,
+        jobs,
+        pods,
+        events,
+    });
+    let queue: Arc<WorkQueue<Key>> = WorkQueue::new();
+    tokio::spawn(feed(ctx.clone(), queue.clone()));
+    run_workers(NAME, queue, 4, move |key| reconcile(ctx.clone(), key)).await;
+}
+
+/// Queues the Jobs (and orphaned pods) a change concerns.
+async fn feed(ctx: Arc<Context>, queue: Arc<WorkQueue<Key>>) {
+    let mut jobs = ctx.jobs.subscribe();
+    let mut pods = ctx.pods.subscribe();
+    ctx.jobs.synced().await;
+    ctx.pods.synced().await;
+    let all = |queue: &WorkQueue<Key>| {
+        for job in ctx.jobs.list(None, |_| true) {
+            queue.add(Key::Job(object_ref(&job)));
+        }
+        for pod in ctx.pods.list(None, has_tracking_finalizer) {
+            for key in keys_for_pod(&ctx, &pod) {
+                queue.add(key);
+            }
+        }
+    };
+    all(&queue);
+    loop {
+        tokio::select! {
+            change = jobs.next() => match change {
+                Some(Change::Object { object, .. }) => queue.add(Key::Job(object_ref(&object))),
+                Some(Change::Resync) => all(&queue),
+                None => return,
+            },
+            change = pods.next() => match change {
+                Some(Change::Object { object, prev, .. }) => {
+                    for pod in std::iter::once(&object).chain(prev.as_ref()) {
+                        for key in keys_for_pod(&ctx, pod) {
+                            queue.add(key);
+                        }
+                    }
+                }
+                Some(Change::Resync) => all(&queue),
+                None => return,
+            },
+        }
+    }
+}
+
+/// The Job that owns `pod` (or would adopt it), or the pod itself when it
+/// holds the tracking finalizer and no Job of its own is known.
+fn keys_for_pod(ctx: &Context, pod: &Value) -> Vec<Key> {
+    let namespace = meta::namespace(pod).unwrap_or_default();
+    let orphan = || {
+        if has_tracking_finalizer(pod) {
+            vec![Key::OrphanPod(object_ref(pod))]
+        } else {
+            Vec::new()
+        }
+    };
+    match controller_of(pod) {
+        Some(("Job", name)) => {
+            let known = ctx
+                .jobs
+                .get(namespace, name)
+                .is_some_and(|job| meta::uid(&job) == controller_uid(pod));
+            if known {
+                vec![Key::Job((namespace.to_string(), name.to_string()))]
+            } else {
+                orphan()
+            }
+        }
+        Some(_) => Vec::new(),
+        None => {
+            let mut keys = orphan();
+            keys.extend(
+                ctx.jobs
+                    .list(Some(namespace), |job| {
+                        conditions::finished(job).is_none()
+                            && selector(job).is_ok_and(|s| !s.is_empty() && s.matches_object(pod))
+                    })
+                    .iter()
+                    .map(|job| Key::Job(object_ref(job))),
+            );
+            keys
+        }
+    }
+}
+
+fn selector(job: &Value) -> Result<LabelSelector, ApiError> {
+    LabelSelector::from_object_at(job.pointer("/spec/selector"), "spec.selector")
+        .map_err(|_| ApiError::bad_request("invalid selector"))
+}
+
+fn jobs_type() -> Result<&'static ResourceType, ApiError> {
+    by_kind("batch/v1", "Job").ok_or_else(|| ApiError::internal("no Job kind"))
+}
+
+async fn reconcile(ctx: Arc<Context>, key: Key) -> Result<Action, ApiError> {
+    match key {
+        Key::Job(key) => {
+            let Some(job) = ctx.jobs.get(&key.0, &key.1) else {
+                return Ok(Action::Done); // Gone: the garbage collector takes its pods.
+            };
+            let mut sync = Sync {
+                ctx: &ctx,
+                job: (*job).clone(),
+                pod_write: 0,
+                job_write: 0,
+            };
+            let result = sync.run().await;
+            // Read our own writes before the next look at this Job.
+            if sync.pod_write > 0 {
+                ctx.pods.wait_for(sync.pod_write).await;
+            }
+            if sync.job_write > 0 {
+                ctx.jobs.wait_for(sync.job_write).await;
+            }
+            result
+        }
+        Key::OrphanPod(key) => release_orphan(&ctx, &key).await,
+    }
+}
+
+/// Takes the tracking finalizer off a pod whose Job is gone, so that its
+/// deletion can finish (Kubernetes' `handleOrphanPod`).
+async fn release_orphan(ctx: &Context, key: &ObjectRef) -> Result<Action, ApiError> {
+    let Some(pod) = ctx.pods.get(&key.0, &key.1) else {
+        return Ok(Action::Done);
+    };
+    if !has_tracking_finalizer(&pod) {
+        return Ok(Action::Done);
+    }
+    if let Some(("Job", name)) = controller_of(&pod) {
+        // Ask the store, not the cache: a Job the cache has not seen yet is not gone.
+        let job = ctx.registry.try_get(jobs_type()?, &key.0, name)?;
+        if job.is_some_and(|j| meta::uid(&j) == controller_uid(&pod)) {
+            return Ok(Action::Done); // Its Job counts and releases it.
+        }
+    }
+    remove_finalizer(&ctx.registry, &pod).await?;
+    Ok(Action::Done)
+}
+
+/// Removes the tracking finalizer from a pod (and nothing else).
+async fn remove_finalizer(registry: &Registry, pod: &Value) -> Result<Revision, ApiError> {
+    let patch = json!({"metadata": {
+        "$deleteFromPrimitiveList/finalizers": [TRACKING_FINALIZER],
+    }});
+    let opts = WriteOptions {
+        field_manager: FIELD_MANAGER.into(),
+        ..Default::default()
+    };
+    match registry
+        .patch(
+            pod_control::pods_type()?,
+            meta::namespace(pod).unwrap_or_default(),
+            meta::name(pod).unwrap_or_default(),
+            PatchType::StrategicMerge,
+            patch,
+            Subresource::Main,
+            &opts,
+        )
+        .await
+    {
+        Ok(written) => Ok(revision_of(&written.object)),
+        Err(e) if e.reason == Reason::NotFound => Ok(0),
+        Err(e) => Err(e),
+    }
+}
+
+/// One sync of one Job: the Job as last written, and the revisions of our
+/// last writes (for read-your-writes).
+struct Sync<'a> {
+    ctx: &'a Context,
+    job: Value,
+    pod_write: Revision,
+    job_write: Revision,
+}
+
+impl Sync<'_> {
+    async fn run(&mut self) -> Result<Action, ApiError> {
+        let Ok(selector) = selector(&self.job) else {
+            return Ok(Action::Done); // Refused by validation; nothing sensible to do.
+        };
+        if selector.is_empty() {
+            return Ok(Action::Done); // Selects everything: Kubernetes refuses to act too.
+        }
+        let over = meta::deletion_timestamp(&self.job).is_some()
+            || conditions::finished(&self.job).is_some();
+        if !over {
+            self.claim(&selector).await?;
+        }
+        let pods = self.pods().await;
+        if over {
+            // Nothing is counted any more: let every pod go.
+            let held: Vec<&Arc<Value>> =
+                pods.iter().filter(|p| has_tracking_finalizer(p)).collect();
+            self.release(&held).await?;
+            return Ok(Action::Done);
+        }
+        let spec = Spec::of(&self.job);
+        if spec.indexed {
+            self.ctx.events.record(
+                &self.job,
+                NAME,
+                EventType::Warning,
+                "UnsupportedCompletionMode",
+                "Skiff runs NonIndexed Jobs only; completionMode Indexed is not supported",
+            );
+            return Ok(Action::Done);
+        }
+
+        // Count finished pods: note them, release them, then count them.
+        let mut tracking = Tracking::of(&self.job);
+        if tracking.observe(&pods, spec.only_failed) {
+            let mut status = self.status();
+            tracking.write_into(&mut status);
+            self.write_status(status).await?;
+        }
+        let held = tracking.to_release(&pods);
+        self.release(&held).await?;
+        let pods = self.pods().await;
+        tracking.settle(&pods);
+        // Decide on this one snapshot of the pods: one that finished since the
+        // first look is no longer active, so it must count already (it is
+        // noted and released by the next sync, which its change queues).
+        let mut seen = tracking.clone();
+        seen.observe(&pods, spec.only_failed);
+
+        let now = Timestamp::now();
+        let mut status = self.status();
+        let mut conds: Vec<Value> = status
+            .get("conditions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut start_time = status
+            .get("startTime")
+            .and_then(Value::as_str)
+            .and_then(meta::parse_timestamp);
+        if start_time.is_none() && !spec.suspend {
+            start_time = Some(now);
+        }
+        let active: Vec<Arc<Value>> = pods.iter().filter(|p| is_active(p)).cloned().collect();
+        let (succeeded, failed) = (seen.total_succeeded(), seen.total_failed());
+        let mut requeue: Option<Duration> = None;
+
+        let mut ending = [
+            COMPLETIONS_REACHED,
+            BACKOFF_LIMIT_EXCEEDED,
+            DEADLINE_EXCEEDED,
+        ]
+        .into_iter()
+        .find(|e| {
+            conditions::true_condition(&self.job, e.interim)
+                .is_some_and(|c| c.get("reason").and_then(Value::as_str) == Some(e.reason))
+        });
+        if ending.is_none() {
+            if failed > spec.backoff_limit
+                || spec.restart_on_failure
+                    && tally::past_backoff_limit_on_failure(&active, spec.backoff_limit)
+            {
+                ending = Some(BACKOFF_LIMIT_EXCEEDED);
+            } else if let (Some(deadline), Some(start), false) =
+                (spec.active_deadline_seconds, start_time, spec.suspend)
+            {
+                let left = jiff::SignedDuration::from_secs(deadline) - now.duration_since(start);
+                if left.is_positive() {
+                    requeue = Some(left.unsigned_abs());
+                } else {
+                    ending = Some(DEADLINE_EXCEEDED);
+                }
+            }
+        }
+
+        match ending {
+            Some(_) => self.delete_pods(&active).await?,
+            None if spec.suspend => {
+                self.delete_pods(&active).await?;
+                if conditions::ensure(
+                    &mut conds,
+                    SUSPENDED,
+                    true,
+                    "JobSuspended",
+                    "Job suspended",
+                    now,
+                ) {
+                    self.record(EventType::Normal, "Suspended", "Job suspended");
+                }
+            }
+            None => {
+                if conditions::ensure(
+                    &mut conds,
+                    SUSPENDED,
+                    false,
+                    "JobResumed",
+                    "Job resumed",
+                    now,
+                ) {
+                    // A resumed Job starts its deadline afresh.
+                    start_time = Some(now);
+                    self.record(EventType::Normal, "Resumed", "Job resumed");
+                }
+                let want = tally::want_active(
+                    spec.completions,
+                    spec.parallelism,
+                    succeeded,
+                    active.len() as i64,
+                );
+                let have = active.len() as i64;
+                let mut running = have;
+                if have > want {
+                    let mut victims = active.clone();
+                    victims.sort_by(|a, b| deletion_order(a, b));
+                    victims.truncate((have - want) as usize);
+                    self.delete_pods(&victims).await?;
+                    running = want;
+                } else if have < want {
+                    match tally::failure_backoff(&pods, now, spec.only_failed) {
+                        Some(wait) => requeue = Some(requeue.map_or(wait, |r| r.min(wait))),
+                        None => {
+                            let terminating = if spec.only_failed {
+                                pods.iter().filter(|p| is_terminating(p)).count() as i64
+                            } else {
+                                0
+                            };
+                            let n = (want - have - terminating).clamp(0, MAX_PODS_PER_SYNC as i64);
+                            running += self.create_pods(n as usize).await? as i64;
+                        }
+                    }
+                }
+                let complete = match spec.completions {
+                    None => succeeded > 0 && running == 0,
+                    Some(c) => succeeded >= c && running == 0,
+                };
+                if complete {
+                    ending = Some(COMPLETIONS_REACHED);
+                }
+            }
+        }
+
+        // The status, from the pods as they are after this sync's writes.
+        let pods = self.pods().await;
+        let active_now = pods.iter().filter(|p| is_active(p)).count();
+        let ready = pods
+            .iter()
+            .filter(|p| is_active(p) && pod_control::is_ready(p))
+            .count();
+        let terminating = pods.iter().filter(|p| is_terminating(p)).count();
+        let mut finished = None;
+        if let Some(e) = ending {
+            conditions::ensure(&mut conds, e.interim, true, e.reason, e.message, now);
+            // Every pod counted, none left to finish, as of the latest look.
+            seen.observe(&pods, spec.only_failed);
+            if seen.is_settled() && terminating == 0 && active_now == 0 {
+                conditions::ensure(&mut conds, e.last, true, e.reason, e.message, now);
+                if e.last == COMPLETE {
+                    status.insert("completionTime".into(), json!(meta::format_timestamp(now)));
+                }
+                finished = Some(e);
+                requeue = None;
+            }
+        }
+        if conds.is_empty() {
+            status.remove("conditions");
+        } else {
+            status.insert("conditions".into(), Value::Array(conds));
+        }
+        match start_time {
+            Some(t) => status.insert("startTime".into(), json!(meta::format_timestamp(t))),
+            None => status.remove("startTime"),
+        };
+        if active_now > 0 {
+            status.insert("active".into(), json!(active_now));
+        } else {
+            status.remove("active");
+        }
+        status.insert("ready".into(), json!(ready));
+        status.insert("terminating".into(), json!(terminating));
+        tracking.write_into(&mut status);
+        self.write_status(status).await?;
+        match finished {
+            Some(e) if e.last == COMPLETE => {
+                self.record(EventType::Normal, "Completed", "Job completed")
+            }
+            Some(e) => self.record(EventType::Warning, e.reason, e.message),
+            None => {}
+        }
+        Ok(requeue.map_or(Action::Done, |wait| {
+            Action::RequeueAfter(wait + Duration::from_millis(10))
+        }))
+    }
+
+    /// The Job's status as an object to edit.
+    fn status(&self) -> Map<String, Value> {
+        self.job
+            .get("status")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn record(&self, event_type: EventType, reason: &str, message: &str) {
+        self.ctx
+            .events
+            .record(&self.job, NAME, event_type, reason, message.to_string());
+    }
+
+    /// The pods this Job controls, from the cache, once it has seen our writes.
+    async fn pods(&self) -> Vec<Arc<Value>> {
+        if self.pod_write > 0 {
+            self.ctx.pods.wait_for(self.pod_write).await;
+        }
+        let uid = meta::uid(&self.job).unwrap_or_default();
+        self.ctx.pods.list(meta::namespace(&self.job), |p| {
+            controller_uid(p) == Some(uid)
+        })
+    }
+
+    /// Adopts matching orphans and releases owned pods that stopped matching
+    /// (`ClaimPods`); only a Job with a manual selector can meet either.
+    async fn claim(&mut self, selector: &LabelSelector) -> Result<(), ApiError> {
+        let uid = meta::uid(&self.job).unwrap_or_default().to_string();
+        let candidates = self.ctx.pods.list(meta::namespace(&self.job), |p| {
+            let matches = selector.matches_object(p);
+            match controller_uid(p) {
+                Some(u) => u == uid && !matches,
+                None => matches && meta::deletion_timestamp(p).is_none(),
+            }
+        });
+        for pod in candidates {
+            let result = if controller_uid(&pod).is_some() {
+                self.ctx.pod_control.release(&uid, &pod).await
+            } else {
+                self.ctx.pod_control.adopt(&self.job, &pod).await
+            };
+            match result {
+                Ok(rev) => self.pod_write = self.pod_write.max(rev),
+                Err(e) if matches!(e.reason, Reason::Conflict | Reason::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the tracking finalizer off `pods`.
+    async fn release(&mut self, pods: &[&Arc<Value>]) -> Result<(), ApiError> {
+        for chunk in pods.chunks(MAX_PODS_PER_SYNC) {
+            let results = join_all(
+                chunk
+                    .iter()
+                    .map(|p| remove_finalizer(&self.ctx.registry, p)),
+            )
+            .await;
+            for rev in results {
+                self.pod_write = self.pod_write.max(rev?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the status when it changed, keeping the Job as written.
+    async fn write_status(&mut self, status: Map<String, Value>) -> Result<(), ApiError> {
+        if let Some(written) = super::replace_status(
+            &self.ctx.registry,
+            &self.job,
+            Value::Object(status),
+            FIELD_MANAGER,
+        )
+        .await?
+        {
+            self.job_write = self.job_write.max(revision_of(&written));
+            self.job = written;
+        }
+        Ok(())
+    }
+
+    /// Creates `count` pods in growing batches (1, 2, 4, ...), stopping at the
+    /// first error, as Kubernetes' `slowStartBatch`. Returns how many exist now.
+    async fn create_pods(&mut self, count: usize) -> Result<usize, ApiError> {
+        let name = meta::name(&self.job).unwrap_or_default().to_string();
+        let mut template = self
+            .job
+            .pointer("/spec/template")
+            .cloned()
+            .filter(Value::is_object)
+            .unwrap_or_else(|| json!({}));
+        if !template.get("metadata").is_some_and(Value::is_object) {
+            template["metadata"] = json!({});
+        }
+        template["metadata"]["finalizers"] = json!([TRACKING_FINALIZER]);
+        let generate_name = format!("{name}-");
+        let mut created = 0;
+        let mut batch = 1;
+        while created < count {
+            let n = batch.min(count - created);
+            let results = join_all((0..n).map(|_| {
+                self.ctx
+                    .pod_control
+                    .create(&self.job, &template, &generate_name, None, &[])
+            }))
+            .await;
+            for r in results {
+                match r {
+                    Ok((pod, rev)) => {
+                        created += 1;
+                        self.pod_write = self.pod_write.max(rev);
+                        let message =
+                            format!("Created pod: {}", meta::name(&pod).unwrap_or_default());
+                        self.record(EventType::Normal, "SuccessfulCreate", &message);
+                    }
+                    Err(e) => {
+                        let message = format!("Error creating: {}", e.message);
+                        self.record(EventType::Warning, "FailedCreate", &message);
+                        return Err(e);
+                    }
+                }
+            }
+            batch *= 2;
+        }
+        Ok(created)
+    }
+
+    async fn delete_pods(&mut self, victims: &[Arc<Value>]) -> Result<(), ApiError> {
+        for chunk in victims.chunks(MAX_PODS_PER_SYNC) {
+            let results = join_all(chunk.iter().map(|p| self.ctx.pod_control.delete(p))).await;
+            for (pod, r) in chunk.iter().zip(results) {
+                if let Some(rev) = r? {
+                    self.pod_write = self.pod_write.max(rev);
+                    let message = format!("Deleted pod: {}", meta::name(pod).unwrap_or_default());
+                    self.record(EventType::Normal, "SuccessfulDelete", &message);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Being deleted and not yet finished (`status.terminating`).
+fn is_terminating(pod: &Value) -> bool {
+    meta::deletion_timestamp(pod).is_some()
+        && !matches!(
+            pod.pointer("/status/phase").and_then(Value::as_str),
+            Some("Succeeded" | "Failed")
+        )
+}

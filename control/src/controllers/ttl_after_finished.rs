@@ -1,0 +1,129 @@
+//! The TTL-after-finished controller, as Kubernetes' (`pkg/controller/ttlafterfinished`):
+//! a finished Job with `ttlSecondsAfterFinished` is deleted (its pods in the
+//! background, by the garbage collector) that many seconds after its
+//! `Complete` or `Failed` condition turned true. It sleeps until then.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use skiff_api::meta;
+use skiff_api::resource::by_kind;
+use skiff_api::status::{ApiError, Reason};
+
+use super::job::conditions;
+use super::work_queue::{Action, WorkQueue, run_workers};
+use crate::informer::{Change, Informer, ObjectRef, object_ref};
+use crate::registry::{DeleteOptions, PropagationPolicy, Registry};
+
+const NAME: &str = "ttl-after-finished-controller";
+
+/// Runs the controller until the process ends.
+pub async fn run(registry: Registry, jobs: Informer) {
+    let queue: Arc<WorkQueue<ObjectRef>> = WorkQueue::new();
+    tokio::spawn(feed(jobs.clone(), queue.clone()));
+    run_workers(NAME, queue, 1, move |key| {
+        reconcile(registry.clone(), jobs.clone(), key)
+    })
+    .await;
+}
+
+async fn feed(jobs: Informer, queue: Arc<WorkQueue<ObjectRef>>) {
+    let mut changes = jobs.subscribe();
+    jobs.synced().await;
+    let all = |queue: &WorkQueue<ObjectRef>| {
+        for job in jobs.list(None, has_ttl) {
+            queue.add(object_ref(&job));
+        }
+    };
+    all(&queue);
+    loop {
+        match changes.next().await {
+            Some(Change::Object { object, .. }) if has_ttl(&object) => {
+                queue.add(object_ref(&object))
+            }
+            Some(Change::Object { .. }) => {}
+            Some(Change::Resync) => all(&queue),
+            None => return,
+        }
+    }
+}
+
+fn has_ttl(job: &Value) -> bool {
+    job.pointer("/spec/ttlSecondsAfterFinished").is_some()
+}
+
+/// How long until a finished Job expires (zero once it has), or `None` while
+/// it has no TTL, has not finished, or is being deleted.
+fn time_left(job: &Value, now: jiff::Timestamp) -> Option<Duration> {
+    let ttl = job
+        .pointer("/spec/ttlSecondsAfterFinished")
+        .and_then(Value::as_i64)?;
+    if meta::deletion_timestamp(job).is_some() {
+        return None;
+    }
+    let finished = conditions::finished(job)?.at?;
+    let expires = finished + jiff::SignedDuration::from_secs(ttl);
+    let left = expires.duration_since(now);
+    Some(if left.is_positive() {
+        left.unsigned_abs()
+    } else {
+        Duration::ZERO
+    })
+}
+
+async fn reconcile(registry: Registry, jobs: Informer, key: ObjectRef) -> Result<Action, ApiError> {
+    let Some(job) = jobs.get(&key.0, &key.1) else {
+        return Ok(Action::Done);
+    };
+    let rt = by_kind("batch/v1", "Job").ok_or_else(|| ApiError::internal("no Job kind"))?;
+    match time_left(&job, jiff::Timestamp::now()) {
+        None => return Ok(Action::Done),
+        Some(left) if !left.is_zero() => return Ok(Action::RequeueAfter(left)),
+        Some(_) => {}
+    }
+    // The cache may be behind a user who just changed the TTL: look again at
+    // the stored Job, and delete exactly that version of it.
+    let Some(fresh) = registry.try_get(rt, &key.0, &key.1)? else {
+        return Ok(Action::Done);
+    };
+    if meta::uid(&fresh) != meta::uid(&job) {
+        return Ok(Action::Done);
+    }
+    match time_left(&fresh, jiff::Timestamp::now()) {
+        None => return Ok(Action::Done),
+        Some(left) if !left.is_zero() => return Ok(Action::RequeueAfter(left)),
+        Some(_) => {}
+    }
+    let opts = DeleteOptions {
+        propagation_policy: Some(PropagationPolicy::Background),
+        precondition_resource_version: meta::resource_version(&fresh).map(str::to_string),
+        ..Default::default()
+    };
+    match registry.delete(rt, &key.0, &key.1, &opts).await {
+        Ok(_) => Ok(Action::Done),
+        Err(e) if e.reason == Reason::NotFound => Ok(Action::Done),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_finished_job_expires_its_ttl_after_its_end() {
+        let now: jiff::Timestamp = "2024-05-01T10:00:30Z".parse().unwrap();
+        let mut job = json!({"spec": {"ttlSecondsAfterFinished": 60}, "status": {"conditions": [
+            {"type": "Complete", "status": "True", "lastTransitionTime": "2024-05-01T10:00:00Z"}]}});
+        assert_eq!(time_left(&job, now), Some(Duration::from_secs(30)));
+        let later: jiff::Timestamp = "2024-05-01T10:05:00Z".parse().unwrap();
+        assert_eq!(time_left(&job, later), Some(Duration::ZERO));
+        job["metadata"] = json!({"deletionTimestamp": "2024-05-01T10:04:00Z"});
+        assert_eq!(time_left(&job, later), None);
+        let running = json!({"spec": {"ttlSecondsAfterFinished": 0}, "status": {}});
+        assert_eq!(time_left(&running, now), None);
+    }
+}

@@ -1,0 +1,144 @@
+//! The node proxy: serves every Service from every node, as kube-proxy does.
+//! It keeps a routing table (`table`) from the Services, EndpointSlices and
+//! Nodes the control plane streams, opens a listener per NodePort
+//! (`node_ports`), and hands each request (`handler`) to an endpoint the
+//! Service's balancer (`balance`) picks: a pod on this node in-process, a pod
+//! on another node over QUIC to that node's peer proxy (`peer`).
+
+mod balance;
+mod handler;
+mod node_ports;
+mod peer;
+mod table;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use skiff_api::wire::Downstream;
+use tokio::task::JoinHandle;
+
+use crate::identity::Identity;
+use crate::supervisor::PodSupervisor;
+use balance::Balancer;
+use node_ports::NodePorts;
+use peer::Peers;
+use table::{RoutingObjects, RoutingTable, ServiceKey};
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("open the node proxy's peer port {addr} (UDP): {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("node proxy TLS: {0}")]
+    Tls(String),
+}
+
+/// The proxy, owned by the node; dropping it closes its ports.
+pub struct Proxy {
+    shared: Arc<Shared>,
+    node_ports: Mutex<NodePorts>,
+    peer_server: JoinHandle<()>,
+    endpoint: quinn::Endpoint,
+}
+
+/// What request handlers share.
+struct Shared {
+    node_name: String,
+    supervisor: Arc<PodSupervisor>,
+    objects: Mutex<RoutingObjects>,
+    table: Mutex<Arc<RoutingTable>>,
+    balancers: Mutex<HashMap<ServiceKey, Arc<Balancer>>>,
+    peers: Peers,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Proxy {
+    /// Opens the peer port (`address:peer_port`, UDP; 0 picks a free one)
+    /// and serves peers from it. Call inside a tokio runtime.
+    pub fn start(
+        node_name: &str,
+        address: IpAddr,
+        peer_port: u16,
+        identity: &Identity,
+        supervisor: Arc<PodSupervisor>,
+    ) -> Result<Proxy, ProxyError> {
+        let addr = SocketAddr::new(address, peer_port);
+        let server = peer::tls::server_config(identity).map_err(ProxyError::Tls)?;
+        let client = peer::tls::client_config(identity).map_err(ProxyError::Tls)?;
+        // One endpoint both serves peers and calls them.
+        let endpoint = quinn::Endpoint::server(server, addr)
+            .map_err(|source| ProxyError::Bind { addr, source })?;
+        let peer_server = tokio::spawn(peer::server::run(endpoint.clone(), supervisor.clone()));
+        let shared = Arc::new(Shared {
+            node_name: node_name.to_string(),
+            supervisor,
+            objects: Mutex::default(),
+            table: Mutex::default(),
+            balancers: Mutex::default(),
+            peers: Peers::new(endpoint.clone(), client),
+        });
+        Ok(Proxy {
+            shared,
+            node_ports: Mutex::new(NodePorts::new(address)),
+            peer_server,
+            endpoint,
+        })
+    }
+
+    /// The UDP port peers reach this node's proxy at.
+    pub fn peer_port(&self) -> u16 {
+        self.endpoint.local_addr().map_or(0, |a| a.port())
+    }
+
+    /// Applies a routing message from the control plane; other messages are
+    /// ignored. Opens and closes NodePorts to match.
+    pub fn apply(&self, message: Downstream) {
+        let table = {
+            let mut objects = lock(&self.shared.objects);
+            if !objects.apply(message) {
+                return;
+            }
+            Arc::new(objects.table())
+        };
+        *lock(&self.shared.table) = table.clone();
+        {
+            let mut balancers = lock(&self.shared.balancers);
+            balancers.retain(|key, _| table.services.contains_key(key));
+            for (key, balancer) in balancers.iter() {
+                if let Some(route) = table.services.get(key) {
+                    let live: Vec<IpAddr> = route.endpoints.iter().map(|e| e.ip).collect();
+                    balancer.retain(&live);
+                }
+            }
+        }
+        lock(&self.node_ports).reconcile(&table, &self.shared);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.peer_server.abort();
+        self.endpoint
+            .close(quinn::VarInt::from_u32(0), b"node stopping");
+    }
+}
+
+impl Shared {
+    fn table(&self) -> Arc<RoutingTable> {
+        lock(&self.table).clone()
+    }
+
+    fn balancer(&self, key: &ServiceKey) -> Arc<Balancer> {
+        lock(&self.balancers)
+            .entry(key.clone())
+            .or_default()
+            .clone()
+    }
+}

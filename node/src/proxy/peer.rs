@@ -1,0 +1,138 @@
+//! Calls to pods on other nodes: one QUIC connection per peer node (mutual
+//! TLS with node certificates), opened lazily and again when it drops; one
+//! bidirectional stream per request.
+
+pub mod server;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use skiff_api::wire::{Open, ProxyRequest, Reply};
+
+use crate::agent::frames;
+
+/// How long reaching a peer may take before another endpoint is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Largest response body taken from a peer.
+const MAX_RESPONSE: usize = 64 << 20;
+
+/// Why a call to a peer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    /// The node could not be reached: no pod on it got the request.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The pod did not get the request: another endpoint may be tried.
+    #[error("{0}")]
+    NotSent(String),
+    /// The request may have reached the pod: not safe to send again.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The connections to peer nodes.
+pub struct Peers {
+    endpoint: quinn::Endpoint,
+    config: quinn::ClientConfig,
+    connections: Mutex<HashMap<String, quinn::Connection>>,
+}
+
+impl Peers {
+    pub fn new(endpoint: quinn::Endpoint, config: quinn::ClientConfig) -> Self {
+        Peers {
+            endpoint,
+            config,
+            connections: Mutex::default(),
+        }
+    }
+
+    async fn connection(
+        &self,
+        node: &str,
+        addr: SocketAddr,
+    ) -> Result<quinn::Connection, PeerError> {
+        let cached = self
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(node)
+            .filter(|c| c.close_reason().is_none() && c.remote_address() == addr)
+            .cloned();
+        if let Some(c) = cached {
+            return Ok(c);
+        }
+        let not_sent = |e: &dyn std::fmt::Display| {
+            PeerError::Unreachable(format!("connect to node {node} at {addr}: {e}"))
+        };
+        let connecting = self
+            .endpoint
+            .connect_with(self.config.clone(), addr, node)
+            .map_err(|e| not_sent(&e))?;
+        let connection = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+            .await
+            .map_err(|_| not_sent(&"timed out"))?
+            .map_err(|e| not_sent(&e))?;
+        // Two requests racing to connect both succeed; the later one is kept
+        // and the other closes when its streams end.
+        self.connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(node.to_string(), connection.clone());
+        Ok(connection)
+    }
+
+    /// Hands `request` with `body` to a pod on `node` (its peer proxy at `addr`).
+    pub async fn call(
+        &self,
+        node: &str,
+        addr: SocketAddr,
+        request: ProxyRequest,
+        body: Bytes,
+    ) -> Result<http::Response<Bytes>, PeerError> {
+        let connection = self.connection(node, addr).await?;
+        let not_sent =
+            |e: &dyn std::fmt::Display| PeerError::NotSent(format!("call node {node}: {e}"));
+        let (mut send, mut recv) = connection
+            .open_bi()
+            .await
+            .map_err(|e| PeerError::Unreachable(format!("call node {node}: {e}")))?;
+        // The peer reads the whole body before it calls the pod, so a request
+        // that could not be written in full never reached it.
+        frames::write(&mut send, &Open::Proxy(request))
+            .await
+            .map_err(|e| not_sent(&e))?;
+        send.write_all(&body).await.map_err(|e| not_sent(&e))?;
+        let _ = send.finish();
+        let failed =
+            |e: &dyn std::fmt::Display| PeerError::Failed(format!("call node {node}: {e}"));
+        match frames::expect::<Reply>(&mut recv).await {
+            Ok(Reply::Proxied(head)) => {
+                let body = recv
+                    .read_to_end(MAX_RESPONSE)
+                    .await
+                    .map_err(|e| failed(&e))?;
+                let mut response = http::Response::builder().status(head.status);
+                for (k, v) in &head.headers {
+                    response = response.header(k.as_str(), v.as_str());
+                }
+                response.body(Bytes::from(body)).map_err(|e| failed(&e))
+            }
+            // The pod is not there or not serving there: it never got it.
+            Ok(Reply::Refused {
+                code: 404 | 503,
+                message,
+            }) => Err(PeerError::NotSent(message)),
+            Ok(Reply::Refused { code, message }) => http::Response::builder()
+                .status(code)
+                .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+                .body(Bytes::from(format!("{message}\n")))
+                .map_err(|e| failed(&e)),
+            Ok(other) => Err(failed(&format!("unexpected reply {other:?}"))),
+            Err(e) => Err(failed(&e)),
+        }
+    }
+}

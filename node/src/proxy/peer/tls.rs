@@ -1,0 +1,75 @@
+//! TLS between node proxies: both sides present their node certificate and
+//! trust only the cluster CA; a client checks that the server's certificate
+//! names the node it meant to reach.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::RootCertStore;
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+
+use crate::identity::Identity;
+
+/// ALPN of peer connections: distinct from the control plane's, so neither
+/// side mistakes one link for the other.
+pub const PEER_ALPN: &[u8] = b"skiff-peer";
+const KEEP_ALIVE: Duration = Duration::from_secs(2);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn roots(identity: &Identity) -> Result<Arc<RootCertStore>, String> {
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(identity.ca.clone())
+        .map_err(|e| format!("trust the cluster CA: {e}"))?;
+    Ok(Arc::new(roots))
+}
+
+fn transport() -> Arc<quinn::TransportConfig> {
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(KEEP_ALIVE));
+    if let Ok(idle) = quinn::IdleTimeout::try_from(IDLE_TIMEOUT) {
+        transport.max_idle_timeout(Some(idle));
+    }
+    Arc::new(transport)
+}
+
+/// The peer server's configuration: only clients with a certificate from the
+/// cluster CA get in.
+pub fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, String> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(identity)?, provider())
+        .build()
+        .map_err(|e| format!("client verifier: {e}"))?;
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![identity.cert.clone()], identity.key.clone_key())
+        .map_err(|e| format!("the node certificate: {e}"))?;
+    tls.alpn_protocols = vec![PEER_ALPN.to_vec()];
+    let crypto =
+        quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| e.to_string())?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(transport());
+    Ok(config)
+}
+
+/// The configuration for calling peers (server name = the peer's node name).
+pub fn client_config(identity: &Identity) -> Result<quinn::ClientConfig, String> {
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots(identity)?)
+        .with_client_auth_cert(vec![identity.cert.clone()], identity.key.clone_key())
+        .map_err(|e| format!("the node certificate: {e}"))?;
+    tls.alpn_protocols = vec![PEER_ALPN.to_vec()];
+    let crypto =
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(transport());
+    Ok(config)
+}
