@@ -777,3 +777,70 @@ fn skiff_scale_and_rollout_drive_a_deployment() {
         after[0]["metadata"]
     );
 }
+
+#[test]
+fn a_stuck_rollout_misses_its_deadline_and_kubectl_restart_rolls() {
+    let cluster = Cluster::start(1, &["hello", "crasher"]);
+    let kubectl = &cluster.kubectl;
+    // A pod that traps on every request never passes its readiness probe: past
+    // progressDeadlineSeconds the Deployment says so, and kubectl stops waiting.
+    cluster.apply(
+        "stuck",
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: stuck
+spec:
+  replicas: 1
+  progressDeadlineSeconds: 3
+  selector:
+    matchLabels: {app: stuck}
+  template:
+    metadata:
+      labels: {app: stuck}
+    spec:
+      containers:
+      - name: main
+        image: crasher:v1
+        env: [{name: CRASH_AT_START, value: \"1\"}]
+        readinessProbe:
+          httpGet: {path: /, port: 8080}
+          periodSeconds: 1
+",
+    );
+    wait_until("Progressing=False with ProgressDeadlineExceeded", || {
+        let d = get_json(
+            &cluster.server,
+            "/apis/apps/v1/namespaces/default/deployments/stuck",
+        )?;
+        d["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .any(|c| {
+                c["type"] == "Progressing"
+                    && c["status"] == "False"
+                    && c["reason"] == "ProgressDeadlineExceeded"
+            })
+            .then_some(())
+    });
+    let err = kubectl.fails(&["rollout", "status", "deployment/stuck", "--timeout=60s"]);
+    assert!(
+        err.contains("deployment \"stuck\" exceeded its progress deadline"),
+        "{err}"
+    );
+
+    // kubectl rollout restart replaces every pod of a healthy Deployment.
+    cluster.apply("web", &deployment(2, "hello:v1"));
+    kubectl.ok(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+    let before: Vec<String> = wait_ready_pods(&cluster, 2).iter().map(name_of).collect();
+    let out = kubectl.ok(&["rollout", "restart", "deployment/web"]);
+    assert!(out.contains("deployment.apps/web restarted"), "{out}");
+    kubectl.ok(&["rollout", "status", "deployment/web", "--timeout=120s"]);
+    wait_until("two ready web pods, both new", || {
+        let pods = cluster.pods("web");
+        (pods.len() == 2
+            && pods.iter().all(is_ready)
+            && pods.iter().all(|p| !before.contains(&name_of(p))))
+        .then_some(())
+    });
+}
