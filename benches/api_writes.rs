@@ -11,6 +11,8 @@
 //! Each scenario is a function returning a result struct, and the table is a
 //! list of [`Row`]s, so that the cluster-wide harness can call these as they are.
 
+#[path = "support/latency.rs"]
+mod latency;
 #[path = "support/table.rs"]
 mod table;
 
@@ -29,6 +31,7 @@ use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
+use latency::LatencySummary;
 use redb::{Database, TableDefinition};
 use serde_json::json;
 use skiff_control::{ControlPlane, ControlPlaneConfig};
@@ -53,15 +56,6 @@ const FLOOR_TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("floor");
 pub struct Timing {
     pub warmup: Duration,
     pub measure: Duration,
-}
-
-/// Latency statistics over every counted request (nearest-rank percentiles).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LatencySummary {
-    pub count: usize,
-    pub p50: Duration,
-    pub p99: Duration,
-    pub max: Duration,
 }
 
 /// What one durable-create scenario measured.
@@ -146,24 +140,6 @@ impl Timing {
         Timing {
             warmup: Duration::from_secs(1),
             measure: Duration::from_secs(3),
-        }
-    }
-}
-
-impl LatencySummary {
-    pub fn from_samples(mut samples: Vec<Duration>) -> Self {
-        if samples.is_empty() {
-            return LatencySummary::default();
-        }
-        samples.sort_unstable();
-        let rank = |q: f64| {
-            samples[((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1]
-        };
-        LatencySummary {
-            count: samples.len(),
-            p50: rank(0.50),
-            p99: rank(0.99),
-            max: samples[samples.len() - 1],
         }
     }
 }

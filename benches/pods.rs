@@ -19,6 +19,8 @@
 
 #[path = "support/api_client.rs"]
 mod api_client;
+#[path = "support/latency.rs"]
+mod latency;
 #[path = "../tests/support/samples.rs"]
 mod samples;
 #[path = "support/table.rs"]
@@ -36,6 +38,7 @@ use anyhow::{Context, bail};
 use api_client::{Connection, Watch};
 use bytes::Bytes;
 use http::{Method, StatusCode};
+use latency::LatencySummary;
 use serde_json::{Value, json};
 use table::{Row, format_table};
 use tokio::sync::Mutex;
@@ -61,15 +64,6 @@ struct Plan {
     settle: Duration,
     /// Readings of `VmRSS`, one a second; the median is the figure.
     readings: usize,
-}
-
-/// Latency statistics (nearest-rank percentiles).
-#[derive(Debug, Clone, Copy, Default)]
-struct LatencySummary {
-    count: usize,
-    p50: Duration,
-    p99: Duration,
-    max: Duration,
 }
 
 /// A running `skiff up` process and where it serves.
@@ -99,24 +93,6 @@ impl Plan {
             batch: 20,
             settle: Duration::from_secs(2),
             readings: 3,
-        }
-    }
-}
-
-impl LatencySummary {
-    fn from_samples(mut samples: Vec<Duration>) -> Self {
-        if samples.is_empty() {
-            return LatencySummary::default();
-        }
-        samples.sort_unstable();
-        let rank = |q: f64| {
-            samples[((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1]
-        };
-        LatencySummary {
-            count: samples.len(),
-            p50: rank(0.50),
-            p99: rank(0.99),
-            max: samples[samples.len() - 1],
         }
     }
 }

@@ -8,9 +8,12 @@
 //! source under `samples/` with the same cargo command as `runtime/tests/samples.rs`.
 //! The method and the recorded results are in BENCHMARKS.md.
 
+#[path = "support/latency.rs"]
+mod latency;
 #[path = "support/table.rs"]
 mod table;
 
+use latency::LatencySummary;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -66,32 +69,6 @@ impl Timing {
             measure: Duration::from_secs(2),
             cold_compiles: 1,
             idle_pods: 100,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct LatencySummary {
-    count: usize,
-    p50: Duration,
-    p99: Duration,
-    max: Duration,
-}
-
-impl LatencySummary {
-    fn from_samples(mut samples: Vec<Duration>) -> Self {
-        if samples.is_empty() {
-            return LatencySummary::default();
-        }
-        samples.sort_unstable();
-        let rank = |q: f64| {
-            samples[((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1]
-        };
-        LatencySummary {
-            count: samples.len(),
-            p50: rank(0.50),
-            p99: rank(0.99),
-            max: samples[samples.len() - 1],
         }
     }
 }

@@ -18,6 +18,8 @@
 
 #[path = "support/api_client.rs"]
 mod api_client;
+#[path = "support/latency.rs"]
+mod latency;
 #[path = "support/table.rs"]
 mod table;
 
@@ -33,6 +35,7 @@ use api_client::{Connection, Watch};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use http::{Method, StatusCode};
+use latency::LatencySummary;
 use serde::Deserialize;
 use serde_json::Value;
 use skiff_control::{ControlPlane, ControlPlaneConfig};
@@ -63,14 +66,6 @@ struct Plan {
     nodes: usize,
     pods: usize,
     writers: usize,
-}
-
-/// Latency statistics (nearest-rank percentiles).
-#[derive(Debug, Clone, Copy, Default)]
-struct LatencySummary {
-    p50: Duration,
-    p99: Duration,
-    max: Duration,
 }
 
 /// One pod's life as the writers and the watch saw it.
@@ -171,23 +166,6 @@ impl Plan {
             nodes: 100,
             pods: 1_000,
             writers: 16,
-        }
-    }
-}
-
-impl LatencySummary {
-    fn from_samples(mut samples: Vec<Duration>) -> Self {
-        if samples.is_empty() {
-            return LatencySummary::default();
-        }
-        samples.sort_unstable();
-        let rank = |q: f64| {
-            samples[((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1]
-        };
-        LatencySummary {
-            p50: rank(0.50),
-            p99: rank(0.99),
-            max: samples[samples.len() - 1],
         }
     }
 }
