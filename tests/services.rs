@@ -205,10 +205,21 @@ fn node_ports_balance_over_ready_pods_and_follow_endpoints() {
     let cluster = Cluster::start();
     cluster.apply("web", DEPLOYMENT);
     cluster.apply("svc-web", &service("web", "web", ""));
-    let pods: BTreeSet<String> = wait_until("6 ready web pods", || {
+    let ready = wait_until("6 ready web pods", || {
         let pods = cluster.pods();
-        (pods.len() == 6 && pods.iter().all(is_ready)).then(|| pods.iter().map(name_of).collect())
+        (pods.len() == 6 && pods.iter().all(is_ready)).then_some(pods)
     });
+    // Pods on both nodes, so that requests to n1 reach n2's pods over QUIC.
+    let nodes: BTreeSet<String> = ready
+        .iter()
+        .filter_map(|p| p["spec"]["nodeName"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        nodes.len(),
+        2,
+        "the scheduler spreads the replicas: {nodes:?}"
+    );
+    let pods: BTreeSet<String> = ready.iter().map(name_of).collect();
     wait_until("the EndpointSlice lists 6 ready pods", || {
         let eps = cluster.endpoints("web");
         (eps.len() == 6 && eps.values().all(|r| *r)).then_some(())

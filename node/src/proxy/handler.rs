@@ -42,14 +42,16 @@ pub(super) async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let table = shared.table();
-    let Some((key, port_name)) = table.node_ports.get(&node_port).cloned() else {
+    // Borrowed from this request's snapshot of the table: a request copies
+    // nothing of the Service or its endpoints.
+    let Some((key, port_name)) = table.node_ports.get(&node_port) else {
         return Ok(text(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("no service on node port {node_port}"),
         ));
     };
-    let Some(route) = table.services.get(&key).cloned() else {
-        return Ok(no_endpoints(&key));
+    let Some(route) = table.services.get(key) else {
+        return Ok(no_endpoints(key));
     };
     let (mut parts, body) = request.into_parts();
     let body = match Limited::new(body, MAX_BODY).collect().await {
@@ -69,8 +71,8 @@ pub(super) async fn handle(
     };
     forwarded_headers(&mut parts.headers, &parts.uri, client.ip());
 
-    let candidates = route.ready_endpoints(&port_name);
-    let balancer = shared.balancer(&key);
+    let candidates = route.ready_endpoints(port_name);
+    let balancer = shared.balancer(key);
     let mut tried: Vec<IpAddr> = Vec::new();
     let mut last_error = None;
     // A request that reached no pod is tried on another: it costs an
@@ -92,7 +94,7 @@ pub(super) async fn handle(
         };
         tried.push(endpoint.ip);
         let _in_flight = balancer.start(endpoint.ip);
-        match call(&shared, endpoint, &port_name, &parts, body.clone()).await {
+        match call(&shared, endpoint, port_name, &parts, body.clone()).await {
             Ok(response) => return Ok(finish(response)),
             Err(CallError::Failed(message)) => {
                 tracing::debug!(service = %key, endpoint = %endpoint.ip, message, "endpoint failed a request");
@@ -119,7 +121,7 @@ pub(super) async fn handle(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("no endpoint of service {key} could take the request: {message}"),
         ),
-        None => no_endpoints(&key),
+        None => no_endpoints(key),
     })
 }
 
