@@ -6,7 +6,9 @@
 //! on another node over QUIC to that node's peer proxy (`peer`).
 
 mod balance;
+mod forward;
 mod handler;
+mod headers;
 mod node_ports;
 mod peer;
 mod table;
