@@ -285,6 +285,13 @@ impl Node {
         if let Some(cidr) = identity_dir.pod_cidr() {
             supervisor.set_pod_cidr(cidr);
         }
+        let proxy = Arc::new(crate::proxy::Proxy::start(
+            &config.name,
+            config.address,
+            config.proxy_port,
+            &identity,
+            supervisor.clone(),
+        )?);
         let local = LocalPods::open(&config.data_dir.join("state").join("pods"))
             .map_err(io("open", config.data_dir.join("state")))?;
         // Edge autonomy: what the node ran before, it runs again now, without
@@ -297,13 +304,6 @@ impl Node {
             );
             supervisor.sync(recorded);
         }
-        let proxy = Arc::new(crate::proxy::Proxy::start(
-            &config.name,
-            config.address,
-            config.proxy_port,
-            &identity,
-            supervisor.clone(),
-        )?);
         let agent = Arc::new(Agent {
             addr,
             endpoint: endpoint.clone(),

@@ -3,13 +3,17 @@
 //! Nodes the control plane streams, opens a listener per NodePort
 //! (`node_ports`), and hands each request (`handler`) to an endpoint the
 //! Service's balancer (`balance`) picks: a pod on this node in-process, a pod
-//! on another node over QUIC to that node's peer proxy (`peer`).
+//! on another node over QUIC to that node's peer proxy (`peer`). Pods' own
+//! outbound HTTP comes through here too (`outbound`): Service names are routed,
+//! other hosts refused unless the pod allows them (`allowed_hosts`).
 
+mod allowed_hosts;
 mod balance;
 mod forward;
 mod handler;
 mod headers;
 mod node_ports;
+mod outbound;
 mod peer;
 mod table;
 
@@ -86,6 +90,9 @@ impl Proxy {
             balancers: Mutex::default(),
             peers: Peers::new(endpoint.clone(), client),
         });
+        shared.supervisor.set_outbound(Arc::new(outbound::Router {
+            shared: Arc::downgrade(&shared),
+        }));
         Ok(Proxy {
             shared,
             node_ports: Mutex::new(NodePorts::new(address)),

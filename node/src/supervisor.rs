@@ -37,6 +37,21 @@ mod stop;
 use pod::PodCtx;
 use stop::StopKind;
 
+/// Gives each pod its outbound HTTP hook: the node's proxy, which routes
+/// Service names and applies the pod's allowed outside hosts.
+pub trait OutboundRouter: Send + Sync + 'static {
+    /// The hook for `pod`, whose address is `pod_ip`.
+    fn for_pod(
+        &self,
+        pod: &Pod,
+        pod_ip: Option<std::net::IpAddr>,
+    ) -> Arc<dyn skiff_runtime::OutboundHttp>;
+}
+
+/// The router, set once the proxy is up; pods started before have none
+/// (their outbound HTTP is refused).
+type OutboundSlot = Arc<std::sync::OnceLock<Arc<dyn OutboundRouter>>>;
+
 /// How the supervisor runs pods.
 #[derive(Debug, Clone)]
 pub struct SupervisorConfig {
@@ -157,6 +172,7 @@ pub struct PodSupervisor {
     config: Arc<SupervisorConfig>,
     runtime: tokio::runtime::Handle,
     registry: Mutex<Registry>,
+    outbound: OutboundSlot,
 }
 
 /// The pods this supervisor knows.
@@ -248,6 +264,7 @@ impl PodSupervisor {
             config: Arc::new(config),
             runtime: tokio::runtime::Handle::current(),
             registry: Mutex::default(),
+            outbound: OutboundSlot::default(),
         }
     }
 
@@ -306,6 +323,7 @@ impl PodSupervisor {
             &self.images,
             &self.reports,
             &self.config,
+            &self.outbound,
             pod,
             ip,
         );
@@ -314,6 +332,14 @@ impl PodSupervisor {
         }
         let task = self.runtime.spawn(pod::run(ctx.clone()));
         reg.insert(Entry { ctx, task });
+    }
+
+    /// Where pods' outbound HTTP goes (the node's proxy). Set it before
+    /// starting pods: a pod takes its hook when its container starts.
+    pub fn set_outbound(&self, router: Arc<dyn OutboundRouter>) {
+        if self.outbound.set(router).is_err() {
+            tracing::warn!("the outbound router was already set; keeping the first");
+        }
     }
 
     /// The node's pod CIDR (from the control plane): pods get addresses from

@@ -31,11 +31,26 @@ pub struct Mount {
 pub type OutboundFuture =
     Pin<Box<dyn Future<Output = Result<http::Response<Bytes>, String>> + Send>>;
 
+/// Where a guest's outbound request goes, as the embedder decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboundRoute {
+    /// The embedder answers it ([`OutboundHttp::send`]): e.g. a Service name.
+    Embedder,
+    /// Sent over the network as addressed (HTTP or HTTPS): an allowed outside host.
+    Network,
+    /// Refused (the guest sees `HTTP-request-denied`); the message says why
+    /// and is logged.
+    Denied(String),
+}
+
 /// The embedder's hook for a guest's outbound HTTP requests (the node routes
 /// Service names through it). Without one, outbound HTTP is refused.
 pub trait OutboundHttp: Send + Sync + 'static {
-    /// Send `request` (body collected) and return the complete response, or an
-    /// error message; an error reaches the guest as a refused request.
+    /// Where a request to `uri` (absolute: scheme and authority) goes.
+    fn route(&self, uri: &http::Uri) -> OutboundRoute;
+    /// Send `request` (body collected) for a request [`route`](Self::route)d
+    /// to [`OutboundRoute::Embedder`] and return the complete response, or an
+    /// error message that reaches the guest as an internal error.
     fn send(&self, request: http::Request<Bytes>) -> OutboundFuture;
 }
 
@@ -139,7 +154,7 @@ impl WasiHttpHooks for OutboundHooks {
     fn send_request(
         &mut self,
         request: http::Request<wasmtime_wasi_http::WasiBody>,
-        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        options: Option<wasmtime_wasi_http::RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
     ) -> Box<
         dyn Future<
@@ -156,6 +171,21 @@ impl WasiHttpHooks for OutboundHooks {
         let Some(hook) = self.hook.clone() else {
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         };
+        match hook.route(request.uri()) {
+            OutboundRoute::Embedder => {}
+            OutboundRoute::Network => {
+                return Box::new(async move {
+                    let (response, io) =
+                        wasmtime_wasi_http::default_send_request(request, options).await?;
+                    let io: Box<dyn Future<Output = Result<(), HttpError>> + Send> = Box::new(io);
+                    Ok((response.map(BodyExt::boxed_unsync), io))
+                });
+            }
+            OutboundRoute::Denied(why) => {
+                tracing::debug!(uri = %request.uri(), why, "outbound request refused");
+                return Box::new(async { Err(HttpError::HttpRequestDenied) });
+            }
+        }
         Box::new(async move {
             let (parts, body) = request.into_parts();
             let body = body.collect().await?.to_bytes();

@@ -18,7 +18,7 @@ mod logs;
 pub use command::{CommandContainer, CommandMetrics, Exit, Stopper};
 pub use engine::{Component, Engine, EngineConfig, LoadSource};
 pub use error::{Result, RuntimeError};
-pub use host::{Mount, OutboundFuture, OutboundHttp, PodSpec};
+pub use host::{Mount, OutboundFuture, OutboundHttp, OutboundRoute, PodSpec};
 pub use http::{HttpContainer, HttpMetrics};
 pub use kind::Kind;
 pub use limits::Limits;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use skiff_runtime::{
     CommandContainer, Engine, EngineConfig, Exit, HttpContainer, Kind, Limits, LoadSource,
-    LogBuffer, Mount, OutboundFuture, OutboundHttp, PodSpec, RuntimeError,
+    LogBuffer, Mount, OutboundFuture, OutboundHttp, OutboundRoute, PodSpec, RuntimeError,
 };
 
 #[path = "../../tests/support/samples.rs"]
@@ -325,14 +325,23 @@ async fn cpu_budget_throttles_a_spinner_and_hello_keeps_answering() {
     }
 }
 
-/// An embedder's outbound hook that answers every request itself and remembers
-/// the URIs it saw.
+/// An embedder's outbound hook that answers `*.svc` requests itself (and
+/// remembers their URIs), lets requests to 127.0.0.1 go to the network and
+/// refuses the rest.
 #[derive(Default)]
 struct CannedOutbound {
     seen: std::sync::Mutex<Vec<String>>,
 }
 
 impl OutboundHttp for CannedOutbound {
+    fn route(&self, uri: &http::Uri) -> OutboundRoute {
+        match uri.host() {
+            Some(h) if h.ends_with(".svc") => OutboundRoute::Embedder,
+            Some("127.0.0.1") => OutboundRoute::Network,
+            _ => OutboundRoute::Denied("not listed".into()),
+        }
+    }
+
     fn send(&self, request: http::Request<Bytes>) -> OutboundFuture {
         self.seen
             .lock()
@@ -368,6 +377,42 @@ async fn outbound_http_is_refused_without_a_hook_and_goes_through_one() {
         *hook.seen.lock().expect("lock"),
         ["http://hello.default.svc/greet?x=1"]
     );
+
+    let resp = fetch
+        .handle(get("/?url=http://example.com/"))
+        .await
+        .expect("fetch answers");
+    assert_eq!(resp.status(), 502, "{}", text(&resp));
+    assert!(text(&resp).contains("HttpRequestDenied"), "{}", text(&resp));
+
+    // An allowed host is reached over a real socket.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut socket, _) = listener.accept().await.expect("accept");
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = socket.read(&mut buf).await.expect("read");
+            assert!(n > 0, "request cut short");
+            request.extend_from_slice(&buf[..n]);
+        }
+        socket
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 7\r\nconnection: close\r\n\r\noutside")
+            .await
+            .expect("write");
+        String::from_utf8_lossy(&request).into_owned()
+    });
+    let resp = fetch
+        .handle(get(&format!("/?url=http://127.0.0.1:{port}/out")))
+        .await
+        .expect("fetch answers");
+    assert_eq!(text(&resp), "200\noutside");
+    let request = server.await.expect("server");
+    assert!(request.starts_with("GET /out HTTP/1.1"), "{request}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

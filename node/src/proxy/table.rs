@@ -364,7 +364,7 @@ fn node_route(object: &Value) -> NodeRoute {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use serde_json::json;
 
     use super::*;

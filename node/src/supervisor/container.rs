@@ -149,7 +149,11 @@ pub(super) async fn run(ctx: &PodCtx, which: Which, rule: Rule, mut stop: Stop) 
             pod_dir: &ctx.pod_dir,
         });
         let spec = match spec {
-            Ok(s) => s,
+            Ok(mut s) => {
+                let pod_ip = ctx.update(|st| st.status.pod_ip).map(std::net::IpAddr::V4);
+                s.outbound = ctx.outbound.get().map(|r| r.for_pod(&pod, pod_ip));
+                s
+            }
             Err(e) => {
                 ctx.set_status(which, |c| {
                     c.set_state(State::waiting(

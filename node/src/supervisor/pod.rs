@@ -19,7 +19,7 @@ use super::events::{EventType, Reporter};
 use super::serving::ServingHttp;
 use super::status::{ContainerStatus, PodStatusModel, RestartPolicy, State, Terminated};
 use super::stop::{self, Stop, StopKind, StopOrder};
-use super::{ImageSource, PodAccessError, Report, SupervisorConfig, lock};
+use super::{ImageSource, OutboundSlot, PodAccessError, Report, SupervisorConfig, lock};
 
 /// Grace period when neither the deletion nor the pod names one (Kubernetes: 30 s).
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
@@ -59,6 +59,8 @@ pub(super) struct PodCtx {
     pub engine: Engine,
     pub images: Arc<dyn ImageSource>,
     pub config: Arc<SupervisorConfig>,
+    /// Where the pod's outbound HTTP goes, once the proxy is up.
+    pub outbound: OutboundSlot,
     pub uid: String,
     pub namespace: String,
     pub name: String,
@@ -133,6 +135,7 @@ impl PodCtx {
         images: &Arc<dyn ImageSource>,
         reports: &mpsc::UnboundedSender<Report>,
         config: &Arc<SupervisorConfig>,
+        outbound: &OutboundSlot,
         pod: Pod,
         ip: Option<std::net::Ipv4Addr>,
     ) -> Arc<Self> {
@@ -159,6 +162,7 @@ impl PodCtx {
             engine: engine.clone(),
             images: images.clone(),
             config: config.clone(),
+            outbound: outbound.clone(),
             pod_dir: pods_dir(config).join(&uid),
             reporter: Reporter::new(reports.clone(), &namespace, &name, &uid),
             uid,
