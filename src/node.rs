@@ -46,6 +46,10 @@ pub struct NodeFlags {
     /// The UDP port other nodes' proxies reach this node at (0: any free port).
     #[arg(long, default_value_t = skiff_node::DEFAULT_PROXY_PORT)]
     pub proxy_port: u16,
+    /// The TCP port the node serves Prometheus metrics at (`/metrics` on its
+    /// address; kube-proxy's port by default; 0: none).
+    #[arg(long, default_value_t = skiff_node::DEFAULT_METRICS_PORT)]
+    pub metrics_port: u16,
     /// Most pods the node runs at once.
     #[arg(long, default_value_t = skiff_node::DEFAULT_MAX_PODS)]
     pub max_pods: u32,
@@ -77,6 +81,7 @@ impl NodeFlags {
             labels: self.labels.iter().cloned().collect(),
             address: self.address,
             proxy_port: self.proxy_port,
+            metrics_port: Some(self.metrics_port).filter(|p| *p != 0),
             max_pods: self.max_pods,
             restart_backoff: self.restart_backoff,
             memory_bytes: self.memory,

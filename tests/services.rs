@@ -1,9 +1,12 @@
-//! Services end to end on a real cluster (a control plane and two `skiff node`
-//! processes on their own loopback addresses), driven by the real kubectl: a
-//! NodePort Service spreads requests over every ready pod, on its own node and
-//! the other one; a scaled-down pod gets no more requests once its endpoint is
-//! gone; a Service without ready pods answers 503; `sessionAffinity: ClientIP`
-//! keeps a client on one pod.
+//! Services end to end on a real cluster (a control plane and three `skiff
+//! node` processes on their own loopback addresses), driven by the real
+//! kubectl: a NodePort Service spreads requests over every ready pod, on its
+//! own node and the others, and the node's metrics count them; a Service
+//! without ready pods answers 503; `sessionAffinity: ClientIP` keeps a client
+//! on one pod; a pod calls another Service by name and is refused an outside
+//! host it does not list; a killed node's pods stop getting requests and no
+//! request that never reached one is lost; a scaled-down pod gets no more
+//! requests once its endpoint is gone.
 
 #[path = "support/cluster.rs"]
 mod cluster;
@@ -26,12 +29,14 @@ use node::NodeProcess;
 use objects::{apply, condition, get_json, push_samples, token, wait_node_ready};
 use serde_json::Value;
 
-/// A control plane and nodes n1 (127.0.0.2), n2 (127.0.0.3): distinct
-/// addresses, so each node has its own NodePorts.
+/// A control plane and nodes n1 (127.0.0.2), n2 (127.0.0.3), n3
+/// (127.0.0.4): distinct addresses, so each node has its own NodePorts. n1
+/// serves metrics at `metrics`.
 struct Cluster {
     server: Server,
     kubectl: Kubectl,
-    _nodes: Vec<NodeProcess>,
+    nodes: Vec<NodeProcess>,
+    metrics: SocketAddr,
     dir: tempfile::TempDir,
 }
 
@@ -41,23 +46,36 @@ impl Cluster {
         let server = Server::start(&dir.path().join("cp"));
         let kubectl = Kubectl::new(&server.kubeconfig());
         let skiff = Skiff::new(&server.kubeconfig());
-        push_samples(&skiff, &["hello"]);
+        push_samples(&skiff, &["hello", "fetch"]);
         let token = token(&skiff);
+        let metrics = free_port(IpAddr::from([127, 0, 0, 2]));
+        let metrics_port = metrics.port().to_string();
         let mut nodes = Vec::new();
-        for (name, address) in [("n1", "127.0.0.2"), ("n2", "127.0.0.3")] {
+        for (name, address) in [
+            ("n1", "127.0.0.2"),
+            ("n2", "127.0.0.3"),
+            ("n3", "127.0.0.4"),
+        ] {
+            let mut args = vec!["--address", address];
+            if name == "n1" {
+                args.extend(["--metrics-port", &metrics_port]);
+            }
             nodes.push(NodeProcess::start(
                 server.quic_addr(),
                 name,
                 &dir.path().join(name),
                 Some(&token),
-                &["--address", address],
+                &args,
             ));
-            wait_node_ready(&server, name);
+        }
+        for node in &nodes {
+            wait_node_ready(&server, node.name());
         }
         Cluster {
             server,
             kubectl,
-            _nodes: nodes,
+            nodes,
+            metrics,
             dir,
         }
     }
@@ -108,6 +126,13 @@ impl Cluster {
         })
         .collect()
     }
+}
+
+/// An address on `ip` with a port nothing listens on now.
+fn free_port(ip: IpAddr) -> SocketAddr {
+    std::net::TcpListener::bind(SocketAddr::new(ip, 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
 }
 
 fn is_ready(pod: &Value) -> bool {
@@ -202,21 +227,21 @@ fn get_from(from: IpAddr, to: SocketAddr) -> std::io::Result<(u16, String)> {
 
 #[test]
 fn node_ports_balance_over_ready_pods_and_follow_endpoints() {
-    let cluster = Cluster::start();
+    let mut cluster = Cluster::start();
     cluster.apply("web", DEPLOYMENT);
     cluster.apply("svc-web", &service("web", "web", ""));
     let ready = wait_until("6 ready web pods", || {
         let pods = cluster.pods();
         (pods.len() == 6 && pods.iter().all(is_ready)).then_some(pods)
     });
-    // Pods on both nodes, so that requests to n1 reach n2's pods over QUIC.
+    // Pods on every node, so that requests to n1 reach the others' pods over QUIC.
     let nodes: BTreeSet<String> = ready
         .iter()
         .filter_map(|p| p["spec"]["nodeName"].as_str().map(str::to_string))
         .collect();
     assert_eq!(
         nodes.len(),
-        2,
+        3,
         "the scheduler spreads the replicas: {nodes:?}"
     );
     let pods: BTreeSet<String> = ready.iter().map(name_of).collect();
@@ -233,7 +258,7 @@ fn node_ports_balance_over_ready_pods_and_follow_endpoints() {
         matches!(http_get(n1, "/"), Ok((200, _))).then_some(())
     });
 
-    // 600 requests to one node reach all 6 pods, on both nodes, evenly:
+    // 600 requests to one node reach all 6 pods, on every node, evenly:
     // round-robin gives each 100; allow 30% for requests that raced a change.
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for i in 0..600 {
@@ -250,10 +275,32 @@ fn node_ports_balance_over_ready_pods_and_follow_endpoints() {
     for (pod, n) in &counts {
         assert!((70..=130).contains(n), "{pod} got {n} of 600: {counts:?}");
     }
-    // The other node serves the same Service.
+    // The other nodes serve the same Service.
     let (status, body) = http_get(n2, "/").expect("request to n2");
     assert_eq!(status, 200, "{body}");
     assert!(pod_of(&body).is_some_and(|p| pods.contains(&p)), "{body}");
+
+    // n1's metrics count the requests per endpoint, with their latency.
+    let answered = proxy_metric(&cluster, "skiff_proxy_requests_total", "web");
+    assert_eq!(
+        answered.keys().cloned().collect::<BTreeSet<_>>(),
+        pods,
+        "requests per pod on n1: {answered:?}"
+    );
+    for (pod, n) in &answered {
+        let got = counts.get(pod).copied().unwrap_or(0) as f64;
+        // Every 200 a client saw, plus the one readiness-poll request.
+        assert!(
+            *n >= got && *n <= got + 2.0,
+            "{pod}: metrics say {n}, clients saw {got}"
+        );
+    }
+    let timed = proxy_metric(
+        &cluster,
+        "skiff_proxy_request_duration_seconds_count",
+        "web",
+    );
+    assert_eq!(timed, answered, "every answer is timed");
 
     // A Service whose selector matches no ready pod answers 503, saying so.
     cluster.apply("svc-nobody", &service("nobody", "nobody", ""));
@@ -294,6 +341,10 @@ fn node_ports_balance_over_ready_pods_and_follow_endpoints() {
         "all clients were sent to one pod: {chosen:?}"
     );
 
+    pod_calls_services_by_name(&cluster);
+    let on_n3 = pods_on(&ready, "n3");
+    killed_node_gets_no_requests(&mut cluster, n1, &on_n3);
+
     // Scale down: once a removed pod's endpoint is gone (or no longer ready),
     // no request reaches it, and no request fails meanwhile.
     let stop = Arc::new(AtomicBool::new(false));
@@ -315,8 +366,14 @@ fn node_ports_balance_over_ready_pods_and_follow_endpoints() {
         .ok(&["scale", "deployment/web", "--replicas=2"]);
     // Pods stop quickly (no request in flight), so the removed ones are
     // told by who is left, not by catching them terminating.
+    // (The killed node's pods are deleted first, being unready, but stay
+    // Terminating: no node is left to confirm they stopped.)
     let kept: BTreeSet<String> = wait_until("2 web pods are left, ready", || {
-        let pods = cluster.pods();
+        let pods: Vec<Value> = cluster
+            .pods()
+            .into_iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .collect();
         (pods.len() == 2 && pods.iter().all(is_ready)).then(|| pods.iter().map(name_of).collect())
     });
     let removed: BTreeSet<String> = pods.difference(&kept).cloned().collect();
@@ -341,6 +398,195 @@ fn node_ports_balance_over_ready_pods_and_follow_endpoints() {
         assert!(
             !removed.contains(&pod),
             "request {i} reached {pod}, removed by the scale-down"
+        );
+    }
+}
+
+fn pods_on(pods: &[Value], node: &str) -> BTreeSet<String> {
+    pods.iter()
+        .filter(|p| p["spec"]["nodeName"] == node)
+        .map(name_of)
+        .collect()
+}
+
+/// The values of a proxy metric on n1 for Service `service`, by pod.
+fn proxy_metric(cluster: &Cluster, metric: &str, service: &str) -> BTreeMap<String, f64> {
+    let (status, text) = http_get(cluster.metrics, "/metrics").expect("n1's metrics");
+    assert_eq!(status, 200, "{text}");
+    let mut by_pod = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(metric).and_then(|r| r.strip_prefix('{')) else {
+            continue;
+        };
+        let Some((labels, value)) = rest.split_once("} ") else {
+            continue;
+        };
+        let label = |name: &str| {
+            labels
+                .split(',')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
+                .map(|v| v.trim_end_matches('"').to_string())
+        };
+        if label("service").as_deref() != Some(service)
+            || label("namespace").as_deref() != Some("default")
+        {
+            continue;
+        }
+        let value: f64 = value
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        *by_pod.entry(label("pod").unwrap_or_default()).or_default() += value;
+    }
+    by_pod
+}
+
+/// A `fetch` pod calls `http://hello` (a Service over the web pods) through
+/// the proxy; an outside host is refused unless the pod lists it in
+/// `skiff.dev/allowed-outbound-hosts`.
+fn pod_calls_services_by_name(cluster: &Cluster) {
+    // An outside server the pod may call: a plain socket on this machine.
+    let outside = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the outside server");
+    let outside_addr = outside.local_addr().expect("outside address");
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = outside.accept().expect("the pod connects");
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = stream.write_all(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 13\r\nconnection: close\r\n\r\nfrom outside!",
+        );
+        String::from_utf8_lossy(&request).into_owned()
+    });
+    cluster.apply(
+        "svc-hello",
+        "apiVersion: v1
+kind: Service
+metadata:
+  name: hello
+spec:
+  selector: {app: web}
+  ports:
+  - {port: 80, targetPort: 8080}
+",
+    );
+    cluster.apply(
+        "fetch",
+        &format!(
+            "apiVersion: v1
+kind: Pod
+metadata:
+  name: fetch
+  labels: {{app: fetch}}
+  annotations:
+    skiff.dev/allowed-outbound-hosts: \"{outside_addr}\"
+spec:
+  containers:
+  - name: main
+    image: fetch:v1
+    ports:
+    - {{containerPort: 8080}}
+    readinessProbe:
+      httpGet: {{path: /healthz, port: 8080}}
+      periodSeconds: 1
+"
+        ),
+    );
+    cluster.apply("svc-fetch", &service("fetch", "fetch", ""));
+    let fetch = SocketAddr::from(([127, 0, 0, 2], cluster.node_port("fetch")));
+    wait_until("the fetch pod is reached through its NodePort", || {
+        matches!(http_get(fetch, "/healthz"), Ok((200, _))).then_some(())
+    });
+    // Each form of the Service's name reaches a web pod.
+    for url in [
+        "http://hello/",
+        "http://hello.default/",
+        "http://hello.default.svc.cluster.local:80/",
+    ] {
+        let (status, body) = http_get(fetch, &format!("/?url={url}")).expect("ask fetch");
+        assert_eq!(status, 200, "{url}: {body}");
+        let (upstream, answer) = body.split_once('\n').unwrap_or_default();
+        assert_eq!(upstream, "200", "{url}: {body}");
+        assert!(
+            pod_of(answer).is_some(),
+            "{url}: not a hello answer: {body:?}"
+        );
+    }
+    // A port the Service does not have is an error, not a guess.
+    let (status, body) = http_get(fetch, "/?url=http://hello:81/").expect("ask fetch");
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("has no port 81"), "{body}");
+    // Outside hosts: refused unless listed.
+    let (status, body) = http_get(fetch, "/?url=http://example.com/").expect("ask fetch");
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("HttpRequestDenied"), "{body}");
+    let (status, body) =
+        http_get(fetch, &format!("/?url=http://{outside_addr}/out")).expect("ask fetch");
+    assert_eq!((status, body.as_str()), (200, "200\nfrom outside!"));
+    let request = server.join().expect("the outside server");
+    assert!(request.starts_with("GET /out HTTP/1.1"), "{request}");
+}
+
+/// Kill n3 while a client sends requests to n1: once n3's endpoints are
+/// withdrawn no request reaches its pods, and no request fails that never
+/// reached one. (One request may be lost if n3 died while its pod had it: the
+/// client is sequential, so at most one, answered 502 naming n3.)
+fn killed_node_gets_no_requests(cluster: &mut Cluster, n1: SocketAddr, on_n3: &BTreeSet<String>) {
+    assert!(!on_n3.is_empty(), "n3 runs some web pods");
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut answered = 0usize;
+            let mut failures = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                match http_get(n1, "/") {
+                    Ok((200, _)) => answered += 1,
+                    other => failures.push(format!("{other:?}")),
+                }
+            }
+            (answered, failures)
+        })
+    };
+    wait_until("the client is under way", || {
+        (!client.is_finished()).then_some(())
+    });
+    let n3 = cluster
+        .nodes
+        .iter_mut()
+        .find(|n| n.name() == "n3")
+        .expect("n3");
+    n3.kill();
+    wait_until("n3's endpoints are withdrawn", || {
+        let eps = cluster.endpoints("web");
+        on_n3
+            .iter()
+            .all(|p| eps.get(p) != Some(&true))
+            .then_some(())
+    });
+    stop.store(true, Ordering::Relaxed);
+    let (answered, failures) = client.join().expect("the client thread");
+    eprintln!("while n3 went down: {answered} requests answered, failed: {failures:?}");
+    assert!(answered > 0, "no request was answered while n3 went down");
+    assert!(
+        failures.len() <= 1
+            && failures
+                .iter()
+                .all(|f| f.contains("502") && f.contains("node n3")),
+        "requests failed while n3 went down: {failures:?}"
+    );
+    for i in 0..100 {
+        let (status, body) = http_get(n1, "/").unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_eq!(status, 200, "request {i} after n3 died: {body}");
+        let pod = pod_of(&body).unwrap_or_default();
+        assert!(
+            !on_n3.contains(&pod),
+            "request {i} reached {pod} on the dead n3"
         );
     }
 }

@@ -10,6 +10,7 @@ mod agent;
 pub mod hollow;
 mod identity;
 mod images;
+mod metrics;
 mod node;
 mod outbox;
 mod proxy;
@@ -17,5 +18,8 @@ mod state;
 pub mod supervisor;
 
 pub use agent::AgentError;
-pub use node::{DEFAULT_MAX_PODS, DEFAULT_PROXY_PORT, Node, NodeBuilder, NodeConfig, NodeError};
+pub use node::{
+    DEFAULT_MAX_PODS, DEFAULT_METRICS_PORT, DEFAULT_PROXY_PORT, Node, NodeBuilder, NodeConfig,
+    NodeError,
+};
 pub use proxy::ProxyError;

@@ -37,6 +37,8 @@ use crate::supervisor::{PodSupervisor, SupervisorConfig};
 
 /// The node proxy's peer port (UDP): the kubelet's port in Kubernetes.
 pub const DEFAULT_PROXY_PORT: u16 = 10250;
+/// The TCP port a node serves metrics at unless told otherwise (kube-proxy's).
+pub const DEFAULT_METRICS_PORT: u16 = 10249;
 
 /// Kubernetes' default pod limit is 110 per node; a Wasm pod costs far less.
 pub const DEFAULT_MAX_PODS: u32 = 1000;
@@ -90,6 +92,10 @@ pub struct NodeConfig {
     /// 0 picks a free one. Reported as the Node's
     /// `status.daemonEndpoints.kubeletEndpoint.Port`.
     pub proxy_port: u16,
+    /// The TCP port (on `address`) serving Prometheus metrics at `/metrics`;
+    /// `None` serves none, 0 picks a free one. A port in use is logged and
+    /// the node runs without metrics.
+    pub metrics_port: Option<u16>,
     /// Most pods at once (the Node's `pods` capacity).
     pub max_pods: u32,
     /// Memory capacity reported; `None` reads the machine's.
@@ -110,6 +116,7 @@ impl Default for NodeConfig {
             labels: BTreeMap::new(),
             address: IpAddr::V4(Ipv4Addr::LOCALHOST),
             proxy_port: DEFAULT_PROXY_PORT,
+            metrics_port: None,
             max_pods: DEFAULT_MAX_PODS,
             memory_bytes: None,
             cpu_millis: None,
@@ -151,6 +158,10 @@ impl NodeBuilder {
     }
     pub fn proxy_port(mut self, port: u16) -> Self {
         self.config.proxy_port = port;
+        self
+    }
+    pub fn metrics_port(mut self, port: u16) -> Self {
+        self.config.metrics_port = Some(port);
         self
     }
     pub fn max_pods(mut self, max_pods: u32) -> Self {
@@ -285,13 +296,28 @@ impl Node {
         if let Some(cidr) = identity_dir.pod_cidr() {
             supervisor.set_pod_cidr(cidr);
         }
+        let mut registry = prometheus_client::registry::Registry::default();
         let proxy = Arc::new(crate::proxy::Proxy::start(
             &config.name,
             config.address,
             config.proxy_port,
             &identity,
             supervisor.clone(),
+            &mut registry,
         )?);
+        let mut tasks = Vec::new();
+        if let Some(port) = config.metrics_port {
+            let addr = SocketAddr::new(config.address, port);
+            match crate::metrics::serve(addr, Arc::new(registry)).await {
+                Ok((addr, task)) => {
+                    tracing::info!(%addr, "serving metrics at http://{addr}/metrics");
+                    tasks.push(task);
+                }
+                Err(e) => {
+                    tracing::warn!(%addr, error = %e, "cannot open the metrics port; running without metrics");
+                }
+            }
+        }
         let local = LocalPods::open(&config.data_dir.join("state").join("pods"))
             .map_err(io("open", config.data_dir.join("state")))?;
         // Edge autonomy: what the node ran before, it runs again now, without
@@ -322,7 +348,10 @@ impl Node {
             name: config.name,
             supervisor,
             connected: connected_rx,
-            tasks: vec![run, forward],
+            tasks: {
+                tasks.extend([run, forward]);
+                tasks
+            },
             endpoint,
         })
     }

@@ -12,6 +12,7 @@ mod balance;
 mod forward;
 mod handler;
 mod headers;
+mod metrics;
 mod node_ports;
 mod outbound;
 mod peer;
@@ -59,6 +60,7 @@ struct Shared {
     table: Mutex<Arc<RoutingTable>>,
     balancers: Mutex<HashMap<ServiceKey, Arc<Balancer>>>,
     peers: Peers,
+    metrics: metrics::ProxyMetrics,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -67,13 +69,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Proxy {
     /// Opens the peer port (`address:peer_port`, UDP; 0 picks a free one)
-    /// and serves peers from it. Call inside a tokio runtime.
+    /// and serves peers from it; registers its metrics in `registry` and
+    /// itself as the supervisor's outbound router. Call inside a tokio runtime.
     pub fn start(
         node_name: &str,
         address: IpAddr,
         peer_port: u16,
         identity: &Identity,
         supervisor: Arc<PodSupervisor>,
+        registry: &mut prometheus_client::registry::Registry,
     ) -> Result<Proxy, ProxyError> {
         let addr = SocketAddr::new(address, peer_port);
         let server = peer::tls::server_config(identity).map_err(ProxyError::Tls)?;
@@ -89,6 +93,7 @@ impl Proxy {
             table: Mutex::default(),
             balancers: Mutex::default(),
             peers: Peers::new(endpoint.clone(), client),
+            metrics: metrics::ProxyMetrics::register(registry),
         });
         shared.supervisor.set_outbound(Arc::new(outbound::Router {
             shared: Arc::downgrade(&shared),

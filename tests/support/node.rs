@@ -44,6 +44,10 @@ impl NodeProcess {
         if !extra.contains(&"--proxy-port") {
             cmd.args(["--proxy-port", "0"]);
         }
+        // No metrics port unless the test asks (the default one is shared).
+        if !extra.contains(&"--metrics-port") {
+            cmd.args(["--metrics-port", "0"]);
+        }
         if let Some(token) = token {
             cmd.args(["--token", token]);
         }

@@ -4,6 +4,7 @@
 //! Every way in (NodePorts, Ingress, a pod's outbound call) ends here.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -13,6 +14,7 @@ use skiff_api::wire::ProxyRequest;
 
 use super::Shared;
 use super::headers::hop_by_hop;
+use super::metrics::{self, ErrorReason};
 use super::peer::PeerError;
 use super::table::{EndpointRoute, ServiceKey, ServiceRoute};
 use crate::supervisor::PodAccessError;
@@ -67,6 +69,18 @@ where
     let candidates = route.ready_endpoints(port_name);
     let balancer = shared.balancer(key);
     let mut tried: Vec<IpAddr> = Vec::new();
+    // Pass over nodes just found unreachable while others can serve.
+    let down = shared.peers.down_nodes();
+    if !down.is_empty() {
+        let on_down: Vec<IpAddr> = candidates
+            .iter()
+            .filter(|e| e.node_name.as_ref().is_some_and(|n| down.contains(n)))
+            .map(|e| e.ip)
+            .collect();
+        if on_down.len() < candidates.len() {
+            tried = on_down;
+        }
+    }
     let mut last_error = None;
     // A request that reached no pod is tried on another: it costs an
     // in-process lookup (a pod already stopping) or one failed connection
@@ -83,17 +97,29 @@ where
         };
         tried.push(endpoint.ip);
         let _in_flight = balancer.start(endpoint.ip);
-        match call(shared, endpoint, port_name, &parts, body.clone()).await {
-            Ok(response) => return finish(response),
+        let started = Instant::now();
+        let result = call(shared, endpoint, port_name, &parts, body.clone()).await;
+        let target = || metrics::labels(key, Some(endpoint));
+        match result {
+            Ok(response) => {
+                let took = started.elapsed();
+                shared
+                    .metrics
+                    .answered(target(), response.status().as_u16(), took);
+                return finish(response);
+            }
             Err(CallError::Failed(message)) => {
+                shared.metrics.error(target(), ErrorReason::Failed);
                 tracing::debug!(service = %key, endpoint = %endpoint.ip, message, "endpoint failed a request");
                 return text(StatusCode::BAD_GATEWAY, message);
             }
             Err(CallError::NotSent(message)) => {
+                shared.metrics.error(target(), ErrorReason::NotSent);
                 tracing::debug!(service = %key, endpoint = %endpoint.ip, message, "endpoint did not take the request; trying another");
                 last_error = Some(message);
             }
             Err(CallError::Unreachable(message)) => {
+                shared.metrics.error(target(), ErrorReason::Unreachable);
                 tracing::debug!(service = %key, endpoint = %endpoint.ip, message, "node unreachable; trying another");
                 tried.extend(
                     candidates
@@ -105,6 +131,9 @@ where
             }
         }
     }
+    shared
+        .metrics
+        .error(metrics::labels(key, None), ErrorReason::NoEndpoint);
     match last_error {
         Some(message) => text(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -8,7 +8,7 @@ pub mod tls;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use skiff_api::wire::{Open, ProxyRequest, Reply};
@@ -17,6 +17,10 @@ use crate::agent::frames;
 
 /// How long reaching a peer may take before another endpoint is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a node that could not be reached is passed over (while other
+/// endpoints remain), so requests do not each wait out a connect timeout
+/// until its endpoints are withdrawn.
+const DOWN_FOR: Duration = Duration::from_secs(3);
 /// Largest response body taken from a peer.
 const MAX_RESPONSE: usize = 64 << 20;
 
@@ -39,6 +43,8 @@ pub struct Peers {
     endpoint: quinn::Endpoint,
     config: quinn::ClientConfig,
     connections: Mutex<HashMap<String, quinn::Connection>>,
+    /// Nodes found unreachable, and when.
+    down: Mutex<HashMap<String, Instant>>,
 }
 
 impl Peers {
@@ -47,7 +53,41 @@ impl Peers {
             endpoint,
             config,
             connections: Mutex::default(),
+            down: Mutex::default(),
         }
+    }
+
+    /// The nodes found unreachable in the last [`DOWN_FOR`].
+    pub fn down_nodes(&self) -> Vec<String> {
+        let mut down = self.down.lock().unwrap_or_else(|e| e.into_inner());
+        if down.is_empty() {
+            return Vec::new();
+        }
+        down.retain(|_, since| since.elapsed() < DOWN_FOR);
+        down.keys().cloned().collect()
+    }
+
+    /// Hands `request` with `body` to a pod on `node` (its peer proxy at
+    /// `addr`), and notes whether the node could be reached.
+    pub async fn call(
+        &self,
+        node: &str,
+        addr: SocketAddr,
+        request: ProxyRequest,
+        body: Bytes,
+    ) -> Result<http::Response<Bytes>, PeerError> {
+        let result = self.exchange(node, addr, request, body).await;
+        let mut down = self.down.lock().unwrap_or_else(|e| e.into_inner());
+        match &result {
+            Err(PeerError::Unreachable(_)) => {
+                down.insert(node.to_string(), Instant::now());
+            }
+            _ if !down.is_empty() => {
+                down.remove(node);
+            }
+            _ => {}
+        }
+        result
     }
 
     async fn connection(
@@ -85,8 +125,7 @@ impl Peers {
         Ok(connection)
     }
 
-    /// Hands `request` with `body` to a pod on `node` (its peer proxy at `addr`).
-    pub async fn call(
+    async fn exchange(
         &self,
         node: &str,
         addr: SocketAddr,
@@ -107,9 +146,29 @@ impl Peers {
             .map_err(|e| not_sent(&e))?;
         send.write_all(&body).await.map_err(|e| not_sent(&e))?;
         let _ = send.finish();
+        // Once the peer acknowledges the whole request, its pod may get it;
+        // until then, a lost connection (the node died) means it never did,
+        // and the request can go to another endpoint.
+        let (reply, delivered) = {
+            let acknowledged = send.stopped();
+            let reply = frames::expect::<Reply>(&mut recv);
+            tokio::pin!(acknowledged, reply);
+            let mut delivered = None;
+            loop {
+                tokio::select! {
+                    reply = &mut reply => break (reply, delivered),
+                    ack = &mut acknowledged, if delivered.is_none() => delivered = Some(ack.is_ok()),
+                }
+            }
+        };
+        if reply.is_err() && delivered != Some(true) && connection.close_reason().is_some() {
+            return Err(PeerError::Unreachable(format!(
+                "call node {node}: the connection was lost before the request was delivered"
+            )));
+        }
         let failed =
             |e: &dyn std::fmt::Display| PeerError::Failed(format!("call node {node}: {e}"));
-        match frames::expect::<Reply>(&mut recv).await {
+        match reply {
             Ok(Reply::Proxied(head)) => {
                 let body = recv
                     .read_to_end(MAX_RESPONSE)

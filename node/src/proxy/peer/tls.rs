@@ -14,8 +14,10 @@ use crate::identity::Identity;
 /// ALPN of peer connections: distinct from the control plane's, so neither
 /// side mistakes one link for the other.
 pub const PEER_ALPN: &[u8] = b"skiff-peer";
-const KEEP_ALIVE: Duration = Duration::from_secs(2);
-const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+const KEEP_ALIVE: Duration = Duration::from_secs(1);
+/// A peer silent this long is gone: about the control plane's node grace
+/// period, so requests stuck on a dead node end about when its endpoints do.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
