@@ -46,7 +46,7 @@ impl Cluster {
         let server = Server::start(&dir.path().join("cp"));
         let kubectl = Kubectl::new(&server.kubeconfig());
         let skiff = Skiff::new(&server.kubeconfig());
-        push_samples(&skiff, &["hello", "fetch"]);
+        push_samples(&skiff, &["hello", "fetch", "echo"]);
         let token = token(&skiff);
         let metrics = free_port(IpAddr::from([127, 0, 0, 2]));
         let metrics_port = metrics.port().to_string();
@@ -341,6 +341,7 @@ fn node_ports_balance_over_ready_pods_and_follow_endpoints() {
         "all clients were sent to one pod: {chosen:?}"
     );
 
+    bodies_stream_both_ways(&cluster);
     pod_calls_services_by_name(&cluster);
     let on_n3 = pods_on(&ready, "n3");
     killed_node_gets_no_requests(&mut cluster, n1, &on_n3);
@@ -439,6 +440,73 @@ fn proxy_metric(cluster: &Cluster, metric: &str, service: &str) -> BTreeMap<Stri
         *by_pod.entry(label("pod").unwrap_or_default()).or_default() += value;
     }
     by_pod
+}
+
+/// An `echo` pod on n2 sends a request body back chunk by chunk as it reads
+/// it: through n2's NodePort (in-process) and n1's (over QUIC), the client
+/// gets each chunk back before it sends the next, so neither body is
+/// buffered whole anywhere on the way.
+fn bodies_stream_both_ways(cluster: &Cluster) {
+    cluster.apply(
+        "streamer",
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: streamer
+  labels: {app: streamer}
+spec:
+  nodeSelector: {kubernetes.io/hostname: n2}
+  containers:
+  - name: main
+    image: echo:v1
+    ports:
+    - {containerPort: 8080}
+    readinessProbe:
+      httpGet: {path: /, port: 8080}
+      periodSeconds: 1
+",
+    );
+    cluster.apply("svc-streamer", &service("streamer", "streamer", ""));
+    let port = cluster.node_port("streamer");
+    for node in [[127, 0, 0, 3], [127, 0, 0, 2]] {
+        let addr = SocketAddr::from((node, port));
+        wait_until(&format!("the streamer answers at {addr}"), || {
+            matches!(http_get(addr, "/"), Ok((200, _))).then_some(())
+        });
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("read timeout");
+        write!(
+            stream,
+            "POST /stream HTTP/1.1\r\nHost: streamer\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        .expect("send the head");
+        let mut seen = Vec::new();
+        let mut read_until = |stream: &mut std::net::TcpStream, what: &str| {
+            let mut buf = [0u8; 4096];
+            while !String::from_utf8_lossy(&seen).contains(what) {
+                let n = stream.read(&mut buf).unwrap_or_else(|e| {
+                    panic!(
+                        "{addr}: waiting for {what:?} (have {:?}): {e}",
+                        String::from_utf8_lossy(&seen)
+                    )
+                });
+                assert!(n > 0, "{addr}: closed before {what:?}");
+                seen.extend_from_slice(&buf[..n]);
+            }
+        };
+        for word in ["first-chunk", "second-chunk", "third-chunk"] {
+            write!(stream, "{:x}\r\n{word}\r\n", word.len()).expect("send a chunk");
+            stream.flush().expect("flush");
+            // Back before the request body is over: both bodies stream.
+            read_until(&mut stream, word);
+        }
+        write!(stream, "0\r\n\r\n").expect("end the body");
+        read_until(&mut stream, "\r\n0\r\n\r\n");
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        assert!(text.starts_with("HTTP/1.1 200"), "{addr}: {text}");
+    }
 }
 
 /// A `fetch` pod calls `http://hello` (a Service over the web pods) through

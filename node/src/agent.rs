@@ -6,6 +6,7 @@
 
 pub(crate) mod frames;
 pub(crate) mod serve;
+pub(crate) mod stream_body;
 pub(crate) mod tls;
 
 use std::net::SocketAddr;

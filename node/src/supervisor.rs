@@ -17,7 +17,6 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use bytes::Bytes;
 use k8s_openapi::api::core::v1::Pod;
 use skiff_runtime::{Component, Engine, LogBuffer};
 use tokio::sync::mpsc;
@@ -401,19 +400,19 @@ impl PodSupervisor {
         namespace: &str,
         name: &str,
         port: Option<u16>,
-        request: http::Request<Bytes>,
-    ) -> Result<http::Response<Bytes>, PodAccessError> {
+        request: http::Request<skiff_runtime::Body>,
+    ) -> Result<http::Response<skiff_runtime::Body>, PodAccessError> {
         let ctx = lock(&self.registry)
             .find(namespace, name)
             .ok_or_else(|| PodAccessError::NotFound(format!("pods \"{name}\" not found")))?;
         let serving = ctx.serving_for(port)?;
-        let Some(_in_flight) = serving.enter() else {
+        let Some(in_flight) = serving.enter() else {
             return Err(PodAccessError::Unavailable(format!(
                 "pod {namespace}/{name} is terminating"
             )));
         };
         match serving.handle_unless_killed(request).await {
-            Some(Ok(response)) => Ok(response),
+            Some(Ok(response)) => Ok(response.map(|body| in_flight.hold(body))),
             Some(Err(e)) => Err(PodAccessError::Failed(e.to_string())),
             None => Err(PodAccessError::Failed(format!(
                 "pod {namespace}/{name} was stopped before it answered"

@@ -248,10 +248,18 @@ fn deleted(v: &Value, grace: i64) -> Pod {
     pod(&v)
 }
 
-fn get(path: &str) -> http::Request<Bytes> {
+fn get(path: &str) -> http::Request<skiff_runtime::Body> {
     http::Request::get(path)
-        .body(Bytes::new())
+        .body(skiff_runtime::bodies::empty())
         .expect("request")
+}
+
+/// The response with its whole body (which also ends the request).
+async fn whole(resp: http::Response<skiff_runtime::Body>) -> http::Response<Bytes> {
+    use http_body_util::BodyExt;
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("the whole body").to_bytes();
+    http::Response::from_parts(parts, body)
 }
 
 fn text(resp: &http::Response<Bytes>) -> String {
@@ -342,6 +350,7 @@ async fn hello_becomes_ready_and_answers() {
         .serve("default", "hello-1", None, get("/"))
         .await
         .expect("hello answers");
+    let resp = whole(resp).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(text(&resp).trim(), "Hello from hello-1!");
     let resp = node
@@ -349,6 +358,7 @@ async fn hello_becomes_ready_and_answers() {
         .serve("default", "hello-1", Some(8080), get("/"))
         .await
         .expect("by port");
+    let resp = whole(resp).await;
     assert_eq!(text(&resp).trim(), "Hello from hello-1!");
 
     // Unchanged pods are left alone by a sync; the log is there to read.
@@ -393,6 +403,7 @@ async fn hello_becomes_ready_and_answers() {
         .serve("default", "two", Some(9090), get("/x"))
         .await
         .expect("echo answers");
+    let resp = whole(resp).await;
     let body = text(&resp);
     assert!(body.contains("\"path\":\"/x\""), "{body}");
     assert!(body.contains("\"APP\":\"two\""), "{body}");
@@ -464,6 +475,7 @@ async fn a_new_image_restarts_its_container() {
         .serve("default", "app-1", None, get("/new"))
         .await
         .expect("echo answers");
+    let resp = whole(resp).await;
     assert!(text(&resp).contains("\"path\":\"/new\""), "{}", text(&resp));
 }
 
@@ -823,6 +835,7 @@ async fn graceful_deletion_drains_requests_in_flight() {
         .await;
 
     let resp = slow.await.expect("the request in flight completes");
+    let resp = whole(resp).await;
     assert_eq!(resp.status(), 200);
     assert!(text(&resp).starts_with("spun 1500 ms"), "{}", text(&resp));
     node.wait_terminated("spinner-1").await;

@@ -6,13 +6,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use tokio::sync::{Semaphore, oneshot};
+use http_body_util::BodyExt;
+use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::task::JoinHandle;
 use wasmtime::Store;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
+use crate::body::{self, BodyError};
 use crate::engine::{Component, Engine};
 use crate::error::{Result, RuntimeError, guest_error};
 use crate::host::{Host, PodSpec};
@@ -36,7 +38,7 @@ struct Counters {
 /// A snapshot of an HTTP container's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HttpMetrics {
-    /// Requests handled (finished, successfully or not).
+    /// Requests taken, each in an instance of its own.
     pub requests: u64,
     /// Requests in flight now.
     pub in_flight: u64,
@@ -57,6 +59,8 @@ pub struct HttpContainer {
     logs: LogBuffer,
     permits: Arc<Semaphore>,
     counters: Arc<Counters>,
+    /// Set to end every running instance.
+    stopped: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for HttpContainer {
@@ -99,6 +103,7 @@ impl HttpContainer {
             pod,
             logs,
             counters: Arc::default(),
+            stopped: watch::Sender::new(false),
         })
     }
 
@@ -119,31 +124,53 @@ impl HttpContainer {
         }
     }
 
-    /// Handle one request in a fresh instance and return the complete response.
-    /// A trap, timeout or memory limit ends only that instance and comes back as an
-    /// error naming the pod.
+    /// Handle one request in a fresh instance and return the complete response
+    /// (at most 64 MiB of body). A trap, timeout or memory limit ends only that
+    /// instance and comes back as an error naming the pod.
     pub async fn handle(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>> {
-        let Ok(_permit) = self.permits.clone().try_acquire_owned() else {
-            self.counters.errors.fetch_add(1, Ordering::Relaxed);
-            return Err(RuntimeError::Overloaded {
-                pod: self.pod.to_string(),
-                limit: self.spec.limits.max_concurrency,
-            });
+        let (response, mut task) = self.start(req.map(body::full))?;
+        let response = match response.await {
+            Some(r) => r,
+            None => return Err(self.task_error(&mut task).await),
         };
-        let c = &self.counters;
-        c.in_flight.fetch_add(1, Ordering::Relaxed);
-        let start = Instant::now();
-        let result = self.handle_inner(req).await;
-        c.in_flight.fetch_sub(1, Ordering::Relaxed);
-        c.requests.fetch_add(1, Ordering::Relaxed);
-        c.instance_nanos.fetch_add(
-            u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
-        if result.is_err() {
-            c.errors.fetch_add(1, Ordering::Relaxed);
+        let (parts, body) = response.into_parts();
+        match http_body_util::Limited::new(body, MAX_RESPONSE_BODY)
+            .collect()
+            .await
+        {
+            Ok(b) => Ok(http::Response::from_parts(parts, b.to_bytes())),
+            // The body broke off: most likely the instance trapped mid-way.
+            Err(e) => match task.await {
+                Ok(Err(error)) => Err(error),
+                _ => Err(RuntimeError::BadResponse {
+                    pod: self.pod.to_string(),
+                    message: format!("response body: {e}"),
+                }),
+            },
         }
-        result
+    }
+
+    /// Handle one request in a fresh instance, streaming: the guest reads the
+    /// request body as it arrives, and the response comes back as soon as the
+    /// guest sets it, its body following as the guest writes it. A failure
+    /// before the response is an error naming the pod; one after it breaks
+    /// the body off. The instance lives until the guest returns (bounded by the
+    /// pod's timeout) or [`HttpContainer::stop_instances`].
+    pub async fn handle_stream(
+        &self,
+        req: http::Request<body::Body>,
+    ) -> Result<http::Response<body::Body>> {
+        let (response, mut task) = self.start(req)?;
+        match response.await {
+            Some(r) => Ok(r),
+            None => Err(self.task_error(&mut task).await),
+        }
+    }
+
+    /// Ends every instance still running (the pod is being killed): their
+    /// requests fail, their response bodies break off.
+    pub fn stop_instances(&self) {
+        self.stopped.send_replace(true);
     }
 
     fn timeout_ms(&self) -> u64 {
@@ -153,7 +180,23 @@ impl HttpContainer {
             .map_or(0, |t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
     }
 
-    async fn handle_inner(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>> {
+    /// Starts an instance on `req`: the response (`None` if the guest ended
+    /// without one; the task then says why) and the instance's task.
+    #[allow(clippy::type_complexity)]
+    fn start(
+        &self,
+        req: http::Request<body::Body>,
+    ) -> Result<(
+        impl Future<Output = Option<http::Response<body::Body>>> + use<>,
+        JoinHandle<Result<()>>,
+    )> {
+        let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+            return Err(RuntimeError::Overloaded {
+                pod: self.pod.to_string(),
+                limit: self.spec.limits.max_concurrency,
+            });
+        };
         let mut store = Store::new(self.engine.wasmtime(), Host::new(&self.spec, &self.logs)?);
         store.limiter(|h| &mut h.limiter);
         install_deadline(
@@ -170,84 +213,96 @@ impl HttpContainer {
                 http::HeaderValue::from_static("localhost"),
             );
         }
-        let req = http::Request::from_parts(parts, Full::new(body));
+        let body = body.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.0)));
+        let req = http::Request::from_parts(parts, body);
         let (tx, rx) = oneshot::channel();
         let pre = self.pre.clone();
         let counters = self.counters.clone();
-        let mut task = tokio::spawn(async move {
-            let req = store
-                .data_mut()
-                .http()
-                .new_incoming_request(Scheme::Http, req)?;
-            let out = store.data_mut().http().new_response_outparam(tx)?;
-            let proxy = pre.instantiate_async(&mut store).await?;
-            let result = proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, req, out)
-                .await;
-            counters
-                .memory_high_water
-                .fetch_max(store.data().limiter.high_water, Ordering::Relaxed);
+        let pod = self.pod.clone();
+        let timeout = self.spec.limits.timeout;
+        let timeout_ms = self.timeout_ms();
+        let mut stopped = self.stopped.subscribe();
+        counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        counters.requests.fetch_add(1, Ordering::Relaxed);
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            let run = async {
+                let req = store
+                    .data_mut()
+                    .http()
+                    .new_incoming_request(Scheme::Http, req)?;
+                let out = store.data_mut().http().new_response_outparam(tx)?;
+                let proxy = pre.instantiate_async(&mut store).await?;
+                let result = proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, req, out)
+                    .await;
+                counters
+                    .memory_high_water
+                    .fetch_max(store.data().limiter.high_water, Ordering::Relaxed);
+                result
+            };
+            // The epoch deadline interrupts a running guest; this bounds a
+            // guest that waits in the host (e.g. on a clock) as well.
+            let bounded = async {
+                match timeout {
+                    Some(t) => {
+                        match tokio::time::timeout(t + Duration::from_millis(100), run).await {
+                            Ok(r) => r.map_err(|e| guest_error(&pod, timeout_ms, e)),
+                            Err(_) => Err(RuntimeError::Timeout {
+                                pod: pod.to_string(),
+                                limit_ms: timeout_ms,
+                            }),
+                        }
+                    }
+                    None => run.await.map_err(|e| guest_error(&pod, timeout_ms, e)),
+                }
+            };
+            let result = tokio::select! {
+                r = bounded => r,
+                _ = stopped.wait_for(|s| *s) => Err(RuntimeError::Stopped { pod: pod.to_string() }),
+            };
+            counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+            counters.instance_nanos.fetch_add(
+                u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+            if let Err(e) = &result {
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, "an instance ended in an error");
+            }
+            drop(permit);
             result
         });
-
-        let work = async {
-            let response = match rx.await {
-                Ok(Ok(resp)) => resp,
-                Ok(Err(code)) => {
-                    return Err(RuntimeError::BadResponse {
-                        pod: self.pod.to_string(),
-                        message: format!("guest answered with error {code:?}"),
-                    });
-                }
-                // The guest ended without setting a response: the task says why.
-                Err(_) => return Err(self.task_error(&mut task).await),
-            };
-            let (parts, body) = response.into_parts();
-            let body = http_body_util::Limited::new(body, MAX_RESPONSE_BODY);
-            match body.collect().await {
-                Ok(b) => Ok(http::Response::from_parts(parts, b.to_bytes())),
-                Err(e) => {
-                    // The body broke off: most likely the instance trapped mid-way.
-                    if task.is_finished() {
-                        Err(self.task_error(&mut task).await)
-                    } else {
-                        Err(RuntimeError::BadResponse {
-                            pod: self.pod.to_string(),
-                            message: format!("response body: {e}"),
-                        })
-                    }
-                }
+        let pod = self.pod.clone();
+        let response = async move {
+            match rx.await {
+                Ok(Ok(response)) => Some(response.map(|b| {
+                    b.map_err(move |e| BodyError(format!("pod {pod}: response body: {e}")))
+                        .boxed_unsync()
+                })),
+                Ok(Err(code)) => Some(
+                    http::Response::builder()
+                        .status(http::StatusCode::INTERNAL_SERVER_ERROR)
+                        .body(body::full(format!(
+                            "pod {pod}: guest answered with error {code:?}\n"
+                        )))
+                        .unwrap_or_default(),
+                ),
+                // The guest ended without setting a response.
+                Err(_) => None,
             }
         };
-        let result = match self.spec.limits.timeout {
-            // The epoch deadline interrupts a running guest; this bounds a guest
-            // that waits in the host (e.g. on a clock) as well.
-            Some(t) => match tokio::time::timeout(t + Duration::from_millis(100), work).await {
-                Ok(r) => r,
-                Err(_) => Err(RuntimeError::Timeout {
-                    pod: self.pod.to_string(),
-                    limit_ms: self.timeout_ms(),
-                }),
-            },
-            None => work.await,
-        };
-        if result.is_err() {
-            task.abort();
-        }
-        result
+        Ok((response, task))
     }
 
-    async fn task_error(
-        &self,
-        task: &mut tokio::task::JoinHandle<wasmtime::Result<()>>,
-    ) -> RuntimeError {
+    async fn task_error(&self, task: &mut JoinHandle<Result<()>>) -> RuntimeError {
         match task.await {
             Ok(Ok(())) => RuntimeError::BadResponse {
                 pod: self.pod.to_string(),
                 message: "guest returned without setting a response".into(),
             },
-            Ok(Err(e)) => guest_error(&self.pod, self.timeout_ms(), e),
+            Ok(Err(e)) => e,
             Err(e) => RuntimeError::Trap {
                 pod: self.pod.to_string(),
                 message: format!("instance task failed: {e}"),

@@ -5,6 +5,7 @@
 //! One [`Engine`] per node; [`Engine::load`] compiles a component (or reads it from
 //! the on-disk cache) and detects its [`Kind`] from its exports.
 
+mod body;
 mod cache;
 mod command;
 mod engine;
@@ -15,11 +16,16 @@ mod kind;
 mod limits;
 mod logs;
 
+pub use body::{Body, BodyError};
 pub use command::{CommandContainer, CommandMetrics, Exit, Stopper};
 pub use engine::{Component, Engine, EngineConfig, LoadSource};
 pub use error::{Result, RuntimeError};
 pub use host::{Mount, OutboundFuture, OutboundHttp, OutboundRoute, PodSpec};
 pub use http::{HttpContainer, HttpMetrics};
 pub use kind::Kind;
+/// Helpers to make [`Body`]s.
+pub mod bodies {
+    pub use crate::body::{boxed, empty, full};
+}
 pub use limits::Limits;
 pub use logs::{LogBuffer, LogLine, LogStream};

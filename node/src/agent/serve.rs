@@ -3,15 +3,11 @@
 
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use skiff_api::wire::{LogsRequest, Open, ProxyRequest, ProxyResponse, Reply};
 use skiff_runtime::LogLine;
 
-use super::frames;
+use super::{frames, stream_body};
 use crate::supervisor::{PodAccessError, PodSupervisor};
-
-/// Largest request body accepted for a pod.
-const MAX_BODY: usize = 64 << 20;
 
 /// Serves one stream the control plane opened.
 pub async fn stream(
@@ -28,7 +24,7 @@ pub async fn stream(
     };
     let result = match open {
         Open::Logs(request) => logs(supervisor, request, &mut send).await,
-        Open::Proxy(request) => proxy(supervisor, request, &mut recv, &mut send, access_code).await,
+        Open::Proxy(request) => proxy(supervisor, request, recv, &mut send, access_code).await,
         other => refuse(&mut send, 400, format!("a node does not serve {other:?}")).await,
     };
     if let Err(e) = result {
@@ -151,21 +147,18 @@ async fn write_lines(
 pub(crate) async fn proxy(
     supervisor: &PodSupervisor,
     request: ProxyRequest,
-    recv: &mut quinn::RecvStream,
+    recv: quinn::RecvStream,
     send: &mut quinn::SendStream,
     code: fn(&PodAccessError) -> u16,
 ) -> Result<(), frames::StreamError> {
-    let body = match recv.read_to_end(MAX_BODY).await {
-        Ok(body) => body,
-        Err(e) => return refuse(send, 400, format!("read the request body: {e}")).await,
-    };
     let mut builder = http::Request::builder()
         .method(request.method.as_str())
         .uri(request.path.as_str());
     for (k, v) in &request.headers {
         builder = builder.header(k.as_str(), v.as_str());
     }
-    let http_request = match builder.body(Bytes::from(body)) {
+    // The body streams into the pod as it arrives.
+    let http_request = match builder.body(stream_body::receive(recv)) {
         Ok(r) => r,
         Err(e) => return refuse(send, 400, format!("invalid request for the pod: {e}")).await,
     };
@@ -189,7 +182,10 @@ pub(crate) async fn proxy(
                     .collect(),
             };
             frames::write(send, &Reply::Proxied(head)).await?;
-            send.write_all(&body).await?;
+            // A body that broke off has reset the stream: the caller sees it.
+            if let Err(e) = stream_body::send(send, body).await {
+                tracing::debug!(pod = %format!("{}/{}", request.namespace, request.name), error = %e, "a proxied response broke off");
+            }
             Ok(())
         }
         Err(e) => refuse(send, code(&e), e.to_string()).await,

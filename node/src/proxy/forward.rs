@@ -9,8 +9,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use skiff_api::wire::ProxyRequest;
+use skiff_runtime::{Body, bodies};
 
 use super::Shared;
 use super::headers::hop_by_hop;
@@ -19,10 +20,27 @@ use super::peer::PeerError;
 use super::table::{EndpointRoute, ServiceKey, ServiceRoute};
 use crate::supervisor::PodAccessError;
 
-/// Largest request body taken. The runtime takes a whole `Request<Bytes>`
-/// today, so the body is collected first; streaming it needs the runtime to
-/// take a body stream.
-const MAX_BODY: usize = 64 << 20;
+/// Request bodies up to this size (known from Content-Length, or an empty
+/// body) are kept, so the request can be sent again to another endpoint if
+/// the first never got it; larger ones stream through, tried once.
+const REPLAYABLE: u64 = 1 << 20;
+
+/// A request's body, as the retry loop hands it out.
+enum Payload {
+    /// Kept whole: every attempt gets a copy.
+    Replayable(Bytes),
+    /// Streamed: the first attempt takes it.
+    Once(Option<Body>),
+}
+
+impl Payload {
+    fn take(&mut self) -> Option<Body> {
+        match self {
+            Payload::Replayable(bytes) => Some(bodies::full(bytes.clone())),
+            Payload::Once(body) => body.take(),
+        }
+    }
+}
 
 /// Why an endpoint did not answer.
 enum CallError {
@@ -43,27 +61,30 @@ pub(super) async fn forward<B>(
     port_name: &str,
     client: IpAddr,
     request: Request<B>,
-) -> Response<Full<Bytes>>
+) -> Response<Body>
 where
-    B: hyper::body::Body<Data = Bytes>,
-    B::Error: std::error::Error + Send + Sync + 'static,
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: std::fmt::Display,
 {
     let key = &route.key;
     let (parts, body) = request.into_parts();
-    let body = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body larger than {MAX_BODY} bytes"),
-            );
+    let small = hyper::body::Body::is_end_stream(&body)
+        || hyper::body::Body::size_hint(&body)
+            .upper()
+            .is_some_and(|upper| upper <= REPLAYABLE);
+    let body = bodies::boxed(body);
+    let mut payload = if small {
+        match Limited::new(body, REPLAYABLE as usize).collect().await {
+            Ok(collected) => Payload::Replayable(collected.to_bytes()),
+            Err(e) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("read the request body: {e}"),
+                );
+            }
         }
-        Err(e) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!("read the request body: {e}"),
-            );
-        }
+    } else {
+        Payload::Once(Some(body))
     };
 
     let candidates = route.ready_endpoints(port_name);
@@ -95,10 +116,14 @@ where
         else {
             break;
         };
+        // A streamed body went with the first attempt.
+        let Some(body) = payload.take() else {
+            break;
+        };
         tried.push(endpoint.ip);
         let _in_flight = balancer.start(endpoint.ip);
         let started = Instant::now();
-        let result = call(shared, endpoint, port_name, &parts, body.clone()).await;
+        let result = call(shared, endpoint, port_name, &parts, body).await;
         let target = || metrics::labels(key, Some(endpoint));
         match result {
             Ok(response) => {
@@ -148,8 +173,8 @@ async fn call(
     endpoint: &EndpointRoute,
     port_name: &str,
     parts: &http::request::Parts,
-    body: Bytes,
-) -> Result<Response<Bytes>, CallError> {
+    body: Body,
+) -> Result<Response<Body>, CallError> {
     let Some(pod) = &endpoint.pod else {
         return Err(CallError::NotSent(format!(
             "endpoint {} is not a pod",
@@ -215,23 +240,21 @@ async fn call(
         })
 }
 
-fn finish(response: Response<Bytes>) -> Response<Full<Bytes>> {
+fn finish(response: Response<Body>) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     hop_by_hop(&mut parts.headers);
-    // The body is whole: hyper sets the length it has.
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, Full::new(body))
+    Response::from_parts(parts, body)
 }
 
-pub(super) fn no_endpoints(key: &ServiceKey) -> Response<Full<Bytes>> {
+pub(super) fn no_endpoints(key: &ServiceKey) -> Response<Body> {
     text(
         StatusCode::SERVICE_UNAVAILABLE,
         format!("no ready endpoints for service {key}"),
     )
 }
 
-pub(super) fn text(status: StatusCode, message: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(format!("{message}\n"))));
+pub(super) fn text(status: StatusCode, message: String) -> Response<Body> {
+    let mut response = Response::new(bodies::full(format!("{message}\n")));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -5,10 +5,9 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::Full;
 use hyper::body::Incoming;
+use skiff_runtime::Body;
 
 use super::Shared;
 use super::forward::{forward, no_endpoints, text};
@@ -20,7 +19,7 @@ pub(super) async fn handle(
     node_port: u16,
     client: SocketAddr,
     request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Body>, Infallible> {
     let table = shared.table();
     // Borrowed from this request's snapshot of the table: a request copies
     // nothing of the Service or its endpoints.

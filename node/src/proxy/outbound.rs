@@ -25,6 +25,10 @@ use crate::supervisor::OutboundRouter;
 /// The annotation listing the outside hosts a pod may call.
 const ALLOWED_HOSTS_ANNOTATION: &str = "skiff.dev/allowed-outbound-hosts";
 
+/// Largest response a pod's call to a Service takes (the runtime's hook
+/// hands the guest whole responses).
+const MAX_RESPONSE: usize = 64 << 20;
+
 /// Makes each pod's hook; held by the supervisor.
 pub(super) struct Router {
     /// Weak: the proxy owns the supervisor, which owns this router.
@@ -118,7 +122,10 @@ impl OutboundHttp for PodOutbound {
             let request = Request::from_parts(parts, http_body_util::Full::new(body));
             let response = forward(&shared, route, port_name, client, request).await;
             let (parts, body) = response.into_parts();
-            let Ok(body) = body.collect().await;
+            let body = http_body_util::Limited::new(body, MAX_RESPONSE)
+                .collect()
+                .await
+                .map_err(|e| format!("{uri}: response body: {e}"))?;
             Ok(Response::from_parts(parts, body.to_bytes()))
         })
     }

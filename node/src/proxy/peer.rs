@@ -10,10 +10,10 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use skiff_api::wire::{Open, ProxyRequest, Reply};
+use skiff_runtime::{Body, bodies};
 
-use crate::agent::frames;
+use crate::agent::{frames, stream_body};
 
 /// How long reaching a peer may take before another endpoint is tried.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -21,8 +21,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// endpoints remain), so requests do not each wait out a connect timeout
 /// until its endpoints are withdrawn.
 const DOWN_FOR: Duration = Duration::from_secs(3);
-/// Largest response body taken from a peer.
-const MAX_RESPONSE: usize = 64 << 20;
 
 /// Why a call to a peer failed.
 #[derive(Debug, thiserror::Error)]
@@ -74,8 +72,8 @@ impl Peers {
         node: &str,
         addr: SocketAddr,
         request: ProxyRequest,
-        body: Bytes,
-    ) -> Result<http::Response<Bytes>, PeerError> {
+        body: Body,
+    ) -> Result<http::Response<Body>, PeerError> {
         let result = self.exchange(node, addr, request, body).await;
         let mut down = self.down.lock().unwrap_or_else(|e| e.into_inner());
         match &result {
@@ -130,8 +128,8 @@ impl Peers {
         node: &str,
         addr: SocketAddr,
         request: ProxyRequest,
-        body: Bytes,
-    ) -> Result<http::Response<Bytes>, PeerError> {
+        body: Body,
+    ) -> Result<http::Response<Body>, PeerError> {
         let connection = self.connection(node, addr).await?;
         let not_sent =
             |e: &dyn std::fmt::Display| PeerError::NotSent(format!("call node {node}: {e}"));
@@ -139,46 +137,55 @@ impl Peers {
             .open_bi()
             .await
             .map_err(|e| PeerError::Unreachable(format!("call node {node}: {e}")))?;
-        // The peer reads the whole body before it calls the pod, so a request
-        // that could not be written in full never reached it.
+        // The peer finds the pod before it reads the body: a request whose
+        // head could not be written never reached it.
         frames::write(&mut send, &Open::Proxy(request))
             .await
             .map_err(|e| not_sent(&e))?;
-        send.write_all(&body).await.map_err(|e| not_sent(&e))?;
-        let _ = send.finish();
-        // Once the peer acknowledges the whole request, its pod may get it;
-        // until then, a lost connection (the node died) means it never did,
-        // and the request can go to another endpoint.
-        let (reply, delivered) = {
-            let acknowledged = send.stopped();
-            let reply = frames::expect::<Reply>(&mut recv);
-            tokio::pin!(acknowledged, reply);
-            let mut delivered = None;
-            loop {
-                tokio::select! {
-                    reply = &mut reply => break (reply, delivered),
-                    ack = &mut acknowledged, if delivered.is_none() => delivered = Some(ack.is_ok()),
+        // The body goes up while the answer comes down (a pod may answer
+        // before it has read everything). Once the peer acknowledges the
+        // whole request, its pod may have it; until then, a lost connection
+        // (the node died) means it never did, and the request can go to
+        // another endpoint.
+        let upload = tokio::spawn(async move {
+            let sent = stream_body::send(&mut send, body).await;
+            let _ = send.finish();
+            let delivered = send.stopped().await.is_ok();
+            (sent, delivered)
+        });
+        let reply = frames::expect::<Reply>(&mut recv).await;
+        if reply.is_err() && connection.close_reason().is_some() {
+            // The connection is gone, so the upload ends at once: it says
+            // whether the peer had acknowledged the whole request.
+            match upload.await {
+                Ok((Err(stream_body::SendError::Source(e)), _)) => {
+                    return Err(PeerError::Failed(format!(
+                        "call node {node}: the request body broke off: {e}"
+                    )));
+                }
+                Ok((_, true)) => {}
+                Ok((_, false)) | Err(_) => {
+                    return Err(PeerError::Unreachable(format!(
+                        "call node {node}: the connection was lost before the request was delivered"
+                    )));
                 }
             }
-        };
-        if reply.is_err() && delivered != Some(true) && connection.close_reason().is_some() {
-            return Err(PeerError::Unreachable(format!(
-                "call node {node}: the connection was lost before the request was delivered"
-            )));
+        } else if !matches!(reply, Ok(Reply::Proxied(_))) {
+            // Refused or broken: the rest of the body is not wanted.
+            upload.abort();
         }
         let failed =
             |e: &dyn std::fmt::Display| PeerError::Failed(format!("call node {node}: {e}"));
         match reply {
             Ok(Reply::Proxied(head)) => {
-                let body = recv
-                    .read_to_end(MAX_RESPONSE)
-                    .await
-                    .map_err(|e| failed(&e))?;
                 let mut response = http::Response::builder().status(head.status);
                 for (k, v) in &head.headers {
                     response = response.header(k.as_str(), v.as_str());
                 }
-                response.body(Bytes::from(body)).map_err(|e| failed(&e))
+                // The body streams from the peer as the pod writes it.
+                response
+                    .body(stream_body::receive(recv))
+                    .map_err(|e| failed(&e))
             }
             // The pod is not there or not serving there: it never got it.
             Ok(Reply::Refused {
@@ -188,7 +195,7 @@ impl Peers {
             Ok(Reply::Refused { code, message }) => http::Response::builder()
                 .status(code)
                 .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
-                .body(Bytes::from(format!("{message}\n")))
+                .body(bodies::full(format!("{message}\n")))
                 .map_err(|e| failed(&e)),
             Ok(other) => Err(failed(&format!("unexpected reply {other:?}"))),
             Err(e) => Err(failed(&e)),

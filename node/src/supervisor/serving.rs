@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
-use skiff_runtime::{HttpContainer, RuntimeError};
+use skiff_runtime::{Body, HttpContainer, RuntimeError};
 use tokio::sync::watch;
 
 /// Whether new requests are let in, and how many are in flight.
@@ -62,14 +62,30 @@ impl ServingHttp {
         })
     }
 
-    /// Hand a request to a fresh instance. An instance failure before any
-    /// request was answered fails the container at start.
+    /// Hand a request to a fresh instance and take its whole answer (probes).
+    /// An instance failure before any request was answered fails the container
+    /// at start.
     pub(super) async fn handle(
         &self,
         request: http::Request<Bytes>,
     ) -> Result<http::Response<Bytes>, RuntimeError> {
         let result = self.container.handle(request).await;
-        match &result {
+        self.note(&result);
+        result
+    }
+
+    /// Like [`ServingHttp::handle`], streaming both bodies.
+    pub(super) async fn handle_stream(
+        &self,
+        request: http::Request<Body>,
+    ) -> Result<http::Response<Body>, RuntimeError> {
+        let result = self.container.handle_stream(request).await;
+        self.note(&result);
+        result
+    }
+
+    fn note<T>(&self, result: &Result<T, RuntimeError>) {
+        match result {
             Ok(_) => self.answered.store(true, Ordering::SeqCst),
             Err(e) if fails_at_start(e) && !self.answered.load(Ordering::SeqCst) => {
                 let message = e.to_string();
@@ -83,17 +99,16 @@ impl ServingHttp {
             }
             Err(_) => {}
         }
-        result
     }
 
-    /// Like [`ServingHttp::handle`], but given up (`None`) if the instance is
-    /// killed first.
+    /// Like [`ServingHttp::handle_stream`], but given up (`None`) if the
+    /// instance is killed before it answers.
     pub(super) async fn handle_unless_killed(
         &self,
-        request: http::Request<Bytes>,
-    ) -> Option<Result<http::Response<Bytes>, RuntimeError>> {
+        request: http::Request<Body>,
+    ) -> Option<Result<http::Response<Body>, RuntimeError>> {
         tokio::select! {
-            r = self.handle(request) => Some(r),
+            r = self.handle_stream(request) => Some(r),
             _ = self.killed() => None,
         }
     }
@@ -125,10 +140,12 @@ impl ServingHttp {
         }
     }
 
-    /// End every request still in flight: their callers get an error.
+    /// End every request still in flight: their callers get an error, their
+    /// response bodies break off.
     pub(super) fn kill(&self) {
         self.stop_accepting();
         self.killed.send_replace(true);
+        self.container.stop_instances();
     }
 
     async fn killed(&self) {
@@ -144,6 +161,45 @@ impl Drop for InFlight {
         self.serving
             .gate
             .send_modify(|g| g.in_flight = g.in_flight.saturating_sub(1));
+    }
+}
+
+impl InFlight {
+    /// `body`, counted in flight until it ends or is dropped: a graceful stop
+    /// waits for streamed answers too.
+    pub(super) fn hold(self, body: Body) -> Body {
+        use http_body_util::BodyExt;
+        Held {
+            body,
+            _in_flight: self,
+        }
+        .boxed_unsync()
+    }
+}
+
+/// A response body that keeps its request in flight.
+struct Held {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl http_body::Body for Held {
+    type Data = Bytes;
+    type Error = skiff_runtime::BodyError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 

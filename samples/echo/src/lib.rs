@@ -12,14 +12,19 @@
 //! become U+FFFD). `env` lists the variables named in `ECHO_ENV`
 //! (comma-separated), `null` for one that is unset.
 
-use guest_http::{headers, method, path_with_query, read_body, respond};
+use guest_http::{headers, method, path_of, path_with_query, read_body, respond};
 use wasip2::exports::http::incoming_handler::Guest;
-use wasip2::http::types::{IncomingRequest, ResponseOutparam};
+use wasip2::http::types::{
+    Fields, IncomingBody, IncomingRequest, OutgoingBody, OutgoingResponse, ResponseOutparam,
+};
 
 struct Echo;
 
 impl Guest for Echo {
     fn handle(request: IncomingRequest, out: ResponseOutparam) {
+        if path_of(&path_with_query(&request)) == "/stream" {
+            return stream_back(request, out);
+        }
         let body = match read_body(&request) {
             Ok(body) => body,
             Err(e) => {
@@ -40,6 +45,40 @@ impl Guest for Echo {
 }
 
 wasip2::http::proxy::export!(Echo);
+
+/// Answers 200 at once, then writes back each chunk of the request body as it
+/// is read, until the request body ends.
+fn stream_back(request: IncomingRequest, out: ResponseOutparam) {
+    let headers = Fields::from_list(&[(
+        "content-type".to_string(),
+        b"application/octet-stream".to_vec(),
+    )])
+    .unwrap_or_else(|_| Fields::new());
+    let response = OutgoingResponse::new(headers);
+    let Ok(outgoing) = response.body() else {
+        return;
+    };
+    ResponseOutparam::set(out, Ok(response));
+    let (Ok(incoming), Ok(output)) = (request.consume(), outgoing.write()) else {
+        return;
+    };
+    if let Ok(input) = incoming.stream() {
+        // A read error is the end of the request body (closed) or a broken
+        // one: either way nothing more comes back.
+        'reading: while let Ok(chunk) = input.blocking_read(64 * 1024) {
+            // One call writes at most 4096 bytes.
+            for piece in chunk.chunks(4096) {
+                if output.blocking_write_and_flush(piece).is_err() {
+                    break 'reading;
+                }
+            }
+        }
+        drop(input);
+    }
+    drop(IncomingBody::finish(incoming));
+    drop(output);
+    let _ = OutgoingBody::finish(outgoing, None);
+}
 
 fn selected_env(names: &str) -> Vec<(String, Option<String>)> {
     names

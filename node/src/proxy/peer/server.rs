@@ -39,7 +39,7 @@ async fn stream(
             serve::proxy(
                 supervisor,
                 request,
-                &mut recv,
+                recv,
                 &mut send,
                 serve::peer_access_code,
             )
