@@ -38,6 +38,10 @@ use crate::supervisor::{PodSupervisor, SupervisorConfig};
 /// The node proxy's peer port (UDP): the kubelet's port in Kubernetes.
 pub const DEFAULT_PROXY_PORT: u16 = 10250;
 
+/// The node's HTTP port (TCP), where it serves the cluster's Ingresses, as
+/// `skiff node` and `skiff up` open it unless told otherwise.
+pub const DEFAULT_HTTP_PORT: u16 = 8080;
+
 /// Kubernetes' default pod limit is 110 per node; a Wasm pod costs far less.
 pub const DEFAULT_MAX_PODS: u32 = 1000;
 
@@ -90,6 +94,9 @@ pub struct NodeConfig {
     /// 0 picks a free one. Reported as the Node's
     /// `status.daemonEndpoints.kubeletEndpoint.Port`.
     pub proxy_port: u16,
+    /// The TCP port (on `address`) where the node serves the cluster's
+    /// Ingresses; 0 picks a free one, `None` opens none.
+    pub http_port: Option<u16>,
     /// Most pods at once (the Node's `pods` capacity).
     pub max_pods: u32,
     /// Memory capacity reported; `None` reads the machine's.
@@ -110,6 +117,9 @@ impl Default for NodeConfig {
             labels: BTreeMap::new(),
             address: IpAddr::V4(Ipv4Addr::LOCALHOST),
             proxy_port: DEFAULT_PROXY_PORT,
+            // A library node serves Ingresses only when asked: two nodes in
+            // one program must not both want one port.
+            http_port: None,
             max_pods: DEFAULT_MAX_PODS,
             memory_bytes: None,
             cpu_millis: None,
@@ -153,6 +163,12 @@ impl NodeBuilder {
         self.config.proxy_port = port;
         self
     }
+    /// Serves the cluster's Ingresses on `address:port` (TCP; 0 picks a
+    /// free port, see [`Node::http_addr`]).
+    pub fn http_port(mut self, port: u16) -> Self {
+        self.config.http_port = Some(port);
+        self
+    }
     pub fn max_pods(mut self, max_pods: u32) -> Self {
         self.config.max_pods = max_pods;
         self
@@ -178,6 +194,7 @@ pub struct Node {
     name: String,
     supervisor: Arc<PodSupervisor>,
     connected: watch::Receiver<bool>,
+    http_addr: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
     endpoint: quinn::Endpoint,
 }
@@ -200,6 +217,12 @@ impl Node {
     /// The node's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Where the node serves the cluster's Ingresses (its HTTP port), if it
+    /// does.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// Waits until a session with the control plane is open.
@@ -285,6 +308,16 @@ impl Node {
         if let Some(cidr) = identity_dir.pod_cidr() {
             supervisor.set_pod_cidr(cidr);
         }
+        // Before any pod starts: a port in use fails the start cleanly.
+        let proxy = Arc::new(crate::proxy::Proxy::start(
+            &config.name,
+            config.address,
+            config.proxy_port,
+            config.http_port,
+            &identity,
+            supervisor.clone(),
+        )?);
+        let http_addr = proxy.http_addr();
         let local = LocalPods::open(&config.data_dir.join("state").join("pods"))
             .map_err(io("open", config.data_dir.join("state")))?;
         // Edge autonomy: what the node ran before, it runs again now, without
@@ -297,13 +330,6 @@ impl Node {
             );
             supervisor.sync(recorded);
         }
-        let proxy = Arc::new(crate::proxy::Proxy::start(
-            &config.name,
-            config.address,
-            config.proxy_port,
-            &identity,
-            supervisor.clone(),
-        )?);
         let agent = Arc::new(Agent {
             addr,
             endpoint: endpoint.clone(),
@@ -322,6 +348,7 @@ impl Node {
             name: config.name,
             supervisor,
             connected: connected_rx,
+            http_addr,
             tasks: vec![run, forward],
             endpoint,
         })

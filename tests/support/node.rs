@@ -40,9 +40,12 @@ impl NodeProcess {
             .args(extra)
             .env_remove("SKIFF_TOKEN");
         // Nodes of concurrent tests share the machine: each takes a free
-        // peer port unless the test chose one.
+        // peer port and HTTP port unless the test chose one.
         if !extra.contains(&"--proxy-port") {
             cmd.args(["--proxy-port", "0"]);
+        }
+        if !extra.contains(&"--http-port") && !extra.contains(&"--no-http-port") {
+            cmd.args(["--http-port", "0"]);
         }
         if let Some(token) = token {
             cmd.args(["--token", token]);

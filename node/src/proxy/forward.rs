@@ -210,4 +210,3 @@ pub(super) fn text(status: StatusCode, message: String) -> Response<Full<Bytes>>
     );
     response
 }
-

@@ -78,7 +78,6 @@ fn append(headers: &mut HeaderMap, name: &'static str, value: String) {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
