@@ -28,6 +28,37 @@ pub fn skiff_ingress_class() -> Value {
     })
 }
 
+/// Whether `class` (an IngressClass) is marked the default.
+pub fn is_default_class(class: &Value) -> bool {
+    crate::meta::annotations(class)
+        .and_then(|a| a.get(IS_DEFAULT_CLASS_ANNOTATION))
+        .and_then(Value::as_str)
+        == Some("true")
+}
+
+/// Kubernetes' DefaultIngressClass admission: a new Ingress that names no
+/// class (neither `spec.ingressClassName` nor the deprecated annotation) gets
+/// the default class; of several defaults, the newest.
+pub fn set_default_class(ingress: &mut Value, classes: &[Value]) {
+    let names_one = ingress
+        .pointer("/spec/ingressClassName")
+        .is_some_and(|c| !c.is_null())
+        || crate::meta::annotations(ingress).is_some_and(|a| a.contains_key(CLASS_ANNOTATION));
+    if names_one {
+        return;
+    }
+    let newest = classes
+        .iter()
+        .filter(|c| is_default_class(c))
+        .max_by_key(|c| (crate::meta::creation_timestamp(c), crate::meta::name(c)));
+    let Some(name) = newest.and_then(|c| crate::meta::name(c)) else {
+        return;
+    };
+    if let Some(spec) = ingress.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.insert("ingressClassName".into(), Value::from(name));
+    }
+}
+
 /// Whether Skiff serves `ingress`: its `spec.ingressClassName` (or, when that
 /// is unset, the deprecated annotation) names `skiff`, or it names no class
 /// and so falls to the default class, which is Skiff's.
@@ -75,5 +106,27 @@ mod tests {
             json!({CLASS_ANNOTATION: "nginx"})
         )));
         assert_eq!(skiff_ingress_class()["spec"]["controller"], CONTROLLER);
+    }
+
+    #[test]
+    fn a_new_ingress_without_a_class_gets_the_default_one() {
+        let mut other = skiff_ingress_class();
+        other["metadata"]["name"] = json!("other");
+        other["metadata"]["annotations"] = json!({});
+        let classes = [skiff_ingress_class(), other];
+        let mut ingress = json!({"metadata": {"name": "i"}, "spec": {}});
+        set_default_class(&mut ingress, &classes);
+        assert_eq!(ingress["spec"]["ingressClassName"], "skiff");
+
+        let mut named = json!({"metadata": {"name": "i"}, "spec": {"ingressClassName": "nginx"}});
+        set_default_class(&mut named, &classes);
+        assert_eq!(named["spec"]["ingressClassName"], "nginx");
+        let mut annotated = json!({"metadata": {"name": "i",
+            "annotations": {CLASS_ANNOTATION: "nginx"}}, "spec": {}});
+        set_default_class(&mut annotated, &classes);
+        assert!(annotated["spec"].get("ingressClassName").is_none());
+        let mut no_default = json!({"metadata": {"name": "i"}, "spec": {}});
+        set_default_class(&mut no_default, &classes[1..]);
+        assert!(no_default["spec"].get("ingressClassName").is_none());
     }
 }
