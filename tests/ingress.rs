@@ -73,11 +73,14 @@ impl Cluster {
         self.nodes
             .iter()
             .map(|node| {
-                wait_until(&format!("node {} prints its HTTP port", node.name()), || {
-                    node.log()
-                        .lines()
-                        .find_map(|l| l.trim().strip_prefix("Ingresses on http://")?.parse().ok())
-                })
+                wait_until(
+                    &format!("node {} prints its HTTP port", node.name()),
+                    || {
+                        node.log().lines().find_map(|l| {
+                            l.trim().strip_prefix("Ingresses on http://")?.parse().ok()
+                        })
+                    },
+                )
             })
             .collect()
     }
@@ -221,16 +224,16 @@ fn nodes_serve_ingresses_by_host_and_path() {
     let cluster = Cluster::start();
 
     // Skiff's class is there from the start, as the default.
-    let classes = cluster
-        .kubectl
-        .ok(&["get", "ingressclass", "--no-headers"]);
+    let classes = cluster.kubectl.ok(&["get", "ingressclass", "--no-headers"]);
     let line = classes
         .lines()
         .map(squeeze)
         .find(|l| l.starts_with("skiff "))
         .unwrap_or_else(|| panic!("no IngressClass skiff:\n{classes}"));
     assert!(line.starts_with("skiff skiff.dev/ingress"), "{line}");
-    let class = cluster.kubectl.ok(&["get", "ingressclass", "skiff", "-o", "json"]);
+    let class = cluster
+        .kubectl
+        .ok(&["get", "ingressclass", "skiff", "-o", "json"]);
     let class: Value = serde_json::from_str(&class).expect("IngressClass JSON");
     assert_eq!(
         class["metadata"]["annotations"]["ingressclass.kubernetes.io/is-default-class"],
@@ -260,7 +263,9 @@ fn nodes_serve_ingresses_by_host_and_path() {
     });
 
     // The class-less Ingress got the default class.
-    let out = cluster.kubectl.ok(&["get", "ingress", "web", "--no-headers"]);
+    let out = cluster
+        .kubectl
+        .ok(&["get", "ingress", "web", "--no-headers"]);
     assert!(
         squeeze(&out).starts_with("web skiff hello.example.com,api.example.com "),
         "{out}"
@@ -317,7 +322,9 @@ fn nodes_serve_ingresses_by_host_and_path() {
         let web = out.lines().map(squeeze).find(|l| l.starts_with("web "))?;
         web.contains(" 127.0.0.2,127.0.0.3 80 ").then_some(())
     });
-    let foreign = cluster.kubectl.ok(&["get", "ingress", "foreign", "-o", "json"]);
+    let foreign = cluster
+        .kubectl
+        .ok(&["get", "ingress", "foreign", "-o", "json"]);
     let foreign: Value = serde_json::from_str(&foreign).expect("Ingress JSON");
     assert!(
         foreign["status"]["loadBalancer"]["ingress"].is_null(),
