@@ -107,7 +107,7 @@ impl SkiffUp {
             .arg("--data-dir")
             .arg(dir.join("data"))
             .args(["--api-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0"])
-            .args(["--name", NODE])
+            .args(["--name", NODE, "--http-port", "0"])
             .env_remove("KUBECONFIG")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

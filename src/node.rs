@@ -46,10 +46,18 @@ pub struct NodeFlags {
     /// The UDP port other nodes' proxies reach this node at (0: any free port).
     #[arg(long, default_value_t = skiff_node::DEFAULT_PROXY_PORT)]
     pub proxy_port: u16,
-    /// The TCP port the node serves Prometheus metrics at (`/metrics` on its
-    /// address; kube-proxy's port by default; 0: none).
+    /// The TCP port (on --address) where the node serves the cluster's Ingresses (0: any free port).
+    #[arg(long, default_value_t = skiff_node::DEFAULT_HTTP_PORT)]
+    pub http_port: u16,
+    /// Open no HTTP port: this node serves no Ingresses.
+    #[arg(long, conflicts_with = "http_port")]
+    pub no_http_port: bool,
+    /// The TCP port (on --address) where the node serves Prometheus metrics at `/metrics` (kube-proxy's port by default; 0: any free port).
     #[arg(long, default_value_t = skiff_node::DEFAULT_METRICS_PORT)]
     pub metrics_port: u16,
+    /// Serve no metrics.
+    #[arg(long, conflicts_with = "metrics_port")]
+    pub no_metrics_port: bool,
     /// Most pods the node runs at once.
     #[arg(long, default_value_t = skiff_node::DEFAULT_MAX_PODS)]
     pub max_pods: u32,
@@ -81,7 +89,8 @@ impl NodeFlags {
             labels: self.labels.iter().cloned().collect(),
             address: self.address,
             proxy_port: self.proxy_port,
-            metrics_port: Some(self.metrics_port).filter(|p| *p != 0),
+            http_port: (!self.no_http_port).then_some(self.http_port),
+            metrics_port: (!self.no_metrics_port).then_some(self.metrics_port),
             max_pods: self.max_pods,
             restart_backoff: self.restart_backoff,
             memory_bytes: self.memory,
@@ -116,6 +125,13 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
     Ok((k.to_string(), v.to_string()))
 }
 
+/// Says where the node serves Ingresses, if it does.
+pub fn print_http_addr(node: &Node) {
+    if let Some(addr) = node.http_addr() {
+        println!("Ingresses on http://{addr}");
+    }
+}
+
 /// This machine's hostname, lower-cased (a valid node name on most machines).
 pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -139,5 +155,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("start node (data in {})", data_dir.display()))?;
     println!("Node {} started; joining {}", node.name(), args.join);
+    print_http_addr(&node);
     crate::server::wait_for_signal().await
 }

@@ -60,6 +60,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .context("the node did not connect to the control plane within 30 s")?;
     println!("Node {} is up", node.name());
+    crate::node::print_http_addr(&node);
     if args.demo {
         let component = match args.demo_component {
             Some(path) => path,

@@ -4,12 +4,14 @@
 //! API serves ([`resource`]), `Status` errors ([`status`]), object metadata
 //! ([`meta`]), label and field selectors ([`selector`]), the patch formats
 //! Kubernetes clients send ([`patch`]), validation ([`validate`]), server-side
-//! table printing ([`table`]) and Skiff's own `Component` kind ([`component`]).
+//! table printing ([`table`]), Skiff's own `Component` kind ([`component`]) and
+//! which Ingresses Skiff serves ([`ingress`]).
 //! Objects are handled as `serde_json::Value` in their API JSON form; typed views
 //! come from `k8s-openapi`.
 
 pub mod component;
 pub mod defaults;
+pub mod ingress;
 pub mod join;
 pub mod kubeconfig;
 pub mod meta;

@@ -9,6 +9,7 @@ pub mod deployment;
 pub mod endpoint_slice;
 pub mod endpoints;
 pub mod garbage_collector;
+pub mod ingress_status;
 pub mod job;
 pub mod namespace;
 pub mod node_lifecycle;

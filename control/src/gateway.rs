@@ -151,6 +151,7 @@ impl Gateway {
             informers.services.clone(),
             informers.endpoint_slices.clone(),
             informers.nodes.clone(),
+            informers.ingresses.clone(),
         ));
         let accept = tokio::spawn(accept_loop(endpoint.clone(), shared.clone()));
         tracing::info!(%addr, "node gateway listening (QUIC)");

@@ -254,6 +254,7 @@ pub struct Informers {
     pub services: Informer,
     pub endpoints: Informer,
     pub endpoint_slices: Informer,
+    pub ingresses: Informer,
 }
 
 impl Informers {
@@ -275,6 +276,7 @@ impl Informers {
             services: start("v1", "Service"),
             endpoints: start("v1", "Endpoints"),
             endpoint_slices: start("discovery.k8s.io/v1", "EndpointSlice"),
+            ingresses: start("networking.k8s.io/v1", "Ingress"),
         }
     }
 }

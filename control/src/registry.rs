@@ -155,6 +155,9 @@ impl Registry {
         if rt.kind == "Pod" && rt.group.is_empty() {
             strategy::add_default_tolerations(&mut obj, self.default_toleration_seconds);
         }
+        if rt.kind == "Ingress" && rt.group == "networking.k8s.io" {
+            self.default_ingress_class(&mut obj)?;
+        }
         allocate::allocate(self, rt, None, &mut obj)?;
         validate::validate_create(rt, &obj)?;
         if !opts.applied && !opts.field_manager.is_empty() {
@@ -185,6 +188,17 @@ impl Registry {
             created: true,
             warnings,
         })
+    }
+
+    /// Kubernetes' DefaultIngressClass admission, against the stored
+    /// IngressClasses.
+    fn default_ingress_class(&self, ingress: &mut Value) -> Result<()> {
+        let Some(rt) = skiff_api::resource::by_kind("networking.k8s.io/v1", "IngressClass") else {
+            return Ok(());
+        };
+        let classes = self.list(rt, None, None, None, &skiff_api::ingress::is_default_class)?;
+        skiff_api::ingress::set_default_class(ingress, &classes.items);
+        Ok(())
     }
 
     /// Fills in what the server owns on a new object and checks the namespace.

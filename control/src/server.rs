@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use skiff_api::kubeconfig::Kubeconfig;
 use skiff_api::resource::by_kind;
 use skiff_api::status::Reason;
@@ -228,6 +228,13 @@ impl ControlPlane {
                     events: events.clone(),
                 },
             )),
+            tokio::spawn(crate::controllers::ingress_status::run(
+                crate::controllers::ingress_status::Context {
+                    registry: registry.clone(),
+                    ingresses: informers.ingresses.clone(),
+                    nodes: informers.nodes.clone(),
+                },
+            )),
             tokio::spawn(crate::controllers::service_load_balancer::run(
                 crate::controllers::service_load_balancer::Context {
                     registry: registry.clone(),
@@ -301,27 +308,40 @@ impl ControlPlane {
     }
 }
 
-/// Creates the initial namespaces when missing.
+/// Creates what every cluster starts with, when missing: the initial
+/// namespaces and Skiff's IngressClass (the default class).
 pub async fn bootstrap(registry: &Registry) -> Result<(), skiff_api::ApiError> {
-    let Some(ns_type) = by_kind("v1", "Namespace") else {
-        return Ok(());
-    };
     let opts = WriteOptions {
         field_manager: "skiff-bootstrap".into(),
         ..Default::default()
     };
     for name in INITIAL_NAMESPACES {
-        if registry.try_get(ns_type, "", name)?.is_some() {
-            continue;
-        }
         let ns = json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": name } });
-        match registry.create(ns_type, "", ns, &opts).await {
-            Ok(_) => {}
-            Err(e) if e.reason == Reason::AlreadyExists => {}
-            Err(e) => return Err(e),
-        }
+        create_if_absent(registry, ns, &opts).await?;
     }
-    Ok(())
+    create_if_absent(registry, skiff_api::ingress::skiff_ingress_class(), &opts).await
+}
+
+/// Creates the cluster-scoped `object` unless one of its name exists.
+async fn create_if_absent(
+    registry: &Registry,
+    object: Value,
+    opts: &WriteOptions,
+) -> Result<(), skiff_api::ApiError> {
+    let api_version = object["apiVersion"].as_str().unwrap_or_default();
+    let kind = object["kind"].as_str().unwrap_or_default();
+    let Some(rt) = by_kind(api_version, kind) else {
+        return Ok(());
+    };
+    let name = skiff_api::meta::name(&object).unwrap_or_default();
+    if registry.try_get(rt, "", name)?.is_some() {
+        return Ok(());
+    }
+    match registry.create(rt, "", object, opts).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.reason == Reason::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Publishes the CA certificate in `kube-public/cluster-info` (as kubeadm does),

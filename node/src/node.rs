@@ -40,6 +40,10 @@ pub const DEFAULT_PROXY_PORT: u16 = 10250;
 /// The TCP port a node serves metrics at unless told otherwise (kube-proxy's).
 pub const DEFAULT_METRICS_PORT: u16 = 10249;
 
+/// The node's HTTP port (TCP), where it serves the cluster's Ingresses, as
+/// `skiff node` and `skiff up` open it unless told otherwise.
+pub const DEFAULT_HTTP_PORT: u16 = 8080;
+
 /// Kubernetes' default pod limit is 110 per node; a Wasm pod costs far less.
 pub const DEFAULT_MAX_PODS: u32 = 1000;
 
@@ -93,9 +97,12 @@ pub struct NodeConfig {
     /// `status.daemonEndpoints.kubeletEndpoint.Port`.
     pub proxy_port: u16,
     /// The TCP port (on `address`) serving Prometheus metrics at `/metrics`;
-    /// `None` serves none, 0 picks a free one. A port in use is logged and
+    /// 0 picks a free one, `None` serves none. A port in use is logged and
     /// the node runs without metrics.
     pub metrics_port: Option<u16>,
+    /// The TCP port (on `address`) where the node serves the cluster's
+    /// Ingresses; 0 picks a free one, `None` opens none.
+    pub http_port: Option<u16>,
     /// Most pods at once (the Node's `pods` capacity).
     pub max_pods: u32,
     /// Memory capacity reported; `None` reads the machine's.
@@ -117,6 +124,9 @@ impl Default for NodeConfig {
             address: IpAddr::V4(Ipv4Addr::LOCALHOST),
             proxy_port: DEFAULT_PROXY_PORT,
             metrics_port: None,
+            // A library node serves Ingresses only when asked: two nodes in
+            // one program must not both want one port.
+            http_port: None,
             max_pods: DEFAULT_MAX_PODS,
             memory_bytes: None,
             cpu_millis: None,
@@ -164,6 +174,12 @@ impl NodeBuilder {
         self.config.metrics_port = Some(port);
         self
     }
+    /// Serves the cluster's Ingresses on `address:port` (TCP; 0 picks a
+    /// free port, see [`Node::http_addr`]).
+    pub fn http_port(mut self, port: u16) -> Self {
+        self.config.http_port = Some(port);
+        self
+    }
     pub fn max_pods(mut self, max_pods: u32) -> Self {
         self.config.max_pods = max_pods;
         self
@@ -189,6 +205,7 @@ pub struct Node {
     name: String,
     supervisor: Arc<PodSupervisor>,
     connected: watch::Receiver<bool>,
+    http_addr: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
     endpoint: quinn::Endpoint,
 }
@@ -211,6 +228,12 @@ impl Node {
     /// The node's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Where the node serves the cluster's Ingresses (its HTTP port), if it
+    /// does.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// Waits until a session with the control plane is open.
@@ -296,15 +319,18 @@ impl Node {
         if let Some(cidr) = identity_dir.pod_cidr() {
             supervisor.set_pod_cidr(cidr);
         }
+        // Before any pod starts: a port in use fails the start cleanly.
         let mut registry = prometheus_client::registry::Registry::default();
         let proxy = Arc::new(crate::proxy::Proxy::start(
             &config.name,
             config.address,
             config.proxy_port,
+            config.http_port,
             &identity,
             supervisor.clone(),
             &mut registry,
         )?);
+        let http_addr = proxy.http_addr();
         let mut tasks = Vec::new();
         if let Some(port) = config.metrics_port {
             let addr = SocketAddr::new(config.address, port);
@@ -348,6 +374,7 @@ impl Node {
             name: config.name,
             supervisor,
             connected: connected_rx,
+            http_addr,
             tasks: {
                 tasks.extend([run, forward]);
                 tasks

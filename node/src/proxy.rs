@@ -1,17 +1,23 @@
-//! The node proxy: serves every Service from every node, as kube-proxy does.
-//! It keeps a routing table (`table`) from the Services, EndpointSlices and
-//! Nodes the control plane streams, opens a listener per NodePort
-//! (`node_ports`), and hands each request (`handler`) to an endpoint the
-//! Service's balancer (`balance`) picks: a pod on this node in-process, a pod
-//! on another node over QUIC to that node's peer proxy (`peer`). Pods' own
-//! outbound HTTP comes through here too (`outbound`): Service names are routed,
-//! other hosts refused unless the pod allows them (`allowed_hosts`).
+//! The node proxy: serves every Service from every node, as kube-proxy does,
+//! and the cluster's Ingresses on the node's HTTP port, as an Ingress
+//! controller does. It keeps a routing table (`table`, with the Ingresses
+//! compiled by `ingress`) from the Services, EndpointSlices, Nodes and
+//! Ingresses the control plane streams, opens a listener (`listener`) per
+//! NodePort (`node_ports`, `handler`) and on the HTTP port (`http_port`), and
+//! hands each request (`forward`) to an endpoint the Service's balancer
+//! (`balance`) picks: a pod on this node in-process, a pod on another node
+//! over QUIC to that node's peer proxy (`peer`), and pods' own outbound HTTP (`outbound`): Service
+//! names are routed, other hosts refused unless the pod allows them
+//! (`allowed_hosts`). Its figures per Service and endpoint are in `metrics`.
 
 mod allowed_hosts;
 mod balance;
 mod forward;
 mod handler;
 mod headers;
+mod http_port;
+mod ingress;
+mod listener;
 mod metrics;
 mod node_ports;
 mod outbound;
@@ -28,6 +34,7 @@ use tokio::task::JoinHandle;
 use crate::identity::Identity;
 use crate::supervisor::PodSupervisor;
 use balance::Balancer;
+use http_port::HttpPort;
 use node_ports::NodePorts;
 use peer::Peers;
 use table::{RoutingObjects, RoutingTable, ServiceKey};
@@ -42,12 +49,20 @@ pub enum ProxyError {
     },
     #[error("node proxy TLS: {0}")]
     Tls(String),
+    /// Its message carries the cause (not a `source`), so that it reads
+    /// once, with the advice after it.
+    #[error("open the node's HTTP port {addr} (TCP): {error}; choose another with `--http-port`")]
+    HttpPort {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
 }
 
 /// The proxy, owned by the node; dropping it closes its ports.
 pub struct Proxy {
     shared: Arc<Shared>,
     node_ports: Mutex<NodePorts>,
+    http_port: Option<HttpPort>,
     peer_server: JoinHandle<()>,
     endpoint: quinn::Endpoint,
 }
@@ -69,12 +84,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Proxy {
     /// Opens the peer port (`address:peer_port`, UDP; 0 picks a free one)
-    /// and serves peers from it; registers its metrics in `registry` and
-    /// itself as the supervisor's outbound router. Call inside a tokio runtime.
+    /// and serves peers from it, and opens the HTTP port
+    /// (`address:http_port`, TCP; 0 picks a free one) when there is one;
+    /// registers its metrics in `registry` and itself as the supervisor's
+    /// outbound router. Call inside a tokio runtime.
     pub fn start(
         node_name: &str,
         address: IpAddr,
         peer_port: u16,
+        http_port: Option<u16>,
         identity: &Identity,
         supervisor: Arc<PodSupervisor>,
         registry: &mut prometheus_client::registry::Registry,
@@ -85,10 +103,9 @@ impl Proxy {
         // One endpoint both serves peers and calls them.
         let endpoint = quinn::Endpoint::server(server, addr)
             .map_err(|source| ProxyError::Bind { addr, source })?;
-        let peer_server = tokio::spawn(peer::server::run(endpoint.clone(), supervisor.clone()));
         let shared = Arc::new(Shared {
             node_name: node_name.to_string(),
-            supervisor,
+            supervisor: supervisor.clone(),
             objects: Mutex::default(),
             table: Mutex::default(),
             balancers: Mutex::default(),
@@ -98,9 +115,18 @@ impl Proxy {
         shared.supervisor.set_outbound(Arc::new(outbound::Router {
             shared: Arc::downgrade(&shared),
         }));
+        let http_port = http_port
+            .map(|port| {
+                let addr = SocketAddr::new(address, port);
+                HttpPort::open(addr, shared.clone())
+                    .map_err(|error| ProxyError::HttpPort { addr, error })
+            })
+            .transpose()?;
+        let peer_server = tokio::spawn(peer::server::run(endpoint.clone(), supervisor));
         Ok(Proxy {
             shared,
             node_ports: Mutex::new(NodePorts::new(address)),
+            http_port,
             peer_server,
             endpoint,
         })
@@ -109,6 +135,11 @@ impl Proxy {
     /// The UDP port peers reach this node's proxy at.
     pub fn peer_port(&self) -> u16 {
         self.endpoint.local_addr().map_or(0, |a| a.port())
+    }
+
+    /// Where the HTTP port (the Ingresses) listens, if the node has one.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_port.as_ref().map(HttpPort::addr)
     }
 
     /// Applies a routing message from the control plane; other messages are

@@ -64,18 +64,30 @@ impl Server {
             .append(true)
             .open(&log)
             .expect("open server log");
-        // `skiff up` runs a node: its peer port must not clash with other tests'.
-        let node_args: &[&str] = if subcommand == "up" && !extra_args.contains(&"--proxy-port") {
-            &["--proxy-port", "0"]
-        } else {
-            &[]
-        };
+        // `skiff up` runs a node: its peer, HTTP and metrics ports must not
+        // clash with other tests'.
+        let mut node_args: Vec<&str> = Vec::new();
+        if subcommand == "up" && !extra_args.contains(&"--proxy-port") {
+            node_args.extend(["--proxy-port", "0"]);
+        }
+        if subcommand == "up"
+            && !extra_args.contains(&"--http-port")
+            && !extra_args.contains(&"--no-http-port")
+        {
+            node_args.extend(["--http-port", "0"]);
+        }
+        if subcommand == "up"
+            && !extra_args.contains(&"--metrics-port")
+            && !extra_args.contains(&"--no-metrics-port")
+        {
+            node_args.extend(["--metrics-port", "0"]);
+        }
         let child = Command::new(SKIFF)
             .arg(subcommand)
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--api-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0"])
-            .args(node_args)
+            .args(&node_args)
             .args(extra_args)
             .env_remove("KUBECONFIG")
             .stdin(Stdio::null())

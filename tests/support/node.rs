@@ -40,11 +40,13 @@ impl NodeProcess {
             .args(extra)
             .env_remove("SKIFF_TOKEN");
         // Nodes of concurrent tests share the machine: each takes a free
-        // peer port unless the test chose one.
+        // peer port, HTTP port and metrics port unless the test chose one.
         if !extra.contains(&"--proxy-port") {
             cmd.args(["--proxy-port", "0"]);
         }
-        // No metrics port unless the test asks (the default one is shared).
+        if !extra.contains(&"--http-port") && !extra.contains(&"--no-http-port") {
+            cmd.args(["--http-port", "0"]);
+        }
         if !extra.contains(&"--metrics-port") {
             cmd.args(["--metrics-port", "0"]);
         }

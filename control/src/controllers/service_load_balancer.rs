@@ -132,7 +132,7 @@ pub fn load_balancer_status<'a>(nodes: impl Iterator<Item = &'a Value>) -> Value
 
 /// The addresses a node serves a load balancer at, or `None` when it serves
 /// none (not Ready, or excluded).
-fn node_ingress(node: &Value) -> Option<Vec<String>> {
+pub(super) fn node_ingress(node: &Value) -> Option<Vec<String>> {
     let ready = node
         .pointer("/status/conditions")
         .and_then(Value::as_array)?

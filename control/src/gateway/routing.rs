@@ -1,7 +1,8 @@
-//! What every node's proxy routes by: the Services, EndpointSlices and Nodes
-//! (each Node reduced to its name, addresses and daemon endpoints), fanned out
-//! from the watch caches to every node session: a snapshot when the session
-//! opens, then changes.
+//! What every node's proxy routes by: the Services, EndpointSlices, Nodes
+//! (each Node reduced to its name, addresses and daemon endpoints) and the
+//! Ingresses Skiff serves (an Ingress that moves to another class is removed
+//! from the nodes), fanned out from the watch caches to every node session: a
+//! snapshot when the session opens, then changes.
 //!
 //! Objects are reduced to what a proxy reads and sent only when that changed,
 //! so that a Node's heartbeats or an object's bookkeeping (managedFields,
@@ -11,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Map, Value, json};
+use skiff_api::ingress::is_skiff_ingress;
 use skiff_api::meta;
 use skiff_api::wire::Downstream;
 use tokio::sync::mpsc;
@@ -70,8 +72,14 @@ impl RoutingFeed {
     }
 
     /// Follows the caches until they stop.
-    pub async fn run(self, services: Informer, slices: Informer, nodes: Informer) {
-        let informers = [&services, &slices, &nodes];
+    pub async fn run(
+        self,
+        services: Informer,
+        slices: Informer,
+        nodes: Informer,
+        ingresses: Informer,
+    ) {
+        let informers = [&services, &slices, &nodes, &ingresses];
         let mut feeds: Vec<_> = informers.iter().map(|i| i.subscribe()).collect();
         for informer in informers {
             informer.synced().await;
@@ -81,11 +89,14 @@ impl RoutingFeed {
         }
         loop {
             let (index, change) = {
-                let [s, e, n] = &mut feeds[..] else { return };
+                let [s, e, n, i] = &mut feeds[..] else {
+                    return;
+                };
                 tokio::select! {
                     c = s.next() => (0, c),
                     c = e.next() => (1, c),
                     c = n.next() => (2, c),
+                    c = i.next() => (3, c),
                 }
             };
             match change {
@@ -103,7 +114,7 @@ impl RoutingFeed {
             return;
         };
         let mut state = self.lock();
-        if event_type == EventType::Deleted {
+        if event_type == EventType::Deleted || !routed(object) {
             if state.objects.remove(&key).is_some() {
                 broadcast(&mut state, removed(&key));
             }
@@ -122,6 +133,7 @@ impl RoutingFeed {
         let now: HashMap<Key, Value> = informer
             .list(None, |_| true)
             .iter()
+            .filter(|o| routed(o))
             .filter_map(|o| Some((key_of(o)?, reduce(o))))
             .collect();
         let mut state = self.lock();
@@ -166,6 +178,11 @@ fn key_of(object: &Value) -> Option<Key> {
     ))
 }
 
+/// Whether nodes route by `object`: an Ingress only when Skiff serves it.
+fn routed(object: &Value) -> bool {
+    object.get("kind").and_then(Value::as_str) != Some("Ingress") || is_skiff_ingress(object)
+}
+
 /// What a proxy reads of an object.
 fn reduce(object: &Value) -> Value {
     if object.get("kind").and_then(Value::as_str) == Some("Node") {
@@ -188,6 +205,12 @@ fn reduce(object: &Value) -> Value {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         *metadata = kept;
+    }
+    if reduced.get("kind").and_then(Value::as_str) == Some("Ingress")
+        && let Some(fields) = reduced.as_object_mut()
+    {
+        // Written by the status controller: nothing a proxy reads.
+        fields.remove("status");
     }
     reduced
 }
@@ -243,6 +266,40 @@ mod tests {
                     (kind.as_str(), namespace.as_str(), name.as_str()),
                     ("Service", "default", "web")
                 );
+            }
+            other => panic!("expected a removal, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn only_skiffs_ingresses_reach_the_nodes() {
+        let feed = RoutingFeed::default();
+        let mut sub = feed.subscribe();
+        assert!(matches!(
+            sub.changes.recv().await,
+            Some(Downstream::RoutingSnapshot { .. })
+        ));
+        let ingress = |class: &str| {
+            json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                "metadata": {"name": "shop", "namespace": "default"},
+                "spec": {"ingressClassName": class, "defaultBackend":
+                    {"service": {"name": "web", "port": {"number": 80}}}},
+                "status": {"loadBalancer": {"ingress": [{"ip": "127.0.0.2"}]}}})
+        };
+        feed.apply(EventType::Added, &ingress("nginx"));
+        feed.apply(EventType::Modified, &ingress("skiff"));
+        match sub.changes.recv().await {
+            Some(Downstream::RoutingUpsert { object }) => {
+                assert_eq!(object["spec"]["ingressClassName"], "skiff");
+                assert!(object.get("status").is_none());
+            }
+            other => panic!("expected the Ingress, got {other:?}"),
+        }
+        // Moved to another class: gone from the nodes.
+        feed.apply(EventType::Modified, &ingress("nginx"));
+        match sub.changes.recv().await {
+            Some(Downstream::RoutingRemove { kind, name, .. }) => {
+                assert_eq!((kind.as_str(), name.as_str()), ("Ingress", "shop"));
             }
             other => panic!("expected a removal, got {other:?}"),
         }

@@ -1,6 +1,6 @@
-//! The routing table: what the proxy needs of the Services, EndpointSlices
-//! and Nodes the control plane streams, in the shape a request is routed by.
-//! Pure: objects in, a table out.
+//! The routing table: what the proxy needs of the Services, EndpointSlices,
+//! Nodes and Ingresses the control plane streams, in the shape a request is
+//! routed by. Pure: objects in, a table out.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -9,9 +9,12 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 use skiff_api::wire::Downstream;
+
+use super::ingress::IngressTable;
 
 /// Label naming the Service a slice belongs to.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
@@ -104,6 +107,8 @@ pub struct RoutingTable {
     /// nodePort -> the Service and its port's name.
     pub node_ports: BTreeMap<u16, (ServiceKey, String)>,
     pub nodes: HashMap<String, NodeRoute>,
+    /// What the node's HTTP port serves.
+    pub ingress: IngressTable,
 }
 
 /// The routing objects as the control plane sent them.
@@ -112,6 +117,8 @@ pub struct RoutingObjects {
     services: BTreeMap<ServiceKey, Value>,
     slices: BTreeMap<ServiceKey, Value>,
     nodes: BTreeMap<String, Value>,
+    /// Only Skiff's: the control plane sends no other class.
+    ingresses: BTreeMap<ServiceKey, Value>,
 }
 
 impl RoutingObjects {
@@ -140,6 +147,9 @@ impl RoutingObjects {
                     }
                     "Node" => {
                         self.nodes.remove(&key.name);
+                    }
+                    "Ingress" => {
+                        self.ingresses.remove(&key);
                     }
                     _ => {}
                 }
@@ -172,6 +182,9 @@ impl RoutingObjects {
             }
             "Node" => {
                 self.nodes.insert(key.name, object);
+            }
+            "Ingress" => {
+                self.ingresses.insert(key, object);
             }
             _ => {}
         }
@@ -228,6 +241,12 @@ impl RoutingObjects {
         for (name, object) in &self.nodes {
             table.nodes.insert(name.clone(), node_route(object));
         }
+        let ingresses: Vec<Ingress> = self
+            .ingresses
+            .iter()
+            .filter_map(|(key, object)| decode(object, "Ingress", key))
+            .collect();
+        table.ingress = IngressTable::compile(&ingresses);
         table
     }
 }
@@ -511,5 +530,27 @@ pub(crate) mod tests {
         objects.apply(Downstream::RoutingSnapshot { objects: vec![] });
         assert!(objects.table().services.is_empty());
         assert!(!objects.apply(Downstream::Remove { uid: "x".into() }));
+    }
+
+    #[test]
+    fn ingresses_come_and_go() {
+        let mut objects = RoutingObjects::default();
+        let ingress = json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "shop", "namespace": "default"},
+            "spec": {"rules": [{"host": "shop.example", "http": {"paths": [
+                {"path": "/", "pathType": "Prefix",
+                 "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]},
+        });
+        objects.apply(Downstream::RoutingUpsert { object: ingress });
+        let table = objects.table();
+        let backend = table.ingress.route("shop.example", "/").cloned();
+        assert_eq!(backend.map(|b| b.service), Some(key("web")));
+        objects.apply(Downstream::RoutingRemove {
+            kind: "Ingress".into(),
+            namespace: "default".into(),
+            name: "shop".into(),
+        });
+        assert!(objects.table().ingress.route("shop.example", "/").is_none());
     }
 }

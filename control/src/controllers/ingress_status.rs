@@ -1,0 +1,129 @@
+//! The status of the Ingresses Skiff serves (class `skiff`, or none: Skiff's
+//! is the default class): every node's proxy serves them on its HTTP port, so
+//! `status.loadBalancer.ingress` lists the Ready nodes' InternalIPs, which
+//! `kubectl get ingress` shows as ADDRESS. Kept current as nodes come, go, or
+//! change readiness, by the same rule as a LoadBalancer Service's addresses
+//! (`service_load_balancer`). Ingresses of other classes are their
+//! controllers' to write.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use skiff_api::ingress::is_skiff_ingress;
+use skiff_api::status::ApiError;
+
+use super::service_load_balancer::{load_balancer_status, node_ingress};
+use super::work_queue::{Action, WorkQueue, run_workers};
+use super::write_status;
+use crate::informer::{Change, Informer, ObjectRef, object_ref};
+use crate::registry::Registry;
+use crate::store::EventType as StoreEvent;
+
+const NAME: &str = "ingress-status-controller";
+const FIELD_MANAGER: &str = "skiff-ingress-controller";
+
+/// What a reconcile needs.
+pub struct Context {
+    pub registry: Registry,
+    pub ingresses: Informer,
+    pub nodes: Informer,
+}
+
+/// Runs the controller until the process ends.
+pub async fn run(ctx: Context) {
+    let ctx = Arc::new(ctx);
+    let queue: Arc<WorkQueue<ObjectRef>> = WorkQueue::new();
+    tokio::spawn(feed(ctx.clone(), queue.clone()));
+    run_workers(NAME, queue, 1, move |key| reconcile(ctx.clone(), key)).await;
+}
+
+async fn feed(ctx: Arc<Context>, queue: Arc<WorkQueue<ObjectRef>>) {
+    let mut ingresses = ctx.ingresses.subscribe();
+    let mut nodes = ctx.nodes.subscribe();
+    ctx.ingresses.synced().await;
+    ctx.nodes.synced().await;
+    let all = |queue: &WorkQueue<ObjectRef>| {
+        for ingress in ctx.ingresses.list(None, is_skiff_ingress) {
+            queue.add(object_ref(&ingress));
+        }
+    };
+    all(&queue);
+    loop {
+        tokio::select! {
+            change = ingresses.next() => match change {
+                Some(Change::Object { event_type, object, .. })
+                    if event_type != StoreEvent::Deleted && is_skiff_ingress(&object) =>
+                {
+                    queue.add(object_ref(&object));
+                }
+                Some(Change::Object { .. }) => {}
+                Some(Change::Resync) => all(&queue),
+                None => return,
+            },
+            change = nodes.next() => match change {
+                Some(Change::Object { event_type, object, prev }) => {
+                    let before = prev.as_deref().filter(|_| event_type != StoreEvent::Added);
+                    let now = (event_type != StoreEvent::Deleted).then_some(&*object);
+                    if before.and_then(node_ingress) != now.and_then(node_ingress) {
+                        all(&queue);
+                    }
+                }
+                Some(Change::Resync) => all(&queue),
+                None => return,
+            },
+        }
+    }
+}
+
+async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError> {
+    let Some(ingress) = ctx.ingresses.get(&key.0, &key.1) else {
+        return Ok(Action::Done);
+    };
+    if !is_skiff_ingress(&ingress) {
+        return Ok(Action::Done);
+    }
+    let nodes = ctx.nodes.list(None, |_| true);
+    let status = ingress_status(&ingress, nodes.iter().map(|n| &**n));
+    write_status(&ctx.registry, &ingress, status, FIELD_MANAGER).await?;
+    Ok(Action::Done)
+}
+
+/// The Ingress's status with `loadBalancer` set to the nodes' addresses
+/// (empty until a node is Ready: `kubectl` shows no ADDRESS).
+fn ingress_status<'a>(ingress: &Value, nodes: impl Iterator<Item = &'a Value>) -> Value {
+    let mut status = ingress
+        .get("status")
+        .filter(|s| s.is_object())
+        .cloned()
+        .unwrap_or_else(|| json!({}));
+    status["loadBalancer"] = load_balancer_status(nodes);
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_address_is_every_ready_node() {
+        let node = |ip: &str, ready: &str| {
+            json!({"metadata": {"name": ip}, "status": {
+                "conditions": [{"type": "Ready", "status": ready}],
+                "addresses": [{"type": "InternalIP", "address": ip}]}})
+        };
+        let nodes = [
+            node("127.0.0.3", "True"),
+            node("127.0.0.2", "True"),
+            node("127.0.0.4", "False"),
+        ];
+        let ingress = json!({"metadata": {"name": "shop"}, "status": "junk"});
+        assert_eq!(
+            ingress_status(&ingress, nodes.iter()),
+            json!({"loadBalancer": {"ingress": [{"ip": "127.0.0.2"}, {"ip": "127.0.0.3"}]}})
+        );
+        assert_eq!(
+            ingress_status(&ingress, nodes[2..].iter()),
+            json!({"loadBalancer": {}})
+        );
+    }
+}
