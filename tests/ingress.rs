@@ -16,7 +16,7 @@ mod objects;
 #[path = "support/samples.rs"]
 mod samples;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -287,6 +287,22 @@ fn nodes_serve_ingresses_by_host_and_path() {
             seen.insert(pod_of(&body).unwrap_or_else(|| panic!("not hello: {body:?}")));
             (seen == hello).then_some(())
         });
+        // Spread evenly, as through a NodePort: round-robin gives each pod
+        // 100 of 400; allow 30% for requests that raced a change.
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for i in 0..400 {
+            let (status, body) = get(port, "hello.example.com", "/")
+                .unwrap_or_else(|e| panic!("request {i} to {port}: {e}"));
+            assert_eq!(status, 200, "request {i}: {body}");
+            *counts.entry(pod_of(&body).unwrap_or_default()).or_default() += 1;
+        }
+        assert_eq!(counts.len(), 4, "{port}: {counts:?}");
+        for (pod, n) in &counts {
+            assert!(
+                (70..=130).contains(n),
+                "{port}: {pod} got {n} of 400: {counts:?}"
+            );
+        }
         // The host compares without case or port.
         assert_eq!(
             answered_by(port, &format!("HELLO.example.com:{}", port.port()), "/x"),

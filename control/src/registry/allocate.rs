@@ -25,12 +25,25 @@ pub const NODE_PORT_MIN: u16 = 30000;
 pub const NODE_PORT_MAX: u16 = 32767;
 
 /// Values handed out by this process and not yet seen in the store.
-#[derive(Default)]
 pub struct Reserved {
     ips: HashSet<u32>,
     ports: HashSet<u16>,
     next_ip: u32,
     next_port: u16,
+}
+
+impl Default for Reserved {
+    fn default() -> Self {
+        Reserved {
+            ips: HashSet::new(),
+            ports: HashSet::new(),
+            next_ip: 0,
+            // NodePorts are handed out from a random place in the range, as
+            // Kubernetes does, so that clusters sharing a host address (tests,
+            // several `skiff up`s) seldom want the same port.
+            next_port: rand::random_range(0..NODE_PORT_MAX - NODE_PORT_MIN + 1),
+        }
+    }
 }
 
 /// Allocates what a Service needs; a no-op for other kinds.
