@@ -25,7 +25,9 @@ fi
 wasmtime="$tools/bin/wasmtime"
 if ! { [ -x "$wasmtime" ] && "$wasmtime" --version | grep -q "^wasmtime $version\b"; }; then
     echo "tools.sh: installing wasmtime-cli $version into $tools (takes a while)" >&2
-    cargo install wasmtime-cli --version "$version" --locked --root "$tools" >&2
+    # Not into the bench's own target directory (cargo bench sets it): cargo
+    # install then builds in a temporary one and removes it.
+    env -u CARGO_TARGET_DIR cargo install wasmtime-cli --version "$version" --locked --root "$tools" >&2
 fi
 
 echo "wrk=$(command -v wrk)"
