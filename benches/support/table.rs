@@ -1,5 +1,9 @@
-//! The table every benchmark prints: scenario, figure, budget, peer, ratio.
+//! The table every benchmark prints: scenario, figure, budget, peer, ratio; and
+//! plain aligned columns for a benchmark whose figures need columns of their own.
 //! Shared by the files in `benches/` with `#[path = "support/table.rs"] mod table;`.
+
+// Each benchmark uses a different part of this module.
+#![allow(dead_code)]
 
 use std::fmt::Write as _;
 
@@ -38,17 +42,24 @@ pub fn format_table(rows: &[Row]) -> String {
     let lines: Vec<Vec<String>> = std::iter::once(header)
         .chain(rows.iter().map(cells))
         .collect();
-    let widths: Vec<usize> = (0..lines[0].len())
+    format_grid(&lines)
+}
+
+/// Formats lines of cells (the first line the header) as left-aligned columns,
+/// for a benchmark whose figures need columns of their own.
+pub fn format_grid(lines: &[Vec<String>]) -> String {
+    let columns = lines.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
         .map(|c| {
             lines
                 .iter()
-                .map(|l| l[c].chars().count())
+                .map(|l| l.get(c).map_or(0, |cell| cell.chars().count()))
                 .max()
                 .unwrap_or(0)
         })
         .collect();
     let mut out = String::new();
-    for line in &lines {
+    for line in lines {
         let mut text = String::new();
         for (c, cell) in line.iter().enumerate() {
             let _ = write!(text, "{cell:<width$}  ", width = widths[c]);
