@@ -704,11 +704,13 @@ fn skiff_scale_and_rollout_drive_a_deployment() {
             &cluster.server,
             "/apis/apps/v1/namespaces/default/deployments/web",
         )?;
-        d["status"]["conditions"]
+        // The status must describe the new template, not the one before `set image`.
+        let observed = d["status"]["observedGeneration"] == d["metadata"]["generation"];
+        let paused = d["status"]["conditions"]
             .as_array()?
             .iter()
-            .any(|c| c["type"] == "Progressing" && c["reason"] == "DeploymentPaused")
-            .then_some(d)
+            .any(|c| c["type"] == "Progressing" && c["reason"] == "DeploymentPaused");
+        (observed && paused).then_some(d)
     });
     assert_eq!(
         paused["status"]["updatedReplicas"], 0,
