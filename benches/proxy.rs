@@ -24,6 +24,8 @@
 mod api_client;
 #[path = "../tests/support/cluster.rs"]
 mod cluster;
+#[path = "support/figure.rs"]
+mod figure;
 #[path = "../tests/support/node.rs"]
 mod node;
 #[path = "../tests/support/objects.rs"]
@@ -42,6 +44,7 @@ use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use crate::figure::{Figure, thousands};
 use anyhow::{Context, bail, ensure};
 use api_client::Connection;
 use bytes::Bytes;
@@ -77,13 +80,27 @@ end
 
 /// What one run measures, from the environment.
 #[derive(Debug, Clone)]
-struct Settings {
-    connections: u32,
-    threads: u32,
-    duration: u64,
-    warmup: u64,
-    rounds: usize,
-    endpoints: Vec<usize>,
+pub struct Settings {
+    pub connections: u32,
+    pub threads: u32,
+    /// Seconds of one wrk run.
+    pub duration: u64,
+    /// Seconds of warm-up per target.
+    pub warmup: u64,
+    pub rounds: usize,
+    pub endpoints: Vec<usize>,
+    /// Also measure every target at one connection (latency without queueing).
+    pub single_connection: bool,
+}
+
+/// Everything one run measured.
+pub struct Outcome {
+    pub wasmtime_version: String,
+    pub wrk_version: String,
+    pub load_before: String,
+    /// Per number of endpoints: each scenario and its runs, in the order of
+    /// `Settings::scenarios`.
+    pub results: Vec<(usize, Vec<(Scenario, Vec<Run>)>)>,
 }
 
 /// The programs `benches/tools.sh` installed.
@@ -106,14 +123,14 @@ struct Cluster {
 
 /// Where wrk sends load, and how much.
 #[derive(Debug, Clone)]
-struct Scenario {
+pub struct Scenario {
     target: Target,
     connections: u32,
     threads: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
+pub enum Target {
     Wasmtime,
     Local,
     Remote,
@@ -121,7 +138,7 @@ enum Target {
 
 /// One wrk run's figures.
 #[derive(Debug, Clone, Copy)]
-struct Run {
+pub struct Run {
     requests: u64,
     per_second: f64,
     p50: Duration,
@@ -132,7 +149,7 @@ struct Run {
 
 /// The median over a scenario's rounds, metric by metric.
 #[derive(Debug, Clone, Copy)]
-struct Summary {
+pub struct Summary {
     per_second: f64,
     p50: Duration,
     p99: Duration,
@@ -140,7 +157,7 @@ struct Summary {
 }
 
 impl Settings {
-    fn from_env() -> anyhow::Result<Self> {
+    pub fn from_env() -> anyhow::Result<Self> {
         let endpoints = std::env::var("PROXY_ENDPOINTS").unwrap_or_else(|_| "1".into());
         let endpoints = endpoints
             .split(',')
@@ -159,6 +176,7 @@ impl Settings {
             warmup: env_number("PROXY_WARMUP", 2)?,
             rounds: env_number("PROXY_ROUNDS", 3)?,
             endpoints,
+            single_connection: true,
         };
         ensure!(
             settings.connections >= settings.threads && settings.threads > 0,
@@ -184,7 +202,11 @@ impl Settings {
             connections: 1,
             threads: 1,
         });
-        loaded.into_iter().chain(single).collect()
+        if self.single_connection {
+            loaded.into_iter().chain(single).collect()
+        } else {
+            loaded.into_iter().collect()
+        }
     }
 }
 
@@ -590,27 +612,15 @@ fn signed_millis(later: Duration, earlier: Duration) -> String {
     )
 }
 
-fn thousands(x: f64) -> String {
-    let digits = format!("{:.0}", x.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "?".into())
 }
 
-/// Measures every scenario with `replicas` endpoints; (scenario, runs) in
+/// Measures every scenario with the endpoints there are; (scenario, runs) in
 /// the order of `Settings::scenarios`.
-fn measure(
+fn measure_targets(
     settings: &Settings,
     tools: &Tools,
     script: &Path,
@@ -704,7 +714,9 @@ fn table_lines(replicas: usize, results: &[(Scenario, Vec<Run>)]) -> Vec<Vec<Str
     lines
 }
 
-fn run(settings: &Settings, dir: &Path) -> anyhow::Result<()> {
+/// Starts `wasmtime serve` and a cluster in `dir`, measures every scenario for
+/// each number of endpoints, and stops them all.
+pub fn measure(settings: &Settings, dir: &Path) -> anyhow::Result<Outcome> {
     let tools = Tools::install()?;
     eprintln!("running: build the samples ...");
     let wasm = samples::sample_path("hello");
@@ -743,7 +755,109 @@ fn run(settings: &Settings, dir: &Path) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let mut results = Vec::new();
+    for &replicas in &settings.endpoints {
+        eprintln!(
+            "running: scale web to {replicas} replicas on {} ...",
+            LOCAL_NODE.0
+        );
+        runtime.block_on(cluster.scale(replicas))?;
+        results.push((replicas, measure_targets(settings, &tools, &script, &urls)?));
+    }
+    drop(cluster);
+    Ok(Outcome {
+        wasmtime_version,
+        wrk_version,
+        load_before,
+        results,
+    })
+}
 
+/// Runs `measure` in a fresh directory under `parent` (kept, with the logs,
+/// if it fails) and returns the harness's figures: requests/s and latency of
+/// the local and the remote NodePort beside `wasmtime serve`, per number of
+/// endpoints.
+pub fn run_scenario(settings: &Settings, parent: &Path) -> anyhow::Result<Vec<Figure>> {
+    std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+    let dir = tempfile::Builder::new()
+        .prefix("proxy-")
+        .tempdir_in(parent)
+        .context("create the bench directory")?;
+    let outcome = match measure(settings, dir.path()) {
+        Ok(o) => o,
+        Err(e) => {
+            let kept = dir.keep();
+            eprintln!("the proxy logs are kept in {}", kept.display());
+            return Err(e);
+        }
+    };
+    let mut figures = Vec::new();
+    for (replicas, results) in &outcome.results {
+        let summary = |target: Target| {
+            results
+                .iter()
+                .find(|(s, _)| s.target == target && s.connections == settings.connections)
+                .map(|(_, runs)| Summary::of(runs))
+        };
+        let Some(ceiling) = summary(Target::Wasmtime) else {
+            continue;
+        };
+        for target in [Target::Local, Target::Remote] {
+            let Some(this) = summary(target) else {
+                continue;
+            };
+            let ratio = this.per_second / ceiling.per_second;
+            let mut figure = Figure::new(
+                format!(
+                    "HTTP through a Service: NodePort, {} endpoint{}",
+                    if target == Target::Local {
+                        "local"
+                    } else {
+                        "remote (QUIC)"
+                    },
+                    if *replicas == 1 { "" } else { "s" }
+                ),
+                format!(
+                    "{replicas} endpoint{}, wrk -c{}",
+                    if *replicas == 1 { "" } else { "s" },
+                    settings.connections
+                ),
+                format!(
+                    "{} req/s, p50 {}, p99 {}{}",
+                    thousands(this.per_second),
+                    millis(this.p50),
+                    millis(this.p99),
+                    if this.errors > 0 {
+                        format!(", {} errors", this.errors)
+                    } else {
+                        String::new()
+                    }
+                ),
+            )
+            .measured_peer(
+                format!(
+                    "{} req/s, p50 {}, p99 {}, wasmtime serve",
+                    thousands(ceiling.per_second),
+                    millis(ceiling.p50),
+                    millis(ceiling.p99)
+                ),
+                ratio,
+            );
+            if target == Target::Local {
+                // The budget is a share of the peer: at least 90% of its requests/s.
+                figure = figure.budget(
+                    format!(">= {:.0}% of wasmtime serve", BUDGET_RATIO * 100.0),
+                    BUDGET_RATIO / ratio,
+                );
+            }
+            figures.push(figure);
+        }
+    }
+    Ok(figures)
+}
+
+fn run(settings: &Settings, dir: &Path) -> anyhow::Result<()> {
+    let outcome = measure(settings, dir)?;
     let mut lines = vec![
         [
             "scenario",
@@ -760,14 +874,9 @@ fn run(settings: &Settings, dir: &Path) -> anyhow::Result<()> {
     ];
     let mut details = Vec::new();
     let mut verdicts = Vec::new();
-    for &replicas in &settings.endpoints {
-        eprintln!(
-            "running: scale web to {replicas} replicas on {} ...",
-            LOCAL_NODE.0
-        );
-        runtime.block_on(cluster.scale(replicas))?;
-        let results = measure(settings, &tools, &script, &urls)?;
-        lines.extend(table_lines(replicas, &results));
+    for (replicas, results) in &outcome.results {
+        let replicas = *replicas;
+        lines.extend(table_lines(replicas, results));
         let rps = |target: Target| {
             results
                 .iter()
@@ -781,7 +890,7 @@ fn run(settings: &Settings, dir: &Path) -> anyhow::Result<()> {
             settings.connections,
             if ratio >= BUDGET_RATIO { "met" } else { "NOT met" }
         ));
-        for (scenario, runs) in &results {
+        for (scenario, runs) in results {
             for (i, r) in runs.iter().enumerate() {
                 details.push(vec![
                     format!("{} [{replicas} ep]", scenario.target.name()),
@@ -797,14 +906,17 @@ fn run(settings: &Settings, dir: &Path) -> anyhow::Result<()> {
             }
         }
     }
-    drop(cluster);
 
     println!(
-        "machine: {} CPUs, load average {load_before} at start, {} at end",
+        "machine: {} CPUs, load average {} at start, {} at end",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
+        outcome.load_before,
         load_average()
     );
-    println!("tools: {wrk_version}; {wasmtime_version}");
+    println!(
+        "tools: {}; {}",
+        outcome.wrk_version, outcome.wasmtime_version
+    );
     println!(
         "load: wrk, {} connections on {} threads (and 1 connection on 1 thread), {} s a run after {} s of warm-up per target, {} rounds; figures are the median over the rounds",
         settings.connections, settings.threads, settings.duration, settings.warmup, settings.rounds
