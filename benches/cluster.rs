@@ -176,11 +176,13 @@ fn not_measured(sizes: &Sizes, ran: &[&str]) -> Vec<Figure> {
             None,
         ));
     }
-    rows.push(Figure::not_measured(
-        "footprint: idle RSS of a node agent (skiff node)",
-        "no pods",
-        Some("30 MiB"),
-    ));
+    if !ran.contains(&"proxy") {
+        rows.push(Figure::not_measured(
+            "footprint: idle RSS of a node agent (skiff node)",
+            "no pods",
+            Some("30 MiB"),
+        ));
+    }
     rows.push(Figure::not_measured(
         "failover: node killed -> its pods Ready elsewhere",
         "default settings",

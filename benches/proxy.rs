@@ -58,6 +58,8 @@ use table::format_grid;
 /// DESIGN.md: HTTP through a Service on the node proxy, at least 90% of
 /// `wasmtime serve` on the same component, same load.
 const BUDGET_RATIO: f64 = 0.9;
+/// DESIGN.md: idle resident memory of a node agent.
+const NODE_RSS_BUDGET_MIB: f64 = 30.0;
 /// The node that runs every replica (its NodePort: local endpoints).
 const LOCAL_NODE: (&str, &str) = ("n1", "127.0.0.2");
 /// The node that runs none (its NodePort: remote endpoints only).
@@ -98,6 +100,9 @@ pub struct Outcome {
     pub wasmtime_version: String,
     pub wrk_version: String,
     pub load_before: String,
+    /// Idle `VmRSS` of each `skiff node` process right after it joined, before
+    /// any pod (the median of 3 readings a second apart, after 5 s idle).
+    pub node_idle_rss: Vec<(String, u64)>,
     /// Per number of endpoints: each scenario and its runs, in the order of
     /// `Settings::scenarios`.
     pub results: Vec<(usize, Vec<(Scenario, Vec<Run>)>)>,
@@ -117,7 +122,7 @@ struct Guard {
 /// The cluster under test.
 struct Cluster {
     server: Server,
-    _nodes: Vec<NodeProcess>,
+    nodes: Vec<NodeProcess>,
     node_port: u16,
 }
 
@@ -338,7 +343,7 @@ impl Cluster {
         }
         let mut cluster = Cluster {
             server,
-            _nodes: nodes,
+            nodes,
             node_port: 0,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -612,6 +617,18 @@ fn signed_millis(later: Duration, earlier: Duration) -> String {
     )
 }
 
+/// `VmRSS` of a process, in bytes.
+fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("read /proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no VmRSS in /proc/{pid}/status"))?;
+    Ok(kib * 1024)
+}
+
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -745,6 +762,21 @@ pub fn measure(settings: &Settings, dir: &Path) -> anyhow::Result<Outcome> {
         start_wasmtime_serve(&tools.wasmtime, &wasm, &dir.join("wasmtime-serve.log"))?;
     eprintln!("running: a control plane and two nodes ...");
     let cluster = Cluster::start(dir)?;
+    eprintln!("running: idle memory of the nodes ...");
+    std::thread::sleep(Duration::from_secs(5));
+    let mut node_idle_rss = Vec::new();
+    for node in &cluster.nodes {
+        let pid = node.pid().context("a node is not running")?;
+        let mut readings = Vec::new();
+        for i in 0..3 {
+            if i > 0 {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            readings.push(rss_bytes(pid)?);
+        }
+        readings.sort_unstable();
+        node_idle_rss.push((node.name().to_string(), readings[1]));
+    }
     let local = cluster.node_port_addr(LOCAL_NODE)?;
     let remote = cluster.node_port_addr(REMOTE_NODE)?;
     let urls = |target: Target| match target {
@@ -769,6 +801,7 @@ pub fn measure(settings: &Settings, dir: &Path) -> anyhow::Result<Outcome> {
         wasmtime_version,
         wrk_version,
         load_before,
+        node_idle_rss,
         results,
     })
 }
@@ -792,6 +825,21 @@ pub fn run_scenario(settings: &Settings, parent: &Path) -> anyhow::Result<Vec<Fi
         }
     };
     let mut figures = Vec::new();
+    for (name, rss) in &outcome.node_idle_rss {
+        let mib = *rss as f64 / (1024.0 * 1024.0);
+        figures.push(
+            Figure::new(
+                "footprint: idle RSS of a node agent (skiff node)",
+                format!("node {name}, no pods yet"),
+                format!("{mib:.1} MiB"),
+            )
+            .budget(
+                format!("{NODE_RSS_BUDGET_MIB:.0} MiB"),
+                mib / NODE_RSS_BUDGET_MIB,
+            )
+            .published_peer("about 70 MB, KubeEdge edge core", Some(*rss as f64 / 70e6)),
+        );
+    }
     for (replicas, results) in &outcome.results {
         let summary = |target: Target| {
             results

@@ -826,7 +826,10 @@ pub fn run_scenario(plans: &[Plan], parent: &Path) -> anyhow::Result<Vec<Figure>
             "scheduling: {} hollow nodes, {} pods",
             plan.nodes, plan.pods
         ));
-        let (outcome, _core) = measure(plan, parent)?;
+        let (outcome, core) = measure(plan, parent)?;
+        // The benchmark's own table and details, as it goes.
+        report(&outcome, core);
+        println!();
         let pods = &outcome.pods;
         let first = pods.iter().filter_map(|p| p.sent).min();
         let last = pods.iter().filter_map(|p| p.bound).max();

@@ -90,7 +90,16 @@ impl Figure {
 
 /// The harness's table: scenario, size, figure, budget, its ratio, peer, its ratio.
 pub fn format_figures(figures: &[Figure]) -> String {
-    let ratio = |r: Option<f64>| r.map(|x| format!("{x:.2}")).unwrap_or_default();
+    let ratio = |r: Option<f64>| {
+        r.map(|x| {
+            if x != 0.0 && x.abs() < 0.1 {
+                format!("{x:.4}")
+            } else {
+                format!("{x:.2}")
+            }
+        })
+        .unwrap_or_default()
+    };
     let mut lines = vec![
         [
             "scenario",
