@@ -49,6 +49,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// The scenarios, in the order they run.
 const SCENARIOS: [&str; 4] = ["pods", "scheduling", "proxy", "api"];
 
+/// Longest the hollow nodes of one scheduling size may take to join and turn
+/// Ready, so that the whole run stays within 15 minutes on 2 cores.
+const SCHEDULING_SETUP_LIMIT: Duration = Duration::from_secs(150);
+
 /// Every size of one run.
 struct Sizes {
     quick: bool,
@@ -73,16 +77,19 @@ impl Sizes {
                     nodes: 100,
                     pods: 1_000,
                     writers: 16,
+                    setup_limit: SCHEDULING_SETUP_LIMIT,
                 },
                 scheduling::Plan {
                     nodes: 1_000,
                     pods: 10_000,
                     writers: 16,
+                    setup_limit: SCHEDULING_SETUP_LIMIT,
                 },
                 scheduling::Plan {
                     nodes: 5_000,
                     pods: 10_000,
                     writers: 16,
+                    setup_limit: SCHEDULING_SETUP_LIMIT,
                 },
             ],
             proxy: proxy::Settings {

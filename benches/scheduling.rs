@@ -62,6 +62,9 @@ pub struct Plan {
     pub nodes: usize,
     pub pods: usize,
     pub writers: usize,
+    /// Longest time the nodes may take to join and turn Ready (setup is not
+    /// timed, but a run must end).
+    pub setup_limit: Duration,
 }
 
 /// One pod's life as the writers and the watch saw it.
@@ -154,6 +157,7 @@ impl Plan {
             nodes: 1_000,
             pods: 10_000,
             writers: 16,
+            setup_limit: DEADLINE,
         }
     }
 
@@ -162,6 +166,7 @@ impl Plan {
             nodes: 100,
             pods: 1_000,
             writers: 16,
+            setup_limit: DEADLINE,
         }
     }
 }
@@ -440,12 +445,24 @@ async fn run(plan: Plan, data: PathBuf, load: Handle) -> anyhow::Result<Outcome>
     progress(&format!("join {} hollow nodes", plan.nodes));
     let rss_before = rss_bytes();
     let started = Instant::now();
-    let nodes = load
-        .spawn(start_hollow_nodes(plane.quic_addr(), token, plan.nodes))
+    let setup = async {
+        let nodes = load
+            .spawn(start_hollow_nodes(plane.quic_addr(), token, plan.nodes))
+            .await
+            .context("the hollow nodes' task panicked")??;
+        let join_time = started.elapsed();
+        wait_nodes_ready(api, plan.nodes).await?;
+        anyhow::Ok((nodes, join_time))
+    };
+    let (nodes, join_time) = tokio::time::timeout(plan.setup_limit, setup)
         .await
-        .context("the hollow nodes' task panicked")??;
-    let join_time = started.elapsed();
-    wait_nodes_ready(api, plan.nodes).await?;
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "{} hollow nodes did not all join and turn Ready within {:?}",
+                plan.nodes,
+                plan.setup_limit
+            )
+        })??;
     let ready_time = started.elapsed();
     // Let the joins' garbage settle before reading memory.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -826,7 +843,24 @@ pub fn run_scenario(plans: &[Plan], parent: &Path) -> anyhow::Result<Vec<Figure>
             "scheduling: {} hollow nodes, {} pods",
             plan.nodes, plan.pods
         ));
-        let (outcome, core) = measure(plan, parent)?;
+        let size = format!(
+            "{} nodes, {} pods",
+            thousands(plan.nodes as f64),
+            thousands(plan.pods as f64)
+        );
+        let (outcome, core) = match measure(plan, parent) {
+            Ok(measured) => measured,
+            Err(e) => {
+                // The other sizes still count; this row says what happened.
+                eprintln!("scheduling: {e:#}");
+                figures.push(Figure::new(
+                    "scheduling throughput, hollow nodes",
+                    size,
+                    format!("not measured: {e}"),
+                ));
+                continue;
+            }
+        };
         // The benchmark's own table and details, as it goes.
         report(&outcome, core);
         println!();
@@ -846,11 +880,7 @@ pub fn run_scenario(plans: &[Plan], parent: &Path) -> anyhow::Result<Vec<Figure>
         figures.push(
             Figure::new(
                 "scheduling throughput, hollow nodes",
-                format!(
-                    "{} nodes, {} pods",
-                    thousands(plan.nodes as f64),
-                    thousands(plan.pods as f64)
-                ),
+                size,
                 format!("{} pods/s bound{incomplete}", thousands(rate)),
             )
             .budget(
