@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::figure::Figure;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, HOST};
@@ -38,15 +39,10 @@ use skiff_control::{ControlPlane, ControlPlaneConfig};
 use table::{Row, format_table};
 use tokio::net::TcpStream;
 
-// The same allocator as the `skiff` binary, so the in-process plane measures
-// what a user runs.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// DESIGN.md: mutating API call p99 at 200 concurrent writers, durable.
 const WRITE_P99_BUDGET: Duration = Duration::from_millis(20);
 /// The writer counts the issue asks for; the last one is the budget's.
-const WRITER_COUNTS: [usize; 3] = [1, 16, 200];
+pub const WRITER_COUNTS: [usize; 3] = [1, 16, 200];
 const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";
 const FLOOR_TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("floor");
 
@@ -649,7 +645,100 @@ fn machine_summary() -> String {
     format!("{cpus} CPUs, {memory} memory, Linux {kernel}, load average {load} at start")
 }
 
-fn main() -> anyhow::Result<()> {
+/// The floors, then a control plane in `data` taking durable creates from
+/// each number of `writers` in turn, then the floors again (the disk is
+/// shared: a floor that moved says the figures between are not comparable).
+pub fn measure(
+    data: &Path,
+    writers: &[usize],
+    timing: Timing,
+) -> anyhow::Result<(Floors, Vec<WriteResult>, Floors)> {
+    let value_len = ConfigMapTemplate::new()
+        .render("bench-w200-199-99999")
+        .len();
+    let before = floors(&data.join("floor-before"), value_len, timing)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let writes = runtime.block_on(async {
+        let plane = ControlPlane::start(ControlPlaneConfig {
+            api_addr: "127.0.0.1:0".parse()?,
+            quic_addr: "127.0.0.1:0".parse()?,
+            ..ControlPlaneConfig::new(data.join("plane"))
+        })
+        .await
+        .context("start control plane")?;
+        let mut writes = Vec::new();
+        for &n in writers {
+            progress(&format!("durable creates, {n} writers"));
+            writes.push(durable_creates(plane.api_addr(), n, timing).await?);
+        }
+        anyhow::Ok(writes)
+    });
+    // Stop the server and the store's writer before the floors run again.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    let writes = writes?;
+    let after = floors(&data.join("floor-after"), value_len, timing)?;
+    Ok((before, writes, after))
+}
+
+/// The harness's figures: durable creates per second and p99 for each number
+/// of writers, beside the redb commit loop on the same disk in the same run.
+pub fn run_scenario(
+    writers: &[usize],
+    timing: Timing,
+    parent: &Path,
+) -> anyhow::Result<Vec<Figure>> {
+    std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+    let data = tempfile::Builder::new()
+        .prefix("api_writes-")
+        .tempdir_in(parent)
+        .context("create data directory")?;
+    let disk = DataDisk::of(data.path())?;
+    if matches!(disk.fs_type.as_str(), "tmpfs" | "ramfs") {
+        bail!(
+            "the data directory is on {}: fsync costs nothing there; set SKIFF_BENCH_DIR to a real disk",
+            disk.fs_type
+        );
+    }
+    let (before, writes, after) = measure(data.path(), writers, timing)?;
+    let floor = &before.redb;
+    let drift = after.redb.per_second() / floor.per_second();
+    let mut figures = Vec::new();
+    for w in &writes {
+        let row = w.row();
+        let mut figure = Figure::new(
+            "API: durable creates (ConfigMap), closed loop",
+            if w.writers == 1 {
+                "1 writer".to_string()
+            } else {
+                format!("{} writers", w.writers)
+            },
+            row.figure,
+        )
+        .measured_peer(
+            format!(
+                "{} /s, p99 {}, redb commit loop{}",
+                thousands(floor.per_second()),
+                millis(floor.latency.p99),
+                if (0.5..=2.0).contains(&drift) {
+                    String::new()
+                } else {
+                    format!(" (moved {drift:.2}x during the run)")
+                }
+            ),
+            w.per_second() / floor.per_second(),
+        );
+        if let (Some(budget), Some(ratio)) = (row.budget, row.ratio) {
+            figure = figure.budget(format!("p99 {budget}"), ratio);
+        }
+        figures.push(figure);
+    }
+    Ok(figures)
+}
+
+/// The benchmark on its own (`benches/api_writes/main.rs`): its own table.
+pub fn main() -> anyhow::Result<()> {
     let mut timing = Timing::full();
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
@@ -707,29 +796,7 @@ fn main() -> anyhow::Result<()> {
         "request body: {value_len} bytes of ConfigMap JSON; floors write values of the same size"
     );
     println!();
-    let before = floors(&data.path().join("floor-before"), value_len, timing)?;
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let writes = runtime.block_on(async {
-        let plane = ControlPlane::start(ControlPlaneConfig {
-            api_addr: "127.0.0.1:0".parse()?,
-            quic_addr: "127.0.0.1:0".parse()?,
-            ..ControlPlaneConfig::new(data.path().join("plane"))
-        })
-        .await
-        .context("start control plane")?;
-        let mut writes = Vec::new();
-        for writers in WRITER_COUNTS {
-            progress(&format!("durable creates, {writers} writers"));
-            writes.push(durable_creates(plane.api_addr(), writers, timing).await?);
-        }
-        anyhow::Ok(writes)
-    })?;
-    // Stop the server and the store's writer before the floors run again.
-    runtime.shutdown_timeout(Duration::from_secs(5));
-    let after = floors(&data.path().join("floor-after"), value_len, timing)?;
+    let (before, writes, after) = measure(data.path(), &WRITER_COUNTS, timing)?;
 
     let mut rows: Vec<Row> = writes.iter().map(WriteResult::row).collect();
     rows.push(before.redb.row("redb commit loop (fsync floor)"));

@@ -19,6 +19,8 @@
 
 #[path = "support/api_client.rs"]
 mod api_client;
+#[path = "support/figure.rs"]
+mod figure;
 #[path = "support/latency.rs"]
 mod latency;
 #[path = "../tests/support/samples.rs"]
@@ -34,6 +36,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::figure::{Figure, thousands};
 use anyhow::{Context, bail};
 use api_client::{Connection, Watch};
 use bytes::Bytes;
@@ -56,14 +59,37 @@ const CREATORS: usize = 8;
 const DEADLINE: Duration = Duration::from_secs(120);
 
 /// Sizes of one run.
-#[derive(Debug, Clone, Copy)]
-struct Plan {
-    /// Pods per batch; two batches are created, memory is read after the first.
-    batch: usize,
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Pods per batch, created one batch after the other on the same node
+    /// (earlier batches keep running); memory is read after each.
+    pub batches: Vec<usize>,
     /// How long the cluster sits idle before memory is read.
-    settle: Duration,
+    pub settle: Duration,
     /// Readings of `VmRSS`, one a second; the median is the figure.
-    readings: usize,
+    pub readings: usize,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Idle RSS right after start, before any component was pushed.
+    pub idle_fresh: u64,
+    /// Idle RSS with no pods, after the node compiled the component once.
+    pub idle_empty: u64,
+    pub batches: Vec<BatchOutcome>,
+    pub binary_size: u64,
+}
+
+/// One batch of pods.
+#[derive(Debug, Clone)]
+pub struct BatchOutcome {
+    pub pods: usize,
+    /// Pods running on the node after this batch (this and earlier batches).
+    pub running: usize,
+    pub latencies: Vec<Duration>,
+    /// Idle RSS after this batch turned Ready.
+    pub rss: u64,
 }
 
 /// A running `skiff up` process and where it serves.
@@ -82,7 +108,7 @@ struct PodTimes {
 impl Plan {
     fn full() -> Self {
         Plan {
-            batch: 100,
+            batches: vec![100, 100],
             settle: Duration::from_secs(5),
             readings: 5,
         }
@@ -90,17 +116,22 @@ impl Plan {
 
     fn quick() -> Self {
         Plan {
-            batch: 20,
+            batches: vec![20, 20],
             settle: Duration::from_secs(2),
             readings: 3,
         }
+    }
+
+    /// Pods running at the end (the node must admit them all).
+    fn total(&self) -> usize {
+        self.batches.iter().sum()
     }
 }
 
 impl SkiffUp {
     /// Starts `skiff up` on free ports with its data in `dir` and waits until
     /// its node has said it is up. Its logs go to `dir/skiff.log`.
-    fn start(dir: &Path) -> anyhow::Result<Self> {
+    fn start(dir: &Path, max_pods: usize) -> anyhow::Result<Self> {
         let log = std::fs::File::create(dir.join("skiff.log")).context("create the log file")?;
         let mut child = Command::new(SKIFF)
             .arg("up")
@@ -108,6 +139,10 @@ impl SkiffUp {
             .arg(dir.join("data"))
             .args(["--api-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0"])
             .args(["--name", NODE, "--http-port", "0"])
+            // Free ports, so a run beside another cluster on this host works.
+            .args(["--proxy-port", "0", "--metrics-port", "0"])
+            .arg("--max-pods")
+            .arg(max_pods.max(1).to_string())
             .env_remove("KUBECONFIG")
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -174,7 +209,7 @@ fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
 
 /// The median of `plan.readings` readings of the process's RSS, one a second,
 /// after it has been idle for `plan.settle`.
-async fn idle_rss(pid: u32, plan: Plan) -> anyhow::Result<u64> {
+async fn idle_rss(pid: u32, plan: &Plan) -> anyhow::Result<u64> {
     tokio::time::sleep(plan.settle).await;
     let mut readings = Vec::with_capacity(plan.readings);
     for i in 0..plan.readings {
@@ -348,6 +383,134 @@ fn millis(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
 }
 
+/// Runs the benchmark with `plan`, with `skiff up`'s data in a fresh
+/// directory under `parent` (on the real disk), and stops it afterwards.
+pub fn measure(plan: &Plan, parent: &Path) -> anyhow::Result<Outcome> {
+    std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+    let dir = tempfile::Builder::new()
+        .prefix("pods-")
+        .tempdir_in(parent)
+        .context("create the data directory")?;
+    eprintln!("running: build the samples ...");
+    samples::samples_dir();
+    let binary_size = std::fs::metadata(SKIFF)
+        .with_context(|| format!("stat {SKIFF}"))?
+        .len();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    eprintln!("running: skiff up ...");
+    // Room for every pod and the warm-up pod (which may still be terminating),
+    // and never below the node's default.
+    let up = SkiffUp::start(dir.path(), (plan.total() + 1).max(1000))?;
+    let api = up.api;
+    let pid = up.pid();
+    let outcome = runtime.block_on(async {
+        eprintln!("running: idle memory, fresh start ...");
+        let idle_fresh = idle_rss(pid, plan).await?;
+        push_hello(api).await?;
+        warm_up(api).await?;
+        eprintln!("running: idle memory, no pods after one compile ...");
+        let idle_empty = idle_rss(pid, plan).await?;
+        let mut batches = Vec::new();
+        let mut running = 0;
+        for &pods in &plan.batches {
+            eprintln!("running: create {pods} pods ({running} running) ...");
+            let names: Vec<String> = (running..running + pods)
+                .map(|i| format!("bench-{i}"))
+                .collect();
+            let latencies = create_until_ready(api, names).await?;
+            running += pods;
+            eprintln!("running: idle memory, {running} pods ...");
+            let rss = idle_rss(pid, plan).await?;
+            batches.push(BatchOutcome {
+                pods,
+                running,
+                latencies,
+                rss,
+            });
+        }
+        anyhow::Ok(Outcome {
+            idle_fresh,
+            idle_empty,
+            batches,
+            binary_size,
+        })
+    });
+    drop(up);
+    outcome
+}
+
+/// The harness's figures: create -> Ready per batch size, idle memory of
+/// `skiff up`, memory per running pod, and the binary's size.
+pub fn run_scenario(plan: &Plan, parent: &Path) -> anyhow::Result<Vec<Figure>> {
+    let outcome = measure(plan, parent)?;
+    let mut figures = Vec::new();
+    for batch in &outcome.batches {
+        let latency = LatencySummary::from_samples(batch.latencies.clone());
+        figures.push(
+            Figure::new(
+                "pod create -> Ready, watch-observed, cached component",
+                format!(
+                    "{} pods ({} running before)",
+                    batch.pods,
+                    batch.running - batch.pods
+                ),
+                format!("p50 {}, p99 {}", millis(latency.p50), millis(latency.p99)),
+            )
+            .budget(
+                format!("p99 {}", millis(READY_P99_BUDGET)),
+                latency.p99.as_secs_f64() / READY_P99_BUDGET.as_secs_f64(),
+            )
+            .published_peer(
+                "p99 5 s, Kubernetes pod-startup SLO",
+                Some(latency.p99.as_secs_f64() / 5.0),
+            ),
+        );
+    }
+    let idle = |what: &str, bytes: u64| {
+        Figure::new(
+            "footprint: idle RSS of skiff up",
+            what,
+            format!("{:.1} MiB", mib(bytes)),
+        )
+        .budget(
+            format!("{IDLE_RSS_BUDGET_MIB:.0} MiB"),
+            mib(bytes) / IDLE_RSS_BUDGET_MIB,
+        )
+        .published_peer("275 MB, K3s agent", Some(bytes as f64 / 275e6))
+    };
+    figures.push(idle("no pods, fresh start", outcome.idle_fresh));
+    figures.push(idle("no pods, after one compile", outcome.idle_empty));
+    if let Some(last) = outcome.batches.last() {
+        figures.push(
+            Figure::new(
+                "density: running HTTP pods on one node (hello), RSS",
+                format!("{} pods", thousands(last.running as f64)),
+                format!(
+                    "{:.1} MiB, {:.0} KiB per pod",
+                    mib(last.rss),
+                    last.rss.saturating_sub(outcome.idle_empty) as f64
+                        / 1024.0
+                        / last.running as f64
+                ),
+            )
+            .published_peer(
+                "110 pods, kubelet default maxPods",
+                Some(last.running as f64 / 110.0),
+            ),
+        );
+    }
+    figures.push(Figure::new(
+        "footprint: skiff binary size",
+        "release",
+        format!("{:.1} MiB", mib(outcome.binary_size)),
+    ));
+    Ok(figures)
+}
+
 fn main() -> anyhow::Result<()> {
     let mut plan = Plan::full();
     for arg in std::env::args().skip(1) {
@@ -366,45 +529,21 @@ fn main() -> anyhow::Result<()> {
     let parent = std::env::var_os("SKIFF_BENCH_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
-    std::fs::create_dir_all(&parent).with_context(|| format!("create {}", parent.display()))?;
-    let dir = tempfile::Builder::new()
-        .prefix("pods-")
-        .tempdir_in(&parent)
-        .context("create the data directory")?;
-    eprintln!("running: build the samples ...");
-    samples::samples_dir();
-    let binary_size = std::fs::metadata(SKIFF).map(|m| m.len()).unwrap_or(0);
-
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    eprintln!("running: skiff up ...");
-    let up = SkiffUp::start(dir.path())?;
-    let api = up.api;
-    let pid = up.pid();
-    let (idle_fresh, idle_empty, idle_full, latencies) = runtime.block_on(async {
-        eprintln!("running: idle memory, fresh start ...");
-        let idle_fresh = idle_rss(pid, plan).await?;
-        push_hello(api).await?;
-        warm_up(api).await?;
-        eprintln!("running: idle memory, no pods after one compile ...");
-        let idle_empty = idle_rss(pid, plan).await?;
-        eprintln!("running: create {} pods ...", plan.batch);
-        let first: Vec<String> = (0..plan.batch).map(|i| format!("bench-{i}")).collect();
-        let mut latencies = create_until_ready(api, first).await?;
-        eprintln!("running: idle memory, {} pods ...", plan.batch);
-        let idle_full = idle_rss(pid, plan).await?;
-        eprintln!("running: create {} more pods ...", plan.batch);
-        let second: Vec<String> = (plan.batch..2 * plan.batch)
-            .map(|i| format!("bench-{i}"))
-            .collect();
-        latencies.extend(create_until_ready(api, second).await?);
-        anyhow::Ok((idle_fresh, idle_empty, idle_full, latencies))
-    })?;
-    drop(up);
-
-    let latency = LatencySummary::from_samples(latencies);
+    let outcome = measure(&plan, &parent)?;
+    let first = outcome.batches.first().context("the plan has no batch")?;
+    let (idle_fresh, idle_empty, idle_full, binary_size) = (
+        outcome.idle_fresh,
+        outcome.idle_empty,
+        first.rss,
+        outcome.binary_size,
+    );
+    let latency = LatencySummary::from_samples(
+        outcome
+            .batches
+            .iter()
+            .flat_map(|b| b.latencies.iter().copied())
+            .collect(),
+    );
     let rows = vec![
         Row {
             scenario: format!(
@@ -436,11 +575,11 @@ fn main() -> anyhow::Result<()> {
             ..Row::default()
         },
         Row {
-            scenario: format!("idle RSS of skiff up, {} running pods", plan.batch),
+            scenario: format!("idle RSS of skiff up, {} running pods", first.pods),
             figure: format!(
                 "{:.1} MiB ({:.0} KiB per pod)",
                 mib(idle_full),
-                (idle_full.saturating_sub(idle_empty)) as f64 / 1024.0 / plan.batch as f64
+                (idle_full.saturating_sub(idle_empty)) as f64 / 1024.0 / first.pods as f64
             ),
             ..Row::default()
         },

@@ -24,6 +24,8 @@
 mod api_client;
 #[path = "../tests/support/cluster.rs"]
 mod cluster;
+#[path = "support/figure.rs"]
+mod figure;
 #[path = "../tests/support/node.rs"]
 mod node;
 #[path = "../tests/support/objects.rs"]
@@ -42,6 +44,7 @@ use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
+use crate::figure::{Figure, thousands};
 use anyhow::{Context, bail, ensure};
 use api_client::Connection;
 use bytes::Bytes;
@@ -55,6 +58,8 @@ use table::format_grid;
 /// DESIGN.md: HTTP through a Service on the node proxy, at least 90% of
 /// `wasmtime serve` on the same component, same load.
 const BUDGET_RATIO: f64 = 0.9;
+/// DESIGN.md: idle resident memory of a node agent.
+const NODE_RSS_BUDGET_MIB: f64 = 30.0;
 /// The node that runs every replica (its NodePort: local endpoints).
 const LOCAL_NODE: (&str, &str) = ("n1", "127.0.0.2");
 /// The node that runs none (its NodePort: remote endpoints only).
@@ -77,13 +82,30 @@ end
 
 /// What one run measures, from the environment.
 #[derive(Debug, Clone)]
-struct Settings {
-    connections: u32,
-    threads: u32,
-    duration: u64,
-    warmup: u64,
-    rounds: usize,
-    endpoints: Vec<usize>,
+pub struct Settings {
+    pub connections: u32,
+    pub threads: u32,
+    /// Seconds of one wrk run.
+    pub duration: u64,
+    /// Seconds of warm-up per target.
+    pub warmup: u64,
+    pub rounds: usize,
+    pub endpoints: Vec<usize>,
+    /// Also measure every target at one connection (latency without queueing).
+    pub single_connection: bool,
+}
+
+/// Everything one run measured.
+pub struct Outcome {
+    pub wasmtime_version: String,
+    pub wrk_version: String,
+    pub load_before: String,
+    /// Idle `VmRSS` of each `skiff node` process right after it joined, before
+    /// any pod (the median of 3 readings a second apart, after 5 s idle).
+    pub node_idle_rss: Vec<(String, u64)>,
+    /// Per number of endpoints: each scenario and its runs, in the order of
+    /// `Settings::scenarios`.
+    pub results: Vec<(usize, Vec<(Scenario, Vec<Run>)>)>,
 }
 
 /// The programs `benches/tools.sh` installed.
@@ -100,20 +122,20 @@ struct Guard {
 /// The cluster under test.
 struct Cluster {
     server: Server,
-    _nodes: Vec<NodeProcess>,
+    nodes: Vec<NodeProcess>,
     node_port: u16,
 }
 
 /// Where wrk sends load, and how much.
 #[derive(Debug, Clone)]
-struct Scenario {
+pub struct Scenario {
     target: Target,
     connections: u32,
     threads: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
+pub enum Target {
     Wasmtime,
     Local,
     Remote,
@@ -121,7 +143,7 @@ enum Target {
 
 /// One wrk run's figures.
 #[derive(Debug, Clone, Copy)]
-struct Run {
+pub struct Run {
     requests: u64,
     per_second: f64,
     p50: Duration,
@@ -132,7 +154,7 @@ struct Run {
 
 /// The median over a scenario's rounds, metric by metric.
 #[derive(Debug, Clone, Copy)]
-struct Summary {
+pub struct Summary {
     per_second: f64,
     p50: Duration,
     p99: Duration,
@@ -140,7 +162,7 @@ struct Summary {
 }
 
 impl Settings {
-    fn from_env() -> anyhow::Result<Self> {
+    pub fn from_env() -> anyhow::Result<Self> {
         let endpoints = std::env::var("PROXY_ENDPOINTS").unwrap_or_else(|_| "1".into());
         let endpoints = endpoints
             .split(',')
@@ -159,6 +181,7 @@ impl Settings {
             warmup: env_number("PROXY_WARMUP", 2)?,
             rounds: env_number("PROXY_ROUNDS", 3)?,
             endpoints,
+            single_connection: true,
         };
         ensure!(
             settings.connections >= settings.threads && settings.threads > 0,
@@ -184,7 +207,11 @@ impl Settings {
             connections: 1,
             threads: 1,
         });
-        loaded.into_iter().chain(single).collect()
+        if self.single_connection {
+            loaded.into_iter().chain(single).collect()
+        } else {
+            loaded.into_iter().collect()
+        }
     }
 }
 
@@ -316,7 +343,7 @@ impl Cluster {
         }
         let mut cluster = Cluster {
             server,
-            _nodes: nodes,
+            nodes,
             node_port: 0,
         };
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -590,16 +617,16 @@ fn signed_millis(later: Duration, earlier: Duration) -> String {
     )
 }
 
-fn thousands(x: f64) -> String {
-    let digits = format!("{:.0}", x.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
+/// `VmRSS` of a process, in bytes.
+fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("read /proc/{pid}/status"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no VmRSS in /proc/{pid}/status"))?;
+    Ok(kib * 1024)
 }
 
 fn load_average() -> String {
@@ -608,9 +635,9 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-/// Measures every scenario with `replicas` endpoints; (scenario, runs) in
+/// Measures every scenario with the endpoints there are; (scenario, runs) in
 /// the order of `Settings::scenarios`.
-fn measure(
+fn measure_targets(
     settings: &Settings,
     tools: &Tools,
     script: &Path,
@@ -704,7 +731,9 @@ fn table_lines(replicas: usize, results: &[(Scenario, Vec<Run>)]) -> Vec<Vec<Str
     lines
 }
 
-fn run(settings: &Settings, dir: &Path) -> anyhow::Result<()> {
+/// Starts `wasmtime serve` and a cluster in `dir`, measures every scenario for
+/// each number of endpoints, and stops them all.
+pub fn measure(settings: &Settings, dir: &Path) -> anyhow::Result<Outcome> {
     let tools = Tools::install()?;
     eprintln!("running: build the samples ...");
     let wasm = samples::sample_path("hello");
@@ -733,6 +762,21 @@ fn run(settings: &Settings, dir: &Path) -> anyhow::Result<()> {
         start_wasmtime_serve(&tools.wasmtime, &wasm, &dir.join("wasmtime-serve.log"))?;
     eprintln!("running: a control plane and two nodes ...");
     let cluster = Cluster::start(dir)?;
+    eprintln!("running: idle memory of the nodes ...");
+    std::thread::sleep(Duration::from_secs(5));
+    let mut node_idle_rss = Vec::new();
+    for node in &cluster.nodes {
+        let pid = node.pid().context("a node is not running")?;
+        let mut readings = Vec::new();
+        for i in 0..3 {
+            if i > 0 {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            readings.push(rss_bytes(pid)?);
+        }
+        readings.sort_unstable();
+        node_idle_rss.push((node.name().to_string(), readings[1]));
+    }
     let local = cluster.node_port_addr(LOCAL_NODE)?;
     let remote = cluster.node_port_addr(REMOTE_NODE)?;
     let urls = |target: Target| match target {
@@ -743,7 +787,125 @@ fn run(settings: &Settings, dir: &Path) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let mut results = Vec::new();
+    for &replicas in &settings.endpoints {
+        eprintln!(
+            "running: scale web to {replicas} replicas on {} ...",
+            LOCAL_NODE.0
+        );
+        runtime.block_on(cluster.scale(replicas))?;
+        results.push((replicas, measure_targets(settings, &tools, &script, &urls)?));
+    }
+    drop(cluster);
+    Ok(Outcome {
+        wasmtime_version,
+        wrk_version,
+        load_before,
+        node_idle_rss,
+        results,
+    })
+}
 
+/// Runs `measure` in a fresh directory under `parent` (kept, with the logs,
+/// if it fails) and returns the harness's figures: requests/s and latency of
+/// the local and the remote NodePort beside `wasmtime serve`, per number of
+/// endpoints.
+pub fn run_scenario(settings: &Settings, parent: &Path) -> anyhow::Result<Vec<Figure>> {
+    std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+    let dir = tempfile::Builder::new()
+        .prefix("proxy-")
+        .tempdir_in(parent)
+        .context("create the bench directory")?;
+    let outcome = match measure(settings, dir.path()) {
+        Ok(o) => o,
+        Err(e) => {
+            let kept = dir.keep();
+            eprintln!("the proxy logs are kept in {}", kept.display());
+            return Err(e);
+        }
+    };
+    let mut figures = Vec::new();
+    for (name, rss) in &outcome.node_idle_rss {
+        let mib = *rss as f64 / (1024.0 * 1024.0);
+        figures.push(
+            Figure::new(
+                "footprint: idle RSS of a node agent (skiff node)",
+                format!("node {name}, no pods yet"),
+                format!("{mib:.1} MiB"),
+            )
+            .budget(
+                format!("{NODE_RSS_BUDGET_MIB:.0} MiB"),
+                mib / NODE_RSS_BUDGET_MIB,
+            )
+            .published_peer("about 70 MB, KubeEdge edge core", Some(*rss as f64 / 70e6)),
+        );
+    }
+    for (replicas, results) in &outcome.results {
+        let summary = |target: Target| {
+            results
+                .iter()
+                .find(|(s, _)| s.target == target && s.connections == settings.connections)
+                .map(|(_, runs)| Summary::of(runs))
+        };
+        let Some(ceiling) = summary(Target::Wasmtime) else {
+            continue;
+        };
+        for target in [Target::Local, Target::Remote] {
+            let Some(this) = summary(target) else {
+                continue;
+            };
+            let ratio = this.per_second / ceiling.per_second;
+            let mut figure = Figure::new(
+                format!(
+                    "HTTP through a Service: NodePort, {} endpoint{}",
+                    if target == Target::Local {
+                        "local"
+                    } else {
+                        "remote (QUIC)"
+                    },
+                    if *replicas == 1 { "" } else { "s" }
+                ),
+                format!(
+                    "{replicas} endpoint{}, wrk -c{}",
+                    if *replicas == 1 { "" } else { "s" },
+                    settings.connections
+                ),
+                format!(
+                    "{} req/s, p50 {}, p99 {}{}",
+                    thousands(this.per_second),
+                    millis(this.p50),
+                    millis(this.p99),
+                    if this.errors > 0 {
+                        format!(", {} errors", this.errors)
+                    } else {
+                        String::new()
+                    }
+                ),
+            )
+            .measured_peer(
+                format!(
+                    "{} req/s, p50 {}, p99 {}, wasmtime serve",
+                    thousands(ceiling.per_second),
+                    millis(ceiling.p50),
+                    millis(ceiling.p99)
+                ),
+                ratio,
+            );
+            if target == Target::Local {
+                // The budget is a share of the peer: at least 90% of its requests/s.
+                figure = figure.budget(
+                    format!(">= {:.0}% of wasmtime serve", BUDGET_RATIO * 100.0),
+                    BUDGET_RATIO / ratio,
+                );
+            }
+            figures.push(figure);
+        }
+    }
+    Ok(figures)
+}
+
+fn run(settings: &Settings, dir: &Path) -> anyhow::Result<()> {
+    let outcome = measure(settings, dir)?;
     let mut lines = vec![
         [
             "scenario",
@@ -760,14 +922,9 @@ fn run(settings: &Settings, dir: &Path) -> anyhow::Result<()> {
     ];
     let mut details = Vec::new();
     let mut verdicts = Vec::new();
-    for &replicas in &settings.endpoints {
-        eprintln!(
-            "running: scale web to {replicas} replicas on {} ...",
-            LOCAL_NODE.0
-        );
-        runtime.block_on(cluster.scale(replicas))?;
-        let results = measure(settings, &tools, &script, &urls)?;
-        lines.extend(table_lines(replicas, &results));
+    for (replicas, results) in &outcome.results {
+        let replicas = *replicas;
+        lines.extend(table_lines(replicas, results));
         let rps = |target: Target| {
             results
                 .iter()
@@ -781,7 +938,7 @@ fn run(settings: &Settings, dir: &Path) -> anyhow::Result<()> {
             settings.connections,
             if ratio >= BUDGET_RATIO { "met" } else { "NOT met" }
         ));
-        for (scenario, runs) in &results {
+        for (scenario, runs) in results {
             for (i, r) in runs.iter().enumerate() {
                 details.push(vec![
                     format!("{} [{replicas} ep]", scenario.target.name()),
@@ -797,14 +954,17 @@ fn run(settings: &Settings, dir: &Path) -> anyhow::Result<()> {
             }
         }
     }
-    drop(cluster);
 
     println!(
-        "machine: {} CPUs, load average {load_before} at start, {} at end",
+        "machine: {} CPUs, load average {} at start, {} at end",
         std::thread::available_parallelism().map_or(0, |n| n.get()),
+        outcome.load_before,
         load_average()
     );
-    println!("tools: {wrk_version}; {wasmtime_version}");
+    println!(
+        "tools: {}; {}",
+        outcome.wrk_version, outcome.wasmtime_version
+    );
     println!(
         "load: wrk, {} connections on {} threads (and 1 connection on 1 thread), {} s a run after {} s of warm-up per target, {} rounds; figures are the median over the rounds",
         settings.connections, settings.threads, settings.duration, settings.warmup, settings.rounds

@@ -25,11 +25,12 @@ mod table;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::figure::{Figure, thousands};
 use anyhow::{Context, bail};
 use api_client::{Connection, Watch};
 use bytes::Bytes;
@@ -42,11 +43,6 @@ use skiff_control::{ControlPlane, ControlPlaneConfig};
 use skiff_node::hollow::{HollowConfig, HollowNode, client_endpoint};
 use table::{Row, format_table};
 use tokio::runtime::Handle;
-
-// The same allocator as the `skiff` binary, so the in-process plane measures
-// what a user runs.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// DESIGN.md: scheduling with 1,000 simulated nodes.
 const BUDGET_PODS_PER_SECOND: f64 = 5_000.0;
@@ -62,10 +58,13 @@ const RUNNING_GRACE: Duration = Duration::from_secs(60);
 
 /// Sizes of one run.
 #[derive(Debug, Clone, Copy)]
-struct Plan {
-    nodes: usize,
-    pods: usize,
-    writers: usize,
+pub struct Plan {
+    pub nodes: usize,
+    pub pods: usize,
+    pub writers: usize,
+    /// Longest time the nodes may take to join and turn Ready (setup is not
+    /// timed, but a run must end).
+    pub setup_limit: Duration,
 }
 
 /// One pod's life as the writers and the watch saw it.
@@ -137,7 +136,7 @@ struct StoreCounters {
 }
 
 /// Everything one run measured.
-struct Outcome {
+pub struct Outcome {
     plan: Plan,
     join_time: Duration,
     ready_time: Duration,
@@ -158,6 +157,7 @@ impl Plan {
             nodes: 1_000,
             pods: 10_000,
             writers: 16,
+            setup_limit: DEADLINE,
         }
     }
 
@@ -166,6 +166,7 @@ impl Plan {
             nodes: 100,
             pods: 1_000,
             writers: 16,
+            setup_limit: DEADLINE,
         }
     }
 }
@@ -444,12 +445,24 @@ async fn run(plan: Plan, data: PathBuf, load: Handle) -> anyhow::Result<Outcome>
     progress(&format!("join {} hollow nodes", plan.nodes));
     let rss_before = rss_bytes();
     let started = Instant::now();
-    let nodes = load
-        .spawn(start_hollow_nodes(plane.quic_addr(), token, plan.nodes))
+    let setup = async {
+        let nodes = load
+            .spawn(start_hollow_nodes(plane.quic_addr(), token, plan.nodes))
+            .await
+            .context("the hollow nodes' task panicked")??;
+        let join_time = started.elapsed();
+        wait_nodes_ready(api, plan.nodes).await?;
+        anyhow::Ok((nodes, join_time))
+    };
+    let (nodes, join_time) = tokio::time::timeout(plan.setup_limit, setup)
         .await
-        .context("the hollow nodes' task panicked")??;
-    let join_time = started.elapsed();
-    wait_nodes_ready(api, plan.nodes).await?;
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "{} hollow nodes did not all join and turn Ready within {:?}",
+                plan.nodes,
+                plan.setup_limit
+            )
+        })??;
     let ready_time = started.elapsed();
     // Let the joins' garbage settle before reading memory.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -585,18 +598,6 @@ fn scheduler_core(plan: Plan) -> anyhow::Result<Duration> {
         state.assume(needs, &node);
     }
     Ok(started.elapsed())
-}
-
-fn thousands(x: f64) -> String {
-    let digits = format!("{:.0}", x.max(0.0));
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn millis(d: Duration) -> String {
@@ -807,7 +808,96 @@ fn report(outcome: &Outcome, core: Duration) {
     }
 }
 
-fn main() -> anyhow::Result<()> {
+/// Runs one plan: a control plane with its data in a fresh directory under
+/// `parent` (on the real disk), the hollow nodes and the pods; then the
+/// scheduler core alone on the same sizes. Everything is stopped on return.
+pub fn measure(plan: Plan, parent: &Path) -> anyhow::Result<(Outcome, Duration)> {
+    std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
+    let dir = tempfile::Builder::new()
+        .prefix("scheduling-")
+        .tempdir_in(parent)
+        .context("create the data directory")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let load = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("load")
+        .enable_all()
+        .build()?;
+    let outcome = runtime.block_on(run(plan, dir.path().join("plane"), load.handle().clone()));
+    load.shutdown_timeout(Duration::from_secs(5));
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    let outcome = outcome?;
+    progress("scheduler core alone");
+    let core = scheduler_core(plan)?;
+    Ok((outcome, core))
+}
+
+/// The harness's figures: pods bound per second for each plan, beside the
+/// published scheduler_perf floors.
+pub fn run_scenario(plans: &[Plan], parent: &Path) -> anyhow::Result<Vec<Figure>> {
+    let mut figures = Vec::new();
+    for &plan in plans {
+        progress(&format!(
+            "scheduling: {} hollow nodes, {} pods",
+            plan.nodes, plan.pods
+        ));
+        let size = format!(
+            "{} nodes, {} pods",
+            thousands(plan.nodes as f64),
+            thousands(plan.pods as f64)
+        );
+        let (outcome, core) = match measure(plan, parent) {
+            Ok(measured) => measured,
+            Err(e) => {
+                // The other sizes still count; this row says what happened.
+                eprintln!("scheduling: {e:#}");
+                figures.push(Figure::new(
+                    "scheduling throughput, hollow nodes",
+                    size,
+                    format!("not measured: {e}"),
+                ));
+                continue;
+            }
+        };
+        // The benchmark's own table and details, as it goes.
+        report(&outcome, core);
+        println!();
+        let pods = &outcome.pods;
+        let first = pods.iter().filter_map(|p| p.sent).min();
+        let last = pods.iter().filter_map(|p| p.bound).max();
+        let bound = pods.iter().filter(|p| p.bound.is_some()).count();
+        let rate = match (first, last) {
+            (Some(a), Some(b)) if b > a => bound as f64 / (b - a).as_secs_f64(),
+            _ => 0.0,
+        };
+        let incomplete = if bound < plan.pods {
+            format!(" ({bound} of {} bound)", plan.pods)
+        } else {
+            String::new()
+        };
+        figures.push(
+            Figure::new(
+                "scheduling throughput, hollow nodes",
+                size,
+                format!("{} pods/s bound{incomplete}", thousands(rate)),
+            )
+            .budget(
+                format!("{} pods/s", thousands(BUDGET_PODS_PER_SECOND)),
+                BUDGET_PODS_PER_SECOND / rate,
+            )
+            .published_peer(
+                "680-810 pods/s, Kubernetes scheduler_perf",
+                Some(rate / 810.0),
+            ),
+        );
+    }
+    Ok(figures)
+}
+
+/// The benchmark on its own (`benches/scheduling/main.rs`): its own table.
+pub fn main() -> anyhow::Result<()> {
     let mut plan = Plan::full();
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -838,13 +928,8 @@ fn main() -> anyhow::Result<()> {
     let parent = std::env::var_os("SKIFF_BENCH_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
-    std::fs::create_dir_all(&parent).with_context(|| format!("create {}", parent.display()))?;
-    let dir = tempfile::Builder::new()
-        .prefix("scheduling-")
-        .tempdir_in(&parent)
-        .context("create the data directory")?;
     println!("machine: {}", machine_summary());
-    println!("data dir: {}", dir.path().display());
+    println!("data dir: under {}", parent.display());
     println!(
         "plan: {} hollow nodes, {} pods (cpu 10m, memory 16Mi), {} writers",
         plan.nodes, plan.pods, plan.writers
@@ -857,19 +942,7 @@ fn main() -> anyhow::Result<()> {
             .with_writer(std::io::stderr)
             .init();
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let load = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("load")
-        .enable_all()
-        .build()?;
-    let outcome = runtime.block_on(run(plan, dir.path().join("plane"), load.handle().clone()))?;
-    load.shutdown_timeout(Duration::from_secs(5));
-    runtime.shutdown_timeout(Duration::from_secs(5));
-    progress("scheduler core alone");
-    let core = scheduler_core(plan)?;
+    let (outcome, core) = measure(plan, &parent)?;
     println!();
     report(&outcome, core);
     Ok(())

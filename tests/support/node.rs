@@ -88,6 +88,11 @@ impl NodeProcess {
         &self.data_dir
     }
 
+    /// The process id, while the node runs (a benchmark reads its memory).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL and reap: the node gets no chance to say goodbye.
     pub fn kill(&mut self) -> ExitStatus {
         let mut child = self.child.take().expect("the node was already killed");

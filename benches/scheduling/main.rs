@@ -1,0 +1,20 @@
+//! `cargo bench --bench scheduling`: the root of the benchmark in `../scheduling.rs`.
+//!
+//! A root of its own, because `benches/cluster.rs` includes `scheduling.rs` as a
+//! module too, and a crate may declare only one global allocator.
+
+#[path = "../support/figure.rs"]
+mod figure;
+#[path = "../scheduling.rs"]
+mod scheduling;
+#[path = "../support/table.rs"]
+mod table;
+
+// The same allocator as the `skiff` binary, so the in-process plane measures
+// what a user runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> anyhow::Result<()> {
+    scheduling::main()
+}
