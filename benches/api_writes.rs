@@ -11,10 +11,7 @@
 //! Each scenario is a function returning a result struct, and the table is a
 //! list of [`Row`]s, so that the cluster-wide harness can call these as they are.
 
-#[path = "support/latency.rs"]
-mod latency;
-#[path = "support/table.rs"]
-mod table;
+use crate::support::{figure, latency, table};
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -24,9 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::figure::Figure;
 use anyhow::{Context, bail};
 use bytes::Bytes;
+use figure::Figure;
 use http::header::{CONTENT_TYPE, HOST};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};

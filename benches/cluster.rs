@@ -18,11 +18,10 @@
 //! smaller sizes only; `-- --only pods,scheduling,proxy,api` for some
 //! scenarios. The method and the recorded results are in BENCHMARKS.md.
 
+// Each scenario module also has a `main` of its own, unused here.
 #[path = "api_writes.rs"]
 #[allow(dead_code)]
 mod api_writes;
-#[path = "support/figure.rs"]
-mod figure;
 #[path = "pods.rs"]
 #[allow(dead_code)]
 mod pods;
@@ -32,14 +31,15 @@ mod proxy;
 #[path = "scheduling.rs"]
 #[allow(dead_code)]
 mod scheduling;
-#[path = "support/table.rs"]
-mod table;
+// The harness uses a part of the shared modules.
+#[allow(dead_code)]
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use figure::{Figure, format_figures};
+use support::figure::{self, Figure, format_figures};
 
 // The same allocator as the `skiff` binary, so the in-process control planes
 // measure what a user runs.

@@ -17,16 +17,7 @@
 //! (40 pods, for development). The method and the recorded results are in
 //! BENCHMARKS.md.
 
-#[path = "support/api_client.rs"]
-mod api_client;
-#[path = "support/figure.rs"]
-mod figure;
-#[path = "support/latency.rs"]
-mod latency;
-#[path = "../tests/support/samples.rs"]
-mod samples;
-#[path = "support/table.rs"]
-mod table;
+use crate::support::{api_client, figure, latency, samples, table};
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -36,10 +27,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::figure::{Figure, thousands};
 use anyhow::{Context, bail};
 use api_client::{Connection, Watch};
 use bytes::Bytes;
+use figure::{Figure, thousands};
 use http::{Method, StatusCode};
 use latency::LatencySummary;
 use serde_json::{Value, json};
@@ -511,7 +502,7 @@ pub fn run_scenario(plan: &Plan, parent: &Path) -> anyhow::Result<Vec<Figure>> {
     Ok(figures)
 }
 
-fn main() -> anyhow::Result<()> {
+pub fn main() -> anyhow::Result<()> {
     let mut plan = Plan::full();
     for arg in std::env::args().skip(1) {
         match arg.as_str() {

@@ -20,20 +20,7 @@
 //! replicas behind the Service). The method and the recorded results are in
 //! BENCHMARKS.md.
 
-#[path = "support/api_client.rs"]
-mod api_client;
-#[path = "../tests/support/cluster.rs"]
-mod cluster;
-#[path = "support/figure.rs"]
-mod figure;
-#[path = "../tests/support/node.rs"]
-mod node;
-#[path = "../tests/support/objects.rs"]
-mod objects;
-#[path = "../tests/support/samples.rs"]
-mod samples;
-#[path = "support/table.rs"]
-mod table;
+use crate::support::{api_client, cluster, figure, node, objects, samples, table};
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -44,11 +31,11 @@ use std::process::{Child, Command, Stdio};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use crate::figure::{Figure, thousands};
 use anyhow::{Context, bail, ensure};
 use api_client::Connection;
 use bytes::Bytes;
 use cluster::{Server, Skiff};
+use figure::{Figure, thousands};
 use http::{Method, StatusCode};
 use node::NodeProcess;
 use objects::{get_json, push_samples, token, wait_node_ready};
@@ -105,8 +92,11 @@ pub struct Outcome {
     pub node_idle_rss: Vec<(String, u64)>,
     /// Per number of endpoints: each scenario and its runs, in the order of
     /// `Settings::scenarios`.
-    pub results: Vec<(usize, Vec<(Scenario, Vec<Run>)>)>,
+    pub results: Vec<(usize, ScenarioRuns)>,
 }
+
+/// Each scenario with its runs, at one number of endpoints.
+pub type ScenarioRuns = Vec<(Scenario, Vec<Run>)>;
 
 /// The programs `benches/tools.sh` installed.
 struct Tools {
@@ -984,7 +974,7 @@ fn run(settings: &Settings, dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
+pub fn main() -> anyhow::Result<()> {
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             // cargo bench passes --bench to harness = false targets.

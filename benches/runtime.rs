@@ -8,12 +8,12 @@
 //! source under `samples/` with the same cargo command as `runtime/tests/samples.rs`.
 //! The method and the recorded results are in BENCHMARKS.md.
 
-#[path = "support/latency.rs"]
-mod latency;
-#[path = "support/table.rs"]
-mod table;
-
 use latency::LatencySummary;
+#[allow(dead_code)]
+mod support;
+
+use support::{latency, table};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;

@@ -16,12 +16,7 @@
 //! `-- --quick` (100 nodes, 1,000 pods); `-- --nodes N --pods P --writers W`.
 //! The method and the recorded results are in BENCHMARKS.md.
 
-#[path = "support/api_client.rs"]
-mod api_client;
-#[path = "support/latency.rs"]
-mod latency;
-#[path = "support/table.rs"]
-mod table;
+use crate::support::{api_client, figure, latency, table};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,10 +25,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::figure::{Figure, thousands};
 use anyhow::{Context, bail};
 use api_client::{Connection, Watch};
 use bytes::Bytes;
+use figure::{Figure, thousands};
 use futures::{StreamExt, TryStreamExt};
 use http::{Method, StatusCode};
 use latency::LatencySummary;

@@ -4,11 +4,12 @@
 //! module too, and a crate may declare only one global allocator.
 
 #[path = "../api_writes.rs"]
+#[allow(dead_code)]
 mod api_writes;
-#[path = "../support/figure.rs"]
-mod figure;
-#[path = "../support/table.rs"]
-mod table;
+// Each root uses a different part of the shared modules.
+#[path = "../support/mod.rs"]
+#[allow(dead_code)]
+mod support;
 
 // The same allocator as the `skiff` binary, so the in-process plane measures
 // what a user runs.

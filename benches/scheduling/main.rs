@@ -3,12 +3,14 @@
 //! A root of its own, because `benches/cluster.rs` includes `scheduling.rs` as a
 //! module too, and a crate may declare only one global allocator.
 
-#[path = "../support/figure.rs"]
-mod figure;
+// Each root uses a different part of the shared modules.
+#[path = "../support/mod.rs"]
+#[allow(dead_code)]
+mod support;
+
 #[path = "../scheduling.rs"]
+#[allow(dead_code)]
 mod scheduling;
-#[path = "../support/table.rs"]
-mod table;
 
 // The same allocator as the `skiff` binary, so the in-process plane measures
 // what a user runs.

@@ -3,11 +3,7 @@
 //! generator decides exactly how many requests are in flight, and watches read
 //! line by line with the instant each line arrived.
 //!
-//! Shared by the files in `benches/` with
-//! `#[path = "support/api_client.rs"] mod api_client;`.
-
-// Each benchmark uses a different part of this module.
-#![allow(dead_code)]
+//! Shared by the benchmarks through `benches/support/mod.rs`.
 
 use std::net::SocketAddr;
 use std::time::Instant;

@@ -3,14 +3,11 @@
 //! the budget from DESIGN.md where one exists, and a peer's figure, measured in
 //! the same run or published by others (and then marked so).
 //!
-//! Shared by the files in `benches/` with `#[path = "support/figure.rs"] mod figure;`
-//! at the crate root; a benchmark names it as `crate::figure::Figure`, so that
-//! the harness, which includes the benchmarks as modules, collects one type.
+//! Shared by the benchmarks through `benches/support/mod.rs`; a benchmark names it
+//! as `crate::support::figure::Figure`, so that the harness, which includes the
+//! benchmarks as modules, collects one type.
 
-// Each benchmark uses a different part of this module.
-#![allow(dead_code)]
-
-use crate::table::format_grid;
+use super::table::format_grid;
 
 /// One line of the harness's table.
 #[derive(Debug, Clone, Default)]

@@ -1,9 +1,6 @@
 //! Latency statistics every benchmark reports the same way: nearest-rank
 //! percentiles over all counted samples.
-//! Shared by the files in `benches/` with `#[path = "support/latency.rs"] mod latency;`.
-
-// Each benchmark reads a different part of the summary.
-#![allow(dead_code)]
+//! Shared by the benchmarks through `benches/support/mod.rs`.
 
 use std::time::Duration;
 

@@ -1,9 +1,6 @@
 //! The table every benchmark prints: scenario, figure, budget, peer, ratio; and
 //! plain aligned columns for a benchmark whose figures need columns of their own.
-//! Shared by the files in `benches/` with `#[path = "support/table.rs"] mod table;`.
-
-// Each benchmark uses a different part of this module.
-#![allow(dead_code)]
+//! Shared by the benchmarks through `benches/support/mod.rs`.
 
 use std::fmt::Write as _;
 

@@ -1,14 +1,14 @@
-//! What every node's proxy routes by: the Services, EndpointSlices, Nodes
-//! (each Node reduced to its name, addresses and daemon endpoints) and the
-//! Ingresses Skiff serves (an Ingress that moves to another class is removed
-//! from the nodes), fanned out from the watch caches to every node session: a
-//! snapshot when the session opens, then changes.
+//! What every node's proxy routes by: the Services, EndpointSlices, the Nodes
+//! an EndpointSlice names (each reduced to its name, addresses and daemon
+//! endpoints) and the Ingresses Skiff serves (an Ingress that moves to another
+//! class is removed from the nodes), fanned out from the watch caches to every
+//! node session: a snapshot when the session opens, then changes.
 //!
 //! Objects are reduced to what a proxy reads and sent only when that changed,
 //! so that a Node's heartbeats or an object's bookkeeping (managedFields,
 //! resourceVersion) cost the sessions nothing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Map, Value, json};
@@ -25,7 +25,16 @@ type Key = (String, String, String);
 
 #[derive(Default)]
 struct State {
+    /// What the nodes have: Services, EndpointSlices, Ingresses, and the Nodes
+    /// that some EndpointSlice names.
     objects: HashMap<Key, Value>,
+    /// Every Node, reduced. A node's proxy needs a peer's address only to
+    /// reach an endpoint there, so a Node goes out only while an EndpointSlice
+    /// names it: sending every Node to every node would cost N² messages as a
+    /// cluster of N nodes joins.
+    nodes: HashMap<String, Value>,
+    /// How many EndpointSlices name each node.
+    named: HashMap<String, usize>,
     subscribers: HashMap<u64, mpsc::UnboundedSender<Downstream>>,
     next_id: u64,
 }
@@ -113,18 +122,8 @@ impl RoutingFeed {
         let Some(key) = key_of(object) else {
             return;
         };
-        let mut state = self.lock();
-        if event_type == EventType::Deleted || !routed(object) {
-            if state.objects.remove(&key).is_some() {
-                broadcast(&mut state, removed(&key));
-            }
-            return;
-        }
-        let reduced = reduce(object);
-        if state.objects.get(&key) != Some(&reduced) {
-            state.objects.insert(key, reduced.clone());
-            broadcast(&mut state, Downstream::RoutingUpsert { object: reduced });
-        }
+        let reduced = (event_type != EventType::Deleted && routed(object)).then(|| reduce(object));
+        self.lock().set(key, reduced);
     }
 
     /// Brings one kind in line with its cache: whatever differs is sent.
@@ -138,22 +137,115 @@ impl RoutingFeed {
             .collect();
         let mut state = self.lock();
         let gone: Vec<Key> = state
-            .objects
-            .keys()
-            .filter(|k| k.0 == kind && !now.contains_key(*k))
-            .cloned()
+            .keys_of_kind(kind)
+            .into_iter()
+            .filter(|k| !now.contains_key(k))
             .collect();
         for key in gone {
-            state.objects.remove(&key);
-            broadcast(&mut state, removed(&key));
+            state.set(key, None);
         }
         for (key, object) in now {
-            if state.objects.get(&key) != Some(&object) {
-                state.objects.insert(key, object.clone());
-                broadcast(&mut state, Downstream::RoutingUpsert { object });
+            state.set(key, Some(object));
+        }
+    }
+}
+
+impl State {
+    /// Records `object` (None: gone) under `key` and sends what the nodes
+    /// must learn of it.
+    fn set(&mut self, key: Key, object: Option<Value>) {
+        match key.0.as_str() {
+            "Node" => {
+                let name = key.2.clone();
+                match object {
+                    Some(node) => self.nodes.insert(name.clone(), node),
+                    None => self.nodes.remove(&name),
+                };
+                if self.named.contains_key(&name) {
+                    let node = self.nodes.get(&name).cloned();
+                    self.publish(key, node);
+                }
+            }
+            "EndpointSlice" => {
+                let before = nodes_named(self.objects.get(&key));
+                let after = nodes_named(object.as_ref());
+                // A newly named node goes out before the slice that names it.
+                for name in after.difference(&before) {
+                    self.name_node(name, 1);
+                }
+                self.publish(key, object);
+                for name in before.difference(&after) {
+                    self.name_node(name, -1);
+                }
+            }
+            _ => self.publish(key, object),
+        }
+    }
+
+    /// Counts one more (or one fewer) EndpointSlice naming node `name`, and
+    /// sends or withdraws the Node when that count leaves or reaches zero.
+    fn name_node(&mut self, name: &str, by: isize) {
+        let count = self.named.entry(name.to_string()).or_default();
+        let was = *count;
+        *count = count.saturating_add_signed(by);
+        let now = *count;
+        if now == 0 {
+            self.named.remove(name);
+        }
+        let key = ("Node".to_string(), String::new(), name.to_string());
+        if was == 0 && now > 0 {
+            let node = self.nodes.get(name).cloned();
+            self.publish(key, node);
+        } else if was > 0 && now == 0 {
+            self.publish(key, None);
+        }
+    }
+
+    /// Puts `object` (None: removes it) where the nodes see it, and sends the
+    /// change if there is one.
+    fn publish(&mut self, key: Key, object: Option<Value>) {
+        match object {
+            Some(object) => {
+                if self.objects.get(&key) != Some(&object) {
+                    self.objects.insert(key, object.clone());
+                    broadcast(self, Downstream::RoutingUpsert { object });
+                }
+            }
+            None => {
+                if self.objects.remove(&key).is_some() {
+                    broadcast(self, removed(&key));
+                }
             }
         }
     }
+
+    /// The keys of `kind` this feed holds (for Nodes: every Node, sent or not).
+    fn keys_of_kind(&self, kind: &str) -> Vec<Key> {
+        if kind == "Node" {
+            return self
+                .nodes
+                .keys()
+                .map(|name| ("Node".to_string(), String::new(), name.clone()))
+                .collect();
+        }
+        self.objects
+            .keys()
+            .filter(|k| k.0 == kind)
+            .cloned()
+            .collect()
+    }
+}
+
+/// The nodes an EndpointSlice's endpoints are on.
+fn nodes_named(slice: Option<&Value>) -> BTreeSet<String> {
+    slice
+        .and_then(|s| s.get("endpoints"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.get("nodeName").and_then(Value::as_str))
+        .map(str::to_string)
+        .collect()
 }
 
 fn broadcast(state: &mut State, message: Downstream) {
@@ -226,16 +318,31 @@ mod tests {
                        "conditions": [{"type": "Ready", "lastHeartbeatTime": heartbeat}]}})
     }
 
+    fn slice(nodes: &[&str]) -> Value {
+        let endpoints: Vec<Value> = nodes
+            .iter()
+            .map(|n| json!({"addresses": ["10.0.0.1"], "nodeName": n}))
+            .collect();
+        json!({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "web-abc", "namespace": "default"},
+            "endpoints": endpoints})
+    }
+
     #[tokio::test]
     async fn a_session_gets_a_snapshot_then_only_what_a_proxy_would_notice() {
         let feed = RoutingFeed::default();
         feed.apply(EventType::Added, &node("1"));
+        feed.apply(EventType::Added, &slice(&["n1"]));
         let mut sub = feed.subscribe();
         match sub.changes.recv().await {
             Some(Downstream::RoutingSnapshot { objects }) => {
-                assert_eq!(objects.len(), 1);
-                assert_eq!(objects[0]["status"]["addresses"][0]["address"], "127.0.0.2");
-                assert!(objects[0]["status"].get("conditions").is_none());
+                assert_eq!(objects.len(), 2);
+                let node = objects
+                    .iter()
+                    .find(|o| o["kind"] == "Node")
+                    .expect("the named node is in the snapshot");
+                assert_eq!(node["status"]["addresses"][0]["address"], "127.0.0.2");
+                assert!(node["status"].get("conditions").is_none());
             }
             other => panic!("expected a snapshot, got {other:?}"),
         }
@@ -269,6 +376,53 @@ mod tests {
             }
             other => panic!("expected a removal, got {other:?}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_node_goes_out_only_while_an_endpoint_slice_names_it() {
+        let feed = RoutingFeed::default();
+        feed.apply(EventType::Added, &node("1"));
+        let mut sub = feed.subscribe();
+        match sub.changes.recv().await {
+            Some(Downstream::RoutingSnapshot { objects }) => {
+                assert!(objects.is_empty(), "no slice names n1: {objects:?}")
+            }
+            other => panic!("expected a snapshot, got {other:?}"),
+        }
+        // Named: the Node first, then the slice.
+        feed.apply(EventType::Added, &slice(&["n1", "n2"]));
+        let kinds: Vec<String> = (0..2)
+            .map(|_| match sub.changes.try_recv() {
+                Ok(Downstream::RoutingUpsert { object }) => object["kind"].to_string(),
+                other => panic!("expected an upsert, got {other:?}"),
+            })
+            .collect();
+        assert_eq!(kinds, ["\"Node\"", "\"EndpointSlice\""]);
+        // n2 is named but unknown until its Node arrives.
+        let mut n2 = node("1");
+        n2["metadata"]["name"] = json!("n2");
+        feed.apply(EventType::Added, &n2);
+        match sub.changes.try_recv() {
+            Ok(Downstream::RoutingUpsert { object }) => {
+                assert_eq!(object["metadata"]["name"], "n2")
+            }
+            other => panic!("expected n2, got {other:?}"),
+        }
+        // No longer named: withdrawn after the slice changes.
+        feed.apply(EventType::Modified, &slice(&["n2"]));
+        assert!(matches!(
+            sub.changes.try_recv(),
+            Ok(Downstream::RoutingUpsert { .. })
+        ));
+        match sub.changes.try_recv() {
+            Ok(Downstream::RoutingRemove { kind, name, .. }) => {
+                assert_eq!((kind.as_str(), name.as_str()), ("Node", "n1"))
+            }
+            other => panic!("expected n1 withdrawn, got {other:?}"),
+        }
+        // A heartbeat of a node no slice names sends nothing.
+        feed.apply(EventType::Modified, &node("2"));
+        assert!(sub.changes.try_recv().is_err());
     }
 
     #[tokio::test]
