@@ -100,6 +100,7 @@ pub(crate) struct Shared {
     statuses: reports::StatusWriter,
     events: reports::EventWriter,
     sessions: Sessions,
+    pod_cidrs: pod_cidr::PodCidrs,
 }
 
 /// A running node gateway.
@@ -145,6 +146,7 @@ impl Gateway {
             routing: RoutingFeed::default(),
             liveness: NodeLiveness::default(),
             sessions: Sessions::default(),
+            pod_cidrs: pod_cidr::PodCidrs::new(informers.nodes.clone()),
         });
         let dispatcher = tokio::spawn(shared.dispatcher.clone().run(registry));
         let routing = tokio::spawn(shared.routing.clone().run(

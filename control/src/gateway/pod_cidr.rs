@@ -8,8 +8,8 @@
 //! its pod capacity (twice its `pods`, at least a /24, at most a /16), so that
 //! both a dense node (10,000 pods) and many small ones fit.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::sync::LazyLock;
 
 use ipnet::Ipv4Net;
 use serde_json::{Value, json};
@@ -18,6 +18,7 @@ use skiff_api::resource::by_kind;
 use skiff_api::status::{ApiError, Reason};
 
 use super::nodes::FIELD_MANAGER;
+use crate::informer::Informer;
 use crate::registry::{Registry, Subresource, WriteOptions};
 
 /// The cluster's pod CIDR: 10.128.0.0/9, clear of the Service CIDR (10.96.0.0/12).
@@ -25,10 +26,6 @@ pub const CLUSTER_CIDR: Ipv4Net = match Ipv4Net::new(Ipv4Addr::new(10, 128, 0, 0
     Ok(net) => net,
     Err(_) => panic!("a valid constant CIDR"),
 };
-
-/// One allocation at a time, so two nodes registering together cannot take
-/// the same block before either is stored.
-static ALLOCATING: LazyLock<tokio::sync::Mutex<()>> = LazyLock::new(Default::default);
 
 /// The prefix length of a block for a node with `pods` capacity.
 pub fn prefix_for(pods: u64) -> u8 {
@@ -71,45 +68,84 @@ pub fn first_free(cluster: Ipv4Net, taken: &[Ipv4Net], prefix: u8) -> Option<Ipv
     Ipv4Net::new(Ipv4Addr::from(start as u32), prefix).ok()
 }
 
-/// The Node's pod CIDR, allocated (and written to its `spec`) if it has none.
-/// `None` when the cluster CIDR is full: its pods then run without addresses,
-/// as Kubernetes' pods wait on a node whose CIDR is not allocated.
-pub async fn ensure(registry: &Registry, node_name: &str) -> Result<Option<Ipv4Net>, ApiError> {
-    let rt = by_kind("v1", "Node").ok_or_else(|| ApiError::internal("no Node kind"))?;
-    let _one_at_a_time = ALLOCATING.lock().await;
-    let node = registry.get(rt, "", node_name)?;
-    if let Some(cidr) = node_cidr(&node) {
-        return Ok(Some(cidr));
+/// Hands out pod CIDRs, one allocation at a time so that two nodes
+/// registering together cannot take the same block. The blocks taken are read
+/// from the Node watch cache (no store read per join: with N nodes that was
+/// N² decodes as a cluster joined), plus the blocks written but not yet seen
+/// there.
+pub struct PodCidrs {
+    nodes: Informer,
+    /// Node -> block, allocated but maybe not yet in the cache.
+    written: tokio::sync::Mutex<HashMap<String, Ipv4Net>>,
+}
+
+impl PodCidrs {
+    pub fn new(nodes: Informer) -> Self {
+        PodCidrs {
+            nodes,
+            written: Default::default(),
+        }
     }
-    let nodes = registry.list(rt, None, None, None, &|_| true)?;
-    let taken: Vec<Ipv4Net> = nodes.items.iter().filter_map(node_cidr).collect();
-    let pods = node
-        .pointer("/status/capacity/pods")
-        .and_then(Value::as_str)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(110);
-    let Some(cidr) = first_free(CLUSTER_CIDR, &taken, prefix_for(pods)) else {
-        tracing::warn!(node = node_name, cluster_cidr = %CLUSTER_CIDR, "no pod CIDR left for the node");
-        return Ok(None);
-    };
-    let mut updated = node.clone();
-    if !updated.get("spec").is_some_and(Value::is_object) {
-        updated["spec"] = json!({});
-    }
-    updated["spec"]["podCIDR"] = json!(cidr.to_string());
-    updated["spec"]["podCIDRs"] = json!([cidr.to_string()]);
-    let opts = WriteOptions {
-        field_manager: FIELD_MANAGER.into(),
-        ..Default::default()
-    };
-    match registry
-        .update(rt, "", node_name, updated, Subresource::Main, &opts)
-        .await
-    {
-        Ok(_) => Ok(Some(cidr)),
-        // Changed meanwhile (labels, taints): the next session allocates.
-        Err(e) if e.reason == Reason::Conflict => Ok(None),
-        Err(e) => Err(e),
+
+    /// The Node's pod CIDR, allocated (and written to its `spec`) if it has
+    /// none. `None` when the cluster CIDR is full: its pods then run without
+    /// addresses, as Kubernetes' pods wait on a node whose CIDR is not
+    /// allocated.
+    pub async fn ensure(
+        &self,
+        registry: &Registry,
+        node_name: &str,
+    ) -> Result<Option<Ipv4Net>, ApiError> {
+        let rt = by_kind("v1", "Node").ok_or_else(|| ApiError::internal("no Node kind"))?;
+        let mut written = self.written.lock().await;
+        let node = registry.get(rt, "", node_name)?;
+        if let Some(cidr) = node_cidr(&node) {
+            return Ok(Some(cidr));
+        }
+        self.nodes.synced().await;
+        let cached = self.nodes.list(None, |_| true);
+        // What the cache shows now needs no remembering.
+        written.retain(|name, cidr| {
+            self.nodes
+                .get("", name)
+                .is_none_or(|n| node_cidr(&n) != Some(*cidr))
+        });
+        let taken: Vec<Ipv4Net> = cached
+            .iter()
+            .filter_map(|n| node_cidr(n))
+            .chain(written.values().copied())
+            .collect();
+        let pods = node
+            .pointer("/status/capacity/pods")
+            .and_then(Value::as_str)
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(110);
+        let Some(cidr) = first_free(CLUSTER_CIDR, &taken, prefix_for(pods)) else {
+            tracing::warn!(node = node_name, cluster_cidr = %CLUSTER_CIDR, "no pod CIDR left for the node");
+            return Ok(None);
+        };
+        let mut updated = node.clone();
+        if !updated.get("spec").is_some_and(Value::is_object) {
+            updated["spec"] = json!({});
+        }
+        updated["spec"]["podCIDR"] = json!(cidr.to_string());
+        updated["spec"]["podCIDRs"] = json!([cidr.to_string()]);
+        let opts = WriteOptions {
+            field_manager: FIELD_MANAGER.into(),
+            ..Default::default()
+        };
+        match registry
+            .update(rt, "", node_name, updated, Subresource::Main, &opts)
+            .await
+        {
+            Ok(_) => {
+                written.insert(node_name.to_string(), cidr);
+                Ok(Some(cidr))
+            }
+            // Changed meanwhile (labels, taints): the next session allocates.
+            Err(e) if e.reason == Reason::Conflict => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 

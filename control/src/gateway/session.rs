@@ -39,7 +39,7 @@ pub async fn run(
         let _ = frames::write(&mut send, &refuse(500, format!("register the node: {e}"))).await;
         return Err(e.to_string());
     }
-    let pod_cidr = match super::pod_cidr::ensure(&shared.registry, node).await {
+    let pod_cidr = match shared.pod_cidrs.ensure(&shared.registry, node).await {
         Ok(cidr) => cidr.map(|c| c.to_string()),
         Err(e) => {
             tracing::warn!(node, error = %e, "allocate the node's pod CIDR");
