@@ -11,7 +11,9 @@
 //! - `proxy.rs`: a control plane, two nodes and `wasmtime serve` under wrk,
 //!   with 1, 10 and 100 endpoints behind the Service;
 //! - `api_writes.rs`: durable creates at 1, 16 and 200 writers, beside the redb
-//!   commit loop on the same disk.
+//!   commit loop on the same disk;
+//! - `failover.rs`: a control plane and three nodes; a node is killed and the
+//!   time until its pods are Ready elsewhere is taken.
 //!
 //! `cargo bench --bench cluster` (about 10 minutes on a 2-core machine);
 //! `cargo bench --bench cluster -- --quick` or `SKIFF_BENCH_QUICK=1` for the
@@ -22,6 +24,9 @@
 #[path = "api_writes.rs"]
 #[allow(dead_code)]
 mod api_writes;
+#[path = "failover.rs"]
+#[allow(dead_code)]
+mod failover;
 #[path = "pods.rs"]
 #[allow(dead_code)]
 mod pods;
@@ -47,7 +52,7 @@ use support::figure::{self, Figure, format_figures};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The scenarios, in the order they run.
-const SCENARIOS: [&str; 4] = ["pods", "scheduling", "proxy", "api"];
+const SCENARIOS: [&str; 5] = ["pods", "scheduling", "proxy", "api", "failover"];
 
 /// Longest the hollow nodes of one scheduling size may take to join and turn
 /// Ready, so that the whole run stays within 15 minutes on 2 cores.
@@ -61,6 +66,7 @@ struct Sizes {
     proxy: proxy::Settings,
     api_writers: Vec<usize>,
     api_timing: api_writes::Timing,
+    failover: failover::Plan,
 }
 
 impl Sizes {
@@ -69,6 +75,7 @@ impl Sizes {
             quick: false,
             pods: pods::Plan {
                 batches: vec![10, 100, 1_000],
+                density: vec![5_000, 10_000],
                 settle: Duration::from_secs(5),
                 readings: 3,
             },
@@ -106,6 +113,7 @@ impl Sizes {
                 warmup: Duration::from_secs(2),
                 measure: Duration::from_secs(5),
             },
+            failover: failover::Plan { rounds: 3 },
         }
     }
 
@@ -115,6 +123,7 @@ impl Sizes {
             quick: true,
             pods: pods::Plan {
                 batches: vec![10, 100],
+                density: vec![1_000],
                 settle: Duration::from_secs(2),
                 readings: 3,
             },
@@ -136,6 +145,7 @@ impl Sizes {
                 warmup: Duration::from_secs(1),
                 measure: Duration::from_secs(3),
             },
+            failover: failover::Plan { rounds: 1 },
         }
     }
 }
@@ -148,6 +158,7 @@ fn run(name: &str, sizes: &Sizes, parent: &Path) -> Vec<Figure> {
         "scheduling" => scheduling::run_scenario(&sizes.scheduling, parent),
         "proxy" => proxy::run_scenario(&sizes.proxy, parent),
         "api" => api_writes::run_scenario(&sizes.api_writers, sizes.api_timing, parent),
+        "failover" => failover::run_scenario(sizes.failover, parent),
         _ => Ok(Vec::new()),
     };
     match result {
@@ -167,21 +178,16 @@ fn run(name: &str, sizes: &Sizes, parent: &Path) -> Vec<Figure> {
 fn not_measured(sizes: &Sizes, ran: &[&str]) -> Vec<Figure> {
     let mut rows = Vec::new();
     if ran.contains(&"pods") {
-        let running: usize = sizes.pods.batches.iter().sum();
+        let running = sizes.pods.total();
         for size in [1_000, 5_000, 10_000] {
             if size > running {
                 rows.push(Figure::not_measured(
-                    "density: running HTTP pods on one node",
+                    "density: running HTTP pods on one node (hello)",
                     &format!("{} pods", figure::thousands(size as f64)),
                     (size == 10_000).then_some("10,000 on a 24 GiB node"),
                 ));
             }
         }
-        rows.push(Figure::not_measured(
-            "density: do all running pods still answer",
-            "",
-            None,
-        ));
     }
     if !ran.contains(&"proxy") {
         rows.push(Figure::not_measured(
@@ -190,11 +196,6 @@ fn not_measured(sizes: &Sizes, ran: &[&str]) -> Vec<Figure> {
             Some("30 MiB"),
         ));
     }
-    rows.push(Figure::not_measured(
-        "failover: node killed -> its pods Ready elsewhere",
-        "default settings",
-        Some("10 s"),
-    ));
     rows
 }
 

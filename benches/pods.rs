@@ -46,6 +46,8 @@ const NODE: &str = "bench-node";
 const PODS: &str = "/api/v1/namespaces/default/pods";
 /// Requests in flight at once while a batch is created.
 const CREATORS: usize = 8;
+/// DESIGN.md: running HTTP pods on one 24 GiB node.
+const DENSITY_BUDGET: usize = 10_000;
 /// Longest wait for anything the cluster is asked to do.
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -55,6 +57,9 @@ pub struct Plan {
     /// Pods per batch, created one batch after the other on the same node
     /// (earlier batches keep running); memory is read after each.
     pub batches: Vec<usize>,
+    /// Pods running in the end, reached in steps after the batches: after each
+    /// step memory is read and every running pod is asked to answer.
+    pub density: Vec<usize>,
     /// How long the cluster sits idle before memory is read.
     pub settle: Duration,
     /// Readings of `VmRSS`, one a second; the median is the figure.
@@ -69,7 +74,24 @@ pub struct Outcome {
     /// Idle RSS with no pods, after the node compiled the component once.
     pub idle_empty: u64,
     pub batches: Vec<BatchOutcome>,
+    /// After the batches, then after each density step.
+    pub density: Vec<DensityOutcome>,
     pub binary_size: u64,
+}
+
+/// Pods running on the node at one density step.
+#[derive(Debug, Clone)]
+pub struct DensityOutcome {
+    pub running: usize,
+    /// Pods created in this step, and how long from the first create request
+    /// until the watch saw the last of them Ready.
+    pub added: usize,
+    pub took: Duration,
+    /// Idle RSS with them all running.
+    pub rss: u64,
+    /// How many answered a request (through the API's pod proxy) with a reply
+    /// that names them.
+    pub answered: usize,
 }
 
 /// One batch of pods.
@@ -100,6 +122,7 @@ impl Plan {
     fn full() -> Self {
         Plan {
             batches: vec![100, 100],
+            density: Vec::new(),
             settle: Duration::from_secs(5),
             readings: 5,
         }
@@ -108,14 +131,16 @@ impl Plan {
     fn quick() -> Self {
         Plan {
             batches: vec![20, 20],
+            density: Vec::new(),
             settle: Duration::from_secs(2),
             readings: 3,
         }
     }
 
     /// Pods running at the end (the node must admit them all).
-    fn total(&self) -> usize {
-        self.batches.iter().sum()
+    pub fn total(&self) -> usize {
+        let batches = self.batches.iter().sum();
+        self.density.iter().copied().fold(batches, usize::max)
     }
 }
 
@@ -219,7 +244,12 @@ fn pod_manifest(name: &str) -> Value {
         "kind": "Pod",
         "metadata": {"name": name, "labels": {"app": "bench"}},
         "spec": {
-            "containers": [{"name": "main", "image": "hello:v1"}],
+            "containers": [{
+                "name": "main",
+                "image": "hello:v1",
+                // hello names its pod in every reply: the answer check reads it.
+                "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]
+            }],
             "terminationGracePeriodSeconds": 0
         }
     })
@@ -366,6 +396,45 @@ async fn warm_up(api: SocketAddr) -> anyhow::Result<()> {
     }
 }
 
+/// Asks every pod in `names` for `/` through the API's pod proxy (the path
+/// `kubectl get --raw .../pods/NAME/proxy/` takes), `CREATORS` at a time; how
+/// many answered 200 with a reply naming the pod.
+async fn answering(api: SocketAddr, names: &[String]) -> anyhow::Result<usize> {
+    let queue = Arc::new(Mutex::new(names.to_vec()));
+    let mut askers = Vec::new();
+    for _ in 0..CREATORS {
+        let queue = queue.clone();
+        askers.push(tokio::spawn(async move {
+            let mut conn = Connection::open(api).await?;
+            let mut answered = 0;
+            loop {
+                let Some(name) = queue.lock().await.pop() else {
+                    return anyhow::Ok(answered);
+                };
+                let path = format!("{PODS}/{name}/proxy/");
+                match conn
+                    .request(Method::GET, &path, "text/plain", Bytes::new())
+                    .await
+                {
+                    Ok(reply) => {
+                        if reply.status == StatusCode::OK && reply.text().contains(&name) {
+                            answered += 1;
+                        }
+                    }
+                    // The connection is gone: the pod did not answer; go on
+                    // with a new one.
+                    Err(_) => conn = Connection::open(api).await?,
+                }
+            }
+        }));
+    }
+    let mut total = 0;
+    for asker in askers {
+        total += asker.await.context("an asker panicked")??;
+    }
+    Ok(total)
+}
+
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1024.0 * 1024.0)
 }
@@ -423,10 +492,49 @@ pub fn measure(plan: &Plan, parent: &Path) -> anyhow::Result<Outcome> {
                 rss,
             });
         }
+        let mut density = Vec::new();
+        if let Some(last) = batches.last() {
+            eprintln!("running: do all {running} pods answer ...");
+            let names: Vec<String> = (0..running).map(|i| format!("bench-{i}")).collect();
+            density.push(DensityOutcome {
+                running,
+                added: 0,
+                took: Duration::ZERO,
+                rss: last.rss,
+                answered: answering(api, &names).await?,
+            });
+        }
+        for &target in &plan.density {
+            if target <= running {
+                continue;
+            }
+            eprintln!(
+                "running: create {} pods ({running} running) ...",
+                target - running
+            );
+            let names: Vec<String> = (running..target).map(|i| format!("bench-{i}")).collect();
+            let began = Instant::now();
+            create_until_ready(api, names).await?;
+            let took = began.elapsed();
+            let added = target - running;
+            running = target;
+            eprintln!("running: idle memory, {running} pods ...");
+            let rss = idle_rss(pid, plan).await?;
+            eprintln!("running: do all {running} pods answer ...");
+            let names: Vec<String> = (0..running).map(|i| format!("bench-{i}")).collect();
+            density.push(DensityOutcome {
+                running,
+                added,
+                took,
+                rss,
+                answered: answering(api, &names).await?,
+            });
+        }
         anyhow::Ok(Outcome {
             idle_fresh,
             idle_empty,
             batches,
+            density,
             binary_size,
         })
     });
@@ -475,24 +583,41 @@ pub fn run_scenario(plan: &Plan, parent: &Path) -> anyhow::Result<Vec<Figure>> {
     };
     figures.push(idle("no pods, fresh start", outcome.idle_fresh));
     figures.push(idle("no pods, after one compile", outcome.idle_empty));
-    if let Some(last) = outcome.batches.last() {
-        figures.push(
-            Figure::new(
-                "density: running HTTP pods on one node (hello), RSS",
-                format!("{} pods", thousands(last.running as f64)),
-                format!(
-                    "{:.1} MiB, {:.0} KiB per pod",
-                    mib(last.rss),
-                    last.rss.saturating_sub(outcome.idle_empty) as f64
-                        / 1024.0
-                        / last.running as f64
-                ),
+    let largest = outcome.density.iter().map(|d| d.running).max().unwrap_or(0);
+    for step in &outcome.density {
+        let per_pod =
+            step.rss.saturating_sub(outcome.idle_empty) as f64 / 1024.0 / step.running as f64;
+        let started = if step.added > 0 {
+            format!(
+                "; +{} pods Ready in {:.1} s",
+                thousands(step.added as f64),
+                step.took.as_secs_f64()
             )
-            .published_peer(
-                "110 pods, kubelet default maxPods",
-                Some(last.running as f64 / 110.0),
+        } else {
+            String::new()
+        };
+        let mut row = Figure::new(
+            "density: running HTTP pods on one node (hello)",
+            format!("{} pods", thousands(step.running as f64)),
+            format!(
+                "{:.0} MiB, {per_pod:.0} KiB per pod; {} of {} answer{started}",
+                mib(step.rss),
+                thousands(step.answered as f64),
+                thousands(step.running as f64)
             ),
+        )
+        .published_peer(
+            "110 pods, kubelet default maxPods",
+            Some(step.answered as f64 / 110.0),
         );
+        if step.running == largest {
+            // The budget counts pods that run and answer.
+            row = row.budget(
+                format!("{} on a 24 GiB node", thousands(DENSITY_BUDGET as f64)),
+                DENSITY_BUDGET as f64 / step.answered.max(1) as f64,
+            );
+        }
+        figures.push(row);
     }
     figures.push(Figure::new(
         "footprint: skiff binary size",
