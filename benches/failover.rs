@@ -304,8 +304,7 @@ async fn round(cluster: &mut Cluster) -> anyhow::Result<Round> {
         };
         let pod = view(object);
         // Evicted: marked for deletion, or (with no grace period) deleted.
-        if evicted.is_none() && pod.node == victim && (pod.deleting || event["type"] == "DELETED")
-        {
+        if evicted.is_none() && pod.node == victim && (pod.deleting || event["type"] == "DELETED") {
             evicted = Some(arrived.saturating_duration_since(killed));
         }
         if event["type"] == "DELETED" {

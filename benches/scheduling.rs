@@ -311,7 +311,9 @@ async fn wait_nodes_ready(api: SocketAddr, n: usize) -> anyhow::Result<()> {
         if Instant::now() > deadline {
             bail!("only {ready} of {n} nodes were Ready within {DEADLINE:?}");
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        // Each look lists every Node: at thousands of nodes, looking more
+        // often would load the control plane it is waiting for.
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -16,6 +16,7 @@ mod reports;
 mod routing;
 mod session;
 mod tls;
+mod udp;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -131,8 +132,16 @@ impl Gateway {
         informers: &crate::informer::Informers,
     ) -> Result<Gateway, GatewayError> {
         let config = tls::server_config(&ca)?;
-        let endpoint =
-            quinn::Endpoint::server(config, addr).map_err(|e| GatewayError::Listen(addr, e))?;
+        let endpoint = udp::bind(addr)
+            .and_then(|socket| {
+                quinn::Endpoint::new(
+                    quinn::EndpointConfig::default(),
+                    Some(config),
+                    socket,
+                    Arc::new(quinn::TokioRuntime),
+                )
+            })
+            .map_err(|e| GatewayError::Listen(addr, e))?;
         let addr = endpoint
             .local_addr()
             .map_err(|e| GatewayError::Listen(addr, e))?;

@@ -58,6 +58,7 @@ pub async fn run(registry: Registry, nodes: Informer, pods: Informer, events: Ev
     pods.synced().await;
     scheduler.resync(&nodes);
     let mut retry = tokio::time::interval(UNSCHEDULABLE_RETRY);
+    retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     retry.tick().await;
     let (retry_tx, mut retry_rx) = tokio::sync::mpsc::unbounded_channel::<ObjectRef>();
     loop {

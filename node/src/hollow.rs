@@ -103,12 +103,7 @@ impl HollowConfig {
 /// A client endpoint for hollow nodes to share, bound to an ephemeral port of
 /// the same address family as the control plane's `addr`.
 pub fn client_endpoint(addr: SocketAddr) -> std::io::Result<quinn::Endpoint> {
-    let bind: SocketAddr = if addr.is_ipv4() {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
-    quinn::Endpoint::client(bind)
+    crate::quic_endpoint::client(addr)
 }
 
 /// A running hollow node; dropping it ends its session (the control plane

@@ -14,6 +14,7 @@ mod metrics;
 mod node;
 mod outbox;
 mod proxy;
+mod quic_endpoint;
 mod state;
 pub mod supervisor;
 

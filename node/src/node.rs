@@ -265,12 +265,7 @@ impl Node {
             }
         };
         std::fs::create_dir_all(&config.data_dir).map_err(io("create", config.data_dir.clone()))?;
-        let bind: SocketAddr = if addr.is_ipv4() {
-            (Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let endpoint = quinn::Endpoint::client(bind).map_err(NodeError::Endpoint)?;
+        let endpoint = crate::quic_endpoint::client(addr).map_err(NodeError::Endpoint)?;
 
         let identity_dir = IdentityDir::new(&config.data_dir);
         let identity = match identity_dir.load()? {

@@ -101,7 +101,7 @@ impl Proxy {
         let server = peer::tls::server_config(identity).map_err(ProxyError::Tls)?;
         let client = peer::tls::client_config(identity).map_err(ProxyError::Tls)?;
         // One endpoint both serves peers and calls them.
-        let endpoint = quinn::Endpoint::server(server, addr)
+        let endpoint = crate::quic_endpoint::server(server, addr)
             .map_err(|source| ProxyError::Bind { addr, source })?;
         let shared = Arc::new(Shared {
             node_name: node_name.to_string(),

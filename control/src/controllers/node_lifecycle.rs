@@ -45,8 +45,13 @@ pub async fn run(
     // from now to reconnect.
     let started = Instant::now();
     let mut tick = tokio::time::interval(CHECK_INTERVAL);
+    // A check that overran (thousands of nodes on a busy machine) is followed
+    // by a full interval, never by a burst of checks that starves the sessions
+    // whose heartbeats it is checking.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        let now = meta::now_timestamp();
         for node in nodes.list(None, |_| true) {
             let Some(name) = meta::name(&node) else {
                 continue;
@@ -77,7 +82,7 @@ pub async fn run(
             } else {
                 mark_pods_not_ready(&registry, &pods, name).await;
             }
-            if let Some(taints) = updated_taints(&node, &meta::now_timestamp())
+            if let Some(taints) = updated_taints(&node, &now)
                 && let Err(e) = set_taints(&registry, &node, taints).await
             {
                 tracing::warn!(node = name, error = %e, "node lifecycle: taint node");

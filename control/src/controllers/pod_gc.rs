@@ -34,6 +34,7 @@ pub async fn run(registry: Registry, nodes: Informer, pods: Informer) {
     pods.synced().await;
     let mut missing = MissingNodes::default();
     let mut tick = tokio::time::interval(CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let known: HashSet<String> = nodes

@@ -40,6 +40,7 @@ pub async fn run(registry: Registry, nodes: Informer, pods: Informer, events: Ev
     nodes.synced().await;
     pods.synced().await;
     let mut tick = tokio::time::interval(CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let tainted: HashMap<String, Vec<Taint>> = nodes

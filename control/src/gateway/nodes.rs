@@ -38,13 +38,17 @@ impl NodeLiveness {
 
     /// The node spoke (or connected).
     pub fn seen(&self, node: &str) {
-        self.lock().insert(
-            node.to_string(),
-            Liveness {
-                connected: true,
-                last_seen: Instant::now(),
-            },
-        );
+        let now = Liveness {
+            connected: true,
+            last_seen: Instant::now(),
+        };
+        let mut map = self.lock();
+        match map.get_mut(node) {
+            Some(l) => *l = now,
+            None => {
+                map.insert(node.to_string(), now);
+            }
+        }
     }
 
     /// The node's session ended.

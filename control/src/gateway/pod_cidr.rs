@@ -69,21 +69,21 @@ pub fn first_free(cluster: Ipv4Net, taken: &[Ipv4Net], prefix: u8) -> Option<Ipv
 }
 
 /// Hands out pod CIDRs, one allocation at a time so that two nodes
-/// registering together cannot take the same block. The blocks taken are read
-/// from the Node watch cache (no store read per join: with N nodes that was
-/// N² decodes as a cluster joined), plus the blocks written but not yet seen
-/// there.
+/// registering together cannot take the same block. The blocks taken are kept
+/// in memory, read once from the Node watch cache and then kept up to date
+/// here: a read of every Node per join would cost N² as a cluster of N nodes
+/// joins. A deleted node's block is released when the range runs out.
 pub struct PodCidrs {
     nodes: Informer,
-    /// Node -> block, allocated but maybe not yet in the cache.
-    written: tokio::sync::Mutex<HashMap<String, Ipv4Net>>,
+    /// Node -> its block; `None` until the first allocation reads the cache.
+    blocks: tokio::sync::Mutex<Option<HashMap<String, Ipv4Net>>>,
 }
 
 impl PodCidrs {
     pub fn new(nodes: Informer) -> Self {
         PodCidrs {
             nodes,
-            written: Default::default(),
+            blocks: Default::default(),
         }
     }
 
@@ -97,30 +97,46 @@ impl PodCidrs {
         node_name: &str,
     ) -> Result<Option<Ipv4Net>, ApiError> {
         let rt = by_kind("v1", "Node").ok_or_else(|| ApiError::internal("no Node kind"))?;
-        let mut written = self.written.lock().await;
+        let mut guard = self.blocks.lock().await;
         let node = registry.get(rt, "", node_name)?;
+        if guard.is_none() {
+            self.nodes.synced().await;
+            let cached = self.nodes.list(None, |_| true);
+            *guard = Some(
+                cached
+                    .iter()
+                    .filter_map(|n| Some((meta::name(n)?.to_string(), node_cidr(n)?)))
+                    .collect(),
+            );
+        }
+        let Some(blocks) = guard.as_mut() else {
+            return Ok(None);
+        };
         if let Some(cidr) = node_cidr(&node) {
+            blocks.insert(node_name.to_string(), cidr);
             return Ok(Some(cidr));
         }
-        self.nodes.synced().await;
-        let cached = self.nodes.list(None, |_| true);
-        // What the cache shows now needs no remembering.
-        written.retain(|name, cidr| {
-            self.nodes
-                .get("", name)
-                .is_none_or(|n| node_cidr(&n) != Some(*cidr))
-        });
-        let taken: Vec<Ipv4Net> = cached
-            .iter()
-            .filter_map(|n| node_cidr(n))
-            .chain(written.values().copied())
-            .collect();
         let pods = node
             .pointer("/status/capacity/pods")
             .and_then(Value::as_str)
             .and_then(|p| p.parse().ok())
             .unwrap_or(110);
-        let Some(cidr) = first_free(CLUSTER_CIDR, &taken, prefix_for(pods)) else {
+        let prefix = prefix_for(pods);
+        let free = |blocks: &HashMap<String, Ipv4Net>| {
+            let taken: Vec<Ipv4Net> = blocks.values().copied().collect();
+            first_free(CLUSTER_CIDR, &taken, prefix)
+        };
+        let mut cidr = free(blocks);
+        if cidr.is_none() {
+            // Full: release the blocks of nodes that are gone (the cache
+            // may lag behind a new Node: the store has the last word), and
+            // look again.
+            blocks.retain(|name, _| {
+                self.nodes.get("", name).is_some() || registry.get(rt, "", name).is_ok()
+            });
+            cidr = free(blocks);
+        }
+        let Some(cidr) = cidr else {
             tracing::warn!(node = node_name, cluster_cidr = %CLUSTER_CIDR, "no pod CIDR left for the node");
             return Ok(None);
         };
@@ -139,7 +155,7 @@ impl PodCidrs {
             .await
         {
             Ok(_) => {
-                written.insert(node_name.to_string(), cidr);
+                blocks.insert(node_name.to_string(), cidr);
                 Ok(Some(cidr))
             }
             // Changed meanwhile (labels, taints): the next session allocates.
