@@ -8,10 +8,19 @@ use crate::resource::{RESOURCES, SKIFF_GROUP};
 use crate::status::Reason;
 use serde_json::json;
 
-const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/protobuf/testdata");
+/// The fixtures' directory. `cargo test` sets `CARGO_MANIFEST_DIR` when it
+/// runs a test, which stays right when two checkouts share one target
+/// directory (a binary built in the other checkout may be reused); the value
+/// from the build is the fallback.
+fn testdata() -> String {
+    let root = std::env::var("CARGO_MANIFEST_DIR")
+        .unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_string());
+    format!("{root}/src/protobuf/testdata")
+}
 
 fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!("{TESTDATA}/{name}.pb")).unwrap_or_else(|e| panic!("read {name}.pb: {e}"))
+    std::fs::read(format!("{}/{name}.pb", testdata()))
+        .unwrap_or_else(|e| panic!("read {name}.pb: {e}"))
 }
 
 fn decoded(name: &str) -> Value {
@@ -36,7 +45,7 @@ fn without_nulls(v: &Value) -> Value {
 
 #[test]
 fn kubectl_bodies_decode_to_the_json_kubectl_would_send() {
-    let mut names: Vec<String> = std::fs::read_dir(TESTDATA)
+    let mut names: Vec<String> = std::fs::read_dir(testdata())
         .expect("read testdata")
         .filter_map(|e| {
             let name = e.ok()?.file_name().into_string().ok()?;
@@ -51,7 +60,7 @@ fn kubectl_bodies_decode_to_the_json_kubectl_would_send() {
     );
     for name in names {
         let got = decoded(&name);
-        let json = std::fs::read(format!("{TESTDATA}/{name}.json"))
+        let json = std::fs::read(format!("{}/{name}.json", testdata()))
             .unwrap_or_else(|e| panic!("{name}.pb has no {name}.json: {e}"));
         let want: Value = serde_json::from_slice(&json).expect("fixture JSON");
         assert_eq!(
