@@ -11,7 +11,7 @@
 //! Each scenario is a function returning a result struct, and the table is a
 //! list of [`Row`]s, so that the cluster-wide harness can call these as they are.
 
-use crate::support::{figure, latency, table};
+use crate::support::{dirs, figure, latency, table};
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -686,11 +686,7 @@ pub fn run_scenario(
     timing: Timing,
     parent: &Path,
 ) -> anyhow::Result<Vec<Figure>> {
-    std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
-    let data = tempfile::Builder::new()
-        .prefix("api_writes-")
-        .tempdir_in(parent)
-        .context("create data directory")?;
+    let data = dirs::fresh(parent, "api_writes-")?;
     let disk = DataDisk::of(data.path())?;
     if matches!(disk.fs_type.as_str(), "tmpfs" | "ramfs") {
         bail!(
@@ -753,15 +749,8 @@ pub fn main() -> anyhow::Result<()> {
         }
     }
 
-    // The data must sit on the real disk: /tmp can be tmpfs, where fsync is free.
-    let parent = std::env::var_os("SKIFF_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
-    std::fs::create_dir_all(&parent).with_context(|| format!("create {}", parent.display()))?;
-    let data = tempfile::Builder::new()
-        .prefix("api_writes-")
-        .tempdir_in(&parent)
-        .context("create data directory")?;
+    let parent = dirs::parent();
+    let data = dirs::fresh(&parent, "api_writes-")?;
     let disk = DataDisk::of(data.path())?;
     println!("machine: {}", machine_summary());
     println!(

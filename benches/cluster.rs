@@ -40,10 +40,11 @@ mod scheduling;
 #[allow(dead_code)]
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use support::dirs;
 use support::figure::{self, Figure, format_figures};
 
 // The same allocator as the `skiff` binary, so the in-process control planes
@@ -262,10 +263,7 @@ fn main() -> anyhow::Result<()> {
         None => SCENARIOS.to_vec(),
     };
     let sizes = if quick { Sizes::quick() } else { Sizes::full() };
-    // Data on the real disk (/tmp can be tmpfs, where fsync is free).
-    let parent = std::env::var_os("SKIFF_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
+    let parent = dirs::parent();
 
     let load_start = load_average();
     let started = Instant::now();

@@ -15,7 +15,7 @@
 //! `cargo bench --bench failover` (3 rounds); `-- --quick` (1 round). The
 //! method and the recorded results are in BENCHMARKS.md.
 
-use crate::support::{api_client, cluster, figure, node, objects};
+use crate::support::{api_client, cluster, dirs, figure, node, objects, processes};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,11 +25,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use api_client::{Connection, Watch};
 use bytes::Bytes;
-use cluster::{Server, Skiff};
+use cluster::Server;
 use figure::Figure;
 use http::{Method, StatusCode};
 use node::NodeProcess;
-use objects::{push_samples, token, wait_node_ready};
+use objects::is_ready;
 use serde_json::{Value, json};
 
 /// The nodes and their loopback addresses.
@@ -63,8 +63,9 @@ pub struct Round {
     /// Ready replicas on the killed node when it was killed.
     pub pods_lost: usize,
     pub not_ready: Duration,
-    /// The first of its pods marked for deletion or deleted.
-    pub evicted: Duration,
+    /// The first of its pods marked for deletion or deleted (`None`: the
+    /// watch showed none before all replicas were Ready elsewhere).
+    pub evicted: Option<Duration>,
     pub ready_elsewhere: Duration,
 }
 
@@ -90,27 +91,13 @@ struct PodView {
 }
 
 impl Cluster {
-    fn start(dir: &Path) -> anyhow::Result<Self> {
-        let server = Server::start(&dir.join("cp"));
-        let skiff = Skiff::new(&server.kubeconfig());
-        push_samples(&skiff, &["hello"]);
-        let token = token(&skiff);
-        let mut nodes = Vec::new();
-        for (name, address) in NODES {
-            nodes.push(NodeProcess::start(
-                server.quic_addr(),
-                name,
-                &dir.join(name),
-                Some(&token),
-                &["--address", address],
-            ));
-            wait_node_ready(&server, name);
-        }
-        Ok(Cluster {
+    fn start(dir: &Path) -> Self {
+        let (server, nodes) = processes::start(dir, &["hello"], &NODES);
+        Cluster {
             server,
             nodes,
             dir: dir.to_path_buf(),
-        })
+        }
     }
 
     fn api(&self) -> SocketAddr {
@@ -162,15 +149,6 @@ fn deployment() -> Value {
             }
         }
     })
-}
-
-fn is_ready(pod: &Value) -> bool {
-    pod.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
 }
 
 fn view(pod: &Value) -> PodView {
@@ -326,7 +304,7 @@ async fn round(cluster: &mut Cluster) -> anyhow::Result<Round> {
         killed: victim,
         pods_lost,
         not_ready: not_ready.context("no not-ready time")?,
-        evicted: evicted.unwrap_or_default(),
+        evicted,
         ready_elsewhere,
     })
 }
@@ -334,7 +312,7 @@ async fn round(cluster: &mut Cluster) -> anyhow::Result<Round> {
 /// Runs `plan` on a fresh cluster under `dir`.
 pub fn measure(plan: Plan, dir: &Path) -> anyhow::Result<Outcome> {
     eprintln!("running: a control plane and three nodes ...");
-    let mut cluster = Cluster::start(dir)?;
+    let mut cluster = Cluster::start(dir);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -370,12 +348,17 @@ fn median(mut values: Vec<Duration>) -> Duration {
 
 /// The harness's figure: seconds from the kill to all replicas Ready elsewhere.
 pub fn run_scenario(plan: Plan, parent: &Path) -> anyhow::Result<Vec<Figure>> {
-    let dir = fresh_dir(parent)?;
+    let dir = dirs::fresh(parent, "failover-")?;
     let outcome = measure(plan, dir.path())?;
     dir.close().ok();
     let ready = median(outcome.rounds.iter().map(|r| r.ready_elsewhere).collect());
     let not_ready = median(outcome.rounds.iter().map(|r| r.not_ready).collect());
-    let evicted = median(outcome.rounds.iter().map(|r| r.evicted).collect());
+    let evicted: Vec<Duration> = outcome.rounds.iter().filter_map(|r| r.evicted).collect();
+    let evicted = if evicted.is_empty() {
+        "not seen".to_string()
+    } else {
+        seconds(median(evicted))
+    };
     let all: Vec<String> = outcome
         .rounds
         .iter()
@@ -393,7 +376,7 @@ pub fn run_scenario(plan: Plan, parent: &Path) -> anyhow::Result<Vec<Figure>> {
                 seconds(ready),
                 all.join(", "),
                 seconds(not_ready),
-                seconds(evicted)
+                evicted
             ),
         )
         .budget(
@@ -405,15 +388,6 @@ pub fn run_scenario(plan: Plan, parent: &Path) -> anyhow::Result<Vec<Figure>> {
             Some(ready.as_secs_f64() / KUBERNETES_DEFAULTS.as_secs_f64()),
         ),
     ])
-}
-
-/// A fresh directory under `parent` on the real disk, as for a user.
-fn fresh_dir(parent: &Path) -> anyhow::Result<tempfile::TempDir> {
-    std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
-    tempfile::Builder::new()
-        .prefix("failover-")
-        .tempdir_in(parent)
-        .context("create the bench directory")
 }
 
 pub fn main() -> anyhow::Result<()> {
@@ -430,10 +404,7 @@ pub fn main() -> anyhow::Result<()> {
             other => eprintln!("failover: ignoring argument {other:?}"),
         }
     }
-    let parent = std::env::var_os("SKIFF_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
-    let dir = fresh_dir(&parent)?;
+    let dir = dirs::fresh(&dirs::parent(), "failover-")?;
     let outcome = match measure(plan, dir.path()) {
         Ok(outcome) => outcome,
         Err(e) => {
@@ -450,7 +421,7 @@ pub fn main() -> anyhow::Result<()> {
             r.killed,
             r.pods_lost,
             seconds(r.not_ready),
-            seconds(r.evicted),
+            r.evicted.map_or_else(|| "not seen".into(), seconds),
             seconds(r.ready_elsewhere)
         );
     }

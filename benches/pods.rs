@@ -17,12 +17,12 @@
 //! (40 pods, for development). The method and the recorded results are in
 //! BENCHMARKS.md.
 
-use crate::support::{api_client, figure, latency, samples, table};
+use crate::support::{api_client, dirs, figure, latency, objects, samples, table};
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +33,7 @@ use bytes::Bytes;
 use figure::{Figure, thousands};
 use http::{Method, StatusCode};
 use latency::LatencySummary;
+use objects::is_ready;
 use serde_json::{Value, json};
 use table::{Row, format_table};
 use tokio::sync::Mutex;
@@ -255,15 +256,6 @@ fn pod_manifest(name: &str) -> Value {
     })
 }
 
-fn is_ready(pod: &Value) -> bool {
-    pod.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-}
-
 /// Pushes `hello.wasm` as `hello:v1`.
 async fn push_hello(api: SocketAddr) -> anyhow::Result<()> {
     let wasm = samples::samples_dir().join("hello.wasm");
@@ -446,11 +438,7 @@ fn millis(d: Duration) -> String {
 /// Runs the benchmark with `plan`, with `skiff up`'s data in a fresh
 /// directory under `parent` (on the real disk), and stops it afterwards.
 pub fn measure(plan: &Plan, parent: &Path) -> anyhow::Result<Outcome> {
-    std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
-    let dir = tempfile::Builder::new()
-        .prefix("pods-")
-        .tempdir_in(parent)
-        .context("create the data directory")?;
+    let dir = dirs::fresh(parent, "pods-")?;
     eprintln!("running: build the samples ...");
     samples::samples_dir();
     let binary_size = std::fs::metadata(SKIFF)
@@ -641,10 +629,7 @@ pub fn main() -> anyhow::Result<()> {
             other => eprintln!("pods: ignoring argument {other:?}"),
         }
     }
-    // The store must sit on the real disk (/tmp can be tmpfs), as for a user.
-    let parent = std::env::var_os("SKIFF_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
+    let parent = dirs::parent();
     let outcome = measure(&plan, &parent)?;
     let first = outcome.batches.first().context("the plan has no batch")?;
     let (idle_fresh, idle_empty, idle_full, binary_size) = (

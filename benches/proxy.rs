@@ -20,7 +20,7 @@
 //! replicas behind the Service). The method and the recorded results are in
 //! BENCHMARKS.md.
 
-use crate::support::{api_client, cluster, figure, node, objects, samples, table};
+use crate::support::{api_client, cluster, dirs, figure, node, objects, processes, samples, table};
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -34,11 +34,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use api_client::Connection;
 use bytes::Bytes;
-use cluster::{Server, Skiff};
+use cluster::Server;
 use figure::{Figure, thousands};
 use http::{Method, StatusCode};
 use node::NodeProcess;
-use objects::{get_json, push_samples, token, wait_node_ready};
+use objects::get_json;
 use serde_json::{Value, json};
 use table::format_grid;
 
@@ -316,21 +316,7 @@ impl Cluster {
     /// `hello:v1` pushed, a Deployment `web` pinned to the local node (no
     /// replicas yet) and a NodePort Service in front of it.
     fn start(dir: &Path) -> anyhow::Result<Self> {
-        let server = Server::start(&dir.join("cp"));
-        let skiff = Skiff::new(&server.kubeconfig());
-        push_samples(&skiff, &["hello"]);
-        let token = token(&skiff);
-        let mut nodes = Vec::new();
-        for (name, address) in [LOCAL_NODE, REMOTE_NODE] {
-            nodes.push(NodeProcess::start(
-                server.quic_addr(),
-                name,
-                &dir.join(name),
-                Some(&token),
-                &["--address", address],
-            ));
-            wait_node_ready(&server, name);
-        }
+        let (server, nodes) = processes::start(dir, &["hello"], &[LOCAL_NODE, REMOTE_NODE]);
         let mut cluster = Cluster {
             server,
             nodes,
@@ -801,11 +787,7 @@ pub fn measure(settings: &Settings, dir: &Path) -> anyhow::Result<Outcome> {
 /// the local and the remote NodePort beside `wasmtime serve`, per number of
 /// endpoints.
 pub fn run_scenario(settings: &Settings, parent: &Path) -> anyhow::Result<Vec<Figure>> {
-    std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
-    let dir = tempfile::Builder::new()
-        .prefix("proxy-")
-        .tempdir_in(parent)
-        .context("create the bench directory")?;
+    let dir = dirs::fresh(parent, "proxy-")?;
     let outcome = match measure(settings, dir.path()) {
         Ok(o) => o,
         Err(e) => {
@@ -990,14 +972,8 @@ pub fn main() -> anyhow::Result<()> {
         }
     }
     let settings = Settings::from_env()?;
-    let parent = std::env::var_os("SKIFF_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
-    std::fs::create_dir_all(&parent).with_context(|| format!("create {}", parent.display()))?;
-    let dir = tempfile::Builder::new()
-        .prefix("proxy-")
-        .tempdir_in(&parent)
-        .context("create the bench directory")?;
+    let parent = dirs::parent();
+    let dir = dirs::fresh(&parent, "proxy-")?;
     match run(&settings, dir.path()) {
         Ok(()) => Ok(()),
         Err(e) => {

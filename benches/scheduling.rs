@@ -16,7 +16,7 @@
 //! `-- --quick` (100 nodes, 1,000 pods); `-- --nodes N --pods P --writers W`.
 //! The method and the recorded results are in BENCHMARKS.md.
 
-use crate::support::{api_client, figure, latency, table};
+use crate::support::{api_client, dirs, figure, latency, table};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -809,11 +809,7 @@ fn report(outcome: &Outcome, core: Duration) {
 /// `parent` (on the real disk), the hollow nodes and the pods; then the
 /// scheduler core alone on the same sizes. Everything is stopped on return.
 pub fn measure(plan: Plan, parent: &Path) -> anyhow::Result<(Outcome, Duration)> {
-    std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
-    let dir = tempfile::Builder::new()
-        .prefix("scheduling-")
-        .tempdir_in(parent)
-        .context("create the data directory")?;
+    let dir = dirs::fresh(parent, "scheduling-")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -921,10 +917,7 @@ pub fn main() -> anyhow::Result<()> {
             other => eprintln!("scheduling: ignoring argument {other:?}"),
         }
     }
-    // The store must sit on the real disk (/tmp can be tmpfs), as for a user.
-    let parent = std::env::var_os("SKIFF_BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
+    let parent = dirs::parent();
     println!("machine: {}", machine_summary());
     println!("data dir: under {}", parent.display());
     println!(

@@ -4,8 +4,10 @@
 //! included from `tests/support/`.
 
 pub mod api_client;
+pub mod dirs;
 pub mod figure;
 pub mod latency;
+pub mod processes;
 pub mod table;
 
 #[path = "../../tests/support/cluster.rs"]

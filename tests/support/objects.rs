@@ -45,6 +45,11 @@ pub fn condition(obj: &Value, kind: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// Whether the object's `Ready` condition is `True` (a Pod or a Node).
+pub fn is_ready(obj: &Value) -> bool {
+    condition(obj, "Ready").as_deref() == Some("True")
+}
+
 pub fn wait_node_ready(server: &Server, name: &str) -> Value {
     wait_until(&format!("node {name} is Ready"), || {
         let node = get_json(server, &format!("/api/v1/nodes/{name}"))?;

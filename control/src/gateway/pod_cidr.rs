@@ -109,9 +109,7 @@ impl PodCidrs {
                     .collect(),
             );
         }
-        let Some(blocks) = guard.as_mut() else {
-            return Ok(None);
-        };
+        let blocks = guard.get_or_insert_with(HashMap::new);
         if let Some(cidr) = node_cidr(&node) {
             blocks.insert(node_name.to_string(), cidr);
             return Ok(Some(cidr));
