@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use serde_json::{Value, json};
+use skiff_api::json::Pointer as _;
 use skiff_control::ControlPlane;
 
 use crate::client::ApiClient;
@@ -69,7 +70,7 @@ async fn wait_ready(client: &ApiClient) -> anyhow::Result<()> {
     while tokio::time::Instant::now() < deadline {
         last = client.get_json(&path).await?;
         let ready = last
-            .pointer("/status/conditions")
+            .at("/status/conditions")
             .and_then(Value::as_array)
             .is_some_and(|c| {
                 c.iter()

@@ -5,6 +5,7 @@
 
 use serde_json::{Map, Value, json};
 
+use crate::json::Pointer as _;
 use crate::resource::ResourceType;
 
 /// Fills in every defaulted field that is missing. Never overwrites a value.
@@ -98,14 +99,14 @@ pub fn apply(rt: &ResourceType, obj: &mut Value) {
 pub fn qos_class(pod: &Value) -> &'static str {
     let containers: Vec<&Value> = ["containers", "initContainers"]
         .iter()
-        .filter_map(|f| pod.pointer(&format!("/spec/{f}")).and_then(Value::as_array))
+        .filter_map(|f| pod.at(&format!("/spec/{f}")).and_then(Value::as_array))
         .flatten()
         .collect();
     let mut any = false;
     let mut guaranteed = true;
     for c in &containers {
-        let requests = c.pointer("/resources/requests").and_then(Value::as_object);
-        let limits = c.pointer("/resources/limits").and_then(Value::as_object);
+        let requests = c.at("/resources/requests").and_then(Value::as_object);
+        let limits = c.at("/resources/limits").and_then(Value::as_object);
         if requests.is_some_and(|r| !r.is_empty()) || limits.is_some_and(|l| !l.is_empty()) {
             any = true;
         }
@@ -156,11 +157,11 @@ fn service(obj: &mut Value) {
 
 fn job(obj: &mut Value) {
     let uid = obj
-        .pointer("/metadata/uid")
+        .at("/metadata/uid")
         .and_then(Value::as_str)
         .map(str::to_string);
     let name = obj
-        .pointer("/metadata/name")
+        .at("/metadata/name")
         .and_then(Value::as_str)
         .map(str::to_string);
     let Some(spec) = obj.get_mut("spec") else {

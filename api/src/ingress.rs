@@ -3,6 +3,7 @@
 //! plane creates the class, writes the Ingresses' status and streams them to
 //! the nodes, whose proxies serve them on their HTTP port.
 
+use crate::json::Pointer as _;
 use serde_json::{Value, json};
 
 /// The name of Skiff's IngressClass.
@@ -41,7 +42,7 @@ pub fn is_default_class(class: &Value) -> bool {
 /// the default class; of several defaults, the newest.
 pub fn set_default_class(ingress: &mut Value, classes: &[Value]) {
     let names_one = ingress
-        .pointer("/spec/ingressClassName")
+        .at("/spec/ingressClassName")
         .is_some_and(|c| !c.is_null())
         || crate::meta::annotations(ingress).is_some_and(|a| a.contains_key(CLASS_ANNOTATION));
     if names_one {
@@ -64,7 +65,7 @@ pub fn set_default_class(ingress: &mut Value, classes: &[Value]) {
 /// and so falls to the default class, which is Skiff's.
 pub fn is_skiff_ingress(ingress: &Value) -> bool {
     let class = ingress
-        .pointer("/spec/ingressClassName")
+        .at("/spec/ingressClassName")
         .and_then(Value::as_str)
         .filter(|c| !c.is_empty())
         .or_else(|| {

@@ -13,6 +13,7 @@ pub mod component;
 pub mod defaults;
 pub mod ingress;
 pub mod join;
+pub mod json;
 pub mod kubeconfig;
 pub mod meta;
 pub mod patch;

@@ -3,57 +3,56 @@
 //! The store and the API server handle every kind generically as
 //! `serde_json::Value`; these accessors keep the JSON paths in one place.
 
+use crate::json::Pointer as _;
 use serde_json::{Map, Value};
 
 /// `metadata.name`, if set.
 pub fn name(obj: &Value) -> Option<&str> {
-    obj.pointer("/metadata/name").and_then(Value::as_str)
+    obj.at("/metadata/name").and_then(Value::as_str)
 }
 
 /// `metadata.generateName`, if set.
 pub fn generate_name(obj: &Value) -> Option<&str> {
-    obj.pointer("/metadata/generateName")
-        .and_then(Value::as_str)
+    obj.at("/metadata/generateName").and_then(Value::as_str)
 }
 
 /// `metadata.namespace`, if set.
 pub fn namespace(obj: &Value) -> Option<&str> {
-    obj.pointer("/metadata/namespace").and_then(Value::as_str)
+    obj.at("/metadata/namespace").and_then(Value::as_str)
 }
 
 /// `metadata.uid`, if set.
 pub fn uid(obj: &Value) -> Option<&str> {
-    obj.pointer("/metadata/uid").and_then(Value::as_str)
+    obj.at("/metadata/uid").and_then(Value::as_str)
 }
 
 /// `metadata.resourceVersion`, if set and non-empty.
 pub fn resource_version(obj: &Value) -> Option<&str> {
-    obj.pointer("/metadata/resourceVersion")
+    obj.at("/metadata/resourceVersion")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
 }
 
 /// `metadata.generation`, 0 when unset.
 pub fn generation(obj: &Value) -> i64 {
-    obj.pointer("/metadata/generation")
+    obj.at("/metadata/generation")
         .and_then(Value::as_i64)
         .unwrap_or(0)
 }
 
 /// `metadata.labels`, if any.
 pub fn labels(obj: &Value) -> Option<&Map<String, Value>> {
-    obj.pointer("/metadata/labels").and_then(Value::as_object)
+    obj.at("/metadata/labels").and_then(Value::as_object)
 }
 
 /// `metadata.annotations`, if any.
 pub fn annotations(obj: &Value) -> Option<&Map<String, Value>> {
-    obj.pointer("/metadata/annotations")
-        .and_then(Value::as_object)
+    obj.at("/metadata/annotations").and_then(Value::as_object)
 }
 
 /// `metadata.finalizers` as strings (non-strings are skipped).
 pub fn finalizers(obj: &Value) -> Vec<&str> {
-    obj.pointer("/metadata/finalizers")
+    obj.at("/metadata/finalizers")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default()
@@ -61,19 +60,19 @@ pub fn finalizers(obj: &Value) -> Vec<&str> {
 
 /// `metadata.deletionTimestamp`, if set.
 pub fn deletion_timestamp(obj: &Value) -> Option<&str> {
-    obj.pointer("/metadata/deletionTimestamp")
+    obj.at("/metadata/deletionTimestamp")
         .and_then(Value::as_str)
 }
 
 /// `metadata.creationTimestamp`, if set.
 pub fn creation_timestamp(obj: &Value) -> Option<&str> {
-    obj.pointer("/metadata/creationTimestamp")
+    obj.at("/metadata/creationTimestamp")
         .and_then(Value::as_str)
 }
 
 /// `metadata.ownerReferences`, if any.
 pub fn owner_references(obj: &Value) -> &[Value] {
-    obj.pointer("/metadata/ownerReferences")
+    obj.at("/metadata/ownerReferences")
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or(&[])

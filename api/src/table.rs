@@ -21,6 +21,7 @@
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
+use crate::json::Pointer as _;
 use crate::resource::{ResourceType, SKIFF_GROUP};
 use crate::status::ApiError;
 
@@ -316,7 +317,7 @@ fn printer(rt: &ResourceType) -> Printer {
 
 /// The string at `ptr`, or `None` if missing or not a string.
 fn opt_str<'a>(obj: &'a Value, ptr: &str) -> Option<&'a str> {
-    obj.pointer(ptr).and_then(Value::as_str)
+    obj.at(ptr).and_then(Value::as_str)
 }
 
 /// The string at `ptr`, or `""`.
@@ -326,7 +327,7 @@ fn str_at<'a>(obj: &'a Value, ptr: &str) -> &'a str {
 
 /// The integer at `ptr`, or `None` if missing or not an integer.
 fn opt_int(obj: &Value, ptr: &str) -> Option<i64> {
-    let v = obj.pointer(ptr)?;
+    let v = obj.at(ptr)?;
     v.as_i64()
         .or_else(|| v.as_u64().map(|u| i64::try_from(u).unwrap_or(i64::MAX)))
         .or_else(|| v.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64))
@@ -339,12 +340,12 @@ fn int_at(obj: &Value, ptr: &str) -> i64 {
 
 /// The boolean at `ptr`, or `None`.
 fn opt_bool(obj: &Value, ptr: &str) -> Option<bool> {
-    obj.pointer(ptr).and_then(Value::as_bool)
+    obj.at(ptr).and_then(Value::as_bool)
 }
 
 /// The array at `ptr`, or an empty slice.
 fn arr_at<'a>(obj: &'a Value, ptr: &str) -> &'a [Value] {
-    obj.pointer(ptr)
+    obj.at(ptr)
         .and_then(Value::as_array)
         .map(Vec::as_slice)
         .unwrap_or(&[])
@@ -353,12 +354,12 @@ fn arr_at<'a>(obj: &'a Value, ptr: &str) -> &'a [Value] {
 /// The object at `ptr`, or `None` if missing, `null` or not an object (a nil
 /// pointer in Go).
 fn obj_at<'a>(obj: &'a Value, ptr: &str) -> Option<&'a Map<String, Value>> {
-    obj.pointer(ptr).and_then(Value::as_object)
+    obj.at(ptr).and_then(Value::as_object)
 }
 
 /// Whether `ptr` holds anything but `null`: a non-nil pointer in Go.
 fn is_set(obj: &Value, ptr: &str) -> bool {
-    obj.pointer(ptr).is_some_and(|v| !v.is_null())
+    obj.at(ptr).is_some_and(|v| !v.is_null())
 }
 
 /// The timestamp at `ptr`; `None` when missing, unparseable or Go's zero time.

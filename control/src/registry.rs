@@ -16,6 +16,7 @@ pub mod strategy;
 use std::sync::Arc;
 
 use serde_json::Value;
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::patch::{PatchType, record_subresource_update, record_update, server_side_apply};
 use skiff_api::resource::{ResourceType, by_kind};
@@ -301,15 +302,37 @@ impl Registry {
         sub: Subresource,
         opts: &WriteOptions,
     ) -> Result<Written> {
-        let warnings = validate::decode_and_prune(rt, &mut obj, opts.field_validation)?;
-        if let Some(body_name) = meta::name(&obj)
-            && body_name != name
-        {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({body_name}) does not match the name on the URL ({name})"
-            )));
-        }
+        let warnings = check_body(rt, name, &mut obj, opts)?;
         let old = self.get(rt, namespace, name)?;
+        self.update_checked(rt, old, obj, sub, opts, warnings).await
+    }
+
+    /// [`Registry::update`] over `old`, the object as the caller has just read
+    /// it, which saves reading and decoding it again. If the object changed
+    /// since, the write fails with a Conflict, as any stale write does.
+    pub async fn update_from(
+        &self,
+        rt: &ResourceType,
+        old: Value,
+        mut obj: Value,
+        sub: Subresource,
+        opts: &WriteOptions,
+    ) -> Result<Written> {
+        let name = meta::name(&old).unwrap_or_default().to_string();
+        let warnings = check_body(rt, &name, &mut obj, opts)?;
+        self.update_checked(rt, old, obj, sub, opts, warnings).await
+    }
+
+    async fn update_checked(
+        &self,
+        rt: &ResourceType,
+        old: Value,
+        obj: Value,
+        sub: Subresource,
+        opts: &WriteOptions,
+        warnings: Vec<String>,
+    ) -> Result<Written> {
+        let name = meta::name(&old).unwrap_or_default();
         let expected = match meta::resource_version(&obj) {
             Some(rv) => {
                 let rv: u64 = rv.parse().map_err(|_| {
@@ -519,6 +542,25 @@ impl Registry {
 }
 
 /// Computes the patched object.
+/// Decodes and prunes the body of an update, and checks that it names the
+/// object of the URL; returns the decoder's warnings.
+fn check_body(
+    rt: &ResourceType,
+    name: &str,
+    obj: &mut Value,
+    opts: &WriteOptions,
+) -> Result<Vec<String>> {
+    let warnings = validate::decode_and_prune(rt, obj, opts.field_validation)?;
+    if let Some(body_name) = meta::name(obj)
+        && body_name != name
+    {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    Ok(warnings)
+}
+
 fn apply_patch(
     rt: &ResourceType,
     old: &Value,
@@ -564,7 +606,7 @@ fn apply_error(rt: &ResourceType, name: &str, e: skiff_api::patch::ApplyError) -
 /// Whether a patch body sets `metadata.resourceVersion` (then a conflict is final).
 fn pins_version(patch: &Value) -> bool {
     patch
-        .pointer("/metadata/resourceVersion")
+        .at("/metadata/resourceVersion")
         .is_some_and(|v| !v.is_null())
 }
 
@@ -630,7 +672,7 @@ fn finished_deleting(rt: &ResourceType, obj: &Value) -> bool {
     let is_pod = rt.kind == "Pod" && rt.group.is_empty();
     !is_pod
         || obj
-            .pointer("/metadata/deletionGracePeriodSeconds")
+            .at("/metadata/deletionGracePeriodSeconds")
             .and_then(Value::as_i64)
             .is_none_or(|g| g == 0)
 }

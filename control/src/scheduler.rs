@@ -20,6 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 
 use crate::events::{EventRecorder, EventType};
@@ -107,7 +108,7 @@ fn is_pending(pod: &Value) -> bool {
         .and_then(Value::as_str)
         .unwrap_or(DEFAULT_SCHEDULER);
     let phase = pod
-        .pointer("/status/phase")
+        .at("/status/phase")
         .and_then(Value::as_str)
         .unwrap_or("");
     node.is_empty()
@@ -338,7 +339,7 @@ impl Scheduler {
                 }
                 let now = meta::now_timestamp();
                 set_scheduled_condition(&mut current, "False", Some(&message), &now);
-                if current.pointer("/status/phase").is_none() {
+                if current.at("/status/phase").is_none() {
                     current["status"]["phase"] = json!("Pending");
                 }
                 match registry

@@ -20,6 +20,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use serde_json::Value;
+use skiff_api::json::Pointer as _;
 
 pub use watch::WatchItem;
 
@@ -263,8 +264,5 @@ pub trait Store: Send + Sync + 'static {
 
 /// Reads `metadata.resourceVersion` as a revision.
 pub fn object_revision(obj: &Value) -> Option<Revision> {
-    obj.pointer("/metadata/resourceVersion")?
-        .as_str()?
-        .parse()
-        .ok()
+    obj.at("/metadata/resourceVersion")?.as_str()?.parse().ok()
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 use skiff_api::join::{CONTROL_PLANE_SERVER_NAME, JoinToken};
+use skiff_api::json::Pointer as _;
 use skiff_api::wire::{
     Downstream, Hello, JoinRequest, JoinResponse, Open, PROTOCOL_VERSION, Reply, Upstream,
 };
@@ -226,7 +227,7 @@ impl Agent {
             .all()
             .iter()
             .filter_map(|p| {
-                p.pointer("/metadata/uid")
+                p.at("/metadata/uid")
                     .and_then(Value::as_str)
                     .map(str::to_string)
             })

@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
 use skiff_api::join::JoinToken;
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::wire::{Downstream, Hello, Reply, Upstream};
 use tokio::sync::{mpsc, watch};
@@ -319,7 +320,7 @@ fn observe(
     };
     let entry = pods.entry(uid.to_string()).or_insert_with(|| HollowPod {
         start_time: pod
-            .pointer("/status/startTime")
+            .at("/status/startTime")
             .and_then(Value::as_str)
             .map_or_else(meta::now_timestamp, str::to_string),
         terminated: false,
@@ -349,9 +350,9 @@ fn observe(
 }
 
 fn is_running_and_ready(pod: &Value) -> bool {
-    pod.pointer("/status/phase").and_then(Value::as_str) == Some("Running")
+    pod.at("/status/phase").and_then(Value::as_str) == Some("Running")
         && pod
-            .pointer("/status/conditions")
+            .at("/status/conditions")
             .and_then(Value::as_array)
             .is_some_and(|list| {
                 list.iter().any(|c| {
@@ -367,7 +368,7 @@ fn running_status(pod: &Value, start_time: &str) -> Value {
     let uid = meta::uid(pod).unwrap_or_default();
     let condition = |kind: &str| json!({"type": kind, "status": "True", "lastProbeTime": null, "lastTransitionTime": start_time});
     let containers = |key: &str, state: Value| -> Vec<Value> {
-        pod.pointer(&format!("/spec/{key}"))
+        pod.at(&format!("/spec/{key}"))
             .and_then(Value::as_array)
             .map(|list| {
                 list.iter()
@@ -401,7 +402,7 @@ fn running_status(pod: &Value, start_time: &str) -> Value {
         "startTime": start_time,
         "containerStatuses": containers("containers", json!({"running": {"startedAt": start_time}})),
         "qosClass": pod
-            .pointer("/status/qosClass")
+            .at("/status/qosClass")
             .cloned()
             .unwrap_or_else(|| json!(skiff_api::defaults::qos_class(pod))),
     });

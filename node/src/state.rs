@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use skiff_api::json::Pointer as _;
 
 /// The node's record of its assigned pods.
 pub struct LocalPods {
@@ -98,7 +99,7 @@ impl LocalPods {
 }
 
 fn uid_of(pod: &Value) -> Option<String> {
-    pod.pointer("/metadata/uid")
+    pod.at("/metadata/uid")
         .and_then(Value::as_str)
         .filter(|u| !u.is_empty() && u.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         .map(str::to_string)
@@ -106,6 +107,6 @@ fn uid_of(pod: &Value) -> Option<String> {
 
 fn same_but_status(a: &Value, b: &Value) -> bool {
     a.get("spec") == b.get("spec")
-        && a.pointer("/metadata/deletionTimestamp") == b.pointer("/metadata/deletionTimestamp")
-        && a.pointer("/metadata/labels") == b.pointer("/metadata/labels")
+        && a.at("/metadata/deletionTimestamp") == b.at("/metadata/deletionTimestamp")
+        && a.at("/metadata/labels") == b.at("/metadata/labels")
 }

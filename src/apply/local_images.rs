@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::bail;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use skiff_api::json::Pointer as _;
 
 use crate::manifest::Manifest;
 
@@ -43,7 +44,7 @@ pub fn find(manifest: &Manifest) -> anyhow::Result<Vec<LocalImage>> {
     let Some(spec_pointer) = pod_spec_pointer(manifest.kind()) else {
         return Ok(Vec::new());
     };
-    let Some(spec) = manifest.object.pointer(spec_pointer) else {
+    let Some(spec) = manifest.object.at(spec_pointer) else {
         return Ok(Vec::new());
     };
     let mut out = Vec::new();

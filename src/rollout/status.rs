@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde_json::Value;
+use skiff_api::json::Pointer as _;
 
 use super::Target;
 use crate::client::{ACCEPT_JSON, query};
@@ -97,7 +98,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 fn int(obj: &Value, pointer: &str) -> i64 {
-    obj.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+    obj.at(pointer).and_then(Value::as_i64).unwrap_or(0)
 }
 
 /// The message kubectl prints for this object's rollout, and whether it is done.
@@ -109,7 +110,7 @@ pub fn rollout_status(obj: &Value, revision: i64) -> anyhow::Result<(String, boo
         "Deployment" => {
             if revision > 0 {
                 let running: i64 = obj
-                    .pointer("/metadata/annotations/deployment.kubernetes.io~1revision")
+                    .at("/metadata/annotations/deployment.kubernetes.io~1revision")
                     .and_then(Value::as_str)
                     .and_then(|r| r.parse().ok())
                     .context("the deployment has no revision yet")?;
@@ -126,7 +127,7 @@ pub fn rollout_status(obj: &Value, revision: i64) -> anyhow::Result<(String, boo
                 ));
             }
             let timed_out = obj
-                .pointer("/status/conditions")
+                .at("/status/conditions")
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
@@ -134,7 +135,7 @@ pub fn rollout_status(obj: &Value, revision: i64) -> anyhow::Result<(String, boo
             if timed_out {
                 bail!("deployment {name:?} exceeded its progress deadline");
             }
-            let replicas = obj.pointer("/spec/replicas").and_then(Value::as_i64);
+            let replicas = obj.at("/spec/replicas").and_then(Value::as_i64);
             let updated = int(obj, "/status/updatedReplicas");
             let total = int(obj, "/status/replicas");
             let available = int(obj, "/status/availableReplicas");
@@ -168,11 +169,7 @@ pub fn rollout_status(obj: &Value, revision: i64) -> anyhow::Result<(String, boo
             ))
         }
         "DaemonSet" => {
-            if obj
-                .pointer("/spec/updateStrategy/type")
-                .and_then(Value::as_str)
-                == Some("OnDelete")
-            {
+            if obj.at("/spec/updateStrategy/type").and_then(Value::as_str) == Some("OnDelete") {
                 bail!("rollout status is only available for RollingUpdate strategy type");
             }
             if generation > observed {
@@ -206,11 +203,7 @@ pub fn rollout_status(obj: &Value, revision: i64) -> anyhow::Result<(String, boo
             ))
         }
         "StatefulSet" => {
-            if obj
-                .pointer("/spec/updateStrategy/type")
-                .and_then(Value::as_str)
-                == Some("OnDelete")
-            {
+            if obj.at("/spec/updateStrategy/type").and_then(Value::as_str) == Some("OnDelete") {
                 bail!("rollout status is only available for RollingUpdate strategy type");
             }
             if observed == 0 || generation > observed {
@@ -220,7 +213,7 @@ pub fn rollout_status(obj: &Value, revision: i64) -> anyhow::Result<(String, boo
                 ));
             }
             let replicas = obj
-                .pointer("/spec/replicas")
+                .at("/spec/replicas")
                 .and_then(Value::as_i64)
                 .unwrap_or(1);
             let ready = int(obj, "/status/readyReplicas");
@@ -232,7 +225,7 @@ pub fn rollout_status(obj: &Value, revision: i64) -> anyhow::Result<(String, boo
             }
             let updated = int(obj, "/status/updatedReplicas");
             if let Some(partition) = obj
-                .pointer("/spec/updateStrategy/rollingUpdate/partition")
+                .at("/spec/updateStrategy/rollingUpdate/partition")
                 .and_then(Value::as_i64)
             {
                 if updated < replicas - partition {

@@ -304,11 +304,12 @@ fn record(
 
     let root = walk::root_slot(kind);
     let ignored = Ignored::new(kind, subresource);
+    // `managedFields` is among the ignored paths, so one stripped copy of each
+    // side is all the comparison needs.
     let old_obj = old
-        .map(without_managed_fields)
+        .map(|o| ignored.strip(o))
         .unwrap_or_else(|| Value::Object(Map::new()));
-    let new_obj = without_managed_fields(new);
-    let diff = walk::compare(&ignored.strip(&old_obj), &ignored.strip(&new_obj), root);
+    let diff = walk::compare(&old_obj, &ignored.strip(new), root);
     let mut changed = diff.added;
     changed.union_with(&diff.modified);
 
@@ -369,28 +370,51 @@ impl Ignored {
     }
 
     /// A copy of `obj` without the ignored fields (and without a `metadata`
-    /// left empty by that).
+    /// left empty by that). Ignored subtrees are skipped, not copied: for a
+    /// status write that is the whole `spec`.
     fn strip(&self, obj: &Value) -> Value {
-        let mut out = obj.clone();
-        for path in &self.0 {
-            match path.as_slice() {
-                [PathElement::Field(key)] => remove_key(&mut out, key),
-                [PathElement::Field(parent), PathElement::Field(key)] => {
-                    if let Some(child) = out.get_mut(parent.as_str()) {
-                        remove_key(child, key);
-                    }
-                }
-                _ => {}
+        let Value::Object(map) = obj else {
+            return obj.clone();
+        };
+        let mut out = Map::with_capacity(map.len());
+        for (key, value) in map {
+            if self.ignores_field(key) {
+                continue;
             }
+            let ignored_children: Vec<&str> = self.ignored_under(key).collect();
+            let value = match value {
+                Value::Object(children) if !ignored_children.is_empty() => {
+                    let kept: Map<String, Value> = children
+                        .iter()
+                        .filter(|(k, _)| !ignored_children.contains(&k.as_str()))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect();
+                    if kept.is_empty() && key == "metadata" {
+                        continue;
+                    }
+                    Value::Object(kept)
+                }
+                Value::Object(children) if children.is_empty() && key == "metadata" => continue,
+                other => other.clone(),
+            };
+            out.insert(key.clone(), value);
         }
-        if out
-            .get("metadata")
-            .and_then(Value::as_object)
-            .is_some_and(Map::is_empty)
-        {
-            remove_key(&mut out, "metadata");
-        }
-        out
+        Value::Object(out)
+    }
+
+    /// Whether the top-level field `key` is ignored as a whole.
+    fn ignores_field(&self, key: &str) -> bool {
+        self.0
+            .iter()
+            .any(|path| matches!(path.as_slice(), [PathElement::Field(k)] if k == key))
+    }
+
+    /// The ignored fields directly under the top-level field `parent`.
+    fn ignored_under<'a>(&'a self, parent: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.iter().filter_map(move |path| match path.as_slice() {
+            [PathElement::Field(p), PathElement::Field(key)] if p == parent => Some(key.as_str()),
+            _ => None,
+        })
     }
 }
 

@@ -13,6 +13,7 @@ use std::str::FromStr;
 
 use serde_json::Value;
 
+use crate::json::Pointer as _;
 use crate::resource::ResourceType;
 use crate::status::ApiError;
 
@@ -273,7 +274,7 @@ fn render_or<'a>(value: Option<&'a Value>, zero: &'static str) -> Cow<'a, str> {
 
 fn pod_ips(obj: &Value) -> Vec<&str> {
     let ips: Vec<&str> = obj
-        .pointer("/status/podIPs")
+        .at("/status/podIPs")
         .and_then(Value::as_array)
         .map(|ips| {
             ips.iter()
@@ -284,7 +285,7 @@ fn pod_ips(obj: &Value) -> Vec<&str> {
     if !ips.is_empty() {
         return ips;
     }
-    obj.pointer("/status/podIP")
+    obj.at("/status/podIP")
         .and_then(Value::as_str)
         .filter(|ip| !ip.is_empty())
         .into_iter()
@@ -304,7 +305,7 @@ impl Read {
                 [one] => Cow::Borrowed(one),
                 many => Cow::Owned(many.join(",")),
             },
-            Read::EventSource => match obj.pointer("/source/component").and_then(Value::as_str) {
+            Read::EventSource => match obj.at("/source/component").and_then(Value::as_str) {
                 Some(component) if !component.is_empty() => Cow::Borrowed(component),
                 _ => render(obj.get("reportingComponent")),
             },

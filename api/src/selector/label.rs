@@ -12,6 +12,7 @@ use std::str::FromStr;
 
 use serde_json::{Map, Value};
 
+use crate::json::Pointer as _;
 use crate::status::{ApiError, FieldError};
 // Label keys and values follow Kubernetes' rules, with its messages.
 use crate::validate::names::{
@@ -426,7 +427,7 @@ impl LabelSelector {
 
     /// Whether `obj` (an object in API JSON) is selected by its `metadata.labels`.
     pub fn matches_object(&self, obj: &Value) -> bool {
-        self.matches_labels(obj.pointer("/metadata/labels").and_then(Value::as_object))
+        self.matches_labels(obj.at("/metadata/labels").and_then(Value::as_object))
     }
 }
 
@@ -1522,7 +1523,7 @@ mod tests {
         assert!(absent.is_nothing());
         let obj = json!({"spec": {}});
         assert!(
-            LabelSelector::from_object_at(obj.pointer("/spec/selector"), "spec.selector")
+            LabelSelector::from_object_at(obj.at("/spec/selector"), "spec.selector")
                 .unwrap()
                 .is_nothing()
         );

@@ -1,6 +1,7 @@
 //! Printers for the `apps` workloads: Deployment, ReplicaSet, DaemonSet,
 //! StatefulSet.
 
+use crate::json::Pointer as _;
 use jiff::Timestamp;
 use serde_json::Value;
 
@@ -141,8 +142,8 @@ fn deployment_cells(deploy: &Value, now: Timestamp) -> Vec<Value> {
     let ready = int_at(deploy, "/status/readyReplicas");
     let (containers, images) = template_containers(deploy);
     // Unlike the other workloads, an empty selector prints empty here.
-    let selector = selector_string(deploy.pointer("/spec/selector"))
-        .unwrap_or_else(|_| "<invalid>".to_string());
+    let selector =
+        selector_string(deploy.at("/spec/selector")).unwrap_or_else(|_| "<invalid>".to_string());
     vec![
         name_cell(deploy),
         Value::from(format!("{ready}/{}", desired_replicas(deploy))),
@@ -166,7 +167,7 @@ fn replica_set_cells(rs: &Value, now: Timestamp) -> Vec<Value> {
         age_cell(rs, now),
         containers,
         images,
-        Value::from(format_label_selector(rs.pointer("/spec/selector"))),
+        Value::from(format_label_selector(rs.at("/spec/selector"))),
     ]
 }
 
@@ -188,7 +189,7 @@ fn daemon_set_cells(ds: &Value, now: Timestamp) -> Vec<Value> {
         age_cell(ds, now),
         containers,
         images,
-        Value::from(format_label_selector(ds.pointer("/spec/selector"))),
+        Value::from(format_label_selector(ds.at("/spec/selector"))),
     ]
 }
 

@@ -1,5 +1,6 @@
 //! Printers for the `batch` kinds: Job and CronJob.
 
+use crate::json::Pointer as _;
 use jiff::Timestamp;
 use serde_json::Value;
 
@@ -110,7 +111,7 @@ fn job_cells(job: &Value, now: Timestamp) -> Vec<Value> {
         age_cell(job, now),
         containers,
         images,
-        Value::from(format_label_selector(job.pointer("/spec/selector"))),
+        Value::from(format_label_selector(job.at("/spec/selector"))),
     ]
 }
 
@@ -152,7 +153,7 @@ fn cron_job_cells(cj: &Value, now: Timestamp) -> Vec<Value> {
         containers,
         images,
         Value::from(format_label_selector(
-            cj.pointer("/spec/jobTemplate/spec/selector"),
+            cj.at("/spec/jobTemplate/spec/selector"),
         )),
     ]
 }

@@ -3,6 +3,7 @@
 //! table convertor (`NAME, CREATED AT`) and a CustomResourceDefinition's default
 //! columns (`NAME, AGE`).
 
+use crate::json::Pointer as _;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -174,12 +175,10 @@ fn format_metrics(specs: &[Value], statuses: &[Value]) -> String {
                 "Object" => value_metric(spec, status, "object"),
                 "Pods" => {
                     let current = match obj_at(status, "/pods") {
-                        Some(_) => {
-                            quantity_ptr_string(status.pointer("/pods/current/averageValue"))
-                        }
+                        Some(_) => quantity_ptr_string(status.at("/pods/current/averageValue")),
                         None => "<unknown>".to_string(),
                     };
-                    let target = quantity_ptr_string(spec.pointer("/pods/target/averageValue"));
+                    let target = quantity_ptr_string(spec.at("/pods/target/averageValue"));
                     format!("{current}/{target}")
                 }
                 "Resource" => resource_metric(spec, status, "resource"),
@@ -202,21 +201,21 @@ fn format_metrics(specs: &[Value], statuses: &[Value]) -> String {
 /// An `External` or `Object` metric: `current/target`, or
 /// `current/target (avg)` for an average-value target.
 fn value_metric(spec: &Value, status: &Value, source: &str) -> String {
-    let target_avg = spec.pointer(&format!("/{source}/target/averageValue"));
+    let target_avg = spec.at(&format!("/{source}/target/averageValue"));
     let status_source = obj_at(status, &format!("/{source}"));
     if target_avg.is_some_and(|v| !v.is_null()) {
         let current = status
-            .pointer(&format!("/{source}/current/averageValue"))
+            .at(&format!("/{source}/current/averageValue"))
             .filter(|v| status_source.is_some() && !v.is_null())
             .map(|v| quantity_ptr_string(Some(v)))
             .unwrap_or_else(|| "<unknown>".to_string());
         format!("{current}/{} (avg)", quantity_ptr_string(target_avg))
     } else {
         let current = match status_source {
-            Some(_) => quantity_ptr_string(status.pointer(&format!("/{source}/current/value"))),
+            Some(_) => quantity_ptr_string(status.at(&format!("/{source}/current/value"))),
             None => "<unknown>".to_string(),
         };
-        let target = quantity_ptr_string(spec.pointer(&format!("/{source}/target/value")));
+        let target = quantity_ptr_string(spec.at(&format!("/{source}/target/value")));
         format!("{current}/{target}")
     }
 }
@@ -226,12 +225,10 @@ fn value_metric(spec: &Value, status: &Value, source: &str) -> String {
 fn resource_metric(spec: &Value, status: &Value, source: &str) -> String {
     let name = str_at(spec, &format!("/{source}/name"));
     let status_source = obj_at(status, &format!("/{source}"));
-    let target_avg = spec.pointer(&format!("/{source}/target/averageValue"));
+    let target_avg = spec.at(&format!("/{source}/target/averageValue"));
     if target_avg.is_some_and(|v| !v.is_null()) {
         let current = match status_source {
-            Some(_) => {
-                quantity_ptr_string(status.pointer(&format!("/{source}/current/averageValue")))
-            }
+            Some(_) => quantity_ptr_string(status.at(&format!("/{source}/current/averageValue"))),
             None => "<unknown>".to_string(),
         };
         format!("{name}: {current}/{}", quantity_ptr_string(target_avg))

@@ -1,5 +1,6 @@
 //! Printers for PersistentVolume and PersistentVolumeClaim.
 
+use crate::json::Pointer as _;
 use jiff::Timestamp;
 use serde_json::Value;
 
@@ -119,7 +120,7 @@ fn access_modes(modes: &[Value]) -> String {
 /// The storage class: the beta annotation if present, else
 /// `spec.storageClassName`.
 fn storage_class(obj: &Value) -> &str {
-    obj.pointer("/metadata/annotations")
+    obj.at("/metadata/annotations")
         .and_then(|a| a.get(BETA_STORAGE_CLASS_ANNOTATION))
         .and_then(Value::as_str)
         .unwrap_or_else(|| str_at(obj, "/spec/storageClassName"))
@@ -164,7 +165,7 @@ fn persistent_volume_cells(pv: &Value, now: Timestamp) -> Vec<Value> {
         .unwrap_or("Retain");
     vec![
         name_cell(pv),
-        Value::from(quantity_string(pv.pointer("/spec/capacity/storage"))),
+        Value::from(quantity_string(pv.at("/spec/capacity/storage"))),
         Value::from(access_modes(arr_at(pv, "/spec/accessModes"))),
         Value::from(reclaim),
         Value::from(phase(pv)),
@@ -186,7 +187,7 @@ fn persistent_volume_claim_cells(pvc: &Value, now: Timestamp) -> Vec<Value> {
         (String::new(), String::new())
     } else {
         (
-            quantity_string(pvc.pointer("/status/capacity/storage")),
+            quantity_string(pvc.at("/status/capacity/storage")),
             access_modes(arr_at(pvc, "/status/accessModes")),
         )
     };

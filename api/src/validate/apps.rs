@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::pod::{normalized_pod_spec, restart_policy, template_labels, validate_pod_template};
 use super::{Errors, child, immutable, label_selector, names, nonnegative};
+use crate::json::Pointer as _;
 use crate::status::FieldError;
 
 /// Deployment: Kubernetes' `ValidateDeploymentSpec`.
@@ -295,7 +296,7 @@ fn same_stateful_set_spec(a: &StatefulSetSpec, b: &StatefulSetSpec) -> bool {
 /// Whether the body has `spec.selector` at all: the typed form cannot tell an
 /// absent selector from `{}`, and Kubernetes answers them differently.
 fn has_selector(obj: &Value) -> bool {
-    obj.pointer("/spec/selector").is_some_and(|s| !s.is_null())
+    obj.at("/spec/selector").is_some_and(|s| !s.is_null())
 }
 
 /// Required, valid, and not empty.

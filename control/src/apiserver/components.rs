@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 use skiff_api::component::{self, ComponentRef, ComponentSpec};
+use skiff_api::json::Pointer as _;
 use skiff_api::resource::by_kind;
 use skiff_api::status::{ApiError, Reason};
 
@@ -86,7 +87,7 @@ pub fn download(state: &ApiState, name: &str) -> HandlerResult {
         .ok_or_else(|| ApiError::internal("the Component kind is not registered"))?;
     let object = state.registry.get(rt, "", name)?;
     let digest = object
-        .pointer("/spec/digest")
+        .at("/spec/digest")
         .and_then(Value::as_str)
         .unwrap_or_default();
     let bytes = state

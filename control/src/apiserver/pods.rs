@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use bytes::Bytes;
 use serde_json::Value;
+use skiff_api::json::Pointer as _;
 use skiff_api::resource::by_kind;
 use skiff_api::status::{ApiError, Reason};
 use skiff_api::wire::{LogsRequest, ProxyRequest};
@@ -71,7 +72,7 @@ pub async fn handle(
     let pod_type = by_kind("v1", "Pod").ok_or_else(|| ApiError::internal("no Pod kind"))?;
     let pod = state.registry.get(pod_type, call.namespace, call.name)?;
     let node = pod
-        .pointer("/spec/nodeName")
+        .at("/spec/nodeName")
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())
         .ok_or_else(|| {

@@ -8,6 +8,7 @@ use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use serde_json::{Value, json};
+use skiff_api::json::Pointer as _;
 use skiff_api::patch::PatchType;
 use skiff_api::resource::ResourceType;
 use skiff_api::selector::{FieldSelector, LabelSelector};
@@ -404,11 +405,11 @@ fn delete_options(
             });
         }
         opts.precondition_uid = options
-            .pointer("/preconditions/uid")
+            .at("/preconditions/uid")
             .and_then(Value::as_str)
             .map(str::to_string);
         opts.precondition_resource_version = options
-            .pointer("/preconditions/resourceVersion")
+            .at("/preconditions/resourceVersion")
             .and_then(Value::as_str)
             .map(str::to_string);
         if options
@@ -493,10 +494,7 @@ async fn finalize_namespace(
 ) -> HandlerResult {
     let name = rp.name.as_deref().unwrap_or("");
     let obj = request::parse_body(headers, body)?;
-    let finalizers = obj
-        .pointer("/spec/finalizers")
-        .cloned()
-        .unwrap_or(json!([]));
+    let finalizers = obj.at("/spec/finalizers").cloned().unwrap_or(json!([]));
     let result = state.registry.finalize_namespace(name, finalizers).await?;
     Ok(json(StatusCode::OK, &result))
 }

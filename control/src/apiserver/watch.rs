@@ -183,7 +183,9 @@ struct Encoder {
 impl Encoder {
     fn event(&mut self, kind: &str, obj: &Value) -> Bytes {
         let object = match self.repr {
-            Representation::Object => obj.clone(),
+            // Written from the shared object, not a copy: every watcher of a
+            // busy resource pays this for every change.
+            Representation::Object => return line(&WatchEvent { kind, object: obj }),
             Representation::Table(include) => {
                 let list_meta =
                     json!({ "resourceVersion": object_revision(obj).unwrap_or(0).to_string() });
@@ -197,7 +199,10 @@ impl Encoder {
                 }
             }
         };
-        line(&json!({ "type": kind, "object": object }))
+        line(&WatchEvent {
+            kind,
+            object: &object,
+        })
     }
 
     fn bookmark(&self, revision: u64, initial_events_end: bool) -> Bytes {
@@ -225,7 +230,15 @@ impl Encoder {
     }
 }
 
-fn line(value: &Value) -> Bytes {
+/// One line of a watch stream, as Kubernetes' `WatchEvent`.
+#[derive(serde::Serialize)]
+struct WatchEvent<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    object: &'a Value,
+}
+
+fn line(value: &impl serde::Serialize) -> Bytes {
     let mut bytes = serde_json::to_vec(value).unwrap_or_default();
     bytes.push(b'\n');
     Bytes::from(bytes)

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde_json::{Map, Value, json};
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::resource::{ResourceType, by_kind};
 use skiff_api::status::{ApiError, Reason};
@@ -121,7 +122,7 @@ fn job_ref(job: &Value) -> Value {
 }
 
 fn timestamp_at(obj: &Value, pointer: &str) -> Option<Timestamp> {
-    obj.pointer(pointer)
+    obj.at(pointer)
         .and_then(Value::as_str)
         .and_then(meta::parse_timestamp)
 }
@@ -253,7 +254,7 @@ impl Sync<'_> {
         if meta::deletion_timestamp(cj).is_some() {
             return Ok(None);
         }
-        let tz = match cj.pointer("/spec/timeZone").and_then(Value::as_str) {
+        let tz = match cj.at("/spec/timeZone").and_then(Value::as_str) {
             None => TimeZone::system(),
             Some(name) => match TimeZone::get(name) {
                 Ok(tz) => tz,
@@ -267,11 +268,11 @@ impl Sync<'_> {
                 }
             },
         };
-        if cj.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true) {
+        if cj.at("/spec/suspend").and_then(Value::as_bool) == Some(true) {
             return Ok(None);
         }
         let spec = cj
-            .pointer("/spec/schedule")
+            .at("/spec/schedule")
             .and_then(Value::as_str)
             .unwrap_or_default();
         let schedule = match Schedule::parse(spec) {
@@ -290,7 +291,7 @@ impl Sync<'_> {
             created: timestamp_at(cj, "/metadata/creationTimestamp").unwrap_or(now),
             last_schedule: timestamp_at(&Value::Object(self.status.clone()), "/lastScheduleTime"),
             starting_deadline_seconds: cj
-                .pointer("/spec/startingDeadlineSeconds")
+                .at("/spec/startingDeadlineSeconds")
                 .and_then(Value::as_i64),
         };
         let next = |history: &History| due::requeue_after(&schedule, &tz, history, now);
@@ -336,10 +337,7 @@ impl Sync<'_> {
         {
             return Ok(next(&history));
         }
-        match cj
-            .pointer("/spec/concurrencyPolicy")
-            .and_then(Value::as_str)
-        {
+        match cj.at("/spec/concurrencyPolicy").and_then(Value::as_str) {
             Some("Forbid") if !active.is_empty() => {
                 self.record(
                     EventType::Normal,
@@ -385,7 +383,7 @@ impl Sync<'_> {
                 if controller_uid(&existing) != meta::uid(cj)
                     || active
                         .iter()
-                        .any(|r| Some(&r["uid"]) == existing.pointer("/metadata/uid"))
+                        .any(|r| Some(&r["uid"]) == existing.at("/metadata/uid"))
                 {
                     // Nothing to add; wake up for the next time all the same.
                     return Ok(next(&history));
@@ -416,11 +414,11 @@ impl Sync<'_> {
 /// The Job for one scheduled time (`getJobFromTemplate2`).
 fn job_from_template(cj: &Value, name: &str, scheduled: Timestamp, tz: &TimeZone) -> Value {
     let template = cj
-        .pointer("/spec/jobTemplate")
+        .at("/spec/jobTemplate")
         .cloned()
         .unwrap_or_else(|| json!({}));
     let mut annotations = template
-        .pointer("/metadata/annotations")
+        .at("/metadata/annotations")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
@@ -433,10 +431,7 @@ fn job_from_template(cj: &Value, name: &str, scheduled: Timestamp, tz: &TimeZone
         "annotations": annotations,
         "ownerReferences": [controller_ref(cj)],
     });
-    if let Some(labels) = template
-        .pointer("/metadata/labels")
-        .filter(|l| l.is_object())
-    {
+    if let Some(labels) = template.at("/metadata/labels").filter(|l| l.is_object()) {
         metadata["labels"] = labels.clone();
     }
     json!({
@@ -491,7 +486,7 @@ async fn cleanup_history(ctx: &Context, cj: &Value, jobs: &[Arc<Value>]) -> Resu
         (true, "/spec/successfulJobsHistoryLimit"),
         (false, "/spec/failedJobsHistoryLimit"),
     ] {
-        let Some(limit) = cj.pointer(limit).and_then(Value::as_i64) else {
+        let Some(limit) = cj.at(limit).and_then(Value::as_i64) else {
             continue;
         };
         let mut finished: Vec<&Arc<Value>> = jobs

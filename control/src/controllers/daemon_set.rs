@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use serde_json::{Value, json};
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::selector::LabelSelector;
 use skiff_api::status::{ApiError, Reason};
@@ -153,12 +154,12 @@ fn owners_of(ctx: &Context, pod: &Value) -> Vec<ObjectRef> {
 }
 
 fn selector(ds: &Value) -> Result<LabelSelector, ApiError> {
-    LabelSelector::from_object_at(ds.pointer("/spec/selector"), "spec.selector")
+    LabelSelector::from_object_at(ds.at("/spec/selector"), "spec.selector")
         .map_err(|_| ApiError::bad_request("invalid selector"))
 }
 
 fn min_ready_seconds(ds: &Value) -> i64 {
-    ds.pointer("/spec/minReadySeconds")
+    ds.at("/spec/minReadySeconds")
         .and_then(Value::as_i64)
         .unwrap_or(0)
 }
@@ -166,11 +167,11 @@ fn min_ready_seconds(ds: &Value) -> i64 {
 /// The hash of the DaemonSet's current template (the `controller-revision-hash`).
 fn current_hash(ds: &Value) -> String {
     let template = ds
-        .pointer("/spec/template")
+        .at("/spec/template")
         .cloned()
         .unwrap_or_else(|| json!({}));
     let collisions = ds
-        .pointer("/status/collisionCount")
+        .at("/status/collisionCount")
         .and_then(Value::as_i64)
         .unwrap_or(0);
     template_hash(&template, collisions)
@@ -362,7 +363,7 @@ async fn create_pods(
     let name = meta::name(ds).unwrap_or_default();
     let generate_name = format!("{name}-");
     let template = ds
-        .pointer("/spec/template")
+        .at("/spec/template")
         .cloned()
         .unwrap_or_else(|| json!({}));
     let mut last = 0;
@@ -437,7 +438,7 @@ fn status_of(ds: &Value, c: &Counts) -> Value {
         }
     }
     for field in ["collisionCount", "conditions"] {
-        if let Some(v) = ds.pointer(&format!("/status/{field}")) {
+        if let Some(v) = ds.at(&format!("/status/{field}")) {
             status[field] = v.clone();
         }
     }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::resource::{ResourceType, by_kind};
 use skiff_api::selector::LabelSelector;
@@ -137,7 +138,7 @@ fn owners_of(ctx: &Context, rs: &Value) -> Vec<ObjectRef> {
 }
 
 fn selector(d: &Value) -> Result<LabelSelector, ApiError> {
-    LabelSelector::from_object_at(d.pointer("/spec/selector"), "spec.selector")
+    LabelSelector::from_object_at(d.at("/spec/selector"), "spec.selector")
         .map_err(|_| ApiError::bad_request("invalid selector"))
 }
 
@@ -146,7 +147,7 @@ fn rs_type() -> Result<&'static ResourceType, ApiError> {
 }
 
 fn int(v: &Value, path: &str) -> i64 {
-    v.pointer(path).and_then(Value::as_i64).unwrap_or(0)
+    v.at(path).and_then(Value::as_i64).unwrap_or(0)
 }
 
 fn replicas_of(rs: &Value) -> i64 {
@@ -172,7 +173,7 @@ fn revision(rs: &Value) -> i64 {
 /// The rollout's bounds: (maxSurge, maxUnavailable) as pod counts.
 fn surge_and_unavailable(d: &Value) -> (i64, i64) {
     let replicas = int(d, "/spec/replicas");
-    if d.pointer("/spec/strategy/type").and_then(Value::as_str) == Some("Recreate") {
+    if d.at("/spec/strategy/type").and_then(Value::as_str) == Some("Recreate") {
         return (0, 0);
     }
     let resolve = |v: Option<&Value>, default: &str, round_up: bool| -> i64 {
@@ -182,13 +183,9 @@ fn surge_and_unavailable(d: &Value) -> (i64, i64) {
             _ => percent(default, replicas, round_up),
         }
     };
-    let surge = resolve(
-        d.pointer("/spec/strategy/rollingUpdate/maxSurge"),
-        "25%",
-        true,
-    );
+    let surge = resolve(d.at("/spec/strategy/rollingUpdate/maxSurge"), "25%", true);
     let mut unavailable = resolve(
-        d.pointer("/spec/strategy/rollingUpdate/maxUnavailable"),
+        d.at("/spec/strategy/rollingUpdate/maxUnavailable"),
         "25%",
         false,
     );
@@ -289,12 +286,12 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
         rollout = Rollout::load(&ctx, &d, &selector).await?;
     }
     let paused = d
-        .pointer("/spec/paused")
+        .at("/spec/paused")
         .and_then(Value::as_bool)
         .unwrap_or(false);
     if paused {
         rollout.scale_only().await?;
-    } else if d.pointer("/spec/strategy/type").and_then(Value::as_str) == Some("Recreate") {
+    } else if d.at("/spec/strategy/type").and_then(Value::as_str) == Some("Recreate") {
         rollout.recreate().await?;
     } else {
         rollout.rolling().await?;
@@ -358,13 +355,13 @@ impl<'a> Rollout<'a> {
                 _ => {}
             }
         }
-        let template = without_hash(d.pointer("/spec/template"));
+        let template = without_hash(d.at("/spec/template"));
         let mut new = None;
         let mut old = Vec::new();
         // The oldest matching set is the new one, as Kubernetes picks it.
         sets.sort_by(|a, b| meta::creation_timestamp(a).cmp(&meta::creation_timestamp(b)));
         for rs in sets {
-            if new.is_none() && without_hash(rs.pointer("/spec/template")) == template {
+            if new.is_none() && without_hash(rs.at("/spec/template")) == template {
                 new = Some(rs);
             } else {
                 old.push(rs);
@@ -521,10 +518,7 @@ impl<'a> Rollout<'a> {
         }
         let d = self.d;
         let collision = int(d, "/status/collisionCount");
-        let mut template = d
-            .pointer("/spec/template")
-            .cloned()
-            .unwrap_or_else(|| json!({}));
+        let mut template = d.at("/spec/template").cloned().unwrap_or_else(|| json!({}));
         let hash = template_hash(&template, collision);
         if !template.get("metadata").is_some_and(Value::is_object) {
             template["metadata"] = json!({});
@@ -536,10 +530,7 @@ impl<'a> Rollout<'a> {
             template["metadata"]["labels"] = json!({});
         }
         template["metadata"]["labels"][POD_TEMPLATE_HASH] = json!(hash);
-        let mut selector = d
-            .pointer("/spec/selector")
-            .cloned()
-            .unwrap_or_else(|| json!({}));
+        let mut selector = d.at("/spec/selector").cloned().unwrap_or_else(|| json!({}));
         if !selector.get("matchLabels").is_some_and(Value::is_object) {
             selector["matchLabels"] = json!({});
         }
@@ -707,10 +698,10 @@ fn compute_status(
     created: Option<&str>,
     paused: bool,
 ) -> (Value, Option<Duration>) {
-    let template = without_hash(d.pointer("/spec/template"));
+    let template = without_hash(d.at("/spec/template"));
     let new = sets
         .iter()
-        .find(|rs| without_hash(rs.pointer("/spec/template")) == template);
+        .find(|rs| without_hash(rs.at("/spec/template")) == template);
     let sum = |path: &str| sets.iter().map(|rs| int(rs, path)).sum::<i64>();
     let replicas = int(d, "/spec/replicas");
     let (_, max_unavailable) = surge_and_unavailable(d);
@@ -726,12 +717,12 @@ fn compute_status(
     if unavailable > 0 {
         status["unavailableReplicas"] = json!(unavailable);
     }
-    if let Some(c) = d.pointer("/status/collisionCount") {
+    if let Some(c) = d.at("/status/collisionCount") {
         status["collisionCount"] = c.clone();
     }
     let now = meta::now_timestamp();
     let old_conditions: Vec<Value> = d
-        .pointer("/status/conditions")
+        .at("/status/conditions")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
@@ -775,11 +766,11 @@ fn compute_status(
         "availableReplicas",
     ]
     .iter()
-    .any(|k| d.pointer(&format!("/status/{k}")) != status.get(*k))
+    .any(|k| d.at(&format!("/status/{k}")) != status.get(*k))
         || created.is_some();
     let complete = is_complete(d, &status);
     let deadline = d
-        .pointer("/spec/progressDeadlineSeconds")
+        .at("/spec/progressDeadlineSeconds")
         .and_then(Value::as_i64)
         .unwrap_or(600);
     let mut requeue = None;
@@ -885,14 +876,14 @@ fn stamp(mut new: Value, old: Option<Value>, now: &str) -> Value {
 /// Deletes old, empty ReplicaSets beyond `revisionHistoryLimit` (oldest first).
 async fn cleanup_history(ctx: &Context, d: &Value, sets: &[Arc<Value>]) -> Result<(), ApiError> {
     let limit = d
-        .pointer("/spec/revisionHistoryLimit")
+        .at("/spec/revisionHistoryLimit")
         .and_then(Value::as_i64)
         .unwrap_or(10)
         .max(0) as usize;
-    let template = without_hash(d.pointer("/spec/template"));
+    let template = without_hash(d.at("/spec/template"));
     let mut old: Vec<&Arc<Value>> = sets
         .iter()
-        .filter(|rs| without_hash(rs.pointer("/spec/template")) != template)
+        .filter(|rs| without_hash(rs.at("/spec/template")) != template)
         .filter(|rs| replicas_of(rs) == 0 && int(rs, "/status/replicas") == 0)
         .filter(|rs| meta::deletion_timestamp(rs).is_none())
         .collect();

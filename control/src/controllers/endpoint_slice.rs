@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::resource::{ResourceType, by_kind};
 use skiff_api::status::{ApiError, Reason};
@@ -125,8 +126,7 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
     let Some(service) = ctx.services.get(&key.0, &key.1) else {
         return Ok(Action::Done); // Its slices are owned by it: collected with it.
     };
-    let external_name =
-        service.pointer("/spec/type").and_then(Value::as_str) == Some("ExternalName");
+    let external_name = service.at("/spec/type").and_then(Value::as_str) == Some("ExternalName");
     if selector(&service).is_none() || external_name {
         return Ok(Action::Done);
     }

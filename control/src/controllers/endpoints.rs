@@ -11,6 +11,7 @@ pub mod subsets;
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::resource::{ResourceType, by_kind};
 use skiff_api::status::{ApiError, Reason};
@@ -176,11 +177,11 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
 /// with its subsets, labels and capacity annotation brought up to date.
 fn desired(service: &Value, current: Option<&Value>, endpoints: &[PodEndpoint]) -> Value {
     let publish_not_ready = service
-        .pointer("/spec/publishNotReadyAddresses")
+        .at("/spec/publishNotReadyAddresses")
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let service_has_ports = service
-        .pointer("/spec/ports")
+        .at("/spec/ports")
         .and_then(Value::as_array)
         .is_some_and(|p| !p.is_empty());
     let address_type = address_type(service);
@@ -236,7 +237,7 @@ fn desired(service: &Value, current: Option<&Value>, endpoints: &[PodEndpoint]) 
 /// for a headless Service from before dual stack, whatever the pod has first.
 fn address_type(service: &Value) -> Option<&'static str> {
     let families_set = service
-        .pointer("/spec/ipFamilies")
+        .at("/spec/ipFamilies")
         .and_then(Value::as_array)
         .is_some_and(|f| !f.is_empty());
     if families_set || has_cluster_ip(service) {

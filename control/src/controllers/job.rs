@@ -21,6 +21,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::patch::PatchType;
 use skiff_api::resource::{ResourceType, by_kind};
@@ -106,14 +107,14 @@ struct Spec {
 
 impl Spec {
     fn of(job: &Value) -> Spec {
-        let int = |k: &str| job.pointer(&format!("/spec/{k}")).and_then(Value::as_i64);
-        let text = |k: &str| job.pointer(&format!("/spec/{k}")).and_then(Value::as_str);
+        let int = |k: &str| job.at(&format!("/spec/{k}")).and_then(Value::as_i64);
+        let text = |k: &str| job.at(&format!("/spec/{k}")).and_then(Value::as_str);
         Spec {
             completions: int("completions"),
             parallelism: int("parallelism").unwrap_or(1).max(0),
             backoff_limit: int("backoffLimit").unwrap_or(6).max(0),
             active_deadline_seconds: int("activeDeadlineSeconds"),
-            suspend: job.pointer("/spec/suspend").and_then(Value::as_bool) == Some(true),
+            suspend: job.at("/spec/suspend").and_then(Value::as_bool) == Some(true),
             restart_on_failure: text("template/spec/restartPolicy") == Some("OnFailure"),
             only_failed: text("podReplacementPolicy") == Some("Failed"),
             indexed: text("completionMode") == Some("Indexed"),
@@ -215,7 +216,7 @@ fn keys_for_pod(ctx: &Context, pod: &Value) -> Vec<Key> {
 }
 
 fn selector(job: &Value) -> Result<LabelSelector, ApiError> {
-    LabelSelector::from_object_at(job.pointer("/spec/selector"), "spec.selector")
+    LabelSelector::from_object_at(job.at("/spec/selector"), "spec.selector")
         .map_err(|_| ApiError::bad_request("invalid selector"))
 }
 
@@ -609,7 +610,7 @@ impl Sync<'_> {
         let name = meta::name(&self.job).unwrap_or_default().to_string();
         let mut template = self
             .job
-            .pointer("/spec/template")
+            .at("/spec/template")
             .cloned()
             .filter(Value::is_object)
             .unwrap_or_else(|| json!({}));
@@ -668,7 +669,7 @@ impl Sync<'_> {
 fn is_terminating(pod: &Value) -> bool {
     meta::deletion_timestamp(pod).is_some()
         && !matches!(
-            pod.pointer("/status/phase").and_then(Value::as_str),
+            pod.at("/status/phase").and_then(Value::as_str),
             Some("Succeeded" | "Failed")
         )
 }

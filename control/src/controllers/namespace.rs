@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::{Value, json};
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::resource::{RESOURCES, ResourceType, by_kind};
 use skiff_api::status::Reason;
@@ -139,7 +140,7 @@ async fn reconcile(
         return Ok(false);
     }
     let finalizers: Vec<Value> = ns
-        .pointer("/spec/finalizers")
+        .at("/spec/finalizers")
         .and_then(Value::as_array)
         .map(|f| {
             f.iter()

@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::resource::by_kind;
 use skiff_api::status::Reason;
@@ -94,7 +95,7 @@ pub async fn run(
 /// The condition taints a node must carry: (key, effect).
 fn condition_taints(node: &Value) -> BTreeSet<(&'static str, &'static str)> {
     let ready = node
-        .pointer("/status/conditions")
+        .at("/status/conditions")
         .and_then(Value::as_array)
         .and_then(|list| list.iter().find(|c| c["type"] == "Ready"))
         .and_then(|c| c.get("status"))
@@ -111,7 +112,7 @@ fn condition_taints(node: &Value) -> BTreeSet<(&'static str, &'static str)> {
         out.insert((key, "NoSchedule"));
         out.insert((key, "NoExecute"));
     }
-    if node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
+    if node.at("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {
         out.insert((TAINT_UNSCHEDULABLE, "NoSchedule"));
     }
     out
@@ -123,7 +124,7 @@ fn condition_taints(node: &Value) -> BTreeSet<(&'static str, &'static str)> {
 fn updated_taints(node: &Value, now: &str) -> Option<Vec<Value>> {
     let want = condition_taints(node);
     let have: Vec<Value> = node
-        .pointer("/spec/taints")
+        .at("/spec/taints")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
@@ -207,7 +208,7 @@ async fn mark_pods_not_ready(registry: &Registry, pods: &Informer, node: &str) {
         return;
     };
     let on_node = pods.list(None, |p| {
-        p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(node) && pod_is_ready(p)
+        p.at("/spec/nodeName").and_then(Value::as_str) == Some(node) && pod_is_ready(p)
     });
     let opts = WriteOptions {
         field_manager: FIELD_MANAGER.into(),
@@ -245,7 +246,7 @@ async fn mark_pods_not_ready(registry: &Registry, pods: &Informer, node: &str) {
 }
 
 fn pod_is_ready(pod: &Value) -> bool {
-    pod.pointer("/status/conditions")
+    pod.at("/status/conditions")
         .and_then(Value::as_array)
         .is_some_and(|list| {
             list.iter()

@@ -6,6 +6,7 @@
 use std::cmp::Ordering;
 
 use serde_json::{Value, json};
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::patch::PatchType;
 use skiff_api::resource::{ResourceType, by_kind};
@@ -53,7 +54,7 @@ pub fn pods_type() -> Result<&'static ResourceType, ApiError> {
 /// A pod not finished and not being deleted (Kubernetes' `IsPodActive`).
 pub fn is_active(pod: &Value) -> bool {
     let phase = pod
-        .pointer("/status/phase")
+        .at("/status/phase")
         .and_then(Value::as_str)
         .unwrap_or("");
     phase != "Succeeded" && phase != "Failed" && meta::deletion_timestamp(pod).is_none()
@@ -67,7 +68,7 @@ pub fn is_ready(pod: &Value) -> bool {
 /// When the pod became ready, if it is.
 pub fn ready_since(pod: &Value) -> Option<jiff::Timestamp> {
     let c = pod
-        .pointer("/status/conditions")?
+        .at("/status/conditions")?
         .as_array()?
         .iter()
         .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))?;
@@ -110,18 +111,18 @@ pub fn availability(
 /// more restarts before fewer, newer before older.
 pub fn deletion_order(a: &Value, b: &Value) -> Ordering {
     let assigned = |p: &Value| {
-        !p.pointer("/spec/nodeName")
+        !p.at("/spec/nodeName")
             .and_then(Value::as_str)
             .unwrap_or("")
             .is_empty()
     };
-    let phase_rank = |p: &Value| match p.pointer("/status/phase").and_then(Value::as_str) {
+    let phase_rank = |p: &Value| match p.at("/status/phase").and_then(Value::as_str) {
         Some("Pending") | None => 0,
         Some("Unknown") => 1,
         _ => 2,
     };
     let restarts = |p: &Value| {
-        p.pointer("/status/containerStatuses")
+        p.at("/status/containerStatuses")
             .and_then(Value::as_array)
             .map(|l| {
                 l.iter()

@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde_json::Value;
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::resource::by_kind;
 use skiff_api::status::Reason;
@@ -58,7 +59,7 @@ pub async fn run(registry: Registry, nodes: Informer, pods: Informer) {
 }
 
 fn node_of(pod: &Value) -> Option<&str> {
-    pod.pointer("/spec/nodeName")
+    pod.at("/spec/nodeName")
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())
 }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use serde_json::{Value, json};
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::selector::LabelSelector;
 use skiff_api::status::{ApiError, Reason};
@@ -110,7 +111,7 @@ fn owners_of(ctx: &Context, pod: &Value) -> Vec<ObjectRef> {
 }
 
 fn selector(rs: &Value) -> Result<LabelSelector, ApiError> {
-    LabelSelector::from_object_at(rs.pointer("/spec/selector"), "spec.selector")
+    LabelSelector::from_object_at(rs.at("/spec/selector"), "spec.selector")
         .map_err(|_| ApiError::bad_request("invalid selector"))
 }
 
@@ -152,7 +153,7 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
 
     if !deleting {
         let want = rs
-            .pointer("/spec/replicas")
+            .at("/spec/replicas")
             .and_then(Value::as_i64)
             .unwrap_or(1)
             .max(0) as usize;
@@ -175,7 +176,7 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
 async fn create_pods(ctx: &Context, rs: &Value, count: usize) -> Result<Revision, ApiError> {
     let name = meta::name(rs).unwrap_or_default();
     let template = rs
-        .pointer("/spec/template")
+        .at("/spec/template")
         .cloned()
         .unwrap_or_else(|| json!({}));
     let generate_name = format!("{name}-");
@@ -257,11 +258,11 @@ async fn update_status(
         controller_uid(p) == Some(rs_uid) && is_active(p) && selector.matches_object(p)
     });
     let min_ready = rs
-        .pointer("/spec/minReadySeconds")
+        .at("/spec/minReadySeconds")
         .and_then(Value::as_i64)
         .unwrap_or(0);
     let template_labels = rs
-        .pointer("/spec/template/metadata/labels")
+        .at("/spec/template/metadata/labels")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
@@ -294,7 +295,7 @@ async fn update_status(
         "availableReplicas": available,
         "observedGeneration": meta::generation(rs),
     });
-    if let Some(conditions) = rs.pointer("/status/conditions") {
+    if let Some(conditions) = rs.at("/status/conditions") {
         status["conditions"] = conditions.clone();
     }
     write_status(&ctx.registry, rs, status, FIELD_MANAGER).await?;

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 
 use super::pod_control;
@@ -82,7 +83,7 @@ impl PodEndpoint {
 /// as it does in Kubernetes (where it does not survive storage).
 pub fn selector(service: &Value) -> Option<&Map<String, Value>> {
     service
-        .pointer("/spec/selector")
+        .at("/spec/selector")
         .and_then(Value::as_object)
         .filter(|m| !m.is_empty())
 }
@@ -104,7 +105,7 @@ pub fn selects(service: &Value, pod: &Value) -> bool {
 /// Whether the Service has a cluster IP (is not headless).
 pub fn has_cluster_ip(service: &Value) -> bool {
     service
-        .pointer("/spec/clusterIP")
+        .at("/spec/clusterIP")
         .and_then(Value::as_str)
         .is_some_and(|ip| !ip.is_empty() && ip != "None")
 }
@@ -136,7 +137,7 @@ pub fn ip_family(ip: &str) -> Option<&'static str> {
 pub fn address_types(service: &Value) -> Vec<&'static str> {
     let mut types: Vec<&'static str> = Vec::new();
     for family in service
-        .pointer("/spec/ipFamilies")
+        .at("/spec/ipFamilies")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -156,7 +157,7 @@ pub fn address_types(service: &Value) -> Vec<&'static str> {
     }
     if has_cluster_ip(service) {
         let ip = service
-            .pointer("/spec/clusterIP")
+            .at("/spec/clusterIP")
             .and_then(Value::as_str)
             .unwrap_or_default();
         return vec![ip_family(ip).unwrap_or("IPv4")];
@@ -169,7 +170,7 @@ pub fn address_types(service: &Value) -> Vec<&'static str> {
 /// or finished for good are not (`ShouldPodBeInEndpoints`).
 pub fn pod_endpoints(service: &Value, pods: &[Arc<Value>]) -> Vec<PodEndpoint> {
     let publish_not_ready = service
-        .pointer("/spec/publishNotReadyAddresses")
+        .at("/spec/publishNotReadyAddresses")
         .and_then(Value::as_bool)
         .unwrap_or(false);
     let mut out: Vec<PodEndpoint> = pods
@@ -181,7 +182,7 @@ pub fn pod_endpoints(service: &Value, pods: &[Arc<Value>]) -> Vec<PodEndpoint> {
             PodEndpoint {
                 ips: pod_ips(pod),
                 node_name: pod
-                    .pointer("/spec/nodeName")
+                    .at("/spec/nodeName")
                     .and_then(Value::as_str)
                     .filter(|n| !n.is_empty())
                     .map(str::to_string),
@@ -209,11 +210,11 @@ fn should_be_in_endpoints(pod: &Value) -> bool {
         return false;
     }
     let phase = pod
-        .pointer("/status/phase")
+        .at("/status/phase")
         .and_then(Value::as_str)
         .unwrap_or("");
     match pod
-        .pointer("/spec/restartPolicy")
+        .at("/spec/restartPolicy")
         .and_then(Value::as_str)
         .unwrap_or("Always")
     {
@@ -225,7 +226,7 @@ fn should_be_in_endpoints(pod: &Value) -> bool {
 
 fn pod_ips(pod: &Value) -> Vec<String> {
     let listed: Vec<String> = pod
-        .pointer("/status/podIPs")
+        .at("/status/podIPs")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -236,7 +237,7 @@ fn pod_ips(pod: &Value) -> Vec<String> {
     if !listed.is_empty() {
         return listed;
     }
-    pod.pointer("/status/podIP")
+    pod.at("/status/podIP")
         .and_then(Value::as_str)
         .filter(|ip| !ip.is_empty())
         .map(|ip| vec![ip.to_string()])
@@ -245,15 +246,15 @@ fn pod_ips(pod: &Value) -> Vec<String> {
 
 /// `ShouldSetHostname`: a pod with a hostname whose subdomain is this Service.
 fn hostname_for(service: &Value, pod: &Value) -> Option<String> {
-    let hostname = pod.pointer("/spec/hostname").and_then(Value::as_str)?;
-    let subdomain = pod.pointer("/spec/subdomain").and_then(Value::as_str)?;
+    let hostname = pod.at("/spec/hostname").and_then(Value::as_str)?;
+    let subdomain = pod.at("/spec/subdomain").and_then(Value::as_str)?;
     (!hostname.is_empty() && Some(subdomain) == meta::name(service)).then(|| hostname.to_string())
 }
 
 /// Each Service port resolved on the pod, in the Service's order.
 pub fn endpoint_ports(service: &Value, pod: &Value) -> Vec<EndpointPort> {
     service
-        .pointer("/spec/ports")
+        .at("/spec/ports")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -295,12 +296,12 @@ fn find_port(pod: &Value, service_port: &Value, protocol: &str) -> Option<i64> {
     }
     let name = target.as_str()?;
     let containers = pod
-        .pointer("/spec/containers")
+        .at("/spec/containers")
         .and_then(Value::as_array)
         .into_iter()
         .flatten();
     let sidecars = pod
-        .pointer("/spec/initContainers")
+        .at("/spec/initContainers")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()

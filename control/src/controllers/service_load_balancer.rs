@@ -15,6 +15,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use skiff_api::json::Pointer as _;
 use skiff_api::status::ApiError;
 
 use super::work_queue::{Action, WorkQueue, run_workers};
@@ -81,19 +82,19 @@ async fn feed(ctx: Arc<Context>, queue: Arc<WorkQueue<ObjectRef>>) {
 /// A Service whose ingress this controller sets, or must clear (it is no
 /// LoadBalancer any more).
 fn concerned(svc: &Value) -> bool {
-    let load_balancer = svc.pointer("/spec/type").and_then(Value::as_str) == Some("LoadBalancer");
+    let load_balancer = svc.at("/spec/type").and_then(Value::as_str) == Some("LoadBalancer");
     is_ours(svc)
         || !load_balancer
             && svc
-                .pointer("/status/loadBalancer/ingress")
+                .at("/status/loadBalancer/ingress")
                 .and_then(Value::as_array)
                 .is_some_and(|a| !a.is_empty())
 }
 
 fn is_ours(svc: &Value) -> bool {
-    svc.pointer("/spec/type").and_then(Value::as_str) == Some("LoadBalancer")
+    svc.at("/spec/type").and_then(Value::as_str) == Some("LoadBalancer")
         && svc
-            .pointer("/spec/loadBalancerClass")
+            .at("/spec/loadBalancerClass")
             .and_then(Value::as_str)
             .is_none_or(str::is_empty)
 }
@@ -134,7 +135,7 @@ pub fn load_balancer_status<'a>(nodes: impl Iterator<Item = &'a Value>) -> Value
 /// none (not Ready, or excluded).
 pub(super) fn node_ingress(node: &Value) -> Option<Vec<String>> {
     let ready = node
-        .pointer("/status/conditions")
+        .at("/status/conditions")
         .and_then(Value::as_array)?
         .iter()
         .any(|c| c["type"] == "Ready" && c["status"] == "True");
@@ -143,7 +144,7 @@ pub(super) fn node_ingress(node: &Value) -> Option<Vec<String>> {
         return None;
     }
     let ips: Vec<String> = node
-        .pointer("/status/addresses")
+        .at("/status/addresses")
         .and_then(Value::as_array)?
         .iter()
         .filter(|a| a["type"] == "InternalIP")

@@ -4,6 +4,7 @@
 //! reports do not recompute every Service.
 
 use serde_json::Value;
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 
 use super::service_endpoints::{LABEL_ZONE, selects};
@@ -53,7 +54,7 @@ pub fn services_for_node_change(
     let name = meta::name(node).unwrap_or_default();
     let mut keys: Vec<ObjectRef> = Vec::new();
     for pod in pods.list(None, |p| {
-        p.pointer("/spec/nodeName").and_then(Value::as_str) == Some(name)
+        p.at("/spec/nodeName").and_then(Value::as_str) == Some(name)
     }) {
         let namespace = meta::namespace(&pod).unwrap_or_default();
         keys.extend(
@@ -84,11 +85,11 @@ fn endpoint_may_differ(old: &Value, new: &Value) -> bool {
         "/status/podIPs",
         "/status/phase",
     ];
-    PATHS.iter().any(|p| old.pointer(p) != new.pointer(p)) || ready(old) != ready(new)
+    PATHS.iter().any(|p| old.at(p) != new.at(p)) || ready(old) != ready(new)
 }
 
 fn ready(pod: &Value) -> Option<&Value> {
-    pod.pointer("/status/conditions")
+    pod.at("/status/conditions")
         .and_then(Value::as_array)?
         .iter()
         .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))

@@ -13,6 +13,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Taint, Toleration};
 use serde_json::Value;
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::resource::by_kind;
 use skiff_api::status::Reason;
@@ -58,13 +59,13 @@ pub async fn run(registry: Registry, nodes: Informer, pods: Informer, events: Ev
         let now = Timestamp::now();
         let candidates = pods.list(None, |p| {
             meta::deletion_timestamp(p).is_none()
-                && p.pointer("/spec/nodeName")
+                && p.at("/spec/nodeName")
                     .and_then(Value::as_str)
                     .is_some_and(|n| tainted.contains_key(n))
         });
         for pod in candidates {
             let node = pod
-                .pointer("/spec/nodeName")
+                .at("/spec/nodeName")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             let Some(taints) = tainted.get(node) else {
@@ -80,7 +81,7 @@ pub async fn run(registry: Registry, nodes: Informer, pods: Informer, events: Ev
 
 /// The node's NoExecute taints.
 fn no_execute_taints(node: &Value) -> Vec<Taint> {
-    node.pointer("/spec/taints")
+    node.at("/spec/taints")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -95,7 +96,7 @@ fn no_execute_taints(node: &Value) -> Vec<Taint> {
 /// its taint was added.
 pub fn eviction(pod: &Value, taints: &[Taint], now: Timestamp) -> Eviction {
     let tolerations: Vec<Toleration> = pod
-        .pointer("/spec/tolerations")
+        .at("/spec/tolerations")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()

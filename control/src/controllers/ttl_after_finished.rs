@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::resource::by_kind;
 use skiff_api::status::{ApiError, Reason};
@@ -50,14 +51,14 @@ async fn feed(jobs: Informer, queue: Arc<WorkQueue<ObjectRef>>) {
 }
 
 fn has_ttl(job: &Value) -> bool {
-    job.pointer("/spec/ttlSecondsAfterFinished").is_some()
+    job.at("/spec/ttlSecondsAfterFinished").is_some()
 }
 
 /// How long until a finished Job expires (zero once it has), or `None` while
 /// it has no TTL, has not finished, or is being deleted.
 fn time_left(job: &Value, now: jiff::Timestamp) -> Option<Duration> {
     let ttl = job
-        .pointer("/spec/ttlSecondsAfterFinished")
+        .at("/spec/ttlSecondsAfterFinished")
         .and_then(Value::as_i64)?;
     if meta::deletion_timestamp(job).is_some() {
         return None;

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::StreamExt;
-use serde_json::Value;
+use serde_json::{Map, Value};
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::resource::by_kind;
 use skiff_api::wire::Downstream;
@@ -18,7 +19,7 @@ use crate::store::{EventType, WatchItem};
 
 /// The node a pod is bound to, if any.
 pub fn node_of(pod: &Value) -> Option<&str> {
-    pod.pointer("/spec/nodeName")
+    pod.at("/spec/nodeName")
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())
 }
@@ -139,7 +140,16 @@ impl PodDispatcher {
                 }
                 EventType::Added | EventType::Modified => {
                     let Some(node) = new_node else { continue };
+                    let reported_only = old_node.as_deref() == Some(node.as_str())
+                        && event
+                            .prev
+                            .as_deref()
+                            .is_some_and(|prev| only_status_changed(prev, &event.object));
                     insert(&mut state, event.object.clone());
+                    if reported_only {
+                        // The node wrote this status itself: nothing for it to do.
+                        continue;
+                    }
                     let pod = (*event.object).clone();
                     send(&state, &node, Downstream::Upsert { pod });
                 }
@@ -147,6 +157,29 @@ impl PodDispatcher {
         }
         Err("pod watch ended".into())
     }
+}
+
+/// Whether `new` differs from `old` only in `status` and in what every write
+/// changes (`resourceVersion`, `managedFields`). A node acts on a pod's spec and
+/// metadata; its status is what the node itself reports.
+fn only_status_changed(old: &Value, new: &Value) -> bool {
+    let null = Value::Null;
+    let old_meta = old.get("metadata").unwrap_or(&null);
+    let new_meta = new.get("metadata").unwrap_or(&null);
+    same_except(old, new, &["status", "metadata"])
+        && same_except(old_meta, new_meta, &["resourceVersion", "managedFields"])
+}
+
+/// Whether two values are equal but for the object fields named in `skip`.
+fn same_except(a: &Value, b: &Value, skip: &[&str]) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let covered = |x: &Map<String, Value>, y: &Map<String, Value>| {
+        x.iter()
+            .all(|(k, v)| skip.contains(&k.as_str()) || y.get(k) == Some(v))
+    };
+    covered(a, b) && covered(b, a)
 }
 
 fn snapshot(state: &State, node: &str) -> Vec<Value> {
@@ -177,5 +210,49 @@ fn remove(state: &mut State, node: &str, uid: &str) {
 fn send(state: &State, node: &str, message: Downstream) {
     if let Some((_, tx)) = state.subscribers.get(node) {
         let _ = tx.send(message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(rv: &str, phase: &str) -> Value {
+        json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "web", "uid": "u1", "resourceVersion": rv,
+                         "managedFields": [{"manager": rv}]},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "hello"}]},
+            "status": {"phase": phase},
+        })
+    }
+
+    #[test]
+    fn a_status_report_is_not_sent_back_to_its_node() {
+        assert!(only_status_changed(
+            &pod("1", "Pending"),
+            &pod("2", "Running")
+        ));
+    }
+
+    #[test]
+    fn spec_and_metadata_changes_are_sent() {
+        let old = pod("1", "Running");
+        let mut deleting = pod("2", "Running");
+        deleting["metadata"]["deletionTimestamp"] = json!("2026-12-04T00:00:00Z");
+        assert!(!only_status_changed(&old, &deleting));
+        let mut labelled = pod("2", "Running");
+        labelled["metadata"]["labels"] = json!({"a": "b"});
+        assert!(!only_status_changed(&old, &labelled));
+        let mut respecced = pod("2", "Running");
+        respecced["spec"]["activeDeadlineSeconds"] = json!(5);
+        assert!(!only_status_changed(&old, &respecced));
+        let mut unlabelled = labelled.clone();
+        unlabelled["metadata"]
+            .as_object_mut()
+            .map(|m| m.remove("labels"));
+        assert!(!only_status_changed(&labelled, &unlabelled));
     }
 }

@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 use skiff_api::component::{ComponentRef, object_name};
+use skiff_api::json::Pointer as _;
 use skiff_api::resource::by_kind;
 use skiff_api::wire::Reply;
 
@@ -29,7 +30,7 @@ pub fn resolve(registry: &Registry, image: &str) -> Result<String, (u16, String)
                     )
                 })?;
             object
-                .pointer("/spec/digest")
+                .at("/spec/digest")
                 .and_then(Value::as_str)
                 .map(str::to_string)
                 .ok_or((500, format!("component {name}:{tag} has no digest")))

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use serde_json::{Map, Value, json};
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::resource::{ResourceType, by_kind};
 use skiff_api::status::{ApiError, Reason};
@@ -153,7 +154,7 @@ pub async fn register(registry: &Registry, hello: &Hello) -> Result<(), ApiError
         }
         let mut new_status = status.clone();
         new_status["conditions"] =
-            merge_conditions(node.pointer("/status/conditions"), ready_conditions(&now));
+            merge_conditions(node.at("/status/conditions"), ready_conditions(&now));
         node["status"] = new_status;
         match registry
             .update(rt, "", &hello.node_name, node, Subresource::Status, &opts)
@@ -215,7 +216,7 @@ async fn set_conditions(
     };
     for attempt in 0..8 {
         let mut node = registry.get(rt, "", node_name)?;
-        let conditions = make(node.pointer("/status/conditions"));
+        let conditions = make(node.at("/status/conditions"));
         if node.get("status").is_none_or(|s| !s.is_object()) {
             node["status"] = json!({});
         }
@@ -251,7 +252,7 @@ fn merge_conditions(old: Option<&Value>, mut new: Value) -> Value {
 
 /// Whether the Node's `Ready` condition is `True`.
 pub fn is_ready(node: &Value) -> bool {
-    node.pointer("/status/conditions")
+    node.at("/status/conditions")
         .and_then(Value::as_array)
         .is_some_and(|list| {
             list.iter().any(|c| {

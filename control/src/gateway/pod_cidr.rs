@@ -13,6 +13,7 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use serde_json::{Value, json};
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::resource::by_kind;
 use skiff_api::status::{ApiError, Reason};
@@ -115,7 +116,7 @@ impl PodCidrs {
             return Ok(Some(cidr));
         }
         let pods = node
-            .pointer("/status/capacity/pods")
+            .at("/status/capacity/pods")
             .and_then(Value::as_str)
             .and_then(|p| p.parse().ok())
             .unwrap_or(110);
@@ -164,7 +165,7 @@ impl PodCidrs {
 }
 
 fn node_cidr(node: &Value) -> Option<Ipv4Net> {
-    node.pointer("/spec/podCIDR")
+    node.at("/spec/podCIDR")
         .and_then(Value::as_str)
         .and_then(|s| s.parse().ok())
         .filter(|_: &Ipv4Net| meta::name(node).is_some())

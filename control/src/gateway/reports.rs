@@ -89,7 +89,7 @@ async fn write_status(registry: &Registry, p: &Pending, uid: &str) -> Result<(),
         ..Default::default()
     };
     for _ in 0..8 {
-        let Some(mut pod) = registry
+        let Some(pod) = registry
             .try_get(rt, &p.namespace, &p.name)
             .map_err(|e| e.to_string())?
         else {
@@ -101,9 +101,10 @@ async fn write_status(registry: &Registry, p: &Pending, uid: &str) -> Result<(),
         if pod.get("status") == Some(&p.status) {
             return Ok(());
         }
-        pod["status"] = p.status.clone();
+        let mut reported = pod.clone();
+        reported["status"] = p.status.clone();
         match registry
-            .update(rt, &p.namespace, &p.name, pod, Subresource::Status, &opts)
+            .update_from(rt, pod, reported, Subresource::Status, &opts)
             .await
         {
             Ok(_) => return Ok(()),

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Map, Value, json};
 use skiff_api::ingress::is_skiff_ingress;
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::wire::Downstream;
 use tokio::sync::mpsc;
@@ -283,8 +284,8 @@ fn reduce(object: &Value) -> Value {
             "kind": "Node",
             "metadata": {"name": meta::name(object).unwrap_or_default()},
             "status": {
-                "addresses": object.pointer("/status/addresses").cloned().unwrap_or(json!([])),
-                "daemonEndpoints": object.pointer("/status/daemonEndpoints").cloned().unwrap_or(json!({})),
+                "addresses": object.at("/status/addresses").cloned().unwrap_or(json!([])),
+                "daemonEndpoints": object.at("/status/daemonEndpoints").cloned().unwrap_or(json!({})),
             },
         });
     }

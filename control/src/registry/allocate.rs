@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use std::sync::Mutex;
 
 use serde_json::{Value, json};
+use skiff_api::json::Pointer as _;
 use skiff_api::resource::{ResourceType, by_kind};
 use skiff_api::status::{ApiError, FieldError};
 
@@ -77,7 +78,7 @@ pub fn allocate(
 
     // Cluster IP: keep the old one, take the requested one if free, or pick one.
     let old_ip = old
-        .and_then(|o| o.pointer("/spec/clusterIP"))
+        .and_then(|o| o.at("/spec/clusterIP"))
         .and_then(Value::as_str);
     let requested = spec
         .get("clusterIP")
@@ -136,7 +137,7 @@ pub fn allocate(
     // Node ports for NodePort and LoadBalancer Services.
     let wants_node_ports = ty == "NodePort" || ty == "LoadBalancer";
     let old_ports: Vec<(i64, String, i64)> = old
-        .and_then(|o| o.pointer("/spec/ports"))
+        .and_then(|o| o.at("/spec/ports"))
         .and_then(Value::as_array)
         .map(|ports| {
             ports
@@ -229,14 +230,14 @@ fn in_use(registry: &Registry, uid: &str) -> Result<(HashSet<u32>, HashSet<u16>)
             continue;
         }
         if let Some(ip) = item
-            .pointer("/spec/clusterIP")
+            .at("/spec/clusterIP")
             .and_then(Value::as_str)
             .and_then(|s| s.parse::<Ipv4Addr>().ok())
         {
             ips.insert(u32::from(ip));
         }
         for port in item
-            .pointer("/spec/ports")
+            .at("/spec/ports")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()

@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::resource::ResourceType;
 use skiff_api::status::ApiError;
@@ -142,7 +143,7 @@ impl Registry {
             (true, Some(grace)) => {
                 // A second delete may shorten the grace period, never lengthen it.
                 let current = new
-                    .pointer("/metadata/deletionGracePeriodSeconds")
+                    .at("/metadata/deletionGracePeriodSeconds")
                     .and_then(Value::as_i64)
                     .unwrap_or(i64::MAX);
                 if grace < current {
@@ -250,11 +251,11 @@ fn graceful_pod(rt: &ResourceType, pod: &Value, opts: &DeleteOptions) -> Option<
         return None;
     }
     let node = pod
-        .pointer("/spec/nodeName")
+        .at("/spec/nodeName")
         .and_then(Value::as_str)
         .unwrap_or("");
     let phase = pod
-        .pointer("/status/phase")
+        .at("/status/phase")
         .and_then(Value::as_str)
         .unwrap_or("");
     if node.is_empty() || phase == "Succeeded" || phase == "Failed" {
@@ -263,7 +264,7 @@ fn graceful_pod(rt: &ResourceType, pod: &Value, opts: &DeleteOptions) -> Option<
     let grace = opts
         .grace_period_seconds
         .or_else(|| {
-            pod.pointer("/spec/terminationGracePeriodSeconds")
+            pod.at("/spec/terminationGracePeriodSeconds")
                 .and_then(Value::as_i64)
         })
         .unwrap_or(30);

@@ -2,6 +2,7 @@
 //! replica count, as `kubectl scale` and autoscalers use it.
 
 use serde_json::{Value, json};
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::patch::PatchType;
 use skiff_api::resource::ResourceType;
@@ -29,11 +30,7 @@ impl Registry {
         let old = self.get(rt, namespace, name)?;
         let expected = match meta::resource_version(&scale) {
             Some(rv) => {
-                if Some(rv)
-                    != old
-                        .pointer("/metadata/resourceVersion")
-                        .and_then(Value::as_str)
-                {
+                if Some(rv) != old.at("/metadata/resourceVersion").and_then(Value::as_str) {
                     return Err(ApiError::conflict(rt, name, super::STALE));
                 }
                 object_revision(&old).unwrap_or(0)
@@ -74,7 +71,7 @@ impl Registry {
 }
 
 fn replicas_of(rt: &ResourceType, name: &str, scale: &Value) -> Result<i64> {
-    match scale.pointer("/spec/replicas") {
+    match scale.at("/spec/replicas") {
         Some(v) => match v.as_i64() {
             Some(n) if (0..=i64::from(i32::MAX)).contains(&n) => Ok(n),
             _ => Err(ApiError::invalid(
@@ -101,21 +98,21 @@ fn to_scale(obj: &Value) -> Value {
         "resourceVersion",
         "creationTimestamp",
     ] {
-        if let Some(v) = obj.pointer(&format!("/metadata/{field}")) {
+        if let Some(v) = obj.at(&format!("/metadata/{field}")) {
             metadata.insert(field.into(), v.clone());
         }
     }
     let selector = obj
-        .pointer("/spec/selector")
+        .at("/spec/selector")
         .map(selector_string)
         .unwrap_or_default();
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
         "metadata": metadata,
-        "spec": { "replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0) },
+        "spec": { "replicas": obj.at("/spec/replicas").and_then(Value::as_i64).unwrap_or(0) },
         "status": {
-            "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
+            "replicas": obj.at("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
             "selector": selector,
         },
     })

@@ -2,6 +2,7 @@
 //! moves, what a new object's status starts as (Kubernetes' "strategies").
 
 use serde_json::{Map, Value, json};
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::resource::ResourceType;
 
@@ -70,7 +71,7 @@ pub fn prepare_for_create(rt: &ResourceType, obj: &mut Value) {
     match rt.kind {
         "Namespace" => {
             set_path(obj, &["status", "phase"], json!("Active"));
-            if obj.pointer("/spec/finalizers").is_none() {
+            if obj.at("/spec/finalizers").is_none() {
                 set_path(obj, &["spec", "finalizers"], json!(["kubernetes"]));
             }
         }
@@ -154,7 +155,7 @@ pub fn keep_server_fields(rt: &ResourceType, old: &Value, new: &mut Value) {
         "deletionGracePeriodSeconds",
         "generation",
     ] {
-        match old.pointer(&format!("/metadata/{field}")) {
+        match old.get("metadata").and_then(|m| m.get(field)) {
             Some(v) => meta::set(new, field, v.clone()),
             None => {
                 meta::remove(new, field);
@@ -162,7 +163,7 @@ pub fn keep_server_fields(rt: &ResourceType, old: &Value, new: &mut Value) {
         }
     }
     for field in ["name", "namespace"] {
-        if let Some(v) = old.pointer(&format!("/metadata/{field}")) {
+        if let Some(v) = old.get("metadata").and_then(|m| m.get(field)) {
             meta::set(new, field, v.clone());
         }
     }
@@ -188,21 +189,43 @@ pub fn prepare_for_update(rt: &ResourceType, old: &Value, new: &mut Value) {
 /// Whether an update would change nothing a client can see (then nothing is
 /// written and `resourceVersion` does not move, as in Kubernetes).
 pub fn unchanged(old: &Value, new: &Value) -> bool {
-    normalized(old) == normalized(new)
+    let (Some(old), Some(new)) = (old.as_object(), new.as_object()) else {
+        return old == new;
+    };
+    if !same_except(old, new, &["metadata"]) {
+        return false;
+    }
+    match (old.get("metadata"), new.get("metadata")) {
+        (Some(Value::Object(old)), Some(Value::Object(new))) => {
+            same_except(old, new, &["resourceVersion", "managedFields"])
+                && same_ownership(old.get("managedFields"), new.get("managedFields"))
+        }
+        (old, new) => old == new,
+    }
 }
 
-fn normalized(obj: &Value) -> Value {
-    let mut obj = obj.clone();
-    meta::remove(&mut obj, "resourceVersion");
-    // Timestamps in managedFields move on every write; the ownership itself counts.
-    if let Some(Value::Array(entries)) = obj.pointer_mut("/metadata/managedFields") {
-        for entry in entries {
-            if let Some(map) = entry.as_object_mut() {
-                map.remove("time");
-            }
+/// Whether two maps are equal but for the keys in `skip`.
+fn same_except(a: &Map<String, Value>, b: &Map<String, Value>, skip: &[&str]) -> bool {
+    let covered = |x: &Map<String, Value>, y: &Map<String, Value>| {
+        x.iter()
+            .all(|(k, v)| skip.contains(&k.as_str()) || y.get(k) == Some(v))
+    };
+    covered(a, b) && covered(b, a)
+}
+
+/// Whether two `managedFields` record the same ownership: timestamps move on
+/// every write; the ownership itself counts.
+fn same_ownership(old: Option<&Value>, new: Option<&Value>) -> bool {
+    match (old, new) {
+        (Some(Value::Array(old)), Some(Value::Array(new))) => {
+            old.len() == new.len()
+                && old.iter().zip(new).all(|(a, b)| match (a, b) {
+                    (Value::Object(a), Value::Object(b)) => same_except(a, b, &["time"]),
+                    _ => a == b,
+                })
         }
+        (old, new) => old == new,
     }
-    obj
 }
 
 /// Everything but `metadata` and `status`.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Taint;
 use serde_json::{Map, Value};
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 
 use super::requirements::{PodRequirements, Resources};
@@ -135,11 +136,11 @@ impl ClusterState {
         };
         let labels = meta::labels(node).cloned().unwrap_or_default();
         let mut taints: Vec<Taint> = node
-            .pointer("/spec/taints")
+            .at("/spec/taints")
             .and_then(|t| serde_json::from_value(t.clone()).ok())
             .unwrap_or_default();
         let unschedulable = node
-            .pointer("/spec/unschedulable")
+            .at("/spec/unschedulable")
             .and_then(Value::as_bool)
             .unwrap_or(false);
         // A node that is not Ready is tainted at once, before the lifecycle
@@ -157,8 +158,8 @@ impl ClusterState {
             });
         }
         let allocatable = Resources::from_list(
-            node.pointer("/status/allocatable")
-                .or_else(|| node.pointer("/status/capacity")),
+            node.at("/status/allocatable")
+                .or_else(|| node.at("/status/capacity")),
         );
         let info = self.entry(name);
         let changed = !info.known
@@ -202,11 +203,11 @@ impl ClusterState {
     /// node; otherwise it counts nowhere. Returns whether room was freed.
     pub fn upsert_pod(&mut self, pod: &Value) -> bool {
         let node = pod
-            .pointer("/spec/nodeName")
+            .at("/spec/nodeName")
             .and_then(Value::as_str)
             .unwrap_or("");
         let phase = pod
-            .pointer("/status/phase")
+            .at("/status/phase")
             .and_then(Value::as_str)
             .unwrap_or("");
         let uid = meta::uid(pod).unwrap_or_default();

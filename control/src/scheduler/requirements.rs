@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{
     Toleration, TopologySpreadConstraint,
 };
 use serde_json::{Map, Value};
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::selector::LabelSelector;
 use skiff_api::validate::Quantity;
@@ -270,7 +271,7 @@ fn pod_requests(spec: Option<&Value>) -> (Resources, Resources) {
             .unwrap_or_default()
     };
     let of = |c: &Value| {
-        let r = Resources::from_list(c.pointer("/resources/requests"));
+        let r = Resources::from_list(c.at("/resources/requests"));
         let nonzero = Resources {
             milli_cpu: if r.milli_cpu == 0 {
                 DEFAULT_MILLI_CPU

@@ -85,21 +85,6 @@ struct WriteRequest {
     reply: oneshot::Sender<Result<Vec<Committed>>>,
 }
 
-/// An event as written to the log, borrowing what it records.
-#[derive(serde::Serialize)]
-struct LoggedEventRef<'a> {
-    #[serde(rename = "t")]
-    event_type: EventType,
-    #[serde(rename = "k")]
-    key: &'a str,
-    #[serde(rename = "o")]
-    object: &'a Value,
-    #[serde(rename = "p", skip_serializing_if = "Option::is_none")]
-    prev: Option<&'a Value>,
-    #[serde(rename = "ms")]
-    unix_ms: u64,
-}
-
 /// An event as read back from the log.
 #[derive(serde::Deserialize)]
 struct LoggedEvent {
@@ -111,7 +96,12 @@ struct LoggedEvent {
     object: Value,
     #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
     prev: Option<Value>,
-    /// Commit time, milliseconds since the Unix epoch (for compaction by age).
+}
+
+/// Only the commit time of a logged event (milliseconds since the Unix
+/// epoch), for compaction by age.
+#[derive(serde::Deserialize)]
+struct LoggedTime {
     #[serde(rename = "ms")]
     unix_ms: u64,
 }
@@ -490,14 +480,8 @@ impl Writer {
         let mut prevs = Vec::with_capacity(ops.len());
         for op in &ops {
             let encoded = op.key.encode();
-            let prev = match objects
-                .get(encoded.as_str())
-                .map_err(|e| backend("read", e))?
-            {
-                Some(bytes) => Some(decode(&encoded, bytes.value())?),
-                None => None,
-            };
-            let failure = match (op.precondition, &prev) {
+            let prev = read_stored(objects, &encoded)?;
+            let failure = match (op.precondition, prev.as_ref().map(|p| &p.value)) {
                 (Precondition::Absent, Some(_)) => Some(StoreError::AlreadyExists(op.key.clone())),
                 (Precondition::Exists | Precondition::Revision(_), None) => {
                     Some(StoreError::NotFound(op.key.clone()))
@@ -529,16 +513,14 @@ impl Writer {
             let revision = self.revision;
             let encoded = op.key.encode();
             // With several ops, an earlier one may have touched the same key.
-            let prev = if single {
+            let stored = if single {
                 checked_prev
             } else {
-                match objects
-                    .get(encoded.as_str())
-                    .map_err(|e| backend("read", e))?
-                {
-                    Some(bytes) => Some(decode(&encoded, bytes.value())?),
-                    None => None,
-                }
+                read_stored(objects, &encoded)?
+            };
+            let (prev, prev_bytes) = match stored {
+                Some(Stored { value, bytes }) => (Some(value), Some(bytes)),
+                None => (None, None),
             };
             let (event_type, mut object) = match op.action {
                 Action::Put(object) => {
@@ -552,24 +534,17 @@ impl Writer {
                 Action::Delete => (EventType::Deleted, prev.clone().unwrap_or(Value::Null)),
             };
             skiff_api::meta::set(&mut object, "resourceVersion", revision.to_string());
+            let bytes = serde_json::to_vec(&object).map_err(|e| backend("encode object", e))?;
             if event_type == EventType::Deleted {
                 objects
                     .remove(encoded.as_str())
                     .map_err(|e| backend("delete", e))?;
             } else {
-                let bytes = serde_json::to_vec(&object).map_err(|e| backend("encode object", e))?;
                 objects
                     .insert(encoded.as_str(), bytes.as_slice())
                     .map_err(|e| backend("write", e))?;
             }
-            let logged = LoggedEventRef {
-                event_type,
-                key: &encoded,
-                object: &object,
-                prev: prev.as_ref(),
-                unix_ms,
-            };
-            let logged = serde_json::to_vec(&logged).map_err(|e| backend("encode event", e))?;
+            let logged = log_entry(event_type, &encoded, &bytes, prev_bytes.as_deref(), unix_ms)?;
             log.insert(revision, logged.as_slice())
                 .map_err(|e| backend("write event", e))?;
             let object = Arc::new(object);
@@ -608,7 +583,7 @@ impl Writer {
                 };
                 let revision = revision.value();
                 let old = revision <= min_by_count || {
-                    let logged: Option<LoggedEvent> = serde_json::from_slice(bytes.value()).ok();
+                    let logged: Option<LoggedTime> = serde_json::from_slice(bytes.value()).ok();
                     logged.is_none_or(|l| l.unix_ms < cutoff_ms)
                 };
                 (revision, old)
@@ -635,10 +610,84 @@ fn read_meta(table: &impl ReadableTable<&'static str, u64>, key: &str) -> Result
         .unwrap_or(0))
 }
 
+/// An object as stored: decoded, and the bytes it was decoded from.
+struct Stored {
+    value: Value,
+    bytes: Vec<u8>,
+}
+
+fn read_stored(objects: &redb::Table<&str, &[u8]>, encoded: &str) -> Result<Option<Stored>> {
+    let Some(guard) = objects.get(encoded).map_err(|e| backend("read", e))? else {
+        return Ok(None);
+    };
+    let bytes = guard.value().to_vec();
+    let value = decode(encoded, &bytes)?;
+    Ok(Some(Stored { value, bytes }))
+}
+
+/// An event as written to the log (read back as [`LoggedEvent`]). The object
+/// and the previous object go in as the bytes already encoded for the objects
+/// table: this thread is the store's bottleneck, and encoding each again
+/// cost as much as the table write.
+fn log_entry(
+    event_type: EventType,
+    key: &str,
+    object: &[u8],
+    prev: Option<&[u8]>,
+    unix_ms: u64,
+) -> Result<Vec<u8>> {
+    let encode = |e: serde_json::Error| backend("encode event", e);
+    let mut out = Vec::with_capacity(object.len() + prev.map_or(0, <[u8]>::len) + key.len() + 48);
+    out.extend_from_slice(b"{\"t\":");
+    serde_json::to_writer(&mut out, &event_type).map_err(encode)?;
+    out.extend_from_slice(b",\"k\":");
+    serde_json::to_writer(&mut out, key).map_err(encode)?;
+    out.extend_from_slice(b",\"o\":");
+    out.extend_from_slice(object);
+    if let Some(prev) = prev {
+        out.extend_from_slice(b",\"p\":");
+        out.extend_from_slice(prev);
+    }
+    out.extend_from_slice(format!(",\"ms\":{unix_ms}}}").as_bytes());
+    Ok(out)
+}
+
 fn decode(key: &str, bytes: &[u8]) -> Result<Value> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(key.to_string(), e.to_string()))
 }
 
 fn backend(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(format!("{what}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_log_entry_reads_back_as_the_event_it_records() {
+        let object =
+            json!({"metadata": {"name": "a\"b", "resourceVersion": "7"}, "data": {"k": "é"}});
+        let prev = json!({"metadata": {"name": "a\"b", "resourceVersion": "6"}});
+        let entry = log_entry(
+            EventType::Modified,
+            "/registry/configmaps/default/a\"b",
+            &serde_json::to_vec(&object).unwrap(),
+            Some(&serde_json::to_vec(&prev).unwrap()),
+            1_733_000_000_123,
+        )
+        .unwrap();
+        let logged: LoggedEvent = serde_json::from_slice(&entry).unwrap();
+        assert_eq!(logged.event_type, EventType::Modified);
+        assert_eq!(logged.key, "/registry/configmaps/default/a\"b");
+        assert_eq!(logged.object, object);
+        assert_eq!(logged.prev, Some(prev));
+        let time: LoggedTime = serde_json::from_slice(&entry).unwrap();
+        assert_eq!(time.unix_ms, 1_733_000_000_123);
+
+        let added = log_entry(EventType::Added, "k", b"{}", None, 1).unwrap();
+        let logged: LoggedEvent = serde_json::from_slice(&added).unwrap();
+        assert_eq!(logged.prev, None);
+    }
 }

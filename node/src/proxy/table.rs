@@ -12,6 +12,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
+use skiff_api::json::Pointer as _;
 use skiff_api::wire::Downstream;
 
 use super::ingress::IngressTable;
@@ -160,12 +161,7 @@ impl RoutingObjects {
     }
 
     fn put(&mut self, object: Value) {
-        let text = |p: &str| {
-            object
-                .pointer(p)
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
+        let text = |p: &str| object.at(p).and_then(Value::as_str).map(str::to_string);
         let (Some(kind), Some(name)) = (text("/kind"), text("/metadata/name")) else {
             return;
         };
@@ -365,14 +361,14 @@ fn slice_endpoints(slice: &EndpointSlice) -> Vec<EndpointRoute> {
 
 fn node_route(object: &Value) -> NodeRoute {
     let address = object
-        .pointer("/status/addresses")
+        .at("/status/addresses")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .find(|a| a.get("type").and_then(Value::as_str) == Some("InternalIP"))
         .and_then(|a| a.get("address")?.as_str()?.parse().ok());
     let proxy_port = object
-        .pointer("/status/daemonEndpoints/kubeletEndpoint/Port")
+        .at("/status/daemonEndpoints/kubeletEndpoint/Port")
         .and_then(Value::as_u64)
         .and_then(|p| u16::try_from(p).ok())
         .filter(|p| *p != 0);

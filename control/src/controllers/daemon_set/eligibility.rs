@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Taint;
 use serde_json::{Value, json};
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 
 use crate::scheduler::requirements::PodRequirements;
@@ -55,7 +56,7 @@ impl Eligibility {
     /// daemon tolerations).
     pub fn of(ds: &Value) -> Eligibility {
         let mut spec = ds
-            .pointer("/spec/template/spec")
+            .at("/spec/template/spec")
             .cloned()
             .filter(Value::is_object)
             .unwrap_or_else(|| json!({}));
@@ -63,12 +64,12 @@ impl Eligibility {
         let pod = json!({
             "metadata": {
                 "namespace": meta::namespace(ds).unwrap_or("default"),
-                "labels": ds.pointer("/spec/template/metadata/labels").cloned().unwrap_or(Value::Null),
+                "labels": ds.at("/spec/template/metadata/labels").cloned().unwrap_or(Value::Null),
             },
             "spec": spec,
         });
         let node_name = ds
-            .pointer("/spec/template/spec/nodeName")
+            .at("/spec/template/spec/nodeName")
             .and_then(Value::as_str)
             .filter(|n| !n.is_empty())
             .map(str::to_string);
@@ -107,7 +108,7 @@ impl Eligibility {
 /// The node's `spec.taints` (what Kubernetes' daemon controller reads; the
 /// node lifecycle controller turns conditions into taints there).
 fn node_taints(node: &Value) -> Vec<Taint> {
-    node.pointer("/spec/taints")
+    node.at("/spec/taints")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -225,14 +226,14 @@ pub fn pod_template(template: &Value, node: &str, hash: &str) -> Value {
 /// waits for the scheduler (`GetTargetNodeName`).
 pub fn target_node(pod: &Value) -> Option<&str> {
     if let Some(node) = pod
-        .pointer("/spec/nodeName")
+        .at("/spec/nodeName")
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())
     {
         return Some(node);
     }
     let terms = pod
-        .pointer("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")?
+        .at("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms")?
         .as_array()?;
     terms.iter().find_map(|term| {
         term.get("matchFields")?.as_array()?.iter().find_map(|r| {
@@ -382,7 +383,7 @@ mod tests {
                 "preferredDuringSchedulingIgnoredDuringExecution": []}}}});
         let t = pod_template(&template, "n2", "abc");
         assert_eq!(
-            t.pointer("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms"),
+            t.at("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms"),
             Some(&json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n2"]}]}]))
         );
         assert_eq!(t["metadata"]["labels"][REVISION_HASH], "abc");

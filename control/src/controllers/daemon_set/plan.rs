@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 
 use super::eligibility::{NodeFit, is_updated, target_node};
@@ -114,13 +115,13 @@ fn oldest_first(a: &Value, b: &Value) -> Ordering {
 }
 
 fn is_bound(pod: &Value) -> bool {
-    pod.pointer("/spec/nodeName")
+    pod.at("/spec/nodeName")
         .and_then(Value::as_str)
         .is_some_and(|n| !n.is_empty())
 }
 
 fn phase(pod: &Value) -> &str {
-    pod.pointer("/status/phase")
+    pod.at("/status/phase")
         .and_then(Value::as_str)
         .unwrap_or("")
 }
@@ -218,13 +219,13 @@ pub fn manage(
 /// when both come to zero, one pod may be unavailable so the update can move.
 pub fn bounds(ds: &Value, desired: usize) -> Option<Bounds> {
     let kind = ds
-        .pointer("/spec/updateStrategy/type")
+        .at("/spec/updateStrategy/type")
         .and_then(Value::as_str)
         .unwrap_or("RollingUpdate");
     if kind == "OnDelete" {
         return None;
     }
-    let scaled = |path: &str, default: usize| match ds.pointer(path) {
+    let scaled = |path: &str, default: usize| match ds.at(path) {
         Some(Value::Number(n)) => n.as_u64().map_or(0, |n| n as usize),
         Some(Value::String(s)) => match s.strip_suffix('%') {
             Some(p) => p

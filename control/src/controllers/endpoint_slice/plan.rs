@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 
 use super::super::pod_control::controller_ref;
@@ -198,7 +199,7 @@ fn endpoint_json(
 
 fn endpoint_key(ep: &Value) -> EndpointKey {
     let text = |path: &str| {
-        ep.pointer(path)
+        ep.at(path)
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string()
@@ -437,7 +438,7 @@ fn reuse_deleted_for_created(service: &Value, plan: &mut Plan) {
                 for field in ["endpoints", "ports"] {
                     s[field] = new.get(field).cloned().unwrap_or_else(|| json!([]));
                 }
-                if let Some(labels) = new.pointer("/metadata/labels") {
+                if let Some(labels) = new.at("/metadata/labels") {
                     meta::set(&mut s, "labels", labels.clone());
                 }
                 plan.update.push(s);

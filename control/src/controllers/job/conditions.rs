@@ -4,6 +4,7 @@
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 
 pub const COMPLETE: &str = "Complete";
@@ -42,7 +43,7 @@ pub fn finished(job: &Value) -> Option<Finished> {
 
 /// The condition of type `kind` if its status is `True`.
 pub fn true_condition<'a>(job: &'a Value, kind: &str) -> Option<&'a Value> {
-    job.pointer("/status/conditions")?
+    job.at("/status/conditions")?
         .as_array()?
         .iter()
         .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))

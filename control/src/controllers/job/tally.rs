@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
+use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 
 /// The finalizer that holds a Job's pod until the Job has counted it.
@@ -46,12 +47,12 @@ pub fn has_tracking_finalizer(pod: &Value) -> bool {
 /// podReplacementPolicy `Failed` (`only_failed`), a pod being deleted counts
 /// only once it failed, or once its node has stopped it (grace period 0).
 pub fn outcome(pod: &Value, only_failed: bool) -> Outcome {
-    match pod.pointer("/status/phase").and_then(Value::as_str) {
+    match pod.at("/status/phase").and_then(Value::as_str) {
         Some("Succeeded") => Outcome::Succeeded,
         Some("Failed") => Outcome::Failed,
         _ if meta::deletion_timestamp(pod).is_some() => {
             let stopped = pod
-                .pointer("/metadata/deletionGracePeriodSeconds")
+                .at("/metadata/deletionGracePeriodSeconds")
                 .and_then(Value::as_i64)
                 == Some(0);
             if !only_failed || stopped {
@@ -67,12 +68,12 @@ pub fn outcome(pod: &Value, only_failed: bool) -> Outcome {
 impl Tracking {
     pub fn of(job: &Value) -> Tracking {
         let count = |k: &str| {
-            job.pointer(&format!("/status/{k}"))
+            job.at(&format!("/status/{k}"))
                 .and_then(Value::as_i64)
                 .unwrap_or(0)
         };
         let uids = |k: &str| -> Vec<String> {
-            job.pointer(&format!("/status/uncountedTerminatedPods/{k}"))
+            job.at(&format!("/status/uncountedTerminatedPods/{k}"))
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten()
@@ -191,7 +192,7 @@ pub fn past_backoff_limit_on_failure(active: &[Arc<Value>], backoff_limit: i64) 
         .flat_map(|p| {
             ["initContainerStatuses", "containerStatuses"]
                 .into_iter()
-                .filter_map(|k| p.pointer(&format!("/status/{k}")).and_then(Value::as_array))
+                .filter_map(|k| p.at(&format!("/status/{k}")).and_then(Value::as_array))
                 .flatten()
         })
         .filter_map(|c| c.get("restartCount").and_then(Value::as_i64))
@@ -236,15 +237,9 @@ pub fn failure_backoff(pods: &[Arc<Value>], now: Timestamp, only_failed: bool) -
 fn finished_at(pod: &Value) -> Option<Timestamp> {
     let ended = ["initContainerStatuses", "containerStatuses"]
         .into_iter()
-        .filter_map(|k| {
-            pod.pointer(&format!("/status/{k}"))
-                .and_then(Value::as_array)
-        })
+        .filter_map(|k| pod.at(&format!("/status/{k}")).and_then(Value::as_array))
         .flatten()
-        .filter_map(|c| {
-            c.pointer("/state/terminated/finishedAt")
-                .and_then(Value::as_str)
-        })
+        .filter_map(|c| c.at("/state/terminated/finishedAt").and_then(Value::as_str))
         .filter_map(meta::parse_timestamp)
         .max();
     ended.or_else(|| meta::deletion_timestamp(pod).and_then(meta::parse_timestamp))

@@ -1,0 +1,81 @@
+//! JSON Pointer lookups without allocation.
+//!
+//! `serde_json::Value::pointer` unescapes every reference token into a new
+//! `String`, which made it one of the control plane's hottest allocations: the
+//! controllers read `metadata.name`, `spec.nodeName` and the like on every
+//! event. [`Pointer::at`] gives the same answers (RFC 6901), allocating only
+//! for a token that holds an escape (`~0`, `~1`).
+
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+/// Looks up a value by JSON Pointer (`"/metadata/name"`; `""` is the value itself).
+pub trait Pointer {
+    fn at(&self, pointer: &str) -> Option<&Value>;
+}
+
+impl Pointer for Value {
+    fn at(&self, pointer: &str) -> Option<&Value> {
+        if pointer.is_empty() {
+            return Some(self);
+        }
+        let rest = pointer.strip_prefix('/')?;
+        rest.split('/').try_fold(self, |target, token| {
+            let token = unescape(token);
+            match target {
+                Value::Object(map) => map.get(token.as_ref()),
+                Value::Array(items) => index(&token).and_then(|i| items.get(i)),
+                _ => None,
+            }
+        })
+    }
+}
+
+fn unescape(token: &str) -> Cow<'_, str> {
+    if token.contains('~') {
+        Cow::Owned(token.replace("~1", "/").replace("~0", "~"))
+    } else {
+        Cow::Borrowed(token)
+    }
+}
+
+/// An array index as RFC 6901 allows it: digits, no leading zero.
+fn index(token: &str) -> Option<usize> {
+    if token.is_empty() || (token.len() > 1 && token.starts_with('0')) || token.starts_with('+') {
+        return None;
+    }
+    token.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn answers_as_serde_json_pointer_does() {
+        let v = json!({
+            "metadata": {"name": "web", "labels": {"a/b": "1", "m~n": "2"}},
+            "spec": {"containers": [{"name": "c0"}, {"name": "c1"}]},
+            "": {"x": 3},
+        });
+        for p in [
+            "",
+            "/metadata/name",
+            "/metadata/labels/a~1b",
+            "/metadata/labels/m~0n",
+            "/spec/containers/1/name",
+            "/spec/containers/01/name",
+            "/spec/containers/+1/name",
+            "/spec/containers/2",
+            "/spec/containers/x",
+            "/metadata/name/deeper",
+            "//x",
+            "metadata",
+            "/missing",
+        ] {
+            assert_eq!(v.at(p), v.pointer(p), "pointer {p:?}");
+        }
+    }
+}
