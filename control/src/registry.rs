@@ -182,6 +182,7 @@ impl Registry {
             key: key(rt, &ns, &name),
             precondition: Precondition::Absent,
             action: Action::Put(obj),
+            prev: None,
         };
         let committed = self.commit_one(rt, &name, op).await?;
         Ok(Written {
@@ -269,12 +270,22 @@ impl Registry {
     /// New objects may go only into a namespace that exists and is not terminating.
     fn check_namespace_open(&self, namespace: &str) -> Result<()> {
         let ns_type = namespace_type();
-        let Some(ns) = self.try_get(ns_type, "", namespace)? else {
+        let stored = self
+            .store
+            .get_raw(&key(ns_type, "", namespace))
+            .map_err(store_error(ns_type, namespace))?;
+        let Some(stored) = stored else {
             let mut err = ApiError::not_found(ns_type, namespace);
             err.message = format!("namespaces \"{namespace}\" not found");
             return Err(err);
         };
-        if meta::deletion_timestamp(&ns).is_some() {
+        // Only `deletionTimestamp` is read: every create in the namespace asks.
+        let terminating = serde_json::from_slice::<NamespaceLifecycle>(&stored)
+            .map_err(|e| ApiError::internal(format!("namespace {namespace} unreadable: {e}")))?
+            .metadata
+            .deletion_timestamp
+            .is_some();
+        if terminating {
             let mut err = ApiError::new(
                 Reason::Forbidden,
                 format!(
@@ -514,6 +525,7 @@ impl Registry {
             key,
             precondition: Precondition::Revision(expected),
             action,
+            prev: Some(Arc::new(old)),
         };
         let committed = self.commit_one(rt, &name, op).await?;
         Ok(Written {
@@ -542,6 +554,19 @@ impl Registry {
 }
 
 /// Computes the patched object.
+/// What the namespace lifecycle check reads of a Namespace.
+#[derive(serde::Deserialize)]
+struct NamespaceLifecycle {
+    #[serde(default)]
+    metadata: NamespaceLifecycleMeta,
+}
+
+#[derive(serde::Deserialize, Default)]
+struct NamespaceLifecycleMeta {
+    #[serde(rename = "deletionTimestamp", default)]
+    deletion_timestamp: Option<serde::de::IgnoredAny>,
+}
+
 /// Decodes and prunes the body of an update, and checks that it names the
 /// object of the URL; returns the decoder's warnings.
 fn check_body(

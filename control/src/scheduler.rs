@@ -251,9 +251,9 @@ impl Scheduler {
             return binds;
         };
         let now = meta::now_timestamp();
-        let op = |pod: &Value, node: &str| -> Option<Op> {
+        let op = |pod: &Arc<Value>, node: &str| -> Option<Op> {
             let revision = meta::resource_version(pod)?.parse().ok()?;
-            let mut bound = pod.clone();
+            let mut bound = (**pod).clone();
             bound["spec"]["nodeName"] = json!(node);
             set_scheduled_condition(&mut bound, "True", None, &now);
             Some(Op {
@@ -264,6 +264,8 @@ impl Scheduler {
                 ),
                 precondition: Precondition::Revision(revision),
                 action: Action::Put(bound),
+                // The cached pod is the stored one at that revision.
+                prev: Some(pod.clone()),
             })
         };
         let ops: Option<Vec<Op>> = binds.iter().map(|(p, n)| op(p, n)).collect();

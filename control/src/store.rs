@@ -170,6 +170,10 @@ pub struct Op {
     pub key: ObjectKey,
     pub precondition: Precondition,
     pub action: Action,
+    /// With [`Precondition::Revision`]: the caller's copy of the object at that
+    /// revision, if it has one. It becomes the event's `prev` without the store
+    /// decoding the object again; it is ignored under other preconditions.
+    pub prev: Option<Arc<Value>>,
 }
 
 /// The result of one applied [`Op`].
@@ -236,6 +240,10 @@ pub type WatchStream = BoxStream<'static, Result<WatchItem>>;
 pub trait Store: Send + Sync + 'static {
     /// The object at `key`, if any.
     fn get(&self, key: &ObjectKey) -> Result<Option<Value>>;
+
+    /// The object at `key` as stored (JSON), for a caller that reads a field or
+    /// two and need not build the whole object.
+    fn get_raw(&self, key: &ObjectKey) -> Result<Option<Vec<u8>>>;
 
     /// A page of objects under a prefix, in key order, read at one revision.
     fn list(&self, request: &ListRequest<'_>) -> Result<ListPage>;

@@ -34,6 +34,12 @@ fn object(key: &ObjectKey, n: u64) -> Value {
     json!({"metadata": {"name": key.name, "namespace": key.namespace}, "data": {"n": n}})
 }
 
+fn with_rv(v: &Value, revision: u64) -> Value {
+    let mut v = v.clone();
+    v["metadata"]["resourceVersion"] = json!(revision.to_string());
+    v
+}
+
 fn strip_rv(mut v: Value) -> Value {
     if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
         m.remove("resourceVersion");
@@ -174,10 +180,20 @@ async fn store_agrees_with_model() {
                             } else {
                                 Action::Put(object(&k, step))
                             };
+                            // A caller that read the object hands over its copy.
+                            let prev = match precondition {
+                                Precondition::Revision(r) => model
+                                    .objects
+                                    .get(&k)
+                                    .filter(|(_, rev)| *rev == r)
+                                    .map(|(o, rev)| Arc::new(with_rv(o, *rev))),
+                                _ => None,
+                            };
                             Op {
                                 key: k,
                                 precondition,
                                 action,
+                                prev,
                             }
                         })
                         .collect()
@@ -187,13 +203,28 @@ async fn store_agrees_with_model() {
             let futures: Vec<_> = batch.iter().map(|ops| store.commit(ops.clone())).collect();
             let results = futures::future::join_all(futures).await;
             for (ops, result) in batch.iter().zip(results) {
+                let before = model.objects.clone();
                 let expected = model_apply(&mut model, ops);
                 match (result, expected) {
                     (Ok(committed), Ok(revisions)) => {
                         assert_eq!(
                             committed.iter().map(|c| c.revision).collect::<Vec<_>>(),
                             revisions
-                        )
+                        );
+                        // Each op's previous object, where no earlier op of the
+                        // request touched its key.
+                        for (i, (op, c)) in ops.iter().zip(&committed).enumerate() {
+                            if ops[..i].iter().any(|o| o.key == op.key) {
+                                continue;
+                            }
+                            let want = before.get(&op.key).map(|(o, rev)| with_rv(o, *rev));
+                            assert_eq!(
+                                c.prev.as_deref(),
+                                want.as_ref(),
+                                "seed {seed} step {step}: prev of {:?}",
+                                op.key
+                            );
+                        }
                     }
                     (Err(StoreError::AlreadyExists(_)), Err("exists")) => {}
                     (Err(StoreError::NotFound(_)), Err("missing")) => {}
@@ -231,6 +262,7 @@ async fn watch_from_compacted_revision_is_gone() {
                 key: k.clone(),
                 precondition: Precondition::Absent,
                 action: Action::Put(object(&k, i)),
+                prev: None,
             }])
             .await
             .unwrap();
@@ -255,6 +287,7 @@ async fn watch_from_compacted_revision_is_gone() {
             key: k.clone(),
             precondition: Precondition::Absent,
             action: Action::Put(object(&k, 99)),
+            prev: None,
         }])
         .await
         .unwrap();
@@ -279,6 +312,7 @@ async fn idle_watch_reports_progress() {
             key: k.clone(),
             precondition: Precondition::Absent,
             action: Action::Put(object(&k, 1)),
+            prev: None,
         }])
         .await
         .unwrap();

@@ -575,8 +575,17 @@ fn decode_value<T: DeserializeOwned>(obj: &Value) -> Result<(T, Vec<UnknownField
             segments,
         });
     };
+    // Most bodies decode: try without tracking the path first (the tracker
+    // allocates a segment for every key), and decode again with it only to
+    // say where a failure is.
+    let quick: Result<T, _> = T::deserialize(serde_ignored::Deserializer::new(obj, &mut record));
+    if let Ok(v) = quick {
+        return Ok((v, unknown));
+    }
+    unknown.clear();
+    let mut ignore = |_: serde_ignored::Path<'_>| {};
     let result: Result<T, _> =
-        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(obj, &mut record));
+        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(obj, &mut ignore));
     match result {
         Ok(v) => Ok((v, unknown)),
         Err(e) => {

@@ -125,6 +125,7 @@ impl Registry {
                 key: key(rt, namespace, name),
                 precondition: Precondition::Revision(revision),
                 action: Action::Delete,
+                prev: None,
             };
             let committed = match self.commit(vec![op]).await {
                 Err(StoreError::Conflict { .. }) => return Ok(Attempt::Raced),
@@ -165,6 +166,7 @@ impl Registry {
             key: key(rt, namespace, name),
             precondition: Precondition::Revision(revision),
             action: Action::Put(new),
+            prev: None,
         };
         let committed = match self.commit(vec![op]).await {
             Err(StoreError::Conflict { .. }) => return Ok(Attempt::Raced),

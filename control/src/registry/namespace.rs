@@ -33,6 +33,7 @@ impl Registry {
             key: key(rt, "", name),
             precondition: Precondition::Revision(revision),
             action,
+            prev: None,
         };
         let committed = self.commit(vec![op]).await.map_err(store_error(rt, name))?;
         Ok(committed

@@ -7,6 +7,7 @@
 //! instead of being capped at one fsync per write. After the commit the writer
 //! answers each request and publishes the events to live watchers.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +22,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use super::watch::{EventLog, watch_stream};
 use super::{
     Action, Committed, Event, EventType, KeyPrefix, ListPage, ListRequest, ObjectKey, Op,
-    Precondition, Result, Revision, Store, StoreError, WatchStream, object_revision,
+    Precondition, Result, Revision, Store, StoreError, WatchStream,
 };
 
 const OBJECTS: TableDefinition<&str, &[u8]> = TableDefinition::new("objects");
@@ -169,8 +170,13 @@ impl Drop for RedbStore {
     }
 }
 
-impl Store for RedbStore {
-    fn get(&self, key: &ObjectKey) -> Result<Option<Value>> {
+impl RedbStore {
+    /// Reads the stored bytes at `key` and hands them to `f`.
+    fn read<T>(
+        &self,
+        key: &ObjectKey,
+        f: impl FnOnce(&str, &[u8]) -> Result<T>,
+    ) -> Result<Option<T>> {
         let txn = self
             .shared
             .db
@@ -184,9 +190,19 @@ impl Store for RedbStore {
             .get(encoded.as_str())
             .map_err(|e| backend("read", e))?
         {
-            Some(bytes) => Ok(Some(decode(&encoded, bytes.value())?)),
+            Some(bytes) => Ok(Some(f(&encoded, bytes.value())?)),
             None => Ok(None),
         }
+    }
+}
+
+impl Store for RedbStore {
+    fn get(&self, key: &ObjectKey) -> Result<Option<Value>> {
+        self.read(key, |encoded, bytes| decode(encoded, bytes))
+    }
+
+    fn get_raw(&self, key: &ObjectKey) -> Result<Option<Vec<u8>>> {
+        self.read(key, |_, bytes| Ok(bytes.to_vec()))
     }
 
     fn list(&self, request: &ListRequest<'_>) -> Result<ListPage> {
@@ -477,17 +493,17 @@ impl Writer {
         unix_ms: u64,
     ) -> Result<Result<(Vec<Committed>, Vec<Arc<Event>>)>> {
         // Check all preconditions first so the request applies all or nothing.
-        let mut prevs = Vec::with_capacity(ops.len());
+        let mut checked = Vec::with_capacity(ops.len());
         for op in &ops {
             let encoded = op.key.encode();
-            let prev = read_stored(objects, &encoded)?;
-            let failure = match (op.precondition, prev.as_ref().map(|p| &p.value)) {
+            let stored = read_raw(objects, &encoded)?;
+            let failure = match (op.precondition, &stored) {
                 (Precondition::Absent, Some(_)) => Some(StoreError::AlreadyExists(op.key.clone())),
                 (Precondition::Exists | Precondition::Revision(_), None) => {
                     Some(StoreError::NotFound(op.key.clone()))
                 }
-                (Precondition::Revision(expected), Some(prev)) => {
-                    let actual = object_revision(prev).unwrap_or(0);
+                (Precondition::Revision(expected), Some(bytes)) => {
+                    let actual = stored_revision(&encoded, bytes)?;
                     (actual != expected).then(|| StoreError::Conflict {
                         key: op.key.clone(),
                         expected,
@@ -499,28 +515,36 @@ impl Writer {
             if let Some(failure) = failure {
                 return Ok(Err(failure));
             }
-            if op.action == Action::Delete && prev.is_none() {
+            if op.action == Action::Delete && stored.is_none() {
                 return Ok(Err(StoreError::NotFound(op.key.clone())));
             }
-            prevs.push(prev);
+            checked.push(stored);
         }
         let mut committed = Vec::with_capacity(ops.len());
         let mut events = Vec::with_capacity(ops.len());
+        // Keys an earlier op of this request wrote.
+        let mut written: HashSet<String> = HashSet::new();
         // The values are moved, not cloned: this thread is the store's bottleneck.
-        let single = ops.len() == 1;
-        for (op, checked_prev) in ops.into_iter().zip(prevs) {
+        for (op, checked_bytes) in ops.into_iter().zip(checked) {
             self.revision += 1;
             let revision = self.revision;
             let encoded = op.key.encode();
-            // With several ops, an earlier one may have touched the same key.
-            let stored = if single {
-                checked_prev
+            let again = written.contains(&encoded);
+            let prev_bytes = if again {
+                read_raw(objects, &encoded)?
             } else {
-                read_stored(objects, &encoded)?
+                checked_bytes
             };
-            let (prev, prev_bytes) = match stored {
-                Some(Stored { value, bytes }) => (Some(value), Some(bytes)),
-                None => (None, None),
+            // A caller that checked the revision may hand over its copy of the
+            // object at that revision, which is the stored one: no decoding.
+            let known = match op.precondition {
+                Precondition::Revision(_) if !again => op.prev,
+                _ => None,
+            };
+            let prev = match (known, &prev_bytes) {
+                (_, None) => None,
+                (Some(known), Some(_)) => Some(known),
+                (None, Some(bytes)) => Some(Arc::new(decode(&encoded, bytes)?)),
             };
             let (event_type, mut object) = match op.action {
                 Action::Put(object) => {
@@ -531,7 +555,10 @@ impl Writer {
                     };
                     (kind, object)
                 }
-                Action::Delete => (EventType::Deleted, prev.clone().unwrap_or(Value::Null)),
+                Action::Delete => (
+                    EventType::Deleted,
+                    prev.as_deref().cloned().unwrap_or(Value::Null),
+                ),
             };
             skiff_api::meta::set(&mut object, "resourceVersion", revision.to_string());
             let bytes = serde_json::to_vec(&object).map_err(|e| backend("encode object", e))?;
@@ -548,7 +575,7 @@ impl Writer {
             log.insert(revision, logged.as_slice())
                 .map_err(|e| backend("write event", e))?;
             let object = Arc::new(object);
-            let prev = prev.map(Arc::new);
+            written.insert(encoded);
             events.push(Arc::new(Event {
                 revision,
                 event_type,
@@ -610,19 +637,36 @@ fn read_meta(table: &impl ReadableTable<&'static str, u64>, key: &str) -> Result
         .unwrap_or(0))
 }
 
-/// An object as stored: decoded, and the bytes it was decoded from.
-struct Stored {
-    value: Value,
-    bytes: Vec<u8>,
+fn read_raw(objects: &redb::Table<&str, &[u8]>, encoded: &str) -> Result<Option<Vec<u8>>> {
+    Ok(objects
+        .get(encoded)
+        .map_err(|e| backend("read", e))?
+        .map(|guard| guard.value().to_vec()))
 }
 
-fn read_stored(objects: &redb::Table<&str, &[u8]>, encoded: &str) -> Result<Option<Stored>> {
-    let Some(guard) = objects.get(encoded).map_err(|e| backend("read", e))? else {
-        return Ok(None);
-    };
-    let bytes = guard.value().to_vec();
-    let value = decode(encoded, &bytes)?;
-    Ok(Some(Stored { value, bytes }))
+/// What a precondition check reads of a stored object.
+#[derive(serde::Deserialize)]
+struct StoredMeta<'a> {
+    #[serde(borrow, default)]
+    metadata: Option<StoredRevision<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct StoredRevision<'a> {
+    #[serde(rename = "resourceVersion", borrow, default)]
+    resource_version: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// The revision a stored object was written at (0 if it does not say),
+/// read without building the object.
+fn stored_revision(key: &str, bytes: &[u8]) -> Result<Revision> {
+    let stored: StoredMeta<'_> = serde_json::from_slice(bytes)
+        .map_err(|e| StoreError::Corrupt(key.to_string(), e.to_string()))?;
+    Ok(stored
+        .metadata
+        .and_then(|m| m.resource_version)
+        .and_then(|rv| rv.parse().ok())
+        .unwrap_or(0))
 }
 
 /// An event as written to the log (read back as [`LoggedEvent`]). The object
