@@ -246,6 +246,41 @@ async fn store_agrees_with_model() {
     }
 }
 
+/// A backlog of old events is compacted a step (512 events) per commit, not
+/// in one long commit, and compaction goes on at each commit until it has
+/// caught up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compaction_backlog_is_spread_over_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig {
+        max_history_events: 10,
+        compaction_interval: Duration::ZERO,
+        ..Default::default()
+    };
+    let store = RedbStore::open(&dir.path().join("s.redb"), config).unwrap();
+    let put = |name: String| {
+        let k = ObjectKey::new("pods", "default", name);
+        Op {
+            action: Action::Put(object(&k, 1)),
+            key: k,
+            precondition: Precondition::Absent,
+            prev: None,
+        }
+    };
+    // Revisions 1..=1500 in one commit, which then compacts its first step.
+    store
+        .commit((0..1500).map(|i| put(format!("p{i}"))).collect())
+        .await
+        .unwrap();
+    let mut oldest = vec![store.oldest_watchable()];
+    for i in 0..3 {
+        store.commit(vec![put(format!("q{i}"))]).await.unwrap();
+        oldest.push(store.oldest_watchable());
+    }
+    // 512, 1024, then the cap: 10 events behind the head (1502, 1503).
+    assert_eq!(oldest, vec![512, 1024, 1492, 1493]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_from_compacted_revision_is_gone() {
     let dir = tempfile::tempdir().unwrap();

@@ -34,6 +34,8 @@ const META_COMPACTED: &str = "compacted";
 
 /// Most requests one commit takes; bounds the latency a batch adds.
 const MAX_BATCH: usize = 2048;
+/// Most log events one commit compacts (see `Writer::compact`).
+const COMPACTION_STEP: usize = 512;
 
 /// Settings of a [`RedbStore`].
 #[derive(Debug, Clone)]
@@ -198,7 +200,7 @@ impl RedbStore {
 
 impl Store for RedbStore {
     fn get(&self, key: &ObjectKey) -> Result<Option<Value>> {
-        self.read(key, |encoded, bytes| decode(encoded, bytes))
+        self.read(key, decode)
     }
 
     fn get_raw(&self, key: &ObjectKey) -> Result<Option<Vec<u8>>> {
@@ -361,6 +363,8 @@ struct Writer {
     config: StoreConfig,
     revision: Revision,
     last_compaction: Instant,
+    /// The last compaction stopped at its step limit: the next commit goes on.
+    compaction_behind: bool,
 }
 
 impl Writer {
@@ -370,6 +374,7 @@ impl Writer {
             config,
             revision,
             last_compaction: Instant::now(),
+            compaction_behind: false,
         }
     }
 
@@ -393,7 +398,8 @@ impl Writer {
             m.store_batch_size.observe(batch.len() as f64);
         }
         let start_revision = self.revision;
-        let compact = self.last_compaction.elapsed() >= self.config.compaction_interval;
+        let compact = self.compaction_behind
+            || self.last_compaction.elapsed() >= self.config.compaction_interval;
         let (ops, replies): (Vec<Vec<Op>>, Vec<_>) =
             batch.into_iter().map(|r| (r.ops, r.reply)).unzip();
         match self.apply(ops, compact) {
@@ -592,7 +598,10 @@ impl Writer {
         Ok(Ok((committed, events)))
     }
 
-    /// Drops events older than the history window, or beyond the count cap.
+    /// Drops events older than the history window, or beyond the count cap:
+    /// at most [`COMPACTION_STEP`] per commit, so that a large backlog (a
+    /// sustained burst of writes outgrowing the cap) is removed over many
+    /// commits instead of stalling one for hundreds of milliseconds.
     fn compact(
         &mut self,
         log: &mut redb::Table<u64, &[u8]>,
@@ -602,7 +611,13 @@ impl Writer {
         let cutoff_ms = unix_ms.saturating_sub(self.config.history.as_millis() as u64);
         let min_by_count = self.revision.saturating_sub(self.config.max_history_events);
         let mut last_removed = None;
+        let mut removed = 0;
+        self.compaction_behind = false;
         loop {
+            if removed == COMPACTION_STEP {
+                self.compaction_behind = true;
+                break;
+            }
             let (revision, old) = {
                 let Some((revision, bytes)) = log.first().map_err(|e| backend("scan events", e))?
                 else {
@@ -620,6 +635,7 @@ impl Writer {
             }
             log.remove(revision).map_err(|e| backend("compact", e))?;
             last_removed = Some(revision);
+            removed += 1;
         }
         if let Some(revision) = last_removed {
             meta.insert(META_COMPACTED, revision)
