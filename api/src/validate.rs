@@ -92,6 +92,18 @@ pub fn validate_update(rt: &ResourceType, old: &Value, new: &Value) -> Result<()
     finish(rt, new, errs)
 }
 
+/// Validates `new` written through the `status` subresource. Its metadata and
+/// spec are the stored object's (the status strategy takes only `status` from
+/// the request), so the rules that compare them with the old object cannot
+/// fail and are not run; the object itself is checked as on any update.
+pub fn validate_status_update(rt: &ResourceType, new: &Value) -> Result<(), ApiError> {
+    let typed = decode::decode_typed(rt, new)?.object;
+    let mut errs = Errors::new();
+    metadata::validate_object_meta(rt, typed.metadata(), &mut errs);
+    validate_kind(&typed, new, Op::Update, &mut errs);
+    finish(rt, new, errs)
+}
+
 /// Whether an object is being created or replaced; a few rules apply to one only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {

@@ -479,7 +479,10 @@ impl Registry {
             strategy::prepare_for_update(rt, &old, &mut new);
             allocate::allocate(self, rt, Some(&old), &mut new)?;
         }
-        validate::validate_update(rt, &old, &new)?;
+        match sub {
+            Subresource::Status => validate::validate_status_update(rt, &new)?,
+            Subresource::Main => validate::validate_update(rt, &old, &new)?,
+        }
         // An apply recorded its own ownership ("Apply"); other writes record "Update".
         if !opts.field_manager.is_empty() && !opts.applied {
             match sub {
