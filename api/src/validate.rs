@@ -59,10 +59,15 @@ type Errors = Vec<FieldError>;
 /// Fails like [`decode_check`] (400) when it does not decode, and otherwise with
 /// one 422 Invalid listing every cause.
 pub fn validate_create(rt: &ResourceType, obj: &Value) -> Result<(), ApiError> {
+    validate_object(rt, obj, Op::Create)
+}
+
+/// The checks of one object on its own: it decodes, its metadata, its kind's rules.
+fn validate_object(rt: &ResourceType, obj: &Value, op: Op) -> Result<(), ApiError> {
     let typed = decode::decode_typed(rt, obj)?.object;
     let mut errs = Errors::new();
     metadata::validate_object_meta(rt, typed.metadata(), &mut errs);
-    validate_kind(&typed, obj, Op::Create, &mut errs);
+    validate_kind(&typed, obj, op, &mut errs);
     finish(rt, obj, errs)
 }
 
@@ -97,11 +102,7 @@ pub fn validate_update(rt: &ResourceType, old: &Value, new: &Value) -> Result<()
 /// the request), so the rules that compare them with the old object cannot
 /// fail and are not run; the object itself is checked as on any update.
 pub fn validate_status_update(rt: &ResourceType, new: &Value) -> Result<(), ApiError> {
-    let typed = decode::decode_typed(rt, new)?.object;
-    let mut errs = Errors::new();
-    metadata::validate_object_meta(rt, typed.metadata(), &mut errs);
-    validate_kind(&typed, new, Op::Update, &mut errs);
-    finish(rt, new, errs)
+    validate_object(rt, new, Op::Update)
 }
 
 /// Whether an object is being created or replaced; a few rules apply to one only.
