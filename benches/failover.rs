@@ -31,6 +31,7 @@ use http::{Method, StatusCode};
 use node::NodeProcess;
 use objects::is_ready;
 use serde_json::{Value, json};
+use skiff_api::meta;
 
 /// The nodes and their loopback addresses.
 const NODES: [(&str, &str); 3] = [
@@ -168,9 +169,7 @@ async fn web_pods(conn: &mut Connection) -> anyhow::Result<(HashMap<String, PodV
     let list = conn
         .get_json(&format!("{PODS}?labelSelector=app%3Dweb"))
         .await?;
-    let revision = list
-        .pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
+    let revision = meta::resource_version(&list)
         .context("the pod list has no resourceVersion")?
         .to_string();
     let pods = list["items"]
@@ -242,9 +241,7 @@ async fn round(cluster: &mut Cluster) -> anyhow::Result<Round> {
     )
     .await?;
     let node = conn.get_json(&format!("/api/v1/nodes/{victim}")).await?;
-    let node_revision = node
-        .pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
+    let node_revision = meta::resource_version(&node)
         .context("the Node has no resourceVersion")?
         .to_string();
     let mut node_watch = Watch::start(
@@ -405,14 +402,7 @@ pub fn main() -> anyhow::Result<()> {
         }
     }
     let dir = dirs::fresh(&dirs::parent(), "failover-")?;
-    let outcome = match measure(plan, dir.path()) {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            let kept = dir.keep();
-            eprintln!("the logs are kept in {}", kept.display());
-            return Err(e);
-        }
-    };
+    let outcome = dirs::keep_on_error(measure(plan, dir.path()), dir)?;
     println!("round  killed  pods on it  not ready  first evicted  all Ready elsewhere");
     for (i, r) in outcome.rounds.iter().enumerate() {
         println!(

@@ -35,6 +35,7 @@ use http::{Method, StatusCode};
 use latency::LatencySummary;
 use objects::is_ready;
 use serde_json::{Value, json};
+use skiff_api::meta;
 use table::{Row, format_table};
 use tokio::sync::Mutex;
 
@@ -274,8 +275,7 @@ async fn push_hello(api: SocketAddr) -> anyhow::Result<()> {
 /// The list's resourceVersion, for a watch that starts after it.
 async fn list_revision(conn: &mut Connection) -> anyhow::Result<String> {
     let list = conn.get_json(&format!("{PODS}?limit=1")).await?;
-    list.pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
+    meta::resource_version(&list)
         .map(str::to_string)
         .context("the pod list has no resourceVersion")
 }

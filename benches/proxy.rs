@@ -788,14 +788,7 @@ pub fn measure(settings: &Settings, dir: &Path) -> anyhow::Result<Outcome> {
 /// endpoints.
 pub fn run_scenario(settings: &Settings, parent: &Path) -> anyhow::Result<Vec<Figure>> {
     let dir = dirs::fresh(parent, "proxy-")?;
-    let outcome = match measure(settings, dir.path()) {
-        Ok(o) => o,
-        Err(e) => {
-            let kept = dir.keep();
-            eprintln!("the proxy logs are kept in {}", kept.display());
-            return Err(e);
-        }
-    };
+    let outcome = dirs::keep_on_error(measure(settings, dir.path()), dir)?;
     let mut figures = Vec::new();
     for (name, rss) in &outcome.node_idle_rss {
         let mib = *rss as f64 / (1024.0 * 1024.0);
@@ -974,12 +967,5 @@ pub fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     let parent = dirs::parent();
     let dir = dirs::fresh(&parent, "proxy-")?;
-    match run(&settings, dir.path()) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let kept = dir.keep();
-            eprintln!("the logs are kept in {}", kept.display());
-            Err(e)
-        }
-    }
+    dirs::keep_on_error(run(&settings, dir.path()), dir)
 }

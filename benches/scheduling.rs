@@ -34,6 +34,7 @@ use http::{Method, StatusCode};
 use latency::LatencySummary;
 use serde::Deserialize;
 use serde_json::Value;
+use skiff_api::meta;
 use skiff_control::{ControlPlane, ControlPlaneConfig};
 use skiff_node::hollow::{HollowConfig, HollowNode, client_endpoint};
 use table::{Row, format_table};
@@ -470,9 +471,7 @@ async fn run(plan: Plan, data: PathBuf, load: Handle) -> anyhow::Result<Outcome>
 
     let mut conn = Connection::open(api).await?;
     let list = conn.get_json(&format!("{PODS}?limit=1")).await?;
-    let since = list
-        .pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
+    let since = meta::resource_version(&list)
         .context("the pod list has no resourceVersion")?
         .to_string();
     let watch = load

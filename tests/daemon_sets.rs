@@ -24,7 +24,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use cluster::{Kubectl, Server, Skiff, http_get, wait_until};
 use node::NodeProcess;
-use objects::{apply, condition, get_json, push_samples, token, wait_node_ready};
+use objects::{
+    apply, get_json, is_serving, name_of, node_of, push_samples, token, wait_node_ready,
+};
 use serde_json::Value;
 
 const HASH_LABEL: &str = "controller-revision-hash";
@@ -123,20 +125,6 @@ impl Cluster {
     }
 }
 
-fn is_ready(pod: &Value) -> bool {
-    pod["status"]["phase"] == "Running"
-        && condition(pod, "Ready").as_deref() == Some("True")
-        && pod["metadata"]["deletionTimestamp"].is_null()
-}
-
-fn node_of(pod: &Value) -> String {
-    pod["spec"]["nodeName"].as_str().unwrap_or("").to_string()
-}
-
-fn name_of(obj: &Value) -> String {
-    obj["metadata"]["name"].as_str().unwrap_or("").to_string()
-}
-
 fn hash_of(pod: &Value) -> String {
     pod["metadata"]["labels"][HASH_LABEL]
         .as_str()
@@ -185,7 +173,7 @@ fn wait_agents(cluster: &Cluster, nodes: &[&str]) -> BTreeMap<String, Value> {
             let by_node: BTreeMap<String, Value> =
                 pods.iter().map(|p| (node_of(p), p.clone())).collect();
             let placed: Vec<&str> = by_node.keys().map(String::as_str).collect();
-            (pods.len() == nodes.len() && placed == nodes && pods.iter().all(is_ready))
+            (pods.len() == nodes.len() && placed == nodes && pods.iter().all(is_serving))
                 .then_some(by_node)
         },
     )
@@ -261,7 +249,7 @@ impl ReadyFloor {
                 {
                     let ready = list["items"]
                         .as_array()
-                        .map(|items| items.iter().filter(|p| is_ready(p)).count())
+                        .map(|items| items.iter().filter(|p| is_serving(p)).count())
                         .unwrap_or(0);
                     l.fetch_min(ready, Ordering::Relaxed);
                 }
@@ -379,7 +367,7 @@ fn a_daemon_set_runs_one_pod_per_eligible_node_follows_the_nodes_and_rolls() {
         &format!("/api/v1/namespaces/default/pods/{on_n2}"),
     )
     .expect("the pod on n2 stays under a NoSchedule taint");
-    assert!(is_ready(&pod), "{pod}");
+    assert!(is_serving(&pod), "{pod}");
     cluster
         .kubectl
         .ok(&["taint", "nodes", "n2", "maint=true:NoExecute"]);
@@ -528,7 +516,7 @@ spec:
 fn wait_team_pods(cluster: &Cluster, n: usize) -> Vec<Value> {
     wait_until(&format!("{n} ready web pods in team and no others"), || {
         let pods = cluster.pods("team", "web");
-        (pods.len() == n && pods.iter().all(is_ready)).then_some(pods)
+        (pods.len() == n && pods.iter().all(is_serving)).then_some(pods)
     })
 }
 

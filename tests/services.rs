@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use cluster::{Kubectl, Server, Skiff, http_get, wait_until};
 use node::NodeProcess;
-use objects::{apply, condition, get_json, push_samples, token, wait_node_ready};
+use objects::{apply, get_json, is_serving, name_of, push_samples, token, wait_node_ready};
 use serde_json::Value;
 
 /// A control plane and nodes n1 (127.0.0.2), n2 (127.0.0.3), n3
@@ -135,16 +135,6 @@ fn free_port(ip: IpAddr) -> SocketAddr {
         .expect("a free port")
 }
 
-fn is_ready(pod: &Value) -> bool {
-    pod["status"]["phase"] == "Running"
-        && condition(pod, "Ready").as_deref() == Some("True")
-        && pod["metadata"]["deletionTimestamp"].is_null()
-}
-
-fn name_of(obj: &Value) -> String {
-    obj["metadata"]["name"].as_str().unwrap_or("").to_string()
-}
-
 const DEPLOYMENT: &str = "apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -232,7 +222,7 @@ fn node_ports_balance_over_ready_pods_and_follow_endpoints() {
     cluster.apply("svc-web", &service("web", "web", ""));
     let ready = wait_until("6 ready web pods", || {
         let pods = cluster.pods();
-        (pods.len() == 6 && pods.iter().all(is_ready)).then_some(pods)
+        (pods.len() == 6 && pods.iter().all(is_serving)).then_some(pods)
     });
     // Pods on every node, so that requests to n1 reach the others' pods over QUIC.
     let nodes: BTreeSet<String> = ready
@@ -375,7 +365,7 @@ fn node_ports_balance_over_ready_pods_and_follow_endpoints() {
             .into_iter()
             .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
             .collect();
-        (pods.len() == 2 && pods.iter().all(is_ready)).then(|| pods.iter().map(name_of).collect())
+        (pods.len() == 2 && pods.iter().all(is_serving)).then(|| pods.iter().map(name_of).collect())
     });
     let removed: BTreeSet<String> = pods.difference(&kept).cloned().collect();
     assert_eq!(removed.len(), 4, "kept {kept:?} of {pods:?}");

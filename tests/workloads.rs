@@ -21,7 +21,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use cluster::{Kubectl, Server, Skiff, http_get, wait_until};
 use node::NodeProcess;
-use objects::{apply, condition, get_json, push_samples, token, wait_node_ready};
+use objects::{
+    apply, condition, get_json, is_serving, name_of, node_of, push_samples, token, wait_node_ready,
+};
 use serde_json::Value;
 
 /// A control plane and `n` nodes named n1, n2, ...
@@ -147,20 +149,6 @@ impl Drop for Traffic {
     }
 }
 
-fn is_ready(pod: &Value) -> bool {
-    pod["status"]["phase"] == "Running"
-        && condition(pod, "Ready").as_deref() == Some("True")
-        && pod["metadata"]["deletionTimestamp"].is_null()
-}
-
-fn node_of(pod: &Value) -> String {
-    pod["spec"]["nodeName"].as_str().unwrap_or("").to_string()
-}
-
-fn name_of(obj: &Value) -> String {
-    obj["metadata"]["name"].as_str().unwrap_or("").to_string()
-}
-
 /// A Deployment `web` of `replicas` pods running `image` with a readiness probe.
 fn deployment(replicas: u32, image: &str) -> String {
     format!(
@@ -198,7 +186,7 @@ spec:
 fn wait_ready_pods(cluster: &Cluster, n: usize) -> Vec<Value> {
     wait_until(&format!("{n} ready web pods and no others"), || {
         let pods = cluster.pods("web");
-        (pods.len() == n && pods.iter().all(is_ready)).then_some(pods)
+        (pods.len() == n && pods.iter().all(is_serving)).then_some(pods)
     })
 }
 
@@ -239,7 +227,7 @@ impl ReadyFloor {
                 {
                     let ready = list["items"]
                         .as_array()
-                        .map(|items| items.iter().filter(|p| is_ready(p)).count())
+                        .map(|items| items.iter().filter(|p| is_serving(p)).count())
                         .unwrap_or(0);
                     if ready < l.fetch_min(ready, Ordering::Relaxed)
                         && let Ok(mut seen) = a.lock()
@@ -248,7 +236,7 @@ impl ReadyFloor {
                             .as_array()
                             .into_iter()
                             .flatten()
-                            .map(|p| (name_of(p), is_ready(p)))
+                            .map(|p| (name_of(p), is_serving(p)))
                             .collect();
                     }
                 }
@@ -418,7 +406,7 @@ spec:
     kubectl.ok(&["delete", "pod", &victim, "--wait=false"]);
     let pods = wait_until("the deleted pod is replaced", || {
         let pods = cluster.pods("web");
-        let ready: Vec<Value> = pods.iter().filter(|p| is_ready(p)).cloned().collect();
+        let ready: Vec<Value> = pods.iter().filter(|p| is_serving(p)).cloned().collect();
         (ready.len() == 3 && ready.iter().all(|p| name_of(p) != victim)).then_some(ready)
     });
     assert_eq!(pods.len(), 3);
@@ -487,7 +475,7 @@ spec:
     cluster.add_node("roomy", &["--memory", "8Gi", "--labels", "disk=ssd"]);
     let pod = wait_until("big runs on the new node", || {
         let pod = get_json(&cluster.server, "/api/v1/namespaces/default/pods/big")?;
-        is_ready(&pod).then_some(pod)
+        is_serving(&pod).then_some(pod)
     });
     assert_eq!(node_of(&pod), "roomy");
 
@@ -588,7 +576,7 @@ fn a_lost_nodes_pods_are_replaced_elsewhere_and_it_comes_back_clean() {
     let data_dir = n3.data_dir().to_path_buf();
     n3.kill();
     let pods = wait_until("six ready web pods on n1 and n2", || {
-        let ready: Vec<Value> = cluster.pods("web").into_iter().filter(is_ready).collect();
+        let ready: Vec<Value> = cluster.pods("web").into_iter().filter(is_serving).collect();
         (ready.len() == 6 && ready.iter().all(|p| node_of(p) != "n3")).then_some(ready)
     });
     println!(
@@ -769,7 +757,7 @@ fn skiff_scale_and_rollout_drive_a_deployment() {
     let after = wait_until("three ready pods, all new", || {
         let pods = cluster.pods("web");
         (pods.len() == 3
-            && pods.iter().all(is_ready)
+            && pods.iter().all(is_serving)
             && pods.iter().all(|p| !before.contains(&name_of(p))))
         .then_some(pods)
     });
@@ -841,7 +829,7 @@ spec:
     wait_until("two ready web pods, both new", || {
         let pods = cluster.pods("web");
         (pods.len() == 2
-            && pods.iter().all(is_ready)
+            && pods.iter().all(is_serving)
             && pods.iter().all(|p| !before.contains(&name_of(p))))
         .then_some(())
     });

@@ -4,6 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use tempfile::TempDir;
+
 use anyhow::Context;
 
 /// The directory the benchmarks' own directories go under.
@@ -15,10 +17,19 @@ pub fn parent() -> PathBuf {
 
 /// A fresh directory `<prefix>XXXXXX` under `parent`, removed when dropped
 /// (`TempDir::keep` keeps it, with its logs, after a failure).
-pub fn fresh(parent: &Path, prefix: &str) -> anyhow::Result<tempfile::TempDir> {
+pub fn fresh(parent: &Path, prefix: &str) -> anyhow::Result<TempDir> {
     std::fs::create_dir_all(parent).with_context(|| format!("create {}", parent.display()))?;
     tempfile::Builder::new()
         .prefix(prefix)
         .tempdir_in(parent)
         .with_context(|| format!("create a {prefix}* directory under {}", parent.display()))
+}
+
+/// `result`, keeping `dir` (and the logs in it) when it is an error, and
+/// saying where; on success `dir` is removed.
+pub fn keep_on_error<T>(result: anyhow::Result<T>, dir: TempDir) -> anyhow::Result<T> {
+    if result.is_err() {
+        eprintln!("the logs are kept in {}", dir.keep().display());
+    }
+    result
 }

@@ -556,7 +556,6 @@ impl Registry {
     }
 }
 
-/// Computes the patched object.
 /// What the namespace lifecycle check reads of a Namespace.
 #[derive(serde::Deserialize)]
 struct NamespaceLifecycle {
@@ -589,6 +588,7 @@ fn check_body(
     Ok(warnings)
 }
 
+/// Computes the patched object.
 fn apply_patch(
     rt: &ResourceType,
     old: &Value,

@@ -50,6 +50,23 @@ pub fn is_ready(obj: &Value) -> bool {
     condition(obj, "Ready").as_deref() == Some("True")
 }
 
+/// A pod that serves: Running, Ready and not being deleted.
+pub fn is_serving(pod: &Value) -> bool {
+    pod["status"]["phase"] == "Running"
+        && is_ready(pod)
+        && pod["metadata"]["deletionTimestamp"].is_null()
+}
+
+/// `metadata.name`, or "" when missing.
+pub fn name_of(obj: &Value) -> String {
+    obj["metadata"]["name"].as_str().unwrap_or("").to_string()
+}
+
+/// The node a pod is bound to, or "" when unbound.
+pub fn node_of(pod: &Value) -> String {
+    pod["spec"]["nodeName"].as_str().unwrap_or("").to_string()
+}
+
 pub fn wait_node_ready(server: &Server, name: &str) -> Value {
     wait_until(&format!("node {name} is Ready"), || {
         let node = get_json(server, &format!("/api/v1/nodes/{name}"))?;

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::StreamExt;
-use serde_json::{Map, Value};
-use skiff_api::json::Pointer as _;
+use serde_json::Value;
+use skiff_api::json::{Pointer as _, equal_except};
 use skiff_api::meta;
 use skiff_api::resource::by_kind;
 use skiff_api::wire::Downstream;
@@ -147,7 +147,8 @@ impl PodDispatcher {
                             .is_some_and(|prev| only_status_changed(prev, &event.object));
                     insert(&mut state, event.object.clone());
                     if reported_only {
-                        // The node wrote this status itself: nothing for it to do.
+                        // A node acts on spec and metadata; status is its own
+                        // report (or the control plane's note on it).
                         continue;
                     }
                     let pod = (*event.object).clone();
@@ -163,23 +164,18 @@ impl PodDispatcher {
 /// changes (`resourceVersion`, `managedFields`). A node acts on a pod's spec and
 /// metadata; its status is what the node itself reports.
 fn only_status_changed(old: &Value, new: &Value) -> bool {
-    let null = Value::Null;
-    let old_meta = old.get("metadata").unwrap_or(&null);
-    let new_meta = new.get("metadata").unwrap_or(&null);
-    same_except(old, new, &["status", "metadata"])
-        && same_except(old_meta, new_meta, &["resourceVersion", "managedFields"])
-}
-
-/// Whether two values are equal but for the object fields named in `skip`.
-fn same_except(a: &Value, b: &Value, skip: &[&str]) -> bool {
-    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
-        return a == b;
+    let (Some(old), Some(new)) = (old.as_object(), new.as_object()) else {
+        return false;
     };
-    let covered = |x: &Map<String, Value>, y: &Map<String, Value>| {
-        x.iter()
-            .all(|(k, v)| skip.contains(&k.as_str()) || y.get(k) == Some(v))
-    };
-    covered(a, b) && covered(b, a)
+    if !equal_except(old, new, &["status", "metadata"]) {
+        return false;
+    }
+    match (old.get("metadata"), new.get("metadata")) {
+        (Some(Value::Object(old)), Some(Value::Object(new))) => {
+            equal_except(old, new, &["resourceVersion", "managedFields"])
+        }
+        (old, new) => old == new,
+    }
 }
 
 fn snapshot(state: &State, node: &str) -> Vec<Value> {

@@ -2,7 +2,7 @@
 //! moves, what a new object's status starts as (Kubernetes' "strategies").
 
 use serde_json::{Map, Value, json};
-use skiff_api::json::Pointer as _;
+use skiff_api::json::{Pointer as _, equal_except};
 use skiff_api::meta;
 use skiff_api::resource::ResourceType;
 
@@ -192,25 +192,16 @@ pub fn unchanged(old: &Value, new: &Value) -> bool {
     let (Some(old), Some(new)) = (old.as_object(), new.as_object()) else {
         return old == new;
     };
-    if !same_except(old, new, &["metadata"]) {
+    if !equal_except(old, new, &["metadata"]) {
         return false;
     }
     match (old.get("metadata"), new.get("metadata")) {
         (Some(Value::Object(old)), Some(Value::Object(new))) => {
-            same_except(old, new, &["resourceVersion", "managedFields"])
+            equal_except(old, new, &["resourceVersion", "managedFields"])
                 && same_ownership(old.get("managedFields"), new.get("managedFields"))
         }
         (old, new) => old == new,
     }
-}
-
-/// Whether two maps are equal but for the keys in `skip`.
-fn same_except(a: &Map<String, Value>, b: &Map<String, Value>, skip: &[&str]) -> bool {
-    let covered = |x: &Map<String, Value>, y: &Map<String, Value>| {
-        x.iter()
-            .all(|(k, v)| skip.contains(&k.as_str()) || y.get(k) == Some(v))
-    };
-    covered(a, b) && covered(b, a)
 }
 
 /// Whether two `managedFields` record the same ownership: timestamps move on
@@ -220,7 +211,7 @@ fn same_ownership(old: Option<&Value>, new: Option<&Value>) -> bool {
         (Some(Value::Array(old)), Some(Value::Array(new))) => {
             old.len() == new.len()
                 && old.iter().zip(new).all(|(a, b)| match (a, b) {
-                    (Value::Object(a), Value::Object(b)) => same_except(a, b, &["time"]),
+                    (Value::Object(a), Value::Object(b)) => equal_except(a, b, &["time"]),
                     _ => a == b,
                 })
         }
@@ -292,5 +283,36 @@ mod tests {
             anything["spec"]["tolerations"].as_array().map(Vec::len),
             Some(1)
         );
+    }
+
+    /// A write that changes only what every write changes (the revision, the
+    /// managedFields times) is no change: nothing is stored and
+    /// `resourceVersion` stays, as in Kubernetes.
+    #[test]
+    fn a_write_of_the_same_object_is_unchanged() {
+        let stored = json!({
+            "metadata": {"name": "a", "resourceVersion": "7", "labels": {"x": "1"},
+                         "managedFields": [{"manager": "kubectl", "time": "2026-12-04T00:00:00Z"}]},
+            "data": {"k": "v"},
+        });
+        let mut again = stored.clone();
+        again["metadata"]["resourceVersion"] = json!("8");
+        again["metadata"]["managedFields"][0]["time"] = json!("2026-12-04T01:00:00Z");
+        assert!(unchanged(&stored, &again));
+
+        let mut relabelled = again.clone();
+        relabelled["metadata"]["labels"]["x"] = json!("2");
+        assert!(!unchanged(&stored, &relabelled));
+        let mut new_data = again.clone();
+        new_data["data"]["k"] = json!("w");
+        assert!(!unchanged(&stored, &new_data));
+        let mut other_owner = again.clone();
+        other_owner["metadata"]["managedFields"][0]["manager"] = json!("skiff");
+        assert!(!unchanged(&stored, &other_owner));
+        let mut without_metadata = again;
+        without_metadata
+            .as_object_mut()
+            .map(|m| m.remove("metadata"));
+        assert!(!unchanged(&stored, &without_metadata));
     }
 }

@@ -528,7 +528,9 @@ impl Writer {
         }
         let mut committed = Vec::with_capacity(ops.len());
         let mut events = Vec::with_capacity(ops.len());
-        // Keys an earlier op of this request wrote.
+        // Keys an earlier op of this request wrote (only a request of several
+        // ops can have any; most have one).
+        let several = ops.len() > 1;
         let mut written: HashSet<String> = HashSet::new();
         // The values are moved, not cloned: this thread is the store's bottleneck.
         for (op, checked_bytes) in ops.into_iter().zip(checked) {
@@ -581,7 +583,9 @@ impl Writer {
             log.insert(revision, logged.as_slice())
                 .map_err(|e| backend("write event", e))?;
             let object = Arc::new(object);
-            written.insert(encoded);
+            if several {
+                written.insert(encoded);
+            }
             events.push(Arc::new(Event {
                 revision,
                 event_type,
