@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -36,7 +37,9 @@ pub struct ApiClient {
     server: String,
     /// The kubeconfig context's namespace, else `default`.
     namespace: String,
-    http: HyperClient<HttpConnector, Full<Bytes>>,
+    /// `Authorization: Bearer ...` when the kubeconfig's user has a token.
+    bearer: Option<http::HeaderValue>,
+    http: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 /// A response: status code and body.
@@ -91,14 +94,32 @@ impl ApiClient {
                 path.display()
             );
         };
-        if !cluster.server.starts_with("http://") {
+        if !cluster.server.starts_with("https://") {
             bail!(
-                "server {} is not plain HTTP; TLS arrives in a later version of Skiff",
-                cluster.server
+                "server {} in {} is not https://: Skiff's API speaks only HTTPS",
+                cluster.server,
+                path.display()
             );
         }
-        let http = HyperClient::builder(TokioExecutor::new()).build_http();
+        let user = config.current_user();
+        let base = path.parent().unwrap_or(Path::new("."));
+        let tls = skiff_control::auth::client_tls::config(cluster, user, base)
+            .with_context(|| format!("TLS settings of kubeconfig {}", path.display()))?;
+        let bearer = user
+            .and_then(|u| u.token.as_deref())
+            .filter(|t| !t.is_empty())
+            .map(|t| http::HeaderValue::from_str(&format!("Bearer {t}")))
+            .transpose()
+            .context("the kubeconfig's token is not a valid header value")?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .enable_http2()
+            .build();
+        let http = HyperClient::builder(TokioExecutor::new()).build(connector);
         Ok(ApiClient {
+            bearer,
             server: cluster.server.trim_end_matches('/').to_string(),
             namespace: context
                 .namespace
@@ -202,6 +223,9 @@ impl ApiClient {
             );
         if let Some(content_type) = content_type {
             request = request.header(http::header::CONTENT_TYPE, content_type);
+        }
+        if let Some(bearer) = &self.bearer {
+            request = request.header(http::header::AUTHORIZATION, bearer.clone());
         }
         let request = request.body(Full::new(body)).context("build request")?;
         match self.http.request(request).await {

@@ -54,10 +54,11 @@ pub async fn deploy(plane: &ControlPlane, node: &str, component: &Path) -> anyho
         .json()
         .context("create the hello pod")?;
     wait_ready(&client).await?;
-    let api = plane.api_addr();
     let kubeconfig = plane.kubeconfig().display();
     println!("The hello sample is running as pod {NAMESPACE}/{POD}. Try:");
-    println!("  curl http://{api}/api/v1/namespaces/{NAMESPACE}/pods/{POD}/proxy/");
+    println!(
+        "  kubectl --kubeconfig {kubeconfig} get --raw /api/v1/namespaces/{NAMESPACE}/pods/{POD}/proxy/"
+    );
     println!("  kubectl --kubeconfig {kubeconfig} get pods -o wide");
     println!("  kubectl --kubeconfig {kubeconfig} logs {POD}");
     Ok(())

@@ -18,8 +18,9 @@ use skiff_node::{Node, NodeConfig};
 ///   skiff node --join 10.0.0.1:6443 --token "$(skiff token create)" --name edge-1 --labels zone=a
 #[derive(clap::Args)]
 pub struct Args {
-    /// The control plane's node address (UDP), as `skiff server` prints it.
-    #[arg(long, value_name = "ADDR")]
+    /// The control plane's node address (UDP), as `skiff server` prints it:
+    /// `IP:PORT` or `HOST:PORT` (resolved once, at start).
+    #[arg(long, value_name = "ADDR", value_parser = resolve_join)]
     pub join: SocketAddr,
     /// A join token (needed only until the node has its certificate).
     #[arg(long, env = "SKIFF_TOKEN", hide_env_values = true)]
@@ -139,6 +140,17 @@ pub fn hostname() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "skiff-node".to_string())
+}
+
+/// `IP:PORT` or `HOST:PORT`, resolved to the first address.
+fn resolve_join(text: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let mut addrs = text
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {text:?} (HOST:PORT or IP:PORT): {e}"))?;
+    addrs
+        .next()
+        .ok_or_else(|| format!("{text:?} resolves to no address"))
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {

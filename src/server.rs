@@ -25,6 +25,10 @@ pub struct ServerArgs {
     /// tolerations (Kubernetes: 300).
     #[arg(long, default_value_t = skiff_control::DEFAULT_TOLERATION_SECONDS, value_name = "SECONDS")]
     pub default_unreachable_toleration_seconds: i64,
+    /// Another name (DNS name or IP address) clients may reach the API by;
+    /// the serving certificate is valid for it too. Repeatable.
+    #[arg(long = "tls-san", value_name = "NAME")]
+    pub tls_sans: Vec<String>,
 }
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
@@ -40,12 +44,13 @@ pub async fn start(args: ServerArgs) -> anyhow::Result<ControlPlane> {
         quic_addr: args.quic_addr,
         node_grace_period: args.node_monitor_grace_period,
         default_toleration_seconds: args.default_unreachable_toleration_seconds,
+        tls_sans: args.tls_sans,
         ..ControlPlaneConfig::new(data_dir)
     };
     let plane = ControlPlane::start(config)
         .await
         .context("start the control plane")?;
-    println!("Skiff API on http://{}", plane.api_addr());
+    println!("Skiff API on https://{}", plane.api_addr());
     println!("Node gateway on quic://{}", plane.quic_addr());
     println!(
         "kubectl --kubeconfig {} get namespaces",

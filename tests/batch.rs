@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use cluster::{Kubectl, Server, Skiff, http_get};
+use cluster::{Kubectl, Server, Skiff};
 use node::NodeProcess;
 use objects::{apply, condition, get_json, push_samples, token, wait_node_ready};
 use serde_json::Value;
@@ -179,13 +179,13 @@ impl ActivePeak {
     fn watch(server: &Server, job: &str) -> ActivePeak {
         let stop = Arc::new(AtomicBool::new(false));
         let peak = Arc::new(AtomicUsize::new(0));
-        let (s, p, addr) = (stop.clone(), peak.clone(), server.addr());
+        let (s, p, api) = (stop.clone(), peak.clone(), server.api());
         let path = format!(
             "/api/v1/namespaces/default/pods?labelSelector=batch.kubernetes.io%2Fjob-name%3D{job}"
         );
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
-                if let Ok((200, body)) = http_get(addr, &path)
+                if let Ok((200, body)) = api.get(&path)
                     && let Ok(list) = serde_json::from_str::<Value>(&body)
                 {
                     let active = items(Some(list)).iter().filter(|p| is_active(p)).count();
@@ -394,10 +394,9 @@ fn a_finished_job_with_a_ttl_goes_with_its_pods() {
     wait_long("the Job and its pod are gone", JOB_DEADLINE, || {
         (cluster.job("brief").is_none() && cluster.pods_of("brief").is_empty()).then_some(())
     });
-    let gone = http_get(
-        cluster.server.addr(),
-        "/apis/batch/v1/namespaces/default/jobs/brief",
-    )
+    let gone = cluster
+        .server
+        .api_get("/apis/batch/v1/namespaces/default/jobs/brief")
     .expect("GET the job");
     assert_eq!(gone.0, 404, "{uid} should be deleted: {}", gone.1);
 }

@@ -7,7 +7,7 @@ mod cluster;
 #[path = "support/samples.rs"]
 mod samples;
 
-use cluster::{Kubectl, Server, http_get};
+use cluster::{Kubectl, Server};
 
 /// A minimal command component (`wasi:cli/run`), assembled from text.
 const COMMAND_COMPONENT: &str = r#"(component
@@ -108,14 +108,14 @@ fn up_demo_runs_hello_and_says_how_to_reach_it() {
     let hello = hello.to_str().expect("utf-8 path");
     let server = Server::start_with("up", &data, &["--demo", "--demo-component", hello]);
 
-    // The printed curl command reaches the hello pod.
-    let curl = server.wait_for_line("a curl command", |l| l.trim().starts_with("curl "));
-    let url = curl.trim().trim_start_matches("curl ").trim();
-    let path = url
-        .strip_prefix(&format!("http://{}", server.addr()))
-        .unwrap_or_else(|| panic!("the curl line names another address: {curl}"));
-    let (code, body) = http_get(server.addr(), path).expect("GET the demo");
-    assert_eq!((code, body.trim()), (200, "Hello from hello!"), "{curl}");
+    // The printed command reaches the hello pod through the API's pod proxy.
+    let line = server.wait_for_line("a kubectl get --raw command", |l| {
+        l.trim().starts_with("kubectl ") && l.contains(" get --raw ")
+    });
+    let args: Vec<&str> = line.split_whitespace().skip(1).collect();
+    let out = Kubectl::new(&server.kubeconfig()).ok(&args[2..]);
+    assert_eq!(out.trim(), "Hello from hello!", "{line}");
+    assert_eq!(args[..2], ["--kubeconfig", &*server.kubeconfig().to_string_lossy()]);
 
     // kubectl sees the node Ready and the pod Running on it.
     let kubectl = Kubectl::new(&server.kubeconfig());

@@ -49,7 +49,7 @@ async fn acknowledged_writes_survive_sigkill_and_watches_resume() {
     let mut acked: Vec<Acked> = Vec::new();
 
     for round in 0..ROUNDS {
-        let api = Api::new(server.addr());
+        let api = Api::new(&server.kubeconfig(), server.addr());
         let target = rand::random_range(20..=150usize);
         let count = Arc::new(AtomicUsize::new(0));
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -101,7 +101,7 @@ async fn acknowledged_writes_survive_sigkill_and_watches_resume() {
         acked.extend(new);
 
         server = tokio::task::block_in_place(|| Server::start(&data_dir));
-        let api = Api::new(server.addr());
+        let api = Api::new(&server.kubeconfig(), server.addr());
         assert_all_present(&api, &acked, round).await;
 
         // The list's revision is not behind anything acknowledged.
@@ -199,12 +199,12 @@ fn a_second_server_on_a_data_dir_in_use_is_refused() {
 
     // The first one is unharmed and its kubeconfig still points at it.
     assert_eq!(
-        cluster::http_get(server.addr(), "/readyz").expect("GET /readyz"),
+        server.api_get("/readyz").expect("GET /readyz"),
         (200, "ok".to_string())
     );
     let kubeconfig = std::fs::read_to_string(server.kubeconfig()).expect("kubeconfig");
     assert!(
-        kubeconfig.contains(&format!("http://{}", server.addr())),
+        kubeconfig.contains(&format!("https://{}", server.addr())),
         "kubeconfig was overwritten:\n{kubeconfig}"
     );
 }

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use cluster::{Kubectl, Server, Skiff, http_get, wait_until};
+use cluster::{Kubectl, Server, Skiff, wait_until};
 use node::NodeProcess;
 use objects::{
     apply, get_json, is_serving, name_of, node_of, push_samples, token, wait_node_ready,
@@ -90,7 +90,7 @@ impl Cluster {
     fn lookup(&self, path: &str) -> Option<Value> {
         wait_until(
             &format!("GET {path} answers 200 or 404"),
-            || match http_get(self.server.addr(), path) {
+            || match self.server.api_get(path) {
                 Ok((200, body)) => serde_json::from_str(&body).ok().map(Some),
                 Ok((404, _)) => Some(None),
                 _ => None,
@@ -203,10 +203,10 @@ fn wait_status(cluster: &Cluster, want: [i64; 6]) -> Value {
 
 /// What a pod answers through the API's pod proxy.
 fn answer(cluster: &Cluster, namespace: &str, pod: &str) -> String {
-    match http_get(
-        cluster.server.addr(),
-        &format!("/api/v1/namespaces/{namespace}/pods/{pod}/proxy/"),
-    ) {
+    match cluster
+        .server
+        .api_get(&format!("/api/v1/namespaces/{namespace}/pods/{pod}/proxy/"))
+    {
         Ok((200, body)) => body,
         other => panic!("pod {pod} did not answer: {other:?}"),
     }
@@ -238,14 +238,13 @@ impl ReadyFloor {
     fn watch(server: &Server) -> ReadyFloor {
         let stop = Arc::new(AtomicBool::new(false));
         let low = Arc::new(AtomicUsize::new(usize::MAX));
-        let addr = server.addr();
+        let api = server.api();
         let (s, l) = (stop.clone(), low.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
-                if let Ok((200, body)) = http_get(
-                    addr,
-                    "/api/v1/namespaces/default/pods?labelSelector=app%3Dagent",
-                ) && let Ok(list) = serde_json::from_str::<Value>(&body)
+                if let Ok((200, body)) =
+                    api.get("/api/v1/namespaces/default/pods?labelSelector=app%3Dagent")
+                    && let Ok(list) = serde_json::from_str::<Value>(&body)
                 {
                     let ready = list["items"]
                         .as_array()

@@ -35,7 +35,7 @@ async fn hollow_nodes_take_pods_and_report_them_running() {
     config.api_addr = "127.0.0.1:0".parse().expect("addr");
     config.quic_addr = "127.0.0.1:0".parse().expect("addr");
     let plane = ControlPlane::start(config).await.expect("control plane");
-    let api = Api::new(plane.api_addr());
+    let api = Api::new(plane.kubeconfig(), plane.api_addr());
     let token = plane
         .create_join_token(None, "hollow test")
         .await

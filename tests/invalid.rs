@@ -61,7 +61,7 @@ fn cluster() -> Cluster {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let api = Api::new(server.addr());
+    let api = Api::new(&server.kubeconfig(), server.addr());
     Cluster {
         kubectl: Kubectl::new(&server.kubeconfig()),
         api,

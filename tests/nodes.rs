@@ -15,7 +15,7 @@ mod samples;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use cluster::{Kubectl, Server, Skiff, http_get, wait_until};
+use cluster::{Kubectl, Server, Skiff, wait_until};
 use node::NodeProcess;
 use objects::{
     apply, condition, get_json, pod, push_samples, token, wait_node_ready, wait_pod_ready,
@@ -323,21 +323,19 @@ fn deleting_a_pod_drains_its_requests() {
 
     // Two clients send slow requests back to back; the pod is deleted while
     // requests are in flight.
-    let addr = server.addr();
+    let api = server.api();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let completed = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let clients: Vec<_> = (0..2)
         .map(|_| {
             let stop = stop.clone();
             let completed = completed.clone();
+            let api = api.clone();
             std::thread::spawn(move || {
                 let mut results = Vec::new();
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let started = Instant::now();
-                    let result = http_get(
-                        addr,
-                        "/api/v1/namespaces/default/pods/slow/proxy/spin?ms=700",
-                    );
+                    let result = api.get("/api/v1/namespaces/default/pods/slow/proxy/spin?ms=700");
                     results.push((started, Instant::now(), result));
                     completed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }

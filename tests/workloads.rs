@@ -192,10 +192,10 @@ fn wait_ready_pods(cluster: &Cluster, n: usize) -> Vec<Value> {
 
 /// What a pod answers through the API's pod proxy.
 fn answer(cluster: &Cluster, pod: &str) -> String {
-    match http_get(
-        cluster.server.addr(),
-        &format!("/api/v1/namespaces/default/pods/{pod}/proxy/"),
-    ) {
+    match cluster
+        .server
+        .api_get(&format!("/api/v1/namespaces/default/pods/{pod}/proxy/"))
+    {
         Ok((200, body)) => body,
         other => panic!("pod {pod} did not answer: {other:?}"),
     }
@@ -215,15 +215,14 @@ impl ReadyFloor {
     fn watch(server: &Server) -> ReadyFloor {
         let stop = Arc::new(AtomicBool::new(false));
         let low = Arc::new(AtomicUsize::new(usize::MAX));
-        let addr = server.addr();
+        let api = server.api();
         let at_low = Arc::new(std::sync::Mutex::new(Vec::new()));
         let (s, l, a) = (stop.clone(), low.clone(), at_low.clone());
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
-                if let Ok((200, body)) = http_get(
-                    addr,
-                    "/api/v1/namespaces/default/pods?labelSelector=app%3Dweb",
-                ) && let Ok(list) = serde_json::from_str::<Value>(&body)
+                if let Ok((200, body)) =
+                    api.get("/api/v1/namespaces/default/pods?labelSelector=app%3Dweb")
+                    && let Ok(list) = serde_json::from_str::<Value>(&body)
                 {
                     let ready = list["items"]
                         .as_array()

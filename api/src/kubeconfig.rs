@@ -33,10 +33,17 @@ pub struct NamedCluster {
 #[serde(rename_all = "kebab-case")]
 pub struct Cluster {
     pub server: String,
+    /// The CA certificate (PEM), base64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_authority_data: Option<String>,
+    /// A file with the CA certificate (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_authority: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub insecure_skip_tls_verify: Option<bool>,
+    /// The name the server's certificate is checked against, when not the host of `server`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -59,8 +66,9 @@ pub struct NamedUser {
     pub user: User,
 }
 
-/// Credentials; empty while the API is plain HTTP on loopback.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Credentials: a client certificate and key (inline, base64 of PEM, or in
+/// files), or a bearer token.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct User {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -69,6 +77,21 @@ pub struct User {
     pub client_certificate_data: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_key_data: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_certificate: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
+}
+
+// Keys and tokens never reach a log through `{:?}`.
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("client_certificate", &self.client_certificate)
+            .field("client_key", &self.client_key)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Kubeconfig {
@@ -98,6 +121,16 @@ impl Kubeconfig {
             }],
             current_context: name.into(),
         }
+    }
+
+    /// The user of the current context (no credentials if it names none).
+    pub fn current_user(&self) -> Option<&User> {
+        let context = &self
+            .contexts
+            .iter()
+            .find(|c| c.name == self.current_context)?
+            .context;
+        Some(&self.users.iter().find(|u| u.name == context.user)?.user)
     }
 
     /// The cluster and context of the current context.

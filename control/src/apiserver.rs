@@ -1,11 +1,16 @@
 //! The Kubernetes API server (axum): Kubernetes' paths, JSON shapes, status
 //! codes and semantics, so that `kubectl` and client libraries work unchanged.
 //!
-//! Discovery and OpenAPI documents are static ([`discovery`], [`openapi`]);
-//! everything under `/api/v1/...` and `/apis/{group}/{version}/...` goes through
-//! [`path::parse`] to [`resources::handle`], which calls the [`Registry`].
+//! It serves HTTPS only ([`listener`]); every request is authenticated and
+//! authorized first ([`access`]). Discovery and OpenAPI documents are static
+//! ([`discovery`], [`openapi`]); the review APIs are answered by [`reviews`];
+//! everything under `/api/v1/...` and `/apis/{group}/{version}/...` goes
+//! through [`path::parse`] to [`resources::handle`], which calls the
+//! [`Registry`].
 
+pub mod access;
 pub mod discovery;
+pub mod listener;
 pub mod openapi;
 
 mod components;
@@ -14,6 +19,8 @@ mod pods;
 mod request;
 mod resources;
 mod response;
+mod reviews;
+mod token_request;
 mod watch;
 
 use std::sync::Arc;
@@ -21,13 +28,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use skiff_api::status::{ApiError, Reason};
 
+use crate::auth::authorizer::{Authorizer, RbacInformers};
+use crate::auth::service_account_token::TokenSigner;
 use crate::components::ComponentStore;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -50,10 +59,22 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Calls to nodes (pod logs, pod proxy), when a node gateway runs.
     pub nodes: Option<crate::gateway::NodeCalls>,
+    /// Decides every request.
+    pub authorizer: Arc<Authorizer>,
+    /// Signs and checks ServiceAccount tokens.
+    pub tokens: Arc<TokenSigner>,
 }
 
 impl ApiState {
-    pub fn new(registry: Registry, components: Arc<ComponentStore>, metrics: Arc<Metrics>) -> Self {
+    /// The state of an API over `registry`, with RBAC read from it and
+    /// ServiceAccount tokens signed by `tokens`.
+    pub fn new(
+        registry: Registry,
+        components: Arc<ComponentStore>,
+        metrics: Arc<Metrics>,
+        tokens: Arc<TokenSigner>,
+    ) -> Self {
+        let authorizer = Authorizer::start(registry.clone(), RbacInformers::start(&registry));
         ApiState {
             registry,
             components,
@@ -61,6 +82,8 @@ impl ApiState {
             ready: AtomicBool::new(false),
             metrics,
             nodes: None,
+            authorizer,
+            tokens,
         }
     }
 }
@@ -79,7 +102,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(dispatch)
-        .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::check,
+        ))
         .with_state(state)
 }
 
@@ -239,13 +265,14 @@ async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
 }
 
 /// Everything under `/api/...` and `/apis/...`.
-async fn dispatch(
-    State(state): State<Arc<ApiState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> HandlerResult {
+async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> HandlerResult {
+    let (parts, body) = request.into_parts();
+    let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
+    let body = read_body(&headers, body).await?;
+    if let Some(review) = reviews::parse(uri.path()) {
+        let user = parts.extensions.get::<access::RequestUser>().cloned();
+        return reviews::handle(state, review, method, &headers, user, body).await;
+    }
     if let Some(call) = pods::parse(uri.path()) {
         return pods::handle(state.clone(), call, method, &uri, &headers, body).await;
     }
@@ -263,14 +290,6 @@ async fn dispatch(
             _ => Err(path::not_found().into()),
         },
         Target::Resource(rp) => {
-            let is_upload = request::media_type(&headers) == "application/wasm";
-            if !is_upload && body.len() > MAX_OBJECT_BYTES {
-                return Err(ApiError::new(
-                    Reason::RequestEntityTooLarge,
-                    "Request entity too large: limit is 3145728",
-                )
-                .into());
-            }
             let query = request::Query::parse(uri.query())?;
             let verb = verb(&method, &rp, &query);
             let resource = rp.rt.resource_id();
@@ -284,6 +303,38 @@ async fn dispatch(
             metrics.observe_request(verb, &resource, code, started.elapsed());
             result
         }
+    }
+}
+
+/// The request body, read only up to its limit: 3 MiB (Kubernetes' limit)
+/// for objects, [`MAX_COMPONENT_BYTES`] for a component push. A longer body
+/// is refused with 413 after reading no more than the limit.
+async fn read_body(headers: &HeaderMap, body: axum::body::Body) -> Result<Bytes, ErrorResponse> {
+    let limit = if request::media_type(headers) == "application/wasm" {
+        MAX_COMPONENT_BYTES
+    } else {
+        MAX_OBJECT_BYTES
+    };
+    let too_large = || {
+        ErrorResponse(ApiError::new(
+            Reason::RequestEntityTooLarge,
+            format!("Request entity too large: limit is {limit}"),
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    use http_body_util::BodyExt as _;
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(ErrorResponse(ApiError::bad_request(format!(
+            "read the request body: {e}"
+        )))),
     }
 }
 

@@ -1,8 +1,24 @@
-//! Who may talk to the control plane: the cluster CA that issues node
-//! certificates ([`ClusterCa`]) and the bootstrap tokens nodes join with
-//! ([`tokens`]).
+//! Who may talk to the control plane, and what they may do.
+//!
+//! - [`ca`]: the cluster CA; it issues node certificates, the API's serving
+//!   certificate and client certificates (the admin's kubeconfig).
+//! - [`tokens`]: bootstrap tokens nodes join with.
+//! - [`user`]: the user a request is made by.
+//! - [`service_account_token`]: ServiceAccount JWTs (TokenRequest, bearer
+//!   authentication).
+//! - [`attributes`]: a request's verb and resource, as authorization sees it.
+//! - [`rbac`]: RBAC rules, the policy snapshot and the bootstrap policy.
+//! - [`authorizer`]: the decision for each request over the live policy.
+//! - [`client_tls`]: TLS settings for clients of the API (CLI, tests, benches).
 
+pub mod attributes;
+pub mod authorizer;
 mod ca;
+pub mod client_tls;
+pub mod rbac;
+pub mod service_account_token;
 pub mod tokens;
+pub mod user;
 
-pub use ca::{CaError, ClusterCa, ServerIdentity, node_name_of};
+pub(crate) use ca::write_private;
+pub use ca::{CaError, ClientCredentials, ClusterCa, ServerIdentity, node_name_of, pem_certs};

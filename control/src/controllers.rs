@@ -3,6 +3,7 @@
 //! from the store, never trusts that an event tells the whole story, and is safe
 //! to run twice.
 
+pub mod cluster_role_aggregation;
 pub mod cron_job;
 pub mod daemon_set;
 pub mod deployment;

@@ -1,7 +1,7 @@
 //! Starting the control plane: store, component storage, API server,
 //! controllers, and the kubeconfig that points clients at it.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -14,8 +14,11 @@ use skiff_api::status::Reason;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::apiserver::listener::{self, ListenerLimits};
 use crate::apiserver::{self, ApiState};
-use crate::auth::ClusterCa;
+use crate::auth::service_account_token::TokenSigner;
+use crate::auth::user::{ADMIN, MASTERS};
+use crate::auth::{ClientCredentials, ClusterCa};
 use crate::components::ComponentStore;
 use crate::events::EventRecorder;
 use crate::gateway::Gateway;
@@ -42,6 +45,9 @@ pub struct ControlPlaneConfig {
     /// How long a lost node's pods stay bound to it before they are evicted
     /// (the default `tolerationSeconds` of the not-ready/unreachable taints).
     pub default_toleration_seconds: i64,
+    /// More names (DNS or IP) the API's serving certificate is valid for
+    /// (`--tls-san`), beside loopback, the hostname and the API address.
+    pub tls_sans: Vec<String>,
     pub store: StoreConfig,
 }
 
@@ -55,6 +61,7 @@ impl ControlPlaneConfig {
             quic_addr: SocketAddr::from(([127, 0, 0, 1], 6443)),
             node_grace_period: DEFAULT_NODE_GRACE_PERIOD,
             default_toleration_seconds: crate::registry::strategy::DEFAULT_TOLERATION_SECONDS,
+            tls_sans: Vec::new(),
             store: StoreConfig::default(),
         }
     }
@@ -84,6 +91,8 @@ pub enum StartError {
     Ca(#[from] crate::auth::CaError),
     #[error("node gateway: {0}")]
     Gateway(#[from] crate::gateway::GatewayError),
+    #[error("API TLS: {0}")]
+    Tls(#[from] crate::apiserver::listener::TlsSetupError),
 }
 
 /// A running control plane.
@@ -100,7 +109,7 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Opens the data directory and starts serving.
     pub async fn start(config: ControlPlaneConfig) -> Result<Self, StartError> {
-        std::fs::create_dir_all(&config.data_dir)
+        create_private_dir(&config.data_dir)
             .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
         let metrics = Metrics::new();
         let store_config = StoreConfig {
@@ -116,10 +125,16 @@ impl ControlPlane {
         let registry =
             Registry::new(store).with_default_toleration_seconds(config.default_toleration_seconds);
         bootstrap(&registry).await.map_err(StartError::Bootstrap)?;
-        let ca = Arc::new(ClusterCa::load_or_create(&config.data_dir.join("pki"))?);
+        let pki = config.data_dir.join("pki");
+        let ca = Arc::new(ClusterCa::load_or_create(&pki)?);
         publish_cluster_info(&registry, &ca)
             .await
             .map_err(StartError::Bootstrap)?;
+        crate::auth::rbac::bootstrap::reconcile(&registry)
+            .await
+            .map_err(StartError::Bootstrap)?;
+        let admin = ca.load_or_issue_client(&pki, "admin", ADMIN, &[MASTERS])?;
+        let tokens = Arc::new(TokenSigner::load_or_create(&pki)?);
         let components = Arc::new(components);
         let informers = Informers::start(&registry);
         let gateway = Gateway::start(
@@ -136,16 +151,29 @@ impl ControlPlane {
         let api_addr = listener
             .local_addr()
             .map_err(|e| StartError::Listen(config.api_addr, e))?;
+        let tls = listener::tls_config(
+            &ca,
+            ca.api_serving_identity(&serving_names(api_addr, &config.tls_sans))?,
+        )?;
         let kubeconfig = config.data_dir.join("kubeconfig");
-        write_kubeconfig(&kubeconfig, &format!("http://{api_addr}"))?;
+        write_kubeconfig(&kubeconfig, reachable(api_addr), &ca, &admin)?;
 
-        let mut state = ApiState::new(registry.clone(), components, metrics);
+        let mut state = ApiState::new(registry.clone(), components, metrics, tokens);
         state.nodes = Some(gateway.calls());
         let state = Arc::new(state);
         let app = apiserver::router(state.clone());
-        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let server = tokio::spawn(listener::serve(
+            listener,
+            Arc::new(tls),
+            app,
+            ListenerLimits::default(),
+        ));
         let events = EventRecorder::new(registry.clone(), "skiff-controller-manager");
         let controllers = vec![
+            tokio::spawn(crate::controllers::cluster_role_aggregation::run(
+                registry.clone(),
+                state.authorizer.informers().cluster_roles.clone(),
+            )),
             tokio::spawn(crate::scheduler::run(
                 registry.clone(),
                 informers.nodes.clone(),
@@ -389,12 +417,101 @@ async fn publish_cluster_info(
     }
 }
 
-/// Writes the kubeconfig atomically (temp file, then rename).
-fn write_kubeconfig(path: &Path, server: &str) -> Result<(), StartError> {
+/// Writes the admin's kubeconfig (readable by its owner only): the
+/// `https://` address, the CA to check the server with, the admin's client
+/// certificate and key.
+fn write_kubeconfig(
+    path: &Path,
+    server: SocketAddr,
+    ca: &ClusterCa,
+    admin: &ClientCredentials,
+) -> Result<(), StartError> {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
     let err = |e: String| StartError::Kubeconfig(path.to_path_buf(), e);
-    let config = Kubeconfig::single("skiff", server);
+    let mut config = Kubeconfig::single("skiff", &format!("https://{server}"));
+    for cluster in &mut config.clusters {
+        cluster.cluster.certificate_authority_data = Some(b64(ca.cert_pem()));
+    }
+    for user in &mut config.users {
+        user.user.client_certificate_data = Some(b64(&admin.cert_pem));
+        user.user.client_key_data = Some(b64(&admin.key_pem));
+    }
     let text = serde_yaml_ng::to_string(&config).map_err(|e| err(e.to_string()))?;
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).map_err(|e| err(e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| err(e.to_string()))
+    crate::auth::write_private(path, &text).map_err(|e| err(e.to_string()))
+}
+
+/// The address a client on this machine reaches the API at: loopback when
+/// the API listens on every address (`0.0.0.0`, `::`).
+fn reachable(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port())),
+        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::from((Ipv6Addr::LOCALHOST, addr.port())),
+        _ => addr,
+    }
+}
+
+/// The names the API's serving certificate is valid for, as K3s gives them:
+/// loopback, `localhost`, the hostname, the API's address (every interface's
+/// when it listens on all), and the `--tls-san` names.
+fn serving_names(addr: SocketAddr, extra: &[String]) -> Vec<String> {
+    let mut names = vec!["127.0.0.1".to_string(), "::1".to_string(), "localhost".to_string()];
+    if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        let host = host.trim();
+        if !host.is_empty() {
+            names.push(host.to_string());
+        }
+    }
+    if addr.ip().is_unspecified() {
+        for interface in if_addrs::get_if_addrs().unwrap_or_default() {
+            names.push(interface.ip().to_string());
+        }
+    } else {
+        names.push(addr.ip().to_string());
+    }
+    names.extend(extra.iter().cloned());
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    names
+}
+
+/// Creates `dir` (and its parents) and makes it readable by its owner only:
+/// it holds the CA key, the store and the admin's credentials.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kubeconfig_never_points_at_an_unspecified_address() {
+        let any: SocketAddr = "0.0.0.0:6443".parse().unwrap();
+        assert_eq!(reachable(any), "127.0.0.1:6443".parse().unwrap());
+        let any6: SocketAddr = "[::]:6443".parse().unwrap();
+        assert_eq!(reachable(any6), "[::1]:6443".parse().unwrap());
+        let one: SocketAddr = "10.1.2.3:6443".parse().unwrap();
+        assert_eq!(reachable(one), one);
+    }
+
+    #[test]
+    fn the_serving_certificate_names_loopback_the_address_and_extra_names() {
+        let names = serving_names("10.1.2.3:6443".parse().unwrap(), &["cp.example.com".into()]);
+        for want in ["127.0.0.1", "localhost", "10.1.2.3", "cp.example.com"] {
+            assert!(names.iter().any(|n| n == want), "{want} in {names:?}");
+        }
+        let all = serving_names("0.0.0.0:6443".parse().unwrap(), &[]);
+        assert!(all.iter().any(|n| n == "127.0.0.1"), "{all:?}");
+        assert!(!all.iter().any(|n| n == "0.0.0.0"), "{all:?}");
+        let mut dedup = all.clone();
+        dedup.dedup();
+        assert_eq!(dedup.len(), all.len());
+    }
 }

@@ -42,7 +42,7 @@ async fn start() -> Plane {
     })
     .await
     .expect("start the control plane");
-    let api = Api::new(plane.api_addr());
+    let api = Api::new(plane.kubeconfig(), plane.api_addr());
     Plane {
         plane,
         api,

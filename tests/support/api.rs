@@ -15,6 +15,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -28,7 +29,7 @@ const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct Api {
     base: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 /// A complete response.
@@ -46,10 +47,27 @@ pub struct Watch {
 }
 
 impl Api {
-    pub fn new(addr: SocketAddr) -> Api {
+    /// A client of the API at `addr` with the credentials of `kubeconfig`
+    /// (the admin's, for the kubeconfig a server writes).
+    pub fn new(kubeconfig: &std::path::Path, addr: SocketAddr) -> Api {
+        let text = std::fs::read_to_string(kubeconfig).expect("read the kubeconfig");
+        let config: skiff_api::kubeconfig::Kubeconfig =
+            serde_yaml_ng::from_str(&text).expect("parse the kubeconfig");
+        let (cluster, _) = config
+            .current()
+            .expect("the kubeconfig has a current context");
+        let base_dir = kubeconfig.parent().unwrap_or(std::path::Path::new("."));
+        let tls = skiff_control::auth::client_tls::config(cluster, config.current_user(), base_dir)
+            .expect("TLS settings from the kubeconfig");
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .enable_http2()
+            .build();
         Api {
-            base: format!("http://{addr}"),
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            base: format!("https://{addr}"),
+            client: Client::builder(TokioExecutor::new()).build(connector),
         }
     }
 

@@ -109,7 +109,7 @@ impl Server {
         server.addr = loop {
             match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(line) => {
-                    if let Some(addr) = line.trim().strip_prefix("Skiff API on http://") {
+                    if let Some(addr) = line.trim().strip_prefix("Skiff API on https://") {
                         break addr.parse().unwrap_or_else(|e| {
                             panic!("server printed an address that does not parse: {line:?}: {e}")
                         });
@@ -117,7 +117,7 @@ impl Server {
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     panic!(
-                        "skiff server did not print `Skiff API on http://...` within {DEADLINE:?}"
+                        "skiff server did not print `Skiff API on https://...` within {DEADLINE:?}"
                     )
                 }
                 Err(RecvTimeoutError::Disconnected) => {
@@ -137,7 +137,7 @@ impl Server {
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     panic!(
-                        "skiff server did not print `Skiff API on http://...` within {DEADLINE:?}"
+                        "skiff server did not print `Skiff API on https://...` within {DEADLINE:?}"
                     )
                 }
                 Err(RecvTimeoutError::Disconnected) => {
@@ -150,21 +150,30 @@ impl Server {
         // on a full pipe; later lines wait for `Server::wait_for_line`.
         server.stdout = Some(Mutex::new(lines));
 
-        wait_until("the server answers /readyz with 200 ok", || match http_get(
-            server.addr,
-            "/readyz",
-        ) {
-            Ok((200, body)) if body.trim() == "ok" => Some(()),
-            _ => None,
-        });
         let kubeconfig = std::fs::read_to_string(server.kubeconfig())
             .expect("read the kubeconfig the server wrote");
         assert!(
-            kubeconfig.contains(&format!("http://{}", server.addr)),
-            "the kubeconfig does not point at http://{}:\n{kubeconfig}",
+            kubeconfig.contains(&format!("https://{}", server.addr)),
+            "the kubeconfig does not point at https://{}:\n{kubeconfig}",
             server.addr
         );
+        let api = server.api();
+        wait_until("the server answers /readyz with 200 ok", || match api.get("/readyz") {
+            Ok((200, body)) if body.trim() == "ok" => Some(()),
+            _ => None,
+        });
         server
+    }
+
+    /// A blocking client of the API with the admin's credentials from the
+    /// kubeconfig the server wrote.
+    pub fn api(&self) -> ApiGet {
+        ApiGet::from_kubeconfig(&self.kubeconfig(), self.addr)
+    }
+
+    /// `GET path` on the API as the admin: (status, body).
+    pub fn api_get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        self.api().get(path)
     }
 
     /// Waits until the server prints a line on stdout that `pred` accepts
@@ -212,6 +221,22 @@ impl Server {
         let mut child = self.child.take().expect("the server was already killed");
         child.kill().expect("kill the server");
         child.wait().expect("wait for the killed server")
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the server was killed").id()
+    }
+
+    /// The server's resident memory (`VmRSS`), in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("read the server's /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS in /proc status")
     }
 
     /// Whether the process is still running.
@@ -505,17 +530,89 @@ pub fn wait_until<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// A blocking `GET` over a fresh connection: (status, body). Enough for
-/// readiness and health checks, so the process helpers need no runtime.
+/// A blocking `GET` over a fresh plain-HTTP connection (NodePorts, Ingress,
+/// metrics): (status, body). The process helpers need no runtime.
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    exchange(stream, addr, path, "")
+}
+
+/// A blocking client of the API over TLS with a kubeconfig's credentials,
+/// cheap to clone into threads.
+#[derive(Clone)]
+pub struct ApiGet {
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    bearer: Option<String>,
+}
+
+impl ApiGet {
+    /// The credentials and CA of `kubeconfig`'s current context, at `addr`.
+    pub fn from_kubeconfig(kubeconfig: &Path, addr: SocketAddr) -> ApiGet {
+        ApiGet::build(kubeconfig, addr, true, None)
+    }
+
+    /// A client that trusts `kubeconfig`'s CA but has no client certificate:
+    /// anonymous, or with `token` as its bearer token.
+    pub fn stranger(kubeconfig: &Path, addr: SocketAddr, token: Option<&str>) -> ApiGet {
+        ApiGet::build(kubeconfig, addr, false, token)
+    }
+
+    fn build(kubeconfig: &Path, addr: SocketAddr, as_user: bool, token: Option<&str>) -> ApiGet {
+        let text = std::fs::read_to_string(kubeconfig).expect("read the kubeconfig");
+        let config: skiff_api::kubeconfig::Kubeconfig =
+            serde_yaml_ng::from_str(&text).expect("parse the kubeconfig");
+        let (cluster, _) = config
+            .current()
+            .expect("the kubeconfig has a current context");
+        let user = config.current_user().filter(|_| as_user);
+        let base = kubeconfig.parent().unwrap_or(Path::new("."));
+        let tls = skiff_control::auth::client_tls::config(cluster, user, base)
+            .expect("TLS settings from the kubeconfig");
+        ApiGet {
+            addr,
+            tls: Arc::new(tls),
+            bearer: token
+                .map(str::to_string)
+                .or_else(|| user.and_then(|u| u.token.clone())),
+        }
+    }
+
+    /// `GET path`: (status, body).
+    pub fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
+        let tcp = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
+        tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let name = rustls_pki_types::ServerName::IpAddress(self.addr.ip().into());
+        let conn =
+            rustls::ClientConnection::new(self.tls.clone(), name).map_err(std::io::Error::other)?;
+        let headers = match &self.bearer {
+            Some(token) => format!("Authorization: Bearer {token}\r\n"),
+            None => String::new(),
+        };
+        exchange(rustls::StreamOwned::new(conn, tcp), self.addr, path, &headers)
+    }
+}
+
+/// Sends `GET path` with `Connection: close` and reads the whole answer.
+fn exchange(
+    mut stream: impl Read + Write,
+    addr: SocketAddr,
+    path: &str,
+    headers: &str,
+) -> std::io::Result<(u16, String)> {
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{headers}Connection: close\r\n\r\n"
     )?;
+    stream.flush()?;
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw)?;
+    match stream.read_to_end(&mut raw) {
+        Ok(_) => {}
+        // A TLS peer that closes without close_notify, after a whole answer.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => return Err(e),
+    }
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::cluster::{Kubectl, Server, Skiff, http_get, wait_until};
+use super::cluster::{Kubectl, Server, Skiff, wait_until};
 use super::samples;
 
 /// Pushes the samples the tests use under `NAME:v1`.
@@ -26,7 +26,7 @@ pub fn token(skiff: &Skiff) -> String {
 
 /// GET an API path as JSON.
 pub fn get_json(server: &Server, path: &str) -> Option<Value> {
-    match http_get(server.addr(), path) {
+    match server.api_get(path) {
         Ok((200, body)) => serde_json::from_str(&body).ok(),
         _ => None,
     }

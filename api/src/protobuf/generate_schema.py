@@ -50,6 +50,12 @@ K8S_OPENAPI_VERSION = "0.29.0"
 EXTRA_ROOTS = [
     ("", "DeleteOptions", "apimachinery/pkg/apis/meta/v1/DeleteOptions"),
     ("autoscaling/v1", "Scale", "api/autoscaling/v1/Scale"),
+    ("authentication.k8s.io/v1", "TokenRequest", "api/authentication/v1/TokenRequest"),
+    ("authentication.k8s.io/v1", "SelfSubjectReview", "api/authentication/v1/SelfSubjectReview"),
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview", "api/authorization/v1/SelfSubjectAccessReview"),
+    ("authorization.k8s.io/v1", "SubjectAccessReview", "api/authorization/v1/SubjectAccessReview"),
+    ("authorization.k8s.io/v1", "LocalSubjectAccessReview", "api/authorization/v1/LocalSubjectAccessReview"),
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview", "api/authorization/v1/SelfSubjectRulesReview"),
 ]
 
 # Messages whose JSON form is not an object of their fields, with the field
@@ -65,6 +71,9 @@ SPECIAL = {
         {1: "type", 2: "int_val", 3: "str_val"},
     ),
     "apimachinery/pkg/runtime/RawExtension": ("RawExtension", {1: "raw"}),
+    # `[]string` named types (a user's extra attributes in reviews).
+    "api/authentication/v1/ExtraValue": ("StringList", {1: "items"}),
+    "api/authorization/v1/ExtraValue": ("StringList", {1: "items"}),
 }
 
 SCALARS = {
@@ -204,6 +213,8 @@ def parse_k8s_pb(root):
                 while not (decl.endswith(",") and decl.count("<") == decl.count(">")):
                     i += 1
                     decl = decl + lines[i].strip()
+                # rustfmt leaves a trailing comma in a generic split over lines.
+                decl = decl.replace(",>", ">")
                 fm = re.fullmatch(r"pub (?:r#)?(\w+):\s*(.*),", decl)
                 if not fm:
                     die(f"unparsed field in {struct}: {decl}")

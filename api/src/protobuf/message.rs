@@ -86,6 +86,8 @@ pub(super) enum Special {
     IntOrString,
     /// `runtime.RawExtension`: raw JSON.
     RawExtension,
+    /// A named `[]string` (`ExtraValue`): a JSON list of its strings.
+    StringList,
 }
 
 /// What has been read for one field, before it becomes JSON.
@@ -296,9 +298,11 @@ fn decode_special(special: Special, bytes: &[u8]) -> Result<Value, ProtobufError
     // {1: the value} for the rest.
     let (mut first, mut second) = (0i64, 0i64);
     let mut raw: Option<&[u8]> = None;
+    let mut items = Vec::new();
     let mut reader = Reader::new(bytes);
     while let Some((number, value)) = reader.next_field()? {
         match (special, number) {
+            (Special::StringList, 1) => items.push(Value::String(string(expect_bytes(value)?))),
             (Special::Quantity | Special::FieldsV1 | Special::RawExtension, 1)
             | (Special::IntOrString, 3) => raw = Some(expect_bytes(value)?),
             (Special::Time | Special::MicroTime | Special::Duration | Special::IntOrString, 1) => {
@@ -322,6 +326,7 @@ fn decode_special(special: Special, bytes: &[u8]) -> Result<Value, ProtobufError
         Special::Quantity => Value::String(raw.map_or_else(|| "0".to_string(), string)),
         Special::IntOrString if first == 1 => Value::String(raw.map(string).unwrap_or_default()),
         Special::IntOrString => Value::from(second as i32),
+        Special::StringList => Value::Array(items),
         Special::FieldsV1 | Special::RawExtension => match raw {
             None | Some([]) => Value::Null,
             Some(json) => serde_json::from_slice(json).map_err(|e| {

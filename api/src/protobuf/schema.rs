@@ -28,291 +28,316 @@ const APPS_V1_STATEFUL_SET_PERSISTENT_VOLUME_CLAIM_RETENTION_POLICY: u16 = 20;
 const APPS_V1_STATEFUL_SET_SPEC: u16 = 21;
 const APPS_V1_STATEFUL_SET_STATUS: u16 = 22;
 const APPS_V1_STATEFUL_SET_UPDATE_STRATEGY: u16 = 23;
-const AUTOSCALING_V1_SCALE: u16 = 24;
-const AUTOSCALING_V1_SCALE_SPEC: u16 = 25;
-const AUTOSCALING_V1_SCALE_STATUS: u16 = 26;
-const AUTOSCALING_V2_CONTAINER_RESOURCE_METRIC_SOURCE: u16 = 27;
-const AUTOSCALING_V2_CONTAINER_RESOURCE_METRIC_STATUS: u16 = 28;
-const AUTOSCALING_V2_CROSS_VERSION_OBJECT_REFERENCE: u16 = 29;
-const AUTOSCALING_V2_EXTERNAL_METRIC_SOURCE: u16 = 30;
-const AUTOSCALING_V2_EXTERNAL_METRIC_STATUS: u16 = 31;
-const AUTOSCALING_V2_HPA_SCALING_POLICY: u16 = 32;
-const AUTOSCALING_V2_HPA_SCALING_RULES: u16 = 33;
-const AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER: u16 = 34;
-const AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_BEHAVIOR: u16 = 35;
-const AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_CONDITION: u16 = 36;
-const AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_SPEC: u16 = 37;
-const AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_STATUS: u16 = 38;
-const AUTOSCALING_V2_METRIC_IDENTIFIER: u16 = 39;
-const AUTOSCALING_V2_METRIC_SPEC: u16 = 40;
-const AUTOSCALING_V2_METRIC_STATUS: u16 = 41;
-const AUTOSCALING_V2_METRIC_TARGET: u16 = 42;
-const AUTOSCALING_V2_METRIC_VALUE_STATUS: u16 = 43;
-const AUTOSCALING_V2_OBJECT_METRIC_SOURCE: u16 = 44;
-const AUTOSCALING_V2_OBJECT_METRIC_STATUS: u16 = 45;
-const AUTOSCALING_V2_PODS_METRIC_SOURCE: u16 = 46;
-const AUTOSCALING_V2_PODS_METRIC_STATUS: u16 = 47;
-const AUTOSCALING_V2_RESOURCE_METRIC_SOURCE: u16 = 48;
-const AUTOSCALING_V2_RESOURCE_METRIC_STATUS: u16 = 49;
-const BATCH_V1_CRON_JOB: u16 = 50;
-const BATCH_V1_CRON_JOB_SPEC: u16 = 51;
-const BATCH_V1_CRON_JOB_STATUS: u16 = 52;
-const BATCH_V1_JOB: u16 = 53;
-const BATCH_V1_JOB_CONDITION: u16 = 54;
-const BATCH_V1_JOB_SPEC: u16 = 55;
-const BATCH_V1_JOB_STATUS: u16 = 56;
-const BATCH_V1_JOB_TEMPLATE_SPEC: u16 = 57;
-const BATCH_V1_POD_FAILURE_POLICY: u16 = 58;
-const BATCH_V1_POD_FAILURE_POLICY_ON_EXIT_CODES_REQUIREMENT: u16 = 59;
-const BATCH_V1_POD_FAILURE_POLICY_ON_POD_CONDITIONS_PATTERN: u16 = 60;
-const BATCH_V1_POD_FAILURE_POLICY_RULE: u16 = 61;
-const BATCH_V1_SUCCESS_POLICY: u16 = 62;
-const BATCH_V1_SUCCESS_POLICY_RULE: u16 = 63;
-const BATCH_V1_UNCOUNTED_TERMINATED_PODS: u16 = 64;
-const COORDINATION_V1_LEASE: u16 = 65;
-const COORDINATION_V1_LEASE_SPEC: u16 = 66;
-const CORE_V1_AWS_ELASTIC_BLOCK_STORE_VOLUME_SOURCE: u16 = 67;
-const CORE_V1_AFFINITY: u16 = 68;
-const CORE_V1_APP_ARMOR_PROFILE: u16 = 69;
-const CORE_V1_ATTACHED_VOLUME: u16 = 70;
-const CORE_V1_AZURE_DISK_VOLUME_SOURCE: u16 = 71;
-const CORE_V1_AZURE_FILE_PERSISTENT_VOLUME_SOURCE: u16 = 72;
-const CORE_V1_AZURE_FILE_VOLUME_SOURCE: u16 = 73;
-const CORE_V1_CSI_PERSISTENT_VOLUME_SOURCE: u16 = 74;
-const CORE_V1_CSI_VOLUME_SOURCE: u16 = 75;
-const CORE_V1_CAPABILITIES: u16 = 76;
-const CORE_V1_CEPH_FS_PERSISTENT_VOLUME_SOURCE: u16 = 77;
-const CORE_V1_CEPH_FS_VOLUME_SOURCE: u16 = 78;
-const CORE_V1_CINDER_PERSISTENT_VOLUME_SOURCE: u16 = 79;
-const CORE_V1_CINDER_VOLUME_SOURCE: u16 = 80;
-const CORE_V1_CLIENT_IP_CONFIG: u16 = 81;
-const CORE_V1_CLUSTER_TRUST_BUNDLE_PROJECTION: u16 = 82;
-const CORE_V1_CONFIG_MAP: u16 = 83;
-const CORE_V1_CONFIG_MAP_ENV_SOURCE: u16 = 84;
-const CORE_V1_CONFIG_MAP_KEY_SELECTOR: u16 = 85;
-const CORE_V1_CONFIG_MAP_NODE_CONFIG_SOURCE: u16 = 86;
-const CORE_V1_CONFIG_MAP_PROJECTION: u16 = 87;
-const CORE_V1_CONFIG_MAP_VOLUME_SOURCE: u16 = 88;
-const CORE_V1_CONTAINER: u16 = 89;
-const CORE_V1_CONTAINER_EXTENDED_RESOURCE_REQUEST: u16 = 90;
-const CORE_V1_CONTAINER_IMAGE: u16 = 91;
-const CORE_V1_CONTAINER_PORT: u16 = 92;
-const CORE_V1_CONTAINER_RESIZE_POLICY: u16 = 93;
-const CORE_V1_CONTAINER_RESTART_RULE: u16 = 94;
-const CORE_V1_CONTAINER_RESTART_RULE_ON_EXIT_CODES: u16 = 95;
-const CORE_V1_CONTAINER_STATE: u16 = 96;
-const CORE_V1_CONTAINER_STATE_RUNNING: u16 = 97;
-const CORE_V1_CONTAINER_STATE_TERMINATED: u16 = 98;
-const CORE_V1_CONTAINER_STATE_WAITING: u16 = 99;
-const CORE_V1_CONTAINER_STATUS: u16 = 100;
-const CORE_V1_CONTAINER_USER: u16 = 101;
-const CORE_V1_DAEMON_ENDPOINT: u16 = 102;
-const CORE_V1_DOWNWARD_API_PROJECTION: u16 = 103;
-const CORE_V1_DOWNWARD_API_VOLUME_FILE: u16 = 104;
-const CORE_V1_DOWNWARD_API_VOLUME_SOURCE: u16 = 105;
-const CORE_V1_EMPTY_DIR_VOLUME_SOURCE: u16 = 106;
-const CORE_V1_ENDPOINT_ADDRESS: u16 = 107;
-const CORE_V1_ENDPOINT_PORT: u16 = 108;
-const CORE_V1_ENDPOINT_SUBSET: u16 = 109;
-const CORE_V1_ENDPOINTS: u16 = 110;
-const CORE_V1_ENV_FROM_SOURCE: u16 = 111;
-const CORE_V1_ENV_VAR: u16 = 112;
-const CORE_V1_ENV_VAR_SOURCE: u16 = 113;
-const CORE_V1_EPHEMERAL_CONTAINER: u16 = 114;
-const CORE_V1_EPHEMERAL_CONTAINER_COMMON: u16 = 115;
-const CORE_V1_EPHEMERAL_VOLUME_SOURCE: u16 = 116;
-const CORE_V1_EVENT: u16 = 117;
-const CORE_V1_EVENT_SERIES: u16 = 118;
-const CORE_V1_EVENT_SOURCE: u16 = 119;
-const CORE_V1_EXEC_ACTION: u16 = 120;
-const CORE_V1_FC_VOLUME_SOURCE: u16 = 121;
-const CORE_V1_FILE_KEY_SELECTOR: u16 = 122;
-const CORE_V1_FLEX_PERSISTENT_VOLUME_SOURCE: u16 = 123;
-const CORE_V1_FLEX_VOLUME_SOURCE: u16 = 124;
-const CORE_V1_FLOCKER_VOLUME_SOURCE: u16 = 125;
-const CORE_V1_GCE_PERSISTENT_DISK_VOLUME_SOURCE: u16 = 126;
-const CORE_V1_GRPC_ACTION: u16 = 127;
-const CORE_V1_GIT_REPO_VOLUME_SOURCE: u16 = 128;
-const CORE_V1_GLUSTERFS_PERSISTENT_VOLUME_SOURCE: u16 = 129;
-const CORE_V1_GLUSTERFS_VOLUME_SOURCE: u16 = 130;
-const CORE_V1_HTTP_GET_ACTION: u16 = 131;
-const CORE_V1_HTTP_HEADER: u16 = 132;
-const CORE_V1_HOST_ALIAS: u16 = 133;
-const CORE_V1_HOST_IP: u16 = 134;
-const CORE_V1_HOST_PATH_VOLUME_SOURCE: u16 = 135;
-const CORE_V1_ISCSI_PERSISTENT_VOLUME_SOURCE: u16 = 136;
-const CORE_V1_ISCSI_VOLUME_SOURCE: u16 = 137;
-const CORE_V1_IMAGE_VOLUME_SOURCE: u16 = 138;
-const CORE_V1_KEY_TO_PATH: u16 = 139;
-const CORE_V1_LIFECYCLE: u16 = 140;
-const CORE_V1_LIFECYCLE_HANDLER: u16 = 141;
-const CORE_V1_LIMIT_RANGE: u16 = 142;
-const CORE_V1_LIMIT_RANGE_ITEM: u16 = 143;
-const CORE_V1_LIMIT_RANGE_SPEC: u16 = 144;
-const CORE_V1_LINUX_CONTAINER_USER: u16 = 145;
-const CORE_V1_LOAD_BALANCER_INGRESS: u16 = 146;
-const CORE_V1_LOAD_BALANCER_STATUS: u16 = 147;
-const CORE_V1_LOCAL_OBJECT_REFERENCE: u16 = 148;
-const CORE_V1_LOCAL_VOLUME_SOURCE: u16 = 149;
-const CORE_V1_MODIFY_VOLUME_STATUS: u16 = 150;
-const CORE_V1_NFS_VOLUME_SOURCE: u16 = 151;
-const CORE_V1_NAMESPACE: u16 = 152;
-const CORE_V1_NAMESPACE_CONDITION: u16 = 153;
-const CORE_V1_NAMESPACE_SPEC: u16 = 154;
-const CORE_V1_NAMESPACE_STATUS: u16 = 155;
-const CORE_V1_NODE: u16 = 156;
-const CORE_V1_NODE_ADDRESS: u16 = 157;
-const CORE_V1_NODE_AFFINITY: u16 = 158;
-const CORE_V1_NODE_CONDITION: u16 = 159;
-const CORE_V1_NODE_CONFIG_SOURCE: u16 = 160;
-const CORE_V1_NODE_CONFIG_STATUS: u16 = 161;
-const CORE_V1_NODE_DAEMON_ENDPOINTS: u16 = 162;
-const CORE_V1_NODE_FEATURES: u16 = 163;
-const CORE_V1_NODE_RUNTIME_HANDLER: u16 = 164;
-const CORE_V1_NODE_RUNTIME_HANDLER_FEATURES: u16 = 165;
-const CORE_V1_NODE_SELECTOR: u16 = 166;
-const CORE_V1_NODE_SELECTOR_REQUIREMENT: u16 = 167;
-const CORE_V1_NODE_SELECTOR_TERM: u16 = 168;
-const CORE_V1_NODE_SPEC: u16 = 169;
-const CORE_V1_NODE_STATUS: u16 = 170;
-const CORE_V1_NODE_SWAP_STATUS: u16 = 171;
-const CORE_V1_NODE_SYSTEM_INFO: u16 = 172;
-const CORE_V1_OBJECT_FIELD_SELECTOR: u16 = 173;
-const CORE_V1_OBJECT_REFERENCE: u16 = 174;
-const CORE_V1_PERSISTENT_VOLUME: u16 = 175;
-const CORE_V1_PERSISTENT_VOLUME_CLAIM: u16 = 176;
-const CORE_V1_PERSISTENT_VOLUME_CLAIM_CONDITION: u16 = 177;
-const CORE_V1_PERSISTENT_VOLUME_CLAIM_SPEC: u16 = 178;
-const CORE_V1_PERSISTENT_VOLUME_CLAIM_STATUS: u16 = 179;
-const CORE_V1_PERSISTENT_VOLUME_CLAIM_TEMPLATE: u16 = 180;
-const CORE_V1_PERSISTENT_VOLUME_CLAIM_VOLUME_SOURCE: u16 = 181;
-const CORE_V1_PERSISTENT_VOLUME_SOURCE: u16 = 182;
-const CORE_V1_PERSISTENT_VOLUME_SPEC: u16 = 183;
-const CORE_V1_PERSISTENT_VOLUME_STATUS: u16 = 184;
-const CORE_V1_PHOTON_PERSISTENT_DISK_VOLUME_SOURCE: u16 = 185;
-const CORE_V1_POD: u16 = 186;
-const CORE_V1_POD_AFFINITY: u16 = 187;
-const CORE_V1_POD_AFFINITY_TERM: u16 = 188;
-const CORE_V1_POD_ANTI_AFFINITY: u16 = 189;
-const CORE_V1_POD_CERTIFICATE_PROJECTION: u16 = 190;
-const CORE_V1_POD_CONDITION: u16 = 191;
-const CORE_V1_POD_DNS_CONFIG: u16 = 192;
-const CORE_V1_POD_DNS_CONFIG_OPTION: u16 = 193;
-const CORE_V1_POD_EXTENDED_RESOURCE_CLAIM_STATUS: u16 = 194;
-const CORE_V1_POD_IP: u16 = 195;
-const CORE_V1_POD_OS: u16 = 196;
-const CORE_V1_POD_READINESS_GATE: u16 = 197;
-const CORE_V1_POD_RESOURCE_CLAIM: u16 = 198;
-const CORE_V1_POD_RESOURCE_CLAIM_STATUS: u16 = 199;
-const CORE_V1_POD_SCHEDULING_GATE: u16 = 200;
-const CORE_V1_POD_SECURITY_CONTEXT: u16 = 201;
-const CORE_V1_POD_SPEC: u16 = 202;
-const CORE_V1_POD_STATUS: u16 = 203;
-const CORE_V1_POD_TEMPLATE_SPEC: u16 = 204;
-const CORE_V1_PORT_STATUS: u16 = 205;
-const CORE_V1_PORTWORX_VOLUME_SOURCE: u16 = 206;
-const CORE_V1_PREFERRED_SCHEDULING_TERM: u16 = 207;
-const CORE_V1_PROBE: u16 = 208;
-const CORE_V1_PROBE_HANDLER: u16 = 209;
-const CORE_V1_PROJECTED_VOLUME_SOURCE: u16 = 210;
-const CORE_V1_QUOBYTE_VOLUME_SOURCE: u16 = 211;
-const CORE_V1_RBD_PERSISTENT_VOLUME_SOURCE: u16 = 212;
-const CORE_V1_RBD_VOLUME_SOURCE: u16 = 213;
-const CORE_V1_RESOURCE_CLAIM: u16 = 214;
-const CORE_V1_RESOURCE_FIELD_SELECTOR: u16 = 215;
-const CORE_V1_RESOURCE_HEALTH: u16 = 216;
-const CORE_V1_RESOURCE_QUOTA: u16 = 217;
-const CORE_V1_RESOURCE_QUOTA_SPEC: u16 = 218;
-const CORE_V1_RESOURCE_QUOTA_STATUS: u16 = 219;
-const CORE_V1_RESOURCE_REQUIREMENTS: u16 = 220;
-const CORE_V1_RESOURCE_STATUS: u16 = 221;
-const CORE_V1_SE_LINUX_OPTIONS: u16 = 222;
-const CORE_V1_SCALE_IO_PERSISTENT_VOLUME_SOURCE: u16 = 223;
-const CORE_V1_SCALE_IO_VOLUME_SOURCE: u16 = 224;
-const CORE_V1_SCOPE_SELECTOR: u16 = 225;
-const CORE_V1_SCOPED_RESOURCE_SELECTOR_REQUIREMENT: u16 = 226;
-const CORE_V1_SECCOMP_PROFILE: u16 = 227;
-const CORE_V1_SECRET: u16 = 228;
-const CORE_V1_SECRET_ENV_SOURCE: u16 = 229;
-const CORE_V1_SECRET_KEY_SELECTOR: u16 = 230;
-const CORE_V1_SECRET_PROJECTION: u16 = 231;
-const CORE_V1_SECRET_REFERENCE: u16 = 232;
-const CORE_V1_SECRET_VOLUME_SOURCE: u16 = 233;
-const CORE_V1_SECURITY_CONTEXT: u16 = 234;
-const CORE_V1_SERVICE: u16 = 235;
-const CORE_V1_SERVICE_ACCOUNT: u16 = 236;
-const CORE_V1_SERVICE_ACCOUNT_TOKEN_PROJECTION: u16 = 237;
-const CORE_V1_SERVICE_PORT: u16 = 238;
-const CORE_V1_SERVICE_SPEC: u16 = 239;
-const CORE_V1_SERVICE_STATUS: u16 = 240;
-const CORE_V1_SESSION_AFFINITY_CONFIG: u16 = 241;
-const CORE_V1_SLEEP_ACTION: u16 = 242;
-const CORE_V1_STORAGE_OS_PERSISTENT_VOLUME_SOURCE: u16 = 243;
-const CORE_V1_STORAGE_OS_VOLUME_SOURCE: u16 = 244;
-const CORE_V1_SYSCTL: u16 = 245;
-const CORE_V1_TCP_SOCKET_ACTION: u16 = 246;
-const CORE_V1_TAINT: u16 = 247;
-const CORE_V1_TOLERATION: u16 = 248;
-const CORE_V1_TOPOLOGY_SPREAD_CONSTRAINT: u16 = 249;
-const CORE_V1_TYPED_LOCAL_OBJECT_REFERENCE: u16 = 250;
-const CORE_V1_TYPED_OBJECT_REFERENCE: u16 = 251;
-const CORE_V1_VOLUME: u16 = 252;
-const CORE_V1_VOLUME_DEVICE: u16 = 253;
-const CORE_V1_VOLUME_MOUNT: u16 = 254;
-const CORE_V1_VOLUME_MOUNT_STATUS: u16 = 255;
-const CORE_V1_VOLUME_NODE_AFFINITY: u16 = 256;
-const CORE_V1_VOLUME_PROJECTION: u16 = 257;
-const CORE_V1_VOLUME_RESOURCE_REQUIREMENTS: u16 = 258;
-const CORE_V1_VOLUME_SOURCE: u16 = 259;
-const CORE_V1_VSPHERE_VIRTUAL_DISK_VOLUME_SOURCE: u16 = 260;
-const CORE_V1_WEIGHTED_POD_AFFINITY_TERM: u16 = 261;
-const CORE_V1_WINDOWS_SECURITY_CONTEXT_OPTIONS: u16 = 262;
-const CORE_V1_WORKLOAD_REFERENCE: u16 = 263;
-const DISCOVERY_V1_ENDPOINT: u16 = 264;
-const DISCOVERY_V1_ENDPOINT_CONDITIONS: u16 = 265;
-const DISCOVERY_V1_ENDPOINT_HINTS: u16 = 266;
-const DISCOVERY_V1_ENDPOINT_PORT: u16 = 267;
-const DISCOVERY_V1_ENDPOINT_SLICE: u16 = 268;
-const DISCOVERY_V1_FOR_NODE: u16 = 269;
-const DISCOVERY_V1_FOR_ZONE: u16 = 270;
-const NETWORKING_V1_HTTP_INGRESS_PATH: u16 = 271;
-const NETWORKING_V1_HTTP_INGRESS_RULE_VALUE: u16 = 272;
-const NETWORKING_V1_INGRESS: u16 = 273;
-const NETWORKING_V1_INGRESS_BACKEND: u16 = 274;
-const NETWORKING_V1_INGRESS_CLASS: u16 = 275;
-const NETWORKING_V1_INGRESS_CLASS_PARAMETERS_REFERENCE: u16 = 276;
-const NETWORKING_V1_INGRESS_CLASS_SPEC: u16 = 277;
-const NETWORKING_V1_INGRESS_LOAD_BALANCER_INGRESS: u16 = 278;
-const NETWORKING_V1_INGRESS_LOAD_BALANCER_STATUS: u16 = 279;
-const NETWORKING_V1_INGRESS_PORT_STATUS: u16 = 280;
-const NETWORKING_V1_INGRESS_RULE: u16 = 281;
-const NETWORKING_V1_INGRESS_RULE_VALUE: u16 = 282;
-const NETWORKING_V1_INGRESS_SERVICE_BACKEND: u16 = 283;
-const NETWORKING_V1_INGRESS_SPEC: u16 = 284;
-const NETWORKING_V1_INGRESS_STATUS: u16 = 285;
-const NETWORKING_V1_INGRESS_TLS: u16 = 286;
-const NETWORKING_V1_SERVICE_BACKEND_PORT: u16 = 287;
-const RBAC_V1_AGGREGATION_RULE: u16 = 288;
-const RBAC_V1_CLUSTER_ROLE: u16 = 289;
-const RBAC_V1_CLUSTER_ROLE_BINDING: u16 = 290;
-const RBAC_V1_POLICY_RULE: u16 = 291;
-const RBAC_V1_ROLE: u16 = 292;
-const RBAC_V1_ROLE_BINDING: u16 = 293;
-const RBAC_V1_ROLE_REF: u16 = 294;
-const RBAC_V1_SUBJECT: u16 = 295;
-const API_RESOURCE_QUANTITY: u16 = 296;
-const META_V1_CONDITION: u16 = 297;
-const META_V1_DELETE_OPTIONS: u16 = 298;
-const META_V1_FIELDS_V1: u16 = 300;
-const META_V1_LABEL_SELECTOR: u16 = 301;
-const META_V1_LABEL_SELECTOR_REQUIREMENT: u16 = 302;
-const META_V1_MANAGED_FIELDS_ENTRY: u16 = 303;
-const META_V1_MICRO_TIME: u16 = 304;
-const META_V1_OBJECT_META: u16 = 305;
-const META_V1_OWNER_REFERENCE: u16 = 306;
-const META_V1_PRECONDITIONS: u16 = 307;
-const META_V1_TIME: u16 = 308;
-const UTIL_INTSTR_INT_OR_STRING: u16 = 310;
+const AUTHENTICATION_V1_BOUND_OBJECT_REFERENCE: u16 = 24;
+const AUTHENTICATION_V1_EXTRA_VALUE: u16 = 25;
+const AUTHENTICATION_V1_SELF_SUBJECT_REVIEW: u16 = 26;
+const AUTHENTICATION_V1_SELF_SUBJECT_REVIEW_STATUS: u16 = 27;
+const AUTHENTICATION_V1_TOKEN_REQUEST: u16 = 28;
+const AUTHENTICATION_V1_TOKEN_REQUEST_SPEC: u16 = 29;
+const AUTHENTICATION_V1_TOKEN_REQUEST_STATUS: u16 = 30;
+const AUTHENTICATION_V1_USER_INFO: u16 = 31;
+const AUTHORIZATION_V1_EXTRA_VALUE: u16 = 32;
+const AUTHORIZATION_V1_FIELD_SELECTOR_ATTRIBUTES: u16 = 33;
+const AUTHORIZATION_V1_LABEL_SELECTOR_ATTRIBUTES: u16 = 34;
+const AUTHORIZATION_V1_LOCAL_SUBJECT_ACCESS_REVIEW: u16 = 35;
+const AUTHORIZATION_V1_NON_RESOURCE_ATTRIBUTES: u16 = 36;
+const AUTHORIZATION_V1_NON_RESOURCE_RULE: u16 = 37;
+const AUTHORIZATION_V1_RESOURCE_ATTRIBUTES: u16 = 38;
+const AUTHORIZATION_V1_RESOURCE_RULE: u16 = 39;
+const AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW: u16 = 40;
+const AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW_SPEC: u16 = 41;
+const AUTHORIZATION_V1_SELF_SUBJECT_RULES_REVIEW: u16 = 42;
+const AUTHORIZATION_V1_SELF_SUBJECT_RULES_REVIEW_SPEC: u16 = 43;
+const AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW: u16 = 44;
+const AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_SPEC: u16 = 45;
+const AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS: u16 = 46;
+const AUTHORIZATION_V1_SUBJECT_RULES_REVIEW_STATUS: u16 = 47;
+const AUTOSCALING_V1_SCALE: u16 = 48;
+const AUTOSCALING_V1_SCALE_SPEC: u16 = 49;
+const AUTOSCALING_V1_SCALE_STATUS: u16 = 50;
+const AUTOSCALING_V2_CONTAINER_RESOURCE_METRIC_SOURCE: u16 = 51;
+const AUTOSCALING_V2_CONTAINER_RESOURCE_METRIC_STATUS: u16 = 52;
+const AUTOSCALING_V2_CROSS_VERSION_OBJECT_REFERENCE: u16 = 53;
+const AUTOSCALING_V2_EXTERNAL_METRIC_SOURCE: u16 = 54;
+const AUTOSCALING_V2_EXTERNAL_METRIC_STATUS: u16 = 55;
+const AUTOSCALING_V2_HPA_SCALING_POLICY: u16 = 56;
+const AUTOSCALING_V2_HPA_SCALING_RULES: u16 = 57;
+const AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER: u16 = 58;
+const AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_BEHAVIOR: u16 = 59;
+const AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_CONDITION: u16 = 60;
+const AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_SPEC: u16 = 61;
+const AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER_STATUS: u16 = 62;
+const AUTOSCALING_V2_METRIC_IDENTIFIER: u16 = 63;
+const AUTOSCALING_V2_METRIC_SPEC: u16 = 64;
+const AUTOSCALING_V2_METRIC_STATUS: u16 = 65;
+const AUTOSCALING_V2_METRIC_TARGET: u16 = 66;
+const AUTOSCALING_V2_METRIC_VALUE_STATUS: u16 = 67;
+const AUTOSCALING_V2_OBJECT_METRIC_SOURCE: u16 = 68;
+const AUTOSCALING_V2_OBJECT_METRIC_STATUS: u16 = 69;
+const AUTOSCALING_V2_PODS_METRIC_SOURCE: u16 = 70;
+const AUTOSCALING_V2_PODS_METRIC_STATUS: u16 = 71;
+const AUTOSCALING_V2_RESOURCE_METRIC_SOURCE: u16 = 72;
+const AUTOSCALING_V2_RESOURCE_METRIC_STATUS: u16 = 73;
+const BATCH_V1_CRON_JOB: u16 = 74;
+const BATCH_V1_CRON_JOB_SPEC: u16 = 75;
+const BATCH_V1_CRON_JOB_STATUS: u16 = 76;
+const BATCH_V1_JOB: u16 = 77;
+const BATCH_V1_JOB_CONDITION: u16 = 78;
+const BATCH_V1_JOB_SPEC: u16 = 79;
+const BATCH_V1_JOB_STATUS: u16 = 80;
+const BATCH_V1_JOB_TEMPLATE_SPEC: u16 = 81;
+const BATCH_V1_POD_FAILURE_POLICY: u16 = 82;
+const BATCH_V1_POD_FAILURE_POLICY_ON_EXIT_CODES_REQUIREMENT: u16 = 83;
+const BATCH_V1_POD_FAILURE_POLICY_ON_POD_CONDITIONS_PATTERN: u16 = 84;
+const BATCH_V1_POD_FAILURE_POLICY_RULE: u16 = 85;
+const BATCH_V1_SUCCESS_POLICY: u16 = 86;
+const BATCH_V1_SUCCESS_POLICY_RULE: u16 = 87;
+const BATCH_V1_UNCOUNTED_TERMINATED_PODS: u16 = 88;
+const COORDINATION_V1_LEASE: u16 = 89;
+const COORDINATION_V1_LEASE_SPEC: u16 = 90;
+const CORE_V1_AWS_ELASTIC_BLOCK_STORE_VOLUME_SOURCE: u16 = 91;
+const CORE_V1_AFFINITY: u16 = 92;
+const CORE_V1_APP_ARMOR_PROFILE: u16 = 93;
+const CORE_V1_ATTACHED_VOLUME: u16 = 94;
+const CORE_V1_AZURE_DISK_VOLUME_SOURCE: u16 = 95;
+const CORE_V1_AZURE_FILE_PERSISTENT_VOLUME_SOURCE: u16 = 96;
+const CORE_V1_AZURE_FILE_VOLUME_SOURCE: u16 = 97;
+const CORE_V1_CSI_PERSISTENT_VOLUME_SOURCE: u16 = 98;
+const CORE_V1_CSI_VOLUME_SOURCE: u16 = 99;
+const CORE_V1_CAPABILITIES: u16 = 100;
+const CORE_V1_CEPH_FS_PERSISTENT_VOLUME_SOURCE: u16 = 101;
+const CORE_V1_CEPH_FS_VOLUME_SOURCE: u16 = 102;
+const CORE_V1_CINDER_PERSISTENT_VOLUME_SOURCE: u16 = 103;
+const CORE_V1_CINDER_VOLUME_SOURCE: u16 = 104;
+const CORE_V1_CLIENT_IP_CONFIG: u16 = 105;
+const CORE_V1_CLUSTER_TRUST_BUNDLE_PROJECTION: u16 = 106;
+const CORE_V1_CONFIG_MAP: u16 = 107;
+const CORE_V1_CONFIG_MAP_ENV_SOURCE: u16 = 108;
+const CORE_V1_CONFIG_MAP_KEY_SELECTOR: u16 = 109;
+const CORE_V1_CONFIG_MAP_NODE_CONFIG_SOURCE: u16 = 110;
+const CORE_V1_CONFIG_MAP_PROJECTION: u16 = 111;
+const CORE_V1_CONFIG_MAP_VOLUME_SOURCE: u16 = 112;
+const CORE_V1_CONTAINER: u16 = 113;
+const CORE_V1_CONTAINER_EXTENDED_RESOURCE_REQUEST: u16 = 114;
+const CORE_V1_CONTAINER_IMAGE: u16 = 115;
+const CORE_V1_CONTAINER_PORT: u16 = 116;
+const CORE_V1_CONTAINER_RESIZE_POLICY: u16 = 117;
+const CORE_V1_CONTAINER_RESTART_RULE: u16 = 118;
+const CORE_V1_CONTAINER_RESTART_RULE_ON_EXIT_CODES: u16 = 119;
+const CORE_V1_CONTAINER_STATE: u16 = 120;
+const CORE_V1_CONTAINER_STATE_RUNNING: u16 = 121;
+const CORE_V1_CONTAINER_STATE_TERMINATED: u16 = 122;
+const CORE_V1_CONTAINER_STATE_WAITING: u16 = 123;
+const CORE_V1_CONTAINER_STATUS: u16 = 124;
+const CORE_V1_CONTAINER_USER: u16 = 125;
+const CORE_V1_DAEMON_ENDPOINT: u16 = 126;
+const CORE_V1_DOWNWARD_API_PROJECTION: u16 = 127;
+const CORE_V1_DOWNWARD_API_VOLUME_FILE: u16 = 128;
+const CORE_V1_DOWNWARD_API_VOLUME_SOURCE: u16 = 129;
+const CORE_V1_EMPTY_DIR_VOLUME_SOURCE: u16 = 130;
+const CORE_V1_ENDPOINT_ADDRESS: u16 = 131;
+const CORE_V1_ENDPOINT_PORT: u16 = 132;
+const CORE_V1_ENDPOINT_SUBSET: u16 = 133;
+const CORE_V1_ENDPOINTS: u16 = 134;
+const CORE_V1_ENV_FROM_SOURCE: u16 = 135;
+const CORE_V1_ENV_VAR: u16 = 136;
+const CORE_V1_ENV_VAR_SOURCE: u16 = 137;
+const CORE_V1_EPHEMERAL_CONTAINER: u16 = 138;
+const CORE_V1_EPHEMERAL_CONTAINER_COMMON: u16 = 139;
+const CORE_V1_EPHEMERAL_VOLUME_SOURCE: u16 = 140;
+const CORE_V1_EVENT: u16 = 141;
+const CORE_V1_EVENT_SERIES: u16 = 142;
+const CORE_V1_EVENT_SOURCE: u16 = 143;
+const CORE_V1_EXEC_ACTION: u16 = 144;
+const CORE_V1_FC_VOLUME_SOURCE: u16 = 145;
+const CORE_V1_FILE_KEY_SELECTOR: u16 = 146;
+const CORE_V1_FLEX_PERSISTENT_VOLUME_SOURCE: u16 = 147;
+const CORE_V1_FLEX_VOLUME_SOURCE: u16 = 148;
+const CORE_V1_FLOCKER_VOLUME_SOURCE: u16 = 149;
+const CORE_V1_GCE_PERSISTENT_DISK_VOLUME_SOURCE: u16 = 150;
+const CORE_V1_GRPC_ACTION: u16 = 151;
+const CORE_V1_GIT_REPO_VOLUME_SOURCE: u16 = 152;
+const CORE_V1_GLUSTERFS_PERSISTENT_VOLUME_SOURCE: u16 = 153;
+const CORE_V1_GLUSTERFS_VOLUME_SOURCE: u16 = 154;
+const CORE_V1_HTTP_GET_ACTION: u16 = 155;
+const CORE_V1_HTTP_HEADER: u16 = 156;
+const CORE_V1_HOST_ALIAS: u16 = 157;
+const CORE_V1_HOST_IP: u16 = 158;
+const CORE_V1_HOST_PATH_VOLUME_SOURCE: u16 = 159;
+const CORE_V1_ISCSI_PERSISTENT_VOLUME_SOURCE: u16 = 160;
+const CORE_V1_ISCSI_VOLUME_SOURCE: u16 = 161;
+const CORE_V1_IMAGE_VOLUME_SOURCE: u16 = 162;
+const CORE_V1_KEY_TO_PATH: u16 = 163;
+const CORE_V1_LIFECYCLE: u16 = 164;
+const CORE_V1_LIFECYCLE_HANDLER: u16 = 165;
+const CORE_V1_LIMIT_RANGE: u16 = 166;
+const CORE_V1_LIMIT_RANGE_ITEM: u16 = 167;
+const CORE_V1_LIMIT_RANGE_SPEC: u16 = 168;
+const CORE_V1_LINUX_CONTAINER_USER: u16 = 169;
+const CORE_V1_LOAD_BALANCER_INGRESS: u16 = 170;
+const CORE_V1_LOAD_BALANCER_STATUS: u16 = 171;
+const CORE_V1_LOCAL_OBJECT_REFERENCE: u16 = 172;
+const CORE_V1_LOCAL_VOLUME_SOURCE: u16 = 173;
+const CORE_V1_MODIFY_VOLUME_STATUS: u16 = 174;
+const CORE_V1_NFS_VOLUME_SOURCE: u16 = 175;
+const CORE_V1_NAMESPACE: u16 = 176;
+const CORE_V1_NAMESPACE_CONDITION: u16 = 177;
+const CORE_V1_NAMESPACE_SPEC: u16 = 178;
+const CORE_V1_NAMESPACE_STATUS: u16 = 179;
+const CORE_V1_NODE: u16 = 180;
+const CORE_V1_NODE_ADDRESS: u16 = 181;
+const CORE_V1_NODE_AFFINITY: u16 = 182;
+const CORE_V1_NODE_CONDITION: u16 = 183;
+const CORE_V1_NODE_CONFIG_SOURCE: u16 = 184;
+const CORE_V1_NODE_CONFIG_STATUS: u16 = 185;
+const CORE_V1_NODE_DAEMON_ENDPOINTS: u16 = 186;
+const CORE_V1_NODE_FEATURES: u16 = 187;
+const CORE_V1_NODE_RUNTIME_HANDLER: u16 = 188;
+const CORE_V1_NODE_RUNTIME_HANDLER_FEATURES: u16 = 189;
+const CORE_V1_NODE_SELECTOR: u16 = 190;
+const CORE_V1_NODE_SELECTOR_REQUIREMENT: u16 = 191;
+const CORE_V1_NODE_SELECTOR_TERM: u16 = 192;
+const CORE_V1_NODE_SPEC: u16 = 193;
+const CORE_V1_NODE_STATUS: u16 = 194;
+const CORE_V1_NODE_SWAP_STATUS: u16 = 195;
+const CORE_V1_NODE_SYSTEM_INFO: u16 = 196;
+const CORE_V1_OBJECT_FIELD_SELECTOR: u16 = 197;
+const CORE_V1_OBJECT_REFERENCE: u16 = 198;
+const CORE_V1_PERSISTENT_VOLUME: u16 = 199;
+const CORE_V1_PERSISTENT_VOLUME_CLAIM: u16 = 200;
+const CORE_V1_PERSISTENT_VOLUME_CLAIM_CONDITION: u16 = 201;
+const CORE_V1_PERSISTENT_VOLUME_CLAIM_SPEC: u16 = 202;
+const CORE_V1_PERSISTENT_VOLUME_CLAIM_STATUS: u16 = 203;
+const CORE_V1_PERSISTENT_VOLUME_CLAIM_TEMPLATE: u16 = 204;
+const CORE_V1_PERSISTENT_VOLUME_CLAIM_VOLUME_SOURCE: u16 = 205;
+const CORE_V1_PERSISTENT_VOLUME_SOURCE: u16 = 206;
+const CORE_V1_PERSISTENT_VOLUME_SPEC: u16 = 207;
+const CORE_V1_PERSISTENT_VOLUME_STATUS: u16 = 208;
+const CORE_V1_PHOTON_PERSISTENT_DISK_VOLUME_SOURCE: u16 = 209;
+const CORE_V1_POD: u16 = 210;
+const CORE_V1_POD_AFFINITY: u16 = 211;
+const CORE_V1_POD_AFFINITY_TERM: u16 = 212;
+const CORE_V1_POD_ANTI_AFFINITY: u16 = 213;
+const CORE_V1_POD_CERTIFICATE_PROJECTION: u16 = 214;
+const CORE_V1_POD_CONDITION: u16 = 215;
+const CORE_V1_POD_DNS_CONFIG: u16 = 216;
+const CORE_V1_POD_DNS_CONFIG_OPTION: u16 = 217;
+const CORE_V1_POD_EXTENDED_RESOURCE_CLAIM_STATUS: u16 = 218;
+const CORE_V1_POD_IP: u16 = 219;
+const CORE_V1_POD_OS: u16 = 220;
+const CORE_V1_POD_READINESS_GATE: u16 = 221;
+const CORE_V1_POD_RESOURCE_CLAIM: u16 = 222;
+const CORE_V1_POD_RESOURCE_CLAIM_STATUS: u16 = 223;
+const CORE_V1_POD_SCHEDULING_GATE: u16 = 224;
+const CORE_V1_POD_SECURITY_CONTEXT: u16 = 225;
+const CORE_V1_POD_SPEC: u16 = 226;
+const CORE_V1_POD_STATUS: u16 = 227;
+const CORE_V1_POD_TEMPLATE_SPEC: u16 = 228;
+const CORE_V1_PORT_STATUS: u16 = 229;
+const CORE_V1_PORTWORX_VOLUME_SOURCE: u16 = 230;
+const CORE_V1_PREFERRED_SCHEDULING_TERM: u16 = 231;
+const CORE_V1_PROBE: u16 = 232;
+const CORE_V1_PROBE_HANDLER: u16 = 233;
+const CORE_V1_PROJECTED_VOLUME_SOURCE: u16 = 234;
+const CORE_V1_QUOBYTE_VOLUME_SOURCE: u16 = 235;
+const CORE_V1_RBD_PERSISTENT_VOLUME_SOURCE: u16 = 236;
+const CORE_V1_RBD_VOLUME_SOURCE: u16 = 237;
+const CORE_V1_RESOURCE_CLAIM: u16 = 238;
+const CORE_V1_RESOURCE_FIELD_SELECTOR: u16 = 239;
+const CORE_V1_RESOURCE_HEALTH: u16 = 240;
+const CORE_V1_RESOURCE_QUOTA: u16 = 241;
+const CORE_V1_RESOURCE_QUOTA_SPEC: u16 = 242;
+const CORE_V1_RESOURCE_QUOTA_STATUS: u16 = 243;
+const CORE_V1_RESOURCE_REQUIREMENTS: u16 = 244;
+const CORE_V1_RESOURCE_STATUS: u16 = 245;
+const CORE_V1_SE_LINUX_OPTIONS: u16 = 246;
+const CORE_V1_SCALE_IO_PERSISTENT_VOLUME_SOURCE: u16 = 247;
+const CORE_V1_SCALE_IO_VOLUME_SOURCE: u16 = 248;
+const CORE_V1_SCOPE_SELECTOR: u16 = 249;
+const CORE_V1_SCOPED_RESOURCE_SELECTOR_REQUIREMENT: u16 = 250;
+const CORE_V1_SECCOMP_PROFILE: u16 = 251;
+const CORE_V1_SECRET: u16 = 252;
+const CORE_V1_SECRET_ENV_SOURCE: u16 = 253;
+const CORE_V1_SECRET_KEY_SELECTOR: u16 = 254;
+const CORE_V1_SECRET_PROJECTION: u16 = 255;
+const CORE_V1_SECRET_REFERENCE: u16 = 256;
+const CORE_V1_SECRET_VOLUME_SOURCE: u16 = 257;
+const CORE_V1_SECURITY_CONTEXT: u16 = 258;
+const CORE_V1_SERVICE: u16 = 259;
+const CORE_V1_SERVICE_ACCOUNT: u16 = 260;
+const CORE_V1_SERVICE_ACCOUNT_TOKEN_PROJECTION: u16 = 261;
+const CORE_V1_SERVICE_PORT: u16 = 262;
+const CORE_V1_SERVICE_SPEC: u16 = 263;
+const CORE_V1_SERVICE_STATUS: u16 = 264;
+const CORE_V1_SESSION_AFFINITY_CONFIG: u16 = 265;
+const CORE_V1_SLEEP_ACTION: u16 = 266;
+const CORE_V1_STORAGE_OS_PERSISTENT_VOLUME_SOURCE: u16 = 267;
+const CORE_V1_STORAGE_OS_VOLUME_SOURCE: u16 = 268;
+const CORE_V1_SYSCTL: u16 = 269;
+const CORE_V1_TCP_SOCKET_ACTION: u16 = 270;
+const CORE_V1_TAINT: u16 = 271;
+const CORE_V1_TOLERATION: u16 = 272;
+const CORE_V1_TOPOLOGY_SPREAD_CONSTRAINT: u16 = 273;
+const CORE_V1_TYPED_LOCAL_OBJECT_REFERENCE: u16 = 274;
+const CORE_V1_TYPED_OBJECT_REFERENCE: u16 = 275;
+const CORE_V1_VOLUME: u16 = 276;
+const CORE_V1_VOLUME_DEVICE: u16 = 277;
+const CORE_V1_VOLUME_MOUNT: u16 = 278;
+const CORE_V1_VOLUME_MOUNT_STATUS: u16 = 279;
+const CORE_V1_VOLUME_NODE_AFFINITY: u16 = 280;
+const CORE_V1_VOLUME_PROJECTION: u16 = 281;
+const CORE_V1_VOLUME_RESOURCE_REQUIREMENTS: u16 = 282;
+const CORE_V1_VOLUME_SOURCE: u16 = 283;
+const CORE_V1_VSPHERE_VIRTUAL_DISK_VOLUME_SOURCE: u16 = 284;
+const CORE_V1_WEIGHTED_POD_AFFINITY_TERM: u16 = 285;
+const CORE_V1_WINDOWS_SECURITY_CONTEXT_OPTIONS: u16 = 286;
+const CORE_V1_WORKLOAD_REFERENCE: u16 = 287;
+const DISCOVERY_V1_ENDPOINT: u16 = 288;
+const DISCOVERY_V1_ENDPOINT_CONDITIONS: u16 = 289;
+const DISCOVERY_V1_ENDPOINT_HINTS: u16 = 290;
+const DISCOVERY_V1_ENDPOINT_PORT: u16 = 291;
+const DISCOVERY_V1_ENDPOINT_SLICE: u16 = 292;
+const DISCOVERY_V1_FOR_NODE: u16 = 293;
+const DISCOVERY_V1_FOR_ZONE: u16 = 294;
+const NETWORKING_V1_HTTP_INGRESS_PATH: u16 = 295;
+const NETWORKING_V1_HTTP_INGRESS_RULE_VALUE: u16 = 296;
+const NETWORKING_V1_INGRESS: u16 = 297;
+const NETWORKING_V1_INGRESS_BACKEND: u16 = 298;
+const NETWORKING_V1_INGRESS_CLASS: u16 = 299;
+const NETWORKING_V1_INGRESS_CLASS_PARAMETERS_REFERENCE: u16 = 300;
+const NETWORKING_V1_INGRESS_CLASS_SPEC: u16 = 301;
+const NETWORKING_V1_INGRESS_LOAD_BALANCER_INGRESS: u16 = 302;
+const NETWORKING_V1_INGRESS_LOAD_BALANCER_STATUS: u16 = 303;
+const NETWORKING_V1_INGRESS_PORT_STATUS: u16 = 304;
+const NETWORKING_V1_INGRESS_RULE: u16 = 305;
+const NETWORKING_V1_INGRESS_RULE_VALUE: u16 = 306;
+const NETWORKING_V1_INGRESS_SERVICE_BACKEND: u16 = 307;
+const NETWORKING_V1_INGRESS_SPEC: u16 = 308;
+const NETWORKING_V1_INGRESS_STATUS: u16 = 309;
+const NETWORKING_V1_INGRESS_TLS: u16 = 310;
+const NETWORKING_V1_SERVICE_BACKEND_PORT: u16 = 311;
+const RBAC_V1_AGGREGATION_RULE: u16 = 312;
+const RBAC_V1_CLUSTER_ROLE: u16 = 313;
+const RBAC_V1_CLUSTER_ROLE_BINDING: u16 = 314;
+const RBAC_V1_POLICY_RULE: u16 = 315;
+const RBAC_V1_ROLE: u16 = 316;
+const RBAC_V1_ROLE_BINDING: u16 = 317;
+const RBAC_V1_ROLE_REF: u16 = 318;
+const RBAC_V1_SUBJECT: u16 = 319;
+const API_RESOURCE_QUANTITY: u16 = 320;
+const META_V1_CONDITION: u16 = 321;
+const META_V1_DELETE_OPTIONS: u16 = 322;
+const META_V1_FIELD_SELECTOR_REQUIREMENT: u16 = 324;
+const META_V1_FIELDS_V1: u16 = 325;
+const META_V1_LABEL_SELECTOR: u16 = 326;
+const META_V1_LABEL_SELECTOR_REQUIREMENT: u16 = 327;
+const META_V1_MANAGED_FIELDS_ENTRY: u16 = 328;
+const META_V1_MICRO_TIME: u16 = 329;
+const META_V1_OBJECT_META: u16 = 330;
+const META_V1_OWNER_REFERENCE: u16 = 331;
+const META_V1_PRECONDITIONS: u16 = 332;
+const META_V1_TIME: u16 = 333;
+const UTIL_INTSTR_INT_OR_STRING: u16 = 335;
 
 /// Every message of the schema, indexed by the constants above.
 #[rustfmt::skip]
@@ -476,6 +501,121 @@ pub(super) static MESSAGES: &[Message] = &[
     Message { name: "k8s.io.api.apps.v1.StatefulSetUpdateStrategy", special: Special::None, fields: &[
         field(1, "type", Ty::String, Card::Optional),
         field(2, "rollingUpdate", Ty::Message(APPS_V1_ROLLING_UPDATE_STATEFUL_SET_STRATEGY), Card::Optional),
+    ] },
+    Message { name: "k8s.io.api.authentication.v1.BoundObjectReference", special: Special::None, fields: &[
+        field(1, "kind", Ty::String, Card::Optional),
+        field(2, "apiVersion", Ty::String, Card::Optional),
+        field(3, "name", Ty::String, Card::Optional),
+        field(4, "uid", Ty::String, Card::Optional),
+    ] },
+    Message { name: "k8s.io.api.authentication.v1.ExtraValue", special: Special::StringList, fields: &[] },
+    Message { name: "k8s.io.api.authentication.v1.SelfSubjectReview", special: Special::None, fields: &[
+        field(1, "metadata", Ty::Message(META_V1_OBJECT_META), Card::Optional),
+        field(2, "status", Ty::Message(AUTHENTICATION_V1_SELF_SUBJECT_REVIEW_STATUS), Card::Optional),
+    ] },
+    Message { name: "k8s.io.api.authentication.v1.SelfSubjectReviewStatus", special: Special::None, fields: &[
+        field(1, "userInfo", Ty::Message(AUTHENTICATION_V1_USER_INFO), Card::Optional),
+    ] },
+    Message { name: "k8s.io.api.authentication.v1.TokenRequest", special: Special::None, fields: &[
+        field(1, "metadata", Ty::Message(META_V1_OBJECT_META), Card::Optional),
+        field(2, "spec", Ty::Message(AUTHENTICATION_V1_TOKEN_REQUEST_SPEC), Card::Optional),
+        field(3, "status", Ty::Message(AUTHENTICATION_V1_TOKEN_REQUEST_STATUS), Card::Optional),
+    ] },
+    Message { name: "k8s.io.api.authentication.v1.TokenRequestSpec", special: Special::None, fields: &[
+        field(1, "audiences", Ty::String, Card::Repeated),
+        field(4, "expirationSeconds", Ty::Int64, Card::Always),
+        field(3, "boundObjectRef", Ty::Message(AUTHENTICATION_V1_BOUND_OBJECT_REFERENCE), Card::Optional),
+    ] },
+    Message { name: "k8s.io.api.authentication.v1.TokenRequestStatus", special: Special::None, fields: &[
+        field(1, "token", Ty::String, Card::Always),
+        field(2, "expirationTimestamp", Ty::Message(META_V1_TIME), Card::Optional),
+    ] },
+    Message { name: "k8s.io.api.authentication.v1.UserInfo", special: Special::None, fields: &[
+        field(1, "username", Ty::String, Card::Optional),
+        field(2, "uid", Ty::String, Card::Optional),
+        field(3, "groups", Ty::String, Card::Repeated),
+        field(4, "extra", Ty::Message(AUTHENTICATION_V1_EXTRA_VALUE), Card::Map),
+    ] },
+    Message { name: "k8s.io.api.authorization.v1.ExtraValue", special: Special::StringList, fields: &[] },
+    Message { name: "k8s.io.api.authorization.v1.FieldSelectorAttributes", special: Special::None, fields: &[
+        field(1, "rawSelector", Ty::String, Card::Optional),
+        field(2, "requirements", Ty::Message(META_V1_FIELD_SELECTOR_REQUIREMENT), Card::Repeated),
+    ] },
+    Message { name: "k8s.io.api.authorization.v1.LabelSelectorAttributes", special: Special::None, fields: &[
+        field(1, "rawSelector", Ty::String, Card::Optional),
+        field(2, "requirements", Ty::Message(META_V1_LABEL_SELECTOR_REQUIREMENT), Card::Repeated),
+    ] },
+    Message { name: "k8s.io.api.authorization.v1.LocalSubjectAccessReview", special: Special::None, fields: &[
+        field(1, "metadata", Ty::Message(META_V1_OBJECT_META), Card::Optional),
+        field(2, "spec", Ty::Message(AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_SPEC), Card::Optional),
+        field(3, "status", Ty::Message(AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS), Card::Optional),
+    ] },
+    Message { name: "k8s.io.api.authorization.v1.NonResourceAttributes", special: Special::None, fields: &[
+        field(1, "path", Ty::String, Card::Optional),
+        field(2, "verb", Ty::String, Card::Optional),
+    ] },
+    Message { name: "k8s.io.api.authorization.v1.NonResourceRule", special: Special::None, fields: &[
+        field(1, "verbs", Ty::String, Card::Repeated),
+        field(2, "nonResourceURLs", Ty::String, Card::Repeated),
+    ] },
+    Message { name: "k8s.io.api.authorization.v1.ResourceAttributes", special: Special::None, fields: &[
+        field(1, "namespace", Ty::String, Card::Optional),
+        field(2, "verb", Ty::String, Card::Optional),
+        field(3, "group", Ty::String, Card::Optional),
+        field(4, "version", Ty::String, Card::Optional),
+        field(5, "resource", Ty::String, Card::Optional),
+        field(6, "subresource", Ty::String, Card::Optional),
+        field(7, "name", Ty::String, Card::Optional),
+        field(8, "fieldSelector", Ty::Message(AUTHORIZATION_V1_FIELD_SELECTOR_ATTRIBUTES), Card::Optional),
+        field(9, "labelSelector", Ty::Message(AUTHORIZATION_V1_LABEL_SELECTOR_ATTRIBUTES), Card::Optional),
+    ] },
+    Message { name: "k8s.io.api.authorization.v1.ResourceRule", special: Special::None, fields: &[
+        field(1, "verbs", Ty::String, Card::Repeated),
+        field(2, "apiGroups", Ty::String, Card::Repeated),
+        field(3, "resources", Ty::String, Card::Repeated),
+        field(4, "resourceNames", Ty::String, Card::Repeated),
+    ] },
+    Message { name: "k8s.io.api.authorization.v1.SelfSubjectAccessReview", special: Special::None, fields: &[
+        field(1, "metadata", Ty::Message(META_V1_OBJECT_META), Card::Optional),
+        field(2, "spec", Ty::Message(AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW_SPEC), Card::Optional),
+        field(3, "status", Ty::Message(AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS), Card::Optional),
+    ] },
+    Message { name: "k8s.io.api.authorization.v1.SelfSubjectAccessReviewSpec", special: Special::None, fields: &[
+        field(1, "resourceAttributes", Ty::Message(AUTHORIZATION_V1_RESOURCE_ATTRIBUTES), Card::Optional),
+        field(2, "nonResourceAttributes", Ty::Message(AUTHORIZATION_V1_NON_RESOURCE_ATTRIBUTES), Card::Optional),
+    ] },
+    Message { name: "k8s.io.api.authorization.v1.SelfSubjectRulesReview", special: Special::None, fields: &[
+        field(1, "metadata", Ty::Message(META_V1_OBJECT_META), Card::Optional),
+        field(2, "spec", Ty::Message(AUTHORIZATION_V1_SELF_SUBJECT_RULES_REVIEW_SPEC), Card::Optional),
+        field(3, "status", Ty::Message(AUTHORIZATION_V1_SUBJECT_RULES_REVIEW_STATUS), Card::Optional),
+    ] },
+    Message { name: "k8s.io.api.authorization.v1.SelfSubjectRulesReviewSpec", special: Special::None, fields: &[
+        field(1, "namespace", Ty::String, Card::Optional),
+    ] },
+    Message { name: "k8s.io.api.authorization.v1.SubjectAccessReview", special: Special::None, fields: &[
+        field(1, "metadata", Ty::Message(META_V1_OBJECT_META), Card::Optional),
+        field(2, "spec", Ty::Message(AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_SPEC), Card::Optional),
+        field(3, "status", Ty::Message(AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW_STATUS), Card::Optional),
+    ] },
+    Message { name: "k8s.io.api.authorization.v1.SubjectAccessReviewSpec", special: Special::None, fields: &[
+        field(1, "resourceAttributes", Ty::Message(AUTHORIZATION_V1_RESOURCE_ATTRIBUTES), Card::Optional),
+        field(2, "nonResourceAttributes", Ty::Message(AUTHORIZATION_V1_NON_RESOURCE_ATTRIBUTES), Card::Optional),
+        field(3, "user", Ty::String, Card::Optional),
+        field(4, "groups", Ty::String, Card::Repeated),
+        field(5, "extra", Ty::Message(AUTHORIZATION_V1_EXTRA_VALUE), Card::Map),
+        field(6, "uid", Ty::String, Card::Optional),
+    ] },
+    Message { name: "k8s.io.api.authorization.v1.SubjectAccessReviewStatus", special: Special::None, fields: &[
+        field(1, "allowed", Ty::Bool, Card::Always),
+        field(4, "denied", Ty::Bool, Card::Optional),
+        field(2, "reason", Ty::String, Card::Optional),
+        field(3, "evaluationError", Ty::String, Card::Optional),
+    ] },
+    Message { name: "k8s.io.api.authorization.v1.SubjectRulesReviewStatus", special: Special::None, fields: &[
+        field(1, "resourceRules", Ty::Message(AUTHORIZATION_V1_RESOURCE_RULE), Card::Repeated),
+        field(2, "nonResourceRules", Ty::Message(AUTHORIZATION_V1_NON_RESOURCE_RULE), Card::Repeated),
+        field(3, "incomplete", Ty::Bool, Card::Always),
+        field(4, "evaluationError", Ty::String, Card::Optional),
     ] },
     Message { name: "k8s.io.api.autoscaling.v1.Scale", special: Special::None, fields: &[
         field(1, "metadata", Ty::Message(META_V1_OBJECT_META), Card::Optional),
@@ -2173,6 +2313,11 @@ pub(super) static MESSAGES: &[Message] = &[
         field(6, "ignoreStoreReadErrorWithClusterBreakingPotential", Ty::Bool, Card::Always),
     ] },
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.Duration", special: Special::Duration, fields: &[] },
+    Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.FieldSelectorRequirement", special: Special::None, fields: &[
+        field(1, "key", Ty::String, Card::Always),
+        field(2, "operator", Ty::String, Card::Always),
+        field(3, "values", Ty::String, Card::Repeated),
+    ] },
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.FieldsV1", special: Special::FieldsV1, fields: &[] },
     Message { name: "k8s.io.apimachinery.pkg.apis.meta.v1.LabelSelector", special: Special::None, fields: &[
         field(1, "matchLabels", Ty::String, Card::Map),
@@ -2236,6 +2381,12 @@ pub(super) static KINDS: &[(&str, &str, u16)] = &[
     ("apps/v1", "Deployment", APPS_V1_DEPLOYMENT),
     ("apps/v1", "ReplicaSet", APPS_V1_REPLICA_SET),
     ("apps/v1", "StatefulSet", APPS_V1_STATEFUL_SET),
+    ("authentication.k8s.io/v1", "SelfSubjectReview", AUTHENTICATION_V1_SELF_SUBJECT_REVIEW),
+    ("authentication.k8s.io/v1", "TokenRequest", AUTHENTICATION_V1_TOKEN_REQUEST),
+    ("authorization.k8s.io/v1", "LocalSubjectAccessReview", AUTHORIZATION_V1_LOCAL_SUBJECT_ACCESS_REVIEW),
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview", AUTHORIZATION_V1_SELF_SUBJECT_ACCESS_REVIEW),
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview", AUTHORIZATION_V1_SELF_SUBJECT_RULES_REVIEW),
+    ("authorization.k8s.io/v1", "SubjectAccessReview", AUTHORIZATION_V1_SUBJECT_ACCESS_REVIEW),
     ("autoscaling/v1", "Scale", AUTOSCALING_V1_SCALE),
     ("autoscaling/v2", "HorizontalPodAutoscaler", AUTOSCALING_V2_HORIZONTAL_POD_AUTOSCALER),
     ("batch/v1", "CronJob", BATCH_V1_CRON_JOB),

@@ -88,6 +88,15 @@ pub fn subresources(rt: &ResourceType) -> Vec<Subresource> {
             verbs: &["update"],
         });
     }
+    if rt.group.is_empty() && rt.kind == "ServiceAccount" {
+        out.push(Subresource {
+            name: "token",
+            group: "authentication.k8s.io",
+            version: "v1",
+            kind: "TokenRequest",
+            verbs: &["create"],
+        });
+    }
     if rt.scale_subresource {
         out.push(Subresource {
             name: "scale",

@@ -187,8 +187,13 @@ pub fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> 
     let content_type = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("application/json");
+        .unwrap_or("");
     let media = content_type.split(';').next().unwrap_or("").trim();
+    // A body must say what it is: a browser cannot send these types
+    // cross-site without a CORS preflight, which Skiff never answers.
+    if media.is_empty() {
+        return Err(ApiError::unsupported_media_type(""));
+    }
     if body.is_empty() {
         return Err(ApiError::bad_request(
             "the request body is empty; an object is required",
@@ -202,8 +207,7 @@ pub fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> 
         "application/json"
         | "application/merge-patch+json"
         | "application/strategic-merge-patch+json"
-        | "application/json-patch+json"
-        | "" => serde_json::from_slice(body)
+        | "application/json-patch+json" => serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"))),
         // client-go's typed clients (kubectl create, run, expose ...) send
         // protobuf; it is decoded into the JSON the same object would have been.

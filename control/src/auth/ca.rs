@@ -12,6 +12,10 @@ use rcgen::{
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use skiff_api::join::{CONTROL_PLANE_SERVER_NAME, NODE_GROUP, NODE_USER_PREFIX, cert_hash};
 
+mod api_certs;
+
+pub use api_certs::{ClientCredentials, pem_certs};
+
 /// Why the CA could not be loaded or could not issue a certificate.
 #[derive(Debug, thiserror::Error)]
 pub enum CaError {
@@ -176,7 +180,7 @@ pub fn node_name_of(cert: &CertificateDer<'_>) -> Option<String> {
         .map(str::to_string)
 }
 
-fn read(path: &Path) -> Result<String, CaError> {
+pub(super) fn read(path: &Path) -> Result<String, CaError> {
     std::fs::read_to_string(path).map_err(|source| CaError::Io {
         action: "read",
         path: path.to_path_buf(),
@@ -185,7 +189,7 @@ fn read(path: &Path) -> Result<String, CaError> {
 }
 
 /// Writes a file readable by its owner only (keys), atomically.
-fn write_private(path: &Path, text: &str) -> Result<(), CaError> {
+pub(crate) fn write_private(path: &Path, text: &str) -> Result<(), CaError> {
     let err = |source| CaError::Io {
         action: "write",
         path: path.to_path_buf(),

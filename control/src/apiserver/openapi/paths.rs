@@ -129,6 +129,9 @@ fn add_item_paths(
                 _ => {}
             }
         }
+        if operations.is_empty() {
+            continue;
+        }
         paths.insert(
             format!("{item}/{}", sub.name),
             path_item(&params, operations),
