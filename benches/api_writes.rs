@@ -11,11 +11,11 @@
 //! Each scenario is a function returning a result struct, and the table is a
 //! list of [`Row`]s, so that the cluster-wide harness can call these as they are.
 
-use crate::support::{dirs, figure, latency, table};
+use crate::support::{api_client, dirs, figure, latency, table};
+
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,13 +28,12 @@ use http::header::{CONTENT_TYPE, HOST};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use api_client::Endpoint;
 use latency::LatencySummary;
 use redb::{Database, TableDefinition};
 use serde_json::json;
 use skiff_control::{ControlPlane, ControlPlaneConfig};
 use table::{Row, format_table};
-use tokio::net::TcpStream;
 
 /// DESIGN.md: mutating API call p99 at 200 concurrent writers, durable.
 const WRITE_P99_BUDGET: Duration = Duration::from_millis(20);
@@ -290,12 +289,12 @@ impl DataDisk {
     }
 }
 
-/// Runs `writers` tasks against the API at `addr`, each on its own keep-alive
+/// Runs `writers` tasks against the API at `api`, each on its own keep-alive
 /// HTTP/1.1 connection, creating ConfigMaps back to back. A request counts if it
 /// started in the measured window; its latency runs from just before the request
 /// is handed to the connection until the whole response body has arrived.
 pub async fn durable_creates(
-    addr: SocketAddr,
+    api: &Endpoint,
     writers: usize,
     timing: Timing,
 ) -> anyhow::Result<WriteResult> {
@@ -303,13 +302,14 @@ pub async fn durable_creates(
     // Connect every writer before the clock starts, so connection setup is not measured.
     let mut senders = Vec::with_capacity(writers);
     for _ in 0..writers {
-        senders.push(connect(addr).await?);
+        senders.push(api.connect().await?);
     }
     let measure_from = Instant::now() + timing.warmup;
     let end = measure_from + timing.measure;
+    let counters_api = api.clone();
     let store_at_start = tokio::spawn(async move {
         tokio::time::sleep_until(measure_from.into()).await;
-        store_counters(addr).await
+        store_counters(&counters_api).await
     });
     let tasks: Vec<_> = senders
         .into_iter()
@@ -317,7 +317,7 @@ pub async fn durable_creates(
         .map(|(id, sender)| {
             let template = template.clone();
             let prefix = format!("bench-w{writers}-{id}-");
-            tokio::spawn(writer(addr, sender, template, prefix, measure_from, end))
+            tokio::spawn(writer(api.clone(), sender, template, prefix, measure_from, end))
         })
         .collect();
     let mut latencies = Vec::new();
@@ -334,7 +334,7 @@ pub async fn durable_creates(
     let elapsed = measure_from.elapsed();
     let store = match (
         store_at_start.await.ok().flatten(),
-        store_counters(addr).await,
+        store_counters(api).await,
     ) {
         (Some(start), Some(end)) => Some(StoreCounters {
             commits: end.commits - start.commits,
@@ -404,10 +404,10 @@ pub fn floors(dir: &Path, value_len: usize, timing: Timing) -> anyhow::Result<Fl
 }
 
 /// Reads the store's counters from the API's Prometheus text at `/metrics`.
-pub async fn store_counters(addr: SocketAddr) -> Option<StoreCounters> {
-    let mut sender = connect(addr).await.ok()?;
+pub async fn store_counters(api: &Endpoint) -> Option<StoreCounters> {
+    let mut sender = api.connect().await.ok()?;
     let request = Request::get("/metrics")
-        .header(HOST, addr.to_string())
+        .header(HOST, api.addr().to_string())
         .body(Full::new(Bytes::new()))
         .ok()?;
     let response = sender.send_request(request).await.ok()?;
@@ -431,23 +431,8 @@ pub async fn store_counters(addr: SocketAddr) -> Option<StoreCounters> {
     })
 }
 
-async fn connect(addr: SocketAddr) -> anyhow::Result<http1::SendRequest<Full<Bytes>>> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connect to {addr}"))?;
-    stream.set_nodelay(true)?;
-    let (sender, connection) = http1::handshake(TokioIo::new(stream))
-        .await
-        .context("HTTP/1.1 handshake")?;
-    tokio::spawn(async move {
-        // An error here also fails the request in flight, which counts it.
-        let _ = connection.await;
-    });
-    Ok(sender)
-}
-
 async fn writer(
-    addr: SocketAddr,
+    api: Endpoint,
     mut sender: http1::SendRequest<Full<Bytes>>,
     template: Arc<ConfigMapTemplate>,
     name_prefix: String,
@@ -458,7 +443,7 @@ async fn writer(
         latencies: Vec::with_capacity(1024),
         ..WriterTally::default()
     };
-    let host = addr.to_string();
+    let host = api.addr().to_string();
     for seq in 0u64.. {
         let body = template.render(&format!("{name_prefix}{seq}"));
         let started = Instant::now();
@@ -479,7 +464,7 @@ async fn writer(
                 tally.error(counted, format!("transport: {e}"), String::new());
                 // Carry on over a fresh connection; each failed attempt counts too.
                 loop {
-                    match connect(addr).await {
+                    match api.connect().await {
                         Ok(fresh) => {
                             sender = fresh;
                             break;
@@ -665,10 +650,11 @@ pub fn measure(
         })
         .await
         .context("start control plane")?;
+        let api = Endpoint::from_kubeconfig(plane.kubeconfig(), plane.api_addr())?;
         let mut writes = Vec::new();
         for &n in writers {
             progress(&format!("durable creates, {n} writers"));
-            writes.push(durable_creates(plane.api_addr(), n, timing).await?);
+            writes.push(durable_creates(&api, n, timing).await?);
         }
         anyhow::Ok(writes)
     });

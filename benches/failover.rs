@@ -18,12 +18,11 @@
 use crate::support::{api_client, cluster, dirs, figure, node, objects, processes};
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use api_client::{Connection, Watch};
+use api_client::{Connection, Endpoint, Watch};
 use bytes::Bytes;
 use cluster::Server;
 use figure::Figure;
@@ -101,8 +100,8 @@ impl Cluster {
         }
     }
 
-    fn api(&self) -> SocketAddr {
-        self.server.addr()
+    fn api(&self) -> anyhow::Result<Endpoint> {
+        Endpoint::from_kubeconfig(&self.server.kubeconfig(), self.server.addr())
     }
 
     /// Starts node `name` again from its data directory (it keeps its identity).
@@ -190,7 +189,7 @@ fn ready_elsewhere(pods: &HashMap<String, PodView>, except: &str) -> usize {
 
 /// Waits until all replicas are Ready and none is being deleted, with every
 /// node Ready: the state a round starts from.
-async fn wait_whole(api: SocketAddr) -> anyhow::Result<HashMap<String, PodView>> {
+async fn wait_whole(api: &Endpoint) -> anyhow::Result<HashMap<String, PodView>> {
     let mut conn = Connection::open(api).await?;
     let deadline = Instant::now() + DEADLINE;
     loop {
@@ -221,7 +220,7 @@ async fn wait_whole(api: SocketAddr) -> anyhow::Result<HashMap<String, PodView>>
 
 /// One round: kill the node with the most ready replicas and time the way back.
 async fn round(cluster: &mut Cluster) -> anyhow::Result<Round> {
-    let api = cluster.api();
+    let api = &cluster.api()?;
     let before = wait_whole(api).await?;
     let mut per_node: HashMap<&str, usize> = HashMap::new();
     for pod in before.values() {
@@ -314,7 +313,7 @@ pub fn measure(plan: Plan, dir: &Path) -> anyhow::Result<Outcome> {
         .enable_all()
         .build()?;
     let rounds = runtime.block_on(async {
-        let mut conn = Connection::open(cluster.api()).await?;
+        let mut conn = Connection::open(&cluster.api()?).await?;
         conn.request(
             Method::POST,
             DEPLOYMENTS,

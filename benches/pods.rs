@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use api_client::{Connection, Watch};
+use api_client::{Connection, Endpoint, Watch};
 use bytes::Bytes;
 use figure::{Figure, thousands};
 use http::{Method, StatusCode};
@@ -110,7 +110,8 @@ pub struct BatchOutcome {
 /// A running `skiff up` process and where it serves.
 struct SkiffUp {
     child: Child,
-    api: SocketAddr,
+    /// Known once it has printed its address.
+    api: Option<Endpoint>,
 }
 
 /// One pod's creation, as the creators and the watch saw it.
@@ -176,10 +177,7 @@ impl SkiffUp {
                 let _ = tx.send(line);
             }
         });
-        let mut up = SkiffUp {
-            child,
-            api: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
+        let mut up = SkiffUp { child, api: None };
         let deadline = Instant::now() + DEADLINE;
         let mut api = None;
         loop {
@@ -190,14 +188,15 @@ impl SkiffUp {
                     dir.join("skiff.log").display()
                 )
             })?;
-            if let Some(addr) = line.trim().strip_prefix("Skiff API on http://") {
-                api = Some(addr.parse().context("parse the API address")?);
+            if let Some(addr) = line.trim().strip_prefix("Skiff API on https://") {
+                let addr: SocketAddr = addr.parse().context("parse the API address")?;
+                api = Some(Endpoint::from_kubeconfig(&dir.join("data").join("kubeconfig"), addr)?);
             }
             if line.trim() == format!("Node {NODE} is up") {
                 break;
             }
         }
-        up.api = api.context("skiff up printed no API address")?;
+        up.api = Some(api.context("skiff up printed no API address")?);
         Ok(up)
     }
 
@@ -258,7 +257,7 @@ fn pod_manifest(name: &str) -> Value {
 }
 
 /// Pushes `hello.wasm` as `hello:v1`.
-async fn push_hello(api: SocketAddr) -> anyhow::Result<()> {
+async fn push_hello(api: &Endpoint) -> anyhow::Result<()> {
     let wasm = samples::samples_dir().join("hello.wasm");
     let bytes = std::fs::read(&wasm).with_context(|| format!("read {}", wasm.display()))?;
     let mut conn = Connection::open(api).await?;
@@ -282,7 +281,7 @@ async fn list_revision(conn: &mut Connection) -> anyhow::Result<String> {
 
 /// Creates `names` with `CREATORS` requests in flight and waits until a watch
 /// has seen every one Ready; each pod's time from its request to that event.
-async fn create_until_ready(api: SocketAddr, names: Vec<String>) -> anyhow::Result<Vec<Duration>> {
+async fn create_until_ready(api: &Endpoint, names: Vec<String>) -> anyhow::Result<Vec<Duration>> {
     let mut conn = Connection::open(api).await?;
     let since = list_revision(&mut conn).await?;
     let mut watch = Watch::start(
@@ -299,9 +298,9 @@ async fn create_until_ready(api: SocketAddr, names: Vec<String>) -> anyhow::Resu
     let queue = Arc::new(Mutex::new(names.clone()));
     let mut creators = Vec::new();
     for _ in 0..CREATORS {
-        let (queue, times) = (queue.clone(), times.clone());
+        let (queue, times, api) = (queue.clone(), times.clone(), api.clone());
         creators.push(tokio::spawn(async move {
-            let mut conn = Connection::open(api).await?;
+            let mut conn = Connection::open(&api).await?;
             loop {
                 let Some(name) = queue.lock().await.pop() else {
                     return anyhow::Ok(());
@@ -357,7 +356,7 @@ async fn create_until_ready(api: SocketAddr, names: Vec<String>) -> anyhow::Resu
 
 /// Creates one pod, waits until it is Ready and deletes it: the node has then
 /// fetched and compiled the component, so later pods find it cached.
-async fn warm_up(api: SocketAddr) -> anyhow::Result<()> {
+async fn warm_up(api: &Endpoint) -> anyhow::Result<()> {
     create_until_ready(api, vec!["warm-up".into()]).await?;
     let mut conn = Connection::open(api).await?;
     conn.request(
@@ -391,13 +390,13 @@ async fn warm_up(api: SocketAddr) -> anyhow::Result<()> {
 /// Asks every pod in `names` for `/` through the API's pod proxy (the path
 /// `kubectl get --raw .../pods/NAME/proxy/` takes), `CREATORS` at a time; how
 /// many answered 200 with a reply naming the pod.
-async fn answering(api: SocketAddr, names: &[String]) -> anyhow::Result<usize> {
+async fn answering(api: &Endpoint, names: &[String]) -> anyhow::Result<usize> {
     let queue = Arc::new(Mutex::new(names.to_vec()));
     let mut askers = Vec::new();
     for _ in 0..CREATORS {
-        let queue = queue.clone();
+        let (queue, api) = (queue.clone(), api.clone());
         askers.push(tokio::spawn(async move {
-            let mut conn = Connection::open(api).await?;
+            let mut conn = Connection::open(&api).await?;
             let mut answered = 0;
             loop {
                 let Some(name) = queue.lock().await.pop() else {
@@ -415,7 +414,7 @@ async fn answering(api: SocketAddr, names: &[String]) -> anyhow::Result<usize> {
                     }
                     // The connection is gone: the pod did not answer; go on
                     // with a new one.
-                    Err(_) => conn = Connection::open(api).await?,
+                    Err(_) => conn = Connection::open(&api).await?,
                 }
             }
         }));
@@ -453,7 +452,7 @@ pub fn measure(plan: &Plan, parent: &Path) -> anyhow::Result<Outcome> {
     // Room for every pod and the warm-up pod (which may still be terminating),
     // and never below the node's default.
     let up = SkiffUp::start(dir.path(), (plan.total() + 1).max(1000))?;
-    let api = up.api;
+    let api = &up.api.clone().context("skiff up's API")?;
     let pid = up.pid();
     let outcome = runtime.block_on(async {
         eprintln!("running: idle memory, fresh start ...");

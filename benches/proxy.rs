@@ -32,7 +32,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use api_client::Connection;
+use api_client::{Connection, Endpoint};
 use bytes::Bytes;
 use cluster::Server;
 use figure::{Figure, thousands};
@@ -330,7 +330,11 @@ impl Cluster {
     }
 
     async fn create_objects(&self) -> anyhow::Result<u16> {
-        let mut api = Connection::open(self.server.addr()).await?;
+        let mut api = Connection::open(&Endpoint::from_kubeconfig(
+            &self.server.kubeconfig(),
+            self.server.addr(),
+        )?)
+        .await?;
         let deployment = json!({
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -396,7 +400,11 @@ impl Cluster {
     /// Scales `web` to `replicas` and waits until the Service has exactly that
     /// many ready endpoints and both NodePorts have answered from every one.
     async fn scale(&self, replicas: usize) -> anyhow::Result<()> {
-        let mut api = Connection::open(self.server.addr()).await?;
+        let mut api = Connection::open(&Endpoint::from_kubeconfig(
+            &self.server.kubeconfig(),
+            self.server.addr(),
+        )?)
+        .await?;
         api.request(
             Method::PATCH,
             &format!("{DEPLOYMENT}/web"),
@@ -466,7 +474,7 @@ async fn answering_pods(addr: SocketAddr, want: usize) -> anyhow::Result<usize> 
         }
         let conn = match &mut connection {
             Some(c) => c,
-            None => match Connection::open(addr).await {
+            None => match Connection::open_plain(addr).await {
                 Ok(c) => connection.insert(c),
                 Err(_) => {
                     tokio::time::sleep(Duration::from_millis(100)).await;

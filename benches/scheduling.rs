@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use api_client::{Connection, Watch};
+use api_client::{Connection, Endpoint, Watch};
 use bytes::Bytes;
 use figure::{Figure, thousands};
 use futures::{StreamExt, TryStreamExt};
@@ -285,7 +285,7 @@ async fn start_hollow_nodes(
 }
 
 /// Waits until `n` Nodes report Ready.
-async fn wait_nodes_ready(api: SocketAddr, n: usize) -> anyhow::Result<()> {
+async fn wait_nodes_ready(api: &Endpoint, n: usize) -> anyhow::Result<()> {
     let mut conn = Connection::open(api).await?;
     let deadline = Instant::now() + DEADLINE;
     loop {
@@ -318,7 +318,7 @@ async fn wait_nodes_ready(api: SocketAddr, n: usize) -> anyhow::Result<()> {
     }
 }
 
-async fn store_counters(api: SocketAddr) -> Option<StoreCounters> {
+async fn store_counters(api: &Endpoint) -> Option<StoreCounters> {
     let mut conn = Connection::open(api).await.ok()?;
     let reply = conn
         .request(Method::GET, "/metrics", "text/plain", Bytes::new())
@@ -387,11 +387,11 @@ async fn watch_pods(mut watch: Watch, pods: usize) -> anyhow::Result<Vec<Seen>> 
 
 /// One writer: creates the pods whose index it takes from `next`, back to back.
 async fn writer(
-    api: SocketAddr,
+    api: Endpoint,
     pods: usize,
     next: Arc<AtomicUsize>,
 ) -> anyhow::Result<(Vec<(usize, Instant, Instant)>, usize)> {
-    let mut conn = Connection::open(api).await?;
+    let mut conn = Connection::open(&api).await?;
     let mut done = Vec::with_capacity(pods);
     let mut errors = 0;
     loop {
@@ -434,7 +434,7 @@ async fn run(plan: Plan, data: PathBuf, load: Handle) -> anyhow::Result<Outcome>
     })
     .await
     .context("start the control plane")?;
-    let api = plane.api_addr();
+    let api = &Endpoint::from_kubeconfig(plane.kubeconfig(), plane.api_addr())?;
     let token = plane
         .create_join_token(None, "scheduling benchmark")
         .await
@@ -474,9 +474,14 @@ async fn run(plan: Plan, data: PathBuf, load: Handle) -> anyhow::Result<Outcome>
     let since = meta::resource_version(&list)
         .context("the pod list has no resourceVersion")?
         .to_string();
+    let watch_api = api.clone();
     let watch = load
         .spawn(async move {
-            Watch::start(api, &format!("{PODS}?watch=true&resourceVersion={since}")).await
+            Watch::start(
+                &watch_api,
+                &format!("{PODS}?watch=true&resourceVersion={since}"),
+            )
+            .await
         })
         .await
         .context("the watch task panicked")??;
@@ -490,7 +495,7 @@ async fn run(plan: Plan, data: PathBuf, load: Handle) -> anyhow::Result<Outcome>
     ));
     let next = Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = (0..plan.writers)
-        .map(|_| load.spawn(writer(api, plan.pods, next.clone())))
+        .map(|_| load.spawn(writer(api.clone(), plan.pods, next.clone())))
         .collect();
     let mut pods = vec![PodTimes::default(); plan.pods];
     let mut create_errors = 0;
@@ -542,7 +547,7 @@ async fn run(plan: Plan, data: PathBuf, load: Handle) -> anyhow::Result<Outcome>
 
 /// How many Events of each reason the cluster recorded (after the clock
 /// stopped): what else happened while the pods were placed.
-async fn event_reasons(api: SocketAddr) -> anyhow::Result<Vec<(String, u64)>> {
+async fn event_reasons(api: &Endpoint) -> anyhow::Result<Vec<(String, u64)>> {
     let mut conn = Connection::open(api).await?;
     let list = conn.get_json("/api/v1/events").await?;
     let mut reasons: HashMap<String, u64> = HashMap::new();

@@ -625,7 +625,7 @@ fn version_and_errors_without_a_cluster() {
     let dead_config = c.dir.path().join("dead-kubeconfig");
     std::fs::write(
         &dead_config,
-        kubeconfig.replace(server_line.trim(), &format!("server: http://{dead}")),
+        kubeconfig.replace(server_line.trim(), &format!("server: https://{dead}")),
     )
     .expect("write kubeconfig");
     let dead_skiff = Skiff::new(&dead_config);
@@ -636,7 +636,7 @@ fn version_and_errors_without_a_cluster() {
         format!("Client Version: v{}", env!("CARGO_PKG_VERSION"))
     );
     let hint =
-        format!("no cluster at http://{dead}: start one with `skiff up`, or pass --kubeconfig");
+        format!("no cluster at https://{dead}: start one with `skiff up`, or pass --kubeconfig");
     assert!(out.stderr.contains(&hint), "{}", out.stderr);
     for args in [
         vec!["get", "pods"],

@@ -1,11 +1,14 @@
 //! A small client of the Kubernetes API for benchmarks: one HTTP/1.1 keep-alive
-//! connection per caller (hyper's connection API, `TCP_NODELAY`), so a load
-//! generator decides exactly how many requests are in flight, and watches read
-//! line by line with the instant each line arrived.
+//! connection per caller over TLS with the admin's client certificate
+//! (hyper's connection API, `TCP_NODELAY`), so a load generator decides
+//! exactly how many requests are in flight, and watches read line by line
+//! with the instant each line arrived.
 //!
 //! Shared by the benchmarks through `benches/support/mod.rs`.
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -18,6 +21,60 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::TcpStream;
+
+/// The API's address and how to reach it: the CA and client certificate of a
+/// kubeconfig (the admin's, for the one a server writes).
+#[derive(Clone)]
+pub struct Endpoint {
+    addr: SocketAddr,
+    tls: tokio_rustls::TlsConnector,
+}
+
+impl Endpoint {
+    pub fn from_kubeconfig(kubeconfig: &Path, addr: SocketAddr) -> anyhow::Result<Endpoint> {
+        let text = std::fs::read_to_string(kubeconfig)
+            .with_context(|| format!("read {}", kubeconfig.display()))?;
+        let config: skiff_api::kubeconfig::Kubeconfig =
+            serde_yaml_ng::from_str(&text).context("parse the kubeconfig")?;
+        let (cluster, _) = config
+            .current()
+            .context("the kubeconfig has no current context")?;
+        let base = kubeconfig.parent().unwrap_or(Path::new("."));
+        let tls = skiff_control::auth::client_tls::config(cluster, config.current_user(), base)
+            .context("TLS settings from the kubeconfig")?;
+        Ok(Endpoint {
+            addr,
+            tls: tokio_rustls::TlsConnector::from(Arc::new(tls)),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A new HTTP/1.1 connection over TLS (`TCP_NODELAY`).
+    pub async fn connect(&self) -> anyhow::Result<http1::SendRequest<Full<Bytes>>> {
+        let addr = self.addr;
+        let stream = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connect to {addr}"))?;
+        stream.set_nodelay(true)?;
+        let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
+        let stream = self
+            .tls
+            .connect(name, stream)
+            .await
+            .with_context(|| format!("TLS handshake with {addr}"))?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .context("HTTP/1.1 handshake")?;
+        tokio::spawn(async move {
+            // An error here also fails the request in flight, which reports it.
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+}
 
 /// One keep-alive connection to the API.
 pub struct Connection {
@@ -43,7 +100,15 @@ pub struct Watch {
 impl Connection {
     /// Connects to the API at `addr` (before any clock starts: setup is not
     /// what a benchmark measures).
-    pub async fn open(addr: SocketAddr) -> anyhow::Result<Self> {
+    pub async fn open(api: &Endpoint) -> anyhow::Result<Self> {
+        Ok(Connection {
+            host: api.addr.to_string(),
+            sender: api.connect().await?,
+        })
+    }
+
+    /// A plain-HTTP connection, to a NodePort or an Ingress port.
+    pub async fn open_plain(addr: SocketAddr) -> anyhow::Result<Self> {
         let stream = TcpStream::connect(addr)
             .await
             .with_context(|| format!("connect to {addr}"))?;
@@ -52,7 +117,6 @@ impl Connection {
             .await
             .context("HTTP/1.1 handshake")?;
         tokio::spawn(async move {
-            // An error here also fails the request in flight, which reports it.
             let _ = connection.await;
         });
         Ok(Connection {
@@ -134,8 +198,8 @@ impl Watch {
     /// Starts a watch (`path` carries `?watch=true...`) on a connection of its
     /// own; returns once the API has answered 200 with the stream's headers, so
     /// every change after that reaches it.
-    pub async fn start(addr: SocketAddr, path: &str) -> anyhow::Result<Self> {
-        let mut connection = Connection::open(addr).await?;
+    pub async fn start(api: &Endpoint, path: &str) -> anyhow::Result<Self> {
+        let mut connection = Connection::open(api).await?;
         let request = Request::get(path)
             .header(HOST, &connection.host)
             .header(ACCEPT, "application/json")

@@ -171,6 +171,11 @@ impl Server {
         ApiGet::from_kubeconfig(&self.kubeconfig(), self.addr)
     }
 
+    /// The admin's TLS settings (CA and client certificate).
+    pub fn api_tls(&self) -> Arc<rustls::ClientConfig> {
+        self.api().tls
+    }
+
     /// `GET path` on the API as the admin: (status, body).
     pub fn api_get(&self, path: &str) -> std::io::Result<(u16, String)> {
         self.api().get(path)
