@@ -43,7 +43,7 @@ pub struct Server {
 
 impl Server {
     /// Starts `skiff server` on `data_dir` with a free port (port 0), reads the
-    /// address from its `Skiff API on http://ADDR` line and waits until
+    /// address from its `Skiff API on https://ADDR` line and waits until
     /// `/readyz` answers `200 ok`. Its stderr (logs) goes to `<data_dir>.log`,
     /// appended across restarts.
     pub fn start(data_dir: &Path) -> Server {
