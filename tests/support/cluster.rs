@@ -214,6 +214,11 @@ impl Server {
         child.wait().expect("wait for the killed server")
     }
 
+    /// The server process's id, while it runs (to read its `/proc` entry).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {
