@@ -336,6 +336,11 @@ fn slowloris_connections_are_closed_while_ordinary_requests_are_served() {
     let attack = runtime.spawn(async move {
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..1000 {
+            // In waves, as an attacker's connections arrive; all are open
+            // long before the first is due to be closed.
+            if i % 100 == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             tasks.spawn(slowloris(addr, i % 2 == 0));
         }
         let mut lasted = Vec::new();

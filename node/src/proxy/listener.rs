@@ -20,18 +20,30 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use skiff_api::limits::ListenerLimits;
 use skiff_runtime::Body;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use activity::{Activity, Watched};
 
+/// Connections the kernel completes and queues for `accept`: a burst larger
+/// than std's 128 (a thousand clients at once) is queued, not dropped at the
+/// handshake, and the accept loop (which never waits on a connection) drains
+/// it quickly. The kernel caps it at `net.core.somaxconn`.
+const BACKLOG: u32 = 1024;
+
 /// Binds `addr` for [`serve`]. Synchronous, so that a port in use is
 /// reported to whoever opens it, right away. Call inside a tokio runtime.
 pub(super) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let listener = std::net::TcpListener::bind(addr)?;
-    listener.set_nonblocking(true)?;
-    TcpListener::from_std(listener)
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    // As std's `TcpListener::bind`: a restarted node can take its port back
+    // while old connections linger in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// Accepts connections until aborted and serves each request with
