@@ -132,7 +132,11 @@ fn an_object_a_patch_makes_too_large_is_refused_and_nothing_is_stored() {
         err.contains("Request entity too large: limit is 1572864"),
         "kubectl did not show the object limit:\n{err}"
     );
-    assert_eq!(generation(&kubectl).trim(), "1", "a refused patch was stored");
+    assert_eq!(
+        generation(&kubectl).trim(),
+        "1",
+        "a refused patch was stored"
+    );
     let env = kubectl.ok(&[
         "get",
         "deployment",
@@ -359,7 +363,10 @@ fn slowloris_connections_are_closed_while_ordinary_requests_are_served() {
         during.push(ordinary(addr));
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(attack.is_finished(), "slowloris connections still open after 60 s");
+    assert!(
+        attack.is_finished(),
+        "slowloris connections still open after 60 s"
+    );
     let lasted = runtime.block_on(attack).expect("attack task");
     assert_eq!(lasted.len(), 1000);
     let longest = lasted.iter().max().copied().unwrap_or_default();

@@ -235,7 +235,11 @@ async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready: starting up").into_response()
     } else if !state.registry.store().writable() {
         // E.g. its disk is full: writes would fail until space is freed.
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready: the store cannot write").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the store cannot write",
+        )
+            .into_response()
     } else {
         "ok".into_response()
     }

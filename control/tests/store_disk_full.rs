@@ -75,8 +75,8 @@ async fn writes_resume_after_the_disk_had_filled() {
     };
     // Most of the disk goes to a file the test frees later.
     let ballast = ballast(&disk.path, 4 * 1024 * 1024);
-    let store = RedbStore::open(&disk.path.join("store.redb"), StoreConfig::default())
-        .expect("open store");
+    let store =
+        RedbStore::open(&disk.path.join("store.redb"), StoreConfig::default()).expect("open store");
     assert!(store.writable());
     let filler = "f".repeat(64 * 1024);
     let mut acknowledged = Vec::new();
@@ -96,8 +96,14 @@ async fn writes_resume_after_the_disk_had_filled() {
         matches!(failure, StoreError::Unavailable(_)),
         "a full disk is reported as Unavailable, not {failure:?}"
     );
-    assert!(!acknowledged.is_empty(), "nothing fitted before the disk filled");
-    assert!(!store.writable(), "the store says it can write on a full disk");
+    assert!(
+        !acknowledged.is_empty(),
+        "nothing fitted before the disk filled"
+    );
+    assert!(
+        !store.writable(),
+        "the store says it can write on a full disk"
+    );
     let refused = store.commit(vec![put("while-full", "x")]).await;
     assert!(refused.is_err(), "a write went through on a full disk");
     assert!(!store.writable());

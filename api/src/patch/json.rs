@@ -326,7 +326,10 @@ mod tests {
             .map(|_| json!({"op": "copy", "from": "/spec/x", "path": "/spec/x/-"}))
             .collect();
         let err = json_patch(&mut d, &Value::Array(ops)).unwrap_err();
-        let PatchError::JsonPatchFailed { index, op, reason, .. } = &err else {
+        let PatchError::JsonPatchFailed {
+            index, op, reason, ..
+        } = &err
+        else {
             panic!("{err:?}");
         };
         assert_eq!(op, "copy");

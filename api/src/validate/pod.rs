@@ -13,9 +13,7 @@ use serde_json::Value;
 
 use super::metadata::{validate_annotations, validate_labels};
 use super::quantity::Quantity;
-use super::{
-    Errors, Op, child, duration_seconds, index, invalid_each, key, names, nonnegative,
-};
+use super::{Errors, Op, child, duration_seconds, index, invalid_each, key, names, nonnegative};
 use crate::component::ComponentRef;
 use crate::status::FieldError;
 

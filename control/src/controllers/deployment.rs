@@ -830,7 +830,7 @@ fn compute_status(
             ))
         } else {
             requeue = Some(Duration::from_secs(
-                deadline.saturating_sub(elapsed).max(1) as u64,
+                deadline.saturating_sub(elapsed).max(1) as u64
             ));
             None
         }

@@ -18,8 +18,8 @@ use skiff_api::meta;
 use skiff_api::wire::Downstream;
 use tokio::sync::mpsc;
 
-use crate::informer::{Change, Informer};
 use super::dispatch::SESSION_QUEUE;
+use crate::informer::{Change, Informer};
 use crate::store::EventType;
 
 /// (kind, namespace, name).

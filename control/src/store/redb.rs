@@ -350,7 +350,10 @@ impl EventLog for Shared {
         after: Revision,
         max: usize,
     ) -> Result<(Vec<Arc<Event>>, Revision)> {
-        let txn = self.db()?.begin_read().map_err(|e| backend("begin read", e))?;
+        let txn = self
+            .db()?
+            .begin_read()
+            .map_err(|e| backend("begin read", e))?;
         let meta = txn.open_table(META).map_err(|e| backend("open meta", e))?;
         let compacted = read_meta(&meta, META_COMPACTED)?;
         if after < compacted {

@@ -45,9 +45,10 @@ impl NodePorts {
                     tracing::info!(%service, %addr, "opened a NodePort");
                     let (port, shared) = (*port, shared.clone());
                     let limits = shared.listener_limits;
-                    let task = tokio::spawn(listener::serve(tcp, limits, move |client, request| {
-                        handler::handle(shared.clone(), port, client, request)
-                    }));
+                    let task =
+                        tokio::spawn(listener::serve(tcp, limits, move |client, request| {
+                            handler::handle(shared.clone(), port, client, request)
+                        }));
                     self.open.insert(port, task);
                 }
                 Err(e) => tracing::warn!(%service, %addr, error = %e, "cannot open a NodePort"),

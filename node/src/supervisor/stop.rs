@@ -150,7 +150,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_huge_grace_period_does_not_overflow() {
         let (tx, rx) = watch::channel(None);
-        assert!(order(&tx, StopKind::Delete, Duration::from_secs(i64::MAX as u64)));
+        assert!(order(
+            &tx,
+            StopKind::Delete,
+            Duration::from_secs(i64::MAX as u64)
+        ));
         let order = rx.borrow().unwrap();
         assert!(order.remaining() > Duration::from_secs(365 * 24 * 3600));
     }
