@@ -43,6 +43,35 @@ pub fn equal_except(a: &Map<String, Value>, b: &Map<String, Value>, skip: &[&str
     covered(a, b) && covered(b, a)
 }
 
+/// The length of `value` encoded as compact JSON, if it is at most `max`
+/// bytes; `None` as soon as the encoding passes `max`, so that measuring a
+/// huge value costs no more than `max` bytes of encoding and no allocation.
+pub fn encoded_len_at_most(value: &Value, max: usize) -> Option<usize> {
+    let mut counter = ByteCounter { count: 0, max };
+    serde_json::to_writer(&mut counter, value).ok()?;
+    Some(counter.count)
+}
+
+/// Counts what is written to it, failing once past `max`.
+struct ByteCounter {
+    count: usize,
+    max: usize,
+}
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.count = self.count.saturating_add(buf.len());
+        if self.count > self.max {
+            return Err(std::io::Error::other("over the limit"));
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn unescape(token: &str) -> Cow<'_, str> {
     if token.contains('~') {
         Cow::Owned(token.replace("~1", "/").replace("~0", "~"))
@@ -63,6 +92,15 @@ fn index(token: &str) -> Option<usize> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn encoded_len_matches_serde_json_and_stops_at_max() {
+        let v = json!({"a": ["x\"y", 1, null], "b": {"c": true}});
+        let len = serde_json::to_vec(&v).unwrap().len();
+        assert_eq!(encoded_len_at_most(&v, len), Some(len));
+        assert_eq!(encoded_len_at_most(&v, len - 1), None);
+        assert_eq!(encoded_len_at_most(&json!(null), 4), Some(4));
+    }
 
     #[test]
     fn answers_as_serde_json_pointer_does() {

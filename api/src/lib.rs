@@ -15,6 +15,7 @@ pub mod ingress;
 pub mod join;
 pub mod json;
 pub mod kubeconfig;
+pub mod limits;
 pub mod meta;
 pub mod patch;
 pub mod protobuf;

@@ -27,6 +27,15 @@ use crate::status::{ApiError, Reason};
 /// The most operations a JSON patch may carry, as in the Kubernetes API server.
 pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
 
+/// The most bytes (as JSON) the `copy` operations of one JSON patch may add
+/// together. Kubernetes bounds the same sum (`JSONPatchMaxCopyBytes`, handed to
+/// json-patch's `AccumulatedCopySizeLimit` in apiserver `pkg/server/config.go`)
+/// because a few dozen operations copying a field into itself double it each
+/// time. Skiff uses the object limit ([`crate::resource::MAX_OBJECT_BYTES`]):
+/// copies adding more than that can only build an object the store refuses,
+/// and the server's memory for one patch stays a small multiple of it.
+pub const MAX_JSON_PATCH_COPY_BYTES: usize = crate::resource::MAX_OBJECT_BYTES;
+
 /// The patch formats, by the `Content-Type` a client sends them with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PatchType {

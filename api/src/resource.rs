@@ -90,6 +90,12 @@ impl ResourceType {
 /// Skiff's own API group.
 pub const SKIFF_GROUP: &str = "skiff.dev";
 
+/// The largest object the store keeps, as JSON: 1.5 MiB, etcd's default
+/// request limit (`--max-request-bytes`), which bounds every Kubernetes object.
+/// A write (create, update, patch, apply) that would store a larger object is
+/// refused with 413 and nothing is stored.
+pub const MAX_OBJECT_BYTES: usize = 1536 * 1024;
+
 const fn core(
     kind: &'static str,
     plural: &'static str,

@@ -238,6 +238,27 @@ fn nonnegative(value: Option<impl Into<i64>>, path: &str, errs: &mut Errors) {
     }
 }
 
+/// The longest duration, in seconds, a user may give: Go's `time.Duration`
+/// (int64 nanoseconds, about 292 years), which every Kubernetes component turns
+/// these fields into; beyond it a deadline overflows. Kubernetes itself wraps
+/// silently there; Skiff refuses the value with 422 instead, so that no
+/// controller or node computes a deadline that cannot be represented.
+pub const MAX_DURATION_SECONDS: i64 = i64::MAX / 1_000_000_000;
+
+/// A number of seconds a deadline is computed from: at most
+/// [`MAX_DURATION_SECONDS`].
+fn duration_seconds(value: Option<i64>, path: &str, errs: &mut Errors) {
+    if let Some(v) = value
+        && v > MAX_DURATION_SECONDS
+    {
+        errs.push(FieldError::invalid(
+            path,
+            v,
+            format!("must be less than or equal to {MAX_DURATION_SECONDS}"),
+        ));
+    }
+}
+
 /// `field is immutable`, Kubernetes' `ValidateImmutableField`.
 fn immutable(path: &str, new_value: impl Into<Value>) -> FieldError {
     FieldError::invalid(path, new_value, "field is immutable")

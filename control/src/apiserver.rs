@@ -257,10 +257,17 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
-    if state.ready.load(Ordering::Acquire) {
-        "ok".into_response()
-    } else {
+    if !state.ready.load(Ordering::Acquire) {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready: starting up").into_response()
+    } else if !state.registry.store().writable() {
+        // E.g. its disk is full: writes would fail until space is freed.
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the store cannot write",
+        )
+            .into_response()
+    } else {
+        "ok".into_response()
     }
 }
 

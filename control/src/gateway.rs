@@ -22,9 +22,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use rustls_pki_types::CertificateDer;
 use skiff_api::wire::{LogsRequest, Open, ProxyRequest, ProxyResponse, Reply};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 pub use dispatch::PodDispatcher;
@@ -35,6 +38,16 @@ pub use tls::{IDLE_TIMEOUT, TlsError, transport};
 use crate::auth::{ClusterCa, node_name_of};
 use crate::components::ComponentStore;
 use crate::registry::Registry;
+
+/// Most connections without a client certificate (joining nodes, or
+/// strangers) served at once; more are closed as they arrive. Joins are rare
+/// and quick, so a few dozen is plenty for a fleet joining together.
+const MAX_UNAUTHENTICATED: usize = 64;
+/// The first frame of a stream on a connection without a certificate (a join
+/// request: a token, a name and a CSR of about 1 KiB) may be this large.
+const MAX_UNAUTHENTICATED_FRAME: usize = 64 * 1024;
+/// How long the opener of a stream has to send its first frame.
+const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why a call to a node failed; maps to the API's answer.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +115,8 @@ pub(crate) struct Shared {
     events: reports::EventWriter,
     sessions: Sessions,
     pod_cidrs: pod_cidr::PodCidrs,
+    /// Slots for connections without a client certificate.
+    unauthenticated: Arc<Semaphore>,
 }
 
 /// A running node gateway.
@@ -156,6 +171,7 @@ impl Gateway {
             liveness: NodeLiveness::default(),
             sessions: Sessions::default(),
             pod_cidrs: pod_cidr::PodCidrs::new(informers.nodes.clone()),
+            unauthenticated: Arc::new(Semaphore::new(MAX_UNAUTHENTICATED)),
         });
         let dispatcher = tokio::spawn(shared.dispatcher.clone().run(registry));
         let routing = tokio::spawn(shared.routing.clone().run(
@@ -312,16 +328,43 @@ fn peer_node(connection: &quinn::Connection) -> Option<String> {
 async fn serve_connection(shared: Arc<Shared>, connection: quinn::Connection) {
     let node = peer_node(&connection);
     let remote = connection.remote_address();
+    // A connection without a certificate holds a slot until it ends; it may
+    // only join, with a small first frame.
+    let _slot = match node {
+        Some(_) => None,
+        None => match shared.unauthenticated.clone().try_acquire_owned() {
+            Ok(slot) => Some(slot),
+            Err(_) => {
+                tracing::warn!(%remote, max = MAX_UNAUTHENTICATED, "too many connections without a certificate; closing one");
+                connection.close(quinn::VarInt::from_u32(3), b"too many connections");
+                return;
+            }
+        },
+    };
+    let max_first_frame = match node {
+        Some(_) => skiff_api::wire::MAX_FRAME,
+        None => MAX_UNAUTHENTICATED_FRAME,
+    };
     loop {
         let (mut send, mut recv) = match connection.accept_bi().await {
             Ok(stream) => stream,
             Err(_) => return, // Closed.
         };
-        let open = match frames::expect::<Open>(&mut recv).await {
-            Ok(open) => open,
-            Err(e) => {
+        let first = frames::read_at_most::<Open>(&mut recv, max_first_frame);
+        let open = match tokio::time::timeout(FIRST_FRAME_TIMEOUT, first).await {
+            Ok(Ok(Some(open))) => open,
+            Ok(Ok(None)) => {
+                tracing::debug!(%remote, "a stream ended before its first frame");
+                continue;
+            }
+            Ok(Err(e)) => {
                 tracing::warn!(%remote, error = %e, "bad first frame; closing the connection");
                 connection.close(quinn::VarInt::from_u32(1), b"malformed frame");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(%remote, timeout = ?FIRST_FRAME_TIMEOUT, "no first frame in time; closing the connection");
+                connection.close(quinn::VarInt::from_u32(1), b"first frame too slow");
                 return;
             }
         };
@@ -364,6 +407,9 @@ async fn serve_connection(shared: Arc<Shared>, connection: quinn::Connection) {
                 };
                 let _ = frames::write(&mut send, &reply).await;
                 let _ = send.finish();
+                // Nothing else is open to it: let the reply go, then free the slot.
+                let _ = tokio::time::timeout(IDLE_TIMEOUT, connection.closed()).await;
+                return;
             }
             (other, Some(_)) => {
                 let reply = Reply::Refused {

@@ -669,6 +669,19 @@ pub fn store_error<'a>(
         StoreError::Closed => {
             ApiError::new(Reason::ServiceUnavailable, "the store is shutting down")
         }
+        StoreError::Unavailable(why) => {
+            tracing::warn!(error = %why, "store unavailable");
+            ApiError::new(
+                Reason::ServiceUnavailable,
+                format!("the store cannot write now: {why}"),
+            )
+        }
+        // Kubernetes' words for a request over a size limit
+        // (apimachinery errors.NewRequestEntityTooLargeError).
+        StoreError::TooLarge { max, .. } => ApiError::new(
+            Reason::RequestEntityTooLarge,
+            format!("Request entity too large: limit is {max}"),
+        ),
         other => {
             tracing::error!(error = %other, "store failure");
             ApiError::internal(other.to_string())

@@ -50,6 +50,18 @@ pub enum StoreError {
     },
     #[error("the store is closed")]
     Closed,
+    /// The store cannot write now (a storage error, e.g. a full disk); it
+    /// recovers by itself once the cause is gone.
+    #[error("the store cannot write: {0}")]
+    Unavailable(String),
+    /// The object would be larger than the store keeps
+    /// ([`skiff_api::resource::MAX_OBJECT_BYTES`]); nothing was written.
+    #[error("{key} would be {size} bytes, more than the limit of {max}")]
+    TooLarge {
+        key: ObjectKey,
+        size: usize,
+        max: usize,
+    },
     #[error("store backend: {0}")]
     Backend(String),
     #[error("stored object {0} is corrupt: {1}")]
@@ -268,6 +280,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// The oldest revision a watch can start from.
     fn oldest_watchable(&self) -> Revision;
+
+    /// Whether writes can be made now: false after a write failed for want of
+    /// disk (or any storage error) until the store has recovered, which it does
+    /// by itself once the cause is gone. `/readyz` reports it.
+    fn writable(&self) -> bool {
+        true
+    }
 }
 
 /// Reads `metadata.resourceVersion` as a revision.

@@ -76,6 +76,8 @@ struct Shared {
     balancers: Mutex<HashMap<ServiceKey, Arc<Balancer>>>,
     peers: Peers,
     metrics: metrics::ProxyMetrics,
+    /// What every NodePort and the HTTP port allow a connection.
+    listener_limits: skiff_api::limits::ListenerLimits,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -111,6 +113,7 @@ impl Proxy {
             balancers: Mutex::default(),
             peers: Peers::new(endpoint.clone(), client),
             metrics: metrics::ProxyMetrics::register(registry),
+            listener_limits: skiff_api::limits::ListenerLimits::default(),
         });
         shared.supervisor.set_outbound(Arc::new(outbound::Router {
             shared: Arc::downgrade(&shared),

@@ -228,14 +228,15 @@ impl Server {
         child.wait().expect("wait for the killed server")
     }
 
-    /// The server's process id.
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("the server was killed").id()
+    /// The server process's id, while it runs (to read its `/proc` entry).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The server's resident memory (`VmRSS`), in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+        let pid = self.pid().expect("the server runs");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
             .expect("read the server's /proc status");
         status
             .lines()

@@ -5,7 +5,8 @@ use json_patch::jsonptr::Pointer;
 use json_patch::{PatchErrorKind, PatchOperation};
 use serde_json::Value;
 
-use super::{MAX_JSON_PATCH_OPERATIONS, PatchError};
+use super::{MAX_JSON_PATCH_COPY_BYTES, MAX_JSON_PATCH_OPERATIONS, PatchError};
+use crate::json::encoded_len_at_most;
 
 /// Applies the JSON patch `patch` (a list of operations) to `target`. On error
 /// `target` is left unchanged and the error names the failing operation's index,
@@ -15,7 +16,29 @@ pub fn json_patch(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
     // Applied one by one to a copy: the copy is the document as the failing
     // operation saw it, which is what an error message must describe.
     let mut work = target.clone();
+    // What the copies so far added, checked before each copy runs: a patch
+    // doubling a field forty times is refused at the step that would pass the
+    // limit, never after building the result.
+    let mut copied = 0usize;
     for (index, op) in ops.iter().enumerate() {
+        if let PatchOperation::Copy(copy) = op
+            && let Ok(from) = copy.from.resolve(&work)
+        {
+            let budget = MAX_JSON_PATCH_COPY_BYTES - copied;
+            match encoded_len_at_most(from, budget) {
+                Some(len) => copied += len,
+                None => {
+                    return Err(PatchError::JsonPatchFailed {
+                        index,
+                        op: "copy".to_string(),
+                        path: copy.path.as_str().to_string(),
+                        reason: format!(
+                            "the accumulated size increase of copy would exceed the limit of {MAX_JSON_PATCH_COPY_BYTES} bytes"
+                        ),
+                    });
+                }
+            }
+        }
         if let Err(err) = json_patch::patch_unsafe(&mut work, std::slice::from_ref(op)) {
             return Err(PatchError::JsonPatchFailed {
                 index,
@@ -168,6 +191,7 @@ fn type_name(v: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::status::ApiError;
     use serde_json::json;
 
     fn doc() -> Value {
@@ -291,6 +315,39 @@ mod tests {
             reason(json!([{"op": "move", "from": "/spec", "path": "/spec/template/x"}])),
             "cannot move \"/spec\" into itself"
         );
+    }
+
+    /// Forty copies of a list into itself would make 2^40 elements: the copy
+    /// that would pass the limit is refused, and the target is unchanged.
+    #[test]
+    fn self_copy_amplification_is_refused_at_the_limit() {
+        let mut d = json!({"spec": {"x": ["0123456789abcdef"]}});
+        let ops: Vec<Value> = (0..40)
+            .map(|_| json!({"op": "copy", "from": "/spec/x", "path": "/spec/x/-"}))
+            .collect();
+        let err = json_patch(&mut d, &Value::Array(ops)).unwrap_err();
+        let PatchError::JsonPatchFailed {
+            index, op, reason, ..
+        } = &err
+        else {
+            panic!("{err:?}");
+        };
+        assert_eq!(op, "copy");
+        // 2^k copies of a 19-byte item pass 1.5 MiB at about step 17.
+        assert!((15..20).contains(index), "refused at {index}");
+        assert!(reason.contains("exceed the limit"), "{reason}");
+        assert_eq!(ApiError::from(err).code(), 422);
+        assert_eq!(d, json!({"spec": {"x": ["0123456789abcdef"]}}));
+    }
+
+    #[test]
+    fn copies_within_the_limit_apply() {
+        let mut d = json!({"a": "x".repeat(1000)});
+        let ops: Vec<Value> = (0..100)
+            .map(|i| json!({"op": "copy", "from": "/a", "path": format!("/b{i}")}))
+            .collect();
+        json_patch(&mut d, &Value::Array(ops)).unwrap();
+        assert_eq!(d.as_object().unwrap().len(), 101);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::apps::{check_selector_matches, same_template};
 use super::pod::{restart_policy, validate_pod_template};
-use super::{Errors, child, cron, immutable, label_selector, nonnegative};
+use super::{Errors, child, cron, duration_seconds, immutable, label_selector, nonnegative};
 use crate::status::FieldError;
 
 /// A CronJob's name is a prefix of its Jobs' names (plus an 11-character suffix).
@@ -34,6 +34,11 @@ fn validate_job_spec(spec: &JobSpec, path: &str, errs: &mut Errors) {
     nonnegative(spec.parallelism, &child(path, "parallelism"), errs);
     nonnegative(spec.completions, &child(path, "completions"), errs);
     nonnegative(
+        spec.active_deadline_seconds,
+        &child(path, "activeDeadlineSeconds"),
+        errs,
+    );
+    duration_seconds(
         spec.active_deadline_seconds,
         &child(path, "activeDeadlineSeconds"),
         errs,
@@ -157,6 +162,11 @@ pub(crate) fn validate_cron_job(cj: &CronJob, errs: &mut Errors) {
         }
     }
     nonnegative(
+        spec.starting_deadline_seconds,
+        "spec.startingDeadlineSeconds",
+        errs,
+    );
+    duration_seconds(
         spec.starting_deadline_seconds,
         "spec.startingDeadlineSeconds",
         errs,

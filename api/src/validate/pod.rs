@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::metadata::{validate_annotations, validate_labels};
 use super::quantity::Quantity;
-use super::{Errors, Op, child, index, invalid_each, key, names, nonnegative};
+use super::{Errors, Op, child, duration_seconds, index, invalid_each, key, names, nonnegative};
 use crate::component::ComponentRef;
 use crate::status::FieldError;
 
@@ -186,6 +186,11 @@ pub(crate) fn validate_pod_spec(spec: &PodSpec, path: &str, errs: &mut Errors) {
             errs,
         );
     }
+    duration_seconds(
+        spec.termination_grace_period_seconds,
+        &child(path, "terminationGracePeriodSeconds"),
+        errs,
+    );
     if let Some(deadline) = spec.active_deadline_seconds
         && !(1..=i64::from(i32::MAX)).contains(&deadline)
     {
@@ -369,6 +374,11 @@ fn validate_probe(probe: &Probe, path: &str, errs: &mut Errors) {
             "must be greater than 0",
         ));
     }
+    duration_seconds(
+        probe.termination_grace_period_seconds,
+        &child(path, "terminationGracePeriodSeconds"),
+        errs,
+    );
 }
 
 fn validate_http_get(http: &HTTPGetAction, path: &str, errs: &mut Errors) {
@@ -425,6 +435,7 @@ fn validate_lifecycle_handler(h: &LifecycleHandler, path: &str, errs: &mut Error
     if let Some(sleep) = &h.sleep {
         handlers += 1;
         nonnegative(Some(sleep.seconds), &child(path, "sleep.seconds"), errs);
+        duration_seconds(Some(sleep.seconds), &child(path, "sleep.seconds"), errs);
     }
     if handlers == 0 {
         errs.push(FieldError::required(path, "must specify a handler type"));
@@ -976,6 +987,7 @@ fn validate_tolerations(tolerations: &[Toleration], path: &str, errs: &mut Error
                 "operator must be Exists when `key` is empty, which means \"match all values and all keys\"",
             ));
         }
+        duration_seconds(t.toleration_seconds, &child(&p, "tolerationSeconds"), errs);
         if t.toleration_seconds.is_some() && effect != "NoExecute" {
             errs.push(FieldError::invalid(
                 child(&p, "effect"),

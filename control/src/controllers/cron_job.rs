@@ -317,7 +317,9 @@ impl Sync<'_> {
             return Ok(next(&history));
         };
         if let Some(deadline) = history.starting_deadline_seconds
-            && scheduled + jiff::SignedDuration::from_secs(deadline) < now
+            && scheduled
+                .checked_add(jiff::SignedDuration::from_secs(deadline))
+                .is_ok_and(|latest| latest < now)
         {
             self.record(
                 EventType::Warning,

@@ -829,7 +829,9 @@ fn compute_status(
                 &format!("ReplicaSet \"{new_name}\" has timed out progressing."),
             ))
         } else {
-            requeue = Some(Duration::from_secs((deadline - elapsed).max(1) as u64));
+            requeue = Some(Duration::from_secs(
+                deadline.saturating_sub(elapsed).max(1) as u64
+            ));
             None
         }
     };

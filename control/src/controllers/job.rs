@@ -393,7 +393,10 @@ impl Sync<'_> {
             } else if let (Some(deadline), Some(start), false) =
                 (spec.active_deadline_seconds, start_time, spec.suspend)
             {
-                let left = jiff::SignedDuration::from_secs(deadline) - now.duration_since(start);
+                // Saturates: a start time far in the future (clock skew, or a
+                // status written by hand) must not overflow the subtraction.
+                let left = jiff::SignedDuration::from_secs(deadline)
+                    .saturating_sub(now.duration_since(start));
                 if left.is_positive() {
                     requeue = Some(left.unsigned_abs());
                 } else {

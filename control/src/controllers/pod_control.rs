@@ -96,7 +96,10 @@ pub fn availability(
     if min_ready_seconds <= 0 {
         return (true, None);
     }
-    let available_at = since + jiff::SignedDuration::from_secs(min_ready_seconds);
+    let Ok(available_at) = since.checked_add(jiff::SignedDuration::from_secs(min_ready_seconds))
+    else {
+        return (false, None);
+    };
     if available_at <= now {
         (true, None)
     } else {

@@ -64,7 +64,10 @@ fn time_left(job: &Value, now: jiff::Timestamp) -> Option<Duration> {
         return None;
     }
     let finished = conditions::finished(job)?.at?;
-    let expires = finished + jiff::SignedDuration::from_secs(ttl);
+    // Past the end of time: never expires.
+    let expires = finished
+        .checked_add(jiff::SignedDuration::from_secs(ttl))
+        .ok()?;
     let left = expires.duration_since(now);
     Some(if left.is_positive() {
         left.unsigned_abs()

@@ -2,15 +2,25 @@
 //! are queued, a key queued twice is reconciled once, one reconcile is in flight
 //! per key (a key queued while in flight runs again after), a failed reconcile is
 //! retried with per-key exponential backoff, and a reconcile may ask to be run
-//! again after a while (`Action::RequeueAfter`).
+//! again after a while (`Action::RequeueAfter`). A reconcile that panics counts
+//! as a failure: its worker carries on and the key is retried with backoff, so
+//! one bad object never stops a controller (client-go's `HandleCrash` recovers
+//! the same way).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::hash::Hash;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
+use futures::FutureExt;
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Notify;
+
+/// Reconciles that panicked, in every controller of this process (served as
+/// `skiff_controller_reconcile_panics_total`).
+pub static RECONCILE_PANICS: LazyLock<Counter> = LazyLock::new(Counter::default);
 
 /// What a reconcile asks for next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,10 +168,23 @@ pub async fn run_workers<K, F, Fut, E>(
         tasks.push(tokio::spawn(async move {
             loop {
                 let key = queue.take().await;
-                let outcome = match reconcile(key.clone()).await {
-                    Ok(action) => Ok(action),
-                    Err(e) => {
+                // The key is in flight until `done`: a panic that ended this
+                // task would leave it there and never reconcile it again.
+                let run = AssertUnwindSafe(reconcile(key.clone())).catch_unwind();
+                let outcome = match run.await {
+                    Ok(Ok(action)) => Ok(action),
+                    Ok(Err(e)) => {
                         tracing::debug!(controller = name, key = ?key, error = %e, "reconcile failed; will retry");
+                        Err(())
+                    }
+                    Err(panic) => {
+                        RECONCILE_PANICS.inc();
+                        tracing::error!(
+                            controller = name,
+                            key = ?key,
+                            panic = panic_message(panic.as_ref()),
+                            "reconcile panicked; will retry"
+                        );
                         Err(())
                     }
                 };
@@ -170,6 +193,17 @@ pub async fn run_workers<K, F, Fut, E>(
         }));
     }
     futures::future::join_all(tasks).await;
+}
+
+/// The message a panic was raised with, when it is text.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s
+    } else {
+        "a panic without a message"
+    }
 }
 
 #[cfg(test)]
@@ -213,5 +247,41 @@ mod tests {
         assert_eq!(runs.load(Ordering::SeqCst), 4);
         tokio::time::sleep(Duration::from_secs(60)).await;
         assert_eq!(runs.load(Ordering::SeqCst), 4, "a success is not retried");
+    }
+
+    /// A reconcile that panics is retried with backoff on the same worker, and
+    /// the other keys keep being reconciled meanwhile.
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_reconcile_is_retried_and_the_worker_goes_on() {
+        let queue: Arc<WorkQueue<&'static str>> = WorkQueue::new();
+        let bad_runs = Arc::new(AtomicUsize::new(0));
+        let good_runs = Arc::new(AtomicUsize::new(0));
+        let (bad, good) = (bad_runs.clone(), good_runs.clone());
+        let panics_before = RECONCILE_PANICS.get();
+        tokio::spawn(run_workers("test", queue.clone(), 1, move |k| {
+            let (bad, good) = (bad.clone(), good.clone());
+            async move {
+                if k == "bad" {
+                    if bad.fetch_add(1, Ordering::SeqCst) < 2 {
+                        panic!("reconcile of {k} panicked");
+                    }
+                } else {
+                    good.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok::<_, String>(Action::Done)
+            }
+        }));
+        queue.add("bad");
+        queue.add("good");
+        // Two panics (5 + 10 ms of backoff), then the third run succeeds.
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        assert_eq!(bad_runs.load(Ordering::SeqCst), 3);
+        assert_eq!(good_runs.load(Ordering::SeqCst), 1);
+        assert!(RECONCILE_PANICS.get() >= panics_before + 2);
+        // The single worker is still there for new keys.
+        queue.add("good");
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(good_runs.load(Ordering::SeqCst), 2);
+        assert!(queue.is_empty());
     }
 }

@@ -1,6 +1,11 @@
 //! Which pods each node must run: one watch of all pods, fanned out by
 //! `spec.nodeName` to the node sessions (a snapshot at subscribe, then changes),
 //! so the cost of a pod change does not grow with the number of nodes.
+//!
+//! Each session's queue is bounded ([`SESSION_QUEUE`]): a node that stops
+//! reading is unsubscribed when its queue fills, its session closes, and it
+//! gets a full snapshot when it reconnects, instead of the control plane
+//! buffering for it without end.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -24,12 +29,17 @@ pub fn node_of(pod: &Value) -> Option<&str> {
         .filter(|n| !n.is_empty())
 }
 
+/// Messages queued for one node session at most: far more than a burst of
+/// pod changes a reading node lets pile up, few enough that a node that stops
+/// reading costs a bounded amount of memory.
+pub const SESSION_QUEUE: usize = 8192;
+
 #[derive(Default)]
 struct State {
     /// node -> pod uid -> pod.
     pods: HashMap<String, HashMap<String, Arc<Value>>>,
     /// node -> its session's channel (one session per node).
-    subscribers: HashMap<String, (u64, mpsc::UnboundedSender<Downstream>)>,
+    subscribers: HashMap<String, (u64, mpsc::Sender<Downstream>)>,
     next_id: u64,
 }
 
@@ -39,9 +49,10 @@ pub struct PodDispatcher {
     state: Arc<Mutex<State>>,
 }
 
-/// A node session's subscription; unsubscribes when dropped.
+/// A node session's subscription; unsubscribes when dropped. `changes` ends
+/// when a newer session replaced this one or this one fell behind.
 pub struct Subscription {
-    pub changes: mpsc::UnboundedReceiver<Downstream>,
+    pub changes: mpsc::Receiver<Downstream>,
     node: String,
     id: u64,
     dispatcher: PodDispatcher,
@@ -64,10 +75,11 @@ impl PodDispatcher {
     /// Subscribes `node`: its first message is a [`Downstream::Snapshot`]. A newer
     /// subscription for the same node replaces an older one.
     pub fn subscribe(&self, node: &str) -> Subscription {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
         let mut state = self.lock();
         let pods = snapshot(&state, node);
-        let _ = tx.send(Downstream::Snapshot { pods });
+        // The queue is new and empty: this cannot be full.
+        let _ = tx.try_send(Downstream::Snapshot { pods });
         state.next_id += 1;
         let id = state.next_id;
         state.subscribers.insert(node.to_string(), (id, tx));
@@ -106,15 +118,10 @@ impl PodDispatcher {
                 insert(&mut state, Arc::new(pod));
             }
             // Every session learns the fresh truth.
-            let State {
-                pods, subscribers, ..
-            } = &*state;
-            for (node, (_, tx)) in subscribers {
-                let list = pods
-                    .get(node)
-                    .map(|m| m.values().map(|p| (**p).clone()).collect())
-                    .unwrap_or_default();
-                let _ = tx.send(Downstream::Snapshot { pods: list });
+            let nodes: Vec<String> = state.subscribers.keys().cloned().collect();
+            for node in nodes {
+                let pods = snapshot(&state, &node);
+                send(&mut state, &node, Downstream::Snapshot { pods });
             }
         }
         let mut watch = registry
@@ -135,7 +142,7 @@ impl PodDispatcher {
                 EventType::Deleted => {
                     if let Some(node) = new_node.or(old_node) {
                         remove(&mut state, &node, &uid);
-                        send(&state, &node, Downstream::Remove { uid });
+                        send(&mut state, &node, Downstream::Remove { uid });
                     }
                 }
                 EventType::Added | EventType::Modified => {
@@ -152,7 +159,7 @@ impl PodDispatcher {
                         continue;
                     }
                     let pod = (*event.object).clone();
-                    send(&state, &node, Downstream::Upsert { pod });
+                    send(&mut state, &node, Downstream::Upsert { pod });
                 }
             }
         }
@@ -203,9 +210,25 @@ fn remove(state: &mut State, node: &str, uid: &str) {
     }
 }
 
-fn send(state: &State, node: &str, message: Downstream) {
-    if let Some((_, tx)) = state.subscribers.get(node) {
-        let _ = tx.send(message);
+/// Queues `message` for `node`'s session; a session whose queue is full is
+/// unsubscribed (it resyncs from a snapshot when its node reconnects).
+fn send(state: &mut State, node: &str, message: Downstream) {
+    let Some((_, tx)) = state.subscribers.get(node) else {
+        return;
+    };
+    match tx.try_send(message) {
+        Ok(()) => {}
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            tracing::warn!(
+                node,
+                queued = SESSION_QUEUE,
+                "node is not reading its pods; closing its session for a resync"
+            );
+            state.subscribers.remove(node);
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => {
+            state.subscribers.remove(node);
+        }
     }
 }
 
@@ -223,6 +246,30 @@ mod tests {
             "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "hello"}]},
             "status": {"phase": phase},
         })
+    }
+
+    /// A node that stops reading is unsubscribed once its queue is full: what
+    /// was queued drains, then its changes end, which closes its session.
+    #[tokio::test]
+    async fn a_node_that_stops_reading_is_unsubscribed_not_buffered() {
+        let dispatcher = PodDispatcher::default();
+        let mut sub = dispatcher.subscribe("n1");
+        for i in 0..SESSION_QUEUE + 10 {
+            let mut state = dispatcher.lock();
+            send(&mut state, "n1", Downstream::Remove { uid: i.to_string() });
+        }
+        assert!(!dispatcher.lock().subscribers.contains_key("n1"));
+        let mut received = 0;
+        while sub.changes.recv().await.is_some() {
+            received += 1;
+        }
+        assert_eq!(received, SESSION_QUEUE, "the snapshot and what fitted");
+        // Its node reconnects and starts again from a snapshot.
+        let mut again = dispatcher.subscribe("n1");
+        assert!(matches!(
+            again.changes.recv().await,
+            Some(Downstream::Snapshot { .. })
+        ));
     }
 
     #[test]

@@ -15,11 +15,24 @@ pub enum StreamError {
     Write(#[from] quinn::WriteError),
     #[error("the stream ended")]
     Closed,
+    /// The session's updates stopped (replaced, or its node fell behind).
+    #[error("the session's updates were stopped: replaced by a newer session, or behind")]
+    Unsubscribed,
 }
 
 /// Reads one frame; `Ok(None)` when the stream ended cleanly before it.
 pub async fn read<T: DeserializeOwned>(
     recv: &mut quinn::RecvStream,
+) -> Result<Option<T>, StreamError> {
+    read_at_most(recv, wire::MAX_FRAME).await
+}
+
+/// Reads one frame whose body may be at most `max` bytes (and at most
+/// [`wire::MAX_FRAME`]); a longer one is refused from its header, before
+/// anything is buffered.
+pub async fn read_at_most<T: DeserializeOwned>(
+    recv: &mut quinn::RecvStream,
+    max: usize,
 ) -> Result<Option<T>, StreamError> {
     let mut header = [0u8; HEADER_LEN];
     match recv.read_exact(&mut header).await {
@@ -28,6 +41,9 @@ pub async fn read<T: DeserializeOwned>(
         Err(e) => return Err(e.into()),
     }
     let len = wire::body_len(header)?;
+    if len > max {
+        return Err(FrameError::TooLarge(len).into());
+    }
     let mut body = vec![0u8; len];
     recv.read_exact(&mut body).await?;
     Ok(Some(wire::decode(&body)?))

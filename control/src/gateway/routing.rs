@@ -18,6 +18,7 @@ use skiff_api::meta;
 use skiff_api::wire::Downstream;
 use tokio::sync::mpsc;
 
+use super::dispatch::SESSION_QUEUE;
 use crate::informer::{Change, Informer};
 use crate::store::EventType;
 
@@ -36,7 +37,7 @@ struct State {
     nodes: HashMap<String, Value>,
     /// How many EndpointSlices name each node.
     named: HashMap<String, usize>,
-    subscribers: HashMap<u64, mpsc::UnboundedSender<Downstream>>,
+    subscribers: HashMap<u64, mpsc::Sender<Downstream>>,
     next_id: u64,
 }
 
@@ -48,7 +49,7 @@ pub struct RoutingFeed {
 
 /// A session's subscription; unsubscribes when dropped.
 pub struct RoutingSubscription {
-    pub changes: mpsc::UnboundedReceiver<Downstream>,
+    pub changes: mpsc::Receiver<Downstream>,
     id: u64,
     feed: RoutingFeed,
 }
@@ -67,10 +68,11 @@ impl RoutingFeed {
     /// Subscribes a session: its first message is a
     /// [`Downstream::RoutingSnapshot`], then every change after it.
     pub fn subscribe(&self) -> RoutingSubscription {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(SESSION_QUEUE);
         let mut state = self.lock();
         let objects = state.objects.values().cloned().collect();
-        let _ = tx.send(Downstream::RoutingSnapshot { objects });
+        // The queue is new and empty: this cannot be full.
+        let _ = tx.try_send(Downstream::RoutingSnapshot { objects });
         state.next_id += 1;
         let id = state.next_id;
         state.subscribers.insert(id, tx);
@@ -249,10 +251,22 @@ fn nodes_named(slice: Option<&Value>) -> BTreeSet<String> {
         .collect()
 }
 
+/// Queues `message` for every session; one whose queue is full is
+/// unsubscribed, which closes its session (its node resyncs on reconnecting).
 fn broadcast(state: &mut State, message: Downstream) {
     state
         .subscribers
-        .retain(|_, tx| tx.send(message.clone()).is_ok());
+        .retain(|_, tx| match tx.try_send(message.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                tracing::warn!(
+                    queued = SESSION_QUEUE,
+                    "a node is not reading its routing changes; closing its session for a resync"
+                );
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
 }
 
 fn removed(key: &Key) -> Downstream {

@@ -68,7 +68,10 @@ pub async fn run(
                 m = routing.changes.recv() => m,
             };
             let Some(message) = message else {
-                return Ok::<(), frames::StreamError>(());
+                // Unsubscribed: a newer session replaced this one, or this
+                // node stopped reading and its queue filled. Either way the
+                // node must reconnect and start again from a snapshot.
+                return Err(frames::StreamError::Unsubscribed);
             };
             frames::write(&mut send, &message).await?;
             if matches!(message, Downstream::Snapshot { .. }) {
@@ -106,6 +109,13 @@ pub async fn run(
             // A peer that breaks the framing loses its connection, nothing else.
             connection.close(quinn::VarInt::from_u32(1), b"malformed frame");
             Err(e.to_string())
+        }
+        Err(frames::StreamError::Unsubscribed) => {
+            connection.close(
+                quinn::VarInt::from_u32(4),
+                b"behind on its updates: reconnect for a full resync",
+            );
+            Err(frames::StreamError::Unsubscribed.to_string())
         }
         Err(e) => Err(e.to_string()),
     }

@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::resource::ResourceType;
-use skiff_api::status::ApiError;
+use skiff_api::status::{ApiError, Details, FieldError, Reason};
+use skiff_api::validate;
 
 use super::{Registry, Result, key, store_error};
 use crate::store::{Action, Op, Precondition, StoreError, object_revision};
@@ -60,6 +61,41 @@ pub struct DeleteOptions {
     pub dry_run: bool,
 }
 
+impl DeleteOptions {
+    /// Refuses a grace period whose deadline cannot be represented, with 422
+    /// naming the field, as Kubernetes' `ValidateDeleteOptions` words its
+    /// errors (Kubernetes itself lets the deadline overflow; see
+    /// [`validate::MAX_DURATION_SECONDS`]).
+    pub fn validate(&self) -> Result<()> {
+        let Some(grace) = self.grace_period_seconds else {
+            return Ok(());
+        };
+        if grace <= validate::MAX_DURATION_SECONDS {
+            return Ok(());
+        }
+        let cause = FieldError::invalid(
+            "gracePeriodSeconds",
+            grace,
+            format!(
+                "must be less than or equal to {}",
+                validate::MAX_DURATION_SECONDS
+            ),
+        );
+        let mut err = ApiError::new(
+            Reason::Invalid,
+            format!("DeleteOptions.meta.k8s.io \"\" is invalid: {cause}"),
+        );
+        err.details = Some(Box::new(Details {
+            name: String::new(),
+            group: "meta.k8s.io".into(),
+            kind: "DeleteOptions".into(),
+            causes: vec![cause],
+            retry_after_seconds: None,
+        }));
+        Err(err)
+    }
+}
+
 /// What a delete did.
 #[derive(Debug, Clone)]
 pub struct Deleted {
@@ -86,6 +122,7 @@ impl Registry {
         name: &str,
         opts: &DeleteOptions,
     ) -> Result<Deleted> {
+        opts.validate()?;
         // A write that raced another (the object's revision moved) is retried
         // on the fresh object: preconditions are checked again each time.
         for _ in 0..DELETE_RETRIES {
@@ -186,7 +223,12 @@ impl Registry {
 
 /// Sets `deletionTimestamp` to now plus the grace period, and the period.
 fn mark_deleting(obj: &mut Value, grace_seconds: i64) {
-    let at = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace_seconds);
+    // Validation bounds the period; a stored pod's own period is saturated
+    // rather than trusted not to overflow.
+    let now = jiff::Timestamp::now();
+    let at = now
+        .checked_add(jiff::SignedDuration::from_secs(grace_seconds))
+        .unwrap_or(jiff::Timestamp::MAX);
     meta::set(obj, "deletionTimestamp", meta::format_timestamp(at));
     meta::set(obj, "deletionGracePeriodSeconds", grace_seconds);
 }

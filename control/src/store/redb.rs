@@ -6,17 +6,27 @@
 //! once: concurrent writers share the fsync, so throughput grows with concurrency
 //! instead of being capped at one fsync per write. After the commit the writer
 //! answers each request and publishes the events to live watchers.
+//!
+//! A storage error (a full disk, a failed fsync) fails the batch it hit, and
+//! redb then refuses all further I/O on that handle. So the writer marks the
+//! store not writable (`/readyz` fails) and closes the database; every
+//! [`REOPEN_INTERVAL`] it reopens the file (redb repairs it to its last
+//! commit) and, once the file system has room for the largest object again,
+//! proves a commit works before writes resume. Writes meanwhile fail at once
+//! with [`StoreError::Unavailable`] rather than queue.
 
 use std::collections::HashSet;
-use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde_json::Value;
+use skiff_api::json::encoded_len_at_most;
+use skiff_api::resource::MAX_OBJECT_BYTES;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::watch::{EventLog, watch_stream};
@@ -31,6 +41,15 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 const META_REVISION: &str = "revision";
 const META_COMPACTED: &str = "compacted";
+
+/// Room left under the object limit for the `resourceVersion` the store sets
+/// (a 20-digit revision and its key), when objects are measured before it is.
+const RESOURCE_VERSION_MARGIN: usize = 64;
+
+/// How often a store that cannot write tries to recover.
+const REOPEN_INTERVAL: Duration = Duration::from_millis(500);
+/// A probe commit writes here while recovering.
+const META_PROBE: &str = "probe";
 
 /// Most requests one commit takes; bounds the latency a batch adds.
 const MAX_BATCH: usize = 2048;
@@ -75,7 +94,11 @@ pub struct RedbStore {
 
 /// What readers, watchers and the writer share.
 pub(super) struct Shared {
-    db: Database,
+    /// `None` while the writer reopens the file after a storage error.
+    db: RwLock<Option<Arc<Database>>>,
+    path: PathBuf,
+    /// False from a failed commit until the file has been reopened.
+    writable: AtomicBool,
     /// Latest committed (and published) revision.
     committed: watch::Sender<Revision>,
     /// Highest revision removed from the event log.
@@ -142,7 +165,9 @@ impl RedbStore {
         let (live, _) = broadcast::channel(config.live_buffer.max(16));
         let (committed, _) = watch::channel(revision);
         let shared = Arc::new(Shared {
-            db,
+            db: RwLock::new(Some(Arc::new(db))),
+            path: path.to_path_buf(),
+            writable: AtomicBool::new(true),
             committed,
             compacted: AtomicU64::new(compacted),
             live,
@@ -181,7 +206,7 @@ impl RedbStore {
     ) -> Result<Option<T>> {
         let txn = self
             .shared
-            .db
+            .db()?
             .begin_read()
             .map_err(|e| backend("begin read", e))?;
         let table = txn
@@ -210,7 +235,7 @@ impl Store for RedbStore {
     fn list(&self, request: &ListRequest<'_>) -> Result<ListPage> {
         let txn = self
             .shared
-            .db
+            .db()?
             .begin_read()
             .map_err(|e| backend("begin read", e))?;
         let meta = txn.open_table(META).map_err(|e| backend("open meta", e))?;
@@ -289,6 +314,21 @@ impl Store for RedbStore {
     fn oldest_watchable(&self) -> Revision {
         self.shared.compacted.load(Ordering::Acquire)
     }
+
+    fn writable(&self) -> bool {
+        self.shared.writable.load(Ordering::Acquire)
+    }
+}
+
+impl Shared {
+    /// The open database, unless it is being reopened.
+    fn db(&self) -> Result<Arc<Database>> {
+        self.db
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| StoreError::Unavailable("reopening after a storage error".into()))
+    }
 }
 
 impl EventLog for Shared {
@@ -310,7 +350,10 @@ impl EventLog for Shared {
         after: Revision,
         max: usize,
     ) -> Result<(Vec<Arc<Event>>, Revision)> {
-        let txn = self.db.begin_read().map_err(|e| backend("begin read", e))?;
+        let txn = self
+            .db()?
+            .begin_read()
+            .map_err(|e| backend("begin read", e))?;
         let meta = txn.open_table(META).map_err(|e| backend("open meta", e))?;
         let compacted = read_meta(&meta, META_COMPACTED)?;
         if after < compacted {
@@ -379,7 +422,25 @@ impl Writer {
     }
 
     fn run(mut self, mut receiver: mpsc::UnboundedReceiver<WriteRequest>) {
-        while let Some(first) = receiver.blocking_recv() {
+        loop {
+            if !self.shared.writable.load(Ordering::Acquire) && !self.recover() {
+                // Still broken: refuse what waits rather than queue it.
+                loop {
+                    match receiver.try_recv() {
+                        Ok(request) => {
+                            let why = "a storage error (is the disk full?); retrying".into();
+                            let _ = request.reply.send(Err(StoreError::Unavailable(why)));
+                        }
+                        Err(mpsc::error::TryRecvError::Empty) => break,
+                        Err(mpsc::error::TryRecvError::Disconnected) => return,
+                    }
+                }
+                std::thread::sleep(REOPEN_INTERVAL);
+                continue;
+            }
+            let Some(first) = receiver.blocking_recv() else {
+                break;
+            };
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match receiver.try_recv() {
@@ -428,12 +489,74 @@ impl Writer {
             }
             Err(error) => {
                 self.revision = start_revision;
-                tracing::error!(%error, "store commit failed");
+                tracing::error!(%error, "store commit failed; the store reopens its file before the next write");
+                // redb fails every later operation on this handle after an
+                // I/O error: close it, so that `reopen` can open it afresh.
+                self.shared.writable.store(false, Ordering::Release);
+                *self.shared.db.write().unwrap_or_else(|e| e.into_inner()) = None;
                 for reply in replies {
-                    let _ = reply.send(Err(error.clone()));
+                    let _ = reply.send(Err(StoreError::Unavailable(error.to_string())));
                 }
             }
         }
+    }
+
+    /// After a failed commit: reopens the file if it is closed (redb rolls it
+    /// back to its last commit, repairing it if need be), then, if the file
+    /// system has room for the largest object, makes a probe commit. True
+    /// once that worked: writes resume. False while the disk is still full,
+    /// or a reader still holds the old handle.
+    fn recover(&mut self) -> bool {
+        let open = self
+            .shared
+            .db
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some();
+        if !open {
+            let db = match Database::create(&self.shared.path) {
+                Ok(db) => db,
+                Err(e) => {
+                    tracing::debug!(error = %e, "store not reopened yet");
+                    return false;
+                }
+            };
+            *self.shared.db.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(db));
+        }
+        match room_for_an_object(&self.shared.path) {
+            Ok(true) => {}
+            Ok(false) => return false,
+            Err(e) => tracing::debug!(error = %e, "free space unknown; probing"),
+        }
+        match self.probe() {
+            Ok(revision) => {
+                self.revision = revision;
+                self.shared.writable.store(true, Ordering::Release);
+                tracing::warn!(revision, "the store can write again");
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "store probe commit failed");
+                // The handle refuses I/O after a failed commit: close it.
+                *self.shared.db.write().unwrap_or_else(|e| e.into_inner()) = None;
+                false
+            }
+        }
+    }
+
+    /// A small durable commit; returns the store's revision, as the file has it.
+    fn probe(&self) -> Result<Revision> {
+        let db = self.shared.db()?;
+        let txn = db.begin_write().map_err(|e| backend("begin write", e))?;
+        let revision = {
+            let mut meta = txn.open_table(META).map_err(|e| backend("open meta", e))?;
+            let probes = read_meta(&meta, META_PROBE)?;
+            meta.insert(META_PROBE, probes.wrapping_add(1))
+                .map_err(|e| backend("write meta", e))?;
+            read_meta(&meta, META_REVISION)?
+        };
+        txn.commit().map_err(|e| backend("commit", e))?;
+        Ok(revision)
     }
 
     /// Applies a batch in one write transaction and commits it. Per-request
@@ -451,7 +574,7 @@ impl Writer {
     )> {
         let txn = self
             .shared
-            .db
+            .db()?
             .begin_write()
             .map_err(|e| backend("begin write", e))?;
         let mut results = Vec::with_capacity(batch.len());
@@ -524,6 +647,19 @@ impl Writer {
             if op.action == Action::Delete && stored.is_none() {
                 return Ok(Err(StoreError::NotFound(op.key.clone())));
             }
+            // A request of several ops is all or nothing, so its objects are
+            // measured before any is written (the margin covers the
+            // resourceVersion set below). A single op is measured where it is
+            // encoded anyway, at no cost.
+            if let (true, Action::Put(object)) = (ops.len() > 1, &op.action)
+                && encoded_len_at_most(object, MAX_OBJECT_BYTES - RESOURCE_VERSION_MARGIN).is_none()
+            {
+                return Ok(Err(StoreError::TooLarge {
+                    key: op.key.clone(),
+                    size: serde_json::to_vec(object).map_or(0, |b| b.len()),
+                    max: MAX_OBJECT_BYTES,
+                }));
+            }
             checked.push(stored);
         }
         let mut committed = Vec::with_capacity(ops.len());
@@ -570,6 +706,16 @@ impl Writer {
             };
             skiff_api::meta::set(&mut object, "resourceVersion", revision.to_string());
             let bytes = serde_json::to_vec(&object).map_err(|e| backend("encode object", e))?;
+            if bytes.len() > MAX_OBJECT_BYTES && event_type != EventType::Deleted {
+                // Only a single op gets here (several were measured above), so
+                // nothing of this request is written yet.
+                self.revision -= 1;
+                return Ok(Err(StoreError::TooLarge {
+                    key: op.key,
+                    size: bytes.len(),
+                    max: MAX_OBJECT_BYTES,
+                }));
+            }
             if event_type == EventType::Deleted {
                 objects
                     .remove(encoded.as_str())
@@ -647,6 +793,19 @@ impl Writer {
         }
         Ok(last_removed)
     }
+}
+
+/// Whether the file system holding `path` has room for the largest object
+/// (twice: the object and its event).
+fn room_for_an_object(path: &Path) -> std::io::Result<bool> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let stat = rustix::fs::statvfs(dir).map_err(std::io::Error::from)?;
+    let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+    let needed = 2 * skiff_api::resource::MAX_OBJECT_BYTES as u64;
+    Ok(free >= needed)
 }
 
 fn read_meta(table: &impl ReadableTable<&'static str, u64>, key: &str) -> Result<u64> {

@@ -30,7 +30,8 @@ impl HttpPort {
     pub(super) fn open(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<HttpPort> {
         let tcp = listener::bind(addr)?;
         let addr = tcp.local_addr()?;
-        let task = tokio::spawn(listener::serve(tcp, move |client, request| {
+        let limits = shared.listener_limits;
+        let task = tokio::spawn(listener::serve(tcp, limits, move |client, request| {
             handle(shared.clone(), client, request)
         }));
         tracing::info!(%addr, "serving Ingresses on the node's HTTP port");

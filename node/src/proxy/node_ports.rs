@@ -44,9 +44,11 @@ impl NodePorts {
                 Ok(tcp) => {
                     tracing::info!(%service, %addr, "opened a NodePort");
                     let (port, shared) = (*port, shared.clone());
-                    let task = tokio::spawn(listener::serve(tcp, move |client, request| {
-                        handler::handle(shared.clone(), port, client, request)
-                    }));
+                    let limits = shared.listener_limits;
+                    let task =
+                        tokio::spawn(listener::serve(tcp, limits, move |client, request| {
+                            handler::handle(shared.clone(), port, client, request)
+                        }));
                     self.open.insert(port, task);
                 }
                 Err(e) => tracing::warn!(%service, %addr, error = %e, "cannot open a NodePort"),

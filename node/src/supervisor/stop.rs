@@ -43,6 +43,16 @@ impl StopOrder {
     }
 }
 
+/// `grace` from now; a grace period past what an `Instant` holds (the pod's
+/// object is not trusted to be validated) means about thirty years.
+fn deadline_after(grace: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
+    let now = Instant::now();
+    now.checked_add(grace)
+        .or_else(|| now.checked_add(FAR))
+        .unwrap_or(now)
+}
+
 /// Ask for a stop on `tx`, merged with any earlier order. True if it changed.
 pub(super) fn order(
     tx: &watch::Sender<Option<StopOrder>>,
@@ -50,7 +60,7 @@ pub(super) fn order(
     grace: Duration,
 ) -> bool {
     let new = StopOrder {
-        deadline: Instant::now() + grace,
+        deadline: deadline_after(grace),
         kind,
     };
     tx.send_if_modified(|cur| {
@@ -134,6 +144,20 @@ impl Stop {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `terminationGracePeriodSeconds: 9223372036854775807` on a pod that
+    /// skipped validation must not panic the node.
+    #[tokio::test(start_paused = true)]
+    async fn a_huge_grace_period_does_not_overflow() {
+        let (tx, rx) = watch::channel(None);
+        assert!(order(
+            &tx,
+            StopKind::Delete,
+            Duration::from_secs(i64::MAX as u64)
+        ));
+        let order = rx.borrow().unwrap();
+        assert!(order.remaining() > Duration::from_secs(365 * 24 * 3600));
+    }
 
     #[tokio::test(start_paused = true)]
     async fn orders_merge_to_the_earliest_deadline() {

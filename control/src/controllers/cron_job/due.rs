@@ -61,8 +61,10 @@ pub fn most_recent(
 ) -> Result<Due, TooFrequent> {
     let mut earliest = history.last_schedule.unwrap_or(history.created);
     if include_starting_deadline && let Some(seconds) = history.starting_deadline_seconds {
-        let deadline = now - jiff::SignedDuration::from_secs(seconds);
-        if deadline > earliest {
+        // Before the beginning of time, the deadline does not narrow anything.
+        if let Ok(deadline) = now.checked_sub(jiff::SignedDuration::from_secs(seconds))
+            && deadline > earliest
+        {
             earliest = deadline;
         }
     }
