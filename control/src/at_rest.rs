@@ -151,3 +151,155 @@ fn log_keys(config: &EncryptionConfiguration, path: &Path) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use futures::StreamExt as _;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::store::redb::{RedbStore, StoreConfig};
+    use crate::store::{Action, KeyPrefix, ObjectKey, Op, Precondition, Store, WatchItem};
+
+    fn open(dir: &Path, encryption: Encryption) -> RedbStore {
+        let config = StoreConfig {
+            encryption: Arc::new(encryption),
+            ..StoreConfig::default()
+        };
+        RedbStore::open(&dir.join(STORE_FILE), config).unwrap()
+    }
+
+    async fn put(store: &RedbStore, name: &str, value: &str) {
+        let object = json!({"metadata": {"name": name}, "data": {"token": value}});
+        store
+            .commit(vec![Op {
+                key: ObjectKey::new("secrets", "default", name),
+                precondition: Precondition::None,
+                action: Action::Put(object),
+                prev: None,
+            }])
+            .await
+            .unwrap();
+    }
+
+    fn token(store: &RedbStore, name: &str) -> Value {
+        let key = ObjectKey::new("secrets", "default", name);
+        store.get(&key).unwrap().unwrap()["data"]["token"].clone()
+    }
+
+    /// Every Secret event from the start of the log, as watch replays it.
+    async fn replayed(store: &RedbStore, count: usize) -> Vec<Value> {
+        let mut watch = store
+            .watch(KeyPrefix::new("secrets", None), 0, None)
+            .unwrap();
+        let mut seen = Vec::new();
+        while seen.len() < count {
+            match watch.next().await {
+                Some(Ok(WatchItem::Event(e))) => seen.push(e.object["data"]["token"].clone()),
+                Some(Ok(WatchItem::Progress(_))) => {}
+                other => panic!("watch ended: {other:?}"),
+            }
+        }
+        seen
+    }
+
+    fn store_contains(dir: &Path, needle: &str) -> bool {
+        let bytes = std::fs::read(dir.join(STORE_FILE)).unwrap();
+        bytes.windows(needle.len()).any(|w| w == needle.as_bytes())
+    }
+
+    #[tokio::test]
+    async fn first_start_writes_a_private_key_file_and_seals() {
+        let dir = tempfile::tempdir().unwrap();
+        let encryption = prepare(dir.path()).unwrap();
+        assert!(encryption.seals("secrets/default/a"));
+        let path = dir.path().join(CONFIG_FILE);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let written = std::fs::read(&path).unwrap();
+        // A second start reads the same file and changes nothing.
+        prepare(dir.path()).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), written);
+    }
+
+    #[tokio::test]
+    async fn a_lost_or_broken_key_file_stops_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), prepare(dir.path()).unwrap());
+        put(&store, "a", "dG9w").await;
+        drop(store);
+        let path = dir.path().join(CONFIG_FILE);
+
+        std::fs::write(&path, "apiVersion: apiserver.config.k8s.io/v1\nkind: [").unwrap();
+        let e = prepare(dir.path()).unwrap_err().to_string();
+        assert!(e.contains(CONFIG_FILE) && e.contains("not a valid"), "{e}");
+
+        std::fs::remove_file(&path).unwrap();
+        let e = prepare(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("is missing") && e.contains("\"key1\""), "{e}");
+        assert!(!path.exists(), "no new key was written over the lost one");
+    }
+
+    #[tokio::test]
+    async fn a_store_from_before_sealing_is_sealed_at_its_first_start_with_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), Encryption::none());
+        put(&store, "a", "cGxhaW4tb2xk").await;
+        put(&store, "a", "cGxhaW4tbmV3").await;
+        drop(store);
+        assert!(store_contains(dir.path(), "cGxhaW4tb2xk"));
+
+        let encryption = prepare(dir.path()).unwrap();
+        assert!(!store_contains(dir.path(), "cGxhaW4tb2xk"));
+        assert!(!store_contains(dir.path(), "cGxhaW4tbmV3"));
+        let store = open(dir.path(), encryption);
+        assert_eq!(token(&store, "a"), "cGxhaW4tbmV3");
+        assert_eq!(replayed(&store, 2).await, ["cGxhaW4tb2xk", "cGxhaW4tbmV3"]);
+    }
+
+    #[tokio::test]
+    async fn rotation_reseals_objects_and_history_and_drops_the_old_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), prepare(dir.path()).unwrap());
+        put(&store, "a", "Zmlyc3Q=").await;
+        put(&store, "a", "c2Vjb25k").await;
+        put(&store, "b", "dGhpcmQ=").await;
+        // The store is locked while a server has it.
+        let e = rotate_key(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("stop the server"), "{e}");
+        drop(store);
+        assert!(store_contains(dir.path(), "k8s:enc:aesgcm:v1:key1:"));
+
+        let rotation = rotate_key(dir.path()).unwrap();
+        assert_eq!(rotation.key, "key2");
+        assert_eq!(rotation.removed, ["key1"]);
+        assert_eq!(
+            rotation.resealed,
+            Resealed {
+                objects: 2,
+                events: 3
+            }
+        );
+        let config = EncryptionConfiguration::read(&dir.path().join(CONFIG_FILE)).unwrap();
+        assert_eq!(config.key_names(), ["key2"]);
+        assert!(!store_contains(dir.path(), "k8s:enc:aesgcm:v1:key1:"));
+        assert!(store_contains(dir.path(), "k8s:enc:aesgcm:v1:key2:"));
+
+        let store = open(dir.path(), prepare(dir.path()).unwrap());
+        assert_eq!(token(&store, "a"), "c2Vjb25k");
+        assert_eq!(token(&store, "b"), "dGhpcmQ=");
+        assert_eq!(
+            replayed(&store, 3).await,
+            ["Zmlyc3Q=", "c2Vjb25k", "dGhpcmQ="]
+        );
+        // Writes go on after it, at the revisions after the old ones.
+        put(&store, "c", "Zm91cnRo").await;
+        assert_eq!(store.revision(), 4);
+    }
+}
