@@ -123,10 +123,15 @@ struct LoggedHeader {
     event_type: EventType,
     #[serde(rename = "k")]
     key: String,
-    #[serde(rename = "o", default)]
+    /// `Some` whenever the field is there, even as `null`.
+    #[serde(rename = "o", default, deserialize_with = "present")]
     object: Option<Value>,
     #[serde(rename = "p", default)]
     prev: Option<Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Value>, D::Error> {
+    <Value as serde::Deserialize>::deserialize(d).map(Some)
 }
 
 /// What a sealed log entry seals.
@@ -910,6 +915,9 @@ mod tests {
         let added = log_entry(&none, 1, EventType::Added, "k/n/a", b"{}", None, 1).unwrap();
         let logged = read_log_entry(&none, 1, &added).unwrap();
         assert_eq!(logged.prev, None);
+        // A null object is an object, not a missing one.
+        let null = log_entry(&none, 2, EventType::Deleted, "k/n/a", b"null", None, 1).unwrap();
+        assert_eq!(read_log_entry(&none, 2, &null).unwrap().object, Value::Null);
     }
 
     #[test]
