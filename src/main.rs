@@ -18,6 +18,7 @@ mod printer;
 mod push;
 mod rollout;
 mod scale;
+mod secrets;
 mod server;
 mod token;
 mod up;
@@ -64,6 +65,7 @@ enum Command {
     Rollout(rollout::Args),
     Version(version::Args),
     Token(token::Args),
+    Secrets(secrets::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -94,6 +96,7 @@ fn main() -> std::process::ExitCode {
             Command::Rollout(args) => rollout::run(args).await,
             Command::Version(args) => version::run(args).await,
             Command::Token(args) => token::run(args).await,
+            Command::Secrets(args) => secrets::run(args).await,
         }
     });
     match result {

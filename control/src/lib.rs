@@ -2,9 +2,11 @@
 //! ([`registry`]), the Kubernetes API server ([`apiserver`]), pushed components
 //! ([`components`]) and controllers ([`controllers`]); [`server`] starts them
 //! together with the watch caches ([`informer`]), the [`scheduler`], the node
-//! [`gateway`] and [`events`].
+//! [`gateway`] and [`events`]; [`at_rest`] keeps the keys Secrets are sealed
+//! with on disk.
 
 pub mod apiserver;
+pub mod at_rest;
 pub mod auth;
 pub mod components;
 pub mod controllers;

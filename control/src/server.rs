@@ -79,6 +79,8 @@ pub enum StartError {
     DataDir(PathBuf, std::io::Error),
     #[error("open store: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("encryption at rest: {0}")]
+    Encryption(#[from] crate::at_rest::AtRestError),
     #[error("open component storage: {0}")]
     Components(std::io::Error),
     #[error("listen on {0}: {1}")]
@@ -112,12 +114,15 @@ impl ControlPlane {
         create_private_dir(&config.data_dir)
             .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
         let metrics = Metrics::new();
+        // Secrets are always sealed with the data directory's keys.
+        let encryption = crate::at_rest::prepare(&config.data_dir)?;
         let store_config = StoreConfig {
             metrics: Some(metrics.clone()),
+            encryption: Arc::new(encryption),
             ..config.store.clone()
         };
         let store: Arc<dyn Store> = Arc::new(RedbStore::open(
-            &config.data_dir.join("store.redb"),
+            &config.data_dir.join(crate::at_rest::STORE_FILE),
             store_config,
         )?);
         let components = ComponentStore::open(&config.data_dir.join("components"))

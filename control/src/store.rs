@@ -11,6 +11,7 @@
 //! [`redb::RedbStore`] is the backend for one machine; a distributed backend (etcd)
 //! can implement the same trait.
 
+pub mod encryption;
 pub mod redb;
 mod watch;
 
@@ -66,6 +67,10 @@ pub enum StoreError {
     Backend(String),
     #[error("stored object {0} is corrupt: {1}")]
     Corrupt(String, String),
+    /// A sealed value (a Secret) could not be opened, or plaintext was found
+    /// where only sealed values may be: never passed on as it is.
+    #[error("stored object {0}: {1}")]
+    Sealed(String, encryption::EncryptionError),
 }
 
 /// Identifies one object: resource (`deployments.apps`), namespace (empty for

@@ -14,6 +14,18 @@
 //! commit) and, once the file system has room for the largest object again,
 //! proves a commit works before writes resume. Writes meanwhile fail at once
 //! with [`StoreError::Unavailable`] rather than queue.
+//!
+//! Values of the resources the [`Encryption`] names (Secrets) are sealed on
+//! their way to disk and opened on their way back, here and nowhere else: in
+//! the objects table, and in the event log, whose entries then keep only the
+//! type, key and time in the clear (compaction and watch filtering read those)
+//! and seal the object and previous object together. Callers, watchers and the
+//! live fan-out see plaintext. [`reseal`] rewrites sealed values offline
+//! under the current key (key rotation).
+
+mod reseal;
+
+pub use reseal::{OfflineStore, Resealed};
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -29,6 +41,7 @@ use skiff_api::json::encoded_len_at_most;
 use skiff_api::resource::MAX_OBJECT_BYTES;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
+use super::encryption::Encryption;
 use super::watch::{EventLog, watch_stream};
 use super::{
     Action, Committed, Event, EventType, KeyPrefix, ListPage, ListRequest, ObjectKey, Op,
@@ -70,6 +83,9 @@ pub struct StoreConfig {
     pub live_buffer: usize,
     /// Where commit counts, batch sizes and latencies are recorded.
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// How values are sealed on disk; the default seals nothing (and refuses to
+    /// read a sealed value).
+    pub encryption: Arc<Encryption>,
 }
 
 impl Default for StoreConfig {
@@ -80,6 +96,7 @@ impl Default for StoreConfig {
             compaction_interval: Duration::from_secs(10),
             live_buffer: 16 * 1024,
             metrics: None,
+            encryption: Arc::new(Encryption::none()),
         }
     }
 }
@@ -104,6 +121,7 @@ pub(super) struct Shared {
     /// Highest revision removed from the event log.
     compacted: AtomicU64,
     live: broadcast::Sender<Arc<Event>>,
+    encryption: Arc<Encryption>,
 }
 
 struct WriteRequest {
@@ -111,16 +129,40 @@ struct WriteRequest {
     reply: oneshot::Sender<Result<Vec<Committed>>>,
 }
 
-/// An event as read back from the log.
-#[derive(serde::Deserialize)]
+/// An event as read back from the log (see [`log_entry`]).
+#[derive(Debug, PartialEq)]
 struct LoggedEvent {
+    event_type: EventType,
+    key: String,
+    object: Value,
+    prev: Option<Value>,
+}
+
+/// The part of a log entry in the clear: all of it, or for a sealed resource
+/// all but the objects, which follow it sealed.
+#[derive(serde::Deserialize)]
+struct LoggedHeader {
     #[serde(rename = "t")]
     event_type: EventType,
     #[serde(rename = "k")]
     key: String,
+    /// `Some` whenever the field is there, even as `null`.
+    #[serde(rename = "o", default, deserialize_with = "present")]
+    object: Option<Value>,
+    #[serde(rename = "p", default)]
+    prev: Option<Value>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Option<Value>, D::Error> {
+    <Value as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+/// What a sealed log entry seals.
+#[derive(serde::Deserialize)]
+struct LoggedObjects {
     #[serde(rename = "o")]
     object: Value,
-    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    #[serde(rename = "p", default)]
     prev: Option<Value>,
 }
 
@@ -135,17 +177,10 @@ struct LoggedTime {
 impl RedbStore {
     /// Opens (or creates) the store at `path` and starts its writer thread.
     /// Fails with a clear message when another process holds the file.
+    /// Every sealed object must open with the configured keys, so that a
+    /// missing or wrong key is an error at start rather than at some read.
     pub fn open(path: &Path, config: StoreConfig) -> Result<Self> {
-        let db = match Database::create(path) {
-            Ok(db) => db,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-                return Err(StoreError::Backend(format!(
-                    "{} is in use by another process (is another Skiff running on this data directory?)",
-                    path.display()
-                )));
-            }
-            Err(e) => return Err(backend("open store", e)),
-        };
+        let db = create_database(path)?;
         let (revision, compacted) = {
             let txn = db.begin_write().map_err(|e| backend("begin write", e))?;
             let (revision, compacted) = {
@@ -162,6 +197,7 @@ impl RedbStore {
             txn.commit().map_err(|e| backend("commit", e))?;
             (revision, compacted)
         };
+        reseal::verify(&db, &config.encryption)?;
         let (live, _) = broadcast::channel(config.live_buffer.max(16));
         let (committed, _) = watch::channel(revision);
         let shared = Arc::new(Shared {
@@ -171,6 +207,7 @@ impl RedbStore {
             committed,
             compacted: AtomicU64::new(compacted),
             live,
+            encryption: config.encryption.clone(),
         });
         let (requests, receiver) = mpsc::unbounded_channel();
         let writer_shared = shared.clone();
@@ -217,7 +254,10 @@ impl RedbStore {
             .get(encoded.as_str())
             .map_err(|e| backend("read", e))?
         {
-            Some(bytes) => Ok(Some(f(&encoded, bytes.value())?)),
+            Some(bytes) => {
+                let plain = open_object(&self.shared.encryption, &encoded, bytes.value())?;
+                Ok(Some(f(&encoded, &plain)?))
+            }
             None => Ok(None),
         }
     }
@@ -262,7 +302,8 @@ impl Store for RedbStore {
             if !key.starts_with(&prefix) {
                 break;
             }
-            let object = decode(key, bytes.value())?;
+            let plain = open_object(&self.shared.encryption, key, bytes.value())?;
+            let object = decode(key, &plain)?;
             if !(request.filter)(&object) {
                 continue;
             }
@@ -374,8 +415,7 @@ impl EventLog for Shared {
         {
             let (revision, bytes) = entry.map_err(|e| backend("scan events", e))?;
             let revision = revision.value();
-            let logged: LoggedEvent = serde_json::from_slice(bytes.value())
-                .map_err(|e| StoreError::Corrupt(format!("event {revision}"), e.to_string()))?;
+            let logged = read_log_entry(&self.encryption, revision, bytes.value())?;
             scanned_to = revision;
             let Some(key) = ObjectKey::decode(&logged.key) else {
                 return Err(StoreError::Corrupt(
@@ -621,11 +661,12 @@ impl Writer {
         ops: Vec<Op>,
         unix_ms: u64,
     ) -> Result<Result<(Vec<Committed>, Vec<Arc<Event>>)>> {
+        let encryption = &*self.shared.encryption;
         // Check all preconditions first so the request applies all or nothing.
         let mut checked = Vec::with_capacity(ops.len());
         for op in &ops {
             let encoded = op.key.encode();
-            let stored = read_raw(objects, &encoded)?;
+            let stored = read_raw(objects, &encoded, encryption)?;
             let failure = match (op.precondition, &stored) {
                 (Precondition::Absent, Some(_)) => Some(StoreError::AlreadyExists(op.key.clone())),
                 (Precondition::Exists | Precondition::Revision(_), None) => {
@@ -675,7 +716,7 @@ impl Writer {
             let encoded = op.key.encode();
             let again = written.contains(&encoded);
             let prev_bytes = if again {
-                read_raw(objects, &encoded)?
+                read_raw(objects, &encoded, encryption)?
             } else {
                 checked_bytes
             };
@@ -721,11 +762,22 @@ impl Writer {
                     .remove(encoded.as_str())
                     .map_err(|e| backend("delete", e))?;
             } else {
+                let stored = encryption
+                    .seal(&encoded, encoded.as_bytes(), &bytes)
+                    .map_err(|e| StoreError::Sealed(encoded.clone(), e))?;
                 objects
-                    .insert(encoded.as_str(), bytes.as_slice())
+                    .insert(encoded.as_str(), &*stored)
                     .map_err(|e| backend("write", e))?;
             }
-            let logged = log_entry(event_type, &encoded, &bytes, prev_bytes.as_deref(), unix_ms)?;
+            let logged = log_entry(
+                encryption,
+                revision,
+                event_type,
+                &encoded,
+                &bytes,
+                prev_bytes.as_deref(),
+                unix_ms,
+            )?;
             log.insert(revision, logged.as_slice())
                 .map_err(|e| backend("write event", e))?;
             let object = Arc::new(object);
@@ -775,8 +827,7 @@ impl Writer {
                 };
                 let revision = revision.value();
                 let old = revision <= min_by_count || {
-                    let logged: Option<LoggedTime> = serde_json::from_slice(bytes.value()).ok();
-                    logged.is_none_or(|l| l.unix_ms < cutoff_ms)
+                    logged_time(bytes.value()).is_none_or(|ms| ms < cutoff_ms)
                 };
                 (revision, old)
             };
@@ -808,6 +859,19 @@ fn room_for_an_object(path: &Path) -> std::io::Result<bool> {
     Ok(free >= needed)
 }
 
+/// Opens (or creates) the database file; another process holding it is an
+/// error that says so.
+fn create_database(path: &Path) -> Result<Database> {
+    match Database::create(path) {
+        Ok(db) => Ok(db),
+        Err(redb::DatabaseError::DatabaseAlreadyOpen) => Err(StoreError::Backend(format!(
+            "{} is in use by another process (is another Skiff running on this data directory?)",
+            path.display()
+        ))),
+        Err(e) => Err(backend("open store", e)),
+    }
+}
+
 fn read_meta(table: &impl ReadableTable<&'static str, u64>, key: &str) -> Result<u64> {
     Ok(table
         .get(key)
@@ -816,11 +880,29 @@ fn read_meta(table: &impl ReadableTable<&'static str, u64>, key: &str) -> Result
         .unwrap_or(0))
 }
 
-fn read_raw(objects: &redb::Table<&str, &[u8]>, encoded: &str) -> Result<Option<Vec<u8>>> {
-    Ok(objects
-        .get(encoded)
-        .map_err(|e| backend("read", e))?
-        .map(|guard| guard.value().to_vec()))
+/// The plaintext of the object at `encoded`.
+fn read_raw(
+    objects: &redb::Table<&str, &[u8]>,
+    encoded: &str,
+    encryption: &Encryption,
+) -> Result<Option<Vec<u8>>> {
+    let Some(guard) = objects.get(encoded).map_err(|e| backend("read", e))? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        open_object(encryption, encoded, guard.value())?.into_owned(),
+    ))
+}
+
+/// The plaintext of an object as stored (sealed or not) at `encoded`.
+fn open_object<'a>(
+    encryption: &Encryption,
+    encoded: &str,
+    stored: &'a [u8],
+) -> Result<std::borrow::Cow<'a, [u8]>> {
+    encryption
+        .open(encoded, encoded.as_bytes(), stored)
+        .map_err(|e| StoreError::Sealed(encoded.to_string(), e))
 }
 
 /// What a precondition check reads of a stored object.
@@ -848,11 +930,17 @@ fn stored_revision(key: &str, bytes: &[u8]) -> Result<Revision> {
         .unwrap_or(0))
 }
 
-/// An event as written to the log (read back as [`LoggedEvent`]). The object
-/// and the previous object go in as the bytes already encoded for the objects
-/// table: this thread is the store's bottleneck, and encoding each again
-/// cost as much as the table write.
+/// An event as written to the log (read back by [`read_log_entry`]):
+/// `{"t":type,"k":key,"o":object,"p":prev,"ms":time}`. For a resource that is
+/// sealed it is `{"t":type,"k":key,"ms":time}` followed by the sealed
+/// `{"o":object,"p":prev}`, bound to the key and revision.
+///
+/// The object and the previous object go in as the bytes already encoded for
+/// the objects table: this thread is the store's bottleneck, and encoding each
+/// again cost as much as the table write.
 fn log_entry(
+    encryption: &Encryption,
+    revision: Revision,
     event_type: EventType,
     key: &str,
     object: &[u8],
@@ -860,19 +948,90 @@ fn log_entry(
     unix_ms: u64,
 ) -> Result<Vec<u8>> {
     let encode = |e: serde_json::Error| backend("encode event", e);
+    let sealed = encryption.seals(key);
     let mut out = Vec::with_capacity(object.len() + prev.map_or(0, <[u8]>::len) + key.len() + 48);
     out.extend_from_slice(b"{\"t\":");
     serde_json::to_writer(&mut out, &event_type).map_err(encode)?;
     out.extend_from_slice(b",\"k\":");
     serde_json::to_writer(&mut out, key).map_err(encode)?;
-    out.extend_from_slice(b",\"o\":");
+    if !sealed {
+        out.push(b',');
+        objects_fields(&mut out, object, prev);
+    }
+    out.extend_from_slice(format!(",\"ms\":{unix_ms}}}").as_bytes());
+    if sealed {
+        let mut body = Vec::with_capacity(object.len() + prev.map_or(0, <[u8]>::len) + 16);
+        body.push(b'{');
+        objects_fields(&mut body, object, prev);
+        body.push(b'}');
+        let sealed = encryption
+            .seal(key, log_aad(key, revision).as_bytes(), &body)
+            .map_err(|e| StoreError::Sealed(key.to_string(), e))?;
+        out.extend_from_slice(&sealed);
+    }
+    Ok(out)
+}
+
+/// `"o":object` and `,"p":prev` if there is one.
+fn objects_fields(out: &mut Vec<u8>, object: &[u8], prev: Option<&[u8]>) {
+    out.extend_from_slice(b"\"o\":");
     out.extend_from_slice(object);
     if let Some(prev) = prev {
         out.extend_from_slice(b",\"p\":");
         out.extend_from_slice(prev);
     }
-    out.extend_from_slice(format!(",\"ms\":{unix_ms}}}").as_bytes());
-    Ok(out)
+}
+
+/// What a sealed log entry is bound to: its key and revision, so that it
+/// opens nowhere else (not as an object, not as another event).
+fn log_aad(key: &str, revision: Revision) -> String {
+    format!("{key}@{revision}")
+}
+
+/// Reads back an entry [`log_entry`] wrote at `revision`.
+fn read_log_entry(
+    encryption: &Encryption,
+    revision: Revision,
+    bytes: &[u8],
+) -> Result<LoggedEvent> {
+    let corrupt = |e: String| StoreError::Corrupt(format!("event {revision}"), e);
+    let mut values = serde_json::Deserializer::from_slice(bytes).into_iter::<LoggedHeader>();
+    let header = match values.next() {
+        Some(Ok(header)) => header,
+        Some(Err(e)) => return Err(corrupt(e.to_string())),
+        None => return Err(corrupt("empty".into())),
+    };
+    let rest = &bytes[values.byte_offset()..];
+    let sealed_err = |e| StoreError::Sealed(format!("{} (event {revision})", header.key), e);
+    let (object, prev) = match (header.object, rest.is_empty()) {
+        (Some(object), true) => {
+            encryption
+                .accepts_plaintext(&header.key)
+                .map_err(sealed_err)?;
+            (object, header.prev)
+        }
+        (None, false) => {
+            let plain = encryption
+                .open(&header.key, log_aad(&header.key, revision).as_bytes(), rest)
+                .map_err(sealed_err)?;
+            let objects: LoggedObjects =
+                serde_json::from_slice(&plain).map_err(|e| corrupt(e.to_string()))?;
+            (objects.object, objects.prev)
+        }
+        _ => return Err(corrupt("neither plaintext nor sealed objects".into())),
+    };
+    Ok(LoggedEvent {
+        event_type: header.event_type,
+        key: header.key,
+        object,
+        prev,
+    })
+}
+
+/// The commit time of a logged event, read without the objects.
+fn logged_time(bytes: &[u8]) -> Option<u64> {
+    let mut values = serde_json::Deserializer::from_slice(bytes).into_iter::<LoggedTime>();
+    Some(values.next()?.ok()?.unix_ms)
 }
 
 fn decode(key: &str, bytes: &[u8]) -> Result<Value> {
@@ -886,6 +1045,7 @@ fn backend(what: &str, e: impl std::fmt::Display) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{WatchItem, object_revision};
     use serde_json::json;
 
     #[test]
@@ -893,24 +1053,239 @@ mod tests {
         let object =
             json!({"metadata": {"name": "a\"b", "resourceVersion": "7"}, "data": {"k": "é"}});
         let prev = json!({"metadata": {"name": "a\"b", "resourceVersion": "6"}});
+        let none = Encryption::none();
         let entry = log_entry(
+            &none,
+            7,
             EventType::Modified,
-            "/registry/configmaps/default/a\"b",
+            "configmaps/default/a\"b",
             &serde_json::to_vec(&object).unwrap(),
             Some(&serde_json::to_vec(&prev).unwrap()),
             1_733_000_000_123,
         )
         .unwrap();
-        let logged: LoggedEvent = serde_json::from_slice(&entry).unwrap();
+        let logged = read_log_entry(&none, 7, &entry).unwrap();
         assert_eq!(logged.event_type, EventType::Modified);
-        assert_eq!(logged.key, "/registry/configmaps/default/a\"b");
+        assert_eq!(logged.key, "configmaps/default/a\"b");
         assert_eq!(logged.object, object);
         assert_eq!(logged.prev, Some(prev));
-        let time: LoggedTime = serde_json::from_slice(&entry).unwrap();
-        assert_eq!(time.unix_ms, 1_733_000_000_123);
+        assert_eq!(logged_time(&entry), Some(1_733_000_000_123));
 
-        let added = log_entry(EventType::Added, "k", b"{}", None, 1).unwrap();
-        let logged: LoggedEvent = serde_json::from_slice(&added).unwrap();
+        let added = log_entry(&none, 1, EventType::Added, "k/n/a", b"{}", None, 1).unwrap();
+        let logged = read_log_entry(&none, 1, &added).unwrap();
         assert_eq!(logged.prev, None);
+        // A null object is an object, not a missing one.
+        let null = log_entry(&none, 2, EventType::Deleted, "k/n/a", b"null", None, 1).unwrap();
+        assert_eq!(read_log_entry(&none, 2, &null).unwrap().object, Value::Null);
+    }
+
+    #[test]
+    fn a_sealed_log_entry_keeps_only_type_key_and_time_in_the_clear() {
+        let enc = test_encryption("key1", 7);
+        let object = json!({"metadata": {"name": "s"}, "data": {"password": "c2VjcmV0LXZhbHVl"}});
+        let prev = json!({"metadata": {"name": "s"}, "data": {"password": "b2xkLXZhbHVl"}});
+        let entry = log_entry(
+            &enc,
+            9,
+            EventType::Modified,
+            "secrets/default/s",
+            &serde_json::to_vec(&object).unwrap(),
+            Some(&serde_json::to_vec(&prev).unwrap()),
+            42,
+        )
+        .unwrap();
+        assert!(entry.starts_with(
+            b"{\"t\":\"MODIFIED\",\"k\":\"secrets/default/s\",\"ms\":42}k8s:enc:aesgcm:v1:key1:"
+        ));
+        for needle in [&b"c2VjcmV0"[..], b"b2xk", b"password"] {
+            assert!(!entry.windows(needle.len()).any(|w| w == needle));
+        }
+        assert_eq!(logged_time(&entry), Some(42));
+        let logged = read_log_entry(&enc, 9, &entry).unwrap();
+        assert_eq!((logged.object, logged.prev), (object, Some(prev)));
+        // Bound to its revision, and unreadable without the key.
+        assert!(matches!(
+            read_log_entry(&enc, 10, &entry),
+            Err(StoreError::Sealed(..))
+        ));
+        assert!(matches!(
+            read_log_entry(&Encryption::none(), 9, &entry),
+            Err(StoreError::Sealed(..))
+        ));
+        // A plaintext Secret event reads only where identity is listed.
+        let plain = log_entry(
+            &Encryption::none(),
+            3,
+            EventType::Added,
+            "secrets/default/s",
+            b"{}",
+            None,
+            1,
+        )
+        .unwrap();
+        assert!(matches!(
+            read_log_entry(&enc, 3, &plain),
+            Err(StoreError::Sealed(..))
+        ));
+    }
+
+    fn put(key: &ObjectKey, object: Value) -> Op {
+        Op {
+            key: key.clone(),
+            precondition: Precondition::None,
+            action: Action::Put(object),
+            prev: None,
+        }
+    }
+
+    fn file_contains(path: &Path, needle: &[u8]) -> bool {
+        let bytes = std::fs::read(path).unwrap();
+        bytes.windows(needle.len()).any(|w| w == needle)
+    }
+
+    fn config(encryption: Encryption) -> StoreConfig {
+        StoreConfig {
+            encryption: Arc::new(encryption),
+            ..StoreConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn secrets_are_sealed_on_disk_and_plaintext_to_readers_and_watchers() {
+        use futures::StreamExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let secret = ObjectKey::new("secrets", "default", "db");
+        let map = ObjectKey::new("configmaps", "default", "db");
+        // "c2VjcmV0LXZhbHVl" is base64 of "secret-value", as a Secret's data is.
+        let v1 = json!({"metadata": {"name": "db"}, "data": {"password": "c2VjcmV0LXZhbHVl"}});
+        let v2 = json!({"metadata": {"name": "db"}, "data": {"password": "bmV3LXZhbHVl"}});
+        {
+            let store = RedbStore::open(&path, config(test_encryption("key1", 1))).unwrap();
+            let mut watch = store
+                .watch(KeyPrefix::new("secrets", None), 0, None)
+                .unwrap();
+            store.commit(vec![put(&secret, v1.clone())]).await.unwrap();
+            store.commit(vec![put(&secret, v2.clone())]).await.unwrap();
+            store
+                .commit(vec![put(
+                    &map,
+                    json!({"metadata": {"name": "db"}, "data": {"plain": "visible-value"}}),
+                )])
+                .await
+                .unwrap();
+            let read = store.get(&secret).unwrap().unwrap();
+            assert_eq!(read["data"], v2["data"]);
+            let raw = store.get_raw(&secret).unwrap().unwrap();
+            assert_eq!(
+                serde_json::from_slice::<Value>(&raw).unwrap()["data"],
+                v2["data"]
+            );
+            let page = store
+                .list(&ListRequest {
+                    prefix: KeyPrefix::new("secrets", None),
+                    after: None,
+                    limit: None,
+                    filter: &|_| true,
+                })
+                .unwrap();
+            assert_eq!(page.items[0]["data"], v2["data"]);
+            // Live, and then replayed from the log by a watch from 0.
+            for watch in [
+                &mut watch,
+                &mut store
+                    .watch(KeyPrefix::new("secrets", None), 0, None)
+                    .unwrap(),
+            ] {
+                let mut seen = Vec::new();
+                while seen.len() < 2 {
+                    if let Some(Ok(WatchItem::Event(e))) = watch.next().await {
+                        seen.push(e);
+                    }
+                }
+                assert_eq!(seen[0].object["data"], v1["data"]);
+                assert_eq!(seen[1].object["data"], v2["data"]);
+                assert_eq!(seen[1].prev.as_ref().unwrap()["data"], v1["data"]);
+            }
+            // A precondition on the sealed object's revision reads it back.
+            let rv = object_revision(&read).unwrap();
+            let deleted = store
+                .commit(vec![Op {
+                    key: secret.clone(),
+                    precondition: Precondition::Revision(rv),
+                    action: Action::Delete,
+                    prev: None,
+                }])
+                .await
+                .unwrap();
+            assert_eq!(deleted[0].object["data"], v2["data"]);
+            store.commit(vec![put(&secret, v1.clone())]).await.unwrap();
+        }
+        for needle in [
+            &b"c2VjcmV0LXZhbHVl"[..],
+            b"bmV3LXZhbHVl",
+            b"secret-value",
+            b"password",
+        ] {
+            assert!(
+                !file_contains(&path, needle),
+                "{} on disk",
+                String::from_utf8_lossy(needle)
+            );
+        }
+        assert!(file_contains(&path, b"k8s:enc:aesgcm:v1:key1:"));
+        assert!(
+            file_contains(&path, b"visible-value"),
+            "only the sealed resource is sealed"
+        );
+
+        // Reopened with the key: the same plaintext.
+        let store = RedbStore::open(&path, config(test_encryption("key1", 1))).unwrap();
+        assert_eq!(store.get(&secret).unwrap().unwrap()["data"], v1["data"]);
+        drop(store);
+    }
+
+    #[tokio::test]
+    async fn a_store_with_sealed_secrets_does_not_open_without_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.redb");
+        let secret = ObjectKey::new("secrets", "default", "db");
+        {
+            let store = RedbStore::open(&path, config(test_encryption("key1", 1))).unwrap();
+            store
+                .commit(vec![put(
+                    &secret,
+                    json!({"metadata": {"name": "db"}, "data": {"a": "Yg=="}}),
+                )])
+                .await
+                .unwrap();
+        }
+        let refused = |encryption| match RedbStore::open(&path, config(encryption)) {
+            Ok(_) => panic!("opened"),
+            Err(e) => e.to_string(),
+        };
+        // No encryption at all: never read as plaintext.
+        let e = refused(Encryption::none());
+        assert!(
+            e.contains("secrets/default/db") && e.contains("\"key1\""),
+            "{e}"
+        );
+        // Same key name, other key bytes (a replaced key file).
+        let e = refused(test_encryption("key1", 2));
+        assert!(e.contains("does not open with key \"key1\""), "{e}");
+        // Another key only.
+        let e = refused(test_encryption("key2", 2));
+        assert!(e.contains("does not list"), "{e}");
+    }
+
+    /// Secrets sealed under `name` (a key of `byte`s), with no identity provider.
+    pub(super) fn test_encryption(name: &str, byte: u8) -> Encryption {
+        use super::super::encryption::{AesKey, Provider, ResourceRule};
+        Encryption::new(vec![ResourceRule {
+            resources: vec!["secrets".into()],
+            providers: vec![Provider::AesGcm(vec![
+                AesKey::new(name, &[byte; 32]).unwrap(),
+            ])],
+        }])
     }
 }
