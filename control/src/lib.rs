@@ -4,6 +4,7 @@
 //! together with the watch caches ([`informer`]), the [`scheduler`], the node
 //! [`gateway`] and [`events`].
 
+pub mod admission;
 pub mod apiserver;
 pub mod auth;
 pub mod components;
