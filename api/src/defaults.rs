@@ -438,7 +438,10 @@ mod tests {
         let mut rs = json!({"spec": {"template": {"spec": {"containers": [{"name": "c",
             "resources": {"limits": {"cpu": "1"}}}]}}}});
         apply(rt, &mut rs);
-        assert!(rs.at("/spec/template/spec/containers/0/resources/requests").is_none());
+        assert!(
+            rs.at("/spec/template/spec/containers/0/resources/requests")
+                .is_none()
+        );
     }
 
     #[test]
@@ -449,8 +452,14 @@ mod tests {
              "default": {"cpu": "500m"}},
             {"type": "Pod", "max": {"cpu": "4"}}]}});
         apply(rt, &mut lr);
-        assert_eq!(lr.at("/spec/limits/0/default").unwrap(), &json!({"cpu": "500m", "memory": "1Gi"}));
-        assert_eq!(lr.at("/spec/limits/0/defaultRequest").unwrap(), &json!({"cpu": "500m", "memory": "1Gi"}));
+        assert_eq!(
+            lr.at("/spec/limits/0/default").unwrap(),
+            &json!({"cpu": "500m", "memory": "1Gi"})
+        );
+        assert_eq!(
+            lr.at("/spec/limits/0/defaultRequest").unwrap(),
+            &json!({"cpu": "500m", "memory": "1Gi"})
+        );
         assert!(lr.at("/spec/limits/1/default").is_none());
     }
 

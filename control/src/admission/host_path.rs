@@ -27,7 +27,10 @@ pub fn refusal(pod: &Value) -> Option<String> {
         let Some(path) = volume.at("/hostPath/path").and_then(Value::as_str) else {
             continue;
         };
-        let name = volume.get("name").and_then(Value::as_str).unwrap_or_default();
+        let name = volume
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let why = if !path.starts_with('/') {
             "must be an absolute path"
         } else if path.split('/').any(|c| c == "..") {

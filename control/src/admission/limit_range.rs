@@ -7,17 +7,18 @@ use serde_json::Value;
 use skiff_api::meta;
 use skiff_api::resource::{ResourceType, by_kind};
 
-
 use super::forbidden;
-use crate::registry::Result;
 use crate::registry::Registry;
+use crate::registry::Result;
 
 /// The namespace's LimitRanges.
 fn ranges(registry: &Registry, namespace: &str) -> Result<Vec<Value>> {
     let Some(rt) = by_kind("v1", "LimitRange") else {
         return Ok(Vec::new());
     };
-    Ok(registry.list(rt, Some(namespace), None, None, &|_| true)?.items)
+    Ok(registry
+        .list(rt, Some(namespace), None, None, &|_| true)?
+        .items)
 }
 
 /// Fills the defaults of the namespace's LimitRanges into `pod`.

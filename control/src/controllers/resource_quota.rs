@@ -151,7 +151,9 @@ async fn reconcile(registry: Registry, key: ObjectRef) -> Result<Action, ApiErro
         jiff::Timestamp::now(),
     );
     let to_map = |list: ResourceList| -> Map<String, Value> {
-        list.into_iter().map(|(k, v)| (k, Value::String(v))).collect()
+        list.into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect()
     };
     let status = json!({"hard": to_map(hard), "used": to_map(used)});
     super::write_status(&registry, &quota, status, NAME).await?;

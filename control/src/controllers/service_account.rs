@@ -88,7 +88,8 @@ async fn reconcile(
         field_manager: NAME.into(),
         ..Default::default()
     };
-    let account = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": DEFAULT}});
+    let account =
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": DEFAULT}});
     match registry.create(sa_type, &namespace, account, &opts).await {
         Ok(_) => Ok(Action::Done),
         // Made meanwhile, or the namespace is going or gone: nothing to do.

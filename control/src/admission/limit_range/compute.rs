@@ -24,7 +24,10 @@ pub fn apply_defaults(ranges: &[Value], pod: &mut Value) {
         if requests.is_empty() && limits.is_empty() {
             continue;
         }
-        for (list, what) in [("containers", "container"), ("initContainers", "init container")] {
+        for (list, what) in [
+            ("containers", "container"),
+            ("initContainers", "init container"),
+        ] {
             let Some(Value::Array(containers)) = pod.pointer_mut(&format!("/spec/{list}")) else {
                 continue;
             };
@@ -37,7 +40,10 @@ pub fn apply_defaults(ranges: &[Value], pod: &mut Value) {
                 let set_requests = fill(c, "requests", &requests);
                 let set_limits = fill(c, "limits", &limits);
                 if !set_requests.is_empty() {
-                    notes.push(format!("{} request for {what} {name}", set_requests.join(", ")));
+                    notes.push(format!(
+                        "{} request for {what} {name}",
+                        set_requests.join(", ")
+                    ));
                 }
                 if !set_limits.is_empty() {
                     notes.push(format!("{} limit for {what} {name}", set_limits.join(", ")));
@@ -259,7 +265,9 @@ fn ratio_constraint(
     let observed = lim as f64 / req as f64;
     let max = Quantity::parse(enforced).map_or(0, Quantity::milli_value) as f64 / 1000.0;
     (observed > max).then(|| {
-        format!("{r} max limit to request ratio per {kind} is {e}, but provided ratio is {observed:.6}")
+        format!(
+            "{r} max limit to request ratio per {kind} is {e}, but provided ratio is {observed:.6}"
+        )
     })
 }
 
@@ -291,7 +299,8 @@ mod tests {
             &json!({"requests": {"cpu": "100m", "memory": "1Gi"}, "limits": {"cpu": "500m", "memory": "1Gi"}})
         );
         assert_eq!(
-            pod.at("/metadata/annotations/kubernetes.io~1limit-ranger").unwrap(),
+            pod.at("/metadata/annotations/kubernetes.io~1limit-ranger")
+                .unwrap(),
             "LimitRanger plugin set: cpu, memory request for container a; cpu, memory limit for container a; cpu request for container b; cpu limit for container b"
         );
     }
@@ -328,7 +337,10 @@ mod tests {
         assert!(validate(&r, &pod("250m", "500m")).is_empty());
         assert_eq!(
             validate(&r, &pod("100m", "500m")),
-            vec!["cpu max limit to request ratio per Container is 2, but provided ratio is 5.000000".to_string()]
+            vec![
+                "cpu max limit to request ratio per Container is 2, but provided ratio is 5.000000"
+                    .to_string()
+            ]
         );
     }
 }

@@ -429,8 +429,16 @@ mod tests {
     fn only_the_exceeded_resources_are_named_and_sums_are_canonical() {
         let quota = Quota {
             name: "compute".into(),
-            hard: list(&[("pods", "10"), ("requests.memory", "1Gi"), ("requests.cpu", "1")]),
-            used: list(&[("pods", "1"), ("requests.memory", "960Mi"), ("requests.cpu", "0")]),
+            hard: list(&[
+                ("pods", "10"),
+                ("requests.memory", "1Gi"),
+                ("requests.cpu", "1"),
+            ]),
+            used: list(&[
+                ("pods", "1"),
+                ("requests.memory", "960Mi"),
+                ("requests.cpu", "0"),
+            ]),
             scopes: vec![],
         };
         let p = pod("x", json!({"cpu": "100m", "memory": "128Mi"}), json!({}));
@@ -441,7 +449,11 @@ mod tests {
         let p = pod("x", json!({"cpu": "100m", "memory": "64Mi"}), json!({}));
         assert_eq!(
             check(&quota, pods(), &p),
-            Check::Charge(list(&[("pods", "2"), ("requests.cpu", "100m"), ("requests.memory", "1Gi")]))
+            Check::Charge(list(&[
+                ("pods", "2"),
+                ("requests.cpu", "100m"),
+                ("requests.memory", "1Gi")
+            ]))
         );
     }
 
@@ -458,7 +470,9 @@ mod tests {
             {"name": "b", "resources": {}}]}});
         assert_eq!(
             check(&quota, pods(), &p),
-            Check::Refused("failed quota: q: must specify limits.cpu for: a,b; requests.memory for: b".into())
+            Check::Refused(
+                "failed quota: q: must specify limits.cpu for: a,b; requests.memory for: b".into()
+            )
         );
     }
 
@@ -486,7 +500,11 @@ mod tests {
         let svc = json!({"spec": {"type": "NodePort", "ports": [{"port": 80}, {"port": 81}]}});
         assert_eq!(
             usage(services, &svc),
-            list(&[("count/services", "1"), ("services", "1"), ("services.nodeports", "2")])
+            list(&[
+                ("count/services", "1"),
+                ("services", "1"),
+                ("services.nodeports", "2")
+            ])
         );
         let quota = Quota {
             name: "q".into(),
@@ -494,13 +512,19 @@ mod tests {
             used: list(&[("count/deployments.apps", "1")]),
             scopes: vec![],
         };
-        assert!(matches!(check(&quota, deployments, &json!({})), Check::Refused(m) if m.starts_with("exceeded quota: q, requested: count/deployments.apps=1")));
+        assert!(
+            matches!(check(&quota, deployments, &json!({})), Check::Refused(m) if m.starts_with("exceeded quota: q, requested: count/deployments.apps=1"))
+        );
     }
 
     #[test]
     fn usage_counts_live_pods_only() {
         let now: Timestamp = "2026-01-01T00:01:00Z".parse().unwrap();
-        let hard = list(&[("pods", "5"), ("requests.cpu", "4"), ("count/configmaps", "3")]);
+        let hard = list(&[
+            ("pods", "5"),
+            ("requests.cpu", "4"),
+            ("count/configmaps", "3"),
+        ]);
         let running = pod("a", json!({"cpu": "500m"}), json!({}));
         let mut done = pod("b", json!({"cpu": "1"}), json!({}));
         done["status"] = json!({"phase": "Succeeded"});
@@ -514,7 +538,11 @@ mod tests {
         let used = namespace_usage(&hard, &[], objects.iter().map(|p| (pods(), p)), now);
         assert_eq!(
             used,
-            list(&[("count/configmaps", "0"), ("pods", "2"), ("requests.cpu", "750m")])
+            list(&[
+                ("count/configmaps", "0"),
+                ("pods", "2"),
+                ("requests.cpu", "750m")
+            ])
         );
     }
 
@@ -525,6 +553,10 @@ mod tests {
         let burstable = pod("b", json!({"cpu": "1"}), json!({}));
         assert!(in_scope(&scopes, pods(), &best_effort));
         assert!(!in_scope(&scopes, pods(), &burstable));
-        assert!(!in_scope(&scopes, by_kind("v1", "Service").unwrap(), &json!({})));
+        assert!(!in_scope(
+            &scopes,
+            by_kind("v1", "Service").unwrap(),
+            &json!({})
+        ));
     }
 }
