@@ -101,6 +101,7 @@ impl NodeFlags {
             memory_bytes: self.memory,
             cpu_millis: self.cpu,
             allowed_host_paths: self.allow_host_path.clone(),
+            protected_dirs: Vec::new(),
         }
     }
 }

@@ -117,6 +117,9 @@ pub struct NodeConfig {
     /// Host directories pods may mount through hostPath volumes (none by
     /// default; read-only unless `writable`).
     pub allowed_host_paths: Vec<AllowedHostPath>,
+    /// Directories besides `data_dir` that no hostPath may reach (the
+    /// control plane's, when one process runs both).
+    pub protected_dirs: Vec<PathBuf>,
 }
 
 impl Default for NodeConfig {
@@ -138,6 +141,7 @@ impl Default for NodeConfig {
             cpu_millis: None,
             restart_backoff: Duration::from_secs(10),
             allowed_host_paths: Vec::new(),
+            protected_dirs: Vec::new(),
         }
     }
 }
@@ -315,7 +319,10 @@ impl Node {
                 }
             })
         };
-        let host_paths = HostPathPolicy::new(&config.allowed_host_paths, &config.data_dir)?;
+        let protected: Vec<PathBuf> = std::iter::once(config.data_dir.clone())
+            .chain(config.protected_dirs.iter().cloned())
+            .collect();
+        let host_paths = HostPathPolicy::new(&config.allowed_host_paths, &protected)?;
         let supervisor = Arc::new(PodSupervisor::new(
             engine,
             Arc::new(images),

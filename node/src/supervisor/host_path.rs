@@ -60,14 +60,15 @@ impl std::str::FromStr for AllowedHostPath {
 pub struct HostPathPolicy {
     /// (as given, as resolved, writable).
     allowed: Vec<(PathBuf, PathBuf, bool)>,
-    /// The node's data directory, resolved.
-    data_dir: Option<PathBuf>,
+    /// The node's data directory, and any other it must keep to itself,
+    /// resolved.
+    protected: Vec<PathBuf>,
 }
 
 impl HostPathPolicy {
     /// The policy for `allowed` directories (each must exist) on a node whose
-    /// data lives in `data_dir`.
-    pub fn new(allowed: &[AllowedHostPath], data_dir: &Path) -> Result<Self, HostPathError> {
+    /// data lives in `protected` directories (its data directory first).
+    pub fn new(allowed: &[AllowedHostPath], protected: &[PathBuf]) -> Result<Self, HostPathError> {
         let show = |p: &Path| p.display().to_string();
         let mut resolved = Vec::new();
         for a in allowed {
@@ -80,7 +81,10 @@ impl HostPathPolicy {
         }
         Ok(HostPathPolicy {
             allowed: resolved,
-            data_dir: Some(std::fs::canonicalize(data_dir).unwrap_or_else(|_| normalize(data_dir))),
+            protected: protected
+                .iter()
+                .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| normalize(d)))
+                .collect(),
         })
     }
 
@@ -106,12 +110,9 @@ impl HostPathPolicy {
                 "hostPath {path} is not under a directory this node allows (skiff node --allow-host-path DIR)"
             ));
         };
-        let data = self.data_dir.as_deref();
-        let dir = resolve_within(root, rest, create, data)
+        let dir = resolve_within(root, rest, create, &self.protected)
             .map_err(|e| format!("hostPath {path}: {e}"))?;
-        if let Some(data) = &self.data_dir
-            && (dir.starts_with(data) || data.starts_with(&dir))
-        {
+        if self.protected.iter().any(|data| data.starts_with(&dir)) {
             return Err(format!(
                 "hostPath {path} holds or is inside this node's data directory"
             ));
@@ -127,9 +128,9 @@ pub fn resolve_within(
     base: &Path,
     rel: &Path,
     create: bool,
-    avoid: Option<&Path>,
+    avoid: &[PathBuf],
 ) -> Result<PathBuf, String> {
-    let inside_avoided = |p: &Path| avoid.is_some_and(|a| p.starts_with(a));
+    let inside_avoided = |p: &Path| avoid.iter().any(|a| p.starts_with(a));
     let refuse_avoided = |p: &Path| format!("{} is inside this node's data directory", p.display());
     let mut current = base.to_path_buf();
     for component in rel.components() {
@@ -216,7 +217,7 @@ mod tests {
                 format!("{}", allowed.display()).parse().unwrap(),
                 format!("{}:rw", writable.display()).parse().unwrap(),
             ],
-            &data,
+            std::slice::from_ref(&data),
         )
         .unwrap();
         Setup {
@@ -300,12 +301,12 @@ mod tests {
         );
         assert!(!s.outside.join("x").exists(), "nothing created outside");
         // A subPath planted by a pod in its own volume.
-        let err = resolve_within(&s.writable, Path::new("rel"), true, None).unwrap_err();
+        let err = resolve_within(&s.writable, Path::new("rel"), true, &[]).unwrap_err();
         assert!(err.contains("outside"), "{err}");
         std::fs::create_dir(s.allowed.join("in")).unwrap();
         std::os::unix::fs::symlink("in", s.allowed.join("inner")).unwrap();
         assert_eq!(
-            resolve_within(&s.allowed, Path::new("inner"), false, None),
+            resolve_within(&s.allowed, Path::new("inner"), false, &[]),
             Ok(s.allowed.join("in"))
         );
     }

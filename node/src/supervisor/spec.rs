@@ -282,7 +282,7 @@ fn volume_dir(
     // Kubernetes creates a subPath inside any volume; it is resolved on disk so
     // that a symlink the pod planted in its volume cannot lead elsewhere.
     let dir = match mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
-        Some(sub) => resolve_within(&base, Path::new(sub), true, None)
+        Some(sub) => resolve_within(&base, Path::new(sub), true, &[])
             .map_err(|e| ConfigError(format!("volumeMount {:?}: subPath {e}", mount.name)))?,
         None => base,
     };
@@ -379,7 +379,7 @@ mod tests {
                     path: std::env::temp_dir(),
                     writable: false,
                 }],
-                Path::new("/nonexistent-node-data"),
+                &[PathBuf::from("/nonexistent-node-data")],
             )
             .expect("policy"),
         })
