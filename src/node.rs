@@ -71,6 +71,11 @@ pub struct NodeFlags {
     /// CPU the node offers pods, e.g. `2` or `500m` [default: the machine's cores].
     #[arg(long, value_name = "QUANTITY", value_parser = parse_cpu)]
     pub cpu: Option<u64>,
+    /// Let pods mount DIR (or a directory under it) through hostPath volumes,
+    /// read-only, or read-write as `DIR:rw`. Repeatable. None by default; `/`
+    /// and the node's data directory never.
+    #[arg(long = "allow-host-path", value_name = "DIR[:rw]")]
+    pub allow_host_path: Vec<skiff_node::AllowedHostPath>,
 }
 
 impl NodeFlags {
@@ -96,6 +101,8 @@ impl NodeFlags {
             restart_backoff: self.restart_backoff,
             memory_bytes: self.memory,
             cpu_millis: self.cpu,
+            allowed_host_paths: self.allow_host_path.clone(),
+            protected_dirs: Vec::new(),
         }
     }
 }

@@ -48,9 +48,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 .context("create a join token for the node")?,
         )
     };
-    let config = args
+    let mut config = args
         .node
         .config(name, node_dir.clone(), plane.quic_addr(), token);
+    // The control plane's store, keys and components live beside the node's.
+    config.protected_dirs.push(data_dir.clone());
     let node = Node::builder()
         .config(config)
         .start()

@@ -14,6 +14,12 @@ pub fn apply(rt: &ResourceType, obj: &mut Value) {
         ("", "Pod") => {
             if let Some(spec) = obj.get_mut("spec") {
                 pod_spec(spec, true);
+                requests_from_limits(spec);
+            }
+        }
+        ("", "LimitRange") => {
+            if let Some(Value::Array(limits)) = obj.pointer_mut("/spec/limits") {
+                limits.iter_mut().for_each(limit_range_item);
             }
         }
         ("", "Service") => service(obj),
@@ -232,6 +238,67 @@ fn pod_spec(spec: &mut Value, always_restart: bool) {
     }
 }
 
+/// `SetDefaults_Pod`: a container with limits but no request for a resource
+/// requests its limit. Only pods get this, never templates, as in Kubernetes.
+fn requests_from_limits(spec: &mut Value) {
+    for list in ["initContainers", "containers"] {
+        let Some(Value::Array(containers)) = spec.get_mut(list) else {
+            continue;
+        };
+        for c in containers {
+            let Some(resources) = c.get_mut("resources").filter(|r| r.is_object()) else {
+                continue;
+            };
+            let Some(limits) = resources.get("limits").and_then(Value::as_object).cloned() else {
+                continue;
+            };
+            if limits.is_empty() {
+                continue;
+            }
+            let Some(requests) = entry_object(resources, "requests") else {
+                continue;
+            };
+            for (name, value) in limits {
+                if let Some(map) = requests.as_object_mut() {
+                    map.entry(name).or_insert(value);
+                }
+            }
+        }
+    }
+}
+
+/// `SetDefaults_LimitRangeItem`: for a Container item, the default limit is the
+/// max, the default request is the default limit, or else the min.
+fn limit_range_item(item: &mut Value) {
+    if item.get("type").and_then(Value::as_str) != Some("Container") {
+        return;
+    }
+    let field = |item: &Value, name: &str| {
+        item.get(name)
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let max = field(item, "max");
+    let min = field(item, "min");
+    let mut default_limit = field(item, "default");
+    for (k, v) in max {
+        default_limit.entry(k).or_insert(v);
+    }
+    let mut default_request = field(item, "defaultRequest");
+    for (k, v) in default_limit.iter().chain(min.iter()) {
+        default_request.entry(k.clone()).or_insert(v.clone());
+    }
+    if let Some(map) = item.as_object_mut() {
+        if !default_limit.is_empty() {
+            map.insert("default".into(), Value::Object(default_limit));
+        }
+        if !default_request.is_empty() {
+            map.insert("defaultRequest".into(), Value::Object(default_request));
+        }
+    }
+}
+
 fn container(c: &mut Value) {
     default(c, "terminationMessagePath", json!("/dev/termination-log"));
     default(c, "terminationMessagePolicy", json!("File"));
@@ -355,6 +422,45 @@ mod tests {
         apply(rt, &mut s);
         assert_eq!(s["spec"]["ports"][0]["targetPort"], 80);
         assert_eq!(s["spec"]["type"], "ClusterIP");
+    }
+
+    #[test]
+    fn pod_requests_default_to_limits_and_templates_do_not() {
+        let rt = crate::resource::by_kind("v1", "Pod").unwrap();
+        let mut pod = json!({"spec": {"containers": [{"name": "c",
+            "resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "100m"}}}]}});
+        apply(rt, &mut pod);
+        assert_eq!(
+            pod.at("/spec/containers/0/resources/requests").unwrap(),
+            &json!({"cpu": "100m", "memory": "1Gi"})
+        );
+        let rt = crate::resource::by_kind("apps/v1", "ReplicaSet").unwrap();
+        let mut rs = json!({"spec": {"template": {"spec": {"containers": [{"name": "c",
+            "resources": {"limits": {"cpu": "1"}}}]}}}});
+        apply(rt, &mut rs);
+        assert!(
+            rs.at("/spec/template/spec/containers/0/resources/requests")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn limit_range_container_defaults_come_from_max_and_min() {
+        let rt = crate::resource::by_kind("v1", "LimitRange").unwrap();
+        let mut lr = json!({"spec": {"limits": [
+            {"type": "Container", "max": {"cpu": "2", "memory": "1Gi"}, "min": {"memory": "4Mi"},
+             "default": {"cpu": "500m"}},
+            {"type": "Pod", "max": {"cpu": "4"}}]}});
+        apply(rt, &mut lr);
+        assert_eq!(
+            lr.at("/spec/limits/0/default").unwrap(),
+            &json!({"cpu": "500m", "memory": "1Gi"})
+        );
+        assert_eq!(
+            lr.at("/spec/limits/0/defaultRequest").unwrap(),
+            &json!({"cpu": "500m", "memory": "1Gi"})
+        );
+        assert!(lr.at("/spec/limits/1/default").is_none());
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub mod node_lifecycle;
 pub mod pod_control;
 pub mod pod_gc;
 pub mod replica_set;
+pub mod resource_quota;
+pub mod service_account;
 pub mod service_endpoints;
 pub mod service_load_balancer;
 pub mod service_triggers;

@@ -5,6 +5,7 @@
 //! [`gateway`] and [`events`]; [`at_rest`] keeps the keys Secrets are sealed
 //! with on disk.
 
+pub mod admission;
 pub mod apiserver;
 pub mod at_rest;
 pub mod auth;

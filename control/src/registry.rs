@@ -42,6 +42,10 @@ const STALE: &str =
 /// How many times a patch is retried when the object changes under it.
 const PATCH_RETRIES: usize = 8;
 
+/// How many times a create is admitted again when a quota it charges was
+/// charged by another create in between.
+const QUOTA_RETRIES: usize = 32;
+
 /// The object lifecycle over a [`Store`].
 #[derive(Clone)]
 pub struct Registry {
@@ -160,6 +164,7 @@ impl Registry {
             self.default_ingress_class(&mut obj)?;
         }
         allocate::allocate(self, rt, None, &mut obj)?;
+        crate::admission::mutate(self, rt, &mut obj)?;
         validate::validate_create(rt, &obj)?;
         if !opts.applied && !opts.field_manager.is_empty() {
             record_update(
@@ -170,26 +175,45 @@ impl Registry {
                 &meta::now_timestamp(),
             );
         }
-        if opts.dry_run {
-            return Ok(Written {
-                object: obj,
-                created: true,
-                warnings,
-            });
-        }
         let ns = meta::namespace(&obj).unwrap_or_default().to_string();
-        let op = Op {
-            key: key(rt, &ns, &name),
-            precondition: Precondition::Absent,
-            action: Action::Put(obj),
-            prev: None,
-        };
-        let committed = self.commit_one(rt, &name, op).await?;
-        Ok(Written {
-            object: Arc::unwrap_or_clone(committed.object),
-            created: true,
-            warnings,
-        })
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let charges = crate::admission::validate(self, rt, &obj).await?;
+            if opts.dry_run {
+                return Ok(Written {
+                    object: obj,
+                    created: true,
+                    warnings,
+                });
+            }
+            let mut ops = vec![Op {
+                key: key(rt, &ns, &name),
+                precondition: Precondition::Absent,
+                action: Action::Put(obj.clone()),
+                prev: None,
+            }];
+            ops.extend(charges);
+            if rt.kind == "Namespace" && rt.group.is_empty() {
+                ops.push(default_service_account(&name)?);
+            }
+            match self.store.commit(ops).await {
+                Ok(committed) => {
+                    let committed = committed.into_iter().next().ok_or_else(|| {
+                        ApiError::internal("store returned no result for a commit")
+                    })?;
+                    return Ok(Written {
+                        object: Arc::unwrap_or_clone(committed.object),
+                        created: true,
+                        warnings,
+                    });
+                }
+                // A quota charged by a concurrent create: check against it again.
+                Err(StoreError::Conflict { key, .. })
+                    if key.resource == "resourcequotas" && attempt < QUOTA_RETRIES => {}
+                Err(e) => return Err(store_error(rt, &name)(e)),
+            }
+        }
     }
 
     /// Kubernetes' DefaultIngressClass admission, against the stored
@@ -554,6 +578,21 @@ impl Registry {
     pub async fn commit(&self, ops: Vec<Op>) -> std::result::Result<Vec<Committed>, StoreError> {
         self.store.commit(ops).await
     }
+}
+
+/// The op that creates a new namespace's `default` ServiceAccount in the
+/// namespace's own commit, so that the first pod in it finds its account
+/// (the ServiceAccount controller makes it in namespaces that lack it).
+/// It replaces any account of that name left over: the namespace is new.
+fn default_service_account(namespace: &str) -> Result<Op> {
+    use crate::admission::service_account;
+    let rt = service_account::service_account_type()?;
+    Ok(Op {
+        key: key(rt, namespace, service_account::DEFAULT),
+        precondition: Precondition::None,
+        action: Action::Put(service_account::default_object(namespace)),
+        prev: None,
+    })
 }
 
 /// What the namespace lifecycle check reads of a Namespace.

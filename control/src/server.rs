@@ -227,6 +227,11 @@ impl ControlPlane {
                 informers.jobs.clone(),
             )),
             tokio::spawn(crate::controllers::namespace::run(registry.clone())),
+            tokio::spawn(crate::controllers::service_account::run(registry.clone())),
+            tokio::spawn(crate::controllers::resource_quota::run(
+                registry.clone(),
+                informers.pods.clone(),
+            )),
             tokio::spawn(crate::controllers::garbage_collector::run(registry.clone())),
             tokio::spawn(crate::controllers::node_lifecycle::run(
                 registry.clone(),

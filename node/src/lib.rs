@@ -24,3 +24,4 @@ pub use node::{
     NodeBuilder, NodeConfig, NodeError,
 };
 pub use proxy::ProxyError;
+pub use supervisor::host_path::AllowedHostPath;

@@ -33,6 +33,7 @@ use crate::identity::IdentityDir;
 use crate::images::NodeImages;
 use crate::outbox::Outbox;
 use crate::state::LocalPods;
+use crate::supervisor::host_path::{AllowedHostPath, HostPathPolicy};
 use crate::supervisor::{PodSupervisor, SupervisorConfig};
 
 /// The node proxy's peer port (UDP): the kubelet's port in Kubernetes.
@@ -76,6 +77,8 @@ pub enum NodeError {
     Identity(#[from] crate::identity::IdentityError),
     #[error(transparent)]
     Proxy(#[from] crate::proxy::ProxyError),
+    #[error(transparent)]
+    HostPath(#[from] crate::supervisor::host_path::HostPathError),
 }
 
 /// How a node runs; built with [`Node::builder`].
@@ -111,6 +114,12 @@ pub struct NodeConfig {
     pub cpu_millis: Option<u64>,
     /// First restart delay of a failing container (doubles up to 5 min).
     pub restart_backoff: Duration,
+    /// Host directories pods may mount through hostPath volumes (none by
+    /// default; read-only unless `writable`).
+    pub allowed_host_paths: Vec<AllowedHostPath>,
+    /// Directories besides `data_dir` that no hostPath may reach (the
+    /// control plane's, when one process runs both).
+    pub protected_dirs: Vec<PathBuf>,
 }
 
 impl Default for NodeConfig {
@@ -131,6 +140,8 @@ impl Default for NodeConfig {
             memory_bytes: None,
             cpu_millis: None,
             restart_backoff: Duration::from_secs(10),
+            allowed_host_paths: Vec::new(),
+            protected_dirs: Vec::new(),
         }
     }
 }
@@ -186,6 +197,15 @@ impl NodeBuilder {
     }
     pub fn restart_backoff(mut self, base: Duration) -> Self {
         self.config.restart_backoff = base;
+        self
+    }
+    /// Lets pods mount `path` (and what is under it) through hostPath
+    /// volumes, read-write only if `writable`.
+    pub fn allow_host_path(mut self, path: impl Into<PathBuf>, writable: bool) -> Self {
+        self.config.allowed_host_paths.push(AllowedHostPath {
+            path: path.into(),
+            writable,
+        });
         self
     }
     /// Replaces the whole configuration.
@@ -299,6 +319,10 @@ impl Node {
                 }
             })
         };
+        let protected: Vec<PathBuf> = std::iter::once(config.data_dir.clone())
+            .chain(config.protected_dirs.iter().cloned())
+            .collect();
+        let host_paths = HostPathPolicy::new(&config.allowed_host_paths, &protected)?;
         let supervisor = Arc::new(PodSupervisor::new(
             engine,
             Arc::new(images),
@@ -308,6 +332,7 @@ impl Node {
                 pods_dir: config.data_dir.join("pods"),
                 restart_backoff_base: config.restart_backoff,
                 host_ip: Some(config.address),
+                host_paths,
                 ..SupervisorConfig::default()
             },
         ));

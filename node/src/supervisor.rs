@@ -26,6 +26,7 @@ mod addresses;
 mod backoff;
 mod container;
 mod events;
+pub mod host_path;
 mod pod;
 mod probe;
 mod serving;
@@ -65,6 +66,8 @@ pub struct SupervisorConfig {
     pub restart_backoff_max: Duration,
     /// The node's address (pods' `status.hostIP`).
     pub host_ip: Option<std::net::IpAddr>,
+    /// Which host directories hostPath volumes may mount (none by default).
+    pub host_paths: host_path::HostPathPolicy,
 }
 
 impl Default for SupervisorConfig {
@@ -75,6 +78,7 @@ impl Default for SupervisorConfig {
             restart_backoff_base: Duration::from_secs(10),
             restart_backoff_max: Duration::from_secs(300),
             host_ip: None,
+            host_paths: host_path::HostPathPolicy::default(),
         }
     }
 }

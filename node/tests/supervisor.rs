@@ -134,6 +134,7 @@ impl Node {
                 restart_backoff_base: Duration::from_millis(200),
                 restart_backoff_max: Duration::from_secs(5),
                 host_ip: Some(std::net::Ipv4Addr::LOCALHOST.into()),
+                ..SupervisorConfig::default()
             },
         );
         Self {

@@ -21,7 +21,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The binary under test.
-pub const SKIFF: &str = env!("CARGO_BIN_EXE_skiff");
+/// The `skiff` binary under test. `SKIFF_TEST_BIN` (read at compile time)
+/// names another copy: worktrees sharing one target directory overwrite each
+/// other's `target/debug/skiff`, so a test run takes a private copy.
+pub const SKIFF: &str = match option_env!("SKIFF_TEST_BIN") {
+    Some(path) => path,
+    None => env!("CARGO_BIN_EXE_skiff"),
+};
 /// The real kubectl (1.32).
 pub const KUBECTL: &str = "/usr/bin/kubectl";
 /// How long anything may take before a test gives up: generous, because tests

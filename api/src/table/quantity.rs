@@ -44,6 +44,22 @@ pub(super) fn quantity_ptr_string(value: Option<&Value>) -> String {
     }
 }
 
+/// `Quantity.String()` of the quantity written `s`: its canonical form, or `s`
+/// as written when it does not parse.
+pub fn canonical_quantity(s: &str) -> String {
+    canonical(s).unwrap_or_else(|| s.to_string())
+}
+
+/// `a + b` in canonical form, as Kubernetes' `Quantity.Add` computes it: the
+/// sum keeps `a`'s format (`b`'s when `a` is zero). `None` if either is not a
+/// quantity or the sum overflows.
+pub fn add_quantities(a: &str, b: &str) -> Option<String> {
+    let (x, x_format) = parse(a)?;
+    let (y, y_format) = parse(b)?;
+    let format = if x == 0 { y_format } else { x_format };
+    Some(render(x.checked_add(y)?, format))
+}
+
 /// The canonical form of `s`, or `None` if it is not a quantity.
 fn canonical(s: &str) -> Option<String> {
     let (nanos, format) = parse(s)?;
@@ -185,6 +201,15 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn sums_keep_the_first_format() {
+        assert_eq!(add_quantities("64Mi", "64Mi").as_deref(), Some("128Mi"));
+        assert_eq!(add_quantities("0", "100m").as_deref(), Some("100m"));
+        assert_eq!(add_quantities("1", "1").as_deref(), Some("2"));
+        assert_eq!(add_quantities("500m", "1").as_deref(), Some("1500m"));
+        assert_eq!(add_quantities("x", "1"), None);
+    }
 
     #[test]
     fn canonical_forms_match_kubernetes() {

@@ -147,6 +147,7 @@ pub(super) async fn run(ctx: &PodCtx, which: Which, rule: Rule, mut stop: Stop) 
             kind,
             node_name: &ctx.config.node_name,
             pod_dir: &ctx.pod_dir,
+            host_paths: &ctx.config.host_paths,
         });
         let spec = match spec {
             Ok(mut s) => {

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, Volume, VolumeMount};
 use skiff_runtime::{Kind, Limits, Mount, PodSpec};
 
+use super::host_path::{HostPathPolicy, resolve_within};
+
 /// Why a container cannot be configured; the message is shown to the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -25,6 +27,8 @@ pub(super) struct SpecInputs<'a> {
     pub node_name: &'a str,
     /// `<pods_dir>/<pod uid>`: where emptyDir volumes live.
     pub pod_dir: &'a Path,
+    /// Which host directories hostPath volumes may mount.
+    pub host_paths: &'a HostPathPolicy,
 }
 
 /// The runtime spec of `inputs.container`. Creates the emptyDir directories it mounts.
@@ -232,75 +236,57 @@ fn mounts(inputs: &SpecInputs<'_>) -> Result<Vec<Mount>> {
                 m.name
             )));
         };
+        let (host_path, forced_read_only) = volume_dir(inputs, volume, m)?;
         out.push(Mount {
-            host_path: volume_dir(inputs, volume, m)?,
+            host_path,
             guest_path: m.mount_path.clone(),
-            read_only: m.read_only.unwrap_or(false),
+            read_only: forced_read_only || m.read_only.unwrap_or(false),
         });
     }
     Ok(out)
 }
 
-/// The host directory behind `mount` of `volume`, created when Kubernetes would.
-fn volume_dir(inputs: &SpecInputs<'_>, volume: &Volume, mount: &VolumeMount) -> Result<PathBuf> {
-    let (base, create) = if volume.empty_dir.is_some() {
-        (inputs.pod_dir.join("volumes").join(&volume.name), true)
+/// The host directory behind `mount` of `volume`, created when Kubernetes
+/// would, and whether it must be read-only whatever the mount says.
+fn volume_dir(
+    inputs: &SpecInputs<'_>,
+    volume: &Volume,
+    mount: &VolumeMount,
+) -> Result<(PathBuf, bool)> {
+    let refused = |why: String| ConfigError(format!("volume {:?}: {why}", volume.name));
+    let (base, read_only) = if volume.empty_dir.is_some() {
+        let dir = inputs.pod_dir.join("volumes").join(&volume.name);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| refused(format!("cannot create {}: {e}", dir.display())))?;
+        (dir, false)
     } else if let Some(host) = &volume.host_path {
-        match host.type_.as_deref().unwrap_or_default() {
-            "DirectoryOrCreate" => (PathBuf::from(&host.path), true),
-            "" | "Directory" => {
-                let path = PathBuf::from(&host.path);
-                if !path.is_dir() {
-                    return Err(ConfigError(format!(
-                        "volume {:?}: hostPath {} is not a directory on this node",
-                        volume.name, host.path
-                    )));
-                }
-                (path, false)
-            }
+        let create = match host.type_.as_deref().unwrap_or_default() {
+            "DirectoryOrCreate" => true,
+            "" | "Directory" => false,
             other => {
-                return Err(ConfigError(format!(
-                    "volume {:?}: hostPath type {other} is not supported: a volume is mounted as a preopened directory (use Directory or DirectoryOrCreate)",
-                    volume.name
+                return Err(refused(format!(
+                    "hostPath type {other} is not supported: a volume is mounted as a preopened directory (use Directory or DirectoryOrCreate)"
                 )));
             }
-        }
+        };
+        inputs
+            .host_paths
+            .resolve(&host.path, create)
+            .map_err(refused)?
     } else {
-        return Err(ConfigError(format!(
-            "volume {:?}: {} volumes are not supported on this node; use emptyDir or hostPath",
-            volume.name,
+        return Err(refused(format!(
+            "{} volumes are not supported on this node; use emptyDir or hostPath",
             volume_type(volume)
         )));
     };
-    let sub_path = mount.sub_path.as_deref().filter(|s| !s.is_empty());
-    let dir = match sub_path {
-        Some(sub) => {
-            let sub = Path::new(sub);
-            if sub.is_absolute()
-                || sub
-                    .components()
-                    .any(|c| matches!(c, std::path::Component::ParentDir))
-            {
-                return Err(ConfigError(format!(
-                    "volumeMount {:?}: subPath must be a relative path without '..'",
-                    mount.name
-                )));
-            }
-            base.join(sub)
-        }
+    // Kubernetes creates a subPath inside any volume; it is resolved on disk so
+    // that a symlink the pod planted in its volume cannot lead elsewhere.
+    let dir = match mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
+        Some(sub) => resolve_within(&base, Path::new(sub), true, &[])
+            .map_err(|e| ConfigError(format!("volumeMount {:?}: subPath {e}", mount.name)))?,
         None => base,
     };
-    // Kubernetes creates a subPath inside any volume as well.
-    if create || sub_path.is_some() {
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            ConfigError(format!(
-                "volume {:?}: cannot create {}: {e}",
-                volume.name,
-                dir.display()
-            ))
-        })?;
-    }
-    Ok(dir)
+    Ok((dir, read_only))
 }
 
 /// The name of the volume source a volume uses (`configMap`, `persistentVolumeClaim`...).
@@ -388,6 +374,14 @@ mod tests {
             kind,
             node_name: "node-1",
             pod_dir: dir,
+            host_paths: &HostPathPolicy::new(
+                &[super::super::host_path::AllowedHostPath {
+                    path: std::env::temp_dir(),
+                    writable: false,
+                }],
+                &[PathBuf::from("/nonexistent-node-data")],
+            )
+            .expect("policy"),
         })
     }
 
@@ -501,7 +495,10 @@ mod tests {
         assert_eq!(s.mounts[0].host_path, dir.path().join("volumes/data"));
         assert!(s.mounts[0].host_path.is_dir(), "emptyDir created");
         assert!(!s.mounts[0].read_only);
-        assert_eq!(s.mounts[1].host_path, host.path());
+        assert_eq!(
+            s.mounts[1].host_path,
+            std::fs::canonicalize(host.path()).expect("canonical")
+        );
         assert!(s.mounts[1].read_only);
 
         let p = pod(serde_json::json!({

@@ -1,0 +1,313 @@
+//! The node's half of the hostPath policy (the API server's half, and why
+//! the check is split, is in `control/src/admission/host_path.rs`).
+//!
+//! A pod sees a host directory only if it lies under one its operator
+//! allowed (`skiff node --allow-host-path DIR[:rw]`), and never the node's
+//! own data directory (its identity key, other pods' volumes), neither inside
+//! it nor above it. Paths are resolved on this node's disk one component at
+//! a time, each checked to stay under the allowed directory, so neither a
+//! symlink in the path or in a `subPath` (which the pod itself may have
+//! planted in a writable volume) nor a directory created on the way escapes
+//! it; the runtime preopens the resolved directory, and from there the
+//! sandbox keeps the guest inside. A mount is read-only unless its
+//! directory was allowed `:rw`.
+
+use std::io;
+use std::path::{Component, Path, PathBuf};
+
+/// A directory pods may mount through hostPath.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedHostPath {
+    pub path: PathBuf,
+    /// Whether pods may write to it (`DIR:rw`); read-only otherwise.
+    pub writable: bool,
+}
+
+/// Why `--allow-host-path` was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum HostPathError {
+    #[error("--allow-host-path {0}: must be an absolute path")]
+    NotAbsolute(String),
+    #[error("--allow-host-path {0}: the root directory cannot be allowed")]
+    Root(String),
+    #[error("--allow-host-path {0}: {1}")]
+    Io(String, io::Error),
+}
+
+impl std::str::FromStr for AllowedHostPath {
+    type Err = HostPathError;
+
+    /// `DIR` (read-only) or `DIR:rw`, as the flag takes it (`DIR:ro` too).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (dir, writable) = match s.rsplit_once(':') {
+            Some((dir, "rw")) => (dir, true),
+            Some((dir, "ro")) => (dir, false),
+            _ => (s, false),
+        };
+        let path = PathBuf::from(dir);
+        if !path.is_absolute() {
+            return Err(HostPathError::NotAbsolute(s.to_string()));
+        }
+        if path.components().all(|c| c == Component::RootDir) {
+            return Err(HostPathError::Root(s.to_string()));
+        }
+        Ok(AllowedHostPath { path, writable })
+    }
+}
+
+/// The policy a node applies to hostPath volumes.
+#[derive(Debug, Clone, Default)]
+pub struct HostPathPolicy {
+    /// (as given, as resolved, writable).
+    allowed: Vec<(PathBuf, PathBuf, bool)>,
+    /// The node's data directory, and any other it must keep to itself,
+    /// resolved.
+    protected: Vec<PathBuf>,
+}
+
+impl HostPathPolicy {
+    /// The policy for `allowed` directories (each must exist) on a node whose
+    /// data lives in `protected` directories (its data directory first).
+    pub fn new(allowed: &[AllowedHostPath], protected: &[PathBuf]) -> Result<Self, HostPathError> {
+        let show = |p: &Path| p.display().to_string();
+        let mut resolved = Vec::new();
+        for a in allowed {
+            let real =
+                std::fs::canonicalize(&a.path).map_err(|e| HostPathError::Io(show(&a.path), e))?;
+            if real.parent().is_none() {
+                return Err(HostPathError::Root(show(&a.path)));
+            }
+            resolved.push((normalize(&a.path), real, a.writable));
+        }
+        Ok(HostPathPolicy {
+            allowed: resolved,
+            protected: protected
+                .iter()
+                .map(|d| std::fs::canonicalize(d).unwrap_or_else(|_| normalize(d)))
+                .collect(),
+        })
+    }
+
+    /// The directory to preopen for hostPath `path` (`create`: for
+    /// `DirectoryOrCreate`) and whether it must be mounted read-only; or
+    /// why the pod may not have it.
+    pub fn resolve(&self, path: &str, create: bool) -> Result<(PathBuf, bool), String> {
+        let requested = Path::new(path);
+        if !requested.is_absolute() || requested.components().any(|c| c == Component::ParentDir) {
+            return Err(format!(
+                "hostPath {path} must be an absolute path without '..'"
+            ));
+        }
+        let requested = normalize(requested);
+        let Some((root, rest, writable)) = self.allowed.iter().find_map(|(given, real, w)| {
+            let rest = requested
+                .strip_prefix(given)
+                .or_else(|_| requested.strip_prefix(real))
+                .ok()?;
+            Some((real, rest, *w))
+        }) else {
+            return Err(format!(
+                "hostPath {path} is not under a directory this node allows (skiff node --allow-host-path DIR)"
+            ));
+        };
+        let dir = resolve_within(root, rest, create, &self.protected)
+            .map_err(|e| format!("hostPath {path}: {e}"))?;
+        if self.protected.iter().any(|data| data.starts_with(&dir)) {
+            return Err(format!(
+                "hostPath {path} holds or is inside this node's data directory"
+            ));
+        }
+        Ok((dir, !writable))
+    }
+}
+
+/// `base/rel`, resolved on disk: each component is followed (symlinks
+/// included) and must stay under `base` (itself resolved) and out of
+/// `avoid`; a missing one is created when `create`. The result is a directory.
+pub fn resolve_within(
+    base: &Path,
+    rel: &Path,
+    create: bool,
+    avoid: &[PathBuf],
+) -> Result<PathBuf, String> {
+    let inside_avoided = |p: &Path| avoid.iter().any(|a| p.starts_with(a));
+    let refuse_avoided = |p: &Path| format!("{} is inside this node's data directory", p.display());
+    let mut current = base.to_path_buf();
+    for component in rel.components() {
+        let name = match component {
+            Component::Normal(name) => name,
+            Component::CurDir => continue,
+            _ => {
+                return Err(format!(
+                    "{} must be a relative path without '..'",
+                    rel.display()
+                ));
+            }
+        };
+        let next = current.join(name);
+        if inside_avoided(&next) {
+            return Err(refuse_avoided(&next));
+        }
+        if std::fs::symlink_metadata(&next).is_err() {
+            if !create {
+                return Err(format!("{} does not exist on this node", next.display()));
+            }
+            match std::fs::create_dir(&next) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(format!("cannot create {}: {e}", next.display())),
+            }
+        }
+        let real = std::fs::canonicalize(&next)
+            .map_err(|e| format!("cannot resolve {}: {e}", next.display()))?;
+        if inside_avoided(&real) {
+            return Err(refuse_avoided(&real));
+        }
+        if !real.starts_with(base) {
+            return Err(format!(
+                "{} resolves to {}, outside {}",
+                next.display(),
+                real.display(),
+                base.display()
+            ));
+        }
+        current = real;
+    }
+    if !current.is_dir() {
+        return Err(format!(
+            "{} is not a directory on this node",
+            current.display()
+        ));
+    }
+    Ok(current)
+}
+
+/// `path` without `.` components or a trailing separator (no disk access).
+fn normalize(path: &Path) -> PathBuf {
+    path.components()
+        .filter(|c| *c != Component::CurDir)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Setup {
+        _root: tempfile::TempDir,
+        allowed: PathBuf,
+        writable: PathBuf,
+        data: PathBuf,
+        outside: PathBuf,
+        policy: HostPathPolicy,
+    }
+
+    fn setup() -> Setup {
+        let root = tempfile::tempdir().unwrap();
+        let base = std::fs::canonicalize(root.path()).unwrap();
+        let allowed = base.join("allowed");
+        let writable = base.join("writable");
+        let data = base.join("writable/node-data");
+        let outside = base.join("outside");
+        for d in [&allowed, &writable, &data, &outside] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        let policy = HostPathPolicy::new(
+            &[
+                format!("{}", allowed.display()).parse().unwrap(),
+                format!("{}:rw", writable.display()).parse().unwrap(),
+            ],
+            std::slice::from_ref(&data),
+        )
+        .unwrap();
+        Setup {
+            _root: root,
+            allowed,
+            writable,
+            data,
+            outside,
+            policy,
+        }
+    }
+
+    #[test]
+    fn flags_parse_and_refuse_the_root() {
+        let a: AllowedHostPath = "/srv/data:rw".parse().unwrap();
+        assert_eq!(
+            a,
+            AllowedHostPath {
+                path: "/srv/data".into(),
+                writable: true
+            }
+        );
+        let a: AllowedHostPath = "/srv/data".parse().unwrap();
+        assert!(!a.writable);
+        assert!("/".parse::<AllowedHostPath>().is_err());
+        assert!("/:rw".parse::<AllowedHostPath>().is_err());
+        assert!("srv".parse::<AllowedHostPath>().is_err());
+    }
+
+    #[test]
+    fn only_allowed_directories_resolve_and_read_only_unless_rw() {
+        let s = setup();
+        let sub = s.allowed.join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        assert_eq!(
+            s.policy.resolve(sub.to_str().unwrap(), false),
+            Ok((sub.clone(), true))
+        );
+        let w = s.writable.join("made");
+        assert_eq!(
+            s.policy.resolve(w.to_str().unwrap(), true),
+            Ok((w.clone(), false))
+        );
+        assert!(w.is_dir(), "DirectoryOrCreate created it");
+        for refused in ["/", "/etc", s.outside.to_str().unwrap(), "relative"] {
+            assert!(s.policy.resolve(refused, false).is_err(), "{refused}");
+        }
+        let err = s
+            .policy
+            .resolve(s.data.join("pods").to_str().unwrap(), true)
+            .unwrap_err();
+        assert!(err.contains("data directory"), "{err}");
+        let err = s
+            .policy
+            .resolve(s.writable.to_str().unwrap(), false)
+            .unwrap_err();
+        assert!(
+            err.contains("data directory"),
+            "a directory holding the data dir: {err}"
+        );
+        assert!(
+            !s.data.join("pods").exists(),
+            "nothing created inside the data dir"
+        );
+    }
+
+    #[test]
+    fn symlinks_do_not_escape() {
+        let s = setup();
+        std::os::unix::fs::symlink(&s.outside, s.allowed.join("link")).unwrap();
+        let err = s
+            .policy
+            .resolve(s.allowed.join("link").to_str().unwrap(), false)
+            .unwrap_err();
+        assert!(err.contains("outside"), "{err}");
+        std::os::unix::fs::symlink("../outside", s.writable.join("rel")).unwrap();
+        assert!(
+            s.policy
+                .resolve(s.writable.join("rel/x").to_str().unwrap(), true)
+                .is_err()
+        );
+        assert!(!s.outside.join("x").exists(), "nothing created outside");
+        // A subPath planted by a pod in its own volume.
+        let err = resolve_within(&s.writable, Path::new("rel"), true, &[]).unwrap_err();
+        assert!(err.contains("outside"), "{err}");
+        std::fs::create_dir(s.allowed.join("in")).unwrap();
+        std::os::unix::fs::symlink("in", s.allowed.join("inner")).unwrap();
+        assert_eq!(
+            resolve_within(&s.allowed, Path::new("inner"), false, &[]),
+            Ok(s.allowed.join("in"))
+        );
+    }
+}
