@@ -271,13 +271,32 @@ impl ControlPlane {
         self.ca.cert_pem()
     }
 
-    /// A new bootstrap token for a node to join with (full form, with the CA hash).
+    /// A new single-use bootstrap token for a node to join with (full form,
+    /// with the CA hash).
     pub async fn create_join_token(
         &self,
         ttl: Option<Duration>,
         description: &str,
     ) -> Result<String, skiff_api::ApiError> {
-        let token = crate::auth::tokens::create(&self.registry, ttl, description).await?;
+        self.create_token(ttl, description, false).await
+    }
+
+    /// A new bootstrap token that any number of nodes may join with.
+    pub async fn create_reusable_join_token(
+        &self,
+        ttl: Option<Duration>,
+        description: &str,
+    ) -> Result<String, skiff_api::ApiError> {
+        self.create_token(ttl, description, true).await
+    }
+
+    async fn create_token(
+        &self,
+        ttl: Option<Duration>,
+        description: &str,
+        reusable: bool,
+    ) -> Result<String, skiff_api::ApiError> {
+        let token = crate::auth::tokens::create(&self.registry, ttl, description, reusable).await?;
         Ok(format!(
             "{}:{}:{token}",
             skiff_api::join::TOKEN_PREFIX,
