@@ -251,6 +251,42 @@ fn a_rogue_node_cannot_report_on_or_delete_another_nodes_pod() {
             Reply::Refused { code, message } => (code, message),
             other => panic!("a restricted label must be refused: {other:?}"),
         };
+        // Renewing, it asks for n1's name and the control plane's: it gets its own.
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params = rcgen::CertificateParams::new(vec![CONTROL_PLANE_SERVER_NAME.to_string()])
+            .expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "system:node:n1");
+        let csr_pem = params
+            .serialize_request(&key)
+            .and_then(|csr| csr.pem())
+            .expect("CSR");
+        let (mut send, mut recv) = connection.open_bi().await.expect("renew stream");
+        write_frame(&mut send, &Open::Renew { csr_pem }).await;
+        let _ = send.finish();
+        let renewed = match read_frame::<Reply>(&mut recv).await {
+            Reply::Joined(renewed) => renewed.cert_pem,
+            other => panic!("the rogue renews its own certificate: {other:?}"),
+        };
+        let der = skiff_api::join::pem_cert_der(&renewed).expect("PEM");
+        let (_, issued) = x509_parser::parse_x509_certificate(&der).expect("parse");
+        let subject = issued.subject().to_string();
+        assert!(
+            subject.contains("system:node:rogue") && !subject.contains("system:node:n1"),
+            "{subject}"
+        );
+        let names = format!(
+            "{:?}",
+            issued
+                .subject_alternative_name()
+                .expect("SAN")
+                .map(|san| san.value.general_names.clone())
+        );
+        assert!(
+            names.contains("rogue") && !names.contains(CONTROL_PLANE_SERVER_NAME),
+            "{names}"
+        );
         (refused[0].clone(), refused[1].clone(), label_refusal)
     });
 

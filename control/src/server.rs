@@ -43,6 +43,9 @@ pub struct ControlPlaneConfig {
     /// (the default `tolerationSeconds` of the not-ready/unreachable taints).
     pub default_toleration_seconds: i64,
     pub store: StoreConfig,
+    /// How long the node certificates the CA issues are valid (a year; nodes
+    /// renew them before they expire).
+    pub node_cert_validity: Duration,
 }
 
 impl ControlPlaneConfig {
@@ -56,6 +59,7 @@ impl ControlPlaneConfig {
             node_grace_period: DEFAULT_NODE_GRACE_PERIOD,
             default_toleration_seconds: crate::registry::strategy::DEFAULT_TOLERATION_SECONDS,
             store: StoreConfig::default(),
+            node_cert_validity: skiff_api::join::NODE_CERT_VALIDITY,
         }
     }
 }
@@ -116,7 +120,10 @@ impl ControlPlane {
         let registry =
             Registry::new(store).with_default_toleration_seconds(config.default_toleration_seconds);
         bootstrap(&registry).await.map_err(StartError::Bootstrap)?;
-        let ca = Arc::new(ClusterCa::load_or_create(&config.data_dir.join("pki"))?);
+        let ca = Arc::new(
+            ClusterCa::load_or_create(&config.data_dir.join("pki"))?
+                .with_node_cert_validity(config.node_cert_validity),
+        );
         publish_cluster_info(&registry, &ca)
             .await
             .map_err(StartError::Bootstrap)?;

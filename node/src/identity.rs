@@ -220,40 +220,6 @@ impl Pending {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_renewed_identity_is_kept_whole_and_wins_over_the_joined_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let identities = IdentityDir::new(dir.path());
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca_params = CertificateParams::default();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
-        let sign = |pending: &Pending| {
-            let csr = rcgen::CertificateSigningRequestParams::from_pem(&pending.csr_pem).unwrap();
-            csr.signed_by(&issuer).unwrap().pem()
-        };
-        let joined = IdentityDir::prepare("n1").unwrap();
-        let cert = sign(&joined);
-        identities.store(joined, &cert, &ca_cert.pem()).unwrap();
-        let first = identities.load().unwrap().unwrap();
-        let renewal = IdentityDir::prepare("n1").unwrap();
-        let cert = sign(&renewal);
-        let renewed = identities
-            .store_renewed(renewal, &cert, &ca_cert.pem())
-            .unwrap();
-        let loaded = identities.load().unwrap().unwrap();
-        assert_eq!(loaded.cert, renewed.cert);
-        assert_ne!(loaded.cert, first.cert);
-        assert_eq!(loaded.key.secret_der(), renewed.key.secret_der());
-        assert!(loaded.validity().is_some());
-    }
-}
-
 fn invalid(what: &'static str, path: &Path, detail: &str) -> IdentityError {
     IdentityError::Invalid {
         what,
@@ -287,4 +253,38 @@ fn write_private(path: &Path, text: &str) -> Result<(), IdentityError> {
     file.write_all(text.as_bytes()).map_err(err)?;
     file.sync_all().map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_renewed_identity_is_kept_whole_and_wins_over_the_joined_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let identities = IdentityDir::new(dir.path());
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::default();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+        let sign = |pending: &Pending| {
+            let csr = rcgen::CertificateSigningRequestParams::from_pem(&pending.csr_pem).unwrap();
+            csr.signed_by(&issuer).unwrap().pem()
+        };
+        let joined = IdentityDir::prepare("n1").unwrap();
+        let cert = sign(&joined);
+        identities.store(joined, &cert, &ca_cert.pem()).unwrap();
+        let first = identities.load().unwrap().unwrap();
+        let renewal = IdentityDir::prepare("n1").unwrap();
+        let cert = sign(&renewal);
+        let renewed = identities
+            .store_renewed(renewal, &cert, &ca_cert.pem())
+            .unwrap();
+        let loaded = identities.load().unwrap().unwrap();
+        assert_eq!(loaded.cert, renewed.cert);
+        assert_ne!(loaded.cert, first.cert);
+        assert_eq!(loaded.key.secret_der(), renewed.key.secret_der());
+        assert!(loaded.validity().is_some());
+    }
 }

@@ -216,8 +216,9 @@ impl ClusterCa {
         let now = time::OffsetDateTime::now_utc();
         let validity = time::Duration::try_from(self.node_cert_validity)
             .map_err(|e| CaError::BadRequest(format!("certificate validity: {e}")))?;
-        // A minute back, for nodes whose clocks run a little behind.
-        params.not_before = now - time::Duration::minutes(1);
+        // A minute back, for nodes whose clocks run a little behind (less for
+        // very short lives, so that renewal still comes late in the life).
+        params.not_before = now - time::Duration::minutes(1).min(validity / 10);
         params.not_after = now + validity;
         let mut serial: [u8; 16] = rand::random();
         // Positive and without a leading zero byte, so DER keeps all 16 bytes.

@@ -197,7 +197,7 @@ fn handle(shared: &Shared, node: &str, frame: Upstream) -> Result<(), Denied> {
 /// Whether the node may act on pod `namespace/name` with `uid`: `Ok(true)` when
 /// it may, `Ok(false)` when there is no such pod (gone, or replaced by one of
 /// the same name: nothing to do), a refusal (logged) otherwise.
-fn authorize_pod<'a>(
+fn authorize_pod(
     shared: &Shared,
     node: &str,
     namespace: &str,
