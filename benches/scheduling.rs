@@ -436,7 +436,7 @@ async fn run(plan: Plan, data: PathBuf, load: Handle) -> anyhow::Result<Outcome>
     .context("start the control plane")?;
     let api = &Endpoint::from_kubeconfig(plane.kubeconfig(), plane.api_addr())?;
     let token = plane
-        .create_join_token(None, "scheduling benchmark")
+        .create_reusable_join_token(None, "scheduling benchmark")
         .await
         .context("create a join token")?;
 

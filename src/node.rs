@@ -1,5 +1,7 @@
-//! `skiff node`: run a node that joins a control plane. A thin wrapper over
-//! `skiff_node::Node`.
+//! `skiff node`: run a node that joins a control plane (a thin wrapper over
+//! `skiff_node::Node`), and `skiff node revoke NAME` ([`revoke`]).
+
+mod revoke;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -16,12 +18,16 @@ use skiff_node::{Node, NodeConfig};
 ///
 /// Example:
 ///   skiff node --join 10.0.0.1:6443 --token "$(skiff token create)" --name edge-1 --labels zone=a
+///   skiff node revoke edge-1
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<NodeCommand>,
     /// The control plane's node address (UDP), as `skiff server` prints it:
     /// `IP:PORT` or `HOST:PORT` (resolved once, at start).
-    #[arg(long, value_name = "ADDR", value_parser = resolve_join)]
-    pub join: SocketAddr,
+    #[arg(long, value_name = "ADDR", required = true, value_parser = resolve_join)]
+    pub join: Option<SocketAddr>,
     /// A join token (needed only until the node has its certificate).
     #[arg(long, env = "SKIFF_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -33,6 +39,11 @@ pub struct Args {
     pub data_dir: Option<PathBuf>,
     #[command(flatten)]
     pub node: NodeFlags,
+}
+
+#[derive(clap::Subcommand)]
+pub enum NodeCommand {
+    Revoke(revoke::Args),
 }
 
 /// Flags of a node shared by `skiff node` and `skiff up`.
@@ -161,19 +172,21 @@ fn resolve_join(text: &str) -> Result<SocketAddr, String> {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(NodeCommand::Revoke(revoke)) = args.command {
+        return revoke::run(revoke).await;
+    }
+    let join = args.join.context("--join ADDR is required")?;
     let name = args.name.unwrap_or_else(hostname);
     let data_dir = args
         .data_dir
         .unwrap_or_else(|| crate::default_data_dir().join(format!("node-{name}")));
-    let config = args
-        .node
-        .config(name, data_dir.clone(), args.join, args.token);
+    let config = args.node.config(name, data_dir.clone(), join, args.token);
     let node = Node::builder()
         .config(config)
         .start()
         .await
         .with_context(|| format!("start node (data in {})", data_dir.display()))?;
-    println!("Node {} started; joining {}", node.name(), args.join);
+    println!("Node {} started; joining {}", node.name(), join);
     print_http_addr(&node);
     crate::server::wait_for_signal().await
 }

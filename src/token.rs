@@ -1,6 +1,7 @@
 //! `skiff token create|list`: bootstrap tokens with which nodes join the
-//! cluster (`skiff_api::join`), kept as Kubernetes keeps them: Secrets
-//! `kube-system/bootstrap-token-<id>` of type `bootstrap.kubernetes.io/token`.
+//! cluster (`skiff_api::join`), kept as Kubernetes keeps them (Secrets
+//! `kube-system/bootstrap-token-<id>` of type `bootstrap.kubernetes.io/token`),
+//! but with only the sha256 of the secret part; single-use unless `--reusable`.
 
 use std::time::Duration;
 
@@ -8,10 +9,10 @@ use anyhow::{Context, bail};
 use base64::Engine as _;
 use bytes::Bytes;
 use rand::Rng;
-use serde_json::{Value, json};
+use serde_json::Value;
 use skiff_api::join::{
-    CLUSTER_INFO, CLUSTER_INFO_CA_KEY, JoinToken, TOKEN_NAMESPACE, TOKEN_SECRET_PREFIX,
-    TOKEN_SECRET_TYPE, pem_cert_hash,
+    CLUSTER_INFO, CLUSTER_INFO_CA_KEY, JoinToken, TOKEN_NAMESPACE, TOKEN_REUSABLE_KEY,
+    TOKEN_SECRET_PREFIX, TOKEN_SECRET_TYPE, pem_cert_hash,
 };
 
 use crate::client::{ApiClient, ClusterArgs, StatusError, is_not_found, query};
@@ -35,6 +36,9 @@ pub enum TokenCommand {
     ///   skiff token create
     ///   skiff token create --ttl 1h --description "edge box 7"
     ///   skiff token create --ttl 0        # never expires
+    ///   skiff token create --reusable     # joins any number of nodes
+    ///
+    /// A token is single-use: the first node that joins with it uses it up.
     #[command(verbatim_doc_comment)]
     Create(CreateArgs),
     /// List the bootstrap tokens (ids, expiry, description; never the secrets).
@@ -51,6 +55,10 @@ pub struct CreateArgs {
     /// What the token is for, shown by `skiff token list`.
     #[arg(long, default_value = "")]
     pub description: String,
+    /// Let any number of nodes join with the token until it expires (by
+    /// default the first join uses it up).
+    #[arg(long)]
+    pub reusable: bool,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -88,7 +96,13 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
             id: random_part(6),
             secret: random_part(16),
         };
-        let secret = token_secret(&token, expiration.as_deref(), &args.description);
+        let secret = skiff_control::auth::tokens::token_secret(
+            &token.id,
+            &token.secret,
+            expiration.as_deref(),
+            &args.description,
+            args.reusable,
+        );
         let path = format!("/api/v1/namespaces/{TOKEN_NAMESPACE}/secrets");
         let response = client
             .send(
@@ -113,29 +127,6 @@ async fn create(args: CreateArgs) -> anyhow::Result<()> {
         }
     }
     bail!("could not find a free token id after 5 tries")
-}
-
-/// The Secret that stores a token.
-fn token_secret(token: &JoinToken, expiration: Option<&str>, description: &str) -> Value {
-    let mut data = json!({
-        "token-id": token.id,
-        "token-secret": token.secret,
-        "usage-bootstrap-authentication": "true",
-        "description": description,
-    });
-    if let Some(at) = expiration {
-        data["expiration"] = json!(at);
-    }
-    json!({
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {
-            "name": token.secret_name(),
-            "namespace": TOKEN_NAMESPACE,
-        },
-        "type": TOKEN_SECRET_TYPE,
-        "stringData": data,
-    })
 }
 
 /// The hash of the CA certificate the control plane publishes.
@@ -164,7 +155,7 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
     );
     let secrets = client.get_json(&path).await?;
     let mut writer = TabWriter::for_tables();
-    writer.row(["ID", "TTL", "EXPIRES", "DESCRIPTION"]);
+    writer.row(["ID", "TTL", "EXPIRES", "USAGES", "DESCRIPTION"]);
     let mut any = false;
     for secret in secrets["items"].as_array().into_iter().flatten() {
         let name = secret["metadata"]["name"].as_str().unwrap_or("");
@@ -186,10 +177,16 @@ async fn list(args: ListArgs) -> anyhow::Result<()> {
             Err(_) => ("<forever>".to_string(), "<never>".to_string()),
         };
         let description = field("description");
+        let usages = if field(TOKEN_REUSABLE_KEY) == "true" {
+            "reusable"
+        } else {
+            "single-use"
+        };
         writer.row([
             field("token-id"),
             ttl,
             expires,
+            usages.to_string(),
             if description.is_empty() {
                 "<none>".to_string()
             } else {
@@ -237,18 +234,5 @@ mod tests {
         };
         let parsed = JoinToken::parse(&token.to_string()).unwrap();
         assert_eq!(parsed, token);
-        let secret = token_secret(&token, Some("2030-01-01T00:00:00Z"), "edge");
-        assert_eq!(
-            secret["metadata"]["name"],
-            format!("bootstrap-token-{}", token.id)
-        );
-        assert_eq!(secret["type"], "bootstrap.kubernetes.io/token");
-        assert_eq!(secret["stringData"]["expiration"], "2030-01-01T00:00:00Z");
-        assert_eq!(
-            secret["stringData"]["usage-bootstrap-authentication"],
-            "true"
-        );
-        let forever = token_secret(&token, None, "");
-        assert!(forever["stringData"].get("expiration").is_none());
     }
 }

@@ -560,7 +560,13 @@ fn token_create_prints_a_join_token_stored_as_a_bootstrap_secret() {
         String::from_utf8(bytes).expect("utf-8")
     };
     assert_eq!(data("token-id"), token.id);
-    assert_eq!(data("token-secret"), token.secret);
+    // Only the secret's sha256 is kept, never the secret.
+    assert_eq!(
+        data("token-secret-sha256"),
+        skiff_api::join::token_secret_hash(&token.secret)
+    );
+    assert!(secret["data"].get("token-secret").is_none(), "{secret}");
+    assert!(!secret.to_string().contains(&token.secret), "{secret}");
     assert_eq!(data("usage-bootstrap-authentication"), "true");
     assert_eq!(data("description"), "edge box");
     let expires: jiff::Timestamp = data("expiration").parse().expect("RFC 3339 expiration");
@@ -585,10 +591,11 @@ fn token_create_prints_a_join_token_stored_as_a_bootstrap_secret() {
     assert!(!fields.contains("expiration"), "{fields}");
 
     let list = c.skiff.ok(&["token", "list"]).lines();
-    assert_eq!(list[0], "ID TTL EXPIRES DESCRIPTION");
+    assert_eq!(list[0], "ID TTL EXPIRES USAGES DESCRIPTION");
     assert!(
-        list.iter()
-            .any(|l| l.starts_with(&format!("{} ", token.id)) && l.ends_with(" edge box")),
+        list.iter().any(
+            |l| l.starts_with(&format!("{} ", token.id)) && l.ends_with(" single-use edge box")
+        ),
         "{list:?}"
     );
     assert!(

@@ -130,3 +130,71 @@ async fn a_malformed_frame_closes_only_its_own_connection() {
     }
     assert!(node.is_connected(), "the node lost its session");
 }
+
+/// A node renews its certificate over its session before it expires, keeps
+/// the new one in its data dir, and connects with it after the first one has
+/// expired. (Certificates of 30 s here; a year by default.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_renews_its_certificate_before_it_expires() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = ControlPlaneConfig::new(dir.path().join("cp"));
+    config.api_addr = "127.0.0.1:0".parse().expect("addr");
+    config.quic_addr = "127.0.0.1:0".parse().expect("addr");
+    config.node_cert_validity = Duration::from_secs(30);
+    let plane = ControlPlane::start(config).await.expect("control plane");
+    let token = plane
+        .create_join_token(None, "test")
+        .await
+        .expect("join token");
+    let node_dir = dir.path().join("n1");
+    let start = |token: Option<String>| {
+        let mut builder = Node::builder()
+            .name("n1")
+            .control_plane(plane.quic_addr())
+            .data_dir(node_dir.clone());
+        if let Some(token) = token {
+            builder = builder.token(token);
+        }
+        builder.start()
+    };
+    let node = start(Some(token)).await.expect("node starts");
+    tokio::time::timeout(DEADLINE, node.wait_connected())
+        .await
+        .expect("the node connects");
+    let identity = node_dir.join("identity");
+    let joined = std::fs::read_to_string(identity.join("node.crt")).expect("joined certificate");
+    let joined_der = skiff_api::join::pem_cert_der(&joined).expect("PEM");
+    let (_, first) = x509_parser::parse_x509_certificate(&joined_der).expect("parse");
+    let first_expiry = first.validity().not_after.timestamp();
+
+    let renewed = tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let Ok(text) = std::fs::read_to_string(identity.join("node.pem")) {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .expect("the node renews its certificate");
+    let renewed_der = skiff_api::join::pem_cert_der(&renewed).expect("renewed PEM");
+    assert_ne!(renewed_der, joined_der);
+    let (_, renewed_cert) =
+        x509_parser::parse_x509_certificate(&renewed_der).expect("parse the renewed certificate");
+    assert!(renewed_cert.validity().not_after.timestamp() > first_expiry);
+    let subject = renewed_cert.subject().to_string();
+    assert!(subject.contains("system:node:n1"), "{subject}");
+    drop(node);
+
+    // Once the first certificate has expired, only the renewed one can connect.
+    let wait = first_expiry + 1
+        - std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs() as i64;
+    tokio::time::sleep(Duration::from_secs(wait.max(0) as u64)).await;
+    let node = start(None).await.expect("node restarts");
+    tokio::time::timeout(DEADLINE, node.wait_connected())
+        .await
+        .expect("the node connects with its renewed certificate");
+}

@@ -37,7 +37,7 @@ async fn hollow_nodes_take_pods_and_report_them_running() {
     let plane = ControlPlane::start(config).await.expect("control plane");
     let api = Api::new(plane.kubeconfig(), plane.api_addr());
     let token = plane
-        .create_join_token(None, "hollow test")
+        .create_reusable_join_token(None, "hollow test")
         .await
         .expect("join token");
 

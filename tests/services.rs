@@ -497,6 +497,15 @@ spec:
         let text = String::from_utf8_lossy(&seen).into_owned();
         assert!(text.starts_with("HTTP/1.1 200"), "{addr}: {text}");
     }
+    // n1 handed the request to n2 over QUIC: n2 knows the caller by its certificate.
+    let n2 = &cluster.nodes[1];
+    assert_eq!(n2.name(), "n2");
+    let log = n2.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("peer proxy connected") && l.contains("n1")),
+        "n2 does not log its caller:\n{log}"
+    );
 }
 
 /// A `fetch` pod calls `http://hello` (a Service over the web pods) through

@@ -32,6 +32,31 @@ pub const CONTROL_PLANE_SERVER_NAME: &str = "skiff-control-plane";
 pub const NODE_USER_PREFIX: &str = "system:node:";
 /// The group (certificate organization) of nodes.
 pub const NODE_GROUP: &str = "system:nodes";
+/// Key of a bootstrap token Secret holding `sha256` (hex) of the token's secret
+/// part. Skiff stores the hash in place of Kubernetes' plain `token-secret`, so
+/// that reading the Secret does not give a way to join.
+pub const TOKEN_SECRET_HASH_KEY: &str = "token-secret-sha256";
+/// Key of a bootstrap token Secret that lets the token join more than one node
+/// (`"true"`), in the manner of kubeadm's `usage-bootstrap-*` keys. Without it a
+/// token is consumed by the first successful join.
+pub const TOKEN_REUSABLE_KEY: &str = "usage-bootstrap-reusable";
+/// Names no node may take: the control plane's own certificate name, and names
+/// that clients resolve to this machine, so that a node certificate (which is
+/// also a server certificate for the node's name) can never pass for the
+/// control plane's.
+pub const RESERVED_NODE_NAMES: &[&str] = &[
+    CONTROL_PLANE_SERVER_NAME,
+    "localhost",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+];
+/// How long a node certificate is valid.
+pub const NODE_CERT_VALIDITY: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+/// A node renews its certificate once less than this is left of it (K3s renews
+/// client certificates within 90 days of expiry).
+pub const NODE_CERT_RENEW_BEFORE: std::time::Duration =
+    std::time::Duration::from_secs(90 * 24 * 3600);
 
 /// A parsed bootstrap token.
 #[derive(Clone, PartialEq, Eq)]
@@ -96,6 +121,45 @@ impl JoinToken {
     pub fn secret_name(&self) -> String {
         format!("{TOKEN_SECRET_PREFIX}{}", self.id)
     }
+}
+
+/// `sha256` (hex) of a token's secret part: what its Secret keeps.
+pub fn token_secret_hash(secret: &str) -> String {
+    hex_lower(&Sha256::digest(secret.as_bytes()))
+}
+
+/// Why `name` cannot be a node's name, if it cannot: not a DNS-1123 subdomain
+/// (Kubernetes' rule for Node names), or reserved ([`RESERVED_NODE_NAMES`]).
+pub fn node_name_problem(name: &str) -> Option<String> {
+    let problems = crate::validate::names::is_dns1123_subdomain(name);
+    if !problems.is_empty() {
+        return Some(format!(
+            "invalid node name {name:?}: {}",
+            problems.join("; ")
+        ));
+    }
+    let reserved = RESERVED_NODE_NAMES
+        .iter()
+        .any(|r| name == *r || name.ends_with(".localhost"));
+    reserved.then(|| {
+        format!("the node name {name:?} is reserved for the control plane: choose another --name")
+    })
+}
+
+/// Whether a certificate valid from `not_before` to `not_after` (seconds since
+/// the epoch) should be renewed at `now`: once less than
+/// [`NODE_CERT_RENEW_BEFORE`] is left, or a third of its life for shorter
+/// certificates, so that renewing never loops.
+pub fn renewal_due(not_before: i64, not_after: i64, now: i64) -> bool {
+    now > renew_at(not_before, not_after)
+}
+
+/// The last second before renewal of a certificate valid from `not_before` to
+/// `not_after` is due (see [`renewal_due`]).
+pub fn renew_at(not_before: i64, not_after: i64) -> i64 {
+    let life = not_after.saturating_sub(not_before).max(0);
+    let window = (life / 3).min(NODE_CERT_RENEW_BEFORE.as_secs() as i64);
+    not_after.saturating_sub(window)
 }
 
 /// Whether `s` is `len` characters of `[a-z0-9]`.
@@ -165,6 +229,49 @@ mod tests {
             let err = JoinToken::parse(bad).unwrap_err();
             assert!(err.contains("skiff token create"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn token_secrets_are_kept_as_their_sha256() {
+        let hash = token_secret_hash("0123456789abcdef");
+        assert_eq!(hash.len(), 64);
+        assert_ne!(hash, token_secret_hash("0123456789abcdeg"));
+        // sha256("0123456789abcdef"), as `printf %s 0123456789abcdef | sha256sum` prints it.
+        assert_eq!(
+            hash,
+            "9f9f5111f7b27a781f1f1ddde5ebc2dd2b796bfc7365c9c28b548e564176929f"
+        );
+    }
+
+    #[test]
+    fn reserved_and_invalid_node_names_are_refused() {
+        for bad in [
+            "skiff-control-plane",
+            "localhost",
+            "a.localhost",
+            "kubernetes",
+        ] {
+            let problem = node_name_problem(bad).unwrap();
+            assert!(problem.contains("reserved"), "{bad}: {problem}");
+        }
+        for bad in ["", "UPPER", "a_b", "-x", &"a".repeat(254)] {
+            let problem = node_name_problem(bad).unwrap();
+            assert!(problem.contains("invalid node name"), "{bad}: {problem}");
+        }
+        assert_eq!(node_name_problem("edge-1.zone-a"), None);
+    }
+
+    #[test]
+    fn renewal_is_due_within_90_days_or_a_third_of_a_short_life() {
+        const DAY: i64 = 24 * 3600;
+        let year = 365 * DAY;
+        assert!(!renewal_due(0, year, 0));
+        assert!(!renewal_due(0, year, year - 91 * DAY));
+        assert!(renewal_due(0, year, year - 89 * DAY));
+        assert!(renewal_due(0, year, year + 1));
+        // A 30 s certificate renews in its last 10 s, not all the time.
+        assert!(!renewal_due(100, 130, 115));
+        assert!(renewal_due(100, 130, 121));
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! connection ([`Open::Join`] or [`Open::Session`]) carries [`PROTOCOL_VERSION`].
 //!
 //! Streams the node opens: `Join` (no client certificate yet), `Session` (mutual
-//! TLS; one per connection, first), `Fetch` (a component by reference). Streams
+//! TLS; one per connection, first), `Fetch` (a component by reference), `Renew`
+//! (a new certificate for the same node, before the old one expires). Streams
 //! the control plane opens to a node: `Logs`, `Proxy`.
 
 use serde::de::DeserializeOwned;
@@ -19,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 /// ALPN protocol name of Skiff's QUIC connections (the version is in the frames,
 /// so that a mismatch gets a clear message rather than a TLS alert).
 pub const ALPN: &[u8] = b"skiff";
@@ -38,6 +39,10 @@ pub enum Open {
     Session(Hello),
     /// Node -> control: send me this component.
     Fetch { image: String },
+    /// Node -> control, on a mutual-TLS connection: sign this certificate
+    /// signing request (PEM) for the node the connection's certificate names.
+    /// Answered with [`Reply::Joined`].
+    Renew { csr_pem: String },
     /// Control -> node: send me this pod's log.
     Logs(LogsRequest),
     /// Control -> node: hand this HTTP request to a pod; the body follows as raw
@@ -176,6 +181,9 @@ pub enum Downstream {
         namespace: String,
         name: String,
     },
+    /// The control plane refused one of the node's [`Upstream`] frames (the
+    /// node authorizer: a node acts only on its own pods). Nothing was changed.
+    Denied { code: u16, message: String },
 }
 
 /// `GET .../pods/NAME/log`, forwarded to the pod's node.

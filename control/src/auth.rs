@@ -2,7 +2,8 @@
 //!
 //! - [`ca`]: the cluster CA; it issues node certificates, the API's serving
 //!   certificate and client certificates (the admin's kubeconfig).
-//! - [`tokens`]: bootstrap tokens nodes join with.
+//! - [`tokens`]: bootstrap tokens nodes join with; [`revocation`]: the
+//!   ledger of issued and revoked node certificates.
 //! - [`user`]: the user a request is made by.
 //! - [`service_account_token`]: ServiceAccount JWTs (TokenRequest, bearer
 //!   authentication).
@@ -17,8 +18,12 @@ mod ca;
 pub mod client_tls;
 pub mod rbac;
 pub mod service_account_token;
+mod revocation;
 pub mod tokens;
 pub mod user;
 
 pub(crate) use ca::write_private;
-pub use ca::{CaError, ClientCredentials, ClusterCa, ServerIdentity, node_name_of, pem_certs};
+pub use ca::{
+    CaError, ClientCredentials, ClusterCa, NodeCert, ServerIdentity, node_cert_of, node_name_of,
+    pem_certs,
+};

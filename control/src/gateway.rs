@@ -2,17 +2,22 @@
 //!
 //! A connection without a client certificate may only join ([`join`]); a
 //! connection with one (issued by the cluster CA, so verified by TLS) names its
-//! node, opens a [`session`] first, and may then fetch components ([`fetch`]).
-//! The control plane opens streams to a connected node for pod logs and HTTP
-//! requests to pods ([`Gateway::logs`], [`Gateway::proxy`]).
+//! node, opens a [`session`] first, and may then fetch components ([`fetch`])
+//! and renew its certificate. What a node may do is decided by the
+//! [`node_authorizer`]; a revoked certificate ([`revoke`]: its Node was
+//! deleted) is refused whatever it asks. The control plane opens streams to a
+//! connected node for pod logs and HTTP requests to pods ([`Gateway::logs`],
+//! [`Gateway::proxy`]).
 
 mod dispatch;
 mod fetch;
 mod frames;
 mod join;
+pub mod node_authorizer;
 pub mod nodes;
 pub mod pod_cidr;
 mod reports;
+mod revoke;
 mod routing;
 mod session;
 mod tls;
@@ -35,7 +40,7 @@ pub use nodes::NodeLiveness;
 pub use routing::RoutingFeed;
 pub use tls::{IDLE_TIMEOUT, TlsError, transport};
 
-use crate::auth::{ClusterCa, node_name_of};
+use crate::auth::{ClusterCa, NodeCert, node_cert_of};
 use crate::components::ComponentStore;
 use crate::registry::Registry;
 
@@ -100,6 +105,13 @@ impl Sessions {
 
     fn get(&self, node: &str) -> Option<quinn::Connection> {
         self.lock().1.get(node).map(|(_, c)| c.clone())
+    }
+
+    /// Closes the node's session, if it has one; returns its connection.
+    fn close(&self, node: &str, reason: &[u8]) -> Option<quinn::Connection> {
+        let (_, connection) = self.lock().1.remove(node)?;
+        connection.close(quinn::VarInt::from_u32(3), reason);
+        Some(connection)
     }
 }
 
@@ -181,12 +193,14 @@ impl Gateway {
             informers.ingresses.clone(),
         ));
         let accept = tokio::spawn(accept_loop(endpoint.clone(), shared.clone()));
+        let revoker = tokio::spawn(revoke::run(shared.clone(), informers.nodes.subscribe()));
+        let token_cleaner = tokio::spawn(crate::auth::tokens::run_cleaner(shared.registry.clone()));
         tracing::info!(%addr, "node gateway listening (QUIC)");
         Ok(Gateway {
             addr,
             endpoint,
             shared,
-            tasks: vec![dispatcher, routing, accept],
+            tasks: vec![dispatcher, routing, accept, revoker, token_cleaner],
         })
     }
 
@@ -318,19 +332,42 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
     }
 }
 
-/// The node a connection's verified client certificate names, if any.
-fn peer_node(connection: &quinn::Connection) -> Option<String> {
+/// The node certificate a connection's verified client certificate is, if any.
+fn peer_cert(connection: &quinn::Connection) -> Option<NodeCert> {
     let identity = connection.peer_identity()?;
     let chain = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
-    node_name_of(chain.first()?)
+    node_cert_of(chain.first()?)
+}
+
+/// Answers `reply` on a stream and ends it.
+async fn answer(send: &mut quinn::SendStream, reply: &Reply) {
+    let _ = frames::write(send, reply).await;
+    let _ = send.finish();
 }
 
 async fn serve_connection(shared: Arc<Shared>, connection: quinn::Connection) {
-    let node = peer_node(&connection);
+    let cert = peer_cert(&connection);
+    let node = cert.as_ref().map(|c| c.node.clone());
     let remote = connection.remote_address();
+    if let Some(cert) = &cert
+        && shared.ca.is_revoked(&cert.serial)
+    {
+        tracing::warn!(node = %cert.node, serial = %cert.serial, %remote, "refused a revoked node certificate");
+        if let Ok((mut send, _recv)) = connection.accept_bi().await {
+            let reply = Reply::Refused {
+                code: 403,
+                message: revoke::revoked_message(&cert.node),
+            };
+            answer(&mut send, &reply).await;
+        }
+        // Let the refusal reach the node before the connection goes.
+        let _ = tokio::time::timeout(IDLE_TIMEOUT, connection.closed()).await;
+        connection.close(quinn::VarInt::from_u32(3), b"certificate revoked");
+        return;
+    }
     // A connection without a certificate holds a slot until it ends; it may
     // only join, with a small first frame.
-    let _slot = match node {
+    let _slot = match &node {
         Some(_) => None,
         None => match shared.unauthenticated.clone().try_acquire_owned() {
             Ok(slot) => Some(slot),
@@ -341,7 +378,7 @@ async fn serve_connection(shared: Arc<Shared>, connection: quinn::Connection) {
             }
         },
     };
-    let max_first_frame = match node {
+    let max_first_frame = match &node {
         Some(_) => skiff_api::wire::MAX_FRAME,
         None => MAX_UNAUTHENTICATED_FRAME,
     };
@@ -371,27 +408,44 @@ async fn serve_connection(shared: Arc<Shared>, connection: quinn::Connection) {
         let shared = shared.clone();
         match (open, node.as_deref()) {
             (Open::Join(request), _) => {
-                let reply = join::answer(&shared.registry, &shared.ca, &request);
-                let _ = frames::write(&mut send, &reply).await;
-                let _ = send.finish();
+                let reply = join::answer(&shared.registry, &shared.ca, &request).await;
+                answer(&mut send, &reply).await;
                 // Let the reply reach the node before the connection goes.
                 let _ = tokio::time::timeout(IDLE_TIMEOUT, connection.closed()).await;
                 return;
             }
             (Open::Session(hello), Some(node)) => {
                 let node = node.to_string();
+                let serial = cert.as_ref().map(|c| c.serial.clone()).unwrap_or_default();
                 let connection = connection.clone();
                 tokio::spawn(async move {
-                    if let Err(e) =
-                        session::run(&shared, &connection, &node, hello, send, recv).await
-                    {
+                    let peer = session::Peer {
+                        connection: &connection,
+                        node: &node,
+                        serial: &serial,
+                    };
+                    if let Err(e) = session::run(&shared, peer, hello, send, recv).await {
                         tracing::info!(node, error = %e, "node session ended");
                     } else {
                         tracing::info!(node, "node session ended");
                     }
                 });
             }
-            (Open::Fetch { image }, Some(_)) => {
+            (Open::Fetch { image }, Some(node)) => {
+                let pods = shared.dispatcher.pods_of(node);
+                let request = node_authorizer::NodeRequest::FetchComponent {
+                    image: &image,
+                    pods: &pods,
+                };
+                if let Err(denied) = node_authorizer::authorize(node, &request) {
+                    tracing::warn!(node, %image, action = denied.action, reason = %denied.message, "node request refused");
+                    let reply = Reply::Refused {
+                        code: denied.code,
+                        message: denied.message,
+                    };
+                    answer(&mut send, &reply).await;
+                    continue;
+                }
                 tokio::spawn(async move {
                     if let Err(e) =
                         fetch::serve(&shared.registry, &shared.components, &image, send).await
@@ -400,13 +454,32 @@ async fn serve_connection(shared: Arc<Shared>, connection: quinn::Connection) {
                     }
                 });
             }
+            (Open::Renew { csr_pem }, Some(node)) => {
+                // The name is the certificate's: a node renews only itself.
+                let reply = match shared.ca.sign_node(&csr_pem, node) {
+                    Ok(cert_pem) => {
+                        tracing::info!(node, "node certificate renewed");
+                        Reply::Joined(skiff_api::wire::JoinResponse {
+                            cert_pem,
+                            ca_pem: shared.ca.cert_pem().to_string(),
+                        })
+                    }
+                    Err(e) => {
+                        tracing::warn!(node, error = %e, "node certificate not renewed");
+                        Reply::Refused {
+                            code: 400,
+                            message: e.to_string(),
+                        }
+                    }
+                };
+                answer(&mut send, &reply).await;
+            }
             (_, None) => {
                 let reply = Reply::Refused {
                     code: 401,
                     message: "this connection has no node certificate: join the cluster with a token first (`skiff node --join ADDR --token TOKEN`)".into(),
                 };
-                let _ = frames::write(&mut send, &reply).await;
-                let _ = send.finish();
+                answer(&mut send, &reply).await;
                 // Nothing else is open to it: let the reply go, then free the slot.
                 let _ = tokio::time::timeout(IDLE_TIMEOUT, connection.closed()).await;
                 return;
@@ -416,8 +489,7 @@ async fn serve_connection(shared: Arc<Shared>, connection: quinn::Connection) {
                     code: 400,
                     message: format!("a node may not open {other:?}"),
                 };
-                let _ = frames::write(&mut send, &reply).await;
-                let _ = send.finish();
+                answer(&mut send, &reply).await;
             }
         }
     }

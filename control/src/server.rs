@@ -49,6 +49,9 @@ pub struct ControlPlaneConfig {
     /// (`--tls-san`), beside loopback, the hostname and the API address.
     pub tls_sans: Vec<String>,
     pub store: StoreConfig,
+    /// How long the node certificates the CA issues are valid (a year; nodes
+    /// renew them before they expire).
+    pub node_cert_validity: Duration,
 }
 
 impl ControlPlaneConfig {
@@ -63,6 +66,7 @@ impl ControlPlaneConfig {
             default_toleration_seconds: crate::registry::strategy::DEFAULT_TOLERATION_SECONDS,
             tls_sans: Vec::new(),
             store: StoreConfig::default(),
+            node_cert_validity: skiff_api::join::NODE_CERT_VALIDITY,
         }
     }
 }
@@ -131,7 +135,9 @@ impl ControlPlane {
             Registry::new(store).with_default_toleration_seconds(config.default_toleration_seconds);
         bootstrap(&registry).await.map_err(StartError::Bootstrap)?;
         let pki = config.data_dir.join("pki");
-        let ca = Arc::new(ClusterCa::load_or_create(&pki)?);
+        let ca = Arc::new(
+            ClusterCa::load_or_create(&pki)?.with_node_cert_validity(config.node_cert_validity),
+        );
         publish_cluster_info(&registry, &ca)
             .await
             .map_err(StartError::Bootstrap)?;
@@ -309,13 +315,32 @@ impl ControlPlane {
         self.ca.cert_pem()
     }
 
-    /// A new bootstrap token for a node to join with (full form, with the CA hash).
+    /// A new single-use bootstrap token for a node to join with (full form,
+    /// with the CA hash).
     pub async fn create_join_token(
         &self,
         ttl: Option<Duration>,
         description: &str,
     ) -> Result<String, skiff_api::ApiError> {
-        let token = crate::auth::tokens::create(&self.registry, ttl, description).await?;
+        self.create_token(ttl, description, false).await
+    }
+
+    /// A new bootstrap token that any number of nodes may join with.
+    pub async fn create_reusable_join_token(
+        &self,
+        ttl: Option<Duration>,
+        description: &str,
+    ) -> Result<String, skiff_api::ApiError> {
+        self.create_token(ttl, description, true).await
+    }
+
+    async fn create_token(
+        &self,
+        ttl: Option<Duration>,
+        description: &str,
+        reusable: bool,
+    ) -> Result<String, skiff_api::ApiError> {
+        let token = crate::auth::tokens::create(&self.registry, ttl, description, reusable).await?;
         Ok(format!(
             "{}:{}:{token}",
             skiff_api::join::TOKEN_PREFIX,

@@ -2,7 +2,8 @@
 //! the control plane over QUIC with mutual TLS: receives the node's pods and
 //! hands them to the supervisor, sends back status, Events and heartbeats, and
 //! serves the control plane's calls (pod logs, HTTP to pods). When the link
-//! drops it reconnects with backoff while the pods keep running.
+//! drops it reconnects with backoff while the pods keep running. Before its
+//! certificate expires it asks for a new one over the session ([`Agent::renew`]).
 
 pub(crate) mod frames;
 pub(crate) mod serve;
@@ -10,7 +11,7 @@ pub(crate) mod stream_body;
 pub(crate) mod tls;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -33,6 +34,8 @@ pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
 /// Reconnect backoff.
 pub(crate) const BACKOFF_MIN: Duration = Duration::from_millis(200);
 pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// The pause before trying a failed certificate renewal again.
+const RENEW_RETRY: Duration = Duration::from_secs(60);
 
 /// Why joining or a session failed.
 #[derive(Debug, thiserror::Error)]
@@ -174,7 +177,8 @@ pub(crate) async fn open_session(
 pub(crate) struct Agent {
     pub addr: SocketAddr,
     pub endpoint: quinn::Endpoint,
-    pub identity: Identity,
+    /// Replaced when the certificate is renewed.
+    pub identity: RwLock<Arc<Identity>>,
     pub identity_dir: IdentityDir,
     pub hello: Hello,
     pub supervisor: Arc<PodSupervisor>,
@@ -232,8 +236,13 @@ impl Agent {
                     .map(str::to_string)
             })
             .collect();
+        let identity = self
+            .identity
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let (connection, mut send, mut recv, pod_cidr) =
-            open_session(&self.endpoint, self.addr, &self.identity, hello, &hint).await?;
+            open_session(&self.endpoint, self.addr, &identity, hello, &hint).await?;
         if let Some(cidr) = pod_cidr.and_then(|c| c.parse::<ipnet::Ipv4Net>().ok()) {
             if let Err(e) = self.identity_dir.store_pod_cidr(cidr) {
                 tracing::warn!(error = %e, "record the pod CIDR");
@@ -288,13 +297,66 @@ impl Agent {
                 }
             }
         };
+        let renewal = async {
+            let mut identity = identity;
+            loop {
+                tokio::time::sleep(renewal_delay(&identity)).await;
+                match self.renew(&connection).await {
+                    Ok(renewed) => identity = renewed,
+                    Err(e) => {
+                        tracing::warn!(node = %self.hello.node_name, error = %e, "could not renew this node's certificate; retrying in a minute");
+                        tokio::time::sleep(RENEW_RETRY).await;
+                    }
+                }
+            }
+        };
         let result = tokio::select! {
             r = downstream => r,
             r = upstream => r,
             () = calls => Ok(()),
+            () = renewal => Ok(()),
         };
         connection.close(quinn::VarInt::from_u32(0), b"session over");
         result
+    }
+
+    /// Trades a new key's signing request for a certificate over the session,
+    /// keeps both in the data dir and uses them for the next connections.
+    async fn renew(&self, connection: &quinn::Connection) -> Result<Arc<Identity>, AgentError> {
+        let link = |e: &dyn std::fmt::Display| AgentError::Link(format!("renew: {e}"));
+        let pending = IdentityDir::prepare(&self.hello.node_name)?;
+        let (mut send, mut recv) = connection.open_bi().await.map_err(|e| link(&e))?;
+        let open = Open::Renew {
+            csr_pem: pending.csr_pem.clone(),
+        };
+        frames::write(&mut send, &open)
+            .await
+            .map_err(|e| link(&e))?;
+        let _ = send.finish();
+        let renewed = match frames::expect::<Reply>(&mut recv)
+            .await
+            .map_err(|e| link(&e))?
+        {
+            Reply::Joined(renewed) => renewed,
+            Reply::Refused { message, .. } => return Err(AgentError::Refused(message)),
+            other => {
+                return Err(AgentError::Link(format!(
+                    "renew: unexpected reply {other:?}"
+                )));
+            }
+        };
+        let identity = Arc::new(self.identity_dir.store_renewed(
+            pending,
+            &renewed.cert_pem,
+            &renewed.ca_pem,
+        )?);
+        *self.identity.write().unwrap_or_else(|e| e.into_inner()) = identity.clone();
+        tracing::info!(
+            node = %self.hello.node_name,
+            valid_until = ?identity.validity().map(|(_, until)| until),
+            "renewed this node's certificate"
+        );
+        Ok(identity)
     }
 
     /// Applies what the control plane says the node must run.
@@ -320,8 +382,22 @@ impl Agent {
                 self.outbox.forget(&uid);
                 self.supervisor.remove(&uid);
             }
+            Downstream::Denied { code, message } => {
+                tracing::warn!(node = %self.hello.node_name, code, %message, "the control plane refused a report from this node");
+            }
         }
     }
+}
+
+/// How long until a certificate should be renewed (zero if it is due now).
+fn renewal_delay(identity: &Identity) -> Duration {
+    let Some((not_before, not_after)) = identity.validity() else {
+        // Unreadable: ask again later rather than in a loop.
+        return RENEW_RETRY;
+    };
+    let now = jiff::Timestamp::now().as_second();
+    let wait = skiff_api::join::renew_at(not_before, not_after).saturating_sub(now);
+    Duration::from_secs(u64::try_from(wait).unwrap_or(0))
 }
 
 /// A pod as its typed view; a pod that does not decode is skipped (the API

@@ -1,6 +1,11 @@
 //! The node's identity: its private key, the certificate the cluster CA issued
 //! for it at join (`CN=system:node:<name>`), and the CA it trusts, kept under
 //! `<data>/identity/` so a restarted node reconnects without a token.
+//!
+//! A renewed certificate and its new key are written together to one file,
+//! `node.pem`, by temp file and rename, so that a crash never leaves a key that
+//! does not match its certificate; when it exists it wins over the joined
+//! `node.crt` and `node.key`.
 
 use std::path::{Path, PathBuf};
 
@@ -84,6 +89,24 @@ impl IdentityDir {
 
     /// The stored identity, or `None` if the node has not joined yet.
     pub fn load(&self) -> Result<Option<Identity>, IdentityError> {
+        let renewed = self.path("node.pem");
+        let ca = self.path("ca.crt");
+        if renewed.exists() && ca.exists() {
+            let text = read(&renewed)?;
+            let cert_der = pem_cert_der(&text)
+                .ok_or_else(|| invalid("the certificate", &renewed, "no PEM certificate"))?;
+            let key_pem = pem_block(&text, "PRIVATE KEY")
+                .ok_or_else(|| invalid("the key", &renewed, "no PEM private key"))?;
+            let key_pair = KeyPair::from_pem(key_pem)
+                .map_err(|e| invalid("the key", &renewed, &e.to_string()))?;
+            let ca_der = pem_cert_der(&read(&ca)?)
+                .ok_or_else(|| invalid("the CA certificate", &ca, "no PEM certificate"))?;
+            return Ok(Some(Identity {
+                cert: CertificateDer::from(cert_der),
+                key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pair.serialize_der())),
+                ca: CertificateDer::from(ca_der),
+            }));
+        }
         let (cert, key, ca) = (
             self.path("node.crt"),
             self.path("node.key"),
@@ -146,6 +169,39 @@ impl IdentityDir {
     }
 }
 
+impl IdentityDir {
+    /// Keeps a renewed certificate and its key, in one atomic write.
+    pub fn store_renewed(
+        &self,
+        pending: Pending,
+        cert_pem: &str,
+        ca_pem: &str,
+    ) -> Result<Identity, IdentityError> {
+        let key_pem = pending.key.serialize_pem();
+        let identity = pending.into_identity(cert_pem, ca_pem)?;
+        write_private(&self.path("node.pem"), &format!("{key_pem}{cert_pem}"))?;
+        Ok(identity)
+    }
+}
+
+impl Identity {
+    /// The certificate's validity, in seconds since the epoch.
+    pub fn validity(&self) -> Option<(i64, i64)> {
+        let (_, parsed) = x509_parser::parse_x509_certificate(&self.cert).ok()?;
+        let v = parsed.validity();
+        Some((v.not_before.timestamp(), v.not_after.timestamp()))
+    }
+}
+
+/// The text of the first PEM block labelled `label`, markers included.
+fn pem_block<'a>(text: &'a str, label: &str) -> Option<&'a str> {
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let start = text.find(&begin)?;
+    let stop = start + text[start..].find(&end)? + end.len();
+    Some(&text[start..stop])
+}
+
 impl Pending {
     /// The identity made of this key and what the join returned, kept in
     /// memory only (a hollow node has no disk of its own).
@@ -197,4 +253,38 @@ fn write_private(path: &Path, text: &str) -> Result<(), IdentityError> {
     file.write_all(text.as_bytes()).map_err(err)?;
     file.sync_all().map_err(err)?;
     std::fs::rename(&tmp, path).map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_renewed_identity_is_kept_whole_and_wins_over_the_joined_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let identities = IdentityDir::new(dir.path());
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::default();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
+        let sign = |pending: &Pending| {
+            let csr = rcgen::CertificateSigningRequestParams::from_pem(&pending.csr_pem).unwrap();
+            csr.signed_by(&issuer).unwrap().pem()
+        };
+        let joined = IdentityDir::prepare("n1").unwrap();
+        let cert = sign(&joined);
+        identities.store(joined, &cert, &ca_cert.pem()).unwrap();
+        let first = identities.load().unwrap().unwrap();
+        let renewal = IdentityDir::prepare("n1").unwrap();
+        let cert = sign(&renewal);
+        let renewed = identities
+            .store_renewed(renewal, &cert, &ca_cert.pem())
+            .unwrap();
+        let loaded = identities.load().unwrap().unwrap();
+        assert_eq!(loaded.cert, renewed.cert);
+        assert_ne!(loaded.cert, first.cert);
+        assert_eq!(loaded.key.secret_der(), renewed.key.secret_der());
+        assert!(loaded.validity().is_some());
+    }
 }

@@ -379,7 +379,7 @@ impl Node {
         let agent = Arc::new(Agent {
             addr,
             endpoint: endpoint.clone(),
-            identity,
+            identity: std::sync::RwLock::new(Arc::new(identity)),
             identity_dir,
             hello: hello(&config, proxy.peer_port()),
             supervisor: supervisor.clone(),

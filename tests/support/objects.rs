@@ -19,8 +19,9 @@ pub fn push_samples(skiff: &Skiff, names: &[&str]) {
     }
 }
 
+/// A reusable join token: the tests join several nodes with one.
 pub fn token(skiff: &Skiff) -> String {
-    let out = skiff.ok(&["token", "create"]);
+    let out = skiff.ok(&["token", "create", "--reusable"]);
     out.stdout.trim().to_string()
 }
 

@@ -2,6 +2,12 @@
 //! to issue the control plane's QUIC certificate and each node's client
 //! certificate (`CN=system:node:<name>, O=system:nodes`, as Kubernetes names nodes),
 //! which is also the server certificate of the node's peer proxy (SAN `<name>`).
+//!
+//! Node certificates are valid for [`NODE_CERT_VALIDITY`] (a year; nodes renew
+//! them over their session) and carry a random serial; the CA keeps a
+//! [`NodeCertLedger`] of the serials it issued to each node, so that a node can be
+//! revoked (its Node deleted, or `skiff node revoke`) and its certificates
+//! refused from then on.
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +16,12 @@ use rcgen::{
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use skiff_api::join::{CONTROL_PLANE_SERVER_NAME, NODE_GROUP, NODE_USER_PREFIX, cert_hash};
+use skiff_api::join::{
+    CONTROL_PLANE_SERVER_NAME, NODE_CERT_VALIDITY, NODE_GROUP, NODE_USER_PREFIX, cert_hash,
+    node_name_problem,
+};
+
+use super::revocation::NodeCertLedger;
 
 mod api_certs;
 
@@ -29,6 +40,10 @@ pub enum CaError {
     Certificate(&'static str, rcgen::Error),
     #[error("the certificate signing request is not valid: {0}")]
     BadRequest(String),
+    #[error("{0}")]
+    ReservedName(String),
+    #[error("record the issued certificate in {path}: {detail}")]
+    Ledger { path: PathBuf, detail: String },
 }
 
 /// The cluster's certificate authority.
@@ -36,6 +51,20 @@ pub struct ClusterCa {
     cert_pem: String,
     cert_der: CertificateDer<'static>,
     issuer: Issuer<'static, KeyPair>,
+    ledger: NodeCertLedger,
+    node_cert_validity: std::time::Duration,
+}
+
+/// What is known of a node's verified client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeCert {
+    /// The node it names.
+    pub node: String,
+    /// Its serial number, lowercase hex.
+    pub serial: String,
+    /// Validity, in seconds since the epoch.
+    pub not_before: i64,
+    pub not_after: i64,
 }
 
 /// A certificate and its private key, for a TLS server.
@@ -55,7 +84,7 @@ impl ClusterCa {
             let key_pem = read(&key_path)?;
             let key = KeyPair::from_pem(&key_pem)
                 .map_err(|e| CaError::Certificate("read the CA key", e))?;
-            return Self::from_parts(cert_pem, key);
+            return Self::from_parts(dir, cert_pem, key);
         }
         std::fs::create_dir_all(dir).map_err(|source| CaError::Io {
             action: "create",
@@ -79,10 +108,10 @@ impl ClusterCa {
             .map_err(|e| CaError::Certificate("make the CA certificate", e))?;
         write_private(&key_path, &key.serialize_pem())?;
         write_private(&cert_path, &cert.pem())?;
-        Self::from_parts(cert.pem(), key)
+        Self::from_parts(dir, cert.pem(), key)
     }
 
-    fn from_parts(cert_pem: String, key: KeyPair) -> Result<Self, CaError> {
+    fn from_parts(dir: &Path, cert_pem: String, key: KeyPair) -> Result<Self, CaError> {
         let der = skiff_api::join::pem_cert_der(&cert_pem).ok_or(CaError::Certificate(
             "read the CA certificate",
             rcgen::Error::CouldNotParseCertificate,
@@ -93,7 +122,26 @@ impl ClusterCa {
             cert_pem,
             cert_der: CertificateDer::from(der),
             issuer,
+            ledger: NodeCertLedger::load(&dir.join("node-certs.json"))?,
+            node_cert_validity: NODE_CERT_VALIDITY,
         })
+    }
+
+    /// Issues node certificates valid for `validity` instead of a year (tests
+    /// of renewal use seconds).
+    pub fn with_node_cert_validity(mut self, validity: std::time::Duration) -> Self {
+        self.node_cert_validity = validity;
+        self
+    }
+
+    /// Refuses every certificate issued to `node` so far; returns how many.
+    pub fn revoke_node(&self, node: &str, also_serial: Option<&str>) -> Result<usize, CaError> {
+        self.ledger.revoke_node(node, also_serial)
+    }
+
+    /// Whether a certificate with this serial has been revoked.
+    pub fn is_revoked(&self, serial: &str) -> bool {
+        self.ledger.is_revoked(serial)
     }
 
     /// The CA certificate, PEM.
@@ -140,7 +188,14 @@ impl ClusterCa {
     /// Signs a node's certificate signing request. Only the public key is taken
     /// from the request: the subject is `CN=system:node:<node>, O=system:nodes`
     /// whatever the request asked for, usable for client authentication only.
+    ///
+    /// A reserved or invalid node name is refused here, on every path that signs
+    /// for a node (join and renewal), so that no node certificate can ever be
+    /// valid for the control plane's names.
     pub fn sign_node(&self, csr_pem: &str, node: &str) -> Result<String, CaError> {
+        if let Some(problem) = node_name_problem(node) {
+            return Err(CaError::ReservedName(problem));
+        }
         let mut csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| CaError::BadRequest(e.to_string()))?;
         let mut params = CertificateParams::default();
@@ -162,10 +217,26 @@ impl ClusterCa {
         ];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.use_authority_key_identifier_extension = true;
+        let now = time::OffsetDateTime::now_utc();
+        let validity = time::Duration::try_from(self.node_cert_validity)
+            .map_err(|e| CaError::BadRequest(format!("certificate validity: {e}")))?;
+        // A minute back, for nodes whose clocks run a little behind (less for
+        // very short lives, so that renewal still comes late in the life).
+        params.not_before = now - time::Duration::minutes(1).min(validity / 10);
+        params.not_after = now + validity;
+        let mut serial: [u8; 16] = rand::random();
+        // Positive and without a leading zero byte, so DER keeps all 16 bytes.
+        serial[0] = 0x40 | (serial[0] & 0x3f);
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&serial));
         csr.params = params;
         let cert = csr
             .signed_by(&self.issuer)
             .map_err(|e| CaError::Certificate("sign the node certificate", e))?;
+        let issued = node_cert_of(cert.der()).ok_or(CaError::Certificate(
+            "read the node certificate just signed",
+            rcgen::Error::CouldNotParseCertificate,
+        ))?;
+        self.ledger.record_issued(&issued)?;
         Ok(cert.pem())
     }
 }
@@ -173,11 +244,28 @@ impl ClusterCa {
 /// The node a client certificate names (`CN=system:node:<name>`), if it names one.
 /// The certificate must already have been verified against the CA.
 pub fn node_name_of(cert: &CertificateDer<'_>) -> Option<String> {
+    node_cert_of(cert).map(|c| c.node)
+}
+
+/// The node, serial and validity of a node certificate, if it names a node.
+pub fn node_cert_of(cert: &[u8]) -> Option<NodeCert> {
     let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
     let cn = parsed.subject().iter_common_name().next()?.as_str().ok()?;
-    cn.strip_prefix(NODE_USER_PREFIX)
-        .filter(|n| !n.is_empty())
-        .map(str::to_string)
+    let node = cn
+        .strip_prefix(NODE_USER_PREFIX)
+        .filter(|n| !n.is_empty())?
+        .to_string();
+    let serial = parsed
+        .raw_serial()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Some(NodeCert {
+        node,
+        serial,
+        not_before: parsed.validity().not_before.timestamp(),
+        not_after: parsed.validity().not_after.timestamp(),
+    })
 }
 
 pub(super) fn read(path: &Path) -> Result<String, CaError> {
@@ -242,8 +330,52 @@ mod tests {
             ca.sign_node("garbage", "n1"),
             Err(CaError::BadRequest(_))
         ));
+        // A year, from about now.
+        let info = node_cert_of(&der).unwrap();
+        let now = jiff::Timestamp::now().as_second();
+        assert!((info.not_before - now).abs() < 120, "{info:?}");
+        let year = NODE_CERT_VALIDITY.as_secs() as i64;
+        assert!((info.not_after - now - year).abs() < 120, "{info:?}");
+        // The control plane's names are never signed for a node.
+        for reserved in [CONTROL_PLANE_SERVER_NAME, "localhost", "Bad_Name"] {
+            assert!(
+                matches!(ca.sign_node(&csr, reserved), Err(CaError::ReservedName(_))),
+                "{reserved}"
+            );
+        }
         let server = ca.server_identity().unwrap();
         assert_eq!(server.chain.len(), 2);
         assert_eq!(node_name_of(&server.chain[0]), None);
+    }
+
+    #[test]
+    fn revoking_a_node_refuses_its_certificates_and_not_later_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = ClusterCa::load_or_create(dir.path()).unwrap();
+        let csr = |name: &str| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::default();
+            params.distinguished_name.push(DnType::CommonName, name);
+            params.serialize_request(&key).unwrap().pem().unwrap()
+        };
+        let serial = |pem: &str| {
+            node_cert_of(&skiff_api::join::pem_cert_der(pem).unwrap())
+                .unwrap()
+                .serial
+        };
+        let first = serial(&ca.sign_node(&csr("a"), "n1").unwrap());
+        let renewed = serial(&ca.sign_node(&csr("b"), "n1").unwrap());
+        let other = serial(&ca.sign_node(&csr("c"), "n2").unwrap());
+        assert_eq!(first.len(), 32);
+        assert_ne!(first, renewed);
+        assert!(!ca.is_revoked(&first));
+        assert_eq!(ca.revoke_node("n1", None).unwrap(), 2);
+        assert!(ca.is_revoked(&first) && ca.is_revoked(&renewed));
+        assert!(!ca.is_revoked(&other));
+        // Kept across a restart; a new certificate for the name works.
+        let again = ClusterCa::load_or_create(dir.path()).unwrap();
+        assert!(again.is_revoked(&first));
+        let rejoined = serial(&again.sign_node(&csr("d"), "n1").unwrap());
+        assert!(!again.is_revoked(&rejoined));
     }
 }

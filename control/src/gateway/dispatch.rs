@@ -91,6 +91,11 @@ impl PodDispatcher {
         }
     }
 
+    /// The pod with `uid`, if it is bound to `node`.
+    pub fn pod(&self, node: &str, uid: &str) -> Option<Arc<Value>> {
+        self.lock().pods.get(node)?.get(uid).cloned()
+    }
+
     /// The pods bound to `node` now.
     pub fn pods_of(&self, node: &str) -> Vec<Value> {
         snapshot(&self.lock(), node)

@@ -2,25 +2,51 @@
 //! hello (its name must match its certificate), its Node object is registered, it
 //! receives its pods (a snapshot, then changes), and it reports pod status,
 //! Events and finished deletions until the connection ends.
+//!
+//! Everything the node asks goes through the [`node_authorizer`]: its Node
+//! labels when it registers, and each pod status and deletion it reports. A
+//! refusal is logged and sent back to the node as [`Downstream::Denied`]; the
+//! session goes on.
 
 use std::time::Duration;
 
+use serde_json::{Map, Value};
+use skiff_api::meta;
+use skiff_api::resource::by_kind;
 use skiff_api::wire::{Downstream, Hello, PROTOCOL_VERSION, Reply, Upstream};
+use tokio::sync::mpsc;
 
-use super::{Shared, frames, join, nodes, reports};
+use super::node_authorizer::{self, Denied, NodeRequest};
+use super::{Shared, frames, join, nodes, reports, revoke};
 
 /// How often a connected node's `lastHeartbeatTime` is written to its Node.
 const NODE_STATUS_INTERVAL: Duration = Duration::from_secs(20);
 
+/// How many refusals may wait for a node that does not read; more are only logged.
+const DENIALS_QUEUED: usize = 64;
+
+/// The node at the other end: its connection and its verified certificate.
+pub struct Peer<'a> {
+    pub connection: &'a quinn::Connection,
+    /// The node the certificate names.
+    pub node: &'a str,
+    /// The certificate's serial (hex).
+    pub serial: &'a str,
+}
+
 /// Runs a session on `(send, recv)` for the node whose certificate names `node`.
 pub async fn run(
     shared: &Shared,
-    connection: &quinn::Connection,
-    node: &str,
+    peer: Peer<'_>,
     hello: Hello,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) -> Result<(), String> {
+    let Peer {
+        connection,
+        node,
+        serial,
+    } = peer;
     let refuse = |code, message: String| Reply::Refused { code, message };
     if hello.version != PROTOCOL_VERSION {
         let reply = refuse(400, join::version_mismatch(hello.version));
@@ -32,6 +58,17 @@ pub async fn run(
             "this certificate is for node {node:?}, not {:?}: a node keeps the name it joined with",
             hello.node_name
         );
+        let _ = frames::write(&mut send, &refuse(403, message.clone())).await;
+        return Err(message);
+    }
+    if let Err(denied) = authorize_node_write(shared, node, &hello) {
+        log_denied(node, None, &denied);
+        let _ = frames::write(&mut send, &refuse(denied.code, denied.message.clone())).await;
+        return Err(denied.message);
+    }
+    // Revoked while this connection was being set up: no Node comes back.
+    if shared.ca.is_revoked(serial) {
+        let message = revoke::revoked_message(node);
         let _ = frames::write(&mut send, &refuse(403, message.clone())).await;
         return Err(message);
     }
@@ -61,11 +98,13 @@ pub async fn run(
 
     let mut pods = shared.dispatcher.subscribe(node);
     let mut routing = shared.routing.subscribe();
+    let (denials_tx, mut denials) = mpsc::channel(DENIALS_QUEUED);
     let downstream = async move {
         loop {
             let message = tokio::select! {
                 m = pods.changes.recv() => m,
                 m = routing.changes.recv() => m,
+                Some(d) = denials.recv() => Some(d),
             };
             let Some(message) = message else {
                 // Unsubscribed: a newer session replaced this one, or this
@@ -87,7 +126,12 @@ pub async fn run(
                 frame = frames::read::<Upstream>(&mut recv) => {
                     let Some(frame) = frame? else { return Ok(()) };
                     shared.liveness.seen(node);
-                    handle(shared, node, frame);
+                    if let Err(denied) = handle(shared, node, frame) {
+                        let _ = denials_tx.try_send(Downstream::Denied {
+                            code: denied.code,
+                            message: denied.message,
+                        });
+                    }
                 }
                 _ = tick.tick() => {
                     if let Err(e) = nodes::heartbeat(&shared.registry, node).await {
@@ -121,7 +165,8 @@ pub async fn run(
     }
 }
 
-fn handle(shared: &Shared, node: &str, frame: Upstream) {
+/// Acts on one frame from the node, if the node may; a refusal is logged here.
+fn handle(shared: &Shared, node: &str, frame: Upstream) -> Result<(), Denied> {
     match frame {
         Upstream::Heartbeat => {}
         Upstream::PodStatus {
@@ -129,17 +174,103 @@ fn handle(shared: &Shared, node: &str, frame: Upstream) {
             name,
             uid,
             status,
-        } => shared.statuses.report(namespace, name, uid, status),
+        } => {
+            let allowed = authorize_pod(shared, node, &namespace, &name, &uid, |pod| {
+                NodeRequest::UpdatePodStatus { pod }
+            })?;
+            if allowed {
+                shared.statuses.report(namespace, name, uid, status);
+            }
+        }
         Upstream::PodTerminated {
             namespace,
             name,
             uid,
         } => {
-            let registry = shared.registry.clone();
-            tokio::spawn(async move {
-                reports::pod_terminated(&registry, &namespace, &name, &uid).await;
-            });
+            let allowed = authorize_pod(shared, node, &namespace, &name, &uid, |pod| {
+                NodeRequest::DeletePod { pod }
+            })?;
+            if allowed {
+                let registry = shared.registry.clone();
+                tokio::spawn(async move {
+                    reports::pod_terminated(&registry, &namespace, &name, &uid).await;
+                });
+            }
         }
+        // Events name the node as their source host from its certificate, so a
+        // node cannot speak as another; Kubernetes lets nodes create Events too.
         Upstream::Event(event) => shared.events.report(node, event),
     }
+    Ok(())
+}
+
+/// Whether the node may act on pod `namespace/name` with `uid`: `Ok(true)` when
+/// it may, `Ok(false)` when there is no such pod (gone, or replaced by one of
+/// the same name: nothing to do), a refusal (logged) otherwise.
+fn authorize_pod(
+    shared: &Shared,
+    node: &str,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    request: impl FnOnce(&Value) -> NodeRequest<'_>,
+) -> Result<bool, Denied> {
+    // The pods bound to this node are at hand; any other is read from the store.
+    let pod = match shared.dispatcher.pod(node, uid) {
+        Some(pod) => pod,
+        None => {
+            let Some(rt) = by_kind("v1", "Pod") else {
+                return Ok(false);
+            };
+            match shared.registry.try_get(rt, namespace, name) {
+                Ok(Some(pod)) if meta::uid(&pod) == Some(uid) => std::sync::Arc::new(pod),
+                Ok(_) => return Ok(false),
+                Err(e) => {
+                    tracing::debug!(node, pod = %format!("{namespace}/{name}"), error = %e, "look up a reported pod");
+                    return Ok(false);
+                }
+            }
+        }
+    };
+    match node_authorizer::authorize(node, &request(&pod)) {
+        Ok(()) => Ok(true),
+        Err(denied) => {
+            log_denied(node, Some(&format!("{namespace}/{name}")), &denied);
+            Err(denied)
+        }
+    }
+}
+
+/// Whether the node may register its Node with the labels it says.
+fn authorize_node_write(shared: &Shared, node: &str, hello: &Hello) -> Result<(), Denied> {
+    let existing = by_kind("v1", "Node")
+        .and_then(|rt| shared.registry.try_get(rt, "", &hello.node_name).ok())
+        .flatten();
+    let old: Option<Map<String, Value>> = existing
+        .as_ref()
+        .map(|n| meta::labels(n).cloned().unwrap_or_default());
+    // `nodes::register` merges the node's labels over the stored ones.
+    let mut new = old.clone().unwrap_or_default();
+    for (k, v) in &hello.labels {
+        new.insert(k.clone(), Value::String(v.clone()));
+    }
+    node_authorizer::authorize(
+        node,
+        &NodeRequest::WriteNode {
+            name: &hello.node_name,
+            old: old.as_ref(),
+            new: &new,
+        },
+    )
+}
+
+/// Every refusal is logged alike: which node, which pod, what it tried.
+fn log_denied(node: &str, pod: Option<&str>, denied: &Denied) {
+    tracing::warn!(
+        node,
+        pod = pod.unwrap_or("-"),
+        action = denied.action,
+        reason = %denied.message,
+        "node request refused"
+    );
 }

@@ -1,9 +1,13 @@
 //! The peer server: other nodes' proxies hand this node requests for its
 //! pods, one bidirectional stream per request, in the same `Open::Proxy`
-//! format the control plane's pod proxy uses.
+//! format the control plane's pod proxy uses. A caller is a node: its client
+//! certificate (verified against the cluster CA by TLS) names it
+//! (`CN=system:node:<name>`), and every call is logged with that name.
 
 use std::sync::Arc;
 
+use rustls_pki_types::CertificateDer;
+use skiff_api::join::NODE_USER_PREFIX;
 use skiff_api::wire::Open;
 
 use crate::agent::{frames, serve};
@@ -21,21 +25,50 @@ pub async fn run(endpoint: quinn::Endpoint, supervisor: Arc<PodSupervisor>) {
                     return;
                 }
             };
+            let remote = connection.remote_address();
+            let Some(caller) = caller_node(&connection) else {
+                // Only node certificates carry a node name; nothing else calls peers.
+                tracing::warn!(%remote, "refused a peer proxy connection without a node certificate");
+                connection.close(quinn::VarInt::from_u32(3), b"not a node certificate");
+                return;
+            };
+            tracing::info!(caller = %caller, %remote, "peer proxy connected");
+            let caller = Arc::new(caller);
             while let Ok((send, recv)) = connection.accept_bi().await {
                 let supervisor = supervisor.clone();
-                tokio::spawn(async move { stream(&supervisor, send, recv).await });
+                let caller = caller.clone();
+                tokio::spawn(async move { stream(&supervisor, &caller, send, recv).await });
             }
         });
     }
 }
 
+/// The node a peer's verified client certificate names.
+fn caller_node(connection: &quinn::Connection) -> Option<String> {
+    let identity = connection.peer_identity()?;
+    let chain = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(chain.first()?).ok()?;
+    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
+    cn.strip_prefix(NODE_USER_PREFIX)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+}
+
 async fn stream(
     supervisor: &PodSupervisor,
+    caller: &str,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
     let result = match frames::expect::<Open>(&mut recv).await {
         Ok(Open::Proxy(request)) => {
+            tracing::debug!(
+                caller,
+                pod = %format!("{}/{}", request.namespace, request.name),
+                method = %request.method,
+                path = %request.path,
+                "peer proxy call"
+            );
             serve::proxy(
                 supervisor,
                 request,
@@ -54,12 +87,12 @@ async fn stream(
             .await
         }
         Err(e) => {
-            tracing::debug!(error = %e, "bad call from a peer proxy");
+            tracing::debug!(caller, error = %e, "bad call from a peer proxy");
             return;
         }
     };
     if let Err(e) = result {
-        tracing::debug!(error = %e, "call from a peer proxy ended");
+        tracing::debug!(caller, error = %e, "call from a peer proxy ended");
     }
     let _ = send.finish();
 }
