@@ -71,9 +71,13 @@ async fn a_malformed_frame_closes_only_its_own_connection() {
         .create_join_token(None, "test")
         .await
         .expect("join token");
+    // Free ports: tests on this machine run side by side.
     let node = Node::builder()
         .name("n1")
         .control_plane(plane.quic_addr())
+        .proxy_port(0)
+        .http_port(0)
+        .metrics_port(0)
         .token(token)
         .data_dir(dir.path().join("n1"))
         .start()
@@ -151,6 +155,9 @@ async fn a_node_renews_its_certificate_before_it_expires() {
         let mut builder = Node::builder()
             .name("n1")
             .control_plane(plane.quic_addr())
+            .proxy_port(0)
+            .http_port(0)
+            .metrics_port(0)
             .data_dir(node_dir.clone());
         if let Some(token) = token {
             builder = builder.token(token);
