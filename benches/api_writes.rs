@@ -13,7 +13,6 @@
 
 use crate::support::{api_client, dirs, figure, latency, table};
 
-
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::os::unix::fs::FileExt;
@@ -22,13 +21,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use api_client::Endpoint;
 use bytes::Bytes;
 use figure::Figure;
 use http::header::{CONTENT_TYPE, HOST};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
-use api_client::Endpoint;
 use latency::LatencySummary;
 use redb::{Database, TableDefinition};
 use serde_json::json;
@@ -317,7 +316,14 @@ pub async fn durable_creates(
         .map(|(id, sender)| {
             let template = template.clone();
             let prefix = format!("bench-w{writers}-{id}-");
-            tokio::spawn(writer(api.clone(), sender, template, prefix, measure_from, end))
+            tokio::spawn(writer(
+                api.clone(),
+                sender,
+                template,
+                prefix,
+                measure_from,
+                end,
+            ))
         })
         .collect();
     let mut latencies = Vec::new();

@@ -190,7 +190,10 @@ impl SkiffUp {
             })?;
             if let Some(addr) = line.trim().strip_prefix("Skiff API on https://") {
                 let addr: SocketAddr = addr.parse().context("parse the API address")?;
-                api = Some(Endpoint::from_kubeconfig(&dir.join("data").join("kubeconfig"), addr)?);
+                api = Some(Endpoint::from_kubeconfig(
+                    &dir.join("data").join("kubeconfig"),
+                    addr,
+                )?);
             }
             if line.trim() == format!("Node {NODE} is up") {
                 break;

@@ -77,7 +77,8 @@ fn slowloris_connections_are_closed_and_others_served() {
     let mut open_stalled: Vec<bool> = vec![true; STALLED];
     let mut open_trickling: Vec<bool> = vec![true; TRICKLING];
     for s in &stalled {
-        s.set_read_timeout(Some(Duration::from_millis(1))).expect("timeout");
+        s.set_read_timeout(Some(Duration::from_millis(1)))
+            .expect("timeout");
     }
     for s in &trickling {
         s.sock

@@ -114,7 +114,13 @@ impl Cluster {
 fn strangers_get_401_except_public_info() {
     let c = cluster();
     let stranger = ApiGet::stranger(&c.server.kubeconfig(), c.server.addr(), None);
-    for path in ["/api/v1/secrets", "/api/v1/namespaces/team/pods", "/metrics", "/apis", "/openapi/v3"] {
+    for path in [
+        "/api/v1/secrets",
+        "/api/v1/namespaces/team/pods",
+        "/metrics",
+        "/apis",
+        "/openapi/v3",
+    ] {
         let (code, body) = stranger.get(path).expect("GET");
         assert_eq!(code, 401, "{path}: {body}");
         let status: Value = serde_json::from_str(&body).expect("a Status");
@@ -164,7 +170,15 @@ fn the_admin_kubeconfig_is_private_and_does_everything() {
     let who = c.admin.ok(&["auth", "whoami"]);
     assert!(who.contains("skiff-admin"), "{who}");
     assert!(who.contains("system:masters"), "{who}");
-    c.admin.ok(&["create", "secret", "generic", "s1", "-n", "team", "--from-literal=k=v"]);
+    c.admin.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "s1",
+        "-n",
+        "team",
+        "--from-literal=k=v",
+    ]);
     c.admin.ok(&["get", "secrets", "-A"]);
     c.admin.ok(&["get", "--raw", "/metrics"]);
     c.admin.ok(&["delete", "namespace", "other"]);
@@ -217,12 +231,18 @@ fn a_service_account_token_gets_what_rbac_grants_and_403_for_the_rest() {
 
     // Granted later, allowed at once; revoked, refused again.
     c.admin.ok(&[
-        "create", "rolebinding", "robot-view", "-n", "team", "--clusterrole=view",
+        "create",
+        "rolebinding",
+        "robot-view",
+        "-n",
+        "team",
+        "--clusterrole=view",
         "--serviceaccount=team:robot",
     ]);
     robot.ok(&["get", "deployments,services,configmaps"]);
     robot.fails(&["get", "secrets"]);
-    c.admin.ok(&["delete", "rolebinding", "robot-view", "-n", "team"]);
+    c.admin
+        .ok(&["delete", "rolebinding", "robot-view", "-n", "team"]);
     wait_until("the revoked binding stops granting", || {
         (!robot.run(&["get", "services"]).status.success()).then_some(())
     });
@@ -237,7 +257,8 @@ fn a_service_account_token_gets_what_rbac_grants_and_403_for_the_rest() {
     );
 
     // A token dies with its ServiceAccount.
-    c.admin.ok(&["delete", "serviceaccount", "robot", "-n", "team"]);
+    c.admin
+        .ok(&["delete", "serviceaccount", "robot", "-n", "team"]);
     let gone = robot.fails(&["get", "pods"]);
     assert!(
         gone.contains("Unauthorized") || gone.contains("must be logged in"),
@@ -260,13 +281,19 @@ fn can_i_answers_as_the_real_requests_are_decided() {
         (&["delete", "pods", "-n", "team"], false),
         (&["get", "pods", "-n", "other"], false),
         (&["get", "pods", "--subresource=log", "-n", "team"], true),
-        (&["create", "pods", "--subresource=exec", "-n", "team"], false),
+        (
+            &["create", "pods", "--subresource=exec", "-n", "team"],
+            false,
+        ),
         (&["get", "configmaps/app-config", "-n", "team"], true),
         (&["get", "configmaps/other", "-n", "team"], false),
         (&["list", "configmaps", "-n", "team"], false),
         (&["get", "/healthz"], true),
         (&["get", "/metrics"], false),
-        (&["get", "pods", "--subresource=status", "-n", "team"], false),
+        (
+            &["get", "pods", "--subresource=status", "-n", "team"],
+            false,
+        ),
     ];
     for (args, want) in cases {
         assert_eq!(as_robot(args), *want, "can-i {} as {ROBOT}", args.join(" "));
@@ -276,13 +303,31 @@ fn can_i_answers_as_the_real_requests_are_decided() {
     let robot = Kubectl::new(&c.token_kubeconfig("robot", &c.robot_token()));
     assert!(c.can_i(&robot, &["list", "pods"]));
     assert!(!c.can_i(&robot, &["create", "deployments"]));
-    c.admin.ok(&["create", "configmap", "app-config", "-n", "team", "--from-literal=a=b"]);
-    c.admin.ok(&["create", "configmap", "other", "-n", "team", "--from-literal=a=b"]);
+    c.admin.ok(&[
+        "create",
+        "configmap",
+        "app-config",
+        "-n",
+        "team",
+        "--from-literal=a=b",
+    ]);
+    c.admin.ok(&[
+        "create",
+        "configmap",
+        "other",
+        "-n",
+        "team",
+        "--from-literal=a=b",
+    ]);
     robot.ok(&["get", "configmap", "app-config"]);
     robot.fails(&["get", "configmap", "other"]);
     // --list reads the rules (SelfSubjectRulesReview).
     let list = robot.ok(&["auth", "can-i", "--list"]);
-    assert!(list.lines().any(|l| l.starts_with("pods ") && l.contains("[get list]")), "{list}");
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("pods ") && l.contains("[get list]")),
+        "{list}"
+    );
 }
 
 #[test]

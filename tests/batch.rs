@@ -397,7 +397,7 @@ fn a_finished_job_with_a_ttl_goes_with_its_pods() {
     let gone = cluster
         .server
         .api_get("/apis/batch/v1/namespaces/default/jobs/brief")
-    .expect("GET the job");
+        .expect("GET the job");
     assert_eq!(gone.0, 404, "{uid} should be deleted: {}", gone.1);
 }
 

@@ -115,7 +115,10 @@ fn up_demo_runs_hello_and_says_how_to_reach_it() {
     let args: Vec<&str> = line.split_whitespace().skip(1).collect();
     let out = Kubectl::new(&server.kubeconfig()).ok(&args[2..]);
     assert_eq!(out.trim(), "Hello from hello!", "{line}");
-    assert_eq!(args[..2], ["--kubeconfig", &*server.kubeconfig().to_string_lossy()]);
+    assert_eq!(
+        args[..2],
+        ["--kubeconfig", &*server.kubeconfig().to_string_lossy()]
+    );
 
     // kubectl sees the node Ready and the pod Running on it.
     let kubectl = Kubectl::new(&server.kubeconfig());

@@ -88,14 +88,13 @@ impl Cluster {
     /// An object, or `None` once the API says it is not found (a failed
     /// request is retried, so it is never taken for "gone").
     fn lookup(&self, path: &str) -> Option<Value> {
-        wait_until(
-            &format!("GET {path} answers 200 or 404"),
-            || match self.server.api_get(path) {
+        wait_until(&format!("GET {path} answers 200 or 404"), || {
+            match self.server.api_get(path) {
                 Ok((200, body)) => serde_json::from_str(&body).ok().map(Some),
                 Ok((404, _)) => Some(None),
                 _ => None,
-            },
-        )
+            }
+        })
     }
 
     fn list(&self, path: &str) -> Vec<Value> {

@@ -17,8 +17,8 @@ pub mod authorizer;
 mod ca;
 pub mod client_tls;
 pub mod rbac;
-pub mod service_account_token;
 mod revocation;
+pub mod service_account_token;
 pub mod tokens;
 pub mod user;
 

@@ -480,8 +480,12 @@ fn write_kubeconfig(
 /// the API listens on every address (`0.0.0.0`, `::`).
 fn reachable(addr: SocketAddr) -> SocketAddr {
     match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port())),
-        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::from((Ipv6Addr::LOCALHOST, addr.port())),
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::from((Ipv4Addr::LOCALHOST, addr.port()))
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::from((Ipv6Addr::LOCALHOST, addr.port()))
+        }
         _ => addr,
     }
 }
@@ -490,7 +494,11 @@ fn reachable(addr: SocketAddr) -> SocketAddr {
 /// loopback, `localhost`, the hostname, the API's address (every interface's
 /// when it listens on all), and the `--tls-san` names.
 fn serving_names(addr: SocketAddr, extra: &[String]) -> Vec<String> {
-    let mut names = vec!["127.0.0.1".to_string(), "::1".to_string(), "localhost".to_string()];
+    let mut names = vec![
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+        "localhost".to_string(),
+    ];
     if let Ok(host) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
         let host = host.trim();
         if !host.is_empty() {

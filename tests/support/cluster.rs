@@ -164,9 +164,11 @@ impl Server {
             server.addr
         );
         let api = server.api();
-        wait_until("the server answers /readyz with 200 ok", || match api.get("/readyz") {
-            Ok((200, body)) if body.trim() == "ok" => Some(()),
-            _ => None,
+        wait_until("the server answers /readyz with 200 ok", || {
+            match api.get("/readyz") {
+                Ok((200, body)) if body.trim() == "ok" => Some(()),
+                _ => None,
+            }
         });
         server
     }
@@ -602,7 +604,12 @@ impl ApiGet {
             Some(token) => format!("Authorization: Bearer {token}\r\n"),
             None => String::new(),
         };
-        exchange(rustls::StreamOwned::new(conn, tcp), self.addr, path, &headers)
+        exchange(
+            rustls::StreamOwned::new(conn, tcp),
+            self.addr,
+            path,
+            &headers,
+        )
     }
 }
 

@@ -59,7 +59,11 @@ impl PeerUser {
 pub struct RequestUser(pub Arc<UserInfo>);
 
 /// The middleware: authenticate, impersonate, authorize.
-pub async fn check(State(state): State<Arc<ApiState>>, mut request: Request, next: Next) -> Response {
+pub async fn check(
+    State(state): State<Arc<ApiState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let path = request.uri().path().to_string();
     let user = match authenticate(&state, &request) {
         Ok(user) => user,

@@ -63,9 +63,13 @@ pub async fn handle(
             }
             create(&state, &rp, &query, &headers, &body).await
         }
-        (&Method::POST, true, Some("token")) if rp.rt.group.is_empty() && rp.rt.kind == "ServiceAccount" => {
+        (&Method::POST, true, Some("token"))
+            if rp.rt.group.is_empty() && rp.rt.kind == "ServiceAccount" =>
+        {
             let (ns, name) = ns_name(&rp);
-            Ok(super::token_request::create(&state, ns, name, &headers, &body)?)
+            Ok(super::token_request::create(
+                &state, ns, name, &headers, &body,
+            )?)
         }
         (&Method::PUT, true, None | Some("status")) => {
             update(&state, &rp, &query, &headers, &body).await

@@ -39,25 +39,39 @@ pub enum Review {
 pub fn parse(path: &str) -> Option<Review> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     match parts.as_slice() {
-        ["apis", "authentication.k8s.io", version @ ("v1" | "v1beta1"), "selfsubjectreviews"] => {
-            Some(Review::SelfSubject {
-                version: version.to_string(),
-            })
-        }
-        ["apis", "authorization.k8s.io", "v1", "selfsubjectaccessreviews"] => {
-            Some(Review::SelfSubjectAccess)
-        }
+        [
+            "apis",
+            "authentication.k8s.io",
+            version @ ("v1" | "v1beta1"),
+            "selfsubjectreviews",
+        ] => Some(Review::SelfSubject {
+            version: version.to_string(),
+        }),
+        [
+            "apis",
+            "authorization.k8s.io",
+            "v1",
+            "selfsubjectaccessreviews",
+        ] => Some(Review::SelfSubjectAccess),
         ["apis", "authorization.k8s.io", "v1", "subjectaccessreviews"] => {
             Some(Review::SubjectAccess)
         }
-        ["apis", "authorization.k8s.io", "v1", "namespaces", ns, "localsubjectaccessreviews"] => {
-            Some(Review::LocalSubjectAccess {
-                namespace: ns.to_string(),
-            })
-        }
-        ["apis", "authorization.k8s.io", "v1", "selfsubjectrulesreviews"] => {
-            Some(Review::SelfSubjectRules)
-        }
+        [
+            "apis",
+            "authorization.k8s.io",
+            "v1",
+            "namespaces",
+            ns,
+            "localsubjectaccessreviews",
+        ] => Some(Review::LocalSubjectAccess {
+            namespace: ns.to_string(),
+        }),
+        [
+            "apis",
+            "authorization.k8s.io",
+            "v1",
+            "selfsubjectrulesreviews",
+        ] => Some(Review::SelfSubjectRules),
         _ => None,
     }
 }
@@ -90,7 +104,11 @@ pub async fn handle(
         ),
         Review::SelfSubjectAccess => {
             let attrs = attributes_of(&spec, user, None)?;
-            ("SelfSubjectAccessReview", v1(), decide(&state, &attrs).await)
+            (
+                "SelfSubjectAccessReview",
+                v1(),
+                decide(&state, &attrs).await,
+            )
         }
         Review::SubjectAccess => {
             let attrs = attributes_of(&spec, subject_of(&spec)?, None)?;
@@ -106,7 +124,11 @@ pub async fn handle(
         }
         Review::SelfSubjectRules => {
             let namespace = spec["namespace"].as_str().unwrap_or("");
-            ("SelfSubjectRulesReview", v1(), rules(&state, &user, namespace))
+            (
+                "SelfSubjectRulesReview",
+                v1(),
+                rules(&state, &user, namespace),
+            )
         }
     };
     Ok(created(json!({
@@ -292,9 +314,24 @@ mod tests {
         let local = attributes_of(&spec, alice.clone(), Some("b"));
         assert_eq!(local.unwrap_err().reason, Reason::Invalid);
         assert!(attributes_of(&json!({}), alice.clone(), None).is_err());
-        let path = attributes_of(&json!({"nonResourceAttributes": {"path": "/metrics", "verb": "get"}}), alice, None).unwrap();
-        assert_eq!(path.request, Request::NonResource { path: "/metrics".into() });
+        let path = attributes_of(
+            &json!({"nonResourceAttributes": {"path": "/metrics", "verb": "get"}}),
+            alice,
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            path.request,
+            Request::NonResource {
+                path: "/metrics".into()
+            }
+        );
         assert!(subject_of(&json!({})).is_err());
-        assert_eq!(subject_of(&json!({"user": "bob", "groups": ["g"]})).unwrap().groups, ["g"]);
+        assert_eq!(
+            subject_of(&json!({"user": "bob", "groups": ["g"]}))
+                .unwrap()
+                .groups,
+            ["g"]
+        );
     }
 }

@@ -115,7 +115,9 @@ pub fn create(
             return Err(ApiError::conflict(
                 rt,
                 bound_name,
-                &format!("the UID in the bound object reference ({wanted}) does not match the UID in record. The object might have been deleted and then recreated"),
+                &format!(
+                    "the UID in the bound object reference ({wanted}) does not match the UID in record. The object might have been deleted and then recreated"
+                ),
             ));
         }
         let claim = Some(ObjectClaim {

@@ -22,7 +22,9 @@ pub struct Attributes {
 pub enum Request {
     Resource(ResourceAttributes),
     /// A path outside the resource tree (`/healthz`, `/api`, `/openapi/v3`).
-    NonResource { path: String },
+    NonResource {
+        path: String,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -182,40 +184,96 @@ mod tests {
     #[test]
     fn verbs_and_resources_as_kubernetes_computes_them() {
         let (verb, r) = res("GET", "/api/v1/namespaces/ns/pods", None);
-        assert_eq!((verb.as_str(), r.resource.as_str(), r.namespace.as_str()), ("list", "pods", "ns"));
+        assert_eq!(
+            (verb.as_str(), r.resource.as_str(), r.namespace.as_str()),
+            ("list", "pods", "ns")
+        );
         let (verb, _) = res("GET", "/api/v1/pods", Some("watch=true"));
         assert_eq!(verb, "watch");
         let (verb, _) = res("GET", "/api/v1/pods", Some("watch=false"));
         assert_eq!(verb, "list");
-        let (verb, r) = res("GET", "/api/v1/namespaces/ns/pods", Some("fieldSelector=metadata.name%3Dweb&watch=1"));
+        let (verb, r) = res(
+            "GET",
+            "/api/v1/namespaces/ns/pods",
+            Some("fieldSelector=metadata.name%3Dweb&watch=1"),
+        );
         assert_eq!((verb.as_str(), r.name.as_str()), ("watch", "web"));
         let (verb, r) = res("GET", "/api/v1/namespaces/ns/pods/web/log", None);
-        assert_eq!((verb.as_str(), r.subresource.as_str(), r.name.as_str()), ("get", "log", "web"));
-        let (verb, r) = res("POST", "/api/v1/namespaces/ns/serviceaccounts/sa/token", None);
-        assert_eq!((verb.as_str(), r.resource.as_str(), r.subresource.as_str()), ("create", "serviceaccounts", "token"));
-        let (verb, r) = res("GET", "/api/v1/namespaces/ns/pods/web/proxy/some/path", None);
+        assert_eq!(
+            (verb.as_str(), r.subresource.as_str(), r.name.as_str()),
+            ("get", "log", "web")
+        );
+        let (verb, r) = res(
+            "POST",
+            "/api/v1/namespaces/ns/serviceaccounts/sa/token",
+            None,
+        );
+        assert_eq!(
+            (verb.as_str(), r.resource.as_str(), r.subresource.as_str()),
+            ("create", "serviceaccounts", "token")
+        );
+        let (verb, r) = res(
+            "GET",
+            "/api/v1/namespaces/ns/pods/web/proxy/some/path",
+            None,
+        );
         assert_eq!((verb.as_str(), r.subresource.as_str()), ("get", "proxy"));
         let (verb, r) = res("DELETE", "/apis/apps/v1/namespaces/ns/deployments", None);
-        assert_eq!((verb.as_str(), r.api_group.as_str(), r.resource.as_str()), ("deletecollection", "apps", "deployments"));
-        let (verb, r) = res("PATCH", "/apis/apps/v1/namespaces/ns/deployments/d/scale", None);
+        assert_eq!(
+            (verb.as_str(), r.api_group.as_str(), r.resource.as_str()),
+            ("deletecollection", "apps", "deployments")
+        );
+        let (verb, r) = res(
+            "PATCH",
+            "/apis/apps/v1/namespaces/ns/deployments/d/scale",
+            None,
+        );
         assert_eq!((verb.as_str(), r.subresource.as_str()), ("patch", "scale"));
         // A namespace is addressed by name; its namespace attribute is itself.
         let (verb, r) = res("GET", "/api/v1/namespaces/team", None);
-        assert_eq!((verb.as_str(), r.resource.as_str(), r.name.as_str(), r.namespace.as_str()), ("get", "namespaces", "team", "team"));
+        assert_eq!(
+            (
+                verb.as_str(),
+                r.resource.as_str(),
+                r.name.as_str(),
+                r.namespace.as_str()
+            ),
+            ("get", "namespaces", "team", "team")
+        );
         let (verb, r) = res("PUT", "/api/v1/namespaces/team/finalize", None);
-        assert_eq!((verb.as_str(), r.subresource.as_str()), ("update", "finalize"));
+        assert_eq!(
+            (verb.as_str(), r.subresource.as_str()),
+            ("update", "finalize")
+        );
         let (_, r) = res("GET", "/api/v1/namespaces", None);
-        assert_eq!((r.resource.as_str(), r.namespace.as_str()), ("namespaces", ""));
+        assert_eq!(
+            (r.resource.as_str(), r.namespace.as_str()),
+            ("namespaces", "")
+        );
         let (verb, r) = res("GET", "/api/v1/watch/namespaces/ns/pods", None);
-        assert_eq!((verb.as_str(), r.resource.as_str(), r.namespace.as_str()), ("watch", "pods", "ns"));
+        assert_eq!(
+            (verb.as_str(), r.resource.as_str(), r.namespace.as_str()),
+            ("watch", "pods", "ns")
+        );
     }
 
     #[test]
     fn other_paths_are_non_resource_requests() {
-        for path in ["/healthz", "/api", "/api/v1", "/apis/apps", "/apis/apps/v1", "/openapi/v3", "/version"] {
+        for path in [
+            "/healthz",
+            "/api",
+            "/api/v1",
+            "/apis/apps",
+            "/apis/apps/v1",
+            "/openapi/v3",
+            "/version",
+        ] {
             assert_eq!(
                 of_request("GET", path, None),
-                ("get".to_string(), Request::NonResource { path: path.into() }),
+                (
+                    "get".to_string(),
+                    Request::NonResource { path: path.into() }
+                ),
                 "{path}"
             );
         }

@@ -83,7 +83,8 @@ impl Authorizer {
         let weak = Arc::downgrade(&authorizer);
         tokio::spawn(async move {
             loop {
-                let next = futures::future::select_all(feeds.iter_mut().map(|f| Box::pin(f.next())));
+                let next =
+                    futures::future::select_all(feeds.iter_mut().map(|f| Box::pin(f.next())));
                 let (change, _, _) = next.await;
                 let Some(authorizer) = weak.upgrade() else {
                     return;
@@ -117,7 +118,10 @@ impl Authorizer {
             return decision;
         }
         let caught_up = futures::future::join_all(
-            self.informers.all().into_iter().map(|i| i.wait_for(revision)),
+            self.informers
+                .all()
+                .into_iter()
+                .map(|i| i.wait_for(revision)),
         );
         let _ = tokio::time::timeout(CATCH_UP, caught_up).await;
         self.rebuild();

@@ -24,9 +24,13 @@ pub enum ClientTlsError {
     Base64(&'static str),
     #[error("{0} holds no PEM {1}")]
     Pem(&'static str, &'static str),
-    #[error("the cluster has no certificate-authority(-data): Skiff checks the server's certificate")]
+    #[error(
+        "the cluster has no certificate-authority(-data): Skiff checks the server's certificate"
+    )]
     NoCa,
-    #[error("insecure-skip-tls-verify is not supported: give the cluster's certificate-authority-data")]
+    #[error(
+        "insecure-skip-tls-verify is not supported: give the cluster's certificate-authority-data"
+    )]
     Insecure,
     #[error("TLS settings: {0}")]
     Rustls(#[from] rustls::Error),
@@ -93,7 +97,10 @@ pub fn config(
                 .filter_map(Result::ok)
                 .collect();
             if chain.is_empty() {
-                return Err(ClientTlsError::Pem("client-certificate-data", "certificate"));
+                return Err(ClientTlsError::Pem(
+                    "client-certificate-data",
+                    "certificate",
+                ));
             }
             let key = PrivateKeyDer::from_pem_slice(&key)
                 .map_err(|_| ClientTlsError::Pem("client-key-data", "private key"))?;

@@ -235,11 +235,28 @@ mod tests {
                     .into()
             )
         );
-        assert_eq!(policy.authorize(&attrs(&robot, "GET", "/api/v1/namespaces/other/pods")), Decision::Deny);
-        assert_eq!(policy.authorize(&attrs(&robot, "GET", "/api/v1/pods")), Decision::Deny);
-        assert_eq!(policy.authorize(&attrs(&robot, "DELETE", "/api/v1/namespaces/team/pods/p")), Decision::Deny);
-        assert!(policy.authorize(&attrs(&alice, "GET", "/api/v1/namespaces/team/secrets/s")).allowed());
-        assert!(!policy.authorize(&attrs(&alice, "GET", "/api/v1/namespaces/x/secrets/s")).allowed());
+        assert_eq!(
+            policy.authorize(&attrs(&robot, "GET", "/api/v1/namespaces/other/pods")),
+            Decision::Deny
+        );
+        assert_eq!(
+            policy.authorize(&attrs(&robot, "GET", "/api/v1/pods")),
+            Decision::Deny
+        );
+        assert_eq!(
+            policy.authorize(&attrs(&robot, "DELETE", "/api/v1/namespaces/team/pods/p")),
+            Decision::Deny
+        );
+        assert!(
+            policy
+                .authorize(&attrs(&alice, "GET", "/api/v1/namespaces/team/secrets/s"))
+                .allowed()
+        );
+        assert!(
+            !policy
+                .authorize(&attrs(&alice, "GET", "/api/v1/namespaces/x/secrets/s"))
+                .allowed()
+        );
         assert_eq!(policy.rules_for(&alice, "team").len(), 1);
         assert!(policy.rules_for(&alice, "").is_empty());
     }
@@ -252,15 +269,47 @@ mod tests {
         bootstrap::aggregate_all(&mut roles);
         let policy = Policy::from_objects(roles.iter(), [], of_kind("ClusterRoleBinding"), []);
         let nobody = UserInfo::authenticated("nobody", []);
-        assert!(policy.authorize(&attrs(&nobody, "GET", "/apis/apps/v1")).allowed());
-        assert!(policy.authorize(&attrs(&nobody, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews")).allowed());
-        assert!(!policy.authorize(&attrs(&nobody, "GET", "/api/v1/namespaces/default/pods")).allowed());
-        assert!(!policy.authorize(&attrs(&nobody, "GET", "/metrics")).allowed());
+        assert!(
+            policy
+                .authorize(&attrs(&nobody, "GET", "/apis/apps/v1"))
+                .allowed()
+        );
+        assert!(
+            policy
+                .authorize(&attrs(
+                    &nobody,
+                    "POST",
+                    "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+                ))
+                .allowed()
+        );
+        assert!(
+            !policy
+                .authorize(&attrs(&nobody, "GET", "/api/v1/namespaces/default/pods"))
+                .allowed()
+        );
+        assert!(
+            !policy
+                .authorize(&attrs(&nobody, "GET", "/metrics"))
+                .allowed()
+        );
         let anonymous = UserInfo::anonymous();
-        assert!(policy.authorize(&attrs(&anonymous, "GET", "/healthz")).allowed());
-        assert!(!policy.authorize(&attrs(&anonymous, "GET", "/api")).allowed());
+        assert!(
+            policy
+                .authorize(&attrs(&anonymous, "GET", "/healthz"))
+                .allowed()
+        );
+        assert!(
+            !policy
+                .authorize(&attrs(&anonymous, "GET", "/api"))
+                .allowed()
+        );
         let master = UserInfo::authenticated("root", ["system:masters".to_string()]);
-        assert!(policy.authorize(&attrs(&master, "DELETE", "/api/v1/nodes/n1")).allowed());
+        assert!(
+            policy
+                .authorize(&attrs(&master, "DELETE", "/api/v1/nodes/n1"))
+                .allowed()
+        );
 
         // admin aggregates edit and view: roles, secrets and pods/log.
         let admin_rules = roles
@@ -276,13 +325,23 @@ mod tests {
         let policy = Policy::from_objects(roles.iter(), [], of_kind("ClusterRoleBinding"), [&rb]);
         let bob = UserInfo::authenticated("bob", []);
         for (method, path) in [
-            ("POST", "/apis/rbac.authorization.k8s.io/v1/namespaces/team/rolebindings"),
+            (
+                "POST",
+                "/apis/rbac.authorization.k8s.io/v1/namespaces/team/rolebindings",
+            ),
             ("GET", "/api/v1/namespaces/team/secrets"),
             ("GET", "/api/v1/namespaces/team/pods/p/log"),
             ("PATCH", "/apis/apps/v1/namespaces/team/deployments/d/scale"),
         ] {
-            assert!(policy.authorize(&attrs(&bob, method, path)).allowed(), "{method} {path}");
+            assert!(
+                policy.authorize(&attrs(&bob, method, path)).allowed(),
+                "{method} {path}"
+            );
         }
-        assert!(!policy.authorize(&attrs(&bob, "GET", "/api/v1/nodes")).allowed());
+        assert!(
+            !policy
+                .authorize(&attrs(&bob, "GET", "/api/v1/nodes"))
+                .allowed()
+        );
     }
 }

@@ -109,8 +109,7 @@ impl TokenSigner {
         Ok(TokenSigner {
             encoding: EncodingKey::from_ec_der(&key.serialize_der()),
             decoding: DecodingKey::from_ec_der(public),
-            key_id: base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .encode(Sha256::digest(public)),
+            key_id: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(public)),
         })
     }
 
@@ -173,7 +172,11 @@ mod tests {
         // Another cluster's key, another audience, an expired token, a
         // tampered one: refused.
         assert!(TokenSigner::ephemeral().unwrap().verify(&token).is_err());
-        assert!(signer.verify(&signer.issue(&claims(now, "vault")).unwrap()).is_err());
+        assert!(
+            signer
+                .verify(&signer.issue(&claims(now, "vault")).unwrap())
+                .is_err()
+        );
         let mut old = claims(now - 7200, ISSUER);
         old.exp = now - 3600;
         assert!(signer.verify(&signer.issue(&old).unwrap()).is_err());

@@ -123,8 +123,14 @@ mod tests {
                 "system:authenticated"
             ]
         );
-        assert_eq!(parse_service_account_user(&user.name), Some(("team", "robot")));
-        assert_eq!(parse_service_account_user("system:serviceaccount:team"), None);
+        assert_eq!(
+            parse_service_account_user(&user.name),
+            Some(("team", "robot"))
+        );
+        assert_eq!(
+            parse_service_account_user("system:serviceaccount:team"),
+            None
+        );
         assert_eq!(parse_service_account_user("alice"), None);
     }
 }

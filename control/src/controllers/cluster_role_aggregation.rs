@@ -37,7 +37,14 @@ pub async fn run(registry: Registry, cluster_roles: Informer) {
             updated["rules"] = rules;
             let name = meta::name(role).unwrap_or_default();
             match registry
-                .update(cluster_roles.resource(), "", name, updated, Subresource::Main, &opts)
+                .update(
+                    cluster_roles.resource(),
+                    "",
+                    name,
+                    updated,
+                    Subresource::Main,
+                    &opts,
+                )
                 .await
             {
                 Ok(written) => {

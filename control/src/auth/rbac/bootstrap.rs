@@ -43,7 +43,9 @@ pub async fn reconcile(registry: &Registry) -> Result<(), skiff_api::ApiError> {
         let Some(rt) = by_kind(api_version, kind) else {
             continue;
         };
-        let name = skiff_api::meta::name(&wanted).unwrap_or_default().to_string();
+        let name = skiff_api::meta::name(&wanted)
+            .unwrap_or_default()
+            .to_string();
         match registry.try_get(rt, "", &name)? {
             None => match registry.create(rt, "", wanted, &opts).await {
                 Ok(_) => {}

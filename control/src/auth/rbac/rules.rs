@@ -76,7 +76,8 @@ pub fn subject_matches(subject: &Subject, namespace: &str, user: &UserInfo) -> b
                 Some(ns) if !ns.is_empty() => ns,
                 _ => namespace,
             };
-            !sa_namespace.is_empty() && service_account_user(sa_namespace, &subject.name) == user.name
+            !sa_namespace.is_empty()
+                && service_account_user(sa_namespace, &subject.name) == user.name
         }
         _ => false,
     }
@@ -93,7 +94,11 @@ mod tests {
             api_groups: strings(groups),
             resources: strings(resources),
             verbs: verbs.iter().map(|s| s.to_string()).collect(),
-            resource_names: if names.is_empty() { None } else { strings(names) },
+            resource_names: if names.is_empty() {
+                None
+            } else {
+                strings(names)
+            },
             non_resource_urls: None,
         }
     }
@@ -110,23 +115,56 @@ mod tests {
     #[test]
     fn resources_subresources_and_names() {
         let pods_read = rule(&[""], &["pods"], &["get", "list"], &[]);
-        assert!(rule_allows(&request("GET", "/api/v1/namespaces/a/pods"), &pods_read));
-        assert!(rule_allows(&request("GET", "/api/v1/namespaces/a/pods/p"), &pods_read));
-        assert!(!rule_allows(&request("DELETE", "/api/v1/namespaces/a/pods/p"), &pods_read));
+        assert!(rule_allows(
+            &request("GET", "/api/v1/namespaces/a/pods"),
+            &pods_read
+        ));
+        assert!(rule_allows(
+            &request("GET", "/api/v1/namespaces/a/pods/p"),
+            &pods_read
+        ));
+        assert!(!rule_allows(
+            &request("DELETE", "/api/v1/namespaces/a/pods/p"),
+            &pods_read
+        ));
         // A subresource needs its own entry.
-        assert!(!rule_allows(&request("GET", "/api/v1/namespaces/a/pods/p/log"), &pods_read));
+        assert!(!rule_allows(
+            &request("GET", "/api/v1/namespaces/a/pods/p/log"),
+            &pods_read
+        ));
         let logs = rule(&[""], &["pods/log"], &["get"], &[]);
-        assert!(rule_allows(&request("GET", "/api/v1/namespaces/a/pods/p/log"), &logs));
+        assert!(rule_allows(
+            &request("GET", "/api/v1/namespaces/a/pods/p/log"),
+            &logs
+        ));
         let any_status = rule(&["*"], &["*/status"], &["get"], &[]);
-        assert!(rule_allows(&request("GET", "/apis/apps/v1/namespaces/a/deployments/d/status"), &any_status));
-        assert!(!rule_allows(&request("GET", "/apis/apps/v1/namespaces/a/deployments/d"), &any_status));
+        assert!(rule_allows(
+            &request("GET", "/apis/apps/v1/namespaces/a/deployments/d/status"),
+            &any_status
+        ));
+        assert!(!rule_allows(
+            &request("GET", "/apis/apps/v1/namespaces/a/deployments/d"),
+            &any_status
+        ));
         // The API group must match.
-        assert!(!rule_allows(&request("GET", "/apis/apps/v1/namespaces/a/pods"), &pods_read));
+        assert!(!rule_allows(
+            &request("GET", "/apis/apps/v1/namespaces/a/pods"),
+            &pods_read
+        ));
         // resourceNames limit to the named objects, so never a list.
         let one = rule(&[""], &["configmaps"], &["get", "list"], &["app-config"]);
-        assert!(rule_allows(&request("GET", "/api/v1/namespaces/a/configmaps/app-config"), &one));
-        assert!(!rule_allows(&request("GET", "/api/v1/namespaces/a/configmaps/other"), &one));
-        assert!(!rule_allows(&request("GET", "/api/v1/namespaces/a/configmaps"), &one));
+        assert!(rule_allows(
+            &request("GET", "/api/v1/namespaces/a/configmaps/app-config"),
+            &one
+        ));
+        assert!(!rule_allows(
+            &request("GET", "/api/v1/namespaces/a/configmaps/other"),
+            &one
+        ));
+        assert!(!rule_allows(
+            &request("GET", "/api/v1/namespaces/a/configmaps"),
+            &one
+        ));
     }
 
     #[test]
@@ -162,12 +200,32 @@ mod tests {
         };
         assert!(subject_matches(&subject("User", "alice", None), "", &alice));
         assert!(subject_matches(&subject("Group", "devs", None), "", &alice));
-        assert!(subject_matches(&subject("Group", "system:authenticated", None), "", &alice));
+        assert!(subject_matches(
+            &subject("Group", "system:authenticated", None),
+            "",
+            &alice
+        ));
         assert!(!subject_matches(&subject("Group", "ops", None), "", &alice));
-        assert!(subject_matches(&subject("ServiceAccount", "robot", Some("team")), "", &robot));
+        assert!(subject_matches(
+            &subject("ServiceAccount", "robot", Some("team")),
+            "",
+            &robot
+        ));
         // A RoleBinding's ServiceAccount without a namespace is in the binding's.
-        assert!(subject_matches(&subject("ServiceAccount", "robot", None), "team", &robot));
-        assert!(!subject_matches(&subject("ServiceAccount", "robot", None), "other", &robot));
-        assert!(!subject_matches(&subject("ServiceAccount", "robot", None), "", &robot));
+        assert!(subject_matches(
+            &subject("ServiceAccount", "robot", None),
+            "team",
+            &robot
+        ));
+        assert!(!subject_matches(
+            &subject("ServiceAccount", "robot", None),
+            "other",
+            &robot
+        ));
+        assert!(!subject_matches(
+            &subject("ServiceAccount", "robot", None),
+            "",
+            &robot
+        ));
     }
 }
