@@ -32,15 +32,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn from_kubeconfig(kubeconfig: &Path, addr: SocketAddr) -> anyhow::Result<Endpoint> {
-        let text = std::fs::read_to_string(kubeconfig)
-            .with_context(|| format!("read {}", kubeconfig.display()))?;
-        let config: skiff_api::kubeconfig::Kubeconfig =
-            serde_yaml_ng::from_str(&text).context("parse the kubeconfig")?;
-        let (cluster, _) = config
-            .current()
-            .context("the kubeconfig has no current context")?;
-        let base = kubeconfig.parent().unwrap_or(Path::new("."));
-        let tls = skiff_control::auth::client_tls::config(cluster, config.current_user(), base)
+        let (tls, _) = skiff_control::auth::client_tls::from_kubeconfig(kubeconfig, true)
             .context("TLS settings from the kubeconfig")?;
         Ok(Endpoint {
             addr,

@@ -44,7 +44,7 @@ use path::Target;
 use response::{ErrorResponse, HandlerResult};
 
 /// The largest object body accepted, as Kubernetes' 3 MiB request limit.
-const MAX_OBJECT_BYTES: usize = 3 * 1024 * 1024;
+const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
 /// The largest component accepted by a push.
 pub const MAX_COMPONENT_BYTES: usize = 512 * 1024 * 1024;
 
@@ -320,7 +320,7 @@ async fn read_body(headers: &HeaderMap, body: axum::body::Body) -> Result<Bytes,
     let limit = if request::media_type(headers) == "application/wasm" {
         MAX_COMPONENT_BYTES
     } else {
-        MAX_OBJECT_BYTES
+        MAX_BODY_BYTES
     };
     let too_large = || {
         ErrorResponse(ApiError::new(

@@ -50,14 +50,7 @@ impl Api {
     /// A client of the API at `addr` with the credentials of `kubeconfig`
     /// (the admin's, for the kubeconfig a server writes).
     pub fn new(kubeconfig: &std::path::Path, addr: SocketAddr) -> Api {
-        let text = std::fs::read_to_string(kubeconfig).expect("read the kubeconfig");
-        let config: skiff_api::kubeconfig::Kubeconfig =
-            serde_yaml_ng::from_str(&text).expect("parse the kubeconfig");
-        let (cluster, _) = config
-            .current()
-            .expect("the kubeconfig has a current context");
-        let base_dir = kubeconfig.parent().unwrap_or(std::path::Path::new("."));
-        let tls = skiff_control::auth::client_tls::config(cluster, config.current_user(), base_dir)
+        let (tls, _) = skiff_control::auth::client_tls::from_kubeconfig(kubeconfig, true)
             .expect("TLS settings from the kubeconfig");
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)

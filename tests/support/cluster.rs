@@ -574,22 +574,13 @@ impl ApiGet {
     }
 
     fn build(kubeconfig: &Path, addr: SocketAddr, as_user: bool, token: Option<&str>) -> ApiGet {
-        let text = std::fs::read_to_string(kubeconfig).expect("read the kubeconfig");
-        let config: skiff_api::kubeconfig::Kubeconfig =
-            serde_yaml_ng::from_str(&text).expect("parse the kubeconfig");
-        let (cluster, _) = config
-            .current()
-            .expect("the kubeconfig has a current context");
-        let user = config.current_user().filter(|_| as_user);
-        let base = kubeconfig.parent().unwrap_or(Path::new("."));
-        let tls = skiff_control::auth::client_tls::config(cluster, user, base)
-            .expect("TLS settings from the kubeconfig");
+        let (tls, own_token) =
+            skiff_control::auth::client_tls::from_kubeconfig(kubeconfig, as_user)
+                .expect("TLS settings from the kubeconfig");
         ApiGet {
             addr,
             tls: Arc::new(tls),
-            bearer: token
-                .map(str::to_string)
-                .or_else(|| user.and_then(|u| u.token.clone())),
+            bearer: token.map(str::to_string).or(own_token),
         }
     }
 

@@ -25,15 +25,14 @@ use super::access::PeerUser;
 use crate::auth::user::UserInfo;
 use crate::auth::{ClusterCa, ServerIdentity};
 
-/// What one listener allows.
+/// What the API's listener allows: the numbers every network listener
+/// shares ([`skiff_api::limits::ListenerLimits`]: connection cap, header
+/// deadline) and those of TLS and HTTP/2.
 #[derive(Debug, Clone, Copy)]
 pub struct ListenerLimits {
-    /// Open connections at most; more are closed at once.
-    pub max_connections: usize,
+    pub common: skiff_api::limits::ListenerLimits,
     /// Time to finish the TLS handshake.
     pub handshake_timeout: Duration,
-    /// Time to send a request's headers, counted from its first byte.
-    pub header_read_timeout: Duration,
     /// HTTP/2 keep-alive ping interval; a ping unanswered in the same time
     /// closes the connection.
     pub keep_alive_interval: Duration,
@@ -44,9 +43,8 @@ pub struct ListenerLimits {
 impl Default for ListenerLimits {
     fn default() -> Self {
         ListenerLimits {
-            max_connections: 4096,
+            common: skiff_api::limits::ListenerLimits::default(),
             handshake_timeout: Duration::from_secs(10),
-            header_read_timeout: Duration::from_secs(10),
             keep_alive_interval: Duration::from_secs(30),
             // Kubernetes' default (--http2-max-streams-per-connection).
             max_concurrent_streams: 1000,
@@ -88,7 +86,7 @@ pub async fn serve(
     limits: ListenerLimits,
 ) -> std::io::Result<()> {
     let acceptor = TlsAcceptor::from(tls);
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let slots = Arc::new(Semaphore::new(limits.common.max_connections));
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -101,7 +99,7 @@ pub async fn serve(
             }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%remote, limit = limits.max_connections, "API connection refused: too many open connections");
+            tracing::warn!(%remote, limit = limits.common.max_connections, "API connection refused: too many open connections");
             drop(stream);
             continue;
         };
@@ -150,7 +148,7 @@ async fn serve_connection(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.common.header_read_timeout);
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use rustls::RootCertStore;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
-use skiff_api::kubeconfig::{Cluster, User};
+use skiff_api::kubeconfig::{Cluster, Kubeconfig, User};
 
 /// Why a kubeconfig's TLS settings cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +34,26 @@ pub enum ClientTlsError {
     Insecure,
     #[error("TLS settings: {0}")]
     Rustls(#[from] rustls::Error),
+    #[error("kubeconfig {0}: {1}")]
+    Kubeconfig(String, String),
+}
+
+/// A kubeconfig file's TLS settings and bearer token for its current
+/// context: as its user (`as_user`), or trusting its CA only.
+pub fn from_kubeconfig(
+    path: &Path,
+    as_user: bool,
+) -> Result<(rustls::ClientConfig, Option<String>), ClientTlsError> {
+    let bad = |e: String| ClientTlsError::Kubeconfig(path.display().to_string(), e);
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let config: Kubeconfig = serde_yaml_ng::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let (cluster, _) = config
+        .current()
+        .ok_or_else(|| bad("no usable current-context".into()))?;
+    let user = config.current_user().filter(|_| as_user);
+    let base = path.parent().unwrap_or(Path::new("."));
+    let tls = self::config(cluster, user, base)?;
+    Ok((tls, user.and_then(|u| u.token.clone())))
 }
 
 /// A rustls client configuration for `cluster` as `user` (client
