@@ -84,7 +84,7 @@ pub enum StartError {
     #[error("open store: {0}")]
     Store(#[from] crate::store::StoreError),
     #[error("encryption at rest: {0}")]
-    Encryption(#[from] crate::at_rest::AtRestError),
+    Encryption(#[from] Box<crate::at_rest::AtRestError>),
     #[error("open component storage: {0}")]
     Components(std::io::Error),
     #[error("listen on {0}: {1}")]
@@ -119,7 +119,7 @@ impl ControlPlane {
             .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
         let metrics = Metrics::new();
         // Secrets are always sealed with the data directory's keys.
-        let encryption = crate::at_rest::prepare(&config.data_dir)?;
+        let encryption = crate::at_rest::prepare(&config.data_dir).map_err(Box::new)?;
         let store_config = StoreConfig {
             metrics: Some(metrics.clone()),
             encryption: Arc::new(encryption),

@@ -85,12 +85,10 @@ pub fn of_request(method: &str, path: &str, query: Option<&str>) -> (String, Req
     };
     // `namespaces/{ns}/{resource}...`, but `namespaces/{name}` and
     // `namespaces/{name}/{status|finalize}` address the namespace itself.
-    if rest.first() == Some(&"namespaces") {
-        if rest.len() > 1 {
-            attrs.namespace = rest[1].to_string();
-            if rest.len() > 2 && !matches!(rest[2], "status" | "finalize") {
-                rest.drain(..2);
-            }
+    if rest.first() == Some(&"namespaces") && rest.len() > 1 {
+        attrs.namespace = rest[1].to_string();
+        if rest.len() > 2 && !matches!(rest[2], "status" | "finalize") {
+            rest.drain(..2);
         }
     }
     attrs.resource = rest.first().map(|s| s.to_string()).unwrap_or_default();
