@@ -305,28 +305,10 @@ async fn impersonate(
     Ok(user)
 }
 
-/// `Impersonate-Extra-` keys are percent-encoded (they may hold `/`).
+/// `Impersonate-Extra-` keys are path-escaped (they may hold `/`; a `+`
+/// stays a `+`), and case-insensitive as header names are.
 fn percent_decode_key(key: &str) -> String {
-    let mut out = Vec::new();
-    let bytes = key.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = (bytes[i] == b'%')
-            .then(|| key.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match escaped {
-            Some(b) => {
-                out.push(b);
-                i += 3;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).to_lowercase()
+    attributes::percent_decode(&key.replace('+', "%2B")).to_lowercase()
 }
 
 /// 403 with Kubernetes' message (responsewriters.forbiddenMessage and

@@ -141,7 +141,8 @@ fn field_selector_name(selector: &str) -> Option<String> {
     (!value.is_empty()).then(|| value.to_string())
 }
 
-fn percent_decode(s: &str) -> String {
+/// `%XX` escapes (and `+` in a query) decoded; a bad escape is kept as is.
+pub(crate) fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
