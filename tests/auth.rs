@@ -98,6 +98,13 @@ impl Cluster {
         let mut all = vec!["auth", "can-i"];
         all.extend_from_slice(args);
         let out = kubectl.run(&all);
+        // (Warnings that a resource is cluster-scoped are kubectl's own.)
+        assert!(
+            !out.stderr.contains("doesn't have a resource type"),
+            "kubectl auth can-i {}: {}",
+            args.join(" "),
+            out.stderr
+        );
         match out.stdout.trim() {
             "yes" => true,
             "no" => false,
@@ -292,6 +299,16 @@ fn can_i_answers_as_the_real_requests_are_decided() {
         (&["get", "/metrics"], false),
         (
             &["get", "pods", "--subresource=status", "-n", "team"],
+            false,
+        ),
+        // The review APIs are discovered under their groups: everyone may
+        // ask about themselves (basic-user), not about others.
+        (
+            &["create", "selfsubjectaccessreviews.authorization.k8s.io"],
+            true,
+        ),
+        (
+            &["create", "subjectaccessreviews.authorization.k8s.io"],
             false,
         ),
     ];

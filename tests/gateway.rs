@@ -3,8 +3,10 @@
 //! connection and nothing else, and a peer of another protocol version is told
 //! so in words.
 
-use std::sync::Arc;
 use std::time::Duration;
+
+#[path = "support/quic.rs"]
+mod quic;
 
 use skiff_api::join::CONTROL_PLANE_SERVER_NAME;
 use skiff_api::wire::{self, JoinRequest, Open, PROTOCOL_VERSION, Reply};
@@ -16,22 +18,7 @@ const DEADLINE: Duration = Duration::from_secs(60);
 /// A QUIC client that trusts the cluster CA, as a joining node does, but
 /// speaks whatever bytes the test gives it.
 fn raw_client(plane: &ControlPlane) -> quinn::Endpoint {
-    let mut roots = rustls::RootCertStore::empty();
-    let der = skiff_api::join::pem_cert_der(plane.ca_pem()).expect("CA certificate");
-    roots.add(der.into()).expect("trust the CA");
-    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .expect("TLS 1.3")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tls.alpn_protocols = vec![wire::ALPN.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC TLS");
-    let mut endpoint =
-        quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client endpoint");
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    endpoint
+    quic::client(plane.ca_pem(), None, wire::ALPN)
 }
 
 async fn connect(endpoint: &quinn::Endpoint, plane: &ControlPlane) -> quinn::Connection {
@@ -49,15 +36,6 @@ async fn send_raw(connection: &quinn::Connection, bytes: &[u8]) -> quinn::Connec
     tokio::time::timeout(DEADLINE, connection.closed())
         .await
         .expect("the gateway closes a connection that breaks the framing")
-}
-
-async fn read_reply(recv: &mut quinn::RecvStream) -> Reply {
-    let mut header = [0u8; wire::HEADER_LEN];
-    recv.read_exact(&mut header).await.expect("reply header");
-    let len = wire::body_len(header).expect("reply length");
-    let mut body = vec![0; len];
-    recv.read_exact(&mut body).await.expect("reply body");
-    wire::decode(&body).expect("a reply frame")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,7 +97,7 @@ async fn a_malformed_frame_closes_only_its_own_connection() {
         .await
         .expect("write");
     let _ = send.finish();
-    match read_reply(&mut recv).await {
+    match quic::read_frame::<Reply>(&mut recv).await {
         Reply::Refused { code, message } => {
             assert_eq!(code, 400);
             assert!(
@@ -136,8 +114,9 @@ async fn a_malformed_frame_closes_only_its_own_connection() {
 }
 
 /// A node renews its certificate over its session before it expires, keeps
-/// the new one in its data dir, and connects with it after the first one has
-/// expired. (Certificates of 30 s here; a year by default.)
+/// the new one in its data dir, presents it on its peer port without a
+/// restart, and connects with it after the first one has expired.
+/// (Certificates of 30 s here; a year by default.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_renews_its_certificate_before_it_expires() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -151,11 +130,16 @@ async fn a_node_renews_its_certificate_before_it_expires() {
         .await
         .expect("join token");
     let node_dir = dir.path().join("n1");
-    let start = |token: Option<String>| {
+    let peer_port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free UDP port")
+        .port();
+    let start = |token: Option<String>, peer_port: u16| {
         let mut builder = Node::builder()
             .name("n1")
             .control_plane(plane.quic_addr())
-            .proxy_port(0)
+            .address([127, 0, 0, 1].into())
+            .proxy_port(peer_port)
             .http_port(0)
             .metrics_port(0)
             .data_dir(node_dir.clone());
@@ -164,7 +148,7 @@ async fn a_node_renews_its_certificate_before_it_expires() {
         }
         builder.start()
     };
-    let node = start(Some(token)).await.expect("node starts");
+    let node = start(Some(token), peer_port).await.expect("node starts");
     tokio::time::timeout(DEADLINE, node.wait_connected())
         .await
         .expect("the node connects");
@@ -191,16 +175,45 @@ async fn a_node_renews_its_certificate_before_it_expires() {
     assert!(renewed_cert.validity().not_after.timestamp() > first_expiry);
     let subject = renewed_cert.subject().to_string();
     assert!(subject.contains("system:node:n1"), "{subject}");
-    drop(node);
 
-    // Once the first certificate has expired, only the renewed one can connect.
+    // Once the first certificate has expired, only the renewed one works.
     let wait = first_expiry + 1
         - std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .expect("clock")
             .as_secs() as i64;
     tokio::time::sleep(Duration::from_secs(wait.max(0) as u64)).await;
-    let node = start(None).await.expect("node restarts");
+    // The running node's peer port presents the renewed certificate: a peer
+    // (a node of its own, just joined) completes mutual TLS and is answered.
+    let peer_token = plane
+        .create_join_token(None, "peer")
+        .await
+        .expect("join token");
+    let peer_identity = quic::join(plane.quic_addr(), plane.ca_pem(), &peer_token, "n2").await;
+    let peer = quic::client(plane.ca_pem(), Some(peer_identity), quic::PEER_ALPN);
+    let connection = peer
+        .connect(([127, 0, 0, 1], peer_port).into(), "n1")
+        .expect("connect")
+        .await
+        .expect("n1's peer port presents a certificate that has not expired");
+    let (mut send, mut recv) = connection.open_bi().await.expect("a stream");
+    let call = Open::Proxy(wire::ProxyRequest {
+        namespace: "default".into(),
+        name: "absent".into(),
+        port: None,
+        method: "GET".into(),
+        path: "/".into(),
+        headers: Vec::new(),
+    });
+    quic::write_frame(&mut send, &call).await;
+    let _ = send.finish();
+    match quic::read_frame::<Reply>(&mut recv).await {
+        Reply::Refused { code: 404, .. } => {}
+        other => panic!("n1 answers a call for a pod it does not run with 404: {other:?}"),
+    }
+    drop(node);
+
+    let node = start(None, 0).await.expect("node restarts");
     tokio::time::timeout(DEADLINE, node.wait_connected())
         .await
         .expect("the node connects with its renewed certificate");

@@ -9,6 +9,7 @@
 //!   refused, expired tokens are deleted.
 //! - `skiff node revoke` closes the node's session and refuses its certificate;
 //!   a new join under the same name works.
+//! - Other nodes' peer proxies cut a revoked node off too.
 
 #[path = "support/cluster.rs"]
 mod cluster;
@@ -16,22 +17,22 @@ mod cluster;
 mod node;
 #[path = "support/objects.rs"]
 mod objects;
+#[path = "support/quic.rs"]
+mod quic;
 #[path = "support/samples.rs"]
 mod samples;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use cluster::{Kubectl, Server, Skiff, wait_until};
 use node::NodeProcess;
 use objects::{apply, push_samples, token, wait_node_ready, wait_pod_ready};
+use quic::{join, read_frame, write_frame};
 use serde_json::{Value, json};
 use skiff_api::join::{CONTROL_PLANE_SERVER_NAME, JoinToken};
-use skiff_api::wire::{
-    self, Downstream, Hello, JoinRequest, Open, PROTOCOL_VERSION, Reply, Upstream,
-};
+use skiff_api::wire::{self, Downstream, Hello, Open, PROTOCOL_VERSION, Reply, Upstream};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -69,79 +70,9 @@ fn cluster_ca(kubectl: &Kubectl) -> String {
     })
 }
 
-/// A QUIC client trusting the cluster CA, with a client certificate or none.
+/// A QUIC client to the control plane trusting the cluster CA.
 fn endpoint(ca_pem: &str, client: Option<(Vec<u8>, Vec<u8>)>) -> quinn::Endpoint {
-    let mut roots = rustls::RootCertStore::empty();
-    let der = skiff_api::join::pem_cert_der(ca_pem).expect("CA certificate");
-    roots.add(der.into()).expect("trust the CA");
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_protocol_versions(&[&rustls::version::TLS13])
-    .expect("TLS 1.3")
-    .with_root_certificates(roots);
-    let mut tls = match client {
-        Some((cert, key)) => builder
-            .with_client_auth_cert(
-                vec![cert.into()],
-                rustls::pki_types::PrivateKeyDer::Pkcs8(key.into()),
-            )
-            .expect("client certificate"),
-        None => builder.with_no_client_auth(),
-    };
-    tls.alpn_protocols = vec![wire::ALPN.to_vec()];
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("QUIC TLS");
-    let mut endpoint =
-        quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client endpoint");
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    endpoint
-}
-
-async fn read_frame<T: serde::de::DeserializeOwned>(recv: &mut quinn::RecvStream) -> T {
-    let mut header = [0u8; wire::HEADER_LEN];
-    recv.read_exact(&mut header).await.expect("frame header");
-    let len = wire::body_len(header).expect("frame length");
-    let mut body = vec![0; len];
-    recv.read_exact(&mut body).await.expect("frame body");
-    wire::decode(&body).expect("a frame")
-}
-
-async fn write_frame<T: serde::Serialize>(send: &mut quinn::SendStream, message: &T) {
-    send.write_all(&wire::encode(message).expect("encode"))
-        .await
-        .expect("write a frame");
-}
-
-/// Joins as `name` with `token`: the certificate (DER) and its key (PKCS#8 DER).
-async fn join(addr: SocketAddr, ca_pem: &str, token: &str, name: &str) -> (Vec<u8>, Vec<u8>) {
-    let token = JoinToken::parse(token).expect("token");
-    let key = rcgen::KeyPair::generate().expect("key");
-    let csr_pem = rcgen::CertificateParams::default()
-        .serialize_request(&key)
-        .and_then(|csr| csr.pem())
-        .expect("CSR");
-    let endpoint = endpoint(ca_pem, None);
-    let connection = endpoint
-        .connect(addr, CONTROL_PLANE_SERVER_NAME)
-        .expect("connect")
-        .await
-        .expect("handshake");
-    let (mut send, mut recv) = connection.open_bi().await.expect("stream");
-    let request = JoinRequest {
-        version: PROTOCOL_VERSION,
-        token: format!("{}.{}", token.id, token.secret),
-        node_name: name.to_string(),
-        csr_pem,
-    };
-    write_frame(&mut send, &Open::Join(request)).await;
-    let _ = send.finish();
-    match read_frame::<Reply>(&mut recv).await {
-        Reply::Joined(joined) => {
-            let cert = skiff_api::join::pem_cert_der(&joined.cert_pem).expect("certificate");
-            (cert, key.serialize_der())
-        }
-        other => panic!("the rogue could not join: {other:?}"),
-    }
+    quic::client(ca_pem, client, wire::ALPN)
 }
 
 fn hello(name: &str, labels: &[(&str, &str)]) -> Hello {
@@ -509,4 +440,167 @@ fn a_revoked_node_loses_its_session_and_cannot_reconnect() {
         &[],
     );
     wait_node_ready(&server, "n1");
+}
+
+/// Where a node's peer proxy listens: its address and its
+/// `daemonEndpoints.kubeletEndpoint.Port`, as its Node says.
+fn peer_addr(node: &Value) -> SocketAddr {
+    let ip = node["status"]["addresses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|a| a["type"] == "InternalIP"))
+        .and_then(|a| a["address"].as_str())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("the node has an InternalIP: {node}"));
+    let port = node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"]
+        .as_u64()
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or_else(|| panic!("the node has a peer port: {node}"));
+    SocketAddr::new(ip, port)
+}
+
+/// `GET /` of pod `default/web` through a peer proxy connection: the status.
+async fn call_through_peer(connection: &quinn::Connection) -> Result<u16, String> {
+    let (mut send, mut recv) = connection.open_bi().await.map_err(|e| e.to_string())?;
+    let request = wire::ProxyRequest {
+        namespace: "default".into(),
+        name: "web".into(),
+        port: None,
+        method: "GET".into(),
+        path: "/".into(),
+        headers: Vec::new(),
+    };
+    send.write_all(&wire::encode(&Open::Proxy(request)).map_err(|e| e.to_string())?)
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = send.finish();
+    let mut header = [0u8; wire::HEADER_LEN];
+    recv.read_exact(&mut header)
+        .await
+        .map_err(|e| e.to_string())?;
+    let len = wire::body_len(header).map_err(|e| e.to_string())?;
+    let mut body = vec![0; len];
+    recv.read_exact(&mut body)
+        .await
+        .map_err(|e| e.to_string())?;
+    match wire::decode::<Reply>(&body).map_err(|e| e.to_string())? {
+        Reply::Proxied(head) => Ok(head.status),
+        other => Err(format!("{other:?}")),
+    }
+}
+
+/// A node revoked while it holds a connection to another node's peer proxy
+/// loses that connection at once, and cannot open another; the other node's
+/// pod is unaffected.
+#[test]
+fn a_revoked_node_is_cut_off_from_the_other_nodes_peer_proxies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(&dir.path().join("cp"));
+    let kubectl = Kubectl::new(&server.kubeconfig());
+    let skiff = Skiff::new(&server.kubeconfig());
+    push_samples(&skiff, &["hello"]);
+    let n1 = NodeProcess::start(
+        server.quic_addr(),
+        "n1",
+        &dir.path().join("n1"),
+        Some(&token(&skiff)),
+        &[],
+    );
+    let n1_object = wait_node_ready(&server, "n1");
+    apply(
+        &kubectl,
+        dir.path(),
+        "web",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\nspec:\n  nodeName: n1\n  containers:\n  - name: main\n    image: hello:v1\n",
+    );
+    wait_pod_ready(&server, "web");
+    let ca = cluster_ca(&kubectl);
+    let rogue_token = skiff.ok(&["token", "create"]).stdout.trim().to_string();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let identity = join(server.quic_addr(), &ca, &rogue_token, "rogue").await;
+        // The rogue's own session, so that it is a Node that can be deleted.
+        let control = endpoint(&ca, Some(identity.clone()));
+        let session = control
+            .connect(server.quic_addr(), CONTROL_PLANE_SERVER_NAME)
+            .expect("connect")
+            .await
+            .expect("the rogue's session");
+        let (mut send, mut recv) = session.open_bi().await.expect("session stream");
+        write_frame(&mut send, &Open::Session(hello("rogue", &[]))).await;
+        match read_frame::<Reply>(&mut recv).await {
+            Reply::Welcome { .. } => {}
+            other => panic!("the rogue's session must open: {other:?}"),
+        }
+        // Read what the control plane sends, as a node does, until it revokes us.
+        let reader = tokio::spawn(async move {
+            let mut revoked_lists = Vec::new();
+            let mut header = [0u8; wire::HEADER_LEN];
+            while recv.read_exact(&mut header).await.is_ok() {
+                let Ok(len) = wire::body_len(header) else {
+                    break;
+                };
+                let mut body = vec![0; len];
+                if recv.read_exact(&mut body).await.is_err() {
+                    break;
+                }
+                if let Ok(Downstream::Revoked { serials }) = wire::decode(&body) {
+                    revoked_lists.push(serials);
+                }
+            }
+            revoked_lists
+        });
+
+        let peer = quic::client(&ca, Some(identity), quic::PEER_ALPN);
+        let n1_peer = peer_addr(&n1_object);
+        let connection = peer
+            .connect(n1_peer, "n1")
+            .expect("connect")
+            .await
+            .expect("n1's peer proxy accepts a node certificate");
+        assert_eq!(call_through_peer(&connection).await, Ok(200));
+
+        let out = kubectl.run(&["delete", "node", "rogue"]);
+        assert!(out.status.success(), "{}", out.stderr);
+        let closed = tokio::time::timeout(DEADLINE, connection.closed())
+            .await
+            .expect("n1 closes the revoked node's connection");
+        assert!(
+            closed.to_string().contains("certificate revoked"),
+            "closed for the reason: {closed}"
+        );
+        // A new connection gets as far as the handshake and is closed at once.
+        let again = peer.connect(n1_peer, "n1").expect("connect").await;
+        let refused = match again {
+            Ok(connection) => {
+                call_through_peer(&connection)
+                    .await
+                    .expect_err("a revoked certificate is refused");
+                connection.closed().await.to_string()
+            }
+            Err(e) => e.to_string(),
+        };
+        assert!(refused.contains("certificate revoked"), "{refused}");
+        // Every node session is told the list; the rogue's was, before it closed.
+        let lists = tokio::time::timeout(DEADLINE, reader)
+            .await
+            .expect("the rogue's session ends")
+            .expect("reader");
+        assert_eq!(
+            lists.first(),
+            Some(&Vec::new()),
+            "an empty list at the start"
+        );
+    });
+    let log = plain(&n1.log());
+    assert!(
+        log.contains("closed a peer proxy connection: its certificate was revoked")
+            && log.contains("caller=rogue"),
+        "n1 logs the cut-off connection:\n{log}"
+    );
+    assert!(
+        log.contains("refused a peer proxy connection with a revoked certificate"),
+        "n1 logs the refused one:\n{log}"
+    );
+    let pod = wait_pod_ready(&server, "web");
+    assert_eq!(pod["spec"]["nodeName"], "n1");
 }

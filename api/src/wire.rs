@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 /// ALPN protocol name of Skiff's QUIC connections (the version is in the frames,
 /// so that a mismatch gets a clear message rather than a TLS alert).
 pub const ALPN: &[u8] = b"skiff";
@@ -184,6 +184,11 @@ pub enum Downstream {
     /// The control plane refused one of the node's [`Upstream`] frames (the
     /// node authorizer: a node acts only on its own pods). Nothing was changed.
     Denied { code: u16, message: String },
+    /// The serials (lowercase hex) of every node certificate the CA has
+    /// revoked and that has not expired: the whole list, sent when the session
+    /// opens and again whenever it changes. A node's peer proxy refuses, and
+    /// disconnects, callers presenting one of them.
+    Revoked { serials: Vec<String> },
 }
 
 /// `GET .../pods/NAME/log`, forwarded to the pod's node.

@@ -45,8 +45,6 @@ use response::{ErrorResponse, HandlerResult};
 
 /// The largest object body accepted, as Kubernetes' 3 MiB request limit.
 const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
-/// The largest component accepted by a push.
-pub const MAX_COMPONENT_BYTES: usize = 512 * 1024 * 1024;
 
 /// What every handler shares.
 pub struct ApiState {
@@ -275,6 +273,12 @@ async fn readyz(State(state): State<Arc<ApiState>>) -> Response {
 async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> HandlerResult {
     let (parts, body) = request.into_parts();
     let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
+    if let Ok(Target::Resource(rp)) = path::parse(uri.path())
+        && components::is_push(&method, &rp, &headers)
+    {
+        let query = request::Query::parse(uri.query())?;
+        return components::upload(&state, &query, &headers, body).await;
+    }
     let body = read_body(&headers, body).await?;
     if let Some(review) = reviews::parse(uri.path()) {
         let user = parts.extensions.get::<access::RequestUser>().cloned();
@@ -313,35 +317,44 @@ async fn dispatch(State(state): State<Arc<ApiState>>, request: Request) -> Handl
     }
 }
 
-/// The request body, read only up to its limit: 3 MiB (Kubernetes' limit)
-/// for objects, [`MAX_COMPONENT_BYTES`] for a component push. A longer body
-/// is refused with 413 after reading no more than the limit.
+/// The request body, read only up to Kubernetes' 3 MiB limit: a longer
+/// body is refused with 413 after reading no more than the limit. (A
+/// component push streams to disk instead: [`components::upload`].)
 async fn read_body(headers: &HeaderMap, body: axum::body::Body) -> Result<Bytes, ErrorResponse> {
-    let limit = if request::media_type(headers) == "application/wasm" {
-        MAX_COMPONENT_BYTES
-    } else {
-        MAX_BODY_BYTES
-    };
-    let too_large = || {
-        ErrorResponse(ApiError::new(
-            Reason::RequestEntityTooLarge,
-            format!("Request entity too large: limit is {limit}"),
-        ))
-    };
+    check_declared_length(headers, MAX_BODY_BYTES as u64)?;
+    use http_body_util::BodyExt as _;
+    match http_body_util::Limited::new(body, MAX_BODY_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(too_large(MAX_BODY_BYTES as u64).into())
+        }
+        Err(e) => Err(ErrorResponse(ApiError::bad_request(format!(
+            "read the request body: {e}"
+        )))),
+    }
+}
+
+/// 413, as Kubernetes words it.
+fn too_large(limit: u64) -> ApiError {
+    ApiError::new(
+        Reason::RequestEntityTooLarge,
+        format!("Request entity too large: limit is {limit}"),
+    )
+}
+
+/// Refuses a body whose declared `Content-Length` is over `limit` before
+/// reading any of it.
+fn check_declared_length(headers: &HeaderMap, limit: u64) -> Result<(), ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    use http_body_util::BodyExt as _;
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(ErrorResponse(ApiError::bad_request(format!(
-            "read the request body: {e}"
-        )))),
+    match declared {
+        Some(n) if n > limit => Err(too_large(limit)),
+        _ => Ok(()),
     }
 }
 

@@ -351,6 +351,9 @@ impl Agent {
             &renewed.ca_pem,
         )?);
         *self.identity.write().unwrap_or_else(|e| e.into_inner()) = identity.clone();
+        if let Err(e) = self.proxy.renewed(&identity) {
+            tracing::warn!(node = %self.hello.node_name, error = %e, "the peer proxy keeps the previous certificate");
+        }
         tracing::info!(
             node = %self.hello.node_name,
             valid_until = ?identity.validity().map(|(_, until)| until),
@@ -385,6 +388,7 @@ impl Agent {
             Downstream::Denied { code, message } => {
                 tracing::warn!(node = %self.hello.node_name, code, %message, "the control plane refused a report from this node");
             }
+            Downstream::Revoked { serials } => self.proxy.revoked(serials),
         }
     }
 }

@@ -302,7 +302,8 @@ fn apply(
         // A hollow node proxies nothing.
         Downstream::RoutingSnapshot { .. }
         | Downstream::RoutingUpsert { .. }
-        | Downstream::RoutingRemove { .. } => {}
+        | Downstream::RoutingRemove { .. }
+        | Downstream::Revoked { .. } => {}
         Downstream::Denied { code, message } => {
             tracing::warn!(code, %message, "the control plane refused a report from a hollow node");
         }

@@ -65,6 +65,10 @@ pub struct Proxy {
     http_port: Option<HttpPort>,
     peer_server: JoinHandle<()>,
     endpoint: quinn::Endpoint,
+    /// What the peer port presents, to peers and when calling them.
+    certificate: Arc<peer::tls::NodeCertificate>,
+    /// Whose certificates the peer port refuses.
+    revoked: Arc<peer::revoked::Revoked>,
 }
 
 /// What request handlers share.
@@ -100,8 +104,13 @@ impl Proxy {
         registry: &mut prometheus_client::registry::Registry,
     ) -> Result<Proxy, ProxyError> {
         let addr = SocketAddr::new(address, peer_port);
-        let server = peer::tls::server_config(identity).map_err(ProxyError::Tls)?;
-        let client = peer::tls::client_config(identity).map_err(ProxyError::Tls)?;
+        let certificate =
+            Arc::new(peer::tls::NodeCertificate::new(identity).map_err(ProxyError::Tls)?);
+        let server =
+            peer::tls::server_config(identity, certificate.clone()).map_err(ProxyError::Tls)?;
+        let client =
+            peer::tls::client_config(identity, certificate.clone()).map_err(ProxyError::Tls)?;
+        let revoked = Arc::new(peer::revoked::Revoked::default());
         // One endpoint both serves peers and calls them.
         let endpoint = crate::quic_endpoint::server(server, addr)
             .map_err(|source| ProxyError::Bind { addr, source })?;
@@ -125,9 +134,15 @@ impl Proxy {
                     .map_err(|error| ProxyError::HttpPort { addr, error })
             })
             .transpose()?;
-        let peer_server = tokio::spawn(peer::server::run(endpoint.clone(), supervisor));
+        let peer_server = tokio::spawn(peer::server::run(
+            endpoint.clone(),
+            supervisor,
+            revoked.clone(),
+        ));
         Ok(Proxy {
             shared,
+            certificate,
+            revoked,
             node_ports: Mutex::new(NodePorts::new(address)),
             http_port,
             peer_server,
@@ -143,6 +158,16 @@ impl Proxy {
     /// Where the HTTP port (the Ingresses) listens, if the node has one.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_port.as_ref().map(HttpPort::addr)
+    }
+
+    /// Presents a renewed certificate from the next peer connection on.
+    pub fn renewed(&self, identity: &Identity) -> Result<(), ProxyError> {
+        self.certificate.replace(identity).map_err(ProxyError::Tls)
+    }
+
+    /// Takes the control plane's list of revoked node certificates.
+    pub fn revoked(&self, serials: Vec<String>) {
+        self.revoked.replace(serials);
     }
 
     /// Applies a routing message from the control plane; other messages are

@@ -55,6 +55,74 @@ pub const RESOURCE_VERBS: &[&str] = &[
     "watch",
 ];
 
+/// The review APIs: nothing is stored, a `create` is answered at once
+/// (`reviews.rs`). Discovery lists them as Kubernetes does, so that clients
+/// resolve `selfsubjectaccessreviews.authorization.k8s.io` and the like.
+pub struct Review {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub plural: &'static str,
+    pub kind: &'static str,
+    pub namespaced: bool,
+}
+
+pub const REVIEWS: &[Review] = &[
+    Review {
+        group: "authentication.k8s.io",
+        version: "v1",
+        plural: "selfsubjectreviews",
+        kind: "SelfSubjectReview",
+        namespaced: false,
+    },
+    Review {
+        group: "authorization.k8s.io",
+        version: "v1",
+        plural: "localsubjectaccessreviews",
+        kind: "LocalSubjectAccessReview",
+        namespaced: true,
+    },
+    Review {
+        group: "authorization.k8s.io",
+        version: "v1",
+        plural: "selfsubjectaccessreviews",
+        kind: "SelfSubjectAccessReview",
+        namespaced: false,
+    },
+    Review {
+        group: "authorization.k8s.io",
+        version: "v1",
+        plural: "selfsubjectrulesreviews",
+        kind: "SelfSubjectRulesReview",
+        namespaced: false,
+    },
+    Review {
+        group: "authorization.k8s.io",
+        version: "v1",
+        plural: "subjectaccessreviews",
+        kind: "SubjectAccessReview",
+        namespaced: false,
+    },
+];
+
+const CREATE: &[&str] = &["create"];
+
+/// Every served group version: the stored kinds' and the reviews'.
+fn served_group_versions() -> Vec<(&'static str, &'static str)> {
+    let mut out = group_versions();
+    for review in REVIEWS {
+        if !out.contains(&(review.group, review.version)) {
+            out.push((review.group, review.version));
+        }
+    }
+    out
+}
+
+fn reviews_of(group: &str, version: &str) -> impl Iterator<Item = &'static Review> {
+    REVIEWS
+        .iter()
+        .filter(move |r| r.group == group && r.version == version)
+}
+
 /// Verbs of the `status` and `scale` subresources.
 const GET_PATCH_UPDATE: &[&str] = &["get", "patch", "update"];
 
@@ -170,7 +238,7 @@ pub fn api_group(group: &str) -> Option<Value> {
     if group.is_empty() {
         return None;
     }
-    let versions: Vec<Value> = group_versions()
+    let versions: Vec<Value> = served_group_versions()
         .into_iter()
         .filter(|(g, _)| *g == group)
         .map(|(g, v)| json!({ "groupVersion": format!("{g}/{v}"), "version": v }))
@@ -193,10 +261,19 @@ pub fn api_resource_list(group: &str, version: &str) -> Option<Value> {
         .iter()
         .filter(|r| r.group == group && r.version == version)
         .collect();
-    if resources.is_empty() {
+    if resources.is_empty() && reviews_of(group, version).next().is_none() {
         return None;
     }
     let mut entries = Vec::new();
+    for review in reviews_of(group, version) {
+        entries.push(json!({
+            "name": review.plural,
+            "singularName": review.kind.to_ascii_lowercase(),
+            "namespaced": review.namespaced,
+            "kind": review.kind,
+            "verbs": CREATE,
+        }));
+    }
     for rt in resources {
         let mut entry = json!({
             "name": rt.plural,
@@ -357,7 +434,7 @@ impl<'a> MediaRange<'a> {
 /// The named groups and the core group (``), core first, each once.
 fn groups() -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
-    for (group, _) in group_versions() {
+    for (group, _) in served_group_versions() {
         if !out.contains(&group) {
             out.push(group);
         }
@@ -368,15 +445,24 @@ fn groups() -> Vec<&'static str> {
 
 /// One `APIGroupDiscovery`: a group with its versions, preferred first.
 fn group_discovery(group: &str) -> Value {
-    let versions: Vec<Value> = group_versions()
+    let versions: Vec<Value> = served_group_versions()
         .into_iter()
         .filter(|(g, _)| *g == group)
         .map(|(g, v)| {
-            let resources: Vec<Value> = RESOURCES
+            let mut resources: Vec<Value> = RESOURCES
                 .iter()
                 .filter(|r| r.group == g && r.version == v)
                 .map(resource_discovery)
                 .collect();
+            resources.extend(reviews_of(g, v).map(|review| {
+                json!({
+                    "resource": review.plural,
+                    "responseKind": { "group": review.group, "version": review.version, "kind": review.kind },
+                    "scope": if review.namespaced { "Namespaced" } else { "Cluster" },
+                    "singularResource": review.kind.to_ascii_lowercase(),
+                    "verbs": CREATE,
+                })
+            }));
             json!({ "version": v, "resources": resources, "freshness": "Current" })
         })
         .collect();
@@ -513,6 +599,17 @@ mod tests {
             assert_eq!(found["preferredVersion"]["groupVersion"], gv.as_str());
         }
         assert_eq!(api_group("apps").unwrap()["name"], "apps");
+        for review in ["authentication.k8s.io", "authorization.k8s.io"] {
+            assert!(groups.iter().any(|g| g["name"] == review), "{review}");
+        }
+        let authz = api_resource_list("authorization.k8s.io", "v1").unwrap();
+        let sar = authz["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == "selfsubjectaccessreviews")
+            .unwrap();
+        assert_eq!(sar["verbs"], json!(["create"]));
         assert!(api_group("").is_none());
         assert!(api_group("nope.example").is_none());
     }

@@ -46,7 +46,7 @@ pub async fn handle(
         (&Method::GET, true, Some("content"))
             if rp.rt.group == skiff_api::resource::SKIFF_GROUP =>
         {
-            super::components::download(&state, rp.name.as_deref().unwrap_or(""))
+            super::components::download(&state, rp.name.as_deref().unwrap_or("")).await
         }
         (&Method::GET, true, Some("scale")) if rp.rt.scale_subresource => {
             let (ns, name) = ns_name(&rp);
@@ -55,14 +55,7 @@ pub async fn handle(
                 &state.registry.get_scale(rp.rt, ns, name)?,
             ))
         }
-        (&Method::POST, false, None) => {
-            if rp.rt.group == skiff_api::resource::SKIFF_GROUP
-                && request::media_type(&headers) == "application/wasm"
-            {
-                return super::components::upload(&state, &query, body).await;
-            }
-            create(&state, &rp, &query, &headers, &body).await
-        }
+        (&Method::POST, false, None) => create(&state, &rp, &query, &headers, &body).await,
         (&Method::POST, true, Some("token"))
             if rp.rt.group.is_empty() && rp.rt.kind == "ServiceAccount" =>
         {

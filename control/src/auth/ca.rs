@@ -26,6 +26,7 @@ use super::revocation::NodeCertLedger;
 mod api_certs;
 
 pub use api_certs::{ClientCredentials, pem_certs};
+pub use skiff_api::node_cert::{NodeCert, node_cert_of};
 
 /// Why the CA could not be loaded or could not issue a certificate.
 #[derive(Debug, thiserror::Error)]
@@ -53,18 +54,6 @@ pub struct ClusterCa {
     issuer: Issuer<'static, KeyPair>,
     ledger: NodeCertLedger,
     node_cert_validity: std::time::Duration,
-}
-
-/// What is known of a node's verified client certificate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeCert {
-    /// The node it names.
-    pub node: String,
-    /// Its serial number, lowercase hex.
-    pub serial: String,
-    /// Validity, in seconds since the epoch.
-    pub not_before: i64,
-    pub not_after: i64,
 }
 
 /// A certificate and its private key, for a TLS server.
@@ -137,6 +126,11 @@ impl ClusterCa {
     /// Refuses every certificate issued to `node` so far; returns how many.
     pub fn revoke_node(&self, node: &str, also_serial: Option<&str>) -> Result<usize, CaError> {
         self.ledger.revoke_node(node, also_serial)
+    }
+
+    /// The serials of the revoked node certificates, now and as they change.
+    pub fn revoked_serials(&self) -> tokio::sync::watch::Receiver<std::sync::Arc<Vec<String>>> {
+        self.ledger.revoked_serials()
     }
 
     /// Whether a certificate with this serial has been revoked.
@@ -245,27 +239,6 @@ impl ClusterCa {
 /// The certificate must already have been verified against the CA.
 pub fn node_name_of(cert: &CertificateDer<'_>) -> Option<String> {
     node_cert_of(cert).map(|c| c.node)
-}
-
-/// The node, serial and validity of a node certificate, if it names a node.
-pub fn node_cert_of(cert: &[u8]) -> Option<NodeCert> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert).ok()?;
-    let cn = parsed.subject().iter_common_name().next()?.as_str().ok()?;
-    let node = cn
-        .strip_prefix(NODE_USER_PREFIX)
-        .filter(|n| !n.is_empty())?
-        .to_string();
-    let serial = parsed
-        .raw_serial()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    Some(NodeCert {
-        node,
-        serial,
-        not_before: parsed.validity().not_before.timestamp(),
-        not_after: parsed.validity().not_after.timestamp(),
-    })
 }
 
 pub(super) fn read(path: &Path) -> Result<String, CaError> {

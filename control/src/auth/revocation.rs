@@ -5,9 +5,10 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use super::ca::{CaError, NodeCert};
 
@@ -25,6 +26,8 @@ struct Ledger {
 pub struct NodeCertLedger {
     path: PathBuf,
     inner: Mutex<Ledger>,
+    /// The revoked serials, for those who pass the list on (nodes' peer proxies).
+    revoked: watch::Sender<Arc<Vec<String>>>,
 }
 
 impl NodeCertLedger {
@@ -44,9 +47,11 @@ impl NodeCertLedger {
                 });
             }
         };
+        let revoked = watch::Sender::new(Arc::new(ledger.revoked.keys().cloned().collect()));
         Ok(NodeCertLedger {
             path: path.to_path_buf(),
             inner: Mutex::new(ledger),
+            revoked,
         })
     }
 
@@ -91,6 +96,11 @@ impl NodeCertLedger {
         Ok(count)
     }
 
+    /// The revoked serials that have not expired, now and as they change.
+    pub fn revoked_serials(&self) -> watch::Receiver<Arc<Vec<String>>> {
+        self.revoked.subscribe()
+    }
+
     /// Whether the certificate with this serial is revoked.
     pub fn is_revoked(&self, serial: &str) -> bool {
         self.lock().revoked.contains_key(serial)
@@ -103,6 +113,14 @@ impl NodeCertLedger {
         }
         ledger.issued.retain(|_, serials| !serials.is_empty());
         ledger.revoked.retain(|_, (_, not_after)| *not_after > now);
+        let serials: Vec<String> = ledger.revoked.keys().cloned().collect();
+        self.revoked.send_if_modified(|current| {
+            let changed = **current != serials;
+            if changed {
+                *current = Arc::new(serials);
+            }
+            changed
+        });
         let text = serde_json::to_string_pretty(&*ledger).map_err(|e| CaError::Ledger {
             path: self.path.clone(),
             detail: e.to_string(),

@@ -1,6 +1,7 @@
 //! Serving components to nodes: `name:tag` is resolved through its Component
 //! object, `sha256:<hex>` is taken as is; the bytes follow the reply raw.
 
+use futures::StreamExt as _;
 use serde_json::Value;
 use skiff_api::component::{ComponentRef, object_name};
 use skiff_api::json::Pointer as _;
@@ -45,19 +46,40 @@ pub async fn serve(
     image: &str,
     mut send: quinn::SendStream,
 ) -> Result<(), frames::StreamError> {
-    let found = resolve(registry, image).and_then(|digest| match components.get(&digest) {
-        Ok(Some(bytes)) => Ok((digest, bytes)),
-        Ok(None) => Err((
-            404,
-            format!("component {digest} is not stored on the control plane"),
-        )),
-        Err(e) => Err((500, format!("read component {digest}: {e}"))),
-    });
+    let found = match resolve(registry, image) {
+        Ok(digest) => match components.read(&digest).await {
+            Ok(Some(stored)) => Ok((digest, stored)),
+            Ok(None) => Err((
+                404,
+                format!("component {digest} is not stored on the control plane"),
+            )),
+            Err(e) => Err((500, format!("read component {digest}: {e}"))),
+        },
+        Err(refusal) => Err(refusal),
+    };
     match found {
-        Ok((digest, bytes)) => {
-            let size = bytes.len() as u64;
-            frames::write(&mut send, &Reply::Component { digest, size }).await?;
-            send.write_all(&bytes).await?;
+        Ok((digest, stored)) => {
+            let size = stored.size;
+            frames::write(
+                &mut send,
+                &Reply::Component {
+                    digest: digest.clone(),
+                    size,
+                },
+            )
+            .await?;
+            let mut pieces = std::pin::pin!(stored.into_pieces());
+            while let Some(piece) = pieces.next().await {
+                match piece {
+                    Ok(piece) => send.write_all(&piece).await?,
+                    Err(e) => {
+                        // The node must not take a short component for a whole one.
+                        tracing::error!(%digest, error = %e, "read a component while serving it");
+                        let _ = send.reset(quinn::VarInt::from_u32(1));
+                        return Ok(());
+                    }
+                }
+            }
         }
         Err((code, message)) => {
             frames::write(&mut send, &Reply::Refused { code, message }).await?;

@@ -98,6 +98,8 @@ pub async fn run(
 
     let mut pods = shared.dispatcher.subscribe(node);
     let mut routing = shared.routing.subscribe();
+    let mut revoked = shared.ca.revoked_serials();
+    revoked.mark_changed();
     let (denials_tx, mut denials) = mpsc::channel(DENIALS_QUEUED);
     let downstream = async move {
         loop {
@@ -105,6 +107,9 @@ pub async fn run(
                 m = pods.changes.recv() => m,
                 m = routing.changes.recv() => m,
                 Some(d) = denials.recv() => Some(d),
+                Ok(()) = revoked.changed() => Some(Downstream::Revoked {
+                    serials: revoked.borrow_and_update().to_vec(),
+                }),
             };
             let Some(message) = message else {
                 // Unsubscribed: a newer session replaced this one, or this

@@ -2,6 +2,7 @@
 //! TLS with node certificates), opened lazily and again when it drops; one
 //! bidirectional stream per request.
 
+pub mod revoked;
 pub mod server;
 pub mod tls;
 

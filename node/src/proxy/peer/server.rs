@@ -2,21 +2,25 @@
 //! pods, one bidirectional stream per request, in the same `Open::Proxy`
 //! format the control plane's pod proxy uses. A caller is a node: its client
 //! certificate (verified against the cluster CA by TLS) names it
-//! (`CN=system:node:<name>`), and every call is logged with that name.
+//! (`CN=system:node:<name>`), and every call is logged with that name. A
+//! certificate the control plane has revoked is refused, and a connection
+//! whose certificate is revoked while it is open is closed.
 
 use std::sync::Arc;
 
 use rustls_pki_types::CertificateDer;
-use skiff_api::join::NODE_USER_PREFIX;
+use skiff_api::node_cert::{NodeCert, node_cert_of};
 use skiff_api::wire::Open;
 
+use super::revoked::Revoked;
 use crate::agent::{frames, serve};
 use crate::supervisor::PodSupervisor;
 
 /// Accepts peers until the endpoint closes.
-pub async fn run(endpoint: quinn::Endpoint, supervisor: Arc<PodSupervisor>) {
+pub async fn run(endpoint: quinn::Endpoint, supervisor: Arc<PodSupervisor>, revoked: Arc<Revoked>) {
     while let Some(incoming) = endpoint.accept().await {
         let supervisor = supervisor.clone();
+        let revoked = revoked.clone();
         tokio::spawn(async move {
             let connection = match incoming.await {
                 Ok(c) => c,
@@ -26,32 +30,42 @@ pub async fn run(endpoint: quinn::Endpoint, supervisor: Arc<PodSupervisor>) {
                 }
             };
             let remote = connection.remote_address();
-            let Some(caller) = caller_node(&connection) else {
+            let Some(caller) = caller_cert(&connection) else {
                 // Only node certificates carry a node name; nothing else calls peers.
                 tracing::warn!(%remote, "refused a peer proxy connection without a node certificate");
                 connection.close(quinn::VarInt::from_u32(3), b"not a node certificate");
                 return;
             };
-            tracing::info!(caller = %caller, %remote, "peer proxy connected");
-            let caller = Arc::new(caller);
-            while let Ok((send, recv)) = connection.accept_bi().await {
-                let supervisor = supervisor.clone();
-                let caller = caller.clone();
-                tokio::spawn(async move { stream(&supervisor, &caller, send, recv).await });
+            if revoked.contains(&caller.serial) {
+                tracing::warn!(caller = %caller.node, serial = %caller.serial, %remote, "refused a peer proxy connection with a revoked certificate");
+                connection.close(quinn::VarInt::from_u32(4), b"certificate revoked");
+                return;
+            }
+            tracing::info!(caller = %caller.node, %remote, "peer proxy connected");
+            let calls = async {
+                let node = Arc::new(caller.node.clone());
+                while let Ok((send, recv)) = connection.accept_bi().await {
+                    let supervisor = supervisor.clone();
+                    let node = node.clone();
+                    tokio::spawn(async move { stream(&supervisor, &node, send, recv).await });
+                }
+            };
+            tokio::select! {
+                () = calls => {}
+                () = revoked.until_revoked(&caller.serial) => {
+                    tracing::warn!(caller = %caller.node, serial = %caller.serial, %remote, "closed a peer proxy connection: its certificate was revoked");
+                    connection.close(quinn::VarInt::from_u32(4), b"certificate revoked");
+                }
             }
         });
     }
 }
 
-/// The node a peer's verified client certificate names.
-fn caller_node(connection: &quinn::Connection) -> Option<String> {
+/// The node a peer's verified client certificate names, and its serial.
+fn caller_cert(connection: &quinn::Connection) -> Option<NodeCert> {
     let identity = connection.peer_identity()?;
     let chain = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
-    let (_, cert) = x509_parser::parse_x509_certificate(chain.first()?).ok()?;
-    let cn = cert.subject().iter_common_name().next()?.as_str().ok()?;
-    cn.strip_prefix(NODE_USER_PREFIX)
-        .filter(|n| !n.is_empty())
-        .map(str::to_string)
+    node_cert_of(chain.first()?)
 }
 
 async fn stream(

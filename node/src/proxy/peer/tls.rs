@@ -1,15 +1,70 @@
 //! TLS between node proxies: both sides present their node certificate and
 //! trust only the cluster CA; a client checks that the server's certificate
-//! names the node it meant to reach.
+//! names the node it meant to reach. The certificate presented is the node's
+//! current one ([`NodeCertificate`]): a renewal takes effect on the next
+//! connection, without a restart.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rustls::RootCertStore;
+use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 
 use crate::identity::Identity;
+
+/// The node's certificate and key as TLS presents them, replaced on renewal.
+#[derive(Debug)]
+pub struct NodeCertificate(RwLock<Arc<CertifiedKey>>);
+
+impl NodeCertificate {
+    pub fn new(identity: &Identity) -> Result<Self, String> {
+        Ok(NodeCertificate(RwLock::new(certified_key(identity)?)))
+    }
+
+    /// Presents `identity`'s certificate from the next handshake on.
+    pub fn replace(&self, identity: &Identity) -> Result<(), String> {
+        let key = certified_key(identity)?;
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = key;
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<CertifiedKey> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+fn certified_key(identity: &Identity) -> Result<Arc<CertifiedKey>, String> {
+    CertifiedKey::from_der(
+        vec![identity.cert.clone()],
+        identity.key.clone_key(),
+        &provider(),
+    )
+    .map(Arc::new)
+    .map_err(|e| format!("the node certificate: {e}"))
+}
+
+impl ResolvesServerCert for NodeCertificate {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+impl ResolvesClientCert for NodeCertificate {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
 
 /// ALPN of peer connections: distinct from the control plane's, so neither
 /// side mistakes one link for the other.
@@ -42,7 +97,10 @@ fn transport() -> Arc<quinn::TransportConfig> {
 
 /// The peer server's configuration: only clients with a certificate from the
 /// cluster CA get in.
-pub fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, String> {
+pub fn server_config(
+    identity: &Identity,
+    certificate: Arc<NodeCertificate>,
+) -> Result<quinn::ServerConfig, String> {
     let verifier = WebPkiClientVerifier::builder_with_provider(roots(identity)?, provider())
         .build()
         .map_err(|e| format!("client verifier: {e}"))?;
@@ -50,8 +108,7 @@ pub fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, String>
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| e.to_string())?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![identity.cert.clone()], identity.key.clone_key())
-        .map_err(|e| format!("the node certificate: {e}"))?;
+        .with_cert_resolver(certificate);
     tls.alpn_protocols = vec![PEER_ALPN.to_vec()];
     let crypto =
         quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| e.to_string())?;
@@ -61,13 +118,15 @@ pub fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, String>
 }
 
 /// The configuration for calling peers (server name = the peer's node name).
-pub fn client_config(identity: &Identity) -> Result<quinn::ClientConfig, String> {
+pub fn client_config(
+    identity: &Identity,
+    certificate: Arc<NodeCertificate>,
+) -> Result<quinn::ClientConfig, String> {
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots(identity)?)
-        .with_client_auth_cert(vec![identity.cert.clone()], identity.key.clone_key())
-        .map_err(|e| format!("the node certificate: {e}"))?;
+        .with_client_cert_resolver(certificate);
     tls.alpn_protocols = vec![PEER_ALPN.to_vec()];
     let crypto =
         quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;
