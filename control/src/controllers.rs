@@ -18,13 +18,13 @@ pub mod pod_control;
 pub mod pod_gc;
 pub mod replica_set;
 pub mod resource_quota;
+pub mod runtime;
 pub mod service_account;
 pub mod service_endpoints;
 pub mod service_load_balancer;
 pub mod service_triggers;
 pub mod taint_eviction;
 pub mod ttl_after_finished;
-pub mod work_queue;
 
 use serde_json::Value;
 use skiff_api::meta;

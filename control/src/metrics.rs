@@ -81,11 +81,7 @@ impl Metrics {
             "Time to apply and sync one store commit",
             store_commit_seconds.clone(),
         );
-        registry.register(
-            "skiff_controller_reconcile_panics",
-            "Controller reconciles that panicked (each is retried with backoff)",
-            crate::controllers::work_queue::RECONCILE_PANICS.clone(),
-        );
+        crate::controllers::runtime::metrics::register(&mut registry);
         Arc::new(Metrics {
             registry,
             requests,

@@ -1,63 +1,75 @@
 //! ClusterRole aggregation (Kubernetes' clusterrole-aggregation controller):
 //! a ClusterRole with an `aggregationRule` gets, as its `rules`, the union of
 //! the rules of every ClusterRole its selectors match, kept current as those
-//! change. The computation is [`bootstrap::aggregated_rules`]; this loop
-//! writes it.
+//! change. The computation is [`bootstrap::aggregated_rules`]; this
+//! controller writes it.
+
+use std::sync::Arc;
 
 use serde_json::Value;
-use skiff_api::meta;
+use skiff_api::status::ApiError;
 
+use super::runtime::{Action, Controller};
 use crate::auth::rbac::bootstrap;
-use crate::informer::Informer;
+use crate::informer::{Informer, ObjectRef};
 use crate::registry::{Registry, Subresource, WriteOptions};
+
+const NAME: &str = "clusterrole-aggregation-controller";
+
+struct Context {
+    registry: Registry,
+    cluster_roles: Informer,
+}
 
 /// Runs until the process ends.
 pub async fn run(registry: Registry, cluster_roles: Informer) {
-    let mut feed = cluster_roles.subscribe();
-    cluster_roles.synced().await;
+    let ctx = Arc::new(Context {
+        registry,
+        cluster_roles: cluster_roles.clone(),
+    });
+    Controller::new(NAME, &cluster_roles)
+        // Any role may be one an aggregated role selects.
+        .reconciles_all_when(&cluster_roles, |_, _, _| true)
+        .run(1, ctx, reconcile)
+        .await;
+}
+
+async fn reconcile(ctx: Arc<Context>, (_, name): ObjectRef) -> Result<Action, ApiError> {
+    let Some(role) = ctx.cluster_roles.get("", &name) else {
+        return Ok(Action::await_change());
+    };
+    let roles: Vec<Value> = ctx
+        .cluster_roles
+        .list(None, |_| true)
+        .iter()
+        .map(|r| r.as_ref().clone())
+        .collect();
+    let Some(rules) = bootstrap::aggregated_rules(&role, &roles) else {
+        return Ok(Action::await_change());
+    };
+    let rules = Value::Array(rules);
+    if role.get("rules") == Some(&rules) {
+        return Ok(Action::await_change());
+    }
+    let mut updated = role.as_ref().clone();
+    updated["rules"] = rules;
     let opts = WriteOptions {
-        field_manager: "clusterrole-aggregation-controller".into(),
+        field_manager: NAME.into(),
         ..Default::default()
     };
-    loop {
-        let roles: Vec<Value> = cluster_roles
-            .list(None, |_| true)
-            .iter()
-            .map(|r| r.as_ref().clone())
-            .collect();
-        for role in &roles {
-            let Some(rules) = bootstrap::aggregated_rules(role, &roles) else {
-                continue;
-            };
-            let rules = Value::Array(rules);
-            if role.get("rules") == Some(&rules) {
-                continue;
-            }
-            let mut updated = role.clone();
-            updated["rules"] = rules;
-            let name = meta::name(role).unwrap_or_default();
-            match registry
-                .update(
-                    cluster_roles.resource(),
-                    "",
-                    name,
-                    updated,
-                    Subresource::Main,
-                    &opts,
-                )
-                .await
-            {
-                Ok(written) => {
-                    if let Some(revision) = crate::store::object_revision(&written.object) {
-                        cluster_roles.wait_for(revision).await;
-                    }
-                }
-                // A conflict or a deletion: the next change brings the role again.
-                Err(e) => tracing::debug!(role = name, error = %e, "aggregate ClusterRole"),
-            }
-        }
-        if feed.next().await.is_none() {
-            return;
-        }
+    let written = ctx
+        .registry
+        .update(
+            ctx.cluster_roles.resource(),
+            "",
+            &name,
+            updated,
+            Subresource::Main,
+            &opts,
+        )
+        .await?;
+    if let Some(revision) = crate::store::object_revision(&written.object) {
+        ctx.cluster_roles.wait_for(revision).await;
     }
+    Ok(Action::await_change())
 }

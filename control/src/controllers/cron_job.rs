@@ -27,7 +27,7 @@ use self::schedule::Schedule;
 use super::job::conditions::{self, Finished};
 use super::pod_control::{controller_of, controller_ref, controller_uid, revision_of};
 use super::replace_status;
-use super::work_queue::{Action, WorkQueue, run_workers};
+use super::runtime::{Action, WorkQueue, run_workers};
 use crate::events::{EventRecorder, EventType};
 use crate::informer::{Change, Informer, ObjectRef, object_ref};
 use crate::registry::{DeleteOptions, PropagationPolicy, Registry, WriteOptions};

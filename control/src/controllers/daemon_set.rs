@@ -32,11 +32,11 @@ use skiff_api::status::{ApiError, Reason};
 use tokio::time::Instant;
 
 use super::deployment::template_hash;
-use super::pod_control::{self, PodControl, controller_uid};
-use super::work_queue::{Action, WorkQueue, run_workers};
+use super::pod_control::{PodControl, controller_uid};
+use super::runtime::{Action, Controller};
 use super::write_status;
 use crate::events::{EventRecorder, EventType};
-use crate::informer::{Change, Informer, ObjectRef, object_ref};
+use crate::informer::{Informer, ObjectRef};
 use crate::registry::Registry;
 use crate::store::{EventType as WatchEventType, Revision};
 use eligibility::{Eligibility, NodeFit};
@@ -76,81 +76,19 @@ pub async fn run(
         events,
         failed: FailedPodBackoff::default(),
     });
-    let queue: Arc<WorkQueue<ObjectRef>> = WorkQueue::new();
-    tokio::spawn(feed(ctx.clone(), queue.clone()));
-    run_workers(NAME, queue, 2, move |key| reconcile(ctx.clone(), key)).await;
-}
-
-/// Queues the DaemonSets a change concerns.
-async fn feed(ctx: Arc<Context>, queue: Arc<WorkQueue<ObjectRef>>) {
-    let mut sets = ctx.daemon_sets.subscribe();
-    let mut nodes = ctx.nodes.subscribe();
-    let mut pods = ctx.pods.subscribe();
-    ctx.daemon_sets.synced().await;
-    ctx.nodes.synced().await;
-    ctx.pods.synced().await;
-    let all = |queue: &WorkQueue<ObjectRef>| {
-        for ds in ctx.daemon_sets.list(None, |_| true) {
-            queue.add(object_ref(&ds));
-        }
-    };
-    all(&queue);
-    loop {
-        tokio::select! {
-            change = sets.next() => match change {
-                Some(Change::Object { object, .. }) => queue.add(object_ref(&object)),
-                Some(Change::Resync) => all(&queue),
-                None => return,
-            },
-            change = nodes.next() => match change {
-                Some(Change::Object { event_type, object, prev }) => {
-                    if event_type != WatchEventType::Modified
-                        || prev.as_ref().is_none_or(|p| placement_changed(p, &object))
-                    {
-                        all(&queue);
-                    }
-                }
-                Some(Change::Resync) => all(&queue),
-                None => return,
-            },
-            change = pods.next() => match change {
-                Some(Change::Object { object, prev, .. }) => {
-                    for pod in std::iter::once(&object).chain(prev.as_ref()) {
-                        for key in owners_of(&ctx, pod) {
-                            queue.add(key);
-                        }
-                    }
-                }
-                Some(Change::Resync) => all(&queue),
-                None => return,
-            },
-        }
-    }
+    Controller::new(NAME, &ctx.daemon_sets)
+        .owns_or_adopts(&ctx.pods, "/spec/selector")
+        .reconciles_all_when(&ctx.nodes, |event, node, before| {
+            event != WatchEventType::Modified || before.is_none_or(|b| placement_changed(b, node))
+        })
+        .run(2, ctx, reconcile)
+        .await;
 }
 
 /// Whether a node change can change where daemon pods belong: its labels or
 /// spec (taints, cordon). Heartbeats and other status updates cannot.
 fn placement_changed(prev: &Value, node: &Value) -> bool {
     meta::labels(prev) != meta::labels(node) || prev.get("spec") != node.get("spec")
-}
-
-/// The DaemonSets that own `pod`, or would adopt it.
-fn owners_of(ctx: &Context, pod: &Value) -> Vec<ObjectRef> {
-    let namespace = meta::namespace(pod).unwrap_or_default().to_string();
-    if let Some((kind, name)) = pod_control::controller_of(pod) {
-        return if kind == "DaemonSet" {
-            vec![(namespace, name.to_string())]
-        } else {
-            Vec::new()
-        };
-    }
-    ctx.daemon_sets
-        .list(Some(&namespace), |ds| {
-            selector(ds).is_ok_and(|s| !s.is_empty() && s.matches_object(pod))
-        })
-        .iter()
-        .map(|ds| object_ref(ds))
-        .collect()
 }
 
 fn selector(ds: &Value) -> Result<LabelSelector, ApiError> {

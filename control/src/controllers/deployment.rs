@@ -19,10 +19,10 @@ use skiff_api::selector::LabelSelector;
 use skiff_api::status::{ApiError, Reason};
 
 use super::pod_control::{controller_of, controller_uid, revision_of};
-use super::work_queue::{Action, WorkQueue, run_workers};
+use super::runtime::{Action, Controller};
 use super::write_status;
 use crate::events::{EventRecorder, EventType};
-use crate::informer::{Change, Informer, ObjectRef, object_ref};
+use crate::informer::{Informer, ObjectRef};
 use crate::registry::{DeleteOptions, Registry, Subresource, WriteOptions};
 use crate::store::Revision;
 
@@ -65,76 +65,26 @@ pub async fn run(
         pods,
         events,
     });
-    let queue: Arc<WorkQueue<ObjectRef>> = WorkQueue::new();
-    tokio::spawn(feed(ctx.clone(), queue.clone()));
-    run_workers(NAME, queue, 4, move |key| reconcile(ctx.clone(), key)).await;
-}
-
-async fn feed(ctx: Arc<Context>, queue: Arc<WorkQueue<ObjectRef>>) {
-    let mut deployments = ctx.deployments.subscribe();
-    let mut sets = ctx.replica_sets.subscribe();
-    let mut pods = ctx.pods.subscribe();
-    ctx.deployments.synced().await;
-    ctx.replica_sets.synced().await;
-    ctx.pods.synced().await;
-    let all = |queue: &WorkQueue<ObjectRef>| {
-        for d in ctx.deployments.list(None, |_| true) {
-            queue.add(object_ref(&d));
-        }
-    };
-    all(&queue);
-    loop {
-        tokio::select! {
-            change = deployments.next() => match change {
-                Some(Change::Object { object, .. }) => queue.add(object_ref(&object)),
-                Some(Change::Resync) => all(&queue),
-                None => return,
-            },
-            change = sets.next() => match change {
-                Some(Change::Object { object, .. }) => {
-                    for key in owners_of(&ctx, &object) {
-                        queue.add(key);
-                    }
-                }
-                Some(Change::Resync) => all(&queue),
-                None => return,
-            },
-            // A Recreate rollout waits for old pods to be gone.
-            change = pods.next() => match change {
-                Some(Change::Object { event_type: crate::store::EventType::Deleted, object, .. }) => {
-                    if let Some(("ReplicaSet", rs)) = controller_of(&object) {
-                        let ns = meta::namespace(&object).unwrap_or_default();
-                        if let Some(rs) = ctx.replica_sets.get(ns, rs)
-                            && let Some(("Deployment", d)) = controller_of(&rs)
-                        {
-                            queue.add((ns.to_string(), d.to_string()));
-                        }
-                    }
-                }
-                Some(_) => {}
-                None => return,
-            },
-        }
-    }
-}
-
-/// The Deployments owning `rs`, or whose selector would adopt it.
-fn owners_of(ctx: &Context, rs: &Value) -> Vec<ObjectRef> {
-    let namespace = meta::namespace(rs).unwrap_or_default().to_string();
-    if let Some((kind, name)) = controller_of(rs) {
-        return if kind == "Deployment" {
-            vec![(namespace, name.to_string())]
-        } else {
-            Vec::new()
-        };
-    }
-    ctx.deployments
-        .list(Some(&namespace), |d| {
-            selector(d).is_ok_and(|s| !s.is_empty() && s.matches_object(rs))
+    let sets = ctx.replica_sets.clone();
+    Controller::new(NAME, &ctx.deployments)
+        .owns_or_adopts(&ctx.replica_sets, "/spec/selector")
+        // A Recreate rollout waits for old pods to be gone.
+        .watches_deletions(&ctx.pods, move |pod| {
+            let ns = meta::namespace(pod).unwrap_or_default();
+            match controller_of(pod) {
+                Some(("ReplicaSet", rs)) => sets
+                    .get(ns, rs)
+                    .and_then(|rs| match controller_of(&rs) {
+                        Some(("Deployment", d)) => Some((ns.to_string(), d.to_string())),
+                        _ => None,
+                    })
+                    .into_iter()
+                    .collect(),
+                _ => Vec::new(),
+            }
         })
-        .iter()
-        .map(|d| object_ref(d))
-        .collect()
+        .run(4, ctx, reconcile)
+        .await;
 }
 
 fn selector(d: &Value) -> Result<LabelSelector, ApiError> {

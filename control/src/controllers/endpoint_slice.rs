@@ -24,11 +24,11 @@ use skiff_api::resource::{ResourceType, by_kind};
 use skiff_api::status::{ApiError, Reason};
 
 use super::pod_control::revision_of;
+use super::runtime::{Action, Controller};
 use super::service_endpoints::{LABEL_ZONE, PodEndpoint, pod_endpoints, selector, selects};
 use super::service_triggers::{services_for_node_change, services_for_pod_change};
-use super::work_queue::{Action, WorkQueue, run_workers};
 use crate::events::{EventRecorder, EventType};
-use crate::informer::{Change, Informer, ObjectRef, object_ref};
+use crate::informer::{Informer, ObjectRef};
 use crate::registry::{DeleteOptions, Registry, Subresource, WriteOptions};
 use crate::store::Revision;
 
@@ -51,70 +51,27 @@ pub struct Context {
 /// Runs the controller until the process ends.
 pub async fn run(ctx: Context) {
     let ctx = Arc::new(ctx);
-    let queue: Arc<WorkQueue<ObjectRef>> = WorkQueue::new();
-    tokio::spawn(feed(ctx.clone(), queue.clone()));
-    run_workers(NAME, queue, 4, move |key| reconcile(ctx.clone(), key)).await;
-}
-
-/// Queues the Services a change concerns.
-async fn feed(ctx: Arc<Context>, queue: Arc<WorkQueue<ObjectRef>>) {
-    let mut services = ctx.services.subscribe();
-    let mut pods = ctx.pods.subscribe();
-    let mut nodes = ctx.nodes.subscribe();
-    let mut slices = ctx.endpoint_slices.subscribe();
-    for informer in [&ctx.services, &ctx.pods, &ctx.nodes, &ctx.endpoint_slices] {
-        informer.synced().await;
-    }
-    let all = |queue: &WorkQueue<ObjectRef>| {
-        for svc in ctx.services.list(None, |_| true) {
-            queue.add(object_ref(&svc));
-        }
-    };
-    all(&queue);
-    loop {
-        let keys = tokio::select! {
-            change = services.next() => match change {
-                Some(Change::Object { object, .. }) => vec![object_ref(&object)],
-                Some(Change::Resync) => { all(&queue); continue }
-                None => return,
-            },
-            change = pods.next() => match change {
-                Some(Change::Object { event_type, object, prev }) => {
-                    services_for_pod_change(&ctx.services, event_type, &object, prev.as_deref())
-                }
-                Some(Change::Resync) => { all(&queue); continue }
-                None => return,
-            },
-            change = nodes.next() => match change {
-                Some(Change::Object { event_type, object, prev }) => services_for_node_change(
-                    &ctx.services,
-                    &ctx.pods,
-                    event_type,
-                    &object,
-                    prev.as_deref(),
-                ),
-                Some(Change::Resync) => { all(&queue); continue }
-                None => return,
-            },
-            // A slice changed or deleted by anyone else is put right.
-            change = slices.next() => match change {
-                Some(Change::Object { object, .. }) => {
-                    match (plan::is_managed(&object), plan::service_name(&object)) {
-                        (true, Some(service)) => vec![(
-                            meta::namespace(&object).unwrap_or_default().to_string(),
-                            service.to_string(),
-                        )],
-                        _ => Vec::new(),
-                    }
-                }
-                Some(Change::Resync) => { all(&queue); continue }
-                None => return,
-            },
-        };
-        for key in keys {
-            queue.add(key);
-        }
-    }
+    let (services, pods) = (ctx.services.clone(), ctx.pods.clone());
+    let services_of_pods = services.clone();
+    Controller::new(NAME, &ctx.services)
+        .watches_changes(&ctx.pods, move |event, pod, prev| {
+            services_for_pod_change(&services_of_pods, event, pod, prev)
+        })
+        .watches_changes(&ctx.nodes, move |event, node, prev| {
+            services_for_node_change(&services, &pods, event, node, prev)
+        })
+        // A slice changed or deleted by anyone else is put right.
+        .watches(&ctx.endpoint_slices, |slice| {
+            match (plan::is_managed(slice), plan::service_name(slice)) {
+                (true, Some(service)) => vec![(
+                    meta::namespace(slice).unwrap_or_default().to_string(),
+                    service.to_string(),
+                )],
+                _ => Vec::new(),
+            }
+        })
+        .run(4, ctx, reconcile)
+        .await;
 }
 
 fn slices_type() -> Result<&'static ResourceType, ApiError> {

@@ -17,15 +17,14 @@ use skiff_api::resource::{ResourceType, by_kind};
 use skiff_api::status::{ApiError, Reason};
 
 use super::pod_control::revision_of;
+use super::runtime::{Action, Controller};
 use super::service_endpoints::{
     PodEndpoint, address_types, has_cluster_ip, inherited_labels, pod_endpoints, selector, selects,
 };
 use super::service_triggers::services_for_pod_change;
-use super::work_queue::{Action, WorkQueue, run_workers};
 use crate::events::{EventRecorder, EventType};
-use crate::informer::{Change, Informer, ObjectRef, object_ref};
+use crate::informer::{Informer, ObjectRef, object_ref};
 use crate::registry::{DeleteOptions, Registry, Subresource, WriteOptions};
-use crate::store::EventType as StoreEvent;
 
 const NAME: &str = "endpoint-controller";
 const FIELD_MANAGER: &str = "skiff-endpoint-controller";
@@ -44,60 +43,18 @@ pub struct Context {
 /// Runs the controller until the process ends.
 pub async fn run(ctx: Context) {
     let ctx = Arc::new(ctx);
-    let queue: Arc<WorkQueue<ObjectRef>> = WorkQueue::new();
-    tokio::spawn(feed(ctx.clone(), queue.clone()));
-    run_workers(NAME, queue, 4, move |key| reconcile(ctx.clone(), key)).await;
-}
-
-/// Queues the Services a change concerns. Every Endpoints object is looked at
-/// after a (re)list too, so one left by a Service deleted unseen goes
-/// (`checkLeftoverEndpoints`).
-async fn feed(ctx: Arc<Context>, queue: Arc<WorkQueue<ObjectRef>>) {
-    let mut services = ctx.services.subscribe();
-    let mut pods = ctx.pods.subscribe();
-    let mut endpoints = ctx.endpoints.subscribe();
-    for informer in [&ctx.services, &ctx.pods, &ctx.endpoints] {
-        informer.synced().await;
-    }
-    let all = |queue: &WorkQueue<ObjectRef>| {
-        for obj in ctx
-            .services
-            .list(None, |_| true)
-            .into_iter()
-            .chain(ctx.endpoints.list(None, |_| true))
-        {
-            queue.add(object_ref(&obj));
-        }
-    };
-    all(&queue);
-    loop {
-        let keys = tokio::select! {
-            change = services.next() => match change {
-                Some(Change::Object { object, .. }) => vec![object_ref(&object)],
-                Some(Change::Resync) => { all(&queue); continue }
-                None => return,
-            },
-            change = pods.next() => match change {
-                Some(Change::Object { event_type, object, prev }) => {
-                    services_for_pod_change(&ctx.services, event_type, &object, prev.as_deref())
-                }
-                Some(Change::Resync) => { all(&queue); continue }
-                None => return,
-            },
-            // Deleted by someone: recreated if its Service still wants it.
-            change = endpoints.next() => match change {
-                Some(Change::Object { event_type: StoreEvent::Deleted, object, .. }) => {
-                    vec![object_ref(&object)]
-                }
-                Some(Change::Object { .. }) => continue,
-                Some(Change::Resync) => { all(&queue); continue }
-                None => return,
-            },
-        };
-        for key in keys {
-            queue.add(key);
-        }
-    }
+    let services = ctx.services.clone();
+    Controller::new(NAME, &ctx.services)
+        .watches_changes(&ctx.pods, move |event, pod, prev| {
+            services_for_pod_change(&services, event, pod, prev)
+        })
+        // Deleted by someone: recreated if its Service still wants it.
+        .watches_deletions(&ctx.endpoints, |endpoints| vec![object_ref(endpoints)])
+        // After a (re)list every Endpoints object is looked at too, so one
+        // left by a Service deleted unseen goes (`checkLeftoverEndpoints`).
+        .queues_leftovers_of(&ctx.endpoints)
+        .run(4, ctx, reconcile)
+        .await;
 }
 
 fn endpoints_type() -> Result<&'static ResourceType, ApiError> {

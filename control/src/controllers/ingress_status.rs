@@ -12,10 +12,10 @@ use serde_json::{Value, json};
 use skiff_api::ingress::is_skiff_ingress;
 use skiff_api::status::ApiError;
 
+use super::runtime::{Action, Controller};
 use super::service_load_balancer::{load_balancer_status, node_ingress};
-use super::work_queue::{Action, WorkQueue, run_workers};
 use super::write_status;
-use crate::informer::{Change, Informer, ObjectRef, object_ref};
+use crate::informer::{Informer, ObjectRef};
 use crate::registry::Registry;
 use crate::store::EventType as StoreEvent;
 
@@ -32,47 +32,15 @@ pub struct Context {
 /// Runs the controller until the process ends.
 pub async fn run(ctx: Context) {
     let ctx = Arc::new(ctx);
-    let queue: Arc<WorkQueue<ObjectRef>> = WorkQueue::new();
-    tokio::spawn(feed(ctx.clone(), queue.clone()));
-    run_workers(NAME, queue, 1, move |key| reconcile(ctx.clone(), key)).await;
-}
-
-async fn feed(ctx: Arc<Context>, queue: Arc<WorkQueue<ObjectRef>>) {
-    let mut ingresses = ctx.ingresses.subscribe();
-    let mut nodes = ctx.nodes.subscribe();
-    ctx.ingresses.synced().await;
-    ctx.nodes.synced().await;
-    let all = |queue: &WorkQueue<ObjectRef>| {
-        for ingress in ctx.ingresses.list(None, is_skiff_ingress) {
-            queue.add(object_ref(&ingress));
-        }
-    };
-    all(&queue);
-    loop {
-        tokio::select! {
-            change = ingresses.next() => match change {
-                Some(Change::Object { event_type, object, .. })
-                    if event_type != StoreEvent::Deleted && is_skiff_ingress(&object) =>
-                {
-                    queue.add(object_ref(&object));
-                }
-                Some(Change::Object { .. }) => {}
-                Some(Change::Resync) => all(&queue),
-                None => return,
-            },
-            change = nodes.next() => match change {
-                Some(Change::Object { event_type, object, prev }) => {
-                    let before = prev.as_deref().filter(|_| event_type != StoreEvent::Added);
-                    let now = (event_type != StoreEvent::Deleted).then_some(&*object);
-                    if before.and_then(node_ingress) != now.and_then(node_ingress) {
-                        all(&queue);
-                    }
-                }
-                Some(Change::Resync) => all(&queue),
-                None => return,
-            },
-        }
-    }
+    Controller::new(NAME, &ctx.ingresses)
+        // Nodes' addresses are every Skiff Ingress's status.
+        .reconciles_all_when(&ctx.nodes, |event, node, before| {
+            let before = before.filter(|_| event != StoreEvent::Added);
+            let now = (event != StoreEvent::Deleted).then_some(node);
+            before.and_then(node_ingress) != now.and_then(node_ingress)
+        })
+        .run(1, ctx, reconcile)
+        .await;
 }
 
 async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError> {

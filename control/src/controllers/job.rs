@@ -33,7 +33,7 @@ use self::tally::{Tracking, has_tracking_finalizer};
 use super::pod_control::{
     self, PodControl, controller_of, controller_uid, deletion_order, is_active, revision_of,
 };
-use super::work_queue::{Action, WorkQueue, run_workers};
+use super::runtime::{Action, WorkQueue, run_workers};
 use crate::events::{EventRecorder, EventType};
 use crate::informer::{Change, Informer, ObjectRef, object_ref};
 use crate::registry::{Registry, Subresource, WriteOptions};

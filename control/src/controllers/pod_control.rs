@@ -36,16 +36,7 @@ pub fn controller_uid(obj: &Value) -> Option<&str> {
         .and_then(Value::as_str)
 }
 
-/// The (kind, name) of the object's controller, if it has one.
-pub fn controller_of(obj: &Value) -> Option<(&str, &str)> {
-    let r = meta::owner_references(obj)
-        .iter()
-        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))?;
-    Some((
-        r.get("kind").and_then(Value::as_str)?,
-        r.get("name").and_then(Value::as_str)?,
-    ))
-}
+pub use super::runtime::controller_of;
 
 pub fn pods_type() -> Result<&'static ResourceType, ApiError> {
     by_kind("v1", "Pod").ok_or_else(|| ApiError::internal("no Pod kind"))

@@ -17,10 +17,10 @@ use skiff_api::status::{ApiError, Reason};
 use super::pod_control::{
     self, PodControl, availability, controller_uid, deletion_order, is_active,
 };
-use super::work_queue::{Action, WorkQueue, run_workers};
+use super::runtime::{Action, Controller};
 use super::write_status;
 use crate::events::{EventRecorder, EventType};
-use crate::informer::{Change, Informer, ObjectRef, object_ref};
+use crate::informer::{Informer, ObjectRef};
 use crate::registry::Registry;
 use crate::store::Revision;
 
@@ -52,62 +52,10 @@ pub async fn run(
         pods,
         events,
     });
-    let queue: Arc<WorkQueue<ObjectRef>> = WorkQueue::new();
-    tokio::spawn(feed(ctx.clone(), queue.clone()));
-    run_workers(NAME, queue, 4, move |key| reconcile(ctx.clone(), key)).await;
-}
-
-/// Queues the ReplicaSets a change concerns.
-async fn feed(ctx: Arc<Context>, queue: Arc<WorkQueue<ObjectRef>>) {
-    let mut sets = ctx.replica_sets.subscribe();
-    let mut pods = ctx.pods.subscribe();
-    ctx.replica_sets.synced().await;
-    ctx.pods.synced().await;
-    let all = |queue: &WorkQueue<ObjectRef>| {
-        for rs in ctx.replica_sets.list(None, |_| true) {
-            queue.add(object_ref(&rs));
-        }
-    };
-    all(&queue);
-    loop {
-        tokio::select! {
-            change = sets.next() => match change {
-                Some(Change::Object { object, .. }) => queue.add(object_ref(&object)),
-                Some(Change::Resync) => all(&queue),
-                None => return,
-            },
-            change = pods.next() => match change {
-                Some(Change::Object { object, prev, .. }) => {
-                    for pod in std::iter::once(&object).chain(prev.as_ref()) {
-                        for key in owners_of(&ctx, pod) {
-                            queue.add(key);
-                        }
-                    }
-                }
-                Some(Change::Resync) => all(&queue),
-                None => return,
-            },
-        }
-    }
-}
-
-/// The ReplicaSets that own `pod`, or would adopt it.
-fn owners_of(ctx: &Context, pod: &Value) -> Vec<ObjectRef> {
-    let namespace = meta::namespace(pod).unwrap_or_default().to_string();
-    if let Some((kind, name)) = pod_control::controller_of(pod) {
-        return if kind == "ReplicaSet" {
-            vec![(namespace, name.to_string())]
-        } else {
-            Vec::new()
-        };
-    }
-    ctx.replica_sets
-        .list(Some(&namespace), |rs| {
-            selector(rs).is_ok_and(|s| !s.is_empty() && s.matches_object(pod))
-        })
-        .iter()
-        .map(|rs| object_ref(rs))
-        .collect()
+    Controller::new(NAME, &ctx.replica_sets)
+        .owns_or_adopts(&ctx.pods, "/spec/selector")
+        .run(4, ctx, reconcile)
+        .await;
 }
 
 fn selector(rs: &Value) -> Result<LabelSelector, ApiError> {

@@ -17,7 +17,7 @@ use skiff_api::meta;
 use skiff_api::resource::{ResourceType, by_kind};
 use skiff_api::status::ApiError;
 
-use super::work_queue::{Action, WorkQueue, run_workers};
+use super::runtime::{Action, WorkQueue, run_workers};
 use crate::admission::resource_quota::{compute, quota_type};
 use crate::admission::resources::{ResourceList, list_at, show};
 use crate::informer::{Change, Informer, ObjectRef, object_ref};

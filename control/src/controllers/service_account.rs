@@ -11,13 +11,17 @@ use skiff_api::meta;
 use skiff_api::resource::by_kind;
 use skiff_api::status::{ApiError, Reason};
 
-use super::work_queue::{Action, WorkQueue, run_workers};
+use super::runtime::{Action, Controller};
 use crate::admission::service_account::{DEFAULT, service_account_type};
-use crate::informer::{Change, Informer};
+use crate::informer::{Informer, ObjectRef};
 use crate::registry::{Registry, WriteOptions};
-use crate::store::EventType;
 
 const NAME: &str = "service-account-controller";
+
+struct Context {
+    registry: Registry,
+    namespaces: Informer,
+}
 
 /// Runs the controller until the process ends.
 pub async fn run(registry: Registry) {
@@ -26,55 +30,25 @@ pub async fn run(registry: Registry) {
     };
     let namespaces = Informer::start(&registry, ns_type);
     let accounts = Informer::start(&registry, sa_type);
-    let queue: Arc<WorkQueue<String>> = WorkQueue::new();
-    tokio::spawn(feed(namespaces.clone(), accounts, queue.clone()));
-    run_workers(NAME, queue, 1, move |namespace| {
-        reconcile(registry.clone(), namespaces.clone(), namespace)
-    })
-    .await;
+    let ctx = Arc::new(Context {
+        registry,
+        namespaces: namespaces.clone(),
+    });
+    Controller::new(NAME, &namespaces)
+        // A deleted `default` queues its namespace, to be made again.
+        .watches(&accounts, |account| {
+            match (meta::name(account), meta::namespace(account)) {
+                (Some(DEFAULT), Some(ns)) => vec![(String::new(), ns.to_string())],
+                _ => Vec::new(),
+            }
+        })
+        .run(1, ctx, reconcile)
+        .await;
 }
 
-async fn feed(namespaces: Informer, accounts: Informer, queue: Arc<WorkQueue<String>>) {
-    let mut ns_changes = namespaces.subscribe();
-    let mut sa_changes = accounts.subscribe();
-    namespaces.synced().await;
-    accounts.synced().await;
-    let all = |queue: &WorkQueue<String>| {
-        for ns in namespaces.list(None, |_| true) {
-            queue.add(meta::name(&ns).unwrap_or_default().to_string());
-        }
-    };
-    all(&queue);
-    loop {
-        tokio::select! {
-            change = ns_changes.next() => match change {
-                Some(Change::Object { event_type: EventType::Deleted, .. }) => {}
-                Some(Change::Object { object, .. }) => {
-                    queue.add(meta::name(&object).unwrap_or_default().to_string());
-                }
-                Some(Change::Resync) => all(&queue),
-                None => return,
-            },
-            change = sa_changes.next() => match change {
-                Some(Change::Object { event_type: EventType::Deleted, object, .. })
-                    if meta::name(&object) == Some(DEFAULT) =>
-                {
-                    queue.add(meta::namespace(&object).unwrap_or_default().to_string());
-                }
-                Some(Change::Object { .. }) => {}
-                Some(Change::Resync) => all(&queue),
-                None => return,
-            },
-        }
-    }
-}
-
-async fn reconcile(
-    registry: Registry,
-    namespaces: Informer,
-    namespace: String,
-) -> Result<Action, ApiError> {
-    let Some(ns) = namespaces.get("", &namespace) else {
+async fn reconcile(ctx: Arc<Context>, (_, namespace): ObjectRef) -> Result<Action, ApiError> {
+    let registry = &ctx.registry;
+    let Some(ns) = ctx.namespaces.get("", &namespace) else {
         return Ok(Action::Done);
     };
     if meta::deletion_timestamp(&ns).is_some() {

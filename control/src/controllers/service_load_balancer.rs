@@ -18,9 +18,9 @@ use serde_json::{Value, json};
 use skiff_api::json::Pointer as _;
 use skiff_api::status::ApiError;
 
-use super::work_queue::{Action, WorkQueue, run_workers};
+use super::runtime::{Action, Controller};
 use super::write_status;
-use crate::informer::{Change, Informer, ObjectRef, object_ref};
+use crate::informer::{Informer, ObjectRef};
 use crate::registry::Registry;
 use crate::store::EventType as StoreEvent;
 
@@ -38,45 +38,15 @@ pub struct Context {
 /// Runs the controller until the process ends.
 pub async fn run(ctx: Context) {
     let ctx = Arc::new(ctx);
-    let queue: Arc<WorkQueue<ObjectRef>> = WorkQueue::new();
-    tokio::spawn(feed(ctx.clone(), queue.clone()));
-    run_workers(NAME, queue, 2, move |key| reconcile(ctx.clone(), key)).await;
-}
-
-async fn feed(ctx: Arc<Context>, queue: Arc<WorkQueue<ObjectRef>>) {
-    let mut services = ctx.services.subscribe();
-    let mut nodes = ctx.nodes.subscribe();
-    ctx.services.synced().await;
-    ctx.nodes.synced().await;
-    let all = |queue: &WorkQueue<ObjectRef>| {
-        for svc in ctx.services.list(None, concerned) {
-            queue.add(object_ref(&svc));
-        }
-    };
-    all(&queue);
-    loop {
-        tokio::select! {
-            change = services.next() => match change {
-                Some(Change::Object { object, .. }) if concerned(&object) => {
-                    queue.add(object_ref(&object));
-                }
-                Some(Change::Object { .. }) => {}
-                Some(Change::Resync) => all(&queue),
-                None => return,
-            },
-            change = nodes.next() => match change {
-                Some(Change::Object { event_type, object, prev }) => {
-                    let before = prev.as_deref().filter(|_| event_type != StoreEvent::Added);
-                    let now = (event_type != StoreEvent::Deleted).then_some(&*object);
-                    if before.and_then(node_ingress) != now.and_then(node_ingress) {
-                        all(&queue);
-                    }
-                }
-                Some(Change::Resync) => all(&queue),
-                None => return,
-            },
-        }
-    }
+    Controller::new(NAME, &ctx.services)
+        // Nodes' addresses are every Skiff load balancer's status.
+        .reconciles_all_when(&ctx.nodes, |event, node, before| {
+            let before = before.filter(|_| event != StoreEvent::Added);
+            let now = (event != StoreEvent::Deleted).then_some(node);
+            before.and_then(node_ingress) != now.and_then(node_ingress)
+        })
+        .run(2, ctx, reconcile)
+        .await;
 }
 
 /// A Service whose ingress this controller sets, or must clear (it is no

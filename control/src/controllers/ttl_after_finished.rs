@@ -13,45 +13,24 @@ use skiff_api::resource::by_kind;
 use skiff_api::status::{ApiError, Reason};
 
 use super::job::conditions;
-use super::work_queue::{Action, WorkQueue, run_workers};
-use crate::informer::{Change, Informer, ObjectRef, object_ref};
+use super::runtime::{Action, Controller};
+use crate::informer::{Informer, ObjectRef};
 use crate::registry::{DeleteOptions, PropagationPolicy, Registry};
 
 const NAME: &str = "ttl-after-finished-controller";
 
 /// Runs the controller until the process ends.
 pub async fn run(registry: Registry, jobs: Informer) {
-    let queue: Arc<WorkQueue<ObjectRef>> = WorkQueue::new();
-    tokio::spawn(feed(jobs.clone(), queue.clone()));
-    run_workers(NAME, queue, 1, move |key| {
-        reconcile(registry.clone(), jobs.clone(), key)
-    })
-    .await;
+    let ctx = Arc::new(Context {
+        registry,
+        jobs: jobs.clone(),
+    });
+    Controller::new(NAME, &jobs).run(1, ctx, reconcile).await;
 }
 
-async fn feed(jobs: Informer, queue: Arc<WorkQueue<ObjectRef>>) {
-    let mut changes = jobs.subscribe();
-    jobs.synced().await;
-    let all = |queue: &WorkQueue<ObjectRef>| {
-        for job in jobs.list(None, has_ttl) {
-            queue.add(object_ref(&job));
-        }
-    };
-    all(&queue);
-    loop {
-        match changes.next().await {
-            Some(Change::Object { object, .. }) if has_ttl(&object) => {
-                queue.add(object_ref(&object))
-            }
-            Some(Change::Object { .. }) => {}
-            Some(Change::Resync) => all(&queue),
-            None => return,
-        }
-    }
-}
-
-fn has_ttl(job: &Value) -> bool {
-    job.at("/spec/ttlSecondsAfterFinished").is_some()
+struct Context {
+    registry: Registry,
+    jobs: Informer,
 }
 
 /// How long until a finished Job expires (zero once it has), or `None` while
@@ -76,7 +55,8 @@ fn time_left(job: &Value, now: jiff::Timestamp) -> Option<Duration> {
     })
 }
 
-async fn reconcile(registry: Registry, jobs: Informer, key: ObjectRef) -> Result<Action, ApiError> {
+async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError> {
+    let (registry, jobs) = (&ctx.registry, &ctx.jobs);
     let Some(job) = jobs.get(&key.0, &key.1) else {
         return Ok(Action::Done);
     };

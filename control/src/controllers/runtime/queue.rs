@@ -1,4 +1,4 @@
-//! The work queue every controller runs on, as client-go's: keys (not events)
+//! The work queue under every controller, as client-go's: keys (not events)
 //! are queued, a key queued twice is reconciled once, one reconcile is in flight
 //! per key (a key queued while in flight runs again after), a failed reconcile is
 //! retried with per-key exponential backoff, and a reconcile may ask to be run
@@ -11,16 +11,13 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::hash::Hash;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::FutureExt;
-use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Notify;
 
-/// Reconciles that panicked, in every controller of this process (served as
-/// `skiff_controller_reconcile_panics_total`).
-pub static RECONCILE_PANICS: LazyLock<Counter> = LazyLock::new(Counter::default);
+use super::metrics::{METRICS, Outcome};
 
 /// What a reconcile asks for next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,12 +28,26 @@ pub enum Action {
     RequeueAfter(Duration),
 }
 
+impl Action {
+    /// Nothing until something changes (kube-runtime's name).
+    pub fn await_change() -> Action {
+        Action::Done
+    }
+
+    /// Run again after `delay`, unless a change queues it earlier.
+    pub fn requeue_after(delay: Duration) -> Action {
+        Action::RequeueAfter(delay)
+    }
+}
+
 /// The first retry delay after an error; doubled per failure up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// A deduplicating queue of keys with one reconcile in flight per key.
 pub struct WorkQueue<K> {
+    /// Its name in `workqueue_depth`, if it reports one.
+    name: Option<&'static str>,
     state: Mutex<State<K>>,
     ready: Notify,
 }
@@ -52,7 +63,17 @@ struct State<K> {
 
 impl<K: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<K> {
     pub fn new() -> Arc<Self> {
+        Self::with_name(None)
+    }
+
+    /// A queue whose depth is served as `workqueue_depth{name}`.
+    pub fn named(name: &'static str) -> Arc<Self> {
+        Self::with_name(Some(name))
+    }
+
+    fn with_name(name: Option<&'static str>) -> Arc<Self> {
         Arc::new(WorkQueue {
+            name,
             state: Mutex::new(State {
                 queue: VecDeque::new(),
                 queued: HashSet::new(),
@@ -73,7 +94,9 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<K> {
         }
         if st.queued.insert(key.clone()) {
             st.queue.push_back(key);
+            let depth = st.queue.len();
             drop(st);
+            self.report_depth(depth);
             self.ready.notify_one();
         }
     }
@@ -105,6 +128,9 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<K> {
                 if let Some(key) = st.queue.pop_front() {
                     st.queued.remove(&key);
                     st.in_flight.insert(key.clone());
+                    let depth = st.queue.len();
+                    drop(st);
+                    self.report_depth(depth);
                     return key;
                 }
             }
@@ -143,6 +169,12 @@ impl<K: Clone + Eq + Hash + Send + Sync + 'static> WorkQueue<K> {
         }
     }
 
+    fn report_depth(&self, depth: usize) {
+        if let Some(name) = self.name {
+            METRICS.set_depth(name, depth);
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State<K>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -168,17 +200,25 @@ pub async fn run_workers<K, F, Fut, E>(
         tasks.push(tokio::spawn(async move {
             loop {
                 let key = queue.take().await;
+                let started = std::time::Instant::now();
                 // The key is in flight until `done`: a panic that ended this
                 // task would leave it there and never reconcile it again.
                 let run = AssertUnwindSafe(reconcile(key.clone())).catch_unwind();
-                let outcome = match run.await {
+                let result = run.await;
+                let measured = match &result {
+                    Ok(Ok(Action::Done)) => Outcome::Success,
+                    Ok(Ok(Action::RequeueAfter(_))) => Outcome::RequeueAfter,
+                    Ok(Err(_)) => Outcome::Error,
+                    Err(_) => Outcome::Panic,
+                };
+                METRICS.reconciled(name, measured, started.elapsed());
+                let outcome = match result {
                     Ok(Ok(action)) => Ok(action),
                     Ok(Err(e)) => {
                         tracing::debug!(controller = name, key = ?key, error = %e, "reconcile failed; will retry");
                         Err(())
                     }
                     Err(panic) => {
-                        RECONCILE_PANICS.inc();
                         tracing::error!(
                             controller = name,
                             key = ?key,
@@ -257,8 +297,8 @@ mod tests {
         let bad_runs = Arc::new(AtomicUsize::new(0));
         let good_runs = Arc::new(AtomicUsize::new(0));
         let (bad, good) = (bad_runs.clone(), good_runs.clone());
-        let panics_before = RECONCILE_PANICS.get();
-        tokio::spawn(run_workers("test", queue.clone(), 1, move |k| {
+        let panics_before = METRICS.reconciles("panicky", "panic");
+        tokio::spawn(run_workers("panicky", queue.clone(), 1, move |k| {
             let (bad, good) = (bad.clone(), good.clone());
             async move {
                 if k == "bad" {
@@ -277,7 +317,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(40)).await;
         assert_eq!(bad_runs.load(Ordering::SeqCst), 3);
         assert_eq!(good_runs.load(Ordering::SeqCst), 1);
-        assert!(RECONCILE_PANICS.get() >= panics_before + 2);
+        assert_eq!(METRICS.reconciles("panicky", "panic"), panics_before + 2);
         // The single worker is still there for new keys.
         queue.add("good");
         tokio::time::sleep(Duration::from_millis(1)).await;
