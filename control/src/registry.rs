@@ -39,8 +39,11 @@ pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 const STALE: &str =
     "the object has been modified; please apply your changes to the latest version and try again";
 
-/// How many times a patch is retried when the object changes under it.
-const PATCH_RETRIES: usize = 8;
+/// How many times a write without a client precondition (a patch, a PUT
+/// without resourceVersion) is tried again when the object changed under it.
+/// Each conflict means another write succeeded, so this only bounds how long
+/// one client can be outpaced; Kubernetes' GuaranteedUpdate has no bound.
+const PATCH_RETRIES: usize = 100;
 
 /// How many times a create is admitted again when a quota it charges was
 /// charged by another create in between.
@@ -327,7 +330,8 @@ impl Registry {
     }
 
     /// Replaces an object (PUT). An empty `resourceVersion` in the body means an
-    /// unconditional update; a stale one is a 409 Conflict.
+    /// unconditional update, retried if another write lands in between (as
+    /// Kubernetes' GuaranteedUpdate does); a stale one is a 409 Conflict.
     pub async fn update(
         &self,
         rt: &ResourceType,
@@ -338,8 +342,25 @@ impl Registry {
         opts: &WriteOptions,
     ) -> Result<Written> {
         let warnings = check_body(rt, name, &mut obj, opts)?;
-        let old = self.get(rt, namespace, name)?;
-        self.update_checked(rt, old, obj, sub, opts, warnings).await
+        let unconditional = meta::resource_version(&obj).is_none();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let old = self.get(rt, namespace, name)?;
+            let retry = unconditional && attempt < PATCH_RETRIES;
+            let body = if retry {
+                obj.clone()
+            } else {
+                std::mem::take(&mut obj)
+            };
+            match self
+                .update_checked(rt, old, body, sub, opts, warnings.clone())
+                .await
+            {
+                Err(e) if e.reason == Reason::Conflict && retry => continue,
+                result => return result,
+            }
+        }
     }
 
     /// [`Registry::update`] over `old`, the object as the caller has just read

@@ -6,7 +6,7 @@ use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::patch::PatchType;
 use skiff_api::resource::ResourceType;
-use skiff_api::status::{ApiError, FieldError};
+use skiff_api::status::{ApiError, FieldError, Reason};
 
 use super::{Registry, Result, Subresource, WriteOptions};
 use crate::store::object_revision;
@@ -27,22 +27,33 @@ impl Registry {
         opts: &WriteOptions,
     ) -> Result<Value> {
         let replicas = replicas_of(rt, name, &scale)?;
-        let old = self.get(rt, namespace, name)?;
-        let expected = match meta::resource_version(&scale) {
-            Some(rv) => {
-                if Some(rv) != old.at("/metadata/resourceVersion").and_then(Value::as_str) {
-                    return Err(ApiError::conflict(rt, name, super::STALE));
-                }
-                object_revision(&old).unwrap_or(0)
+        let pinned = meta::resource_version(&scale);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let old = self.get(rt, namespace, name)?;
+            if let Some(rv) = pinned
+                && Some(rv) != old.at("/metadata/resourceVersion").and_then(Value::as_str)
+            {
+                return Err(ApiError::conflict(rt, name, super::STALE));
             }
-            None => object_revision(&old).unwrap_or(0),
-        };
-        let mut new = old.clone();
-        super::strategy::set_path(&mut new, &["spec", "replicas"], json!(replicas));
-        let written = self
-            .write_update(rt, old, new, expected, Subresource::Main, opts)
-            .await?;
-        Ok(to_scale(&written.object))
+            let expected = object_revision(&old).unwrap_or(0);
+            let mut new = old.clone();
+            super::strategy::set_path(&mut new, &["spec", "replicas"], json!(replicas));
+            // Without a resourceVersion from the client, a write that lands
+            // in between is no conflict of the client's: take it and retry.
+            match self
+                .write_update(rt, old, new, expected, Subresource::Main, opts)
+                .await
+            {
+                Err(e)
+                    if e.reason == Reason::Conflict
+                        && pinned.is_none()
+                        && attempt < super::PATCH_RETRIES => {}
+                Err(e) => return Err(e),
+                Ok(written) => return Ok(to_scale(&written.object)),
+            }
+        }
     }
 
     /// Patches the Scale of a workload (PATCH .../scale, as `kubectl scale` does).
@@ -56,7 +67,16 @@ impl Registry {
         patch: Value,
         opts: &WriteOptions,
     ) -> Result<Value> {
-        let current = self.get_scale(rt, namespace, name)?;
+        let mut current = self.get_scale(rt, namespace, name)?;
+        if patch
+            .at("/metadata/resourceVersion")
+            .is_none_or(Value::is_null)
+            && let Some(metadata) = current.get_mut("metadata").and_then(Value::as_object_mut)
+        {
+            // The client set no precondition: the update may retry against
+            // whatever version it finds.
+            metadata.remove("resourceVersion");
+        }
         let mut patched = current.clone();
         match patch_type {
             PatchType::Json => skiff_api::patch::json_patch(&mut patched, &patch)?,

@@ -86,6 +86,15 @@ pub fn prepare_for_create(rt: &ResourceType, obj: &mut Value) {
         "Secret" => merge_string_data(obj),
         _ => {}
     }
+    // Kubernetes answers a create with the kind's empty status, and clients
+    // read it at once (`deployment.status.ready_replicas`).
+    if rt.status_subresource && obj.get("status").is_none_or(|s| !s.is_object()) {
+        let empty = match rt.kind {
+            "Service" => json!({"loadBalancer": {}}),
+            _ => json!({}),
+        };
+        set_path(obj, &["status"], empty);
+    }
 }
 
 /// A Secret's `stringData` is write-only: the API server folds it into `data`
