@@ -2,35 +2,105 @@
 //! desired state (in the style of kube-runtime). Each reads the current state
 //! from the store, never trusts that an event tells the whole story, and is safe
 //! to run twice.
+//!
+//! A controller is a reconcile function on the [`runtime`], in the folder of
+//! its concern ([`workload`], [`service`], [`node`], [`cluster`], [`access`]),
+//! and one line in [`ALL`], from which the control plane starts every one.
 
-pub mod cluster_role_aggregation;
-pub mod cron_job;
-pub mod daemon_set;
-pub mod deployment;
-pub mod endpoint_slice;
-pub mod endpoints;
-pub mod garbage_collector;
-pub mod ingress_status;
-pub mod job;
-pub mod namespace;
-pub mod node_lifecycle;
-pub mod pod_control;
-pub mod pod_gc;
-pub mod replica_set;
-pub mod resource_quota;
+pub mod access;
+pub mod cluster;
+pub mod node;
 pub mod runtime;
-pub mod service_account;
-pub mod service_endpoints;
-pub mod service_load_balancer;
-pub mod service_triggers;
-pub mod taint_eviction;
-pub mod ttl_after_finished;
+pub mod service;
+pub mod workload;
 
+use std::time::Duration;
+
+use futures::future::BoxFuture;
 use serde_json::Value;
 use skiff_api::meta;
 use skiff_api::status::{ApiError, Reason};
 
+use crate::events::EventRecorder;
+use crate::gateway::NodeLiveness;
+use crate::informer::{Informer, Informers};
 use crate::registry::{Registry, Subresource, WriteOptions};
+
+/// What controllers are started with: the store, the shared caches, and
+/// what the gateway knows of nodes. Each takes what it needs.
+#[derive(Clone)]
+pub struct Deps {
+    pub registry: Registry,
+    pub informers: Informers,
+    pub events: EventRecorder,
+    /// The RBAC authorizer's ClusterRole cache.
+    pub cluster_roles: Informer,
+    /// When each node was last heard from.
+    pub liveness: NodeLiveness,
+    /// How long a silent node stays Ready.
+    pub node_grace_period: Duration,
+}
+
+/// How a controller is started: it runs until the process ends.
+pub type Start = fn(Deps) -> BoxFuture<'static, ()>;
+
+/// Every controller of the control plane, by its name in logs and metrics.
+/// A new controller is one line here.
+pub const ALL: &[(&str, Start)] = &[
+    (crate::scheduler::NAME, |d| {
+        Box::pin(crate::scheduler::run(d))
+    }),
+    (workload::replica_set::NAME, |d| {
+        Box::pin(workload::replica_set::run(d))
+    }),
+    (workload::deployment::NAME, |d| {
+        Box::pin(workload::deployment::run(d))
+    }),
+    (workload::daemon_set::NAME, |d| {
+        Box::pin(workload::daemon_set::run(d))
+    }),
+    (workload::job::NAME, |d| Box::pin(workload::job::run(d))),
+    (workload::cron_job::NAME, |d| {
+        Box::pin(workload::cron_job::run(d))
+    }),
+    (workload::ttl_after_finished::NAME, |d| {
+        Box::pin(workload::ttl_after_finished::run(d))
+    }),
+    (service::endpoint_slice::NAME, |d| {
+        Box::pin(service::endpoint_slice::run(d))
+    }),
+    (service::endpoints::NAME, |d| {
+        Box::pin(service::endpoints::run(d))
+    }),
+    (service::ingress_status::NAME, |d| {
+        Box::pin(service::ingress_status::run(d))
+    }),
+    (service::service_load_balancer::NAME, |d| {
+        Box::pin(service::service_load_balancer::run(d))
+    }),
+    (node::node_lifecycle::NAME, |d| {
+        Box::pin(node::node_lifecycle::run(d))
+    }),
+    (node::taint_eviction::NAME, |d| {
+        Box::pin(node::taint_eviction::run(d))
+    }),
+    (node::pod_gc::NAME, |d| Box::pin(node::pod_gc::run(d))),
+    (cluster::namespace::NAME, |d| {
+        Box::pin(cluster::namespace::run(d))
+    }),
+    (cluster::garbage_collector::NAME, |d| {
+        Box::pin(cluster::garbage_collector::run(d))
+    }),
+    (cluster::resource_quota::NAME, |d| {
+        Box::pin(cluster::resource_quota::run(d))
+    }),
+    (access::service_account::NAME, |d| {
+        Box::pin(access::service_account::run(d))
+    }),
+    (access::cluster_role_aggregation::NAME, |d| {
+        Box::pin(access::cluster_role_aggregation::run(d))
+    }),
+];
 
 /// Writes a workload's status when it differs from what is stored. A
 /// conflict is an error (retried with backoff): the object changed, so look again.

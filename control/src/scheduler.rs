@@ -31,7 +31,9 @@ use cluster::ClusterState;
 use fit::{Cursor, FitError, schedule};
 use requirements::{DEFAULT_SCHEDULER, PodRequirements};
 
-const COMPONENT: &str = "default-scheduler";
+/// The scheduler's name, in Events and among the controllers.
+pub const NAME: &str = "default-scheduler";
+const COMPONENT: &str = NAME;
 const FIELD_MANAGER: &str = "skiff-scheduler";
 /// Pods bound per store commit at most.
 const BATCH: usize = 1024;
@@ -42,7 +44,13 @@ const UNSCHEDULABLE_RETRY: Duration = Duration::from_secs(60);
 const BIND_RETRY: Duration = Duration::from_millis(100);
 
 /// Runs the scheduler until the process ends.
-pub async fn run(registry: Registry, nodes: Informer, pods: Informer, events: EventRecorder) {
+pub async fn run(deps: crate::controllers::Deps) {
+    let (registry, nodes, pods, events) = (
+        deps.registry,
+        deps.informers.nodes,
+        deps.informers.pods,
+        deps.events,
+    );
     let mut scheduler = Scheduler {
         registry,
         pods: pods.clone(),

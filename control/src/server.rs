@@ -179,114 +179,18 @@ impl ControlPlane {
             app,
             ListenerLimits::default(),
         ));
-        let events = EventRecorder::new(registry.clone(), "skiff-controller-manager");
-        let controllers = vec![
-            tokio::spawn(crate::controllers::cluster_role_aggregation::run(
-                registry.clone(),
-                state.authorizer.informers().cluster_roles.clone(),
-            )),
-            tokio::spawn(crate::scheduler::run(
-                registry.clone(),
-                informers.nodes.clone(),
-                informers.pods.clone(),
-                events.clone(),
-            )),
-            tokio::spawn(crate::controllers::replica_set::run(
-                registry.clone(),
-                informers.replica_sets.clone(),
-                informers.pods.clone(),
-                events.clone(),
-            )),
-            tokio::spawn(crate::controllers::deployment::run(
-                registry.clone(),
-                informers.deployments.clone(),
-                informers.replica_sets.clone(),
-                informers.pods.clone(),
-                events.clone(),
-            )),
-            tokio::spawn(crate::controllers::daemon_set::run(
-                registry.clone(),
-                informers.daemon_sets.clone(),
-                informers.nodes.clone(),
-                informers.pods.clone(),
-                events.clone(),
-            )),
-            tokio::spawn(crate::controllers::pod_gc::run(
-                registry.clone(),
-                informers.nodes.clone(),
-                informers.pods.clone(),
-            )),
-            tokio::spawn(crate::controllers::job::run(
-                registry.clone(),
-                informers.jobs.clone(),
-                informers.pods.clone(),
-                events.clone(),
-            )),
-            tokio::spawn(crate::controllers::cron_job::run(
-                registry.clone(),
-                informers.cron_jobs.clone(),
-                informers.jobs.clone(),
-                events.clone(),
-            )),
-            tokio::spawn(crate::controllers::ttl_after_finished::run(
-                registry.clone(),
-                informers.jobs.clone(),
-            )),
-            tokio::spawn(crate::controllers::namespace::run(registry.clone())),
-            tokio::spawn(crate::controllers::service_account::run(registry.clone())),
-            tokio::spawn(crate::controllers::resource_quota::run(
-                registry.clone(),
-                informers.pods.clone(),
-            )),
-            tokio::spawn(crate::controllers::garbage_collector::run(registry.clone())),
-            tokio::spawn(crate::controllers::node_lifecycle::run(
-                registry.clone(),
-                informers.nodes.clone(),
-                informers.pods.clone(),
-                events.clone(),
-                gateway.liveness(),
-                config.node_grace_period,
-            )),
-            tokio::spawn(crate::controllers::taint_eviction::run(
-                registry.clone(),
-                informers.nodes.clone(),
-                informers.pods.clone(),
-                events.clone(),
-            )),
-            tokio::spawn(crate::controllers::endpoint_slice::run(
-                crate::controllers::endpoint_slice::Context {
-                    registry: registry.clone(),
-                    services: informers.services.clone(),
-                    pods: informers.pods.clone(),
-                    nodes: informers.nodes.clone(),
-                    endpoint_slices: informers.endpoint_slices.clone(),
-                    events: events.clone(),
-                },
-            )),
-            tokio::spawn(crate::controllers::endpoints::run(
-                crate::controllers::endpoints::Context {
-                    registry: registry.clone(),
-                    services: informers.services.clone(),
-                    pods: informers.pods.clone(),
-                    endpoints: informers.endpoints.clone(),
-                    events: events.clone(),
-                },
-            )),
-            tokio::spawn(crate::controllers::ingress_status::run(
-                crate::controllers::ingress_status::Context {
-                    registry: registry.clone(),
-                    ingresses: informers.ingresses.clone(),
-                    nodes: informers.nodes.clone(),
-                },
-            )),
-            tokio::spawn(crate::controllers::service_load_balancer::run(
-                crate::controllers::service_load_balancer::Context {
-                    registry: registry.clone(),
-                    services: informers.services.clone(),
-                    nodes: informers.nodes.clone(),
-                },
-            )),
-        ];
+        let deps = crate::controllers::Deps {
+            registry: registry.clone(),
+            informers: informers.clone(),
+            events: EventRecorder::new(registry.clone(), "skiff-controller-manager"),
+            cluster_roles: state.authorizer.informers().cluster_roles.clone(),
+            liveness: gateway.liveness(),
+            node_grace_period: config.node_grace_period,
+        };
+        let controllers = crate::controllers::ALL
+            .iter()
+            .map(|(_, start)| tokio::spawn(start(deps.clone())))
+            .collect();
         state.ready.store(true, Ordering::Release);
         tracing::info!(%api_addr, quic_addr = %gateway.addr(), data_dir = %config.data_dir.display(), "control plane serving");
         Ok(ControlPlane {

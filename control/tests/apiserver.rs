@@ -13,6 +13,8 @@ use skiff_control::apiserver::access::PeerUser;
 use skiff_control::apiserver::{ApiState, router};
 use skiff_control::auth::service_account_token::TokenSigner;
 use skiff_control::components::ComponentStore;
+use skiff_control::controllers::{Deps, cluster};
+use skiff_control::informer::{Informer, Informers};
 use skiff_control::registry::Registry;
 use skiff_control::store::redb::{RedbStore, StoreConfig};
 use tower::ServiceExt;
@@ -44,11 +46,19 @@ async fn api_with(config: StoreConfig) -> Api {
         Arc::new(TokenSigner::ephemeral().unwrap()),
     );
     state.bookmark_interval = Duration::from_millis(200);
+    let cluster_roles = skiff_api::resource::by_kind("rbac.authorization.k8s.io/v1", "ClusterRole")
+        .expect("ClusterRoles");
+    let deps = Deps {
+        registry: registry.clone(),
+        informers: Informers::start(&registry),
+        events: skiff_control::events::EventRecorder::new(registry.clone(), "test"),
+        cluster_roles: Informer::start(&registry, cluster_roles),
+        liveness: skiff_control::gateway::NodeLiveness::default(),
+        node_grace_period: Duration::from_secs(40),
+    };
     let tasks = vec![
-        tokio::spawn(skiff_control::controllers::namespace::run(registry.clone())),
-        tokio::spawn(skiff_control::controllers::garbage_collector::run(
-            registry.clone(),
-        )),
+        tokio::spawn(cluster::namespace::run(deps.clone())),
+        tokio::spawn(cluster::garbage_collector::run(deps)),
     ];
     Api {
         // Every request is the admin's, as if it came with the admin's
@@ -503,6 +513,85 @@ async fn scale_subresource() {
         )
         .await;
     assert_eq!(negative.status, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+/// Kubernetes answers a create with the kind's empty status, so a client
+/// can read `status.readyReplicas` of the response at once.
+#[tokio::test]
+async fn a_created_object_comes_back_with_its_empty_status() {
+    let api = api().await;
+    let created = api.post(DEPLOYS, deployment("web", 1)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["status"], json!({}), "{}", created.body);
+    let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}});
+    let created = api.post("/api/v1/namespaces/default/services", svc).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["status"], json!({"loadBalancer": {}}));
+    // A kind without a status subresource has none.
+    let cm = api
+        .post(
+            "/api/v1/namespaces/default/configmaps",
+            configmap("c", json!({})),
+        )
+        .await;
+    assert!(cm.body.get("status").is_none(), "{}", cm.body);
+}
+
+/// Writes without a client precondition are never refused for a write that
+/// landed in between: a scale PATCH and a PUT without resourceVersion, while
+/// a "controller" keeps writing the same Deployment's status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_without_a_precondition_retry_instead_of_409() {
+    let api = Arc::new(api().await);
+    api.post(DEPLOYS, deployment("web", 1)).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let (api, stop) = (api.clone(), stop.clone());
+        async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let status = json!({"status": {"observedGeneration": n}});
+                api.patch(&format!("{DEPLOYS}/web/status"), MERGE, status)
+                    .await;
+            }
+            n
+        }
+    });
+    for replicas in 0..30 {
+        let scaled = api
+            .patch(
+                &format!("{DEPLOYS}/web/scale"),
+                MERGE,
+                json!({"spec": {"replicas": replicas}}),
+            )
+            .await;
+        assert_eq!(scaled.status, StatusCode::OK, "{}", scaled.body);
+        let mut body = api.get(&format!("{DEPLOYS}/web")).await.body;
+        body["metadata"]
+            .as_object_mut()
+            .expect("metadata")
+            .remove("resourceVersion");
+        body["metadata"]["labels"]["round"] = json!(replicas.to_string());
+        let put = api.put(&format!("{DEPLOYS}/web"), body).await;
+        assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let status_writes = writer.await.expect("writer");
+    assert!(
+        status_writes > 30,
+        "the writer raced: {status_writes} writes"
+    );
+    // A pinned, stale resourceVersion is still the client's conflict.
+    let stale = api
+        .patch(
+            &format!("{DEPLOYS}/web/scale"),
+            MERGE,
+            json!({"metadata": {"resourceVersion": "1"}, "spec": {"replicas": 3}}),
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::CONFLICT, "{}", stale.body);
 }
 
 #[tokio::test]

@@ -31,6 +31,7 @@ use serde_json::Value;
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::selector::LabelSelector;
+use tokio::sync::mpsc;
 
 pub use queue::{Action, WorkQueue, run_workers};
 
@@ -40,6 +41,9 @@ use crate::store::EventType;
 /// The primaries a change (its type, the object, and the object before)
 /// queues.
 type ChangeMapper = Arc<dyn Fn(EventType, &Value, Option<&Value>) -> Vec<ObjectRef> + Send + Sync>;
+
+/// Whether an object concerns a controller.
+type Predicate = Arc<dyn Fn(&Value) -> bool + Send + Sync>;
 
 /// Whether a change (its type, the object, and the object before) matters.
 type ChangeFilter = Arc<dyn Fn(EventType, &Value, Option<&Value>) -> bool + Send + Sync>;
@@ -66,6 +70,10 @@ pub struct Controller {
     resync: Option<Duration>,
     /// Caches whose keys are queued with every primary's.
     leftovers: Vec<Informer>,
+    /// Which primaries are queued on their own changes and on a resync.
+    concerns: Option<Predicate>,
+    /// Keys sent from outside the caches.
+    external: Option<mpsc::UnboundedReceiver<ObjectRef>>,
 }
 
 impl Controller {
@@ -78,7 +86,20 @@ impl Controller {
             sources: Vec::new(),
             resync: None,
             leftovers: Vec::new(),
+            concerns: None,
+            external: None,
         }
+    }
+
+    /// Only primaries for which `concerns` holds are queued, on their own
+    /// changes and on a resync (an Ingress of another class, a Job without a
+    /// TTL); keys other triggers name are queued as they are.
+    pub fn for_primaries_where(
+        mut self,
+        concerns: impl Fn(&Value) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.concerns = Some(Arc::new(concerns));
+        self
     }
 
     /// A change to an object of `children` queues the primary its
@@ -171,6 +192,13 @@ impl Controller {
         self
     }
 
+    /// Keys sent on `keys` are queued: for triggers that are not caches (a
+    /// store watch of kinds not worth caching, as the quota controller's).
+    pub fn triggered_by(mut self, keys: mpsc::UnboundedReceiver<ObjectRef>) -> Self {
+        self.external = Some(keys);
+        self
+    }
+
     /// Queues every primary every `period` (for what no event announces:
     /// the passing of time).
     pub fn resync_every(mut self, period: Duration) -> Self {
@@ -194,7 +222,8 @@ impl Controller {
     }
 
     /// Queues what the caches' changes concern, until they stop.
-    async fn feed(self, queue: Arc<WorkQueue<ObjectRef>>) {
+    async fn feed(mut self, queue: Arc<WorkQueue<ObjectRef>>) {
+        let mut external = self.external.take();
         let mut own = self.primary.subscribe();
         let mut others: Vec<_> = self
             .sources
@@ -208,8 +237,12 @@ impl Controller {
         for informer in &self.leftovers {
             informer.synced().await;
         }
+        let concerned = |obj: &Value| self.concerns.as_ref().is_none_or(|c| c(obj));
         let all = |queue: &WorkQueue<ObjectRef>| {
-            for informer in std::iter::once(&self.primary).chain(&self.leftovers) {
+            for obj in self.primary.list(None, concerned) {
+                queue.add(object_ref(&obj));
+            }
+            for informer in &self.leftovers {
                 for obj in informer.list(None, |_| true) {
                     queue.add(object_ref(&obj));
                 }
@@ -231,6 +264,12 @@ impl Controller {
                     .map(|(sub, source)| Box::pin(async move { (sub.next().await, *source) }));
                 futures::future::select_all(nexts).await.0
             };
+            let sent = async {
+                match external.as_mut() {
+                    Some(keys) => keys.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             let periodic = async {
                 match tick.as_mut() {
                     Some(tick) => tick.tick().await,
@@ -239,7 +278,11 @@ impl Controller {
             };
             tokio::select! {
                 change = own.next() => match change {
-                    Some(Change::Object { object, .. }) => queue.add(object_ref(&object)),
+                    Some(Change::Object { object, .. }) => {
+                        if concerned(&object) {
+                            queue.add(object_ref(&object));
+                        }
+                    }
                     Some(Change::Resync) => all(&queue),
                     None => return,
                 },
@@ -260,6 +303,10 @@ impl Controller {
                     None => return,
                 },
                 _ = periodic => all(&queue),
+                key = sent => match key {
+                    Some(key) => queue.add(key),
+                    None => external = None,
+                },
             }
         }
     }

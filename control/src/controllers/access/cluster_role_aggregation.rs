@@ -9,12 +9,13 @@ use std::sync::Arc;
 use serde_json::Value;
 use skiff_api::status::ApiError;
 
-use super::runtime::{Action, Controller};
 use crate::auth::rbac::bootstrap;
+use crate::controllers::Deps;
+use crate::controllers::runtime::{Action, Controller};
 use crate::informer::{Informer, ObjectRef};
 use crate::registry::{Registry, Subresource, WriteOptions};
 
-const NAME: &str = "clusterrole-aggregation-controller";
+pub const NAME: &str = "clusterrole-aggregation-controller";
 
 struct Context {
     registry: Registry,
@@ -22,7 +23,8 @@ struct Context {
 }
 
 /// Runs until the process ends.
-pub async fn run(registry: Registry, cluster_roles: Informer) {
+pub async fn run(deps: Deps) {
+    let (registry, cluster_roles) = (deps.registry, deps.cluster_roles);
     let ctx = Arc::new(Context {
         registry,
         cluster_roles: cluster_roles.clone(),

@@ -11,12 +11,13 @@ use skiff_api::meta;
 use skiff_api::resource::by_kind;
 use skiff_api::status::{ApiError, Reason};
 
-use super::runtime::{Action, Controller};
 use crate::admission::service_account::{DEFAULT, service_account_type};
+use crate::controllers::Deps;
+use crate::controllers::runtime::{Action, Controller};
 use crate::informer::{Informer, ObjectRef};
 use crate::registry::{Registry, WriteOptions};
 
-const NAME: &str = "service-account-controller";
+pub const NAME: &str = "service-account-controller";
 
 struct Context {
     registry: Registry,
@@ -24,7 +25,8 @@ struct Context {
 }
 
 /// Runs the controller until the process ends.
-pub async fn run(registry: Registry) {
+pub async fn run(deps: Deps) {
+    let registry = deps.registry;
     let (Some(ns_type), Ok(sa_type)) = (by_kind("v1", "Namespace"), service_account_type()) else {
         return;
     };

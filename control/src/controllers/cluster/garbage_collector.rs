@@ -20,16 +20,19 @@ use skiff_api::patch::PatchType;
 use skiff_api::resource::{RESOURCES, ResourceType, by_resource_id};
 use skiff_api::status::Reason;
 
+use crate::controllers::Deps;
 use crate::registry::{DeleteOptions, PropagationPolicy, Registry, Subresource, WriteOptions};
 use crate::registry::{FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
 use crate::store::{EventType, KeyPrefix, ObjectKey, WatchItem};
 
+pub const NAME: &str = "garbage-collector";
 const FIELD_MANAGER: &str = "skiff-garbage-collector";
 /// How long to wait before retrying work that could not finish.
 const RETRY: Duration = Duration::from_millis(500);
 
 /// Runs until the store closes.
-pub async fn run(registry: Registry) {
+pub async fn run(deps: Deps) {
+    let registry = deps.registry;
     loop {
         if let Err(e) = run_once(&registry).await {
             tracing::warn!(error = %e, "garbage collector restarting");

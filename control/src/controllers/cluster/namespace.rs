@@ -1,22 +1,23 @@
 //! The namespace controller: empties a terminating namespace, then finalizes it.
 //!
-//! Deleting a namespace marks it Terminating (the registry does that); this loop
+//! Deleting a namespace marks it Terminating (the registry does that); this controller
 //! deletes every object inside it, waits until they are gone (finalizers and
 //! graceful pod deletion included), and removes the `kubernetes` finalizer so the
 //! namespace itself goes.
 
-use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde_json::{Value, json};
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::resource::{RESOURCES, ResourceType, by_kind};
 use skiff_api::status::Reason;
 
-use crate::registry::{DeleteOptions, PropagationPolicy, Registry, prefix};
-use crate::store::WatchItem;
+use crate::controllers::Deps;
+use crate::controllers::runtime::{Action, Controller};
+use crate::informer::Informer;
+use crate::registry::{DeleteOptions, PropagationPolicy, Registry};
 
 /// How long to wait before looking again at a namespace that is not empty yet.
 const RETRY: Duration = Duration::from_millis(250);
@@ -27,70 +28,29 @@ const RETRY: Duration = Duration::from_millis(250);
 /// its other objects themselves.
 const DELETION_GRACE: Duration = Duration::from_secs(2);
 
-/// Runs until the store closes.
-pub async fn run(registry: Registry) {
+pub const NAME: &str = "namespace-controller";
+
+/// Runs until the process ends.
+pub async fn run(deps: Deps) {
+    let registry = deps.registry;
     let Some(ns_type) = by_kind("v1", "Namespace") else {
         return;
     };
-    loop {
-        if let Err(e) = run_once(&registry, ns_type).await {
-            tracing::warn!(error = %e, "namespace controller restarting");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    }
-}
-
-async fn run_once(registry: &Registry, ns_type: &'static ResourceType) -> Result<(), String> {
-    let page = registry
-        .list(ns_type, None, None, None, &|_| true)
-        .map_err(|e| e.to_string())?;
-    let mut terminating: BTreeSet<String> = page
-        .items
-        .iter()
-        .filter(|ns| meta::deletion_timestamp(ns).is_some())
-        .filter_map(|ns| meta::name(ns).map(str::to_string))
-        .collect();
-    let mut watch = registry
-        .store()
-        .watch(prefix(ns_type, None), page.revision, None)
-        .map_err(|e| e.to_string())?;
-    loop {
-        // Reconcile everything pending, then wait for a change or the retry tick.
-        let mut still = BTreeSet::new();
-        for name in &terminating {
-            match reconcile(registry, ns_type, name).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    still.insert(name.clone());
+    let namespaces = Informer::start(&registry, ns_type);
+    Controller::new(NAME, &namespaces)
+        .for_primaries_where(|ns| meta::deletion_timestamp(ns).is_some())
+        .run(
+            2,
+            Arc::new(registry),
+            move |registry, (_, name)| async move {
+                match reconcile(&registry, ns_type, &name).await {
+                    Ok(true) => Ok(Action::await_change()),
+                    Ok(false) => Ok(Action::requeue_after(RETRY)),
+                    Err(e) => Err(e),
                 }
-                Err(e) => {
-                    tracing::warn!(namespace = %name, error = %e, "namespace cleanup failed; retrying");
-                    still.insert(name.clone());
-                }
-            }
-        }
-        terminating = still;
-        let next = if terminating.is_empty() {
-            watch.next().await
-        } else {
-            match tokio::time::timeout(RETRY, watch.next()).await {
-                Ok(item) => item,
-                Err(_) => continue,
-            }
-        };
-        match next {
-            Some(Ok(WatchItem::Event(event))) => {
-                if meta::deletion_timestamp(&event.object).is_some()
-                    && event.event_type != crate::store::EventType::Deleted
-                {
-                    terminating.insert(event.key.name.clone());
-                }
-            }
-            Some(Ok(WatchItem::Progress(_))) => {}
-            Some(Err(e)) => return Err(e.to_string()),
-            None => return Err("namespace watch ended".into()),
-        }
-    }
+            },
+        )
+        .await;
 }
 
 /// Deletes what is left in a terminating namespace; finalizes it when empty.

@@ -16,15 +16,17 @@ use serde_json::{Map, Value, json};
 use skiff_api::meta;
 use skiff_api::resource::{ResourceType, by_kind};
 use skiff_api::status::ApiError;
+use tokio::sync::mpsc;
 
-use super::runtime::{Action, WorkQueue, run_workers};
 use crate::admission::resource_quota::{compute, quota_type};
 use crate::admission::resources::{ResourceList, list_at, show};
-use crate::informer::{Change, Informer, ObjectRef, object_ref};
+use crate::controllers::Deps;
+use crate::controllers::runtime::{Action, Controller};
+use crate::informer::{Informer, ObjectRef, object_ref};
 use crate::registry::{Registry, prefix};
 use crate::store::WatchItem;
 
-const NAME: &str = "resourcequota-controller";
+pub const NAME: &str = "resourcequota-controller";
 
 /// A full recount of every quota this often, for what no watch covers (a
 /// pod stuck terminating past its grace period, kinds counted by
@@ -35,61 +37,44 @@ const RESYNC: Duration = Duration::from_secs(30);
 const WATCHED: [&str; 4] = ["Service", "ConfigMap", "Secret", "PersistentVolumeClaim"];
 
 /// Runs the controller until the process ends.
-pub async fn run(registry: Registry, pods: Informer) {
+pub async fn run(deps: Deps) {
+    let (registry, pods) = (deps.registry, deps.informers.pods);
     let Some(quota_rt) = quota_type() else {
         return;
     };
     let quotas = Informer::start(&registry, quota_rt);
-    let queue: Arc<WorkQueue<ObjectRef>> = WorkQueue::new();
-    tokio::spawn(feed(quotas.clone(), pods, queue.clone()));
+    let (keys, triggered) = mpsc::unbounded_channel();
     for kind in WATCHED {
         if let Some(rt) = by_kind("v1", kind) {
             tokio::spawn(watch_kind(
                 registry.clone(),
                 rt,
                 quotas.clone(),
-                queue.clone(),
+                keys.clone(),
             ));
         }
     }
-    run_workers(NAME, queue, 2, move |key| reconcile(registry.clone(), key)).await;
+    let by_namespace = quotas.clone();
+    Controller::new(NAME, &quotas)
+        // What a namespace's pods use changes with any of them.
+        .watches(&pods, move |pod| {
+            quotas_of(&by_namespace, meta::namespace(pod).unwrap_or_default())
+        })
+        .triggered_by(triggered)
+        .resync_every(RESYNC)
+        .run(2, Arc::new(registry), |registry, key| async move {
+            reconcile(&registry, key).await
+        })
+        .await;
 }
 
-/// Queues every quota of `namespace`.
-fn requeue_namespace(quotas: &Informer, queue: &WorkQueue<ObjectRef>, namespace: &str) {
-    for quota in quotas.list(Some(namespace), |_| true) {
-        queue.add(object_ref(&quota));
-    }
-}
-
-async fn feed(quotas: Informer, pods: Informer, queue: Arc<WorkQueue<ObjectRef>>) {
-    let mut quota_changes = quotas.subscribe();
-    let mut pod_changes = pods.subscribe();
-    quotas.synced().await;
-    let all = |queue: &WorkQueue<ObjectRef>| {
-        for quota in quotas.list(None, |_| true) {
-            queue.add(object_ref(&quota));
-        }
-    };
-    all(&queue);
-    let mut resync = tokio::time::interval(RESYNC);
-    loop {
-        tokio::select! {
-            change = quota_changes.next() => match change {
-                Some(Change::Object { object, .. }) => queue.add(object_ref(&object)),
-                Some(Change::Resync) => all(&queue),
-                None => return,
-            },
-            change = pod_changes.next() => match change {
-                Some(Change::Object { object, .. }) => {
-                    requeue_namespace(&quotas, &queue, meta::namespace(&object).unwrap_or_default());
-                }
-                Some(Change::Resync) => all(&queue),
-                None => return,
-            },
-            _ = resync.tick() => all(&queue),
-        }
-    }
+/// Every quota of `namespace`.
+fn quotas_of(quotas: &Informer, namespace: &str) -> Vec<ObjectRef> {
+    quotas
+        .list(Some(namespace), |_| true)
+        .iter()
+        .map(|quota| object_ref(quota))
+        .collect()
 }
 
 /// Requeues a namespace's quotas on every change of one kind, watched
@@ -98,7 +83,7 @@ async fn watch_kind(
     registry: Registry,
     rt: &'static ResourceType,
     quotas: Informer,
-    queue: Arc<WorkQueue<ObjectRef>>,
+    keys: mpsc::UnboundedSender<ObjectRef>,
 ) {
     loop {
         let from = match registry.list(rt, None, None, Some(1), &|_| true) {
@@ -115,19 +100,25 @@ async fn watch_kind(
         };
         while let Some(Ok(item)) = watch.next().await {
             if let WatchItem::Event(event) = item {
-                requeue_namespace(&quotas, &queue, &event.key.namespace);
+                for key in quotas_of(&quotas, &event.key.namespace) {
+                    if keys.send(key).is_err() {
+                        return; // The controller has stopped.
+                    }
+                }
             }
         }
         // The watch broke (compacted, or the store is closing): a recount of
         // everything covers what was missed.
         for quota in quotas.list(None, |_| true) {
-            queue.add(object_ref(&quota));
+            if keys.send(object_ref(&quota)).is_err() {
+                return;
+            }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-async fn reconcile(registry: Registry, key: ObjectRef) -> Result<Action, ApiError> {
+async fn reconcile(registry: &Registry, key: ObjectRef) -> Result<Action, ApiError> {
     let quota_rt = quota_type().ok_or_else(|| ApiError::internal("no ResourceQuota kind"))?;
     // Read the quota first (see the module comment), from the store: the
     // cache may be behind a charge.
@@ -156,6 +147,6 @@ async fn reconcile(registry: Registry, key: ObjectRef) -> Result<Action, ApiErro
             .collect()
     };
     let status = json!({"hard": to_map(hard), "used": to_map(used)});
-    super::write_status(&registry, &quota, status, NAME).await?;
+    crate::controllers::write_status(registry, &quota, status, NAME).await?;
     Ok(Action::Done)
 }

@@ -10,86 +10,105 @@
 //! a node `Ready` again when it reconnects, and the taints go.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::resource::by_kind;
-use skiff_api::status::Reason;
+use skiff_api::status::{ApiError, Reason};
 
+use crate::controllers::Deps;
+use crate::controllers::runtime::{Action, Controller};
 use crate::events::{EventRecorder, EventType};
 use crate::gateway::NodeLiveness;
 use crate::gateway::nodes::{is_ready, mark_unknown};
-use crate::informer::Informer;
+use crate::informer::{Informer, ObjectRef};
 use crate::registry::strategy::{TAINT_NOT_READY, TAINT_UNREACHABLE};
 use crate::registry::{Registry, Subresource, WriteOptions};
 
-const NAME: &str = "node-controller";
+pub const NAME: &str = "node-controller";
 const FIELD_MANAGER: &str = "skiff-node-lifecycle-controller";
 const TAINT_UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
-/// How often nodes are checked.
-const CHECK_INTERVAL: Duration = Duration::from_millis(250);
+/// How often a node that is not ready is looked at again (its pods marked
+/// not ready, should one have been missed).
+const NOT_READY_RECHECK: Duration = Duration::from_millis(250);
+/// Past the grace period, a heartbeat this late still counts as on time: the
+/// check runs just after the deadline, not just before it.
+const SLACK: Duration = Duration::from_millis(10);
 
-/// Runs until the process ends.
-pub async fn run(
+struct Context {
     registry: Registry,
     nodes: Informer,
     pods: Informer,
     events: EventRecorder,
     liveness: NodeLiveness,
     grace: Duration,
-) {
-    nodes.synced().await;
-    pods.synced().await;
-    // Nodes known from before this control plane started get the grace period
-    // from now to reconnect.
-    let started = Instant::now();
-    let mut tick = tokio::time::interval(CHECK_INTERVAL);
-    // A check that overran (thousands of nodes on a busy machine) is followed
-    // by a full interval, never by a burst of checks that starves the sessions
-    // whose heartbeats it is checking.
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let now = meta::now_timestamp();
-        for node in nodes.list(None, |_| true) {
-            let Some(name) = meta::name(&node) else {
-                continue;
-            };
-            if is_ready(&node) {
-                let silent_for = match liveness.get(name) {
-                    Some(l) => l.last_seen.elapsed(),
-                    None => started.elapsed(),
-                };
-                if silent_for > grace {
-                    match mark_unknown(&registry, name).await {
-                        Ok(true) => {
-                            tracing::warn!(node = name, silent_for = ?silent_for, "node stopped posting status; marked NotReady");
-                            events.record(
-                                &node,
-                                NAME,
-                                EventType::Normal,
-                                "NodeNotReady",
-                                format!("Node {name} status is now: NodeNotReady"),
-                            );
-                        }
-                        Ok(false) => {}
-                        Err(e) => {
-                            tracing::warn!(node = name, error = %e, "node lifecycle: mark NotReady")
-                        }
-                    }
-                }
-            } else {
-                mark_pods_not_ready(&registry, &pods, name).await;
+    /// Nodes known from before this control plane started get the grace
+    /// period from then to reconnect.
+    started: Instant,
+}
+
+/// Runs until the process ends.
+pub async fn run(deps: Deps) {
+    let (registry, nodes, pods, events, liveness, grace) = (
+        deps.registry,
+        deps.informers.nodes,
+        deps.informers.pods,
+        deps.events,
+        deps.liveness,
+        deps.node_grace_period,
+    );
+    let ctx = Arc::new(Context {
+        registry,
+        nodes: nodes.clone(),
+        pods,
+        events,
+        liveness,
+        grace,
+        started: Instant::now(),
+    });
+    // Heartbeats are not in the store: each ready node asks to be looked at
+    // again when its grace period would run out.
+    Controller::new(NAME, &nodes).run(4, ctx, reconcile).await;
+}
+
+async fn reconcile(ctx: Arc<Context>, (_, name): ObjectRef) -> Result<Action, ApiError> {
+    let Some(node) = ctx.nodes.get("", &name) else {
+        return Ok(Action::await_change());
+    };
+    let mut next = None;
+    if is_ready(&node) {
+        let silent_for = match ctx.liveness.get(&name) {
+            Some(l) => l.last_seen.elapsed(),
+            None => ctx.started.elapsed(),
+        };
+        if silent_for > ctx.grace {
+            if mark_unknown(&ctx.registry, &name).await? {
+                tracing::warn!(node = name, silent_for = ?silent_for, "node stopped posting status; marked NotReady");
+                ctx.events.record(
+                    &node,
+                    NAME,
+                    EventType::Normal,
+                    "NodeNotReady",
+                    format!("Node {name} status is now: NodeNotReady"),
+                );
+                // The write brings the node back here, with its new condition
+                // to taint by.
+                return Ok(Action::await_change());
             }
-            if let Some(taints) = updated_taints(&node, &now)
-                && let Err(e) = set_taints(&registry, &node, taints).await
-            {
-                tracing::warn!(node = name, error = %e, "node lifecycle: taint node");
-            }
+        } else {
+            next = Some(ctx.grace - silent_for + SLACK);
         }
+    } else {
+        mark_pods_not_ready(&ctx.registry, &ctx.pods, &name).await;
+        next = Some(NOT_READY_RECHECK);
     }
+    if let Some(taints) = updated_taints(&node, &meta::now_timestamp()) {
+        set_taints(&ctx.registry, &node, taints).await?;
+    }
+    Ok(next.map_or(Action::await_change(), Action::requeue_after))
 }
 
 /// The condition taints a node must carry: (key, effect).

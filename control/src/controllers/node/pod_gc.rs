@@ -8,60 +8,93 @@
 //! while and the store confirms it, so neither a lagging cache nor a pod
 //! bound just before its node registers loses a pod.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::resource::by_kind;
-use skiff_api::status::Reason;
+use skiff_api::status::{ApiError, Reason};
 use tokio::time::Instant;
 
-use crate::informer::Informer;
+use crate::controllers::Deps;
+use crate::controllers::runtime::{Action, Controller};
+use crate::informer::{Informer, ObjectRef, object_ref};
 use crate::registry::{DeleteOptions, Registry};
 
-/// How often bound pods are checked against the nodes.
-const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// How long a node must be missing before its pods go. Kubernetes waits 40 s,
 /// mostly against a lagging cache; Skiff asks the store itself before
 /// deleting, so this only has to cover a node registering right after a pod
 /// that names it.
 const QUARANTINE: Duration = Duration::from_secs(3);
+/// A node missing this long is forgotten (its pods have gone by then); one
+/// still named later starts a new quarantine.
+const FORGET_AFTER: Duration = Duration::from_secs(60);
+pub const NAME: &str = "pod-garbage-collector";
+
+struct Context {
+    registry: Registry,
+    nodes: Informer,
+    pods: Informer,
+    missing: Mutex<MissingNodes>,
+}
 
 /// Runs until the process ends.
-pub async fn run(registry: Registry, nodes: Informer, pods: Informer) {
-    nodes.synced().await;
-    pods.synced().await;
-    let mut missing = MissingNodes::default();
-    let mut tick = tokio::time::interval(CHECK_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let known: HashSet<String> = nodes
-            .list(None, |_| true)
-            .iter()
-            .filter_map(|n| meta::name(n).map(str::to_string))
-            .collect();
-        let orphans = pods.list(None, |p| node_of(p).is_some_and(|n| !known.contains(n)));
-        let named: HashSet<&str> = orphans.iter().filter_map(|p| node_of(p)).collect();
-        let due = missing.update(&named, Instant::now());
-        for node in due {
-            if node_exists(&registry, &node) {
-                missing.forget(&node);
-                continue;
-            }
-            for pod in orphans.iter().filter(|p| node_of(p) == Some(node.as_str())) {
-                force_delete(&registry, pod).await;
-            }
-        }
+pub async fn run(deps: Deps) {
+    let (registry, nodes, pods) = (deps.registry, deps.informers.nodes, deps.informers.pods);
+    let ctx = Arc::new(Context {
+        registry,
+        nodes: nodes.clone(),
+        pods: pods.clone(),
+        missing: Mutex::default(),
+    });
+    let known = nodes.clone();
+    let bound = pods.clone();
+    Controller::new(NAME, &pods)
+        .for_primaries_where(move |pod| node_of(pod).is_some_and(|n| known.get("", n).is_none()))
+        // A deleted Node's pods.
+        .watches_deletions(&nodes, move |node| {
+            let name = meta::name(node).unwrap_or_default();
+            bound
+                .list(None, |p| node_of(p) == Some(name))
+                .iter()
+                .map(|p| object_ref(p))
+                .collect()
+        })
+        .run(1, ctx, reconcile)
+        .await;
+}
+
+async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError> {
+    let Some(pod) = ctx.pods.get(&key.0, &key.1) else {
+        return Ok(Action::await_change());
+    };
+    let Some(node) = node_of(&pod) else {
+        return Ok(Action::await_change());
+    };
+    if ctx.nodes.get("", node).is_some() {
+        lock(&ctx.missing).forget(node);
+        return Ok(Action::await_change());
     }
+    if let Some(wait) = lock(&ctx.missing).wait(node, Instant::now()) {
+        return Ok(Action::requeue_after(wait));
+    }
+    if node_exists(&ctx.registry, node) {
+        lock(&ctx.missing).forget(node);
+        return Ok(Action::await_change());
+    }
+    force_delete(&ctx.registry, &pod).await;
+    Ok(Action::await_change())
+}
+
+fn lock(m: &Mutex<MissingNodes>) -> std::sync::MutexGuard<'_, MissingNodes> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn node_of(pod: &Value) -> Option<&str> {
-    pod.at("/spec/nodeName")
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty())
+    pod.at("/spec/nodeName").and_then(Value::as_str)
 }
 
 fn node_exists(registry: &Registry, name: &str) -> bool {
@@ -104,21 +137,14 @@ struct MissingNodes {
 }
 
 impl MissingNodes {
-    /// Records the nodes missing now (forgetting the others) and returns the
-    /// ones missing for at least the quarantine.
-    fn update(&mut self, missing: &HashSet<&str>, now: Instant) -> Vec<String> {
-        self.since.retain(|n, _| missing.contains(n.as_str()));
-        for node in missing {
-            self.since.entry((*node).to_string()).or_insert(now);
-        }
-        let mut due: Vec<String> = self
-            .since
-            .iter()
-            .filter(|(_, t)| now.saturating_duration_since(**t) >= QUARANTINE)
-            .map(|(n, _)| n.clone())
-            .collect();
-        due.sort();
-        due
+    /// How much longer `node`, missing now, stays in quarantine; `None`
+    /// once it has been missing for the whole of it.
+    fn wait(&mut self, node: &str, now: Instant) -> Option<Duration> {
+        self.since
+            .retain(|_, t| now.saturating_duration_since(*t) < FORGET_AFTER);
+        let since = *self.since.entry(node.to_string()).or_insert(now);
+        let waited = now.saturating_duration_since(since);
+        (waited < QUARANTINE).then(|| QUARANTINE - waited)
     }
 
     fn forget(&mut self, node: &str) {
@@ -134,12 +160,19 @@ mod tests {
     fn a_node_is_due_after_the_quarantine_and_forgotten_when_back() {
         let mut missing = MissingNodes::default();
         let t0 = Instant::now();
-        let gone: HashSet<&str> = ["n3"].into();
-        assert!(missing.update(&gone, t0).is_empty());
-        assert!(missing.update(&gone, t0 + QUARANTINE / 2).is_empty());
-        assert_eq!(missing.update(&gone, t0 + QUARANTINE), vec!["n3"]);
-        // It came back (or its pods went): the clock starts over next time.
-        assert!(missing.update(&HashSet::new(), t0 + QUARANTINE).is_empty());
-        assert!(missing.update(&gone, t0 + QUARANTINE * 2).is_empty());
+        assert_eq!(missing.wait("n3", t0), Some(QUARANTINE));
+        assert_eq!(
+            missing.wait("n3", t0 + QUARANTINE / 2),
+            Some(QUARANTINE / 2)
+        );
+        assert_eq!(missing.wait("n3", t0 + QUARANTINE), None);
+        // It came back: the clock starts over when it goes missing again.
+        missing.forget("n3");
+        assert_eq!(missing.wait("n3", t0 + QUARANTINE * 2), Some(QUARANTINE));
+        // Long gone and named again: a new quarantine.
+        assert_eq!(
+            missing.wait("n3", t0 + QUARANTINE * 2 + FORGET_AFTER),
+            Some(QUARANTINE)
+        );
     }
 }

@@ -6,9 +6,12 @@
 //! elsewhere: the node lifecycle controller taints the node, every pod carries
 //! the default not-ready/unreachable tolerations (2 s in Skiff), and the pods'
 //! controllers create replacements as soon as the old ones are terminating.
+//!
+//! A tainted node is reconciled when its taints change and when a pod is
+//! bound to it; the reconcile evicts what is due and asks to come back when
+//! the next toleration runs out (Kubernetes' timed workers).
 
-use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::Arc;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Taint, Toleration};
@@ -16,16 +19,17 @@ use serde_json::Value;
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::resource::by_kind;
-use skiff_api::status::Reason;
+use skiff_api::status::{ApiError, Reason};
 
+use crate::controllers::Deps;
+use crate::controllers::runtime::{Action, Controller};
 use crate::events::{EventRecorder, EventType};
-use crate::informer::Informer;
+use crate::informer::{Informer, ObjectRef};
 use crate::registry::{DeleteOptions, Registry};
 use crate::scheduler::requirements::tolerates;
+use crate::store::EventType as StoreEvent;
 
-const NAME: &str = "taint-eviction-controller";
-/// How often tainted nodes' pods are looked at.
-const CHECK_INTERVAL: Duration = Duration::from_millis(250);
+pub const NAME: &str = "taint-eviction-controller";
 
 /// When a pod on a tainted node must go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,47 +40,85 @@ pub enum Eviction {
     At(Timestamp),
 }
 
+struct Context {
+    registry: Registry,
+    nodes: Informer,
+    pods: Informer,
+    events: EventRecorder,
+}
+
 /// Runs until the process ends.
-pub async fn run(registry: Registry, nodes: Informer, pods: Informer, events: EventRecorder) {
-    nodes.synced().await;
-    pods.synced().await;
-    let mut tick = tokio::time::interval(CHECK_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let tainted: HashMap<String, Vec<Taint>> = nodes
-            .list(None, |_| true)
-            .iter()
-            .filter_map(|n| {
-                let taints = no_execute_taints(n);
-                (!taints.is_empty())
-                    .then(|| (meta::name(n).unwrap_or_default().to_string(), taints))
-            })
-            .collect();
-        if tainted.is_empty() {
-            continue;
-        }
-        let now = Timestamp::now();
-        let candidates = pods.list(None, |p| {
-            meta::deletion_timestamp(p).is_none()
-                && p.at("/spec/nodeName")
-                    .and_then(Value::as_str)
-                    .is_some_and(|n| tainted.contains_key(n))
-        });
-        for pod in candidates {
-            let node = pod
-                .at("/spec/nodeName")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            let Some(taints) = tainted.get(node) else {
-                continue;
+pub async fn run(deps: Deps) {
+    let (registry, nodes, pods, events) = (
+        deps.registry,
+        deps.informers.nodes,
+        deps.informers.pods,
+        deps.events,
+    );
+    let ctx = Arc::new(Context {
+        registry,
+        nodes: nodes.clone(),
+        pods: pods.clone(),
+        events,
+    });
+    let tainted = nodes.clone();
+    Controller::new(NAME, &nodes)
+        .for_primaries_where(|node| !no_execute_taints(node).is_empty())
+        // A pod bound to a tainted node, or whose tolerations changed there.
+        .watches_changes(&pods, move |event, pod, before| {
+            let Some(node) = node_of(pod) else {
+                return Vec::new();
             };
-            match eviction(&pod, taints, now) {
-                Eviction::At(t) if t <= now => evict(&registry, &events, &pod).await,
-                _ => {}
+            let changed = event == StoreEvent::Added
+                || before.is_none_or(|b| {
+                    node_of(b) != Some(node)
+                        || b.at("/spec/tolerations") != pod.at("/spec/tolerations")
+                });
+            let is_tainted = || {
+                tainted
+                    .get("", node)
+                    .is_some_and(|n| !no_execute_taints(&n).is_empty())
+            };
+            if event != StoreEvent::Deleted && changed && is_tainted() {
+                vec![(String::new(), node.to_string())]
+            } else {
+                Vec::new()
             }
+        })
+        .run(2, ctx, reconcile)
+        .await;
+}
+
+fn node_of(pod: &Value) -> Option<&str> {
+    pod.at("/spec/nodeName").and_then(Value::as_str)
+}
+
+/// Evicts the pods of a NoExecute-tainted node that must go now, and comes
+/// back when the next one must.
+async fn reconcile(ctx: Arc<Context>, (_, node): ObjectRef) -> Result<Action, ApiError> {
+    let Some(object) = ctx.nodes.get("", &node) else {
+        return Ok(Action::await_change());
+    };
+    let taints = no_execute_taints(&object);
+    if taints.is_empty() {
+        return Ok(Action::await_change());
+    }
+    let now = Timestamp::now();
+    let mut next: Option<Timestamp> = None;
+    let pods = ctx.pods.list(None, |p| {
+        meta::deletion_timestamp(p).is_none() && node_of(p) == Some(node.as_str())
+    });
+    for pod in pods {
+        match eviction(&pod, &taints, now) {
+            Eviction::At(t) if t <= now => evict(&ctx.registry, &ctx.events, &pod).await,
+            Eviction::At(t) => next = Some(next.map_or(t, |n| n.min(t))),
+            Eviction::Never => {}
         }
     }
+    Ok(match next {
+        Some(t) => Action::requeue_after(t.duration_since(now).unsigned_abs()),
+        None => Action::await_change(),
+    })
 }
 
 /// The node's NoExecute taints.

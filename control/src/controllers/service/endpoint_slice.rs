@@ -23,23 +23,24 @@ use skiff_api::meta;
 use skiff_api::resource::{ResourceType, by_kind};
 use skiff_api::status::{ApiError, Reason};
 
-use super::pod_control::revision_of;
-use super::runtime::{Action, Controller};
 use super::service_endpoints::{LABEL_ZONE, PodEndpoint, pod_endpoints, selector, selects};
 use super::service_triggers::{services_for_node_change, services_for_pod_change};
+use crate::controllers::Deps;
+use crate::controllers::runtime::{Action, Controller};
+use crate::controllers::workload::pod_control::revision_of;
 use crate::events::{EventRecorder, EventType};
 use crate::informer::{Informer, ObjectRef};
 use crate::registry::{DeleteOptions, Registry, Subresource, WriteOptions};
 use crate::store::Revision;
 
-const NAME: &str = "endpointslice-controller";
+pub const NAME: &str = "endpointslice-controller";
 const FIELD_MANAGER: &str = "skiff-endpointslice-controller";
 /// How soon a Service is looked at again while a pod of it names a node not
 /// (yet) known; the node's arrival queues it sooner.
 const MISSING_NODE_RETRY: Duration = Duration::from_secs(5);
 
 /// What a reconcile needs.
-pub struct Context {
+struct Context {
     pub registry: Registry,
     pub services: Informer,
     pub pods: Informer,
@@ -49,8 +50,15 @@ pub struct Context {
 }
 
 /// Runs the controller until the process ends.
-pub async fn run(ctx: Context) {
-    let ctx = Arc::new(ctx);
+pub async fn run(deps: Deps) {
+    let ctx = Arc::new(Context {
+        registry: deps.registry,
+        services: deps.informers.services,
+        pods: deps.informers.pods,
+        nodes: deps.informers.nodes,
+        endpoint_slices: deps.informers.endpoint_slices,
+        events: deps.events,
+    });
     let (services, pods) = (ctx.services.clone(), ctx.pods.clone());
     let services_of_pods = services.clone();
     Controller::new(NAME, &ctx.services)

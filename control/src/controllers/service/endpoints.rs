@@ -16,23 +16,24 @@ use skiff_api::meta;
 use skiff_api::resource::{ResourceType, by_kind};
 use skiff_api::status::{ApiError, Reason};
 
-use super::pod_control::revision_of;
-use super::runtime::{Action, Controller};
 use super::service_endpoints::{
     PodEndpoint, address_types, has_cluster_ip, inherited_labels, pod_endpoints, selector, selects,
 };
 use super::service_triggers::services_for_pod_change;
+use crate::controllers::Deps;
+use crate::controllers::runtime::{Action, Controller};
+use crate::controllers::workload::pod_control::revision_of;
 use crate::events::{EventRecorder, EventType};
 use crate::informer::{Informer, ObjectRef, object_ref};
 use crate::registry::{DeleteOptions, Registry, Subresource, WriteOptions};
 
-const NAME: &str = "endpoint-controller";
+pub const NAME: &str = "endpoint-controller";
 const FIELD_MANAGER: &str = "skiff-endpoint-controller";
 /// Set on an Endpoints object whose addresses were cut to the capacity.
 const OVER_CAPACITY: &str = "endpoints.kubernetes.io/over-capacity";
 
 /// What a reconcile needs.
-pub struct Context {
+struct Context {
     pub registry: Registry,
     pub services: Informer,
     pub pods: Informer,
@@ -41,8 +42,14 @@ pub struct Context {
 }
 
 /// Runs the controller until the process ends.
-pub async fn run(ctx: Context) {
-    let ctx = Arc::new(ctx);
+pub async fn run(deps: Deps) {
+    let ctx = Arc::new(Context {
+        registry: deps.registry,
+        services: deps.informers.services,
+        pods: deps.informers.pods,
+        endpoints: deps.informers.endpoints,
+        events: deps.events,
+    });
     let services = ctx.services.clone();
     Controller::new(NAME, &ctx.services)
         .watches_changes(&ctx.pods, move |event, pod, prev| {

@@ -12,27 +12,33 @@ use serde_json::{Value, json};
 use skiff_api::ingress::is_skiff_ingress;
 use skiff_api::status::ApiError;
 
-use super::runtime::{Action, Controller};
 use super::service_load_balancer::{load_balancer_status, node_ingress};
-use super::write_status;
+use crate::controllers::Deps;
+use crate::controllers::runtime::{Action, Controller};
+use crate::controllers::write_status;
 use crate::informer::{Informer, ObjectRef};
 use crate::registry::Registry;
 use crate::store::EventType as StoreEvent;
 
-const NAME: &str = "ingress-status-controller";
+pub const NAME: &str = "ingress-status-controller";
 const FIELD_MANAGER: &str = "skiff-ingress-controller";
 
 /// What a reconcile needs.
-pub struct Context {
+struct Context {
     pub registry: Registry,
     pub ingresses: Informer,
     pub nodes: Informer,
 }
 
 /// Runs the controller until the process ends.
-pub async fn run(ctx: Context) {
-    let ctx = Arc::new(ctx);
+pub async fn run(deps: Deps) {
+    let ctx = Arc::new(Context {
+        registry: deps.registry,
+        ingresses: deps.informers.ingresses,
+        nodes: deps.informers.nodes,
+    });
     Controller::new(NAME, &ctx.ingresses)
+        .for_primaries_where(is_skiff_ingress)
         // Nodes' addresses are every Skiff Ingress's status.
         .reconciles_all_when(&ctx.nodes, |event, node, before| {
             let before = before.filter(|_| event != StoreEvent::Added);

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 
-use super::pod_control;
+use crate::controllers::workload::pod_control;
 
 /// The node label an endpoint's `zone` comes from.
 pub const LABEL_ZONE: &str = "topology.kubernetes.io/zone";

@@ -18,27 +18,33 @@ use serde_json::{Value, json};
 use skiff_api::json::Pointer as _;
 use skiff_api::status::ApiError;
 
-use super::runtime::{Action, Controller};
-use super::write_status;
+use crate::controllers::Deps;
+use crate::controllers::runtime::{Action, Controller};
+use crate::controllers::write_status;
 use crate::informer::{Informer, ObjectRef};
 use crate::registry::Registry;
 use crate::store::EventType as StoreEvent;
 
-const NAME: &str = "service-lb-controller";
+pub const NAME: &str = "service-lb-controller";
 const FIELD_MANAGER: &str = "skiff-service-lb-controller";
 const LABEL_EXCLUDE: &str = "node.kubernetes.io/exclude-from-external-load-balancers";
 
 /// What a reconcile needs.
-pub struct Context {
+struct Context {
     pub registry: Registry,
     pub services: Informer,
     pub nodes: Informer,
 }
 
 /// Runs the controller until the process ends.
-pub async fn run(ctx: Context) {
-    let ctx = Arc::new(ctx);
+pub async fn run(deps: Deps) {
+    let ctx = Arc::new(Context {
+        registry: deps.registry,
+        services: deps.informers.services,
+        nodes: deps.informers.nodes,
+    });
     Controller::new(NAME, &ctx.services)
+        .for_primaries_where(concerned)
         // Nodes' addresses are every Skiff load balancer's status.
         .reconciles_all_when(&ctx.nodes, |event, node, before| {
             let before = before.filter(|_| event != StoreEvent::Added);

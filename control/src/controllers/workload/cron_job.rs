@@ -25,14 +25,15 @@ use skiff_api::status::{ApiError, Reason};
 use self::due::{History, Missed};
 use self::schedule::Schedule;
 use super::job::conditions::{self, Finished};
-use super::pod_control::{controller_of, controller_ref, controller_uid, revision_of};
-use super::replace_status;
-use super::runtime::{Action, WorkQueue, run_workers};
+use super::pod_control::{controller_ref, controller_uid, revision_of};
+use crate::controllers::Deps;
+use crate::controllers::replace_status;
+use crate::controllers::runtime::{Action, Controller};
 use crate::events::{EventRecorder, EventType};
-use crate::informer::{Change, Informer, ObjectRef, object_ref};
+use crate::informer::{Informer, ObjectRef};
 use crate::registry::{DeleteOptions, PropagationPolicy, Registry, WriteOptions};
 
-const NAME: &str = "cronjob-controller";
+pub const NAME: &str = "cronjob-controller";
 const FIELD_MANAGER: &str = "skiff-cronjob-controller";
 pub const SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-timestamp";
 
@@ -45,49 +46,23 @@ pub struct Context {
 }
 
 /// Runs the controller until the process ends.
-pub async fn run(registry: Registry, cron_jobs: Informer, jobs: Informer, events: EventRecorder) {
+pub async fn run(deps: Deps) {
+    let (registry, cron_jobs, jobs, events) = (
+        deps.registry,
+        deps.informers.cron_jobs,
+        deps.informers.jobs,
+        deps.events,
+    );
     let ctx = Arc::new(Context {
         registry,
         cron_jobs,
         jobs,
         events,
     });
-    let queue: Arc<WorkQueue<ObjectRef>> = WorkQueue::new();
-    tokio::spawn(feed(ctx.clone(), queue.clone()));
-    run_workers(NAME, queue, 2, move |key| reconcile(ctx.clone(), key)).await;
-}
-
-/// Queues the CronJobs a change concerns: the CronJob itself, or the one that
-/// controls a changed Job.
-async fn feed(ctx: Arc<Context>, queue: Arc<WorkQueue<ObjectRef>>) {
-    let mut cron_jobs = ctx.cron_jobs.subscribe();
-    let mut jobs = ctx.jobs.subscribe();
-    ctx.cron_jobs.synced().await;
-    ctx.jobs.synced().await;
-    let all = |queue: &WorkQueue<ObjectRef>| {
-        for cj in ctx.cron_jobs.list(None, |_| true) {
-            queue.add(object_ref(&cj));
-        }
-    };
-    all(&queue);
-    loop {
-        tokio::select! {
-            change = cron_jobs.next() => match change {
-                Some(Change::Object { object, .. }) => queue.add(object_ref(&object)),
-                Some(Change::Resync) => all(&queue),
-                None => return,
-            },
-            change = jobs.next() => match change {
-                Some(Change::Object { object, .. }) => {
-                    if let Some(("CronJob", name)) = controller_of(&object) {
-                        queue.add((meta::namespace(&object).unwrap_or_default().to_string(), name.to_string()));
-                    }
-                }
-                Some(Change::Resync) => all(&queue),
-                None => return,
-            },
-        }
-    }
+    Controller::new(NAME, &ctx.cron_jobs)
+        .owns(&ctx.jobs)
+        .run(2, ctx, reconcile)
+        .await;
 }
 
 fn jobs_type() -> Result<&'static ResourceType, ApiError> {

@@ -33,8 +33,9 @@ use tokio::time::Instant;
 
 use super::deployment::template_hash;
 use super::pod_control::{PodControl, controller_uid};
-use super::runtime::{Action, Controller};
-use super::write_status;
+use crate::controllers::Deps;
+use crate::controllers::runtime::{Action, Controller};
+use crate::controllers::write_status;
 use crate::events::{EventRecorder, EventType};
 use crate::informer::{Informer, ObjectRef};
 use crate::registry::Registry;
@@ -42,7 +43,7 @@ use crate::store::{EventType as WatchEventType, Revision};
 use eligibility::{Eligibility, NodeFit};
 use plan::{Counts, Plan};
 
-const NAME: &str = "daemonset-controller";
+pub const NAME: &str = "daemonset-controller";
 const FIELD_MANAGER: &str = "skiff-daemonset-controller";
 /// Kubernetes' failed-pod backoff: 1 s, doubling up to 15 minutes.
 const FAILED_BACKOFF_FIRST: Duration = Duration::from_secs(1);
@@ -60,13 +61,14 @@ pub struct Context {
 }
 
 /// Runs the controller until the process ends.
-pub async fn run(
-    registry: Registry,
-    daemon_sets: Informer,
-    nodes: Informer,
-    pods: Informer,
-    events: EventRecorder,
-) {
+pub async fn run(deps: Deps) {
+    let (registry, daemon_sets, nodes, pods, events) = (
+        deps.registry,
+        deps.informers.daemon_sets,
+        deps.informers.nodes,
+        deps.informers.pods,
+        deps.events,
+    );
     let ctx = Arc::new(Context {
         pod_control: PodControl::new(registry.clone(), FIELD_MANAGER),
         registry,

@@ -33,15 +33,18 @@ use self::tally::{Tracking, has_tracking_finalizer};
 use super::pod_control::{
     self, PodControl, controller_of, controller_uid, deletion_order, is_active, revision_of,
 };
-use super::runtime::{Action, WorkQueue, run_workers};
+use crate::controllers::Deps;
+use crate::controllers::runtime::{Action, Controller};
 use crate::events::{EventRecorder, EventType};
-use crate::informer::{Change, Informer, ObjectRef, object_ref};
+use crate::informer::{Informer, ObjectRef, object_ref};
 use crate::registry::{Registry, Subresource, WriteOptions};
 use crate::store::Revision;
 
 pub use self::tally::TRACKING_FINALIZER;
 
-const NAME: &str = "job-controller";
+pub const NAME: &str = "job-controller";
+/// The part that releases pods whose Job is gone.
+const ORPHANS: &str = "job-controller-orphan-pods";
 const FIELD_MANAGER: &str = "skiff-job-controller";
 /// Kubernetes' `MaxPodCreateDeletePerSync`.
 const MAX_PODS_PER_SYNC: usize = 500;
@@ -53,14 +56,6 @@ pub struct Context {
     pub pods: Informer,
     pub events: EventRecorder,
     pub pod_control: PodControl,
-}
-
-/// What the queue holds: a Job to sync, or a pod whose Job is gone and that
-/// still carries the tracking finalizer.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Key {
-    Job(ObjectRef),
-    OrphanPod(ObjectRef),
 }
 
 /// Why a Job is ending: the interim condition it gets at once and the final
@@ -123,7 +118,13 @@ impl Spec {
 }
 
 /// Runs the controller until the process ends.
-pub async fn run(registry: Registry, jobs: Informer, pods: Informer, events: EventRecorder) {
+pub async fn run(deps: Deps) {
+    let (registry, jobs, pods, events) = (
+        deps.registry,
+        deps.informers.jobs,
+        deps.informers.pods,
+        deps.events,
+    );
     let ctx = Arc::new(Context {
         pod_control: PodControl::new(registry.clone(), FIELD_MANAGER),
         registry,
@@ -131,87 +132,52 @@ pub async fn run(registry: Registry, jobs: Informer, pods: Informer, events: Eve
         pods,
         events,
     });
-    let queue: Arc<WorkQueue<Key>> = WorkQueue::new();
-    tokio::spawn(feed(ctx.clone(), queue.clone()));
-    run_workers(NAME, queue, 4, move |key| reconcile(ctx.clone(), key)).await;
+    let jobs = Controller::new(NAME, &ctx.jobs)
+        .watches(&ctx.pods, {
+            let ctx = ctx.clone();
+            move |pod| jobs_of(&ctx, pod)
+        })
+        .run(4, ctx.clone(), reconcile);
+    // Pods holding the tracking finalizer whose Job is gone are released
+    // (Kubernetes' orphan queue in the same controller).
+    let orphans = Controller::new(ORPHANS, &ctx.pods)
+        .for_primaries_where({
+            let ctx = ctx.clone();
+            move |pod| has_tracking_finalizer(pod) && !has_known_job(&ctx, pod)
+        })
+        .run(1, ctx.clone(), release_orphan);
+    tokio::join!(jobs, orphans);
 }
 
-/// Queues the Jobs (and orphaned pods) a change concerns.
-async fn feed(ctx: Arc<Context>, queue: Arc<WorkQueue<Key>>) {
-    let mut jobs = ctx.jobs.subscribe();
-    let mut pods = ctx.pods.subscribe();
-    ctx.jobs.synced().await;
-    ctx.pods.synced().await;
-    let all = |queue: &WorkQueue<Key>| {
-        for job in ctx.jobs.list(None, |_| true) {
-            queue.add(Key::Job(object_ref(&job)));
-        }
-        for pod in ctx.pods.list(None, has_tracking_finalizer) {
-            for key in keys_for_pod(&ctx, &pod) {
-                queue.add(key);
-            }
-        }
-    };
-    all(&queue);
-    loop {
-        tokio::select! {
-            change = jobs.next() => match change {
-                Some(Change::Object { object, .. }) => queue.add(Key::Job(object_ref(&object))),
-                Some(Change::Resync) => all(&queue),
-                None => return,
-            },
-            change = pods.next() => match change {
-                Some(Change::Object { object, prev, .. }) => {
-                    for pod in std::iter::once(&object).chain(prev.as_ref()) {
-                        for key in keys_for_pod(&ctx, pod) {
-                            queue.add(key);
-                        }
-                    }
-                }
-                Some(Change::Resync) => all(&queue),
-                None => return,
-            },
-        }
+/// Whether the Job that `pod` names as its controller is in the cache.
+fn has_known_job(ctx: &Context, pod: &Value) -> bool {
+    let namespace = meta::namespace(pod).unwrap_or_default();
+    match controller_of(pod) {
+        Some(("Job", name)) => ctx
+            .jobs
+            .get(namespace, name)
+            .is_some_and(|job| meta::uid(&job) == controller_uid(pod)),
+        _ => false,
     }
 }
 
-/// The Job that owns `pod` (or would adopt it), or the pod itself when it
-/// holds the tracking finalizer and no Job of its own is known.
-fn keys_for_pod(ctx: &Context, pod: &Value) -> Vec<Key> {
+/// The Job that owns `pod`, or the unfinished Jobs that would adopt it.
+fn jobs_of(ctx: &Context, pod: &Value) -> Vec<ObjectRef> {
     let namespace = meta::namespace(pod).unwrap_or_default();
-    let orphan = || {
-        if has_tracking_finalizer(pod) {
-            vec![Key::OrphanPod(object_ref(pod))]
-        } else {
-            Vec::new()
-        }
-    };
     match controller_of(pod) {
-        Some(("Job", name)) => {
-            let known = ctx
-                .jobs
-                .get(namespace, name)
-                .is_some_and(|job| meta::uid(&job) == controller_uid(pod));
-            if known {
-                vec![Key::Job((namespace.to_string(), name.to_string()))]
-            } else {
-                orphan()
-            }
+        Some(("Job", name)) if has_known_job(ctx, pod) => {
+            vec![(namespace.to_string(), name.to_string())]
         }
         Some(_) => Vec::new(),
-        None => {
-            let mut keys = orphan();
-            keys.extend(
-                ctx.jobs
-                    .list(Some(namespace), |job| {
-                        conditions::finished(job).is_none()
-                            && selector(job).is_ok_and(|s| !s.is_empty() && s.matches_object(pod))
-                    })
-                    .iter()
-                    .map(|job| Key::Job(object_ref(job))),
-            );
-            keys
-        }
+        None => ctx
+            .jobs
+            .list(Some(namespace), |job| {
+                conditions::finished(job).is_none()
+                    && selector(job).is_ok_and(|s| !s.is_empty() && s.matches_object(pod))
+            })
+            .iter()
+            .map(|job| object_ref(job))
+            .collect(),
     }
 }
 
@@ -224,35 +190,30 @@ fn jobs_type() -> Result<&'static ResourceType, ApiError> {
     by_kind("batch/v1", "Job").ok_or_else(|| ApiError::internal("no Job kind"))
 }
 
-async fn reconcile(ctx: Arc<Context>, key: Key) -> Result<Action, ApiError> {
-    match key {
-        Key::Job(key) => {
-            let Some(job) = ctx.jobs.get(&key.0, &key.1) else {
-                return Ok(Action::Done); // Gone: the garbage collector takes its pods.
-            };
-            let mut sync = Sync {
-                ctx: &ctx,
-                job: (*job).clone(),
-                pod_write: 0,
-                job_write: 0,
-            };
-            let result = sync.run().await;
-            // Read our own writes before the next look at this Job.
-            if sync.pod_write > 0 {
-                ctx.pods.wait_for(sync.pod_write).await;
-            }
-            if sync.job_write > 0 {
-                ctx.jobs.wait_for(sync.job_write).await;
-            }
-            result
-        }
-        Key::OrphanPod(key) => release_orphan(&ctx, &key).await,
+async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError> {
+    let Some(job) = ctx.jobs.get(&key.0, &key.1) else {
+        return Ok(Action::Done); // Gone: the garbage collector takes its pods.
+    };
+    let mut sync = Sync {
+        ctx: &ctx,
+        job: (*job).clone(),
+        pod_write: 0,
+        job_write: 0,
+    };
+    let result = sync.run().await;
+    // Read our own writes before the next look at this Job.
+    if sync.pod_write > 0 {
+        ctx.pods.wait_for(sync.pod_write).await;
     }
+    if sync.job_write > 0 {
+        ctx.jobs.wait_for(sync.job_write).await;
+    }
+    result
 }
 
 /// Takes the tracking finalizer off a pod whose Job is gone, so that its
 /// deletion can finish (Kubernetes' `handleOrphanPod`).
-async fn release_orphan(ctx: &Context, key: &ObjectRef) -> Result<Action, ApiError> {
+async fn release_orphan(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError> {
     let Some(pod) = ctx.pods.get(&key.0, &key.1) else {
         return Ok(Action::Done);
     };
@@ -593,7 +554,7 @@ impl Sync<'_> {
 
     /// Writes the status when it changed, keeping the Job as written.
     async fn write_status(&mut self, status: Map<String, Value>) -> Result<(), ApiError> {
-        if let Some(written) = super::replace_status(
+        if let Some(written) = crate::controllers::replace_status(
             &self.ctx.registry,
             &self.job,
             Value::Object(status),

@@ -36,7 +36,7 @@ pub fn controller_uid(obj: &Value) -> Option<&str> {
         .and_then(Value::as_str)
 }
 
-pub use super::runtime::controller_of;
+pub use crate::controllers::runtime::controller_of;
 
 pub fn pods_type() -> Result<&'static ResourceType, ApiError> {
     by_kind("v1", "Pod").ok_or_else(|| ApiError::internal("no Pod kind"))

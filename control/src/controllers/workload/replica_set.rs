@@ -17,14 +17,15 @@ use skiff_api::status::{ApiError, Reason};
 use super::pod_control::{
     self, PodControl, availability, controller_uid, deletion_order, is_active,
 };
-use super::runtime::{Action, Controller};
-use super::write_status;
+use crate::controllers::Deps;
+use crate::controllers::runtime::{Action, Controller};
+use crate::controllers::write_status;
 use crate::events::{EventRecorder, EventType};
 use crate::informer::{Informer, ObjectRef};
 use crate::registry::Registry;
 use crate::store::Revision;
 
-const NAME: &str = "replicaset-controller";
+pub const NAME: &str = "replicaset-controller";
 const FIELD_MANAGER: &str = "skiff-replicaset-controller";
 /// Pods created or deleted concurrently at most, per reconcile.
 const BURST: usize = 100;
@@ -39,18 +40,13 @@ pub struct Context {
 }
 
 /// Runs the controller until the process ends.
-pub async fn run(
-    registry: Registry,
-    replica_sets: Informer,
-    pods: Informer,
-    events: EventRecorder,
-) {
+pub async fn run(deps: Deps) {
     let ctx = Arc::new(Context {
-        pod_control: PodControl::new(registry.clone(), FIELD_MANAGER),
-        registry,
-        replica_sets,
-        pods,
-        events,
+        pod_control: PodControl::new(deps.registry.clone(), FIELD_MANAGER),
+        registry: deps.registry,
+        replica_sets: deps.informers.replica_sets,
+        pods: deps.informers.pods,
+        events: deps.events,
     });
     Controller::new(NAME, &ctx.replica_sets)
         .owns_or_adopts(&ctx.pods, "/spec/selector")

@@ -13,24 +13,33 @@ use skiff_api::resource::by_kind;
 use skiff_api::status::{ApiError, Reason};
 
 use super::job::conditions;
-use super::runtime::{Action, Controller};
+use crate::controllers::Deps;
+use crate::controllers::runtime::{Action, Controller};
 use crate::informer::{Informer, ObjectRef};
 use crate::registry::{DeleteOptions, PropagationPolicy, Registry};
 
-const NAME: &str = "ttl-after-finished-controller";
+pub const NAME: &str = "ttl-after-finished-controller";
 
 /// Runs the controller until the process ends.
-pub async fn run(registry: Registry, jobs: Informer) {
+pub async fn run(deps: Deps) {
+    let (registry, jobs) = (deps.registry, deps.informers.jobs);
     let ctx = Arc::new(Context {
         registry,
         jobs: jobs.clone(),
     });
-    Controller::new(NAME, &jobs).run(1, ctx, reconcile).await;
+    Controller::new(NAME, &jobs)
+        .for_primaries_where(has_ttl)
+        .run(1, ctx, reconcile)
+        .await;
 }
 
 struct Context {
     registry: Registry,
     jobs: Informer,
+}
+
+fn has_ttl(job: &Value) -> bool {
+    job.at("/spec/ttlSecondsAfterFinished").is_some()
 }
 
 /// How long until a finished Job expires (zero once it has), or `None` while

@@ -14,8 +14,8 @@ use serde_json::{Map, Value, json};
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 
-use super::super::pod_control::controller_ref;
 use super::super::service_endpoints::{EndpointPort, PodEndpoint, address_types, inherited_labels};
+use crate::controllers::workload::pod_control::controller_ref;
 
 /// `--max-endpoints-per-slice`'s default.
 pub const MAX_ENDPOINTS_PER_SLICE: usize = 100;

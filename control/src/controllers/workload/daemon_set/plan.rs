@@ -13,7 +13,7 @@ use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 
 use super::eligibility::{NodeFit, is_updated, target_node};
-use crate::controllers::pod_control::{availability, is_ready};
+use crate::controllers::workload::pod_control::{availability, is_ready};
 
 /// A node and the DaemonSet's pods meant for it.
 #[derive(Debug, Clone)]
@@ -418,7 +418,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::controllers::daemon_set::eligibility::REVISION_HASH;
+    use crate::controllers::workload::daemon_set::eligibility::REVISION_HASH;
 
     const NOW: &str = "2026-01-01T00:01:00Z";
 
