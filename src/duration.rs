@@ -8,37 +8,10 @@ use std::time::Duration;
 pub fn parse(text: &str) -> Result<Duration, String> {
     let expected =
         || format!("invalid duration {text:?}: use a number with a unit, e.g. 30s, 5m, 1h30m, 24h");
-    let s = text.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
+    match skiff_api::duration::parse(text.trim()) {
+        Ok(nanos) if nanos >= 0 => Ok(Duration::from_nanos(nanos.unsigned_abs())),
+        _ => Err(expected()),
     }
-    if s.is_empty() {
-        return Err(expected());
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..number_len].parse().map_err(|_| expected())?;
-        rest = &rest[number_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(expected()),
-        };
-        rest = &rest[unit_len..];
-        total += number * seconds;
-    }
-    Duration::try_from_secs_f64(total).map_err(|_| expected())
 }
 
 #[cfg(test)]

@@ -10,7 +10,9 @@
 //! come from `k8s-openapi`.
 
 pub mod component;
+pub mod cron;
 pub mod defaults;
+pub mod duration;
 pub mod ingress;
 pub mod join;
 pub mod json;

@@ -27,12 +27,15 @@ use crate::status::ApiError;
 
 pub mod age;
 mod apps;
+mod autoscaling;
 mod batch;
+mod coordination;
 mod core;
+mod fallback;
 mod labels;
 mod networking;
-mod other;
 mod quantity;
+mod rbac;
 mod skiff;
 mod storage;
 
@@ -298,17 +301,17 @@ fn printer(rt: &ResourceType) -> Printer {
         ("apps", "StatefulSet") => apps::STATEFUL_SET,
         ("batch", "Job") => batch::JOB,
         ("batch", "CronJob") => batch::CRON_JOB,
-        ("autoscaling", "HorizontalPodAutoscaler") => other::HORIZONTAL_POD_AUTOSCALER,
-        ("coordination.k8s.io", "Lease") => other::LEASE,
-        ("rbac.authorization.k8s.io", "RoleBinding") => other::ROLE_BINDING,
-        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => other::CLUSTER_ROLE_BINDING,
+        ("autoscaling", "HorizontalPodAutoscaler") => autoscaling::HORIZONTAL_POD_AUTOSCALER,
+        ("coordination.k8s.io", "Lease") => coordination::LEASE,
+        ("rbac.authorization.k8s.io", "RoleBinding") => rbac::ROLE_BINDING,
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding") => rbac::CLUSTER_ROLE_BINDING,
         // Kubernetes has no printer for these and serves them through its
         // default table convertor.
         ("rbac.authorization.k8s.io", "Role" | "ClusterRole") | ("", "LimitRange") => {
-            other::CREATED_AT
+            fallback::CREATED_AT
         }
         (SKIFF_GROUP, "Component") => skiff::COMPONENT,
-        _ => other::NAME_AGE,
+        _ => fallback::NAME_AGE,
     }
 }
 

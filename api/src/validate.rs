@@ -32,17 +32,20 @@ use crate::resource::ResourceType;
 use crate::status::{ApiError, FieldError};
 
 mod apps;
+mod autoscaling;
 mod batch;
+mod coordination;
 mod core;
-pub mod cron;
+mod cron;
 mod decode;
 mod label_selector;
 pub mod metadata;
 pub mod names;
 mod networking;
-mod other;
 mod pod;
 mod quantity;
+mod rbac;
+mod skiff;
 
 pub use quantity::Quantity;
 
@@ -141,20 +144,20 @@ fn validate_kind(typed: &Typed, obj: &Value, op: Op, errs: &mut Errors) {
         Typed::StatefulSet(o) => apps::validate_stateful_set(o, obj, errs),
         Typed::Job(o) => batch::validate_job(o, errs),
         Typed::CronJob(o) => batch::validate_cron_job(o, errs),
-        Typed::HorizontalPodAutoscaler(o) => other::validate_hpa(o, errs),
+        Typed::HorizontalPodAutoscaler(o) => autoscaling::validate_hpa(o, errs),
         Typed::Ingress(o) => networking::validate_ingress(o, errs),
         Typed::IngressClass(o) => networking::validate_ingress_class(o, errs),
         Typed::EndpointSlice(o) => networking::validate_endpoint_slice(o, errs),
-        Typed::Lease(o) => other::validate_lease(o, errs),
-        Typed::Role(o) => other::validate_rules(o.rules.as_deref(), true, errs),
-        Typed::ClusterRole(o) => other::validate_rules(o.rules.as_deref(), false, errs),
+        Typed::Lease(o) => coordination::validate_lease(o, errs),
+        Typed::Role(o) => rbac::validate_rules(o.rules.as_deref(), true, errs),
+        Typed::ClusterRole(o) => rbac::validate_rules(o.rules.as_deref(), false, errs),
         Typed::RoleBinding(o) => {
-            other::validate_role_binding(&o.role_ref, o.subjects.as_deref(), true, errs)
+            rbac::validate_role_binding(&o.role_ref, o.subjects.as_deref(), true, errs)
         }
         Typed::ClusterRoleBinding(o) => {
-            other::validate_role_binding(&o.role_ref, o.subjects.as_deref(), false, errs)
+            rbac::validate_role_binding(&o.role_ref, o.subjects.as_deref(), false, errs)
         }
-        Typed::Component(o) => other::validate_component(o, errs),
+        Typed::Component(o) => skiff::validate_component(o, errs),
         Typed::Other(_) => {}
     }
 }
@@ -197,10 +200,10 @@ fn validate_kind_update(
             errs.push(immutable("addressType", new.address_type.as_str()));
         }
         (Typed::RoleBinding(old), Typed::RoleBinding(new)) => {
-            other::validate_role_ref_update(&old.role_ref, &new.role_ref, errs)
+            rbac::validate_role_ref_update(&old.role_ref, &new.role_ref, errs)
         }
         (Typed::ClusterRoleBinding(old), Typed::ClusterRoleBinding(new)) => {
-            other::validate_role_ref_update(&old.role_ref, &new.role_ref, errs)
+            rbac::validate_role_ref_update(&old.role_ref, &new.role_ref, errs)
         }
         _ => {}
     }

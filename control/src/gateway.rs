@@ -11,7 +11,6 @@
 
 mod dispatch;
 mod fetch;
-mod frames;
 mod join;
 pub mod node_authorizer;
 pub mod nodes;
@@ -21,8 +20,8 @@ mod revoke;
 mod routing;
 mod session;
 mod tls;
-mod udp;
 
+use skiff_transport::frames;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -159,15 +158,7 @@ impl Gateway {
         informers: &crate::informer::Informers,
     ) -> Result<Gateway, GatewayError> {
         let config = tls::server_config(&ca)?;
-        let endpoint = udp::bind(addr)
-            .and_then(|socket| {
-                quinn::Endpoint::new(
-                    quinn::EndpointConfig::default(),
-                    Some(config),
-                    socket,
-                    Arc::new(quinn::TokioRuntime),
-                )
-            })
+        let endpoint = skiff_transport::endpoint::server(config, addr)
             .map_err(|e| GatewayError::Listen(addr, e))?;
         let addr = endpoint
             .local_addr()

@@ -5,7 +5,7 @@
 //! drops it reconnects with backoff while the pods keep running. Before its
 //! certificate expires it asks for a new one over the session ([`Agent::renew`]).
 
-pub(crate) mod frames;
+pub(crate) use skiff_transport::frames;
 pub(crate) mod serve;
 pub(crate) mod stream_body;
 pub(crate) mod tls;

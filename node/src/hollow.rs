@@ -104,7 +104,7 @@ impl HollowConfig {
 /// A client endpoint for hollow nodes to share, bound to an ephemeral port of
 /// the same address family as the control plane's `addr`.
 pub fn client_endpoint(addr: SocketAddr) -> std::io::Result<quinn::Endpoint> {
-    crate::quic_endpoint::client(addr)
+    skiff_transport::endpoint::client(addr)
 }
 
 /// A running hollow node; dropping it ends its session (the control plane

@@ -14,7 +14,6 @@ mod metrics;
 mod node;
 mod outbox;
 mod proxy;
-mod quic_endpoint;
 mod state;
 pub mod supervisor;
 

@@ -285,7 +285,7 @@ impl Node {
             }
         };
         std::fs::create_dir_all(&config.data_dir).map_err(io("create", config.data_dir.clone()))?;
-        let endpoint = crate::quic_endpoint::client(addr).map_err(NodeError::Endpoint)?;
+        let endpoint = skiff_transport::endpoint::client(addr).map_err(NodeError::Endpoint)?;
 
         let identity_dir = IdentityDir::new(&config.data_dir);
         let identity = match identity_dir.load()? {

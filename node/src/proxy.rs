@@ -112,7 +112,7 @@ impl Proxy {
             peer::tls::client_config(identity, certificate.clone()).map_err(ProxyError::Tls)?;
         let revoked = Arc::new(peer::revoked::Revoked::default());
         // One endpoint both serves peers and calls them.
-        let endpoint = crate::quic_endpoint::server(server, addr)
+        let endpoint = skiff_transport::endpoint::server(server, addr)
             .map_err(|source| ProxyError::Bind { addr, source })?;
         let shared = Arc::new(Shared {
             node_name: node_name.to_string(),

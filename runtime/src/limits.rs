@@ -146,19 +146,6 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-impl Limits {
-    /// Parse a Kubernetes CPU quantity (`100m`, `0.5`, `2`) into millicores.
-    pub fn parse_cpu(quantity: &str) -> Option<u32> {
-        let q = quantity.trim();
-        if let Some(m) = q.strip_suffix('m') {
-            return m.parse().ok();
-        }
-        let cores: f64 = q.parse().ok()?;
-        (cores.is_finite() && cores >= 0.0)
-            .then(|| (cores * 1000.0).ceil().min(u32::MAX as f64) as u32)
-    }
-}
-
 /// The pause owed after running for `ran` under a budget of `cpu_millis`
 /// (see [`Limits::cpu_millis`]); zero without a budget below one core.
 pub(crate) fn cpu_pause(ran: Duration, cpu_millis: Option<u32>) -> Duration {
@@ -212,11 +199,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cpu_quantities_and_pauses() {
-        assert_eq!(Limits::parse_cpu("100m"), Some(100));
-        assert_eq!(Limits::parse_cpu("0.25"), Some(250));
-        assert_eq!(Limits::parse_cpu("2"), Some(2000));
-        assert_eq!(Limits::parse_cpu("lots"), None);
+    fn cpu_pauses() {
         let tick = Duration::from_millis(10);
         assert_eq!(cpu_pause(tick, Some(100)), Duration::from_millis(90));
         assert_eq!(cpu_pause(tick, Some(500)), tick);

@@ -280,7 +280,7 @@ async fn cpu_budget_throttles_a_spinner_and_hello_keeps_answering() {
     let engine = engine();
     let free = http_pod(&engine, "spinner", pod("spinner-free"));
     let mut spec = pod("spinner-100m");
-    spec.limits.cpu_millis = Limits::parse_cpu("100m");
+    spec.limits.cpu_millis = Some(100);
     spec.limits.timeout = Some(Duration::from_secs(2));
     let throttled = std::sync::Arc::new(http_pod(&engine, "spinner", spec));
 

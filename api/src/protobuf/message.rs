@@ -322,7 +322,7 @@ fn decode_special(special: Special, bytes: &[u8]) -> Result<Value, ProtobufError
         // Kubernetes keeps only the seconds of a Time.
         Special::Time => timestamp(first, 0, "%Y-%m-%dT%H:%M:%SZ")?,
         Special::MicroTime => timestamp(first, second as i32, "%Y-%m-%dT%H:%M:%S%.6fZ")?,
-        Special::Duration => Value::String(go_duration(first)),
+        Special::Duration => Value::String(crate::duration::format(first)),
         Special::Quantity => Value::String(raw.map_or_else(|| "0".to_string(), string)),
         Special::IntOrString if first == 1 => Value::String(raw.map(string).unwrap_or_default()),
         Special::IntOrString => Value::from(second as i32),
@@ -340,45 +340,6 @@ fn timestamp(seconds: i64, nanos: i32, format: &str) -> Result<Value, ProtobufEr
     let ts = jiff::Timestamp::new(seconds, nanos.clamp(0, 999_999_999))
         .map_err(|_| ProtobufError::malformed(format!("time {seconds}s is out of range")))?;
     Ok(Value::String(ts.strftime(format).to_string()))
-}
-
-/// Go's `time.Duration.String()`: `0s`, `1.5µs`, `300ms`, `1m30s`, `2h0m0s`.
-fn go_duration(nanos: i64) -> String {
-    fn frac(v: u64, digits: u32) -> String {
-        let s = format!("{:0width$}", v, width = digits as usize);
-        let s = s.trim_end_matches('0');
-        if s.is_empty() {
-            String::new()
-        } else {
-            format!(".{s}")
-        }
-    }
-    let sign = if nanos < 0 { "-" } else { "" };
-    let u = nanos.unsigned_abs();
-    if u == 0 {
-        return "0s".to_string();
-    }
-    if u < 1_000_000_000 {
-        let (unit, digits) = if u < 1_000 {
-            ("ns", 0)
-        } else if u < 1_000_000 {
-            ("µs", 3)
-        } else {
-            ("ms", 6)
-        };
-        let scale = 10u64.pow(digits);
-        return format!("{sign}{}{}{unit}", u / scale, frac(u % scale, digits));
-    }
-    let secs = u / 1_000_000_000;
-    let fraction = frac(u % 1_000_000_000, 9);
-    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    if h > 0 {
-        format!("{sign}{h}h{m}m{s}{fraction}s")
-    } else if m > 0 {
-        format!("{sign}{m}m{s}{fraction}s")
-    } else {
-        format!("{sign}{s}{fraction}s")
-    }
 }
 
 fn scalar(ty: Ty, value: WireValue) -> Result<Value, ProtobufError> {
@@ -522,7 +483,7 @@ mod tests {
             (i64::MIN, "-2562047h47m16.854775808s"),
         ];
         for (nanos, want) in cases {
-            assert_eq!(go_duration(nanos), want, "{nanos}");
+            assert_eq!(crate::duration::format(nanos), want, "{nanos}");
         }
     }
 }

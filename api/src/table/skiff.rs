@@ -7,7 +7,7 @@
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::other::CRD_AGE;
+use super::fallback::CRD_AGE;
 use super::{Column, NAME, Printer, age_cell, arr_at, name_cell, opt_int, str_at};
 
 pub(super) const COMPONENT: Printer = Printer {

@@ -251,23 +251,11 @@ pub(super) fn read(path: &Path) -> Result<String, CaError> {
 
 /// Writes a file readable by its owner only (keys), atomically.
 pub(crate) fn write_private(path: &Path, text: &str) -> Result<(), CaError> {
-    let err = |source| CaError::Io {
+    skiff_transport::private_file::write(path, text).map_err(|source| CaError::Io {
         action: "write",
         path: path.to_path_buf(),
         source,
-    };
-    let tmp = path.with_extension("tmp");
-    {
-        use std::io::Write;
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&tmp).map_err(err)?;
-        file.write_all(text.as_bytes()).map_err(err)?;
-        file.sync_all().map_err(err)?;
-    }
-    std::fs::rename(&tmp, path).map_err(err)
+    })
 }
 
 #[cfg(test)]

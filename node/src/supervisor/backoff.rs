@@ -55,36 +55,7 @@ impl Backoff {
 /// A duration as Go prints one (`time.Duration.String`), which is how Kubernetes
 /// writes back-off delays in messages: `200ms`, `1.6s`, `20s`, `2m40s`, `5m0s`.
 pub(super) fn go_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if d.is_zero() {
-        return "0s".into();
-    }
-    if ms < 1000 {
-        return if d.subsec_nanos().is_multiple_of(1_000_000) {
-            format!("{ms}ms")
-        } else {
-            format!("{}µs", d.as_micros())
-        };
-    }
-    let secs = d.as_secs();
-    let frac = trim_fraction(d.subsec_millis());
-    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    if h > 0 {
-        format!("{h}h{m}m{s}{frac}s")
-    } else if m > 0 {
-        format!("{m}m{s}{frac}s")
-    } else {
-        format!("{s}{frac}s")
-    }
-}
-
-/// `.6` for 600 ms, `.25` for 250 ms, nothing for 0.
-fn trim_fraction(millis: u32) -> String {
-    if millis == 0 {
-        return String::new();
-    }
-    let digits = format!("{millis:03}");
-    format!(".{}", digits.trim_end_matches('0'))
+    skiff_api::duration::format(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, Volume, VolumeMount};
+use skiff_api::validate::Quantity;
 use skiff_runtime::{Kind, Limits, Mount, PodSpec};
 
 use super::host_path::{HostPathPolicy, resolve_within};
@@ -312,50 +313,25 @@ fn limits(container: &Container, kind: Kind) -> Result<Limits> {
         return Ok(limits);
     };
     if let Some(q) = set.get("memory") {
-        limits.memory_bytes = Some(parse_memory(&q.0).ok_or_else(|| {
-            ConfigError(format!(
-                "resources.limits.memory: {:?} is not a quantity",
-                q.0
-            ))
-        })?);
+        let bytes = quantity("memory", &q.0)?.value();
+        limits.memory_bytes = Some(u64::try_from(bytes).unwrap_or(0));
     }
     if let Some(q) = set.get("cpu") {
-        limits.cpu_millis = Some(Limits::parse_cpu(&q.0).ok_or_else(|| {
-            ConfigError(format!("resources.limits.cpu: {:?} is not a quantity", q.0))
-        })?);
+        let millis = quantity("cpu", &q.0)?.milli_value();
+        limits.cpu_millis = Some(u32::try_from(millis.max(0)).unwrap_or(u32::MAX));
     }
     Ok(limits)
 }
 
-/// A Kubernetes quantity of bytes (`64Mi`, `1G`, `1.5Gi`, `128974848`, `129e6`),
-/// rounded up to a whole byte.
-pub(super) fn parse_memory(quantity: &str) -> Option<u64> {
-    let q = quantity.trim();
-    let split = q
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+'))
-        .unwrap_or(q.len());
-    let (number, suffix) = q.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let factor: f64 = match suffix {
-        "" => 1.0,
-        "Ki" => 1024.0,
-        "Mi" => 1024f64.powi(2),
-        "Gi" => 1024f64.powi(3),
-        "Ti" => 1024f64.powi(4),
-        "Pi" => 1024f64.powi(5),
-        "Ei" => 1024f64.powi(6),
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        s if s.starts_with(['e', 'E']) => 10f64.powi(s[1..].parse().ok()?),
-        _ => return None,
-    };
-    let bytes = (number * factor).ceil();
-    (bytes.is_finite() && bytes >= 0.0).then(|| bytes.min(u64::MAX as f64) as u64)
+/// A limit as the API server parsed it when it admitted the pod (the one
+/// quantity grammar, `skiff_api::validate::Quantity`), so nothing the API
+/// takes is refused here.
+fn quantity(resource: &str, text: &str) -> Result<Quantity> {
+    Quantity::parse(text).map_err(|e| {
+        ConfigError(format!(
+            "resources.limits.{resource}: {text:?} is not a quantity: {e}"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -386,19 +362,26 @@ mod tests {
     }
 
     #[test]
-    fn memory_quantities() {
-        assert_eq!(parse_memory("64Mi"), Some(64 << 20));
-        assert_eq!(parse_memory("1Gi"), Some(1 << 30));
-        assert_eq!(parse_memory("512Ki"), Some(512 << 10));
-        assert_eq!(parse_memory("1G"), Some(1_000_000_000));
-        assert_eq!(parse_memory("5M"), Some(5_000_000));
-        assert_eq!(parse_memory("2k"), Some(2000));
-        assert_eq!(parse_memory("128974848"), Some(128_974_848));
-        assert_eq!(parse_memory("129e6"), Some(129_000_000));
-        assert_eq!(parse_memory("1.5Gi"), Some(3 << 29));
-        assert_eq!(parse_memory("1500m"), Some(2));
-        assert_eq!(parse_memory("lots"), None);
-        assert_eq!(parse_memory("12Q"), None);
+    fn limits_take_every_quantity_the_api_admits() {
+        let limits_of = |cpu: &str, memory: &str| {
+            let container: Container = serde_json::from_value(serde_json::json!({
+                "name": "c",
+                "resources": {"limits": {"cpu": cpu, "memory": memory}},
+            }))
+            .expect("container");
+            limits(&container, Kind::Http)
+        };
+        let l = limits_of("1k", "1.5Gi").expect("limits");
+        assert_eq!(l.cpu_millis, Some(1_000_000));
+        assert_eq!(l.memory_bytes, Some(3 << 29));
+        let l = limits_of("100m", "129e6").expect("limits");
+        assert_eq!(l.cpu_millis, Some(100));
+        assert_eq!(l.memory_bytes, Some(129_000_000));
+        let l = limits_of("0.25", "1500m").expect("limits");
+        assert_eq!(l.cpu_millis, Some(250));
+        assert_eq!(l.memory_bytes, Some(2), "rounded up to a whole byte");
+        let err = limits_of("lots", "64Mi").expect_err("not a quantity");
+        assert!(err.0.contains("resources.limits.cpu"), "{}", err.0);
     }
 
     #[test]

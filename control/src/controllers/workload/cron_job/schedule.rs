@@ -14,146 +14,95 @@
 //!   not fire that day, and one repeated by a DST change fires at both
 //!   occurrences.
 //!
-//! The API server validates schedules with its own copy of this grammar (for
-//! robfig's error messages); the two agree on what is valid.
+//! The grammar is [`skiff_api::cron`], the one the API server validates with;
+//! this module steps a parsed schedule through time.
 
 use jiff::civil::{Date, Time};
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp, ToSpan, Zoned};
-use skiff_api::validate::cron::{Bounds, DAYS_OF_MONTH, DAYS_OF_WEEK, HOURS, MINUTES, MONTHS};
+use skiff_api::cron::{self, Fields, ParseError, STAR};
 
-/// Set when a field starts with `*` or `?` (with no step above 1).
-const STAR: u64 = 1 << 63;
 /// How far ahead a schedule is searched, in years, as robfig's `Next`.
 const YEARS_AHEAD: i16 = 5;
 
-/// A parsed schedule.
+/// A parsed schedule ([`skiff_api::cron`]), stepped through time.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Schedule {
-    kind: Kind,
-}
-
-/// Why a schedule does not parse (robfig's messages).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ParseError(String);
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Kind {
-    Fields(Fields),
-    /// `@every`: a fixed delay, in whole seconds.
-    Every(i64),
-}
-
-/// One bit per allowed value, plus [`STAR`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Fields {
-    minute: u64,
-    hour: u64,
-    dom: u64,
-    month: u64,
-    dow: u64,
-}
+pub struct Schedule(cron::Schedule);
 
 impl Schedule {
     /// Parses a standard schedule (`cron.ParseStandard`).
     pub fn parse(spec: &str) -> Result<Schedule, ParseError> {
-        let spec = spec.trim();
-        if spec.is_empty() {
-            return Err(ParseError("empty spec string".into()));
-        }
-        if let Some(descriptor) = spec.strip_prefix('@') {
-            return descriptor_schedule(descriptor, spec);
-        }
-        let fields: Vec<&str> = spec.split_whitespace().collect();
-        let [minute, hour, dom, month, dow] = fields[..] else {
-            return Err(ParseError(format!(
-                "expected exactly 5 fields, found {}: [{}]",
-                fields.len(),
-                fields.join(" ")
-            )));
-        };
-        Ok(Schedule {
-            kind: Kind::Fields(Fields {
-                minute: parse_field(minute, &MINUTES)?,
-                hour: parse_field(hour, &HOURS)?,
-                dom: parse_field(dom, &DAYS_OF_MONTH)?,
-                month: parse_field(month, &MONTHS)?,
-                dow: parse_field(dow, &DAYS_OF_WEEK)?,
-            }),
-        })
+        cron::Schedule::parse(spec).map(Schedule)
     }
 
     /// The first time strictly after `t` at which the schedule fires, on the
     /// wall clock of `tz`; `None` when there is none within five years (a
     /// schedule such as `0 0 30 2 *`).
     pub fn next_after(&self, t: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
-        match &self.kind {
-            Kind::Every(seconds) => {
+        match &self.0 {
+            cron::Schedule::Every(seconds) => {
                 Timestamp::from_second(t.as_second().checked_add(*seconds)?).ok()
             }
-            Kind::Fields(fields) => fields.next_after(t, tz),
+            cron::Schedule::Fields(fields) => next_after(fields, t, tz),
         }
     }
 }
 
-impl Fields {
-    fn next_after(&self, t: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
-        // The next whole minute: the seconds field of a standard schedule is 0.
-        let second = t.as_second();
-        let start = Timestamp::from_second(second - second.rem_euclid(60) + 60).ok()?;
-        let mut z = start.to_zoned(tz.clone());
-        let year_limit = z.year().saturating_add(YEARS_AHEAD);
-        // Each loop moves its field on and starts the smaller ones again from
-        // their lowest value; a wrap into the next larger unit checks again from the top.
-        'wrap: loop {
-            if z.year() > year_limit {
-                return None;
-            }
-            while !has(self.month, z.month()) {
-                z = midnight(z.date().first_of_month().checked_add(1.month()).ok()?, tz)?;
-                if z.month() == 1 {
-                    continue 'wrap;
-                }
-            }
-            while !self.day_matches(&z) {
-                z = midnight(z.date().tomorrow().ok()?, tz)?;
-                if z.day() == 1 {
-                    continue 'wrap;
-                }
-            }
-            while !has(self.hour, z.hour()) {
-                // Real hours, not wall-clock ones: across a DST change the wall
-                // clock skips or repeats an hour, as robfig's `t.Add(time.Hour)`.
-                let top_of_hour = z
-                    .checked_sub(SignedDuration::from_mins(i64::from(z.minute())))
-                    .ok()?;
-                z = top_of_hour
-                    .checked_add(SignedDuration::from_hours(1))
-                    .ok()?;
-                if z.hour() == 0 {
-                    continue 'wrap;
-                }
-            }
-            while !has(self.minute, z.minute()) {
-                z = z.checked_add(SignedDuration::from_mins(1)).ok()?;
-                if z.minute() == 0 {
-                    continue 'wrap;
-                }
-            }
-            return Some(z.timestamp());
+fn next_after(fields: &Fields, t: Timestamp, tz: &TimeZone) -> Option<Timestamp> {
+    // The next whole minute: the seconds field of a standard schedule is 0.
+    let second = t.as_second();
+    let start = Timestamp::from_second(second - second.rem_euclid(60) + 60).ok()?;
+    let mut z = start.to_zoned(tz.clone());
+    let year_limit = z.year().saturating_add(YEARS_AHEAD);
+    // Each loop moves its field on and starts the smaller ones again from
+    // their lowest value; a wrap into the next larger unit checks again from the top.
+    'wrap: loop {
+        if z.year() > year_limit {
+            return None;
         }
+        while !has(fields.month, z.month()) {
+            z = midnight(z.date().first_of_month().checked_add(1.month()).ok()?, tz)?;
+            if z.month() == 1 {
+                continue 'wrap;
+            }
+        }
+        while !day_matches(fields, &z) {
+            z = midnight(z.date().tomorrow().ok()?, tz)?;
+            if z.day() == 1 {
+                continue 'wrap;
+            }
+        }
+        while !has(fields.hour, z.hour()) {
+            // Real hours, not wall-clock ones: across a DST change the wall
+            // clock skips or repeats an hour, as robfig's `t.Add(time.Hour)`.
+            let top_of_hour = z
+                .checked_sub(SignedDuration::from_mins(i64::from(z.minute())))
+                .ok()?;
+            z = top_of_hour
+                .checked_add(SignedDuration::from_hours(1))
+                .ok()?;
+            if z.hour() == 0 {
+                continue 'wrap;
+            }
+        }
+        while !has(fields.minute, z.minute()) {
+            z = z.checked_add(SignedDuration::from_mins(1)).ok()?;
+            if z.minute() == 0 {
+                continue 'wrap;
+            }
+        }
+        return Some(z.timestamp());
     }
+}
 
-    /// robfig's `dayMatches`: AND when either field is a star, else OR.
-    fn day_matches(&self, z: &Zoned) -> bool {
-        let dom = has(self.dom, z.day());
-        let dow = has(self.dow, z.weekday().to_sunday_zero_offset());
-        if self.dom & STAR != 0 || self.dow & STAR != 0 {
-            dom && dow
-        } else {
-            dom || dow
-        }
+/// robfig's `dayMatches`: AND when either field is a star, else OR.
+fn day_matches(fields: &Fields, z: &Zoned) -> bool {
+    let dom = has(fields.dom, z.day());
+    let dow = has(fields.dow, z.weekday().to_sunday_zero_offset());
+    if fields.dom & STAR != 0 || fields.dow & STAR != 0 {
+        dom && dow
+    } else {
+        dom || dow
     }
 }
 
@@ -165,167 +114,6 @@ fn has(bits: u64, value: i8) -> bool {
 /// that swallowed it.
 fn midnight(date: Date, tz: &TimeZone) -> Option<Zoned> {
     date.to_datetime(Time::midnight()).to_zoned(tz.clone()).ok()
-}
-
-fn descriptor_schedule(descriptor: &str, spec: &str) -> Result<Schedule, ParseError> {
-    let standard = match descriptor {
-        "yearly" | "annually" => "0 0 1 1 *",
-        "monthly" => "0 0 1 * *",
-        "weekly" => "0 0 * * 0",
-        "daily" | "midnight" => "0 0 * * *",
-        "hourly" => "0 * * * *",
-        d => {
-            let Some(duration) = d.strip_prefix("every ") else {
-                return Err(ParseError(format!("unrecognized descriptor: {spec}")));
-            };
-            let duration = duration.trim();
-            let nanos = go_duration_nanos(duration).ok_or_else(|| {
-                ParseError(format!(
-                    "failed to parse duration {spec}: time: invalid duration \"{duration}\""
-                ))
-            })?;
-            // robfig's `Every`: at least a second, truncated to whole seconds.
-            let seconds = (nanos / 1_000_000_000).max(1);
-            return Ok(Schedule {
-                kind: Kind::Every(i64::try_from(seconds).unwrap_or(i64::MAX)),
-            });
-        }
-    };
-    Schedule::parse(standard)
-}
-
-/// Go's `time.ParseDuration` (`1h30m`, `90s`, `1.5h`), in nanoseconds; a
-/// negative duration counts as zero (robfig then uses one second).
-fn go_duration_nanos(s: &str) -> Option<u128> {
-    let (negative, mut rest) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if rest == "0" {
-        return Some(0);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total: f64 = 0.0;
-    while !rest.is_empty() {
-        let len = rest
-            .bytes()
-            .take_while(|b| b.is_ascii_digit() || *b == b'.')
-            .count();
-        let number: f64 = rest[..len].parse().ok()?;
-        rest = &rest[len..];
-        let (unit, nanos) = [
-            ("ns", 1.0),
-            ("us", 1e3),
-            ("µs", 1e3),
-            ("μs", 1e3),
-            ("ms", 1e6),
-            ("s", 1e9),
-            ("m", 60e9),
-            ("h", 3600e9),
-        ]
-        .into_iter()
-        .filter(|(u, _)| rest.starts_with(u))
-        .max_by_key(|(u, _)| u.len())?;
-        rest = &rest[unit.len()..];
-        total += number * nanos;
-    }
-    Some(if negative { 0 } else { total as u128 })
-}
-
-/// One comma-separated field, as bits.
-fn parse_field(field: &str, bounds: &Bounds) -> Result<u64, ParseError> {
-    field
-        .split(',')
-        .try_fold(0, |bits, expr| Ok(bits | parse_range(expr, bounds)?))
-}
-
-/// robfig's `getRange`: `*`, `?`, `N`, `N-M`, each optionally `/step`.
-fn parse_range(expr: &str, bounds: &Bounds) -> Result<u64, ParseError> {
-    let err = |m: String| ParseError(m);
-    let range_and_step: Vec<&str> = expr.split('/').collect();
-    let low_and_high: Vec<&str> = range_and_step[0].split('-').collect();
-    let single = low_and_high.len() == 1;
-    let mut extra = 0;
-    let (start, mut end) = if low_and_high[0] == "*" || low_and_high[0] == "?" {
-        extra = STAR;
-        (bounds.min, bounds.max)
-    } else {
-        let start = parse_int_or_name(expr, low_and_high[0], bounds)?;
-        match low_and_high[..] {
-            [_] => (start, start),
-            [_, high] => (start, parse_int_or_name(expr, high, bounds)?),
-            _ => return Err(err(format!("too many hyphens: {expr}"))),
-        }
-    };
-    let step = match range_and_step[..] {
-        [_] => 1,
-        [_, step] => {
-            let step = parse_int(expr, step)?;
-            if single {
-                end = bounds.max;
-            }
-            if step > 1 {
-                extra = 0;
-            }
-            step
-        }
-        _ => return Err(err(format!("too many slashes: {expr}"))),
-    };
-    if start < bounds.min {
-        return Err(err(format!(
-            "beginning of range ({start}) below minimum ({}): {expr}",
-            bounds.min
-        )));
-    }
-    if end > bounds.max {
-        return Err(err(format!(
-            "end of range ({end}) above maximum ({}): {expr}",
-            bounds.max
-        )));
-    }
-    if start > end {
-        return Err(err(format!(
-            "beginning of range ({start}) beyond end of range ({end}): {expr}"
-        )));
-    }
-    if step == 0 {
-        return Err(err(format!(
-            "step of range should be a positive number: {expr}"
-        )));
-    }
-    let mut bits = extra;
-    let mut v = start;
-    while v <= end {
-        bits |= 1 << v;
-        v += step;
-    }
-    Ok(bits)
-}
-
-fn parse_int_or_name(expr: &str, part: &str, bounds: &Bounds) -> Result<u32, ParseError> {
-    let lower = part.to_lowercase();
-    match bounds.names.iter().find(|(name, _)| *name == lower) {
-        Some((_, n)) => Ok(*n),
-        None => parse_int(expr, part),
-    }
-}
-
-fn parse_int(expr: &str, part: &str) -> Result<u32, ParseError> {
-    match part.parse::<i64>() {
-        Ok(n) if n < 0 => Err(ParseError(format!(
-            "negative number ({n}) not allowed: {expr}"
-        ))),
-        Ok(n) => u32::try_from(n).map_err(|_| {
-            ParseError(format!(
-                "failed to parse int from {part}: strconv.Atoi: parsing {part:?}: value out of range"
-            ))
-        }),
-        Err(_) => Err(ParseError(format!(
-            "failed to parse int from {part}: strconv.Atoi: parsing {part:?}: invalid syntax"
-        ))),
-    }
 }
 
 #[cfg(test)]

@@ -1,16 +1,13 @@
-//! Printers for the remaining kinds (HorizontalPodAutoscaler, Lease,
-//! RoleBinding, ClusterRoleBinding) and the two fallbacks: Kubernetes' default
-//! table convertor (`NAME, CREATED AT`) and a CustomResourceDefinition's default
-//! columns (`NAME, AGE`).
+//! The HorizontalPodAutoscaler printer (autoscaling/v2).
 
-use crate::json::Pointer as _;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
+use crate::json::Pointer as _;
+
 use super::quantity::quantity_ptr_string;
 use super::{
-    AGE, CREATION_TIMESTAMP_DOC, Column, NAME, Printer, age_cell, arr_at, int_at, name_cell,
-    obj_at, opt_int, str_at, timestamp_at,
+    AGE, Column, NAME, Printer, age_cell, arr_at, int_at, name_cell, obj_at, opt_int, str_at,
 };
 
 pub(super) const HORIZONTAL_POD_AUTOSCALER: Printer = Printer {
@@ -45,85 +42,6 @@ pub(super) const HORIZONTAL_POD_AUTOSCALER: Printer = Printer {
     ],
     cells: horizontal_pod_autoscaler_cells,
 };
-
-pub(super) const LEASE: Printer = Printer {
-    columns: &[
-        NAME,
-        Column::new(
-            "Holder",
-            "string",
-            "holderIdentity contains the identity of the holder of a current lease. If Coordinated Leader Election is used, the holder identity must be equal to the elected LeaseCandidate.metadata.name field.",
-        ),
-        AGE,
-    ],
-    cells: lease_cells,
-};
-
-pub(super) const ROLE_BINDING: Printer = Printer {
-    columns: &[
-        NAME,
-        Column::new(
-            "Role",
-            "string",
-            "RoleRef can reference a Role in the current namespace or a ClusterRole in the global namespace. If the RoleRef cannot be resolved, the Authorizer must return an error. This field is immutable.",
-        ),
-        AGE,
-        Column::new("Users", "string", "Users in the roleBinding").wide(),
-        Column::new("Groups", "string", "Groups in the roleBinding").wide(),
-        Column::new(
-            "ServiceAccounts",
-            "string",
-            "ServiceAccounts in the roleBinding",
-        )
-        .wide(),
-    ],
-    cells: role_binding_cells,
-};
-
-pub(super) const CLUSTER_ROLE_BINDING: Printer = Printer {
-    columns: &[
-        NAME,
-        Column::new(
-            "Role",
-            "string",
-            "RoleRef can only reference a ClusterRole in the global namespace. If the RoleRef cannot be resolved, the Authorizer must return an error. This field is immutable.",
-        ),
-        AGE,
-        Column::new("Users", "string", "Users in the clusterRoleBinding").wide(),
-        Column::new("Groups", "string", "Groups in the clusterRoleBinding").wide(),
-        Column::new(
-            "ServiceAccounts",
-            "string",
-            "ServiceAccounts in the clusterRoleBinding",
-        )
-        .wide(),
-    ],
-    cells: role_binding_cells,
-};
-
-/// Kubernetes' default table convertor, for kinds it has no printer for (Role,
-/// ClusterRole, LimitRange): the name and the creation time in RFC 3339.
-pub(super) const CREATED_AT: Printer = Printer {
-    columns: &[
-        NAME,
-        Column::new("Created At", "date", CREATION_TIMESTAMP_DOC),
-    ],
-    cells: created_at_cells,
-};
-
-/// The columns of a CustomResourceDefinition that declares none: the name and
-/// an age computed from `.metadata.creationTimestamp`.
-pub(super) const NAME_AGE: Printer = Printer {
-    columns: &[NAME, CRD_AGE],
-    cells: name_age_cells,
-};
-
-/// The `Age` column Kubernetes gives a custom resource.
-pub(super) const CRD_AGE: Column = Column::new(
-    "Age",
-    "date",
-    "Custom resource definition column (in JSONPath format): .metadata.creationTimestamp",
-);
 
 /// How many metrics the TARGETS cell names before `+ N more...`.
 const METRICS_MAX: usize = 2;
@@ -244,61 +162,6 @@ fn resource_metric(spec: &Value, status: &Value, source: &str) -> String {
     }
 }
 
-/// `printLease`: NAME HOLDER AGE.
-fn lease_cells(lease: &Value, now: Timestamp) -> Vec<Value> {
-    vec![
-        name_cell(lease),
-        Value::from(str_at(lease, "/spec/holderIdentity")),
-        age_cell(lease, now),
-    ]
-}
-
-/// `printRoleBinding` and `printClusterRoleBinding`: NAME ROLE AGE | USERS
-/// GROUPS SERVICEACCOUNTS.
-fn role_binding_cells(binding: &Value, now: Timestamp) -> Vec<Value> {
-    let role = format!(
-        "{}/{}",
-        str_at(binding, "/roleRef/kind"),
-        str_at(binding, "/roleRef/name")
-    );
-    let mut users = Vec::new();
-    let mut groups = Vec::new();
-    let mut service_accounts = Vec::new();
-    for subject in arr_at(binding, "/subjects") {
-        let name = str_at(subject, "/name");
-        match str_at(subject, "/kind") {
-            "ServiceAccount" => {
-                service_accounts.push(format!("{}/{name}", str_at(subject, "/namespace")))
-            }
-            "User" => users.push(name.to_string()),
-            "Group" => groups.push(name.to_string()),
-            _ => {}
-        }
-    }
-    vec![
-        name_cell(binding),
-        Value::from(role),
-        age_cell(binding, now),
-        Value::from(users.join(", ")),
-        Value::from(groups.join(", ")),
-        Value::from(service_accounts.join(", ")),
-    ]
-}
-
-/// The default table convertor's row: the name and
-/// `creationTimestamp` in RFC 3339 (Go's zero time when unset).
-fn created_at_cells(obj: &Value, _now: Timestamp) -> Vec<Value> {
-    let created = timestamp_at(obj, "/metadata/creationTimestamp")
-        .map(crate::meta::format_timestamp)
-        .unwrap_or_else(|| "0001-01-01T00:00:00Z".to_string());
-    vec![name_cell(obj), Value::from(created)]
-}
-
-/// A custom resource's default row: the name and its age.
-fn name_age_cells(obj: &Value, now: Timestamp) -> Vec<Value> {
-    vec![name_cell(obj), age_cell(obj, now)]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,52 +239,5 @@ mod tests {
             json!({"type": "ContainerResource", "containerResource": {"name": "cpu", "container": "app", "target": {}}}),
         ];
         assert_eq!(format_metrics(&auto, &[]), "cpu: <unknown>/<auto>");
-    }
-
-    #[test]
-    fn leases_and_bindings() {
-        let lease = json!({"metadata": {"name": "node-1"}, "spec": {"holderIdentity": "node-1"}});
-        assert_eq!(lease_cells(&lease, now())[1], json!("node-1"));
-        assert_eq!(lease_cells(&json!({}), now())[1], json!(""));
-
-        let binding = json!({
-            "metadata": {"name": "readers", "creationTimestamp": "2024-05-01T11:59:00Z"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
-            "subjects": [
-                {"kind": "User", "name": "alice"},
-                {"kind": "User", "name": "bob"},
-                {"kind": "Group", "name": "devs"},
-                {"kind": "ServiceAccount", "name": "ci", "namespace": "tools"},
-            ],
-        });
-        assert_eq!(
-            role_binding_cells(&binding, now()),
-            vec![
-                json!("readers"),
-                json!("ClusterRole/view"),
-                json!("60s"),
-                json!("alice, bob"),
-                json!("devs"),
-                json!("tools/ci"),
-            ]
-        );
-    }
-
-    #[test]
-    fn fallbacks() {
-        let role =
-            json!({"metadata": {"name": "reader", "creationTimestamp": "2024-05-01T11:00:00Z"}});
-        assert_eq!(
-            created_at_cells(&role, now()),
-            vec![json!("reader"), json!("2024-05-01T11:00:00Z")]
-        );
-        assert_eq!(
-            created_at_cells(&json!({}), now()),
-            vec![json!(""), json!("0001-01-01T00:00:00Z")]
-        );
-        assert_eq!(
-            name_age_cells(&role, now()),
-            vec![json!("reader"), json!("60m")]
-        );
     }
 }

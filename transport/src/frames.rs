@@ -15,7 +15,7 @@ pub enum StreamError {
     Write(#[from] quinn::WriteError),
     #[error("the stream ended")]
     Closed,
-    /// The session's updates stopped (replaced, or its node fell behind).
+    /// A session's updates stopped (replaced, or its node fell behind).
     #[error("the session's updates were stopped: replaced by a newer session, or behind")]
     Unsubscribed,
 }

@@ -1,9 +1,10 @@
 //! QUIC endpoints on UDP sockets with room to queue: every connection of an
 //! endpoint shares its one socket, and with the kernel's default receive
 //! buffer (about 200 KiB) a burst from thousands of connections, or a few
-//! milliseconds in which the endpoint's task does not run, overflows it; the
+//! milliseconds in which the endpoint's task does not run, overflows it. The
 //! datagrams dropped then cost retransmissions and, at worst, handshakes and
-//! sessions that time out.
+//! sessions that time out: at 3,000 hollow nodes on two cores, nodes went
+//! silent for the grace period and were marked NotReady by the thousand.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
