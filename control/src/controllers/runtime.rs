@@ -455,21 +455,22 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn owned_and_adoptable_children_queue_their_primaries() {
+    /// A store with ReplicaSets `web` and `db`, caches of ReplicaSets and Pods,
+    /// and nothing seen yet.
+    async fn two_replica_sets() -> (tempfile::TempDir, Registry, Informer, Informer, Arc<Seen>) {
         let dir = tempfile::tempdir().unwrap();
         let registry = registry(dir.path());
-        create(
-            &registry,
-            "apps/v1",
-            "ReplicaSet",
-            replica_set("web", "web"),
-        )
-        .await;
-        create(&registry, "apps/v1", "ReplicaSet", replica_set("db", "db")).await;
+        for app in ["web", "db"] {
+            create(&registry, "apps/v1", "ReplicaSet", replica_set(app, app)).await;
+        }
         let sets = Informer::start(&registry, by_kind("apps/v1", "ReplicaSet").unwrap());
         let pods = Informer::start(&registry, by_kind("v1", "Pod").unwrap());
-        let seen = Arc::new(Seen::default());
+        (dir, registry, sets, pods, Arc::new(Seen::default()))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn owned_and_adoptable_children_queue_their_primaries() {
+        let (_dir, registry, sets, pods, seen) = two_replica_sets().await;
         let controller = tokio::spawn(
             Controller::new("test-owners", &sets)
                 .owns_or_adopts(&pods, "/spec/selector")
@@ -496,19 +497,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn requeues_resyncs_and_mapped_triggers() {
-        let dir = tempfile::tempdir().unwrap();
-        let registry = registry(dir.path());
-        create(
-            &registry,
-            "apps/v1",
-            "ReplicaSet",
-            replica_set("web", "web"),
-        )
-        .await;
-        create(&registry, "apps/v1", "ReplicaSet", replica_set("db", "db")).await;
-        let sets = Informer::start(&registry, by_kind("apps/v1", "ReplicaSet").unwrap());
-        let pods = Informer::start(&registry, by_kind("v1", "Pod").unwrap());
-        let seen = Arc::new(Seen::default());
+        let (_dir, registry, sets, pods, seen) = two_replica_sets().await;
         *seen.requeue.lock().unwrap() = Some(("db".into(), Duration::from_millis(50)));
         let controller = tokio::spawn(
             Controller::new("test-triggers", &sets)
