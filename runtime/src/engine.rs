@@ -188,6 +188,16 @@ impl Engine {
         self.inner.epoch_tick
     }
 
+    /// Whether `component` links here: everything it imports is something
+    /// the runtime provides (see `wit/README.md`). The error names what is
+    /// missing.
+    pub fn links(&self, component: &Component) -> Result<()> {
+        self.linker()
+            .instantiate_pre(&component.inner)
+            .map(drop)
+            .map_err(RuntimeError::Link)
+    }
+
     pub(crate) fn linker(&self) -> &Linker<Host> {
         &self.inner.linker
     }
