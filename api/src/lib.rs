@@ -19,7 +19,6 @@ pub mod json;
 pub mod kubeconfig;
 pub mod limits;
 pub mod meta;
-pub mod node_cert;
 pub mod patch;
 pub mod protobuf;
 pub mod resource;

@@ -244,6 +244,7 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 /// The watch caches the control plane's scheduler and controllers share.
 #[derive(Clone)]
 pub struct Informers {
+    pub namespaces: Informer,
     pub nodes: Informer,
     pub pods: Informer,
     pub replica_sets: Informer,
@@ -266,6 +267,7 @@ impl Informers {
             Informer::start(registry, rt)
         };
         Informers {
+            namespaces: start("v1", "Namespace"),
             nodes: start("v1", "Node"),
             pods: start("v1", "Pod"),
             replica_sets: start("apps/v1", "ReplicaSet"),

@@ -26,7 +26,7 @@ use super::revocation::NodeCertLedger;
 mod api_certs;
 
 pub use api_certs::{ClientCredentials, pem_certs};
-pub use skiff_api::node_cert::{NodeCert, node_cert_of};
+pub use skiff_transport::node_cert::{NodeCert, node_cert_of};
 
 /// Why the CA could not be loaded or could not issue a certificate.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use serde_json::json;
 use skiff_api::meta;
-use skiff_api::resource::by_kind;
 use skiff_api::status::{ApiError, Reason};
 
 use crate::admission::service_account::{DEFAULT, service_account_type};
@@ -27,10 +26,10 @@ struct Context {
 /// Runs the controller until the process ends.
 pub async fn run(deps: Deps) {
     let registry = deps.registry;
-    let (Some(ns_type), Ok(sa_type)) = (by_kind("v1", "Namespace"), service_account_type()) else {
+    let Ok(sa_type) = service_account_type() else {
         return;
     };
-    let namespaces = Informer::start(&registry, ns_type);
+    let namespaces = deps.informers.namespaces;
     let accounts = Informer::start(&registry, sa_type);
     let ctx = Arc::new(Context {
         registry,

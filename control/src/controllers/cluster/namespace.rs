@@ -16,7 +16,6 @@ use skiff_api::status::Reason;
 
 use crate::controllers::Deps;
 use crate::controllers::runtime::{Action, Controller};
-use crate::informer::Informer;
 use crate::registry::{DeleteOptions, PropagationPolicy, Registry};
 
 /// How long to wait before looking again at a namespace that is not empty yet.
@@ -36,8 +35,7 @@ pub async fn run(deps: Deps) {
     let Some(ns_type) = by_kind("v1", "Namespace") else {
         return;
     };
-    let namespaces = Informer::start(&registry, ns_type);
-    Controller::new(NAME, &namespaces)
+    Controller::new(NAME, &deps.informers.namespaces)
         .for_primaries_where(|ns| meta::deletion_timestamp(ns).is_some())
         .run(
             2,

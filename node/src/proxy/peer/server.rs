@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use rustls_pki_types::CertificateDer;
-use skiff_api::node_cert::{NodeCert, node_cert_of};
 use skiff_api::wire::Open;
+use skiff_transport::node_cert::{NodeCert, node_cert_of};
 
 use super::revoked::Revoked;
 use crate::agent::{frames, serve};

@@ -2,7 +2,7 @@
 //! its serial and its validity. The control plane reads it to know who is on
 //! a session and what to revoke; a node reads it to know which peer calls it.
 
-use crate::join::NODE_USER_PREFIX;
+use skiff_api::join::NODE_USER_PREFIX;
 
 /// What is known of a node's verified client certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
