@@ -95,11 +95,15 @@ impl Sessions {
         id
     }
 
-    fn remove(&self, node: &str, id: u64) {
+    /// Removes session `id` of `node` if it is still the node's current one;
+    /// returns whether it was.
+    fn remove(&self, node: &str, id: u64) -> bool {
         let mut guard = self.lock();
-        if guard.1.get(node).map(|(i, _)| *i) == Some(id) {
+        let current = guard.1.get(node).map(|(i, _)| *i) == Some(id);
+        if current {
             guard.1.remove(node);
         }
+        current
     }
 
     fn get(&self, node: &str) -> Option<quinn::Connection> {

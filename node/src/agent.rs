@@ -373,6 +373,7 @@ impl Agent {
             }
             Downstream::Upsert { pod } => {
                 local.put(&pod);
+                self.outbox.reconcile(&pod);
                 if let Some(pod) = typed(pod) {
                     self.supervisor.upsert(pod);
                 }

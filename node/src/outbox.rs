@@ -6,6 +6,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
+use serde_json::Value;
+use skiff_api::json::Pointer as _;
 use skiff_api::wire::{EventReport, Upstream};
 use tokio::sync::Notify;
 
@@ -88,6 +90,31 @@ impl Outbox {
         self.lock().statuses.remove(uid);
     }
 
+    /// The control plane's copy of a pod arrived: when its `Ready` differs
+    /// from what this node last sent (the node lifecycle controller marked it
+    /// not ready while the node was late), the node's status goes again, as
+    /// kubelet's status manager reconciles with the API server.
+    pub fn reconcile(&self, pod: &Value) {
+        let Some(uid) = pod.at("/metadata/uid").and_then(Value::as_str) else {
+            return;
+        };
+        let resend = {
+            let mut state = self.lock();
+            let Some((Upstream::PodStatus { status, .. }, dirty)) = state.statuses.get_mut(uid)
+            else {
+                return;
+            };
+            let stale = !*dirty && ready(status) != pod.get("status").and_then(ready);
+            if stale {
+                *dirty = true;
+            }
+            stale
+        };
+        if resend {
+            self.notify.notify_one();
+        }
+    }
+
     /// After a reconnect: every status goes again.
     pub fn resend_all(&self) {
         for (_, dirty) in self.lock().statuses.values_mut() {
@@ -135,5 +162,73 @@ impl Outbox {
                 Upstream::Heartbeat => {}
             }
         }
+    }
+}
+
+/// The status of a pod status's `Ready` condition.
+fn ready(status: &Value) -> Option<&str> {
+    status
+        .get("conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some("Ready"))?
+        .get("status")?
+        .as_str()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn status(ready: &str) -> Value {
+        json!({"phase": "Running", "conditions": [
+            {"type": "Initialized", "status": "True"},
+            {"type": "Ready", "status": ready},
+        ]})
+    }
+
+    fn pod(status: Value) -> Value {
+        json!({"metadata": {"name": "web", "uid": "u1"}, "status": status})
+    }
+
+    fn outbox_that_sent(ready: &str) -> Outbox {
+        let outbox = Outbox::default();
+        outbox.push(Report::Status {
+            namespace: "default".into(),
+            name: "web".into(),
+            uid: "u1".into(),
+            status: status(ready),
+        });
+        assert_eq!(outbox.drain().len(), 1);
+        outbox
+    }
+
+    #[test]
+    fn a_pod_marked_not_ready_by_the_control_plane_gets_its_status_again() {
+        let outbox = outbox_that_sent("True");
+        outbox.reconcile(&pod(status("False")));
+        let again = outbox.drain();
+        assert_eq!(again.len(), 1, "{again:?}");
+        let Upstream::PodStatus { status: sent, .. } = &again[0] else {
+            panic!("not a status: {again:?}");
+        };
+        assert_eq!(ready(sent), Some("True"));
+        // Once is enough: nothing more until something differs again.
+        assert!(outbox.drain().is_empty());
+    }
+
+    #[test]
+    fn an_agreeing_or_unknown_pod_sends_nothing() {
+        let outbox = outbox_that_sent("True");
+        outbox.reconcile(&pod(status("True")));
+        assert!(outbox.drain().is_empty());
+        // A pod this node has not reported on.
+        outbox.reconcile(&json!({"metadata": {"uid": "u2"}, "status": status("False")}));
+        assert!(outbox.drain().is_empty());
+        // No uid at all.
+        outbox.reconcile(&json!({"status": {}}));
+        assert!(outbox.drain().is_empty());
     }
 }

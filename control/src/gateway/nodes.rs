@@ -30,6 +30,9 @@ pub struct NodeLiveness {
 pub struct Liveness {
     pub connected: bool,
     pub last_seen: Instant,
+    /// The node lifecycle controller marked the Node `Ready=Unknown` since the
+    /// node was last heard from: the next frame must post `Ready` again.
+    pub marked_unknown: bool,
 }
 
 impl NodeLiveness {
@@ -37,26 +40,37 @@ impl NodeLiveness {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The node spoke (or connected).
-    pub fn seen(&self, node: &str) {
+    /// The node spoke (or connected). Returns whether its Node was marked
+    /// `Ready=Unknown` while it was silent, so that its status must be posted
+    /// now rather than at the next interval.
+    pub fn seen(&self, node: &str) -> bool {
         let now = Liveness {
             connected: true,
             last_seen: Instant::now(),
+            marked_unknown: false,
         };
         let mut map = self.lock();
         match map.get_mut(node) {
-            Some(l) => *l = now,
+            Some(l) => std::mem::replace(l, now).marked_unknown,
             None => {
                 map.insert(node.to_string(), now);
+                false
             }
         }
     }
 
-    /// The node's session ended.
+    /// The node's (current) session ended.
     pub fn disconnected(&self, node: &str) {
         if let Some(l) = self.lock().get_mut(node) {
             l.connected = false;
             l.last_seen = Instant::now();
+        }
+    }
+
+    /// The node lifecycle controller marked the node `Ready=Unknown`.
+    pub fn marked_unknown(&self, node: &str) {
+        if let Some(l) = self.lock().get_mut(node) {
+            l.marked_unknown = true;
         }
     }
 
@@ -260,4 +274,33 @@ pub fn is_ready(node: &Value) -> bool {
                     && c.get("status").and_then(Value::as_str) == Some("True")
             })
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_node_marked_unknown_is_told_once_when_it_speaks_again() {
+        let liveness = NodeLiveness::default();
+        assert!(!liveness.seen("n1"), "a new node was never marked");
+        liveness.marked_unknown("n1");
+        assert!(liveness.seen("n1"), "the first frame after the mark");
+        assert!(!liveness.seen("n1"), "and only that one");
+        // Marking a node never heard from records nothing.
+        liveness.marked_unknown("ghost");
+        assert!(liveness.get("ghost").is_none());
+    }
+
+    #[test]
+    fn an_ended_session_leaves_the_node_disconnected_but_recently_seen() {
+        let liveness = NodeLiveness::default();
+        liveness.seen("n1");
+        liveness.disconnected("n1");
+        let l = liveness.get("n1").expect("known");
+        assert!(!l.connected);
+        assert!(l.last_seen.elapsed() < Duration::from_secs(5));
+    }
 }

@@ -72,6 +72,9 @@ pub async fn run(
         let _ = frames::write(&mut send, &refuse(403, message.clone())).await;
         return Err(message);
     }
+    // Heard from before its Node is marked Ready: the node lifecycle controller,
+    // woken by that write, must not find the silence of the old session.
+    shared.liveness.seen(node);
     if let Err(e) = nodes::register(&shared.registry, &hello).await {
         let _ = frames::write(&mut send, &refuse(500, format!("register the node: {e}"))).await;
         return Err(e.to_string());
@@ -130,7 +133,12 @@ pub async fn run(
             tokio::select! {
                 frame = frames::read::<Upstream>(&mut recv) => {
                     let Some(frame) = frame? else { return Ok(()) };
-                    shared.liveness.seen(node);
+                    if shared.liveness.seen(node) {
+                        // Marked NotReady while late, and speaking again: Ready now.
+                        if let Err(e) = nodes::heartbeat(&shared.registry, node).await {
+                            tracing::debug!(node, error = %e, "node status not written");
+                        }
+                    }
                     if let Err(denied) = handle(shared, node, frame) {
                         let _ = denials_tx.try_send(Downstream::Denied {
                             code: denied.code,
@@ -150,8 +158,11 @@ pub async fn run(
         r = downstream => r,
         r = upstream => r,
     };
-    shared.sessions.remove(node, session_id);
-    shared.liveness.disconnected(node);
+    // A newer session of the same node may have opened meanwhile (the node
+    // restarted before this connection timed out): it is the one alive.
+    if shared.sessions.remove(node, session_id) {
+        shared.liveness.disconnected(node);
+    }
     match result {
         Ok(()) => Ok(()),
         Err(frames::StreamError::Frame(e)) => {

@@ -86,6 +86,7 @@ async fn reconcile(ctx: Arc<Context>, (_, name): ObjectRef) -> Result<Action, Ap
         };
         if silent_for > ctx.grace {
             if mark_unknown(&ctx.registry, &name).await? {
+                ctx.liveness.marked_unknown(&name);
                 tracing::warn!(node = name, silent_for = ?silent_for, "node stopped posting status; marked NotReady");
                 ctx.events.record(
                     &node,
