@@ -13,6 +13,7 @@ pub mod component;
 pub mod cron;
 pub mod defaults;
 pub mod duration;
+mod generated;
 pub mod ingress;
 pub mod join;
 pub mod json;

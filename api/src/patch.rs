@@ -13,7 +13,7 @@
 mod apply;
 mod json;
 mod merge;
-mod strategic;
+pub(crate) mod strategic;
 
 pub use apply::{
     ApplyError, Conflict, record_subresource_update, record_update, server_side_apply,

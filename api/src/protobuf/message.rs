@@ -9,8 +9,8 @@
 use serde_json::{Map, Number, Value};
 
 use super::ProtobufError;
-use super::schema::MESSAGES;
 use super::wire::{Reader, WireValue};
+use crate::generated::protobuf_schema::MESSAGES;
 
 /// How deep messages may nest. The deepest path in the schema (a volume
 /// projection's field selector inside a pod template inside a CronJob) is well
@@ -19,7 +19,7 @@ const MAX_DEPTH: usize = 32;
 
 /// A message of the schema.
 #[derive(Debug)]
-pub(super) struct Message {
+pub(crate) struct Message {
     /// Its name in Kubernetes' `.proto` files, e.g. `k8s.io.api.core.v1.PodSpec`.
     pub name: &'static str,
     pub special: Special,
@@ -29,7 +29,7 @@ pub(super) struct Message {
 
 /// One field of a message.
 #[derive(Debug)]
-pub(super) struct Field {
+pub(crate) struct Field {
     pub number: u32,
     /// The JSON key; empty for [`Card::Inline`].
     pub json: &'static str,
@@ -39,7 +39,7 @@ pub(super) struct Field {
 
 /// A field's type: a scalar, or a message by its index in the schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Ty {
+pub(crate) enum Ty {
     String,
     Bytes,
     Bool,
@@ -53,7 +53,7 @@ pub(super) enum Ty {
 
 /// How many values a field holds, and when JSON writes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Card {
+pub(crate) enum Card {
     /// One value; a zero scalar is left out (a non-pointer Go field with
     /// `omitempty`). A message is written whenever present.
     Optional,
@@ -70,7 +70,7 @@ pub(super) enum Card {
 
 /// Messages whose JSON is not an object of their fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Special {
+pub(crate) enum Special {
     None,
     /// `metav1.Time`: RFC 3339 in seconds, `null` when zero.
     Time,
@@ -102,7 +102,7 @@ enum Slot<'a> {
 }
 
 /// Field constructor for the generated schema, to keep it one line a field.
-pub(super) const fn field(number: u32, json: &'static str, ty: Ty, card: Card) -> Field {
+pub(crate) const fn field(number: u32, json: &'static str, ty: Ty, card: Card) -> Field {
     Field {
         number,
         json,

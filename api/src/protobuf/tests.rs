@@ -2,8 +2,8 @@
 //! ones for what kubectl does not send.
 
 use super::message::{Message, decode};
-use super::schema::MESSAGES;
 use super::*;
+use crate::generated::protobuf_schema::MESSAGES;
 use crate::resource::{RESOURCES, SKIFF_GROUP};
 use crate::status::Reason;
 use serde_json::json;

@@ -12,15 +12,15 @@ does: gogo embeds each package's gzipped FileDescriptorProto, compiled from the
 `.proto` as go-to-protobuf wrote it, with its gogoproto field options still on.
 A scalar field without `(gogoproto.nullable) = false` is a pointer. This script
 reads those descriptors out of a `kubectl` binary, keeps the messages that
-generate_schema.py puts in the schema, and lists their pointer scalars. It also
-checks the JSON names generate_schema.py derives from k8s-pb and k8s-openapi
+protobuf_schema.py puts in the schema, and lists their pointer scalars. It also
+checks the JSON names protobuf_schema.py derives from k8s-pb and k8s-openapi
 against the descriptors' own field names (equal but for case: Kubernetes'
 `IngressClassParametersReference.apiGroup` is `aPIGroup` in its .proto).
 
 Usage: python3 api/src/protobuf/extract_go_pointers.py [--kubectl PATH]
 The default is the newest `kubectl.1.*` next to the one on PATH (the dispatcher
 installed here runs one of those), else `kubectl` itself. Re-run
-generate_schema.py afterwards.
+protobuf_schema.py afterwards.
 """
 
 import argparse
@@ -45,7 +45,7 @@ def die(msg):
 
 
 def load_generator():
-    spec = importlib.util.spec_from_file_location("generate_schema", os.path.join(HERE, "generate_schema.py"))
+    spec = importlib.util.spec_from_file_location("protobuf_schema", os.path.join(HERE, "protobuf_schema.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
