@@ -7,10 +7,14 @@
 //!   dependents deleted first (foreground too, so whole trees go bottom-up); the
 //!   finalizer is removed once none is left.
 //!
-//! It keeps an index of every object's uid and owners, fed by one watch over the
-//! whole store, and reconciles only the objects a change touched.
+//! It keeps an index of every object's uid and owners (Kubernetes' graph
+//! builder), fed by one watch over the whole store; the objects a change
+//! touched go to the controller runtime's work queue, keyed by store key since
+//! they are of any kind, and are reconciled there with its backoff, panic
+//! recovery and metrics.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -18,26 +22,72 @@ use serde_json::{Value, json};
 use skiff_api::meta;
 use skiff_api::patch::PatchType;
 use skiff_api::resource::{RESOURCES, ResourceType, by_resource_id};
-use skiff_api::status::Reason;
+use skiff_api::status::{ApiError, Reason};
 
 use crate::controllers::Deps;
+use crate::controllers::runtime::{Action, WorkQueue, run_workers};
 use crate::registry::{DeleteOptions, PropagationPolicy, Registry, Subresource, WriteOptions};
 use crate::registry::{FOREGROUND_FINALIZER, ORPHAN_FINALIZER};
-use crate::store::{EventType, KeyPrefix, ObjectKey, WatchItem};
+use crate::store::{EventType, KeyPrefix, ObjectKey, StoreError, WatchItem};
 
 pub const NAME: &str = "garbage-collector";
 const FIELD_MANAGER: &str = "skiff-garbage-collector";
-/// How long to wait before retrying work that could not finish.
-const RETRY: Duration = Duration::from_millis(500);
+/// How soon an owner in foreground deletion is looked at again while its
+/// dependents are still going (their own deletions wake it too).
+const DEPENDENTS_PENDING: Duration = Duration::from_millis(500);
+const WORKERS: usize = 2;
 
-/// Runs until the store closes.
+/// Why a garbage collection step failed; the key is retried with backoff.
+#[derive(Debug, thiserror::Error)]
+enum GcError {
+    #[error("unknown resource {0}")]
+    UnknownResource(String),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("watch the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("the store's watch ended")]
+    WatchEnded,
+}
+
+type Result<T, E = GcError> = std::result::Result<T, E>;
+
+/// Runs until the process ends.
 pub async fn run(deps: Deps) {
     let registry = deps.registry;
-    loop {
-        if let Err(e) = run_once(&registry).await {
-            tracing::warn!(error = %e, "garbage collector restarting");
-            tokio::time::sleep(Duration::from_secs(1)).await;
+    let index = Arc::new(Graph::default());
+    let queue: Arc<WorkQueue<ObjectKey>> = WorkQueue::named(NAME);
+    let feed = {
+        let (registry, index, queue) = (registry.clone(), index.clone(), queue.clone());
+        async move {
+            loop {
+                if let Err(e) = follow(&registry, &index, &queue).await {
+                    tracing::warn!(error = %e, "garbage collector re-listing");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
         }
+    };
+    let workers = run_workers(NAME, queue, WORKERS, move |key| {
+        let (registry, index) = (registry.clone(), index.clone());
+        async move { reconcile(&registry, &index, &key).await }
+    });
+    tokio::join!(feed, workers);
+}
+
+/// The index, shared by the feed (the only writer) and the reconciles.
+#[derive(Default)]
+struct Graph {
+    inner: RwLock<Index>,
+}
+
+impl Graph {
+    fn read(&self) -> RwLockReadGuard<'_, Index> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Index> {
+        self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -94,94 +144,76 @@ impl Index {
     }
 }
 
-async fn run_once(registry: &Registry) -> Result<(), String> {
-    let mut index = Index::default();
-    let mut dirty: BTreeSet<ObjectKey> = BTreeSet::new();
+/// Lists every object into the index, then follows the store's changes,
+/// queueing the objects each change touched. Returns when the watch fails.
+async fn follow(registry: &Registry, graph: &Graph, queue: &WorkQueue<ObjectKey>) -> Result<()> {
     // Subscribe first at the current revision, then list: nothing falls between.
     let start = registry.store().revision();
     let mut watch = registry
         .store()
-        .watch(KeyPrefix::everything(), start, None)
-        .map_err(|e| e.to_string())?;
+        .watch(KeyPrefix::everything(), start, None)?;
+    let mut listed = Index::default();
+    let mut dirty = Vec::new();
     for rt in RESOURCES {
-        let page = registry
-            .list(rt, None, None, None, &|_| true)
-            .map_err(|e| e.to_string())?;
+        let page = registry.list(rt, None, None, None, &|_| true)?;
         for obj in page.items {
             let key = crate::registry::key(
                 rt,
                 meta::namespace(&obj).unwrap_or_default(),
                 meta::name(&obj).unwrap_or_default(),
             );
-            index.insert(&key, &obj);
+            listed.insert(&key, &obj);
             if needs_attention(&obj) {
-                dirty.insert(key);
+                dirty.push(key);
             }
         }
     }
-    // Work that could not finish is retried after RETRY, not at every watch
-    // event: an owner waiting for its pods would otherwise be looked at again
-    // for each status update those pods make while they stop.
-    let mut retry: BTreeSet<ObjectKey> = BTreeSet::new();
-    let mut retry_at: Option<tokio::time::Instant> = None;
+    *graph.write() = listed;
+    for key in dirty {
+        queue.add(key);
+    }
     loop {
-        while let Some(key) = dirty.pop_first() {
-            match reconcile(registry, &index, &key).await {
-                Ok(()) => {}
-                Err(e) => {
-                    tracing::debug!(%key, error = %e, "garbage collection will retry");
-                    retry.insert(key);
-                }
-            }
-        }
-        if !retry.is_empty() && retry_at.is_none() {
-            retry_at = Some(tokio::time::Instant::now() + RETRY);
-        }
-        let next = match retry_at {
-            None => watch.next().await,
-            Some(at) => match tokio::time::timeout_at(at, watch.next()).await {
-                Ok(item) => item,
-                Err(_) => {
-                    dirty.append(&mut retry);
-                    retry_at = None;
-                    continue;
-                }
-            },
-        };
-        let event = match next {
+        let event = match watch.next().await {
             Some(Ok(WatchItem::Event(event))) => event,
             Some(Ok(WatchItem::Progress(_))) => continue,
-            Some(Err(e)) => return Err(e.to_string()),
-            None => return Err("watch ended".into()),
+            Some(Err(e)) => return Err(e.into()),
+            None => return Err(GcError::WatchEnded),
         };
-        match event.event_type {
-            EventType::Deleted => {
-                if let Some(uid) = index.remove(&event.key) {
-                    // Its dependents may now be orphans.
-                    dirty.extend(index.dependents_of(&uid));
+        let mut touched = Vec::new();
+        {
+            let mut index = graph.write();
+            match event.event_type {
+                EventType::Deleted => {
+                    if let Some(uid) = index.remove(&event.key) {
+                        // Its dependents may now be orphans.
+                        touched.extend(index.dependents_of(&uid));
+                    }
+                    // An owner waiting in foreground deletion may be done now.
+                    for owner in meta::owner_references(&event.object) {
+                        if let Some(owner_key) = owner
+                            .get("uid")
+                            .and_then(Value::as_str)
+                            .and_then(|u| index.by_uid.get(u))
+                        {
+                            touched.push(owner_key.clone());
+                        }
+                    }
                 }
-                // An owner waiting in foreground deletion may be done now.
-                for owner in meta::owner_references(&event.object) {
-                    if let Some(owner_key) = owner
-                        .get("uid")
-                        .and_then(Value::as_str)
-                        .and_then(|u| index.by_uid.get(u))
+                EventType::Added | EventType::Modified => {
+                    index.insert(&event.key, &event.object);
+                    let owners_changed = event.prev.as_ref().is_none_or(|p| {
+                        meta::owner_references(p) != meta::owner_references(&event.object)
+                    });
+                    if needs_attention(&event.object)
+                        && (owners_changed || meta::deletion_timestamp(&event.object).is_some())
                     {
-                        dirty.insert(owner_key.clone());
+                        touched.push(event.key.clone());
                     }
                 }
             }
-            EventType::Added | EventType::Modified => {
-                index.insert(&event.key, &event.object);
-                let owners_changed = event.prev.as_ref().is_none_or(|p| {
-                    meta::owner_references(p) != meta::owner_references(&event.object)
-                });
-                if needs_attention(&event.object)
-                    && (owners_changed || meta::deletion_timestamp(&event.object).is_some())
-                {
-                    dirty.insert(event.key.clone());
-                }
-            }
+        }
+        for key in touched {
+            queue.add(key);
         }
     }
 }
@@ -199,61 +231,67 @@ fn has_propagation_finalizer(obj: &Value) -> bool {
             .any(|f| *f == ORPHAN_FINALIZER || *f == FOREGROUND_FINALIZER)
 }
 
-fn resource_of(key: &ObjectKey) -> Result<&'static ResourceType, String> {
-    by_resource_id(&key.resource).ok_or_else(|| format!("unknown resource {}", key.resource))
+fn resource_of(key: &ObjectKey) -> Result<&'static ResourceType> {
+    by_resource_id(&key.resource).ok_or_else(|| GcError::UnknownResource(key.resource.clone()))
 }
 
-async fn reconcile(registry: &Registry, index: &Index, key: &ObjectKey) -> Result<(), String> {
+async fn reconcile(registry: &Registry, graph: &Graph, key: &ObjectKey) -> Result<Action> {
+    let done = Action::await_change();
     let rt = resource_of(key)?;
-    let Some(obj) = registry
-        .try_get(rt, &key.namespace, &key.name)
-        .map_err(|e| e.to_string())?
-    else {
-        return Ok(());
+    let Some(obj) = registry.try_get(rt, &key.namespace, &key.name)? else {
+        return Ok(done);
     };
     let uid = meta::uid(&obj).unwrap_or_default().to_string();
     let finalizers = meta::finalizers(&obj);
     if meta::deletion_timestamp(&obj).is_some() {
         if finalizers.contains(&ORPHAN_FINALIZER) {
-            for dependent in index.dependents_of(&uid) {
+            let dependents = graph.read().dependents_of(&uid);
+            for dependent in dependents {
                 remove_owner_reference(registry, &dependent, &uid).await?;
             }
-            return remove_finalizer(registry, rt, &obj, ORPHAN_FINALIZER).await;
+            remove_finalizer(registry, rt, &obj, ORPHAN_FINALIZER).await?;
+            return Ok(done);
         }
         if finalizers.contains(&FOREGROUND_FINALIZER) {
+            let dependents = graph.read().dependents_of(&uid);
             let mut left = 0;
-            for dependent in &index.dependents_of(&uid) {
-                if delete_dependent(registry, index, dependent).await? {
+            for dependent in &dependents {
+                if delete_dependent(registry, graph, dependent).await? {
                     left += 1;
                 }
             }
             if left == 0 {
-                return remove_finalizer(registry, rt, &obj, FOREGROUND_FINALIZER).await;
+                remove_finalizer(registry, rt, &obj, FOREGROUND_FINALIZER).await?;
+                return Ok(done);
             }
-            return Err(format!("{left} dependents still being deleted"));
+            tracing::debug!(%key, left, "dependents still being deleted");
+            return Ok(Action::requeue_after(DEPENDENTS_PENDING));
         }
     }
     // A dependent: delete it when every owner is gone.
     let refs = meta::owner_references(&obj);
     if refs.is_empty() {
-        return Ok(());
+        return Ok(done);
     }
-    let any_owner_alive = refs.iter().any(|r| {
-        r.get("uid")
-            .and_then(Value::as_str)
-            .is_some_and(|u| index.by_uid.contains_key(u))
-    });
+    let any_owner_alive = {
+        let index = graph.read();
+        refs.iter().any(|r| {
+            r.get("uid")
+                .and_then(Value::as_str)
+                .is_some_and(|u| index.by_uid.contains_key(u))
+        })
+    };
     if any_owner_alive || meta::deletion_timestamp(&obj).is_some() {
-        return Ok(());
+        return Ok(done);
     }
     let opts = DeleteOptions {
         propagation_policy: Some(PropagationPolicy::Background),
         ..Default::default()
     };
     match registry.delete(rt, &key.namespace, &key.name, &opts).await {
-        Ok(_) => Ok(()),
-        Err(e) if e.reason == Reason::NotFound => Ok(()),
-        Err(e) => Err(e.to_string()),
+        Ok(_) => Ok(done),
+        Err(e) if e.reason == Reason::NotFound => Ok(done),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -265,21 +303,19 @@ async fn reconcile(registry: &Registry, index: &Index, key: &ObjectKey) -> Resul
 /// the foreground; a leaf goes in the background.
 async fn delete_dependent(
     registry: &Registry,
-    index: &Index,
+    graph: &Graph,
     dependent: &ObjectKey,
-) -> Result<bool, String> {
+) -> Result<bool> {
     let rt = resource_of(dependent)?;
-    let Some(obj) = registry
-        .try_get(rt, &dependent.namespace, &dependent.name)
-        .map_err(|e| e.to_string())?
-    else {
+    let Some(obj) = registry.try_get(rt, &dependent.namespace, &dependent.name)? else {
         return Ok(false);
     };
     if meta::deletion_timestamp(&obj).is_some() {
         return Ok(true);
     }
     let uid = meta::uid(&obj).unwrap_or_default();
-    let policy = if index.dependents_of(uid).is_empty() {
+    let leaf = graph.read().dependents_of(uid).is_empty();
+    let policy = if leaf {
         PropagationPolicy::Background
     } else {
         PropagationPolicy::Foreground
@@ -297,7 +333,7 @@ async fn delete_dependent(
         Err(e) if e.reason == Reason::NotFound => Ok(false),
         // Replaced meanwhile, or racing other writes: look again later.
         Err(e) if e.reason == Reason::Conflict => Ok(true),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -306,12 +342,9 @@ async fn remove_owner_reference(
     registry: &Registry,
     dependent: &ObjectKey,
     owner_uid: &str,
-) -> Result<(), String> {
+) -> Result<()> {
     let rt = resource_of(dependent)?;
-    let Some(obj) = registry
-        .try_get(rt, &dependent.namespace, &dependent.name)
-        .map_err(|e| e.to_string())?
-    else {
+    let Some(obj) = registry.try_get(rt, &dependent.namespace, &dependent.name)? else {
         return Ok(());
     };
     let refs: Vec<Value> = meta::owner_references(&obj)
@@ -333,7 +366,7 @@ async fn remove_finalizer(
     rt: &ResourceType,
     obj: &Value,
     finalizer: &str,
-) -> Result<(), String> {
+) -> Result<()> {
     let rest: Vec<&str> = meta::finalizers(obj)
         .into_iter()
         .filter(|f| *f != finalizer)
@@ -352,7 +385,7 @@ async fn write_patch(
     rt: &ResourceType,
     obj: &Value,
     patch: Value,
-) -> Result<(), String> {
+) -> Result<()> {
     let opts = WriteOptions {
         field_manager: FIELD_MANAGER.into(),
         ..Default::default()
@@ -373,6 +406,6 @@ async fn write_patch(
     {
         Ok(_) => Ok(()),
         Err(e) if e.reason == Reason::NotFound => Ok(()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.into()),
     }
 }
