@@ -15,7 +15,8 @@
 //! `cargo bench --bench failover` (3 rounds); `-- --quick` (1 round). The
 //! method and the recorded results are in BENCHMARKS.md.
 
-use crate::support::{api_client, cluster, dirs, figure, node, objects, processes};
+use crate::support::{api_client, dirs, figure};
+use skiff_testkit::{cluster, node, objects, processes};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

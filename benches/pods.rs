@@ -17,7 +17,8 @@
 //! (40 pods, for development). The method and the recorded results are in
 //! BENCHMARKS.md.
 
-use crate::support::{api_client, dirs, figure, latency, objects, samples, table};
+use crate::support::{api_client, dirs, figure, latency, table};
+use skiff_testkit::{objects, samples};
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

@@ -20,7 +20,8 @@
 //! replicas behind the Service). The method and the recorded results are in
 //! BENCHMARKS.md.
 
-use crate::support::{api_client, cluster, dirs, figure, node, objects, processes, samples, table};
+use crate::support::{api_client, dirs, figure, table};
+use skiff_testkit::{cluster, node, objects, processes, samples};
 
 use std::collections::BTreeSet;
 use std::fs::File;

@@ -10,10 +10,11 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::client::{ApiClient, ClusterArgs, is_not_found};
-use crate::discovery::{Discovery, Resource};
+use crate::client::ClusterArgs;
 use crate::manifest::{self, Manifest};
 use crate::push::push_component;
+use skiff_client::discovery::{Discovery, Resource};
+use skiff_client::{ApiClient, is_not_found};
 
 /// Create or update objects from manifests (server-side apply)
 ///
@@ -133,7 +134,7 @@ async fn apply_one(
         .request(
             http::Method::PATCH,
             &format!("{path}?fieldManager=skiff&force=true"),
-            crate::client::ACCEPT_JSON,
+            skiff_client::ACCEPT_JSON,
             Some("application/apply-patch+yaml"),
             Bytes::from(body),
         )

@@ -7,10 +7,11 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use serde_json::json;
 
-use crate::client::{ACCEPT_JSON, ApiClient, ClusterArgs, StatusError, is_not_found, query};
-use crate::discovery::{Discovery, Resource};
+use crate::client::ClusterArgs;
 use crate::manifest;
-use crate::watch::Watch;
+use skiff_client::discovery::{Discovery, Resource};
+use skiff_client::watch::Watch;
+use skiff_client::{ACCEPT_JSON, ApiClient, StatusError, is_not_found, query};
 
 /// Delete objects by type and name, by label, or as named in manifests
 ///

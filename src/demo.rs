@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use skiff_api::json::Pointer as _;
 use skiff_control::ControlPlane;
 
-use crate::client::ApiClient;
+use skiff_client::ApiClient;
 
 /// The demo pod's name and namespace.
 const POD: &str = "hello";
@@ -23,7 +23,7 @@ pub async fn deploy(plane: &ControlPlane, node: &str, component: &Path) -> anyho
             component.display()
         )
     })?;
-    let client = ApiClient::discover(Some(plane.kubeconfig()))?;
+    let client = ApiClient::from_kubeconfig(plane.kubeconfig())?;
     let pushed = crate::push::push_component(&client, bytes, "hello:demo")
         .await
         .context("push the hello sample")?;

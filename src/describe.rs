@@ -6,9 +6,10 @@ mod pod;
 use anyhow::bail;
 use serde_json::Value;
 
-use crate::client::{ApiClient, ClusterArgs, StatusError, query};
-use crate::discovery::{Discovery, Resource};
+use crate::client::ClusterArgs;
 use crate::printer::{TabWriter, age_since};
+use skiff_client::discovery::{Discovery, Resource};
+use skiff_client::{ApiClient, StatusError, query};
 
 /// Show the details of an object, and its Events
 ///

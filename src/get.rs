@@ -5,10 +5,11 @@
 use anyhow::bail;
 use serde_json::Value;
 
-use crate::client::{ACCEPT_JSON, ACCEPT_TABLE, ApiClient, ClusterArgs, StatusError, query};
-use crate::discovery::{Discovery, Resource};
+use crate::client::ClusterArgs;
 use crate::printer::{self, OutputFormat, RowStream, TabWriter, TableLayout, TableOptions};
-use crate::watch::Watch;
+use skiff_client::discovery::{Discovery, Resource};
+use skiff_client::watch::Watch;
+use skiff_client::{ACCEPT_JSON, ACCEPT_TABLE, ApiClient, StatusError, query};
 
 /// Display one or many objects
 ///

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::client::{ClusterArgs, query};
+use crate::client::ClusterArgs;
+use skiff_client::query;
 
 /// Print the logs of a container in a pod
 ///

@@ -8,7 +8,6 @@ mod client;
 mod delete;
 mod demo;
 mod describe;
-mod discovery;
 mod duration;
 mod get;
 mod logs;
@@ -23,7 +22,6 @@ mod server;
 mod token;
 mod up;
 mod version;
-mod watch;
 
 use clap::{Parser, Subcommand};
 
@@ -102,7 +100,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // An API error reads as kubectl prints it: `Error from server (NotFound): ...`.
-        Err(e) if e.is::<client::StatusError>() => {
+        Err(e) if e.is::<skiff_client::StatusError>() => {
             eprintln!("{e:#}");
             std::process::ExitCode::FAILURE
         }

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use bytes::Bytes;
 
-use crate::client::{ApiClient, ClusterArgs, urlencode};
+use crate::client::ClusterArgs;
+use skiff_client::{ApiClient, urlencode};
 
 /// Push a Wasm component to the cluster under NAME:TAG.
 ///

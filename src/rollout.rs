@@ -9,8 +9,9 @@ use anyhow::bail;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::client::{ApiClient, ClusterArgs};
-use crate::discovery::{Discovery, Resource};
+use crate::client::ClusterArgs;
+use skiff_client::ApiClient;
+use skiff_client::discovery::{Discovery, Resource};
 
 /// Manage the rollout of a Deployment, DaemonSet or StatefulSet
 ///

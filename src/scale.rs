@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use crate::client::ClusterArgs;
-use crate::discovery::Discovery;
+use skiff_client::discovery::Discovery;
 
 /// Set a new size for a Deployment, ReplicaSet or StatefulSet
 ///

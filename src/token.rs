@@ -15,8 +15,9 @@ use skiff_api::join::{
     TOKEN_SECRET_PREFIX, TOKEN_SECRET_TYPE, pem_cert_hash,
 };
 
-use crate::client::{ApiClient, ClusterArgs, StatusError, is_not_found, query};
+use crate::client::ClusterArgs;
 use crate::printer::TabWriter;
+use skiff_client::{ApiClient, StatusError, is_not_found, query};
 
 /// Manage the bootstrap tokens nodes join with.
 #[derive(clap::Args)]

@@ -32,7 +32,7 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn from_kubeconfig(kubeconfig: &Path, addr: SocketAddr) -> anyhow::Result<Endpoint> {
-        let (tls, _) = skiff_control::auth::client_tls::from_kubeconfig(kubeconfig, true)
+        let (tls, _) = skiff_client::tls::from_kubeconfig(kubeconfig, true)
             .context("TLS settings from the kubeconfig")?;
         Ok(Endpoint {
             addr,

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::client::{ACCEPT_JSON, ApiClient};
+use crate::api::{ACCEPT_JSON, ApiClient};
 
 /// `Accept` asking for aggregated discovery, plain JSON as fallback.
 const ACCEPT_AGGREGATED: &str =

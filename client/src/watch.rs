@@ -4,7 +4,7 @@
 use anyhow::Context;
 use serde_json::Value;
 
-use crate::client::{ApiClient, ResponseStream, StatusError};
+use crate::api::{ApiClient, ResponseStream, StatusError};
 
 /// One watch event.
 #[derive(Debug, Clone)]

@@ -10,12 +10,10 @@
 //! - [`attributes`]: a request's verb and resource, as authorization sees it.
 //! - [`rbac`]: RBAC rules, the policy snapshot and the bootstrap policy.
 //! - [`authorizer`]: the decision for each request over the live policy.
-//! - [`client_tls`]: TLS settings for clients of the API (CLI, tests, benches).
 
 pub mod attributes;
 pub mod authorizer;
 mod ca;
-pub mod client_tls;
 pub mod rbac;
 mod revocation;
 pub mod service_account_token;

@@ -4,8 +4,7 @@
 //! Service, read sensibly in `kubectl get`, and a LoadBalancer Service lists
 //! the Ready nodes.
 
-#[path = "../../tests/support/api.rs"]
-mod api;
+use skiff_testkit::api;
 
 use std::path::Path;
 use std::process::Command;
@@ -42,7 +41,7 @@ async fn start() -> Plane {
     })
     .await
     .expect("start the control plane");
-    let api = Api::new(plane.kubeconfig(), plane.api_addr());
+    let api = Api::new(plane.kubeconfig());
     Plane {
         plane,
         api,

@@ -20,10 +20,7 @@ use tokio::sync::{Notify, mpsc};
 /// How long any one condition may take to appear (2 busy cores).
 const DEADLINE: Duration = Duration::from_secs(60);
 
-#[path = "../../tests/support/samples.rs"]
-mod samples;
-
-use samples::samples_dir;
+use skiff_testkit::samples::samples_dir;
 
 /// One engine for the whole test binary (an engine is not tied to a tokio
 /// runtime), so that each sample is compiled once between all the tests.

@@ -8,10 +8,7 @@ use skiff_runtime::{
     LogBuffer, Mount, OutboundFuture, OutboundHttp, OutboundRoute, PodSpec, RuntimeError,
 };
 
-#[path = "../../tests/support/samples.rs"]
-mod samples;
-
-use samples::sample;
+use skiff_testkit::samples::sample;
 
 fn engine() -> Engine {
     Engine::new(EngineConfig {

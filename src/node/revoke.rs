@@ -7,7 +7,8 @@
 use anyhow::bail;
 use bytes::Bytes;
 
-use crate::client::{ACCEPT_JSON, ClusterArgs, is_not_found};
+use crate::client::ClusterArgs;
+use skiff_client::{ACCEPT_JSON, is_not_found};
 
 /// Revoke a node: delete its Node, close its session and refuse its certificate from then on.
 ///

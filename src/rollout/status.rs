@@ -8,8 +8,8 @@ use serde_json::Value;
 use skiff_api::json::Pointer as _;
 
 use super::Target;
-use crate::client::{ACCEPT_JSON, query};
-use crate::watch::Watch;
+use skiff_client::watch::Watch;
+use skiff_client::{ACCEPT_JSON, query};
 
 /// Show the status of the rollout, waiting until it is done
 ///

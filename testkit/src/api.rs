@@ -1,38 +1,26 @@
-//! A small HTTP client of the Kubernetes API for end-to-end tests: requests
-//! with a status, headers and a body to look at, and watches read event by
-//! event. Every call has a deadline, so a hung server fails the test instead
-//! of hanging it.
-//!
-//! Test files include this with `#[path = "support/api.rs"] mod api;`.
+//! The API client of the tests: [`skiff_client::ApiClient`] with a deadline on
+//! every call, so a hung server fails the test instead of hanging it, and
+//! watches read event by event against a deadline.
 
-// Each test binary uses a different part of this module.
-#![allow(dead_code)]
-
-use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+use skiff_client::{ACCEPT_JSON, ApiClient, ApiResponse, ResponseStream};
 use tokio::time::Instant;
 
 /// How long one request may take.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
 
-/// A client of one API server.
+/// A client of one API server, as the user of a kubeconfig.
 #[derive(Clone)]
 pub struct Api {
-    base: String,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: ApiClient,
 }
 
-/// A complete response.
+/// A complete response: status, headers and body.
 #[derive(Debug)]
 pub struct Reply {
     pub status: http::StatusCode,
@@ -42,26 +30,16 @@ pub struct Reply {
 
 /// An open watch: newline-delimited JSON events as they arrive.
 pub struct Watch {
-    body: Incoming,
-    buffer: Vec<u8>,
+    stream: ResponseStream,
 }
 
 impl Api {
-    /// A client of the API at `addr` with the credentials of `kubeconfig`
-    /// (the admin's, for the kubeconfig a server writes).
-    pub fn new(kubeconfig: &std::path::Path, addr: SocketAddr) -> Api {
-        let (tls, _) = skiff_control::auth::client_tls::from_kubeconfig(kubeconfig, true)
-            .expect("TLS settings from the kubeconfig");
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_only()
-            .enable_http1()
-            .enable_http2()
-            .build();
-        Api {
-            base: format!("https://{addr}"),
-            client: Client::builder(TokioExecutor::new()).build(connector),
-        }
+    /// A client of the server and user the current context of `kubeconfig`
+    /// names (the admin's, for the kubeconfig a server writes).
+    pub fn new(kubeconfig: &Path) -> Api {
+        let client = ApiClient::from_kubeconfig(kubeconfig)
+            .unwrap_or_else(|e| panic!("a client of {}: {e:#}", kubeconfig.display()));
+        Api { client }
     }
 
     /// Sends a request; an error is a transport failure (or the deadline),
@@ -73,89 +51,44 @@ impl Api {
         content_type: &str,
         body: impl Into<Bytes>,
     ) -> anyhow::Result<Reply> {
-        let call = async {
-            let response = self
-                .send(method.clone(), path, content_type, body.into())
-                .await?;
-            let status = response.status();
-            let headers = response.headers().clone();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .context("read the response body")?
-                .to_bytes();
-            Ok(Reply {
-                status,
-                headers,
-                body,
-            })
-        };
-        tokio::time::timeout(REQUEST_DEADLINE, call)
+        let call = self.client.request(
+            method.clone(),
+            path,
+            ACCEPT_JSON,
+            Some(content_type),
+            body.into(),
+        );
+        let ApiResponse {
+            status,
+            headers,
+            body,
+        } = tokio::time::timeout(REQUEST_DEADLINE, call)
             .await
-            .with_context(|| format!("{method} {path} took more than {REQUEST_DEADLINE:?}"))?
+            .with_context(|| format!("{method} {path} took more than {REQUEST_DEADLINE:?}"))??;
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
     }
 
     pub async fn get(&self, path: &str) -> anyhow::Result<Reply> {
-        self.request(http::Method::GET, path, "application/json", Bytes::new())
+        self.request(http::Method::GET, path, ACCEPT_JSON, Bytes::new())
             .await
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Reply> {
-        self.request(
-            http::Method::POST,
-            path,
-            "application/json",
-            body.to_string(),
-        )
-        .await
+        self.request(http::Method::POST, path, ACCEPT_JSON, body.to_string())
+            .await
     }
 
     /// Starts a watch (`path` carries `?watch=1...`); fails unless it is a 200.
     pub async fn watch(&self, path: &str) -> anyhow::Result<Watch> {
-        let response = tokio::time::timeout(
-            REQUEST_DEADLINE,
-            self.send(http::Method::GET, path, "application/json", Bytes::new()),
-        )
-        .await
-        .with_context(|| format!("GET {path} answered no headers within {REQUEST_DEADLINE:?}"))??;
-        if response.status() != http::StatusCode::OK {
-            let status = response.status();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
-            bail!(
-                "watch {path} answered {status}: {}",
-                String::from_utf8_lossy(&body)
-            );
-        }
-        Ok(Watch {
-            body: response.into_body(),
-            buffer: Vec::new(),
-        })
-    }
-
-    async fn send(
-        &self,
-        method: http::Method,
-        path: &str,
-        content_type: &str,
-        body: Bytes,
-    ) -> anyhow::Result<http::Response<Incoming>> {
-        let request = http::Request::builder()
-            .method(&method)
-            .uri(format!("{}{}", self.base, path))
-            .header(http::header::CONTENT_TYPE, content_type)
-            .header(http::header::ACCEPT, "application/json")
-            .body(Full::new(body))
-            .context("build the request")?;
-        self.client
-            .request(request)
+        let stream = tokio::time::timeout(REQUEST_DEADLINE, self.client.stream(path, ACCEPT_JSON))
             .await
-            .with_context(|| format!("{method} {path}"))
+            .with_context(|| format!("GET {path} answered no headers within {REQUEST_DEADLINE:?}"))?
+            .with_context(|| format!("watch {path}"))?;
+        Ok(Watch { stream })
     }
 }
 
@@ -181,27 +114,17 @@ impl Watch {
     /// deadline passes.
     pub async fn next_event(&mut self, deadline: Instant) -> anyhow::Result<Value> {
         loop {
-            if let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.buffer.drain(..=end).collect();
-                let line = String::from_utf8_lossy(&line);
-                if line.trim().is_empty() {
-                    continue;
-                }
-                return serde_json::from_str(line.trim())
-                    .with_context(|| format!("a watch event is not JSON: {line}"));
-            }
-            let frame = tokio::time::timeout_at(deadline, self.body.frame())
+            let line = tokio::time::timeout_at(deadline, self.stream.line())
                 .await
-                .context("no watch event before the deadline")?;
-            match frame {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.buffer.extend_from_slice(&data);
-                    }
-                }
-                Some(Err(e)) => return Err(e).context("read the watch stream"),
-                None => bail!("the watch stream ended"),
+                .context("no watch event before the deadline")?
+                .context("read the watch stream")?
+                .context("the watch stream ended")?;
+            let line = String::from_utf8_lossy(&line);
+            if line.trim().is_empty() {
+                continue;
             }
+            return serde_json::from_str(line.trim())
+                .with_context(|| format!("a watch event is not JSON: {line}"));
         }
     }
 

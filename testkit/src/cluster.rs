@@ -4,12 +4,6 @@
 //! Every process started here sits in a guard that kills and reaps it when the
 //! guard drops, also when the test panics, so no test leaves a server behind.
 //! Nothing waits a fixed time: each wait polls a condition until a deadline.
-//!
-//! Test files include this with `#[path = "support/cluster.rs"] mod cluster;`
-//! (files directly in `tests/` are test binaries; files in folders are not).
-
-// Each test binary uses a different part of this module.
-#![allow(dead_code)]
 
 use std::fs::OpenOptions;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -17,17 +11,33 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// The binary under test.
-/// The `skiff` binary under test. `SKIFF_TEST_BIN` (read at compile time)
-/// names another copy: worktrees sharing one target directory overwrite each
-/// other's `target/debug/skiff`, so a test run takes a private copy.
-pub const SKIFF: &str = match option_env!("SKIFF_TEST_BIN") {
-    Some(path) => path,
-    None => env!("CARGO_BIN_EXE_skiff"),
-};
+/// The `skiff` binary under test: `$SKIFF_TEST_BIN` if set (worktrees
+/// sharing one target directory overwrite each other's `target/debug/skiff`,
+/// so a test run can name a private copy), else the `skiff` cargo built next
+/// to the running test or benchmark (`target/<profile>/deps/..`).
+pub fn skiff() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(path) = std::env::var_os("SKIFF_TEST_BIN") {
+            return PathBuf::from(path);
+        }
+        let exe = std::env::current_exe().expect("the test's own path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("the test runs from target/<profile>/deps");
+        let bin = profile_dir.join(format!("skiff{}", std::env::consts::EXE_SUFFIX));
+        assert!(
+            bin.exists(),
+            "no skiff binary at {}: run the tests with cargo, which builds it",
+            bin.display()
+        );
+        bin
+    })
+}
 /// The real kubectl (1.32).
 pub const KUBECTL: &str = "/usr/bin/kubectl";
 /// How long anything may take before a test gives up: generous, because tests
@@ -88,7 +98,7 @@ impl Server {
         {
             node_args.extend(["--metrics-port", "0"]);
         }
-        let child = Command::new(SKIFF)
+        let child = Command::new(skiff())
             .arg(subcommand)
             .arg("--data-dir")
             .arg(data_dir)
@@ -444,7 +454,8 @@ impl Drop for ChildGuard {
 /// killed and reaped on drop.
 pub struct Background {
     what: String,
-    child: ChildGuard,
+    /// Held for its drop: the process ends with this value.
+    _child: ChildGuard,
     lines: Receiver<String>,
     seen: Vec<String>,
     stderr: Arc<Mutex<String>>,
@@ -472,7 +483,7 @@ impl Background {
         });
         Background {
             what: what.to_string(),
-            child,
+            _child: child,
             lines,
             seen: Vec::new(),
             stderr,
@@ -574,9 +585,8 @@ impl ApiGet {
     }
 
     fn build(kubeconfig: &Path, addr: SocketAddr, as_user: bool, token: Option<&str>) -> ApiGet {
-        let (tls, own_token) =
-            skiff_control::auth::client_tls::from_kubeconfig(kubeconfig, as_user)
-                .expect("TLS settings from the kubeconfig");
+        let (tls, own_token) = skiff_client::tls::from_kubeconfig(kubeconfig, as_user)
+            .expect("TLS settings from the kubeconfig");
         ApiGet {
             addr,
             tls: Arc::new(tls),
@@ -673,7 +683,7 @@ impl Skiff {
 
     /// `skiff ARGS --kubeconfig FILE`, not yet started.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(SKIFF);
+        let mut cmd = Command::new(skiff());
         cmd.args(args)
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)

@@ -1,19 +1,13 @@
 //! `skiff node` processes for end-to-end tests: started against a
-//! [`Server`](super::cluster::Server), logging to `<data_dir>.log`, killed and
+//! [`Server`](crate::cluster::Server), logging to `<data_dir>.log`, killed and
 //! reaped on drop (also when the test panics, with the log's tail printed).
-//!
-//! Include after the cluster module:
-//! `#[path = "support/cluster.rs"] mod cluster;`
-//! `#[path = "support/node.rs"] mod node;`
-
-#![allow(dead_code)]
 
 use std::fs::OpenOptions;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 
-use super::cluster::SKIFF;
+use crate::cluster::skiff;
 
 /// A running `skiff node`.
 pub struct NodeProcess {
@@ -32,7 +26,7 @@ impl NodeProcess {
         token: Option<&str>,
         extra: &[&str],
     ) -> NodeProcess {
-        let mut cmd = Command::new(SKIFF);
+        let mut cmd = Command::new(skiff());
         cmd.arg("node")
             .args(["--join", &join.to_string(), "--name", name])
             .arg("--data-dir")

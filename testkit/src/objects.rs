@@ -1,14 +1,13 @@
 //! Reading and writing API objects in end-to-end tests: GET as JSON, wait for
 //! nodes and pods to be ready, apply a manifest with the real kubectl, push the
 //! sample components.
-#![allow(dead_code)]
 
 use std::path::Path;
 
 use serde_json::Value;
 
-use super::cluster::{Kubectl, Server, Skiff, wait_until};
-use super::samples;
+use crate::cluster::{Kubectl, Server, Skiff, wait_until};
+use crate::samples;
 
 /// Pushes the samples the tests use under `NAME:v1`.
 pub fn push_samples(skiff: &Skiff, names: &[&str]) {

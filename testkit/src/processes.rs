@@ -1,11 +1,11 @@
-//! A real cluster of processes on loopback for the benchmarks that need more
-//! than one node: `skiff server` and one `skiff node` per name and address.
+//! A real cluster of processes on loopback, for tests and benchmarks that
+//! need more than one node: `skiff server` and one `skiff node` per name and address.
 
 use std::path::Path;
 
-use super::cluster::{Server, Skiff};
-use super::node::NodeProcess;
-use super::objects::{push_samples, token, wait_node_ready};
+use crate::cluster::{Server, Skiff};
+use crate::node::NodeProcess;
+use crate::objects::{push_samples, token, wait_node_ready};
 
 /// `skiff server` with its data in `dir/cp` and `samples` pushed as
 /// `NAME:v1`, and a node per `(name, address)` with its data in `dir/<name>`,

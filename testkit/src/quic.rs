@@ -2,13 +2,12 @@
 //! a client endpoint trusting the cluster CA, frames, and joining with a
 //! token to get a node certificate.
 
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use skiff_api::join::{CONTROL_PLANE_SERVER_NAME, JoinToken};
 use skiff_api::wire::{self, JoinRequest, Open, PROTOCOL_VERSION, Reply};
+use skiff_transport::frames;
 
 /// ALPN of the node proxies' peer port.
 pub const PEER_ALPN: &[u8] = b"skiff-peer";
@@ -42,19 +41,16 @@ pub fn client(ca_pem: &str, client: Option<(Vec<u8>, Vec<u8>)>, alpn: &[u8]) -> 
     endpoint
 }
 
+/// The next frame; a test fails if the stream breaks or ends.
 pub async fn read_frame<T: serde::de::DeserializeOwned>(recv: &mut quinn::RecvStream) -> T {
-    let mut header = [0u8; wire::HEADER_LEN];
-    recv.read_exact(&mut header).await.expect("frame header");
-    let len = wire::body_len(header).expect("frame length");
-    let mut body = vec![0; len];
-    recv.read_exact(&mut body).await.expect("frame body");
-    wire::decode(&body).expect("a frame")
+    frames::read(recv)
+        .await
+        .expect("a frame")
+        .expect("a frame before the stream ended")
 }
 
 pub async fn write_frame<T: serde::Serialize>(send: &mut quinn::SendStream, message: &T) {
-    send.write_all(&wire::encode(message).expect("encode"))
-        .await
-        .expect("write a frame");
+    frames::write(send, message).await.expect("write a frame");
 }
 
 /// Joins as `name` with `token`: the certificate (DER) and its key (PKCS#8 DER).

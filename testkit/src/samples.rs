@@ -1,9 +1,6 @@
 //! The sample guests under `samples/`, built from source for `wasm32-wasip2`
-//! once per test binary (cargo makes a second build a no-op). Shared by the
-//! runtime's, the node's and the end-to-end tests:
-//! `#[path = ".../tests/support/samples.rs"] mod samples;`
-
-#![allow(dead_code)]
+//! once per test process (cargo makes a second build a no-op). Used by the
+//! runtime's, the node's and the end-to-end tests, and the benchmarks.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -13,15 +10,7 @@ use std::sync::OnceLock;
 pub fn samples_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        // This file is included from crates at the root and one level down.
-        let manifest = [
-            root.join("samples/Cargo.toml"),
-            root.join("../samples/Cargo.toml"),
-        ]
-        .into_iter()
-        .find(|p| p.exists())
-        .expect("find samples/Cargo.toml");
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../samples/Cargo.toml");
         let target = match std::env::var_os("SKIFF_SAMPLES_TARGET_DIR") {
             Some(d) => PathBuf::from(d),
             None => {

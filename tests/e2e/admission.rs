@@ -3,10 +3,8 @@
 //! defaults and bounds, ServiceAccounts (`default` everywhere, a missing one
 //! refused), and the hostPath policy split between the API server and the node.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/samples.rs"]
-mod samples;
+use skiff_testkit::cluster;
+use skiff_testkit::samples;
 
 use std::path::Path;
 

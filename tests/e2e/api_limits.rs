@@ -3,8 +3,7 @@
 //! byte at a time, are closed by the server within 30 s, while ordinary
 //! requests keep being answered.
 
-#[path = "support/cluster.rs"]
-mod cluster;
+use skiff_testkit::cluster;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

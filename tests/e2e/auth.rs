@@ -4,10 +4,8 @@
 //! text for the rest, `kubectl auth can-i` and `whoami` answer as the real
 //! requests are decided, and impersonation needs its own permission.
 
-#[path = "support/api.rs"]
-mod api;
-#[path = "support/cluster.rs"]
-mod cluster;
+use skiff_testkit::api;
+use skiff_testkit::cluster;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -350,7 +348,7 @@ fn can_i_answers_as_the_real_requests_are_decided() {
 #[test]
 fn oversized_bodies_get_413_without_being_buffered() {
     let c = cluster();
-    let api = api::Api::new(&c.server.kubeconfig(), c.server.addr());
+    let api = api::Api::new(&c.server.kubeconfig());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

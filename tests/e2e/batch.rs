@@ -6,14 +6,9 @@
 //! only its history limit of Jobs; `kubectl create job --from=cronjob` runs
 //! the template at once; a finished Job with a TTL goes with its pods.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/node.rs"]
-mod node;
-#[path = "support/objects.rs"]
-mod objects;
-#[path = "support/samples.rs"]
-mod samples;
+use skiff_testkit::cluster;
+use skiff_testkit::node;
+use skiff_testkit::objects;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -2,10 +2,8 @@
 //! a data directory in use; `skiff push` stores a real component that `kubectl`
 //! then lists; `skiff up --demo` runs the hello sample and says how to reach it.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/samples.rs"]
-mod samples;
+use skiff_testkit::cluster;
+use skiff_testkit::samples;
 
 use cluster::{Kubectl, Server};
 
@@ -33,7 +31,7 @@ fn up_serves_and_push_stores_a_component() {
     let wasm = dir.path().join("tiny.wasm");
     let bytes = wat::parse_str(COMMAND_COMPONENT).expect("assemble the component");
     std::fs::write(&wasm, &bytes).expect("write the component");
-    let mut push = std::process::Command::new(cluster::SKIFF);
+    let mut push = std::process::Command::new(cluster::skiff());
     push.arg("push")
         .arg(&wasm)
         .args(["--name", "tiny:v1", "--kubeconfig"])
@@ -79,7 +77,7 @@ fn second_up_on_a_data_dir_in_use_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     let mut first = Server::start_command("up", &data);
-    let mut second = std::process::Command::new(cluster::SKIFF);
+    let mut second = std::process::Command::new(cluster::skiff());
     second
         .arg("up")
         .arg("--data-dir")

@@ -3,12 +3,9 @@
 //! token, version and logs, asserted on what a user reads, with the real
 //! kubectl as the cross-check.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/node.rs"]
-mod node;
-#[path = "support/samples.rs"]
-mod samples;
+use skiff_testkit::cluster;
+use skiff_testkit::node;
+use skiff_testkit::samples;
 
 use std::path::Path;
 

@@ -4,8 +4,7 @@
 //! refused and leaves nothing behind; a push declaring more than the limit is
 //! refused before any of it is read.
 
-#[path = "support/cluster.rs"]
-mod cluster;
+use skiff_testkit::cluster;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

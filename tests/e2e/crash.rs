@@ -4,10 +4,8 @@
 //! a watch resumes from a revision. A second server on a data directory in use
 //! is refused.
 
-#[path = "support/api.rs"]
-mod api;
-#[path = "support/cluster.rs"]
-mod cluster;
+use skiff_testkit::api;
+use skiff_testkit::cluster;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -49,7 +47,7 @@ async fn acknowledged_writes_survive_sigkill_and_watches_resume() {
     let mut acked: Vec<Acked> = Vec::new();
 
     for round in 0..ROUNDS {
-        let api = Api::new(&server.kubeconfig(), server.addr());
+        let api = Api::new(&server.kubeconfig());
         let target = rand::random_range(20..=150usize);
         let count = Arc::new(AtomicUsize::new(0));
         let log = Arc::new(Mutex::new(Vec::new()));
@@ -101,7 +99,7 @@ async fn acknowledged_writes_survive_sigkill_and_watches_resume() {
         acked.extend(new);
 
         server = tokio::task::block_in_place(|| Server::start(&data_dir));
-        let api = Api::new(&server.kubeconfig(), server.addr());
+        let api = Api::new(&server.kubeconfig());
         assert_all_present(&api, &acked, round).await;
 
         // The list's revision is not behind anything acknowledged.
@@ -172,7 +170,7 @@ fn a_second_server_on_a_data_dir_in_use_is_refused() {
     let data_dir = dir.path().join("data");
     let server = Server::start(&data_dir);
 
-    let mut second = std::process::Command::new(cluster::SKIFF);
+    let mut second = std::process::Command::new(cluster::skiff());
     second
         .arg("server")
         .arg("--data-dir")

@@ -9,14 +9,9 @@
 //! `--cascade=foreground` removes dependents before the owner, and deleting a
 //! namespace removes everything in it before the namespace itself goes.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/node.rs"]
-mod node;
-#[path = "support/objects.rs"]
-mod objects;
-#[path = "support/samples.rs"]
-mod samples;
+use skiff_testkit::cluster;
+use skiff_testkit::node;
+use skiff_testkit::objects;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

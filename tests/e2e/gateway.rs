@@ -5,8 +5,7 @@
 
 use std::time::Duration;
 
-#[path = "support/quic.rs"]
-mod quic;
+use skiff_testkit::quic;
 
 use skiff_api::join::CONTROL_PLANE_SERVER_NAME;
 use skiff_api::wire::{self, JoinRequest, Open, PROTOCOL_VERSION, Reply};

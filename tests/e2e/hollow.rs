@@ -3,8 +3,7 @@
 //! the API is bound to one of them and shows Running and Ready, a call to it is
 //! refused in words, and deleting it removes it.
 
-#[path = "support/api.rs"]
-mod api;
+use skiff_testkit::api;
 
 use std::time::Duration;
 
@@ -35,7 +34,7 @@ async fn hollow_nodes_take_pods_and_report_them_running() {
     config.api_addr = "127.0.0.1:0".parse().expect("addr");
     config.quic_addr = "127.0.0.1:0".parse().expect("addr");
     let plane = ControlPlane::start(config).await.expect("control plane");
-    let api = Api::new(plane.kubeconfig(), plane.api_addr());
+    let api = Api::new(plane.kubeconfig());
     let token = plane
         .create_reusable_join_token(None, "hollow test")
         .await

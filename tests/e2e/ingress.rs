@@ -7,14 +7,9 @@
 //! another class is not served; `kubectl get ingress` shows the nodes'
 //! addresses.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/node.rs"]
-mod node;
-#[path = "support/objects.rs"]
-mod objects;
-#[path = "support/samples.rs"]
-mod samples;
+use skiff_testkit::cluster;
+use skiff_testkit::node;
+use skiff_testkit::objects;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};

@@ -2,10 +2,8 @@
 //! field, through kubectl and through the raw API, and nothing is written.
 //! Garbage pushed as a component is refused too.
 
-#[path = "support/api.rs"]
-mod api;
-#[path = "support/cluster.rs"]
-mod cluster;
+use skiff_testkit::api;
+use skiff_testkit::cluster;
 
 use std::path::{Path, PathBuf};
 
@@ -61,7 +59,7 @@ fn cluster() -> Cluster {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let api = Api::new(&server.kubeconfig(), server.addr());
+    let api = Api::new(&server.kubeconfig());
     Cluster {
         kubectl: Kubectl::new(&server.kubeconfig()),
         api,
@@ -319,7 +317,7 @@ fn push_of_garbage_is_refused() {
     bytes[0] = b'G'; // never the `\0asm` magic, whatever the random bytes
     std::fs::write(&garbage, &bytes).expect("write garbage");
 
-    let mut push = std::process::Command::new(cluster::SKIFF);
+    let mut push = std::process::Command::new(cluster::skiff());
     push.arg("push")
         .arg(&garbage)
         .args(["--name", "junk:v1", "--kubeconfig"])

@@ -2,8 +2,7 @@
 //! watch, scale, label, delete, discovery and explain, asserted on the lines
 //! kubectl prints, as a user reads them.
 
-#[path = "support/cluster.rs"]
-mod cluster;
+use skiff_testkit::cluster;
 
 use std::net::Ipv4Addr;
 

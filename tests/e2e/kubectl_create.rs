@@ -4,8 +4,7 @@
 //! same object would have been; `kubectl run` and `kubectl expose` send JSON.
 //! What `kubectl get -o jsonpath` shows afterwards is the check.
 
-#[path = "support/cluster.rs"]
-mod cluster;
+use skiff_testkit::cluster;
 
 use cluster::{Kubectl, Server};
 

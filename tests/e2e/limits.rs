@@ -6,8 +6,7 @@
 //! slowloris connections to a node's HTTP port are closed within 30 s while
 //! ordinary requests keep being answered.
 
-#[path = "support/cluster.rs"]
-mod cluster;
+use skiff_testkit::cluster;
 
 use std::net::SocketAddr;
 use std::path::Path;

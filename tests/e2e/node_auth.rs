@@ -11,16 +11,10 @@
 //!   a new join under the same name works.
 //! - Other nodes' peer proxies cut a revoked node off too.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/node.rs"]
-mod node;
-#[path = "support/objects.rs"]
-mod objects;
-#[path = "support/quic.rs"]
-mod quic;
-#[path = "support/samples.rs"]
-mod samples;
+use skiff_testkit::cluster;
+use skiff_testkit::node;
+use skiff_testkit::objects;
+use skiff_testkit::quic;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -3,14 +3,9 @@
 //! them run in the runtime, report status, serve through the API's pod proxy and
 //! stream their logs to the real kubectl.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/node.rs"]
-mod node;
-#[path = "support/objects.rs"]
-mod objects;
-#[path = "support/samples.rs"]
-mod samples;
+use skiff_testkit::cluster;
+use skiff_testkit::node;
+use skiff_testkit::objects;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

@@ -4,8 +4,7 @@
 //! with the server stopped, and a lost or broken key file stops the server
 //! instead of letting it fall back to plaintext.
 
-#[path = "support/cluster.rs"]
-mod cluster;
+use skiff_testkit::cluster;
 
 use std::path::Path;
 use std::process::Command;
@@ -33,7 +32,7 @@ fn password_of(k: &Kubectl) -> String {
 }
 
 fn skiff(args: &[&str], data_dir: &Path) -> cluster::Outcome {
-    let mut cmd = Command::new(cluster::SKIFF);
+    let mut cmd = Command::new(cluster::skiff());
     cmd.args(args).arg("--data-dir").arg(data_dir);
     cluster::run(cmd, &format!("skiff {}", args.join(" ")))
 }

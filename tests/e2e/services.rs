@@ -8,14 +8,9 @@
 //! request that never reached one is lost; a scaled-down pod gets no more
 //! requests once its endpoint is gone.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/node.rs"]
-mod node;
-#[path = "support/objects.rs"]
-mod objects;
-#[path = "support/samples.rs"]
-mod samples;
+use skiff_testkit::cluster;
+use skiff_testkit::node;
+use skiff_testkit::objects;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};

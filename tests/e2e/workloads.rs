@@ -6,14 +6,9 @@
 //! Scheduling constraints (resources, taints, selectors, anti-affinity) place
 //! pods where they must, and a pod that fits nowhere says why and waits.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/node.rs"]
-mod node;
-#[path = "support/objects.rs"]
-mod objects;
-#[path = "support/samples.rs"]
-mod samples;
+use skiff_testkit::cluster;
+use skiff_testkit::node;
+use skiff_testkit::objects;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
