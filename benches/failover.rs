@@ -1,5 +1,5 @@
 //! Failover: how long after a node dies its pods are Ready on other nodes,
-//! with Skiff's default settings (DESIGN.md's budget: 10 s).
+//! with Skiff's default settings (DESIGN.md's budget: 5 s).
 //!
 //! One run starts a real cluster on loopback: `skiff server` and three
 //! `skiff node` processes (n1, n2, n3 on 127.0.0.2-4), and a Deployment of 6
@@ -43,7 +43,7 @@ const REPLICAS: usize = 6;
 const PODS: &str = "/api/v1/namespaces/default/pods";
 const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/default/deployments";
 /// DESIGN.md: node lost -> its pods running elsewhere, default settings.
-const BUDGET: Duration = Duration::from_secs(10);
+const BUDGET: Duration = Duration::from_secs(5);
 /// Kubernetes' defaults for the same path: `node-monitor-grace-period` 40 s,
 /// then the 300 s `tolerationSeconds` the DefaultTolerationSeconds admission
 /// plugin gives every pod for `node.kubernetes.io/unreachable`.

@@ -41,7 +41,7 @@ use table::{Row, format_table};
 use tokio::sync::Mutex;
 
 /// DESIGN.md: pod create -> Ready (cached component, one node), p99.
-const READY_P99_BUDGET: Duration = Duration::from_millis(50);
+const READY_P99_BUDGET: Duration = Duration::from_millis(35);
 /// DESIGN.md: idle resident memory of the all-in-one `skiff up`.
 const IDLE_RSS_BUDGET_MIB: f64 = 60.0;
 const SKIFF: &str = env!("CARGO_BIN_EXE_skiff");

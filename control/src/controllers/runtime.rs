@@ -2,7 +2,7 @@
 //! `Controller`: a controller names its primary kind's cache and what else
 //! should queue a primary, and supplies one reconcile function:
 //!
-//! ```ignore
+//! ```text
 //! Controller::new(NAME, &informers.replica_sets)
 //!     .owns_or_adopts(&informers.pods, "/spec/selector")
 //!     .run(4, ctx, reconcile)
