@@ -51,7 +51,10 @@ pub use quantity::Quantity;
 
 use decode::Typed;
 
-pub use decode::{FieldValidation, decode_and_prune, decode_check, prune_unknown_fields};
+pub use decode::{
+    FieldValidation, decode_and_prune, decode_and_prune_status, decode_check, prune_unknown_fields,
+    status_checked_alone,
+};
 pub use metadata::ensure_namespace;
 pub use names::NameRule;
 

@@ -15,7 +15,7 @@ pub mod strategy;
 
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::patch::{PatchType, record_subresource_update, record_update, server_side_apply};
@@ -502,10 +502,59 @@ impl Registry {
         &self,
         rt: &ResourceType,
         old: Value,
+        new: Value,
+        expected: u64,
+        sub: Subresource,
+        opts: &WriteOptions,
+    ) -> Result<Written> {
+        self.write_update_with(rt, old, new, expected, sub, opts, Checks::Whole)
+            .await
+    }
+
+    /// Writes `status` over `old` through the status subresource, as a node's
+    /// report does. For a kind whose rules read nothing of its status
+    /// ([`validate::status_checked_alone`]: Pods) only the status is decoded
+    /// and checked; the rest is the stored object, checked when it was
+    /// written. Other kinds are checked whole, as [`Registry::update_from`].
+    pub async fn update_status_from(
+        &self,
+        rt: &ResourceType,
+        old: Value,
+        status: Value,
+        opts: &WriteOptions,
+    ) -> Result<Written> {
+        let mut body = json!({
+            "apiVersion": old.get("apiVersion").cloned().unwrap_or(Value::Null),
+            "kind": old.get("kind").cloned().unwrap_or(Value::Null),
+            "status": status,
+        });
+        if !validate::status_checked_alone(rt) {
+            let mut whole = old.clone();
+            whole["status"] = body["status"].take();
+            return self
+                .update_from(rt, old, whole, Subresource::Status, opts)
+                .await;
+        }
+        let warnings = validate::decode_and_prune_status(rt, &mut body, opts.field_validation)?;
+        let expected = object_revision(&old).unwrap_or(0);
+        let checks = Checks::StatusAlone;
+        let mut written = self
+            .write_update_with(rt, old, body, expected, Subresource::Status, opts, checks)
+            .await?;
+        written.warnings.extend(warnings);
+        Ok(written)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write_update_with(
+        &self,
+        rt: &ResourceType,
+        old: Value,
         mut new: Value,
         expected: u64,
         sub: Subresource,
         opts: &WriteOptions,
+        checks: Checks,
     ) -> Result<Written> {
         let name = meta::name(&old).unwrap_or_default().to_string();
         let namespace = meta::namespace(&old).unwrap_or_default().to_string();
@@ -524,9 +573,10 @@ impl Registry {
             strategy::prepare_for_update(rt, &old, &mut new);
             allocate::allocate(self, rt, Some(&old), &mut new)?;
         }
-        match sub {
-            Subresource::Status => validate::validate_status_update(rt, &new)?,
-            Subresource::Main => validate::validate_update(rt, &old, &new)?,
+        match (sub, checks) {
+            (Subresource::Status, Checks::StatusAlone) => {}
+            (Subresource::Status, Checks::Whole) => validate::validate_status_update(rt, &new)?,
+            (Subresource::Main, _) => validate::validate_update(rt, &old, &new)?,
         }
         // An apply recorded its own ownership ("Apply"); other writes record "Update".
         if !opts.field_manager.is_empty() && !opts.applied {
@@ -631,6 +681,16 @@ struct NamespaceLifecycleMeta {
 
 /// Decodes and prunes the body of an update, and checks that it names the
 /// object of the URL; returns the decoder's warnings.
+/// What a write still has to check of the object it stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Checks {
+    /// Everything: the object as the kind's rules read it.
+    Whole,
+    /// Nothing more: its status was decoded alone, and the rest is the stored
+    /// object ([`Registry::update_status_from`]).
+    StatusAlone,
+}
+
 fn check_body(
     rt: &ResourceType,
     name: &str,

@@ -1181,3 +1181,74 @@ async fn discovery_and_health() {
     });
     assert!(counted, "{text}");
 }
+
+/// A node's status report (`Registry::update_status_from`): only the status is
+/// decoded and checked, it lands over the stored pod with the node's
+/// managedFields entry, and a bad one is a 400 naming the field that stores
+/// nothing.
+#[tokio::test]
+async fn a_node_status_report_is_checked_alone_and_written_over_the_stored_pod() {
+    use skiff_control::registry::WriteOptions;
+    let dir = tempfile::tempdir().unwrap();
+    let store = RedbStore::open(&dir.path().join("store.redb"), StoreConfig::default()).unwrap();
+    let registry = Registry::new(Arc::new(store));
+    skiff_control::server::bootstrap(&registry).await.unwrap();
+    let rt = skiff_api::resource::by_kind("v1", "Pod").unwrap();
+    let opts = WriteOptions {
+        field_manager: "skiff-node-gateway".into(),
+        ..Default::default()
+    };
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"nodeName": "n1", "containers": [{"name": "web", "image": "hello:v1"}]},
+    });
+    let created = registry
+        .create(rt, "default", pod, &opts)
+        .await
+        .unwrap()
+        .object;
+
+    let status = json!({
+        "phase": "Running",
+        "podIP": "10.42.0.7",
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "containerStatusez": [],
+    });
+    let written = registry
+        .update_status_from(rt, created.clone(), status, &opts)
+        .await
+        .unwrap();
+    let pod = written.object;
+    assert_eq!(pod["status"]["phase"], "Running");
+    assert_eq!(pod["status"]["podIP"], "10.42.0.7");
+    assert_eq!(pod["spec"], created["spec"], "the spec is the stored one");
+    assert!(
+        pod["status"].get("containerStatusez").is_none(),
+        "unknown fields are pruned: {pod}"
+    );
+    assert_eq!(
+        written.warnings,
+        ["unknown field \"status.containerStatusez\""]
+    );
+    let entries = pod["metadata"]["managedFields"].as_array().unwrap();
+    assert!(
+        entries.iter().any(|e| e["manager"] == "skiff-node-gateway"
+            && e["subresource"] == "status"
+            && e["fieldsV1"]["f:status"]["f:phase"].is_object()),
+        "{entries:?}"
+    );
+
+    let e = registry
+        .update_status_from(rt, pod.clone(), json!({"phase": 7}), &opts)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), 400);
+    assert!(e.message.contains("status.phase"), "{}", e.message);
+    let stored = registry.get(rt, "default", "web").unwrap();
+    assert_eq!(stored["status"]["phase"], "Running", "nothing was written");
+    assert_eq!(
+        stored["metadata"]["resourceVersion"],
+        pod["metadata"]["resourceVersion"]
+    );
+}

@@ -12,7 +12,7 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Endpoints, Event, LimitRange, Namespace, Node, PersistentVolume,
-    PersistentVolumeClaim, Pod, ResourceQuota, Secret, Service, ServiceAccount,
+    PersistentVolumeClaim, Pod, PodStatus, ResourceQuota, Secret, Service, ServiceAccount,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{Ingress, IngressClass};
@@ -102,6 +102,65 @@ pub fn decode_and_prune(
     mode: FieldValidation,
 ) -> Result<Vec<String>, ApiError> {
     let unknown = decode_typed(rt, obj)?.unknown;
+    let paths: Vec<String> = unknown.iter().map(|u| u.path.clone()).collect();
+    let warnings = unknown_field_outcome(rt, object_name(obj), &paths, mode)?;
+    for field in &unknown {
+        remove_at(obj, &field.segments);
+    }
+    Ok(warnings)
+}
+
+/// Whether a write through the `status` subresource of `rt` need only check
+/// the status it brings: the kind's rules read nothing of `status` (a Pod's
+/// are all about its spec), and the rest of the object is the stored one,
+/// which was checked when it was written.
+pub fn status_checked_alone(rt: &ResourceType) -> bool {
+    matches!((rt.group, rt.version, rt.kind), ("", "v1", "Pod"))
+}
+
+/// [`decode_and_prune`] of `obj["status"]` alone, for a kind where
+/// [`status_checked_alone`] holds: the status must decode as the kind's status
+/// type; its unknown fields are refused or pruned per `mode`, with paths from
+/// the object (`status.phase`). Other kinds get the whole-object check.
+pub fn decode_and_prune_status(
+    rt: &ResourceType,
+    obj: &mut Value,
+    mode: FieldValidation,
+) -> Result<Vec<String>, ApiError> {
+    if !status_checked_alone(rt) {
+        return decode_and_prune(rt, obj, mode);
+    }
+    check_type_meta(rt, obj)?;
+    let Some(status) = obj.get("status") else {
+        return Ok(Vec::new());
+    };
+    let under_status = |mut segments: Vec<Segment>| {
+        segments.insert(0, Segment::Key("status".to_string()));
+        segments
+    };
+    let unknown = match decode_value::<PodStatus>(status) {
+        Ok((_, unknown)) => unknown,
+        // Go leaves a missing required field at its zero value, as the whole
+        // decode does for status (condition timestamps).
+        Err(failure) if failure.missing_field.is_some() => return Ok(Vec::new()),
+        Err(failure) => {
+            let failure = Failure {
+                segments: under_status(failure.segments),
+                ..failure
+            };
+            return Err(failure_error(rt, obj, failure));
+        }
+    };
+    let unknown: Vec<UnknownField> = unknown
+        .into_iter()
+        .map(|u| {
+            let segments = under_status(u.segments);
+            UnknownField {
+                path: render_path(&segments),
+                segments,
+            }
+        })
+        .collect();
     let paths: Vec<String> = unknown.iter().map(|u| u.path.clone()).collect();
     let warnings = unknown_field_outcome(rt, object_name(obj), &paths, mode)?;
     for field in &unknown {

@@ -505,3 +505,84 @@ fn hostile_values_never_panic() {
         }
     }
 }
+
+/// A pod as a node reports on it: spec from the store, a full status.
+fn reported_pod() -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web", "namespace": "default", "uid": "u1"},
+        "spec": {"nodeName": "n1", "containers": [{"name": "web", "image": "hello:v1"}]},
+        "status": {
+            "phase": "Running",
+            "podIP": "10.42.0.7",
+            "conditions": [
+                {"type": "Ready", "status": "True", "lastTransitionTime": "2026-12-07T06:00:00Z"},
+                {"type": "PodScheduled", "status": "True"}
+            ],
+            "containerStatuses": [{
+                "name": "web", "ready": true, "restartCount": 0, "image": "hello:v1",
+                "imageID": "sha256:ab", "started": true,
+                "state": {"running": {"startedAt": "2026-12-07T06:00:00Z"}}
+            }]
+        }
+    })
+}
+
+#[test]
+fn a_pods_status_is_checked_alone_as_the_whole_pod_would_check_it() {
+    let rt = rt("v1", "Pod");
+    assert!(status_checked_alone(rt));
+    assert!(!status_checked_alone(
+        by_kind("apps/v1", "Deployment").unwrap()
+    ));
+
+    // The same verdicts and the same pruning as the whole-object check, for
+    // good statuses, unknown fields, wrong types and Go's zero values.
+    let mut cases = vec![reported_pod()];
+    let mut unknown = reported_pod();
+    unknown["status"]["containerStatuses"][0]["restartz"] = json!(1);
+    cases.push(unknown);
+    let mut wrong = reported_pod();
+    wrong["status"]["containerStatuses"][0]["restartCount"] = json!("three");
+    cases.push(wrong);
+    let mut zero = reported_pod();
+    zero["status"]["conditions"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("type");
+    cases.push(zero);
+    for mode in [
+        FieldValidation::Strict,
+        FieldValidation::Warn,
+        FieldValidation::Ignore,
+    ] {
+        for case in &cases {
+            let (mut whole, mut alone) = (case.clone(), case.clone());
+            let by_whole = decode_and_prune(rt, &mut whole, mode).map_err(|e| e.to_status());
+            let by_status =
+                decode_and_prune_status(rt, &mut alone, mode).map_err(|e| e.to_status());
+            assert_eq!(by_status, by_whole, "{mode:?} {case}");
+            assert_eq!(alone, whole, "pruned alike");
+        }
+    }
+
+    let mut wrong = reported_pod();
+    wrong["status"]["containerStatuses"][0]["restartCount"] = json!("three");
+    let e = decode_and_prune_status(rt, &mut wrong, FieldValidation::Strict).unwrap_err();
+    assert_eq!(e.code(), 400);
+    assert_eq!(
+        causes(&e),
+        [
+            "status.containerStatuses[0].restartCount|FieldValueTypeInvalid|Invalid value: \"three\": expected int32"
+        ]
+    );
+    // A body that is not a Pod at all is refused before its status is read.
+    let mut other = reported_pod();
+    other["kind"] = json!("Service");
+    assert_eq!(
+        decode_and_prune_status(rt, &mut other, FieldValidation::Strict)
+            .unwrap_err()
+            .code(),
+        400
+    );
+}

@@ -14,7 +14,7 @@ use skiff_api::wire::EventReport;
 
 use super::nodes::FIELD_MANAGER;
 use crate::events::{EventRecorder, EventType, Involved, Source};
-use crate::registry::{DeleteOptions, Registry, Subresource, WriteOptions};
+use crate::registry::{DeleteOptions, Registry, WriteOptions};
 
 /// A status waiting to be written.
 struct Pending {
@@ -101,10 +101,8 @@ async fn write_status(registry: &Registry, p: &Pending, uid: &str) -> Result<(),
         if pod.get("status") == Some(&p.status) {
             return Ok(());
         }
-        let mut reported = pod.clone();
-        reported["status"] = p.status.clone();
         match registry
-            .update_from(rt, pod, reported, Subresource::Status, &opts)
+            .update_status_from(rt, pod, p.status.clone(), &opts)
             .await
         {
             Ok(_) => return Ok(()),
