@@ -7,14 +7,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use wasmtime::Store;
 use wasmtime_wasi::p2::bindings::CommandPre;
 
+use crate::capability;
 use crate::engine::{Component, Engine};
 use crate::error::{Result, RuntimeError, guest_error};
 use crate::host::{Host, PodSpec};
 use crate::kind::Kind;
-use crate::limits::install_deadline;
 use crate::logs::LogBuffer;
 
 /// How a command ended, when it was not an error.
@@ -94,12 +93,13 @@ impl CommandContainer {
                 wanted: Kind::Command.as_str(),
             });
         }
+        capability::configure(&spec)?;
         let pre = engine
             .linker()
             .instantiate_pre(&component.inner)
             .map_err(RuntimeError::Link)?;
         let pre = CommandPre::new(pre).map_err(RuntimeError::Link)?;
-        let mut store = Store::new(engine.wasmtime(), Host::new(&spec, &logs)?);
+        let mut store = Host::store(engine, &spec, &logs)?;
         let counters = Arc::new(Counters {
             started: Instant::now(),
             ran: Mutex::new(None),
@@ -108,15 +108,9 @@ impl CommandContainer {
         });
         store
             .data_mut()
+            .state
             .limiter
             .publish_high_water(counters.memory_high_water.clone());
-        store.limiter(|h| &mut h.limiter);
-        install_deadline(
-            &mut store,
-            spec.limits.timeout,
-            spec.limits.cpu_millis,
-            engine.epoch_tick(),
-        );
         let timeout_ms = spec
             .limits
             .timeout

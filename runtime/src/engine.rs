@@ -12,6 +12,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::cache::ComponentCache;
+use crate::capability;
 use crate::error::{Result, RuntimeError};
 use crate::host::Host;
 use crate::kind::{self, Kind};
@@ -120,8 +121,8 @@ impl std::fmt::Debug for Engine {
 }
 
 impl Engine {
-    /// Build the engine, its linker (all of WASI 0.2 and wasi:http), and start the
-    /// epoch ticker thread.
+    /// Build the engine, its linker (every host capability's interfaces: all of
+    /// WASI 0.2 and wasi:http), and start the epoch ticker thread.
     pub fn new(config: EngineConfig) -> Result<Self> {
         let mut c = Config::new();
         c.wasm_component_model(true);
@@ -142,9 +143,7 @@ impl Engine {
         let engine = wasmtime::Engine::new(&c).map_err(RuntimeError::Engine)?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(RuntimeError::Engine)?;
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-            .map_err(RuntimeError::Engine)?;
+        capability::link(&mut linker).map_err(RuntimeError::Engine)?;
 
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {

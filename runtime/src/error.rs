@@ -121,7 +121,7 @@ pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
 /// Turn the error that ended a guest instance into a [`RuntimeError`] naming the pod
 /// and saying what happened (memory limit, timeout, or trap).
 pub(crate) fn guest_error(pod: &str, timeout_ms: u64, e: wasmtime::Error) -> RuntimeError {
-    use crate::limits::{DeadlineExceeded, MemoryLimitExceeded};
+    use crate::capability::limits::{DeadlineExceeded, MemoryLimitExceeded};
     for cause in e.chain() {
         if let Some(m) = cause.downcast_ref::<MemoryLimitExceeded>() {
             return RuntimeError::MemoryLimit {

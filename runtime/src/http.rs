@@ -9,17 +9,16 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use tokio::sync::{Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
-use wasmtime::Store;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use crate::body::{self, BodyError};
+use crate::capability;
 use crate::engine::{Component, Engine};
 use crate::error::{Result, RuntimeError, guest_error};
 use crate::host::{Host, PodSpec};
 use crate::kind::Kind;
-use crate::limits::install_deadline;
 use crate::logs::LogBuffer;
 
 /// Largest response body collected from a guest.
@@ -89,7 +88,7 @@ impl HttpContainer {
                 wanted: Kind::Http.as_str(),
             });
         }
-        spec.check_mounts()?;
+        capability::configure(&spec)?;
         let pre = engine
             .linker()
             .instantiate_pre(&component.inner)
@@ -197,14 +196,7 @@ impl HttpContainer {
                 limit: self.spec.limits.max_concurrency,
             });
         };
-        let mut store = Store::new(self.engine.wasmtime(), Host::new(&self.spec, &self.logs)?);
-        store.limiter(|h| &mut h.limiter);
-        install_deadline(
-            &mut store,
-            self.spec.limits.timeout,
-            self.spec.limits.cpu_millis,
-            self.engine.epoch_tick(),
-        );
+        let mut store = Host::store(&self.engine, &self.spec, &self.logs)?;
 
         let (mut parts, body) = req.into_parts();
         if parts.uri.authority().is_none() && !parts.headers.contains_key(http::header::HOST) {
@@ -239,7 +231,7 @@ impl HttpContainer {
                     .await;
                 counters
                     .memory_high_water
-                    .fetch_max(store.data().limiter.high_water, Ordering::Relaxed);
+                    .fetch_max(store.data().state.limiter.high_water, Ordering::Relaxed);
                 result
             };
             // The epoch deadline interrupts a running guest; this bounds a

@@ -4,28 +4,35 @@
 //!
 //! One [`Engine`] per node; [`Engine::load`] compiles a component (or reads it from
 //! the on-disk cache) and detects its [`Kind`] from its exports.
+//!
+//! What a pod may use of its host comes from capabilities, one file each under
+//! `capability/` (cli, volumes, outbound HTTP, limits); [`PodSpec`] has a group
+//! of fields for each.
 
 mod body;
 mod cache;
+mod capability;
 mod command;
 mod engine;
 mod error;
 mod host;
 mod http;
 mod kind;
-mod limits;
 mod logs;
 
 pub use body::{Body, BodyError};
+pub use capability::cli::Cli;
+pub use capability::limits::Limits;
+pub use capability::outbound_http::{OutboundFuture, OutboundHttp, OutboundRoute};
+pub use capability::volumes::Mount;
 pub use command::{CommandContainer, CommandMetrics, Exit, Stopper};
 pub use engine::{Component, Engine, EngineConfig, LoadSource};
 pub use error::{Result, RuntimeError};
-pub use host::{Mount, OutboundFuture, OutboundHttp, OutboundRoute, PodSpec};
+pub use host::PodSpec;
 pub use http::{HttpContainer, HttpMetrics};
 pub use kind::Kind;
 /// Helpers to make [`Body`]s.
 pub mod bodies {
     pub use crate::body::{boxed, empty, full};
 }
-pub use limits::Limits;
 pub use logs::{LogBuffer, LogLine, LogStream};

@@ -60,7 +60,7 @@ async fn hello_answers_with_its_pod_name() {
 async fn echo_returns_what_it_was_sent() {
     let engine = engine();
     let mut spec = pod("echo-1");
-    spec.env = vec![
+    spec.cli.env = vec![
         (
             "ECHO_ENV".into(),
             "POD_NAME,POD_NAMESPACE,GREETING,HOME".into(),
@@ -84,6 +84,27 @@ async fn echo_returns_what_it_was_sent() {
         "\"POD_NAMESPACE\":\"default\"",
         "\"GREETING\":\"hi\"",
         "\"HOME\":null",
+    ] {
+        assert!(body.contains(want), "{want} not in {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pods_env_overrides_the_downward_api_and_earlier_entries() {
+    let engine = engine();
+    let mut spec = pod("echo-2");
+    spec.cli.env = vec![
+        ("ECHO_ENV".into(), "POD_NAME,POD_UID,A".into()),
+        ("POD_NAME".into(), "mine".into()),
+        ("A".into(), "1".into()),
+        ("A".into(), "2".into()),
+    ];
+    let echo = http_pod(&engine, "echo", spec);
+    let body = text(&echo.handle(get("/")).await.expect("echo"));
+    for want in [
+        "\"POD_NAME\":\"mine\"",
+        "\"POD_UID\":\"uid-echo-2\"",
+        "\"A\":\"2\"",
     ] {
         assert!(body.contains(want), "{want} not in {body}");
     }
@@ -131,7 +152,7 @@ async fn pi_exits_zero_with_the_right_digits() {
     let c = engine.load(&sample("pi")).expect("load pi");
     assert_eq!(c.kind(), Kind::Command);
     let mut spec = pod("pi-1");
-    spec.args = vec!["50".into()];
+    spec.cli.args = vec!["50".into()];
     let logs = LogBuffer::new(64 << 10);
     let run = CommandContainer::start(&engine, &c, spec, logs.clone()).expect("start");
     assert_eq!(run.wait().await.expect("pi runs"), Exit::Code(0));
@@ -141,7 +162,7 @@ async fn pi_exits_zero_with_the_right_digits() {
     );
 
     let mut spec = pod("pi-2");
-    spec.args = vec!["many".into()];
+    spec.cli.args = vec!["many".into()];
     let logs = LogBuffer::new(64 << 10);
     let run = CommandContainer::start(&engine, &c, spec, logs.clone()).expect("start");
     assert_eq!(run.wait().await.expect("pi fails cleanly"), Exit::Code(1));
@@ -417,7 +438,7 @@ async fn commands_report_time_memory_and_exit_code() {
     let engine = engine();
     let c = engine.load(&sample("pi")).expect("load pi");
     let mut spec = pod("pi-metrics");
-    spec.args = vec!["2000".into()];
+    spec.cli.args = vec!["2000".into()];
     let start = Instant::now();
     let run = CommandContainer::start(&engine, &c, spec, LogBuffer::new(64 << 10)).expect("start");
     while !run.is_finished() {

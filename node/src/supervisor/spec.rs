@@ -1,14 +1,17 @@
-//! A Kubernetes container, in its pod, becomes the runtime's [`PodSpec`]: WASI
-//! arguments, environment (with the downward API), working directory, preopened
-//! volume directories and limits. What a node cannot honour yet is a
-//! [`ConfigError`], shown as the container's `CreateContainerConfigError`.
+//! A Kubernetes container, in its pod, becomes the runtime's [`PodSpec`]: one
+//! group of fields per runtime capability, each from its own function here
+//! (`cli`: arguments, environment with the downward API, working directory;
+//! `mounts`: volumes as preopened directories; `limits`). Outbound HTTP
+//! is the supervisor's to set, once the pod has an address. What a node cannot
+//! honour yet is a [`ConfigError`], shown as the container's
+//! `CreateContainerConfigError`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, Volume, VolumeMount};
 use skiff_api::validate::Quantity;
-use skiff_runtime::{Kind, Limits, Mount, PodSpec};
+use skiff_runtime::{Cli, Kind, Limits, Mount, PodSpec};
 
 use super::host_path::{HostPathPolicy, resolve_within};
 
@@ -34,8 +37,21 @@ pub(super) struct SpecInputs<'a> {
 
 /// The runtime spec of `inputs.container`. Creates the emptyDir directories it mounts.
 pub(super) fn pod_spec(inputs: &SpecInputs<'_>) -> Result<PodSpec> {
-    let SpecInputs { pod, container, .. } = inputs;
-    let meta = &pod.metadata;
+    let meta = &inputs.pod.metadata;
+    Ok(PodSpec {
+        name: meta.name.clone().unwrap_or_default(),
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        cli: cli(inputs)?,
+        mounts: mounts(inputs)?,
+        limits: limits(inputs.container, inputs.kind)?,
+        outbound: None,
+    })
+}
+
+/// The container's arguments, environment and working directory.
+fn cli(inputs: &SpecInputs<'_>) -> Result<Cli> {
+    let container = inputs.container;
     let env = environment(inputs)?;
     let lookup = |name: &str| {
         env.iter()
@@ -53,16 +69,10 @@ pub(super) fn pod_spec(inputs: &SpecInputs<'_>) -> Result<PodSpec> {
         .chain(container.args.iter().flatten())
         .map(|a| expand(a, &lookup))
         .collect();
-    Ok(PodSpec {
-        name: meta.name.clone().unwrap_or_default(),
-        namespace: meta.namespace.clone().unwrap_or_default(),
-        uid: meta.uid.clone().unwrap_or_default(),
+    Ok(Cli {
         args,
-        working_dir: container.working_dir.clone().filter(|d| !d.is_empty()),
-        mounts: mounts(inputs)?,
-        limits: limits(container, inputs.kind)?,
         env,
-        outbound: None,
+        working_dir: container.working_dir.clone().filter(|d| !d.is_empty()),
     })
 }
 
@@ -416,9 +426,9 @@ mod tests {
             }]},
         }));
         let s = spec_of(&p, dir.path(), Kind::Command).expect("spec");
-        assert_eq!(s.args, ["50", "more"]);
-        assert_eq!(s.working_dir.as_deref(), Some("/work"));
-        let env: HashMap<_, _> = s.env.iter().cloned().collect();
+        assert_eq!(s.cli.args, ["50", "more"]);
+        assert_eq!(s.cli.working_dir.as_deref(), Some("/work"));
+        let env: HashMap<_, _> = s.cli.env.iter().cloned().collect();
         for (k, v) in [
             ("TWICE", "5050"),
             ("NAME", "p"),

@@ -1,5 +1,7 @@
-//! Per-instance limits: a memory cap (a `ResourceLimiter`) and a time budget (epoch
-//! deadlines), and the markers that let a trap be reported as "memory limit" or "timeout".
+//! The limits capability: per-instance limits, a memory cap (a `ResourceLimiter`)
+//! and a time and CPU budget (epoch deadlines), and the markers that let a trap
+//! be reported as "memory limit" or "timeout". It links nothing; what it
+//! prepares acts on the instance's `Store` ([`install`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -7,6 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
+
+use super::{Capability, Instance};
+use crate::error::Result;
+use crate::host::{Host, PodSpec};
 
 /// Limits applied to every instance of a pod.
 #[derive(Debug, Clone)]
@@ -45,6 +51,23 @@ impl Default for Limits {
     }
 }
 
+pub(crate) struct LimitsCapability;
+
+impl Capability for LimitsCapability {
+    fn prepare(&self, spec: &PodSpec, instance: &mut Instance<'_>) -> Result<()> {
+        instance.state.limiter = MemoryLimiter::new(spec.limits.memory_bytes);
+        Ok(())
+    }
+}
+
+/// Put `limits` on `store`, whose host the capability prepared: its memory
+/// cap, and its time and CPU budget, ticking every `tick`. A `Store` has one
+/// limiter and one epoch callback, so this is done once the store exists.
+pub(crate) fn install(store: &mut Store<Host>, limits: &Limits, tick: Duration) {
+    store.limiter(|h| &mut h.state.limiter);
+    install_deadline(store, limits.timeout, limits.cpu_millis, tick);
+}
+
 /// Raised inside the store when a guest grows memory past its limit.
 #[derive(Debug)]
 pub(crate) struct MemoryLimitExceeded {
@@ -76,8 +99,8 @@ impl fmt::Display for DeadlineExceeded {
 
 impl std::error::Error for DeadlineExceeded {}
 
-/// Tracks one instance's memory against its limit.
-#[derive(Debug)]
+/// Tracks one instance's memory against its limit (none by default).
+#[derive(Debug, Default)]
 pub(crate) struct MemoryLimiter {
     limit: Option<u64>,
     /// Highest total linear memory seen, in bytes.
@@ -161,7 +184,7 @@ pub(crate) fn cpu_pause(ran: Duration, cpu_millis: Option<u32>) -> Duration {
 /// Make the store yield to the async executor on every epoch tick (so a spinning
 /// guest cannot hold a worker thread), pause it to keep it within `cpu_millis`
 /// (see [`Limits::cpu_millis`]), and trap once `timeout` has passed.
-pub(crate) fn install_deadline<T: 'static>(
+fn install_deadline<T: 'static>(
     store: &mut Store<T>,
     timeout: Option<Duration>,
     cpu_millis: Option<u32>,
