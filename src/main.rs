@@ -64,11 +64,21 @@ enum Command {
     Version(version::Args),
     Token(token::Args),
     Secrets(secrets::Args),
+    /// Compile a component read on stdin for a node (run by the node itself).
+    #[command(name = "compile-component", hide = true)]
+    CompileComponent {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
     init_tracing();
     let cli = Cli::parse();
+    // A node's compiling child: no async runtime, stdout is the artifact.
+    if let Command::CompileComponent { args } = &cli.command {
+        return skiff_runtime::compile_worker::main(args).into();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -95,6 +105,7 @@ fn main() -> std::process::ExitCode {
             Command::Version(args) => version::run(args).await,
             Command::Token(args) => token::run(args).await,
             Command::Secrets(args) => secrets::run(args).await,
+            Command::CompileComponent { .. } => Ok(()),
         }
     });
     match result {

@@ -114,6 +114,8 @@ impl NodeFlags {
             cpu_millis: self.cpu,
             allowed_host_paths: self.allow_host_path.clone(),
             protected_dirs: Vec::new(),
+            // This binary compiles components in a child of its own.
+            compile_with: std::env::current_exe().ok(),
         }
     }
 }

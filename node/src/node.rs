@@ -120,6 +120,10 @@ pub struct NodeConfig {
     /// Directories besides `data_dir` that no hostPath may reach (the
     /// control plane's, when one process runs both).
     pub protected_dirs: Vec<PathBuf>,
+    /// Compile components in a child process running this program (the
+    /// `skiff` binary), so that the compiler never stays resident in the
+    /// node; `None` compiles in process, as a program embedding a node does.
+    pub compile_with: Option<PathBuf>,
 }
 
 impl Default for NodeConfig {
@@ -142,6 +146,7 @@ impl Default for NodeConfig {
             restart_backoff: Duration::from_secs(10),
             allowed_host_paths: Vec::new(),
             protected_dirs: Vec::new(),
+            compile_with: None,
         }
     }
 }
@@ -299,6 +304,7 @@ impl Node {
 
         let engine = Engine::new(EngineConfig {
             cache_dir: Some(config.data_dir.join("compiled")),
+            compile_with: config.compile_with.clone(),
             ..EngineConfig::default()
         })?;
         let (connection_tx, connection_rx) = watch::channel(None);

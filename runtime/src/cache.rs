@@ -52,17 +52,22 @@ impl ComponentCache {
 
     /// Store the compiled form of `component` under `digest`.
     pub fn put(&self, digest: &str, component: &Component) -> Result<()> {
+        let bytes = component.serialize().map_err(RuntimeError::Compile)?;
+        self.put_artifact(digest, &bytes)
+    }
+
+    /// Store a serialized artifact under `digest`.
+    pub fn put_artifact(&self, digest: &str, bytes: &[u8]) -> Result<()> {
         let err = |path: &Path| {
             let path = path.to_path_buf();
             move |source| RuntimeError::Cache { path, source }
         };
         std::fs::create_dir_all(&self.dir).map_err(err(&self.dir))?;
-        let bytes = component.serialize().map_err(RuntimeError::Compile)?;
         let path = self.path(digest);
         let tmp = self
             .dir
             .join(format!(".{digest}.{}.tmp", std::process::id()));
-        std::fs::write(&tmp, &bytes).map_err(err(&tmp))?;
+        std::fs::write(&tmp, bytes).map_err(err(&tmp))?;
         std::fs::rename(&tmp, &path).map_err(err(&path))?;
         Ok(())
     }

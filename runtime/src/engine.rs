@@ -12,6 +12,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::cache::ComponentCache;
+use crate::compile_worker::{self, WorkerError};
 use crate::capability;
 use crate::error::{Result, RuntimeError};
 use crate::host::Host;
@@ -33,6 +34,11 @@ pub struct EngineConfig {
     /// Interval of the epoch ticker: the granularity of time limits and of
     /// preemption of a spinning guest.
     pub epoch_tick: Duration,
+    /// Compile in a child process running this program (the `skiff` binary,
+    /// which answers [`compile_worker::SUBCOMMAND`]), so that the compiler's
+    /// code and memory never stay in this one; `None` compiles in process,
+    /// as a program embedding a node does by default.
+    pub compile_with: Option<PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -43,6 +49,7 @@ impl Default for EngineConfig {
             max_instances: 1000,
             max_memory_size: 1 << 30,
             epoch_tick: Duration::from_millis(10),
+            compile_with: None,
         }
     }
 }
@@ -101,6 +108,7 @@ impl Drop for Ticker {
 
 struct Inner {
     engine: wasmtime::Engine,
+    config: EngineConfig,
     linker: Linker<Host>,
     cache: Option<ComponentCache>,
     epoch_tick: Duration,
@@ -167,6 +175,7 @@ impl Engine {
         Ok(Self {
             inner: Arc::new(Inner {
                 engine,
+                config: config.clone(),
                 linker,
                 cache,
                 epoch_tick: config.epoch_tick,
@@ -201,6 +210,65 @@ impl Engine {
         &self.inner.linker
     }
 
+    /// The compiled artifact of `bytes`, as [`Engine::load`] would cache it;
+    /// what a compiling child ([`compile_worker`]) hands back.
+    pub fn compile_artifact(&self, bytes: &[u8]) -> Result<Vec<u8>> {
+        kind::check_is_component(bytes)?;
+        self.inner
+            .engine
+            .precompile_component(bytes)
+            .map_err(RuntimeError::Compile)
+    }
+
+    /// Compiles `bytes` (whose sha256 is `digest`): in a child process when
+    /// the engine is set up so and the child can be run, else here; caches
+    /// the result.
+    fn compile(&self, bytes: &[u8], digest: &str) -> Result<wasmtime::component::Component> {
+        let engine = &self.inner.engine;
+        if let Some(program) = &self.inner.config.compile_with {
+            match compile_worker::compile_in_child(program, &self.inner.config, bytes) {
+                Ok(artifact) => return self.load_artifact(&artifact, digest),
+                Err(WorkerError::Failed(message)) => {
+                    return Err(RuntimeError::CompileWorker(message));
+                }
+                Err(e @ WorkerError::Spawn { .. }) => {
+                    tracing::warn!(error = %e, "compiling in this process instead");
+                }
+            }
+        }
+        let c = wasmtime::component::Component::new(engine, bytes)
+            .map_err(RuntimeError::Compile)?;
+        if let Some(cache) = &self.inner.cache {
+            // A cache that cannot be written only costs a recompile later.
+            if let Err(e) = cache.put(digest, &c) {
+                tracing::warn!(error = %e, "could not cache compiled component");
+            }
+        }
+        Ok(c)
+    }
+
+    /// A component from the artifact a compiling child made: through the
+    /// disk cache when there is one (mapped from its file), else from memory.
+    fn load_artifact(
+        &self,
+        artifact: &[u8],
+        digest: &str,
+    ) -> Result<wasmtime::component::Component> {
+        let engine = &self.inner.engine;
+        if let Some(cache) = &self.inner.cache {
+            cache.put_artifact(digest, artifact)?;
+            if let Some(c) = cache.get(engine, digest) {
+                return Ok(c);
+            }
+        }
+        // SAFETY: the artifact was made by this same program, run as a child
+        // with this engine's settings (see `compile_worker`), and handed over
+        // on a pipe only the two processes hold; wasmtime still checks its
+        // header (version, target, flags) and refuses an incompatible one.
+        unsafe { wasmtime::component::Component::deserialize(engine, artifact) }
+            .map_err(RuntimeError::Compile)
+    }
+
     /// Compile `bytes` (or fetch the compiled form from the disk cache) and detect
     /// its kind. Garbage, core modules and components that export neither HTTP nor
     /// `run` are refused.
@@ -220,17 +288,7 @@ impl Engine {
             .and_then(|c| c.get(engine, &digest));
         let (inner, source) = match cached {
             Some(c) => (c, LoadSource::Cache),
-            None => {
-                let c = wasmtime::component::Component::new(engine, bytes)
-                    .map_err(RuntimeError::Compile)?;
-                if let Some(cache) = &self.inner.cache {
-                    // A cache that cannot be written only costs a recompile later.
-                    if let Err(e) = cache.put(&digest, &c) {
-                        tracing::warn!(error = %e, "could not cache compiled component");
-                    }
-                }
-                (c, LoadSource::Compiled)
-            }
+            None => (self.compile(bytes, &digest)?, LoadSource::Compiled),
         };
         let kind = kind::detect(engine, &inner)?;
         Ok((

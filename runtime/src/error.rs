@@ -27,6 +27,10 @@ pub enum RuntimeError {
     /// Compiling or validating the component failed.
     #[error("invalid component: {0:#}")]
     Compile(wasmtime::Error),
+    /// The compiling child process refused the component or failed; its
+    /// message (the same words as [`RuntimeError::Compile`]'s in process).
+    #[error("{0}")]
+    CompileWorker(String),
     /// The component imports something the host does not provide.
     #[error("cannot link component: {0:#}")]
     Link(wasmtime::Error),

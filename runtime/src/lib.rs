@@ -11,6 +11,7 @@
 
 mod body;
 mod cache;
+pub mod compile_worker;
 mod capability;
 mod command;
 mod engine;

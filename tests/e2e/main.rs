@@ -9,6 +9,7 @@ mod auth;
 mod batch;
 mod cli;
 mod cli_commands;
+mod compile;
 mod component_push;
 mod crash;
 mod daemon_sets;
