@@ -12,8 +12,8 @@ use wasmtime::component::Linker;
 use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::cache::ComponentCache;
-use crate::compile_worker::{self, WorkerError};
 use crate::capability;
+use crate::compile_worker::{self, WorkerError};
 use crate::error::{Result, RuntimeError};
 use crate::host::Host;
 use crate::kind::{self, Kind};
@@ -236,8 +236,8 @@ impl Engine {
                 }
             }
         }
-        let c = wasmtime::component::Component::new(engine, bytes)
-            .map_err(RuntimeError::Compile)?;
+        let c =
+            wasmtime::component::Component::new(engine, bytes).map_err(RuntimeError::Compile)?;
         if let Some(cache) = &self.inner.cache {
             // A cache that cannot be written only costs a recompile later.
             if let Err(e) = cache.put(digest, &c) {

@@ -11,9 +11,9 @@
 
 mod body;
 mod cache;
-pub mod compile_worker;
 mod capability;
 mod command;
+pub mod compile_worker;
 mod engine;
 mod error;
 mod host;
