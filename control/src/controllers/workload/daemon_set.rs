@@ -19,6 +19,7 @@
 pub mod eligibility;
 pub mod plan;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -291,71 +292,35 @@ async fn execute(
     }
 }
 
-/// Creates a pod on each node in batches of 1, 2, 4, ... (Kubernetes' slow
-/// start), stopping at the first batch with an error, so a DaemonSet whose
-/// pods are all refused makes one failing call, not one per node.
+/// Creates a pod on each node, in slow-start batches
+/// ([`PodControl::create_all`]).
 async fn create_pods(
     ctx: &Context,
     ds: &Value,
     hash: &str,
     nodes: &[String],
 ) -> Result<Revision, ApiError> {
-    let name = meta::name(ds).unwrap_or_default();
-    let generate_name = format!("{name}-");
     let template = ds
         .at("/spec/template")
         .cloned()
         .unwrap_or_else(|| json!({}));
-    let mut last = 0;
-    let mut batch = 1;
-    let mut rest = nodes;
-    while !rest.is_empty() {
-        let (now, later) = rest.split_at(batch.min(rest.len()));
-        rest = later;
-        batch *= 2;
-        let results = join_all(now.iter().map(|node| {
-            let template = eligibility::pod_template(&template, node, hash);
-            let generate_name = generate_name.clone();
-            async move {
-                ctx.pod_control
-                    .create(ds, &template, &generate_name, None, &[])
-                    .await
-            }
-        }))
+    let for_node = |i: usize| {
+        let node = nodes.get(i).map_or("", String::as_str);
+        Cow::Owned(eligibility::pod_template(&template, node, hash))
+    };
+    let created = ctx
+        .pod_control
+        .create_all(ds, nodes.len(), for_node, &ctx.events, NAME)
         .await;
-        let mut first_error = None;
-        for result in results {
-            match result {
-                Ok((pod, rev)) => {
-                    last = last.max(rev);
-                    ctx.events.record(
-                        ds,
-                        NAME,
-                        EventType::Normal,
-                        "SuccessfulCreate",
-                        format!("Created pod: {}", meta::name(&pod).unwrap_or_default()),
-                    );
-                }
-                Err(e) => {
-                    ctx.events.record(
-                        ds,
-                        NAME,
-                        EventType::Warning,
-                        "FailedCreate",
-                        format!("Error creating: {}", e.message),
-                    );
-                    first_error.get_or_insert(e);
-                }
+    match created.error {
+        Some(e) => {
+            if created.last > 0 {
+                ctx.pods.wait_for(created.last).await;
             }
+            Err(e)
         }
-        if let Some(e) = first_error {
-            if last > 0 {
-                ctx.pods.wait_for(last).await;
-            }
-            return Err(e);
-        }
+        None => Ok(created.last),
     }
-    Ok(last)
 }
 
 /// The status to write: the counts, with the fields Kubernetes omits when

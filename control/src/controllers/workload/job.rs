@@ -15,6 +15,7 @@
 pub mod conditions;
 mod tally;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -568,10 +569,9 @@ impl Sync<'_> {
         Ok(())
     }
 
-    /// Creates `count` pods in growing batches (1, 2, 4, ...), stopping at the
-    /// first error, as Kubernetes' `slowStartBatch`. Returns how many exist now.
+    /// Creates `count` pods in slow-start batches
+    /// ([`PodControl::create_all`]). Returns how many it created.
     async fn create_pods(&mut self, count: usize) -> Result<usize, ApiError> {
-        let name = meta::name(&self.job).unwrap_or_default().to_string();
         let mut template = self
             .job
             .at("/spec/template")
@@ -582,36 +582,22 @@ impl Sync<'_> {
             template["metadata"] = json!({});
         }
         template["metadata"]["finalizers"] = json!([TRACKING_FINALIZER]);
-        let generate_name = format!("{name}-");
-        let mut created = 0;
-        let mut batch = 1;
-        while created < count {
-            let n = batch.min(count - created);
-            let results = join_all((0..n).map(|_| {
-                self.ctx
-                    .pod_control
-                    .create(&self.job, &template, &generate_name, None, &[])
-            }))
+        let created = self
+            .ctx
+            .pod_control
+            .create_all(
+                &self.job,
+                count,
+                |_| Cow::Borrowed(&template),
+                &self.ctx.events,
+                NAME,
+            )
             .await;
-            for r in results {
-                match r {
-                    Ok((pod, rev)) => {
-                        created += 1;
-                        self.pod_write = self.pod_write.max(rev);
-                        let message =
-                            format!("Created pod: {}", meta::name(&pod).unwrap_or_default());
-                        self.record(EventType::Normal, "SuccessfulCreate", &message);
-                    }
-                    Err(e) => {
-                        let message = format!("Error creating: {}", e.message);
-                        self.record(EventType::Warning, "FailedCreate", &message);
-                        return Err(e);
-                    }
-                }
-            }
-            batch *= 2;
+        self.pod_write = self.pod_write.max(created.last);
+        match created.error {
+            Some(e) => Err(e),
+            None => Ok(created.count),
         }
-        Ok(created)
     }
 
     async fn delete_pods(&mut self, victims: &[Arc<Value>]) -> Result<(), ApiError> {

@@ -3,8 +3,10 @@
 //! release a pod that no longer matches, and read a pod's readiness, as
 //! Kubernetes' `controller.PodControl` and `podutil` do.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
+use futures::future::join_all;
 use serde_json::{Value, json};
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
@@ -12,6 +14,7 @@ use skiff_api::patch::PatchType;
 use skiff_api::resource::{ResourceType, by_kind};
 use skiff_api::status::{ApiError, Reason};
 
+use crate::events::{EventRecorder, EventType};
 use crate::registry::{DeleteOptions, Registry, WriteOptions};
 use crate::store::Revision;
 
@@ -136,6 +139,15 @@ pub fn deletion_order(a: &Value, b: &Value) -> Ordering {
         .then_with(|| created(b).cmp(&created(a)))
 }
 
+/// What [`PodControl::create_all`] did: the pods created, the revision of the
+/// last create (0 if none), and the error that stopped it.
+#[derive(Debug, Default)]
+pub struct Created {
+    pub count: usize,
+    pub last: Revision,
+    pub error: Option<ApiError>,
+}
+
 /// Writes pods on behalf of one controller.
 #[derive(Clone)]
 pub struct PodControl {
@@ -211,6 +223,67 @@ impl PodControl {
             .await?;
         let revision = revision_of(&written.object);
         Ok((written.object, revision))
+    }
+
+    /// Creates `count` pods owned by `owner`, pod `i` from `template(i)`, in
+    /// batches of 1, 2, 4, ... (Kubernetes' `slowStartBatch`), recording a
+    /// `SuccessfulCreate` or `FailedCreate` Event about the owner for each as
+    /// `component`. Stops after the first batch with an error, so a workload
+    /// whose pods are all refused (a quota, a bad template) makes one failing
+    /// call, not one per pod.
+    pub async fn create_all<'t>(
+        &self,
+        owner: &Value,
+        count: usize,
+        template: impl Fn(usize) -> Cow<'t, Value>,
+        events: &EventRecorder,
+        component: &str,
+    ) -> Created {
+        let generate_name = format!("{}-", meta::name(owner).unwrap_or_default());
+        let mut done = Created::default();
+        let mut batch = 1;
+        let mut next = 0;
+        while next < count && done.error.is_none() {
+            let n = batch.min(count - next);
+            let templates: Vec<Cow<'t, Value>> = (next..next + n).map(&template).collect();
+            next += n;
+            batch *= 2;
+            let results = join_all(
+                templates
+                    .iter()
+                    .map(|t| self.create(owner, t, &generate_name, None, &[])),
+            )
+            .await;
+            for result in results {
+                match result {
+                    Ok((pod, revision)) => {
+                        done.count += 1;
+                        done.last = done.last.max(revision);
+                        let name = meta::name(&pod).unwrap_or_default();
+                        let message = format!("Created pod: {name}");
+                        events.record(
+                            owner,
+                            component,
+                            EventType::Normal,
+                            "SuccessfulCreate",
+                            message,
+                        );
+                    }
+                    Err(e) => {
+                        let message = format!("Error creating: {}", e.message);
+                        events.record(
+                            owner,
+                            component,
+                            EventType::Warning,
+                            "FailedCreate",
+                            message,
+                        );
+                        done.error.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        done
     }
 
     /// Deletes a pod (gracefully, as a user's delete would), by uid.

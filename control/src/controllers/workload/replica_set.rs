@@ -5,6 +5,7 @@
 //! `status` (replicas, fullyLabeledReplicas, readyReplicas, availableReplicas
 //! with `minReadySeconds`, observedGeneration).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use futures::future::join_all;
@@ -27,7 +28,7 @@ use crate::store::Revision;
 
 pub const NAME: &str = "replicaset-controller";
 const FIELD_MANAGER: &str = "skiff-replicaset-controller";
-/// Pods created or deleted concurrently at most, per reconcile.
+/// Pods deleted concurrently at most, per reconcile.
 const BURST: usize = 100;
 
 /// What a reconcile needs.
@@ -118,51 +119,23 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
 }
 
 async fn create_pods(ctx: &Context, rs: &Value, count: usize) -> Result<Revision, ApiError> {
-    let name = meta::name(rs).unwrap_or_default();
     let template = rs
         .at("/spec/template")
         .cloned()
         .unwrap_or_else(|| json!({}));
-    let generate_name = format!("{name}-");
-    let mut last = 0;
-    let mut left = count;
-    while left > 0 {
-        let n = left.min(BURST);
-        let results = join_all((0..n).map(|_| {
-            ctx.pod_control
-                .create(rs, &template, &generate_name, None, &[])
-        }))
+    let created = ctx
+        .pod_control
+        .create_all(rs, count, |_| Cow::Borrowed(&template), &ctx.events, NAME)
         .await;
-        left -= n;
-        for r in results {
-            match r {
-                Ok((pod, rev)) => {
-                    last = last.max(rev);
-                    ctx.events.record(
-                        rs,
-                        NAME,
-                        EventType::Normal,
-                        "SuccessfulCreate",
-                        format!("Created pod: {}", meta::name(&pod).unwrap_or_default()),
-                    );
-                }
-                Err(e) => {
-                    ctx.events.record(
-                        rs,
-                        NAME,
-                        EventType::Warning,
-                        "FailedCreate",
-                        format!("Error creating: {}", e.message),
-                    );
-                    if last > 0 {
-                        ctx.pods.wait_for(last).await;
-                    }
-                    return Err(e);
-                }
+    match created.error {
+        Some(e) => {
+            if created.last > 0 {
+                ctx.pods.wait_for(created.last).await;
             }
+            Err(e)
         }
+        None => Ok(created.last),
     }
-    Ok(last)
 }
 
 async fn delete_pods(
