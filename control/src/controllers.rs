@@ -17,6 +17,7 @@ pub mod workload;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use serde_json::Value;
 use skiff_api::meta;
 use skiff_api::status::{ApiError, Reason};
@@ -34,7 +35,7 @@ pub struct Deps {
     pub informers: Informers,
     pub events: EventRecorder,
     /// The RBAC authorizer's ClusterRole cache.
-    pub cluster_roles: Informer,
+    pub cluster_roles: Informer<ClusterRole>,
     /// When each node was last heard from.
     pub liveness: NodeLiveness,
     /// How long a silent node stays Ready.

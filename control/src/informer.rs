@@ -2,21 +2,37 @@
 //! resource kept in memory by a list and then a watch, so that the scheduler and
 //! the controllers read without touching the store.
 //!
-//! An [`Informer`] has a reader side ([`Informer::list`], [`Informer::get`]) and a
-//! change feed ([`Informer::subscribe`]). A watcher that falls behind the store's
+//! An [`Informer`] has a reader side ([`Cache::list`], [`Cache::get`]) and a
+//! change feed ([`Cache::subscribe`]). A watcher that falls behind the store's
 //! compaction window lists again; a subscriber that falls behind the feed is told
 //! to resync (look at everything again), never silently given a gap.
 //!
-//! [`Informer::wait_for`] gives a controller read-your-writes: after a write at
+//! An informer is typed by the kind it caches (`Informer<Pod>`), so caches of
+//! different kinds cannot be swapped by mistake; [`Informer::get_typed`] and
+//! [`Informer::list_typed`] give the cached objects as their `k8s-openapi`
+//! types, each decoded at most once per revision and shared by every reader.
+//! [`Cache`] is the same cache without its type, for code that handles caches
+//! of several kinds alike (the controller runtime's triggers).
+//!
+//! [`Cache::wait_for`] gives a controller read-your-writes: after a write at
 //! revision R, it waits until the cache has seen R, so the next reconcile does not
 //! act again on what it already did (client-go's "expectations", done by
 //! revision because the store has one revision for everything).
 
+use std::any::Any;
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 use skiff_api::meta;
 use skiff_api::resource::ResourceType;
@@ -75,23 +91,128 @@ impl Subscription {
     }
 }
 
-/// A watch cache of one resource type.
+/// A kind an [`Informer`] caches: a `k8s-openapi` type the API serves.
+pub trait Kind: k8s_openapi::Resource + DeserializeOwned + Send + Sync + 'static {}
+
+impl<K: k8s_openapi::Resource + DeserializeOwned + Send + Sync + 'static> Kind for K {}
+
+/// A watch cache of the objects of kind `K`; derefs to its untyped [`Cache`].
+pub struct Informer<K> {
+    cache: Cache,
+    kind: PhantomData<fn() -> K>,
+}
+
+impl<K> Clone for Informer<K> {
+    fn clone(&self) -> Self {
+        Informer {
+            cache: self.cache.clone(),
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<K> Deref for Informer<K> {
+    type Target = Cache;
+
+    fn deref(&self) -> &Cache {
+        &self.cache
+    }
+}
+
+impl<K: Kind> Informer<K> {
+    /// Starts caching the objects of `K`: lists, then watches, until the
+    /// process ends.
+    pub fn start(registry: &Registry) -> Informer<K> {
+        let rt = skiff_api::resource::by_kind(K::API_VERSION, K::KIND).unwrap_or_else(|| {
+            panic!(
+                "{} {} is not a kind the API serves",
+                K::API_VERSION,
+                K::KIND
+            )
+        });
+        Informer {
+            cache: Cache::start(registry, rt),
+            kind: PhantomData,
+        }
+    }
+
+    /// One object as its type, decoded once for its revision.
+    pub fn get_typed(&self, namespace: &str, name: &str) -> Option<Arc<K>> {
+        let entry = read(&self.cache.inner.objects)
+            .get(&(namespace.to_string(), name.to_string()))
+            .cloned()?;
+        entry.typed::<K>()
+    }
+
+    /// Every object (in one namespace when given) for which `keep` holds, as
+    /// its type.
+    pub fn list_typed(&self, namespace: Option<&str>, keep: impl Fn(&K) -> bool) -> Vec<Arc<K>> {
+        let entries: Vec<Entry> = read(&self.cache.inner.objects)
+            .iter()
+            .filter(|((ns, _), _)| namespace.is_none_or(|n| n == ns))
+            .map(|(_, entry)| entry.clone())
+            .collect();
+        entries
+            .iter()
+            .filter_map(Entry::typed::<K>)
+            .filter(|obj| keep(obj))
+            .collect()
+    }
+
+    /// The untyped cache, for code that handles caches of several kinds alike.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+}
+
+/// One cached object: as stored, and as its type once someone asked.
 #[derive(Clone)]
-pub struct Informer {
+struct Entry {
+    value: Arc<Value>,
+    typed: Arc<OnceLock<Option<Arc<dyn Any + Send + Sync>>>>,
+}
+
+impl Entry {
+    fn new(value: Arc<Value>) -> Entry {
+        Entry {
+            value,
+            typed: Arc::default(),
+        }
+    }
+
+    /// The object as `K`, decoded by the first reader of this revision. A
+    /// stored object that does not decode (it was checked against the same
+    /// type when written) is left out, and logged once.
+    fn typed<K: Kind>(&self) -> Option<Arc<K>> {
+        let typed = self.typed.get_or_init(|| match K::deserialize(&*self.value) {
+            Ok(obj) => Some(Arc::new(obj) as Arc<dyn Any + Send + Sync>),
+            Err(error) => {
+                let (namespace, name) = object_ref(&self.value);
+                tracing::warn!(kind = K::KIND, %namespace, %name, %error, "a cached object does not decode as its kind");
+                None
+            }
+        });
+        typed.clone()?.downcast::<K>().ok()
+    }
+}
+
+/// A watch cache of one resource type, untyped.
+#[derive(Clone)]
+pub struct Cache {
     inner: Arc<Inner>,
 }
 
 struct Inner {
     rt: &'static ResourceType,
-    objects: RwLock<HashMap<ObjectRef, Arc<Value>>>,
+    objects: RwLock<HashMap<ObjectRef, Entry>>,
     feed: broadcast::Sender<Change>,
     /// Every change up to this revision is in the cache (0 until the first list).
     observed: watch::Sender<Revision>,
 }
 
-impl Informer {
+impl Cache {
     /// Starts caching `rt`: lists, then watches, until the process ends.
-    pub fn start(registry: &Registry, rt: &'static ResourceType) -> Informer {
+    fn start(registry: &Registry, rt: &'static ResourceType) -> Cache {
         let (feed, _) = broadcast::channel(FEED_CAPACITY);
         let inner = Arc::new(Inner {
             rt,
@@ -100,7 +221,7 @@ impl Informer {
             observed: watch::Sender::new(0),
         });
         tokio::spawn(run(registry.clone(), inner.clone()));
-        Informer { inner }
+        Cache { inner }
     }
 
     /// The resource type cached.
@@ -137,7 +258,7 @@ impl Informer {
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<Value>> {
         read(&self.inner.objects)
             .get(&(namespace.to_string(), name.to_string()))
-            .cloned()
+            .map(|entry| entry.value.clone())
     }
 
     /// Every object (in one namespace when given) for which `keep` holds.
@@ -145,8 +266,8 @@ impl Informer {
         read(&self.inner.objects)
             .iter()
             .filter(|((ns, _), _)| namespace.is_none_or(|n| n == ns))
-            .filter(|(_, obj)| keep(obj))
-            .map(|(_, obj)| obj.clone())
+            .filter(|(_, entry)| keep(&entry.value))
+            .map(|(_, entry)| entry.value.clone())
             .collect()
     }
 
@@ -193,7 +314,7 @@ async fn list_and_watch(registry: &Registry, inner: &Arc<Inner>) -> Result<(), S
         let mut objects = write(&inner.objects);
         objects.clear();
         for obj in page.items {
-            objects.insert(object_ref(&obj), Arc::new(obj));
+            objects.insert(object_ref(&obj), Entry::new(Arc::new(obj)));
         }
     }
     let _ = inner.feed.send(Change::Resync);
@@ -209,7 +330,7 @@ async fn list_and_watch(registry: &Registry, inner: &Arc<Inner>) -> Result<(), S
                     let mut objects = write(&inner.objects);
                     match event.event_type {
                         EventType::Deleted => objects.remove(&key),
-                        _ => objects.insert(key, event.object.clone()),
+                        _ => objects.insert(key, Entry::new(event.object.clone())),
                     };
                 }
                 let _ = inner.feed.send(Change::Object {
@@ -244,41 +365,134 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 /// The watch caches the control plane's scheduler and controllers share.
 #[derive(Clone)]
 pub struct Informers {
-    pub namespaces: Informer,
-    pub nodes: Informer,
-    pub pods: Informer,
-    pub replica_sets: Informer,
-    pub deployments: Informer,
-    pub daemon_sets: Informer,
-    pub jobs: Informer,
-    pub cron_jobs: Informer,
-    pub services: Informer,
-    pub endpoints: Informer,
-    pub endpoint_slices: Informer,
-    pub ingresses: Informer,
+    pub namespaces: Informer<Namespace>,
+    pub nodes: Informer<Node>,
+    pub pods: Informer<Pod>,
+    pub replica_sets: Informer<ReplicaSet>,
+    pub deployments: Informer<Deployment>,
+    pub daemon_sets: Informer<DaemonSet>,
+    pub jobs: Informer<Job>,
+    pub cron_jobs: Informer<CronJob>,
+    pub services: Informer<Service>,
+    pub endpoints: Informer<Endpoints>,
+    pub endpoint_slices: Informer<EndpointSlice>,
+    pub ingresses: Informer<Ingress>,
 }
 
 impl Informers {
     /// Starts every cache.
     pub fn start(registry: &Registry) -> Informers {
-        let start = |api_version: &str, kind: &str| {
-            let rt = skiff_api::resource::by_kind(api_version, kind)
-                .unwrap_or_else(|| panic!("{api_version} {kind} is a built-in kind"));
-            Informer::start(registry, rt)
-        };
         Informers {
-            namespaces: start("v1", "Namespace"),
-            nodes: start("v1", "Node"),
-            pods: start("v1", "Pod"),
-            replica_sets: start("apps/v1", "ReplicaSet"),
-            deployments: start("apps/v1", "Deployment"),
-            daemon_sets: start("apps/v1", "DaemonSet"),
-            jobs: start("batch/v1", "Job"),
-            cron_jobs: start("batch/v1", "CronJob"),
-            services: start("v1", "Service"),
-            endpoints: start("v1", "Endpoints"),
-            endpoint_slices: start("discovery.k8s.io/v1", "EndpointSlice"),
-            ingresses: start("networking.k8s.io/v1", "Ingress"),
+            namespaces: Informer::start(registry),
+            nodes: Informer::start(registry),
+            pods: Informer::start(registry),
+            replica_sets: Informer::start(registry),
+            deployments: Informer::start(registry),
+            daemon_sets: Informer::start(registry),
+            jobs: Informer::start(registry),
+            cron_jobs: Informer::start(registry),
+            services: Informer::start(registry),
+            endpoints: Informer::start(registry),
+            endpoint_slices: Informer::start(registry),
+            ingresses: Informer::start(registry),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use serde_json::json;
+
+    use super::*;
+    use crate::registry::WriteOptions;
+    use crate::store::redb::{RedbStore, StoreConfig};
+
+    const DEADLINE: Duration = Duration::from_secs(10);
+
+    async fn registry_with_namespace(dir: &std::path::Path) -> Registry {
+        let store = RedbStore::open(&dir.join("store.redb"), StoreConfig::default())
+            .expect("open the store");
+        let registry = Registry::new(Arc::new(store));
+        let ns_type = skiff_api::resource::by_kind("v1", "Namespace").expect("namespaces");
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
+        registry
+            .create(ns_type, "", ns, &WriteOptions::default())
+            .await
+            .expect("create the namespace");
+        registry
+    }
+
+    async fn put(registry: &Registry, name: &str, value: &str) -> Revision {
+        let rt = skiff_api::resource::by_kind("v1", "ConfigMap").expect("configmaps");
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name}, "data": {"k": value}});
+        let opts = WriteOptions::default();
+        let written = match registry.try_get(rt, "default", name).expect("read") {
+            None => registry.create(rt, "default", cm, &opts).await,
+            Some(_) => {
+                let update = crate::registry::Subresource::Main;
+                registry
+                    .update(rt, "default", name, cm, update, &opts)
+                    .await
+            }
+        };
+        crate::store::object_revision(&written.expect("write").object).expect("a revision")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn typed_reads_decode_once_per_revision_and_follow_changes() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let registry = registry_with_namespace(dir.path()).await;
+        let first = put(&registry, "settings", "one").await;
+        let maps: Informer<ConfigMap> = Informer::start(&registry);
+        tokio::time::timeout(DEADLINE, maps.wait_for(first))
+            .await
+            .expect("the cache catches up");
+
+        let a = maps.get_typed("default", "settings").expect("cached");
+        let b = maps.get_typed("default", "settings").expect("cached");
+        assert_eq!(
+            a.data.as_ref().and_then(|d| d.get("k")).map(String::as_str),
+            Some("one")
+        );
+        assert!(
+            Arc::ptr_eq(&a, &b),
+            "one decode is shared by every reader of a revision"
+        );
+
+        let second = put(&registry, "settings", "two").await;
+        tokio::time::timeout(DEADLINE, maps.wait_for(second))
+            .await
+            .expect("the cache catches up");
+        let c = maps.get_typed("default", "settings").expect("cached");
+        assert_eq!(
+            c.data.as_ref().and_then(|d| d.get("k")).map(String::as_str),
+            Some("two")
+        );
+        assert_eq!(
+            a.data.as_ref().and_then(|d| d.get("k")).map(String::as_str),
+            Some("one")
+        );
+
+        put(&registry, "other", "x").await;
+        let third = put(&registry, "settings", "three").await;
+        tokio::time::timeout(DEADLINE, maps.wait_for(third))
+            .await
+            .expect("the cache catches up");
+        let mut listed: Vec<String> = maps
+            .list_typed(Some("default"), |cm| {
+                cm.data
+                    .as_ref()
+                    .and_then(|d| d.get("k"))
+                    .is_some_and(|v| v != "x")
+            })
+            .iter()
+            .filter_map(|cm| cm.metadata.name.clone())
+            .collect();
+        listed.sort();
+        assert_eq!(listed, ["settings"]);
+        assert!(maps.list_typed(Some("elsewhere"), |_| true).is_empty());
+        assert!(maps.get_typed("default", "missing").is_none());
     }
 }

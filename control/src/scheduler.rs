@@ -19,6 +19,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{Value, json};
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
@@ -93,7 +94,7 @@ pub async fn run(deps: crate::controllers::Deps) {
 
 struct Scheduler {
     registry: Registry,
-    pods: Informer,
+    pods: Informer<Pod>,
     events: EventRecorder,
     state: ClusterState,
     cursor: Cursor,
@@ -128,7 +129,7 @@ fn is_pending(pod: &Value) -> bool {
 
 impl Scheduler {
     /// Rebuilds everything from the caches (at start, or after falling behind).
-    fn resync(&mut self, nodes: &Informer) {
+    fn resync(&mut self, nodes: &Informer<Node>) {
         self.state = ClusterState::default();
         for node in nodes.list(None, |_| true) {
             self.state.upsert_node(&node);
@@ -157,7 +158,7 @@ impl Scheduler {
         }
     }
 
-    fn node_changed(&mut self, change: Change, nodes: &Informer) {
+    fn node_changed(&mut self, change: Change, nodes: &Informer<Node>) {
         match change {
             Change::Resync => self.resync(nodes),
             Change::Object {
@@ -178,7 +179,7 @@ impl Scheduler {
         }
     }
 
-    fn pod_changed(&mut self, change: Change, nodes: &Informer) {
+    fn pod_changed(&mut self, change: Change, nodes: &Informer<Node>) {
         let Change::Object {
             event_type,
             object,

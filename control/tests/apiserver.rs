@@ -46,13 +46,11 @@ async fn api_with(config: StoreConfig) -> Api {
         Arc::new(TokenSigner::ephemeral().unwrap()),
     );
     state.bookmark_interval = Duration::from_millis(200);
-    let cluster_roles = skiff_api::resource::by_kind("rbac.authorization.k8s.io/v1", "ClusterRole")
-        .expect("ClusterRoles");
     let deps = Deps {
         registry: registry.clone(),
         informers: Informers::start(&registry),
         events: skiff_control::events::EventRecorder::new(registry.clone(), "test"),
-        cluster_roles: Informer::start(&registry, cluster_roles),
+        cluster_roles: Informer::start(&registry),
         liveness: skiff_control::gateway::NodeLiveness::default(),
         node_grace_period: Duration::from_secs(40),
     };

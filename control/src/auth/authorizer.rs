@@ -7,6 +7,7 @@
 //! caught up with the store, so a request made right after the RoleBinding
 //! that allows it is not refused for a cache a few milliseconds behind.
 
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use k8s_openapi::api::rbac::v1::PolicyRule;
 use super::attributes::Attributes;
 use super::rbac::{Decision, Policy};
 use super::user::{MASTERS, UserInfo};
-use crate::informer::Informer;
+use crate::informer::{Cache, Informer};
 use crate::registry::Registry;
 use crate::store::Revision;
 
@@ -25,10 +26,10 @@ const CATCH_UP: Duration = Duration::from_secs(1);
 /// The RBAC kinds' caches.
 #[derive(Clone)]
 pub struct RbacInformers {
-    pub cluster_roles: Informer,
-    pub roles: Informer,
-    pub cluster_role_bindings: Informer,
-    pub role_bindings: Informer,
+    pub cluster_roles: Informer<ClusterRole>,
+    pub roles: Informer<Role>,
+    pub cluster_role_bindings: Informer<ClusterRoleBinding>,
+    pub role_bindings: Informer<RoleBinding>,
 }
 
 /// Decides whether a request is allowed.
@@ -41,20 +42,15 @@ pub struct Authorizer {
 
 impl RbacInformers {
     pub fn start(registry: &Registry) -> RbacInformers {
-        let start = |kind: &str| {
-            let rt = skiff_api::resource::by_kind("rbac.authorization.k8s.io/v1", kind)
-                .unwrap_or_else(|| panic!("{kind} is a built-in kind"));
-            Informer::start(registry, rt)
-        };
         RbacInformers {
-            cluster_roles: start("ClusterRole"),
-            roles: start("Role"),
-            cluster_role_bindings: start("ClusterRoleBinding"),
-            role_bindings: start("RoleBinding"),
+            cluster_roles: Informer::start(registry),
+            roles: Informer::start(registry),
+            cluster_role_bindings: Informer::start(registry),
+            role_bindings: Informer::start(registry),
         }
     }
 
-    fn all(&self) -> [&Informer; 4] {
+    fn all(&self) -> [&Cache; 4] {
         [
             &self.cluster_roles,
             &self.roles,
@@ -151,7 +147,7 @@ impl Authorizer {
             .map(|i| i.observed())
             .min()
             .unwrap_or(0);
-        let list = |i: &Informer| i.list(None, |_| true);
+        let list = |i: &Cache| i.list(None, |_| true);
         let (cr, r, crb, rb) = (
             list(&self.informers.cluster_roles),
             list(&self.informers.roles),

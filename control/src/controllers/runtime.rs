@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 
 pub use queue::{Action, WorkQueue, run_workers};
 
-use crate::informer::{Change, Informer, ObjectRef, object_ref};
+use crate::informer::{Cache, Change, ObjectRef, object_ref};
 use crate::store::EventType;
 
 /// The primaries a change (its type, the object, and the object before)
@@ -58,18 +58,18 @@ enum Trigger {
 
 /// A cache whose changes queue primaries.
 struct Source {
-    informer: Informer,
+    informer: Cache,
     trigger: Trigger,
 }
 
 /// A controller, before it runs: its primary cache and its triggers.
 pub struct Controller {
     name: &'static str,
-    primary: Informer,
+    primary: Cache,
     sources: Vec<Source>,
     resync: Option<Duration>,
     /// Caches whose keys are queued with every primary's.
-    leftovers: Vec<Informer>,
+    leftovers: Vec<Cache>,
     /// Which primaries are queued on their own changes and on a resync.
     concerns: Option<Predicate>,
     /// Keys sent from outside the caches.
@@ -79,7 +79,7 @@ pub struct Controller {
 impl Controller {
     /// A controller reconciling the objects of `primary`, named `name` in
     /// logs and metrics (Kubernetes' controller names: `replicaset-controller`).
-    pub fn new(name: &'static str, primary: &Informer) -> Self {
+    pub fn new(name: &'static str, primary: &Cache) -> Self {
         Controller {
             name,
             primary: primary.clone(),
@@ -105,7 +105,7 @@ impl Controller {
     /// A change to an object of `children` queues the primary its
     /// `controllerRef` names (before and after the change, so a child that
     /// moves owner queues both).
-    pub fn owns(self, children: &Informer) -> Self {
+    pub fn owns(self, children: &Cache) -> Self {
         let kind = self.primary.resource().kind;
         self.watches(children, move |child| owner(kind, child))
     }
@@ -113,7 +113,7 @@ impl Controller {
     /// As [`Controller::owns`]; and a child that no controller owns queues
     /// every primary in its namespace whose label selector (at the JSON
     /// pointer `selector`) matches it, so that a primary can adopt it.
-    pub fn owns_or_adopts(self, children: &Informer, selector: &'static str) -> Self {
+    pub fn owns_or_adopts(self, children: &Cache, selector: &'static str) -> Self {
         let kind = self.primary.resource().kind;
         let primaries = self.primary.clone();
         self.watches(children, move |child| {
@@ -128,7 +128,7 @@ impl Controller {
     /// the object as it is and as it was.
     pub fn watches(
         self,
-        other: &Informer,
+        other: &Cache,
         map: impl Fn(&Value) -> Vec<ObjectRef> + Send + Sync + 'static,
     ) -> Self {
         self.watches_changes(other, move |_, object, prev| {
@@ -141,7 +141,7 @@ impl Controller {
     /// As [`Controller::watches`], for deletions only.
     pub fn watches_deletions(
         self,
-        other: &Informer,
+        other: &Cache,
         map: impl Fn(&Value) -> Vec<ObjectRef> + Send + Sync + 'static,
     ) -> Self {
         self.watches_changes(other, move |event, object, _| {
@@ -158,7 +158,7 @@ impl Controller {
     /// change that cannot matter, as most pod status writes, queues none).
     pub fn watches_changes(
         mut self,
-        other: &Informer,
+        other: &Cache,
         map: impl Fn(EventType, &Value, Option<&Value>) -> Vec<ObjectRef> + Send + Sync + 'static,
     ) -> Self {
         self.sources.push(Source {
@@ -173,7 +173,7 @@ impl Controller {
     /// primary: for what all of them depend on, as DaemonSets on the Nodes.
     pub fn reconciles_all_when(
         mut self,
-        other: &Informer,
+        other: &Cache,
         matters: impl Fn(EventType, &Value, Option<&Value>) -> bool + Send + Sync + 'static,
     ) -> Self {
         self.sources.push(Source {
@@ -187,7 +187,7 @@ impl Controller {
     /// `other`'s objects are queued too: for objects a primary leaves behind
     /// under its own name (Endpoints of a Service deleted while the control
     /// plane was down), which the reconcile of that key removes.
-    pub fn queues_leftovers_of(mut self, other: &Informer) -> Self {
+    pub fn queues_leftovers_of(mut self, other: &Cache) -> Self {
         self.leftovers.push(other.clone());
         self
     }
@@ -336,7 +336,7 @@ fn owner(kind: &str, child: &Value) -> Vec<ObjectRef> {
 
 /// The primaries in `child`'s namespace whose non-empty selector at
 /// `selector` matches it.
-fn adopters(primaries: &Informer, selector: &str, child: &Value) -> Vec<ObjectRef> {
+fn adopters(primaries: &Cache, selector: &str, child: &Value) -> Vec<ObjectRef> {
     let namespace = meta::namespace(child).unwrap_or_default();
     primaries
         .list(Some(namespace), |primary| {
@@ -353,11 +353,14 @@ mod tests {
     use std::collections::BTreeSet;
     use std::sync::Mutex;
 
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use k8s_openapi::api::core::v1::Pod;
     use serde_json::json;
     use skiff_api::resource::by_kind;
 
     use super::metrics::METRICS;
     use super::*;
+    use crate::informer::Informer;
     use crate::registry::{Registry, WriteOptions};
     use crate::store::redb::{RedbStore, StoreConfig};
 
@@ -457,14 +460,20 @@ mod tests {
 
     /// A store with ReplicaSets `web` and `db`, caches of ReplicaSets and Pods,
     /// and nothing seen yet.
-    async fn two_replica_sets() -> (tempfile::TempDir, Registry, Informer, Informer, Arc<Seen>) {
+    async fn two_replica_sets() -> (
+        tempfile::TempDir,
+        Registry,
+        Informer<ReplicaSet>,
+        Informer<Pod>,
+        Arc<Seen>,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let registry = registry(dir.path());
         for app in ["web", "db"] {
             create(&registry, "apps/v1", "ReplicaSet", replica_set(app, app)).await;
         }
-        let sets = Informer::start(&registry, by_kind("apps/v1", "ReplicaSet").unwrap());
-        let pods = Informer::start(&registry, by_kind("v1", "Pod").unwrap());
+        let sets = Informer::start(&registry);
+        let pods = Informer::start(&registry);
         (dir, registry, sets, pods, Arc::new(Seen::default()))
     }
 

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
+use k8s_openapi::api::core::v1::Node;
 use serde_json::{Value, json};
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
@@ -75,13 +76,13 @@ pub fn first_free(cluster: Ipv4Net, taken: &[Ipv4Net], prefix: u8) -> Option<Ipv
 /// here: a read of every Node per join would cost N² as a cluster of N nodes
 /// joins. A deleted node's block is released when the range runs out.
 pub struct PodCidrs {
-    nodes: Informer,
+    nodes: Informer<Node>,
     /// Node -> its block; `None` until the first allocation reads the cache.
     blocks: tokio::sync::Mutex<Option<HashMap<String, Ipv4Net>>>,
 }
 
 impl PodCidrs {
-    pub fn new(nodes: Informer) -> Self {
+    pub fn new(nodes: Informer<Node>) -> Self {
         PodCidrs {
             nodes,
             blocks: Default::default(),

@@ -11,6 +11,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use k8s_openapi::api::core::v1::{Node, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::Ingress;
 use serde_json::{Map, Value, json};
 use skiff_api::ingress::is_skiff_ingress;
 use skiff_api::json::Pointer as _;
@@ -19,7 +22,7 @@ use skiff_api::wire::Downstream;
 use tokio::sync::mpsc;
 
 use super::dispatch::SESSION_QUEUE;
-use crate::informer::{Change, Informer};
+use crate::informer::{Cache, Change, Informer};
 use crate::store::EventType;
 
 /// (kind, namespace, name).
@@ -86,12 +89,17 @@ impl RoutingFeed {
     /// Follows the caches until they stop.
     pub async fn run(
         self,
-        services: Informer,
-        slices: Informer,
-        nodes: Informer,
-        ingresses: Informer,
+        services: Informer<Service>,
+        slices: Informer<EndpointSlice>,
+        nodes: Informer<Node>,
+        ingresses: Informer<Ingress>,
     ) {
-        let informers = [&services, &slices, &nodes, &ingresses];
+        let informers = [
+            services.cache(),
+            slices.cache(),
+            nodes.cache(),
+            ingresses.cache(),
+        ];
         let mut feeds: Vec<_> = informers.iter().map(|i| i.subscribe()).collect();
         for informer in informers {
             informer.synced().await;
@@ -130,7 +138,7 @@ impl RoutingFeed {
     }
 
     /// Brings one kind in line with its cache: whatever differs is sent.
-    fn resync(&self, informer: &Informer) {
+    fn resync(&self, informer: &Cache) {
         let kind = informer.resource().kind;
         let now: HashMap<Key, Value> = informer
             .list(None, |_| true)

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use serde_json::Value;
 use skiff_api::status::ApiError;
 
@@ -19,7 +20,7 @@ pub const NAME: &str = "clusterrole-aggregation-controller";
 
 struct Context {
     registry: Registry,
-    cluster_roles: Informer,
+    cluster_roles: Informer<ClusterRole>,
 }
 
 /// Runs until the process ends.

@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use serde_json::json;
 use skiff_api::meta;
 use skiff_api::status::{ApiError, Reason};
@@ -20,17 +21,14 @@ pub const NAME: &str = "service-account-controller";
 
 struct Context {
     registry: Registry,
-    namespaces: Informer,
+    namespaces: Informer<Namespace>,
 }
 
 /// Runs the controller until the process ends.
 pub async fn run(deps: Deps) {
     let registry = deps.registry;
-    let Ok(sa_type) = service_account_type() else {
-        return;
-    };
     let namespaces = deps.informers.namespaces;
-    let accounts = Informer::start(&registry, sa_type);
+    let accounts: Informer<ServiceAccount> = Informer::start(&registry);
     let ctx = Arc::new(Context {
         registry,
         namespaces: namespaces.clone(),
@@ -49,10 +47,10 @@ pub async fn run(deps: Deps) {
 
 async fn reconcile(ctx: Arc<Context>, (_, namespace): ObjectRef) -> Result<Action, ApiError> {
     let registry = &ctx.registry;
-    let Some(ns) = ctx.namespaces.get("", &namespace) else {
+    let Some(ns) = ctx.namespaces.get_typed("", &namespace) else {
         return Ok(Action::Done);
     };
-    if meta::deletion_timestamp(&ns).is_some() {
+    if ns.metadata.deletion_timestamp.is_some() {
         return Ok(Action::Done);
     }
     let sa_type = service_account_type()?;

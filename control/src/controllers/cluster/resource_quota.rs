@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::ResourceQuota;
 use serde_json::{Map, Value, json};
 use skiff_api::meta;
 use skiff_api::resource::{ResourceType, by_kind};
@@ -39,10 +40,7 @@ const WATCHED: [&str; 4] = ["Service", "ConfigMap", "Secret", "PersistentVolumeC
 /// Runs the controller until the process ends.
 pub async fn run(deps: Deps) {
     let (registry, pods) = (deps.registry, deps.informers.pods);
-    let Some(quota_rt) = quota_type() else {
-        return;
-    };
-    let quotas = Informer::start(&registry, quota_rt);
+    let quotas: Informer<ResourceQuota> = Informer::start(&registry);
     let (keys, triggered) = mpsc::unbounded_channel();
     for kind in WATCHED {
         if let Some(rt) = by_kind("v1", kind) {
@@ -69,7 +67,7 @@ pub async fn run(deps: Deps) {
 }
 
 /// Every quota of `namespace`.
-fn quotas_of(quotas: &Informer, namespace: &str) -> Vec<ObjectRef> {
+fn quotas_of(quotas: &Informer<ResourceQuota>, namespace: &str) -> Vec<ObjectRef> {
     quotas
         .list(Some(namespace), |_| true)
         .iter()
@@ -82,7 +80,7 @@ fn quotas_of(quotas: &Informer, namespace: &str) -> Vec<ObjectRef> {
 async fn watch_kind(
     registry: Registry,
     rt: &'static ResourceType,
-    quotas: Informer,
+    quotas: Informer<ResourceQuota>,
     keys: mpsc::UnboundedSender<ObjectRef>,
 ) {
     loop {

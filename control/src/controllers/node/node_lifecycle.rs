@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{Value, json};
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
@@ -40,8 +41,8 @@ const SLACK: Duration = Duration::from_millis(10);
 
 struct Context {
     registry: Registry,
-    nodes: Informer,
-    pods: Informer,
+    nodes: Informer<Node>,
+    pods: Informer<Pod>,
     events: EventRecorder,
     liveness: NodeLiveness,
     grace: Duration,
@@ -223,7 +224,7 @@ async fn set_taints(
 
 /// Sets `Ready=False` on the pods of a node that is not ready, as Kubernetes'
 /// `MarkPodsNotReady`: whatever the node last said, nobody can reach them now.
-async fn mark_pods_not_ready(registry: &Registry, pods: &Informer, node: &str) {
+async fn mark_pods_not_ready(registry: &Registry, pods: &Informer<Pod>, node: &str) {
     let Some(rt) = by_kind("v1", "Pod") else {
         return;
     };

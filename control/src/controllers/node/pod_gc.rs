@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::Value;
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
@@ -36,8 +37,8 @@ pub const NAME: &str = "pod-garbage-collector";
 
 struct Context {
     registry: Registry,
-    nodes: Informer,
-    pods: Informer,
+    nodes: Informer<Node>,
+    pods: Informer<Pod>,
     missing: Mutex<MissingNodes>,
 }
 

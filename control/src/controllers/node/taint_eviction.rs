@@ -11,6 +11,7 @@
 //! bound to it; the reconcile evicts what is due and asks to come back when
 //! the next toleration runs out (Kubernetes' timed workers).
 
+use k8s_openapi::api::core::v1::{Node, Pod};
 use std::sync::Arc;
 
 use jiff::Timestamp;
@@ -42,8 +43,8 @@ pub enum Eviction {
 
 struct Context {
     registry: Registry,
-    nodes: Informer,
-    pods: Informer,
+    nodes: Informer<Node>,
+    pods: Informer<Pod>,
     events: EventRecorder,
 }
 

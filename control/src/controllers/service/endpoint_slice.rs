@@ -17,6 +17,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use serde_json::Value;
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
@@ -42,10 +44,10 @@ const MISSING_NODE_RETRY: Duration = Duration::from_secs(5);
 /// What a reconcile needs.
 struct Context {
     pub registry: Registry,
-    pub services: Informer,
-    pub pods: Informer,
-    pub nodes: Informer,
-    pub endpoint_slices: Informer,
+    pub services: Informer<Service>,
+    pub pods: Informer<Pod>,
+    pub nodes: Informer<Node>,
+    pub endpoint_slices: Informer<EndpointSlice>,
     pub events: EventRecorder,
 }
 
@@ -151,7 +153,7 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
 /// and counts the others: as in Kubernetes, a pod on a node that does not
 /// exist is not published.
 fn on_known_nodes(
-    nodes: &Informer,
+    nodes: &Informer<Node>,
     endpoints: Vec<PodEndpoint>,
 ) -> (Vec<PodEndpoint>, HashMap<String, String>, usize) {
     let mut zones = HashMap::new();

@@ -10,6 +10,7 @@ pub mod subsets;
 
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use serde_json::{Map, Value, json};
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
@@ -35,9 +36,9 @@ const OVER_CAPACITY: &str = "endpoints.kubernetes.io/over-capacity";
 /// What a reconcile needs.
 struct Context {
     pub registry: Registry,
-    pub services: Informer,
-    pub pods: Informer,
-    pub endpoints: Informer,
+    pub services: Informer<Service>,
+    pub pods: Informer<Pod>,
+    pub endpoints: Informer<Endpoints>,
     pub events: EventRecorder,
 }
 

@@ -8,6 +8,8 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::networking::v1::Ingress;
 use serde_json::{Value, json};
 use skiff_api::ingress::is_skiff_ingress;
 use skiff_api::status::ApiError;
@@ -26,8 +28,8 @@ const FIELD_MANAGER: &str = "skiff-ingress-controller";
 /// What a reconcile needs.
 struct Context {
     pub registry: Registry,
-    pub ingresses: Informer,
-    pub nodes: Informer,
+    pub ingresses: Informer<Ingress>,
+    pub nodes: Informer<Node>,
 }
 
 /// Runs the controller until the process ends.

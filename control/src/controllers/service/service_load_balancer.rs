@@ -14,6 +14,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::{Node, Service};
 use serde_json::{Value, json};
 use skiff_api::json::Pointer as _;
 use skiff_api::status::ApiError;
@@ -32,8 +33,8 @@ const LABEL_EXCLUDE: &str = "node.kubernetes.io/exclude-from-external-load-balan
 /// What a reconcile needs.
 struct Context {
     pub registry: Registry,
-    pub services: Informer,
-    pub nodes: Informer,
+    pub services: Informer<Service>,
+    pub nodes: Informer<Node>,
 }
 
 /// Runs the controller until the process ends.

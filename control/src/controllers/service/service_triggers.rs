@@ -3,6 +3,7 @@
 //! (most status writes of a running pod) concerns none, so a busy node's
 //! reports do not recompute every Service.
 
+use k8s_openapi::api::core::v1::{Pod, Service};
 use serde_json::Value;
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
@@ -14,7 +15,7 @@ use crate::store::EventType;
 /// The Services selecting the pod before or after the change, if the change
 /// can alter the pod's endpoint.
 pub fn services_for_pod_change(
-    services: &Informer,
+    services: &Informer<Service>,
     event_type: EventType,
     pod: &Value,
     prev: Option<&Value>,
@@ -40,8 +41,8 @@ pub fn services_for_pod_change(
 /// The Services selecting a pod on the node, if the node came, went, or moved
 /// to another zone (what an endpoint reads from its node).
 pub fn services_for_node_change(
-    services: &Informer,
-    pods: &Informer,
+    services: &Informer<Service>,
+    pods: &Informer<Pod>,
     event_type: EventType,
     node: &Value,
     prev: Option<&Value>,

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use serde_json::{Map, Value, json};
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
@@ -40,8 +41,8 @@ pub const SCHEDULED_TIMESTAMP: &str = "batch.kubernetes.io/cronjob-scheduled-tim
 /// What a reconcile needs.
 pub struct Context {
     pub registry: Registry,
-    pub cron_jobs: Informer,
-    pub jobs: Informer,
+    pub cron_jobs: Informer<CronJob>,
+    pub jobs: Informer<Job>,
     pub events: EventRecorder,
 }
 

@@ -25,6 +25,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::join_all;
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use serde_json::{Value, json};
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
@@ -53,9 +55,9 @@ const FAILED_BACKOFF_MAX: Duration = Duration::from_secs(15 * 60);
 /// What a reconcile needs.
 pub struct Context {
     pub registry: Registry,
-    pub daemon_sets: Informer,
-    pub nodes: Informer,
-    pub pods: Informer,
+    pub daemon_sets: Informer<DaemonSet>,
+    pub nodes: Informer<Node>,
+    pub pods: Informer<Pod>,
     pub events: EventRecorder,
     pub pod_control: PodControl,
     failed: FailedPodBackoff,

@@ -10,6 +10,8 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Map, Value, json};
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
@@ -54,9 +56,9 @@ const NOT_COPIED: &[&str] = &[
 
 pub struct Context {
     pub registry: Registry,
-    pub deployments: Informer,
-    pub replica_sets: Informer,
-    pub pods: Informer,
+    pub deployments: Informer<Deployment>,
+    pub replica_sets: Informer<ReplicaSet>,
+    pub pods: Informer<Pod>,
     pub events: EventRecorder,
 }
 

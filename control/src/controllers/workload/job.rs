@@ -21,6 +21,8 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use jiff::Timestamp;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Map, Value, json};
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
@@ -53,8 +55,8 @@ const MAX_PODS_PER_SYNC: usize = 500;
 /// What a reconcile needs.
 pub struct Context {
     pub registry: Registry,
-    pub jobs: Informer,
-    pub pods: Informer,
+    pub jobs: Informer<Job>,
+    pub pods: Informer<Pod>,
     pub events: EventRecorder,
     pub pod_control: PodControl,
 }

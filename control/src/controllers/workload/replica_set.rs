@@ -9,6 +9,8 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use futures::future::join_all;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
@@ -34,8 +36,8 @@ const BURST: usize = 100;
 /// What a reconcile needs.
 pub struct Context {
     pub registry: Registry,
-    pub replica_sets: Informer,
-    pub pods: Informer,
+    pub replica_sets: Informer<ReplicaSet>,
+    pub pods: Informer<Pod>,
     pub events: EventRecorder,
     pub pod_control: PodControl,
 }

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::batch::v1::Job;
 use serde_json::Value;
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
@@ -35,7 +36,7 @@ pub async fn run(deps: Deps) {
 
 struct Context {
     registry: Registry,
-    jobs: Informer,
+    jobs: Informer<Job>,
 }
 
 fn has_ttl(job: &Value) -> bool {
