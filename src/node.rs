@@ -120,28 +120,51 @@ impl NodeFlags {
     }
 }
 
-fn parse_quantity(s: &str) -> Result<skiff_api::validate::Quantity, String> {
-    let q = skiff_api::validate::Quantity::parse(s).map_err(|e| format!("{s:?}: {e}"))?;
+/// Why a flag's value was refused; clap prints it after the flag.
+#[derive(Debug, thiserror::Error)]
+enum FlagError {
+    #[error("{text:?}: {why}")]
+    Quantity { text: String, why: &'static str },
+    #[error("{0:?} must be more than zero")]
+    NotPositive(String),
+    #[error("label {0:?} must be KEY=VALUE")]
+    NotKeyValue(String),
+    #[error("label {0:?} has an empty key")]
+    EmptyKey(String),
+    #[error("cannot resolve {text:?} (HOST:PORT or IP:PORT): {source}")]
+    Resolve {
+        text: String,
+        source: std::io::Error,
+    },
+    #[error("{0:?} resolves to no address")]
+    NoAddress(String),
+}
+
+fn parse_quantity(s: &str) -> Result<skiff_api::validate::Quantity, FlagError> {
+    let q = skiff_api::validate::Quantity::parse(s).map_err(|why| FlagError::Quantity {
+        text: s.to_string(),
+        why,
+    })?;
     if !q.is_positive() {
-        return Err(format!("{s:?} must be more than zero"));
+        return Err(FlagError::NotPositive(s.to_string()));
     }
     Ok(q)
 }
 
-fn parse_memory(s: &str) -> Result<u64, String> {
+fn parse_memory(s: &str) -> Result<u64, FlagError> {
     Ok(parse_quantity(s)?.value().unsigned_abs())
 }
 
-fn parse_cpu(s: &str) -> Result<u64, String> {
+fn parse_cpu(s: &str) -> Result<u64, FlagError> {
     Ok(parse_quantity(s)?.milli_value().unsigned_abs())
 }
 
-fn parse_label(s: &str) -> Result<(String, String), String> {
+fn parse_label(s: &str) -> Result<(String, String), FlagError> {
     let (k, v) = s
         .split_once('=')
-        .ok_or_else(|| format!("label {s:?} must be KEY=VALUE"))?;
+        .ok_or_else(|| FlagError::NotKeyValue(s.to_string()))?;
     if k.is_empty() {
-        return Err(format!("label {s:?} has an empty key"));
+        return Err(FlagError::EmptyKey(s.to_string()));
     }
     Ok((k.to_string(), v.to_string()))
 }
@@ -163,14 +186,17 @@ pub fn hostname() -> String {
 }
 
 /// `IP:PORT` or `HOST:PORT`, resolved to the first address.
-fn resolve_join(text: &str) -> Result<SocketAddr, String> {
+fn resolve_join(text: &str) -> Result<SocketAddr, FlagError> {
     use std::net::ToSocketAddrs;
     let mut addrs = text
         .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {text:?} (HOST:PORT or IP:PORT): {e}"))?;
+        .map_err(|source| FlagError::Resolve {
+            text: text.to_string(),
+            source,
+        })?;
     addrs
         .next()
-        .ok_or_else(|| format!("{text:?} resolves to no address"))
+        .ok_or_else(|| FlagError::NoAddress(text.to_string()))
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {

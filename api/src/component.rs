@@ -44,6 +44,24 @@ pub struct ComponentSpec {
     pub kind: ComponentKind,
 }
 
+/// Why text is not a component reference.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReferenceError {
+    /// `sha256:` followed by anything but 64 lower-case hex digits.
+    #[error("{0:?} is not a sha256 digest: expected sha256: and 64 lower-case hex digits")]
+    Digest(String),
+    /// The name is not a DNS label.
+    #[error(
+        "component name {0:?} must be a DNS label: lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters"
+    )]
+    Name(String),
+    /// The tag is empty, too long or has other characters.
+    #[error(
+        "component tag {0:?} must be 1-63 characters of lower-case letters, digits, '-' and '.', starting with a letter or digit"
+    )]
+    Tag(String),
+}
+
 /// A parsed `name:tag` or `sha256:<hex>` reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ComponentRef {
@@ -53,7 +71,7 @@ pub enum ComponentRef {
 
 impl ComponentRef {
     /// Parses `name`, `name:tag` or `sha256:<hex>`.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub fn parse(s: &str) -> Result<Self, ReferenceError> {
         if let Some(hex) = s.strip_prefix("sha256:") {
             if hex.len() == 64
                 && hex
@@ -62,20 +80,14 @@ impl ComponentRef {
             {
                 return Ok(ComponentRef::Digest(s.to_string()));
             }
-            return Err(format!(
-                "{s:?} is not a sha256 digest: expected sha256: and 64 lower-case hex digits"
-            ));
+            return Err(ReferenceError::Digest(s.to_string()));
         }
         let (name, tag) = s.split_once(':').unwrap_or((s, DEFAULT_TAG));
         if !is_component_name(name) {
-            return Err(format!(
-                "component name {name:?} must be a DNS label: lower-case letters, digits and '-', starting and ending with a letter or digit, at most 63 characters"
-            ));
+            return Err(ReferenceError::Name(name.to_string()));
         }
         if !is_tag(tag) {
-            return Err(format!(
-                "component tag {tag:?} must be 1-63 characters of lower-case letters, digits, '-' and '.', starting with a letter or digit"
-            ));
+            return Err(ReferenceError::Tag(tag.to_string()));
         }
         Ok(ComponentRef::Tagged {
             name: name.to_string(),

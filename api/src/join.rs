@@ -58,6 +58,23 @@ pub const NODE_CERT_VALIDITY: std::time::Duration = std::time::Duration::from_se
 pub const NODE_CERT_RENEW_BEFORE: std::time::Duration =
     std::time::Duration::from_secs(90 * 24 * 3600);
 
+/// How a token should look, and where to get one: the end of every [`TokenError`].
+const TOKEN_SHAPE: &str = "a join token looks like skiff1:<64 hex>:<6 chars>.<16 chars>; create one with `skiff token create`";
+
+/// Why text is not a join token; each message ends saying what a token looks like.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not `<prefix>:<hash>:<id>.<secret>`, or the id or secret has the wrong shape.
+    #[error("malformed join token: {TOKEN_SHAPE}")]
+    Malformed,
+    /// A prefix other than [`TOKEN_PREFIX`].
+    #[error("unknown join token format {0:?}: {TOKEN_SHAPE}")]
+    UnknownFormat(String),
+    /// The CA hash is not 64 hex digits.
+    #[error("malformed CA hash in join token: {TOKEN_SHAPE}")]
+    MalformedCaHash,
+}
+
 /// A parsed bootstrap token.
 #[derive(Clone, PartialEq, Eq)]
 pub struct JoinToken {
@@ -91,24 +108,23 @@ impl fmt::Display for JoinToken {
 
 impl JoinToken {
     /// Parses `skiff1:<hash>:<id>.<secret>`; the error says what is wrong.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        const SHAPE: &str = "a join token looks like skiff1:<64 hex>:<6 chars>.<16 chars>; create one with `skiff token create`";
+    pub fn parse(s: &str) -> Result<Self, TokenError> {
         let mut parts = s.trim().splitn(3, ':');
         let (Some(prefix), Some(hash), Some(rest)) = (parts.next(), parts.next(), parts.next())
         else {
-            return Err(format!("malformed join token: {SHAPE}"));
+            return Err(TokenError::Malformed);
         };
         if prefix != TOKEN_PREFIX {
-            return Err(format!("unknown join token format {prefix:?}: {SHAPE}"));
+            return Err(TokenError::UnknownFormat(prefix.to_string()));
         }
         if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("malformed CA hash in join token: {SHAPE}"));
+            return Err(TokenError::MalformedCaHash);
         }
         let Some((id, secret)) = rest.split_once('.') else {
-            return Err(format!("malformed join token: {SHAPE}"));
+            return Err(TokenError::Malformed);
         };
         if !valid_part(id, 6) || !valid_part(secret, 16) {
-            return Err(format!("malformed join token: {SHAPE}"));
+            return Err(TokenError::Malformed);
         }
         Ok(JoinToken {
             ca_hash: hash.to_ascii_lowercase(),
@@ -226,7 +242,7 @@ mod tests {
             &format!("skiff1:{HASH}:ABCDEF.0123456789abcdef"),
             &format!("skiff1:{HASH}:abcdef0123456789abcdef"),
         ] {
-            let err = JoinToken::parse(bad).unwrap_err();
+            let err = JoinToken::parse(bad).unwrap_err().to_string();
             assert!(err.contains("skiff token create"), "{bad}: {err}");
         }
     }

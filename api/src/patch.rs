@@ -16,7 +16,7 @@ mod merge;
 pub(crate) mod strategic;
 
 pub use apply::{
-    ApplyError, Conflict, record_subresource_update, record_update, server_side_apply,
+    ApplyError, Conflict, ListError, record_subresource_update, record_update, server_side_apply,
 };
 pub use json::json_patch;
 pub use merge::merge_patch;

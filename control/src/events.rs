@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 use skiff_api::meta;
 use skiff_api::resource::by_kind;
-use skiff_api::status::Reason;
+use skiff_api::status::{ApiError, Reason};
 
 use crate::registry::{Registry, Subresource, WriteOptions};
 
@@ -151,8 +151,8 @@ impl EventRecorder {
         event_type: EventType,
         reason: &str,
         message: String,
-    ) -> Result<(), String> {
-        let rt = by_kind("v1", "Event").ok_or("no Event kind")?;
+    ) -> Result<(), ApiError> {
+        let rt = by_kind("v1", "Event").ok_or_else(|| ApiError::internal("no Event kind"))?;
         let opts = WriteOptions {
             field_manager: self.field_manager.clone(),
             ..Default::default()
@@ -168,11 +168,7 @@ impl EventRecorder {
         let existing = lock(&self.seen).get(&key).cloned();
         if let Some(name) = existing {
             for _ in 0..4 {
-                let Some(mut event) = self
-                    .registry
-                    .try_get(rt, &namespace, &name)
-                    .map_err(|e| e.to_string())?
-                else {
+                let Some(mut event) = self.registry.try_get(rt, &namespace, &name)? else {
                     break;
                 };
                 let count = event.get("count").and_then(Value::as_i64).unwrap_or(1);
@@ -185,7 +181,7 @@ impl EventRecorder {
                 {
                     Ok(_) => return Ok(()),
                     Err(err) if err.reason == Reason::Conflict => continue,
-                    Err(err) => return Err(err.to_string()),
+                    Err(err) => return Err(err),
                 }
             }
         }
@@ -223,10 +219,7 @@ impl EventRecorder {
             "lastTimestamp": now,
             "count": 1,
         });
-        self.registry
-            .create(rt, &namespace, event, &opts)
-            .await
-            .map_err(|e| e.to_string())?;
+        self.registry.create(rt, &namespace, event, &opts).await?;
         let mut seen = lock(&self.seen);
         // Bounded: forgetting only means the next repeat starts a new Event.
         if seen.len() >= MAX_REMEMBERED_EVENTS {

@@ -36,10 +36,11 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use skiff_api::meta;
 use skiff_api::resource::ResourceType;
+use skiff_api::status::ApiError;
 use tokio::sync::{broadcast, watch};
 
 use crate::registry::{Registry, prefix};
-use crate::store::{EventType, Revision, WatchItem};
+use crate::store::{EventType, Revision, StoreError, WatchItem};
 
 /// How many changes a subscriber may fall behind before it must resync.
 const FEED_CAPACITY: usize = 16_384;
@@ -50,6 +51,20 @@ const RELIST_PAUSE: Duration = Duration::from_millis(200);
 
 /// (namespace, name); the namespace is empty for cluster-scoped objects.
 pub type ObjectRef = (String, String);
+
+/// Why a list and watch stopped, and is started again.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RelistError {
+    /// The list failed.
+    #[error(transparent)]
+    List(#[from] ApiError),
+    /// The watch did not start, or broke (e.g. fell behind compaction).
+    #[error(transparent)]
+    Watch(#[from] StoreError),
+    /// The watch ended (the store closed); names which watch.
+    #[error("{0} ended")]
+    Ended(&'static str),
+}
 
 /// One change seen by an informer.
 #[derive(Debug, Clone)]
@@ -302,14 +317,12 @@ async fn run(registry: Registry, inner: Arc<Inner>) {
     }
 }
 
-async fn list_and_watch(registry: &Registry, inner: &Arc<Inner>) -> Result<(), String> {
-    let page = registry
-        .list(inner.rt, None, None, None, &|_| true)
-        .map_err(|e| e.to_string())?;
-    let mut watch = registry
-        .store()
-        .watch(prefix(inner.rt, None), page.revision, Some(PROGRESS_EVERY))
-        .map_err(|e| e.to_string())?;
+async fn list_and_watch(registry: &Registry, inner: &Arc<Inner>) -> Result<(), RelistError> {
+    let page = registry.list(inner.rt, None, None, None, &|_| true)?;
+    let mut watch =
+        registry
+            .store()
+            .watch(prefix(inner.rt, None), page.revision, Some(PROGRESS_EVERY))?;
     {
         let mut objects = write(&inner.objects);
         objects.clear();
@@ -323,7 +336,7 @@ async fn list_and_watch(registry: &Registry, inner: &Arc<Inner>) -> Result<(), S
         if Arc::strong_count(inner) == 1 {
             return Ok(()); // Every informer handle is gone.
         }
-        match item.map_err(|e| e.to_string())? {
+        match item? {
             WatchItem::Event(event) => {
                 let key = object_ref(&event.object);
                 {
@@ -351,7 +364,7 @@ async fn list_and_watch(registry: &Registry, inner: &Arc<Inner>) -> Result<(), S
             }
         }
     }
-    Err("the watch ended".into())
+    Err(RelistError::Ended("the watch"))
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {

@@ -46,6 +46,10 @@ pub enum AgentError {
     /// The control plane is not the one the token or the stored CA names.
     #[error("{0}")]
     Untrusted(String),
+    /// The TLS settings to reach the control plane could not be made (the
+    /// stored CA or certificate is unusable); retrying will not help.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// The link failed; retrying may help.
     #[error("{0}")]
     Link(String),
@@ -93,7 +97,7 @@ pub(crate) async fn request_identity(
     token: &JoinToken,
     node_name: &str,
 ) -> Result<(Pending, JoinResponse), AgentError> {
-    let config = tls::join_config(&token.ca_hash).map_err(AgentError::Untrusted)?;
+    let config = tls::join_config(&token.ca_hash)?;
     let connecting = endpoint
         .connect_with(config, addr, CONTROL_PLANE_SERVER_NAME)
         .map_err(|e| AgentError::Link(format!("connect to {addr}: {e}")))?;
@@ -146,7 +150,7 @@ pub(crate) async fn open_session(
     hello: Hello,
     hint: &str,
 ) -> Result<SessionStreams, AgentError> {
-    let config = tls::session_config(identity).map_err(AgentError::Untrusted)?;
+    let config = tls::session_config(identity)?;
     let connection = endpoint
         .connect_with(config, addr, CONTROL_PLANE_SERVER_NAME)
         .map_err(|e| AgentError::Link(format!("connect to {addr}: {e}")))?
@@ -200,8 +204,8 @@ impl Agent {
                 Ok(()) => {
                     tracing::warn!(node = %self.hello.node_name, "control plane link closed; reconnecting")
                 }
-                Err(AgentError::Untrusted(message)) => {
-                    tracing::error!(node = %self.hello.node_name, "{message}")
+                Err(e @ (AgentError::Untrusted(_) | AgentError::Tls(_))) => {
+                    tracing::error!(node = %self.hello.node_name, "{e}")
                 }
                 Err(e) => {
                     tracing::warn!(node = %self.hello.node_name, error = %e, "control plane link failed; retrying")

@@ -43,8 +43,8 @@ const RUNTIME_VERSION: &str = "hollow://skiff";
 /// Why a hollow node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum HollowError {
-    #[error("{0}")]
-    Token(String),
+    #[error(transparent)]
+    Token(#[from] skiff_api::join::TokenError),
     #[error("open a QUIC endpoint: {0}")]
     Endpoint(std::io::Error),
     #[error(transparent)]
@@ -133,7 +133,7 @@ impl HollowNode {
         token: &str,
         config: HollowConfig,
     ) -> Result<HollowNode, HollowError> {
-        let token = JoinToken::parse(token).map_err(HollowError::Token)?;
+        let token = JoinToken::parse(token)?;
         let mut backoff = BACKOFF_MIN;
         let identity = loop {
             match agent::request_identity(endpoint, control_plane, &token, &config.name).await {

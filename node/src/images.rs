@@ -16,12 +16,29 @@ use skiff_runtime::{Component, Engine};
 use tokio::sync::watch;
 
 use crate::agent::frames;
-use crate::supervisor::{ImageSource, PullFuture, PulledImage};
+use crate::supervisor::{ImageSource, PullError, PullFuture, PulledImage};
 
 /// Largest component accepted from the control plane.
 const MAX_COMPONENT: u64 = 512 << 20;
 /// How long a pull waits for the control plane when it is not connected.
 const CONNECT_WAIT: Duration = Duration::from_secs(10);
+
+/// How fetching a component from the control plane failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error(transparent)]
+    Connection(#[from] quinn::ConnectionError),
+    #[error(transparent)]
+    Stream(#[from] frames::StreamError),
+    #[error(transparent)]
+    Read(#[from] quinn::ReadToEndError),
+    #[error("unexpected reply {0:?}")]
+    UnexpectedReply(Box<Reply>),
+    #[error("component of {size} bytes is larger than {MAX_COMPONENT}")]
+    TooLarge { size: u64 },
+    #[error("the bytes received hash to {actual}, not {digest}")]
+    Digest { actual: String, digest: String },
+}
 
 /// The node's components.
 pub struct NodeImages {
@@ -68,7 +85,7 @@ impl NodeImages {
     }
 
     /// The compiled component for a digest held on disk.
-    fn load_local(&self, digest: &str) -> Result<Option<Component>, String> {
+    fn load_local(&self, digest: &str) -> Result<Option<Component>, PullError> {
         if let Some(c) = Self::lock(&self.compiled).get(digest) {
             return Ok(Some(c.clone()));
         }
@@ -78,7 +95,13 @@ impl NodeImages {
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("read {}: {e}", path.display())),
+            Err(source) => {
+                return Err(PullError::Disk {
+                    action: "read",
+                    path,
+                    source,
+                });
+            }
         };
         if sha256(&bytes) != digest {
             // A damaged file is fetched again.
@@ -88,18 +111,23 @@ impl NodeImages {
         self.compile(digest, &bytes).map(Some)
     }
 
-    fn compile(&self, digest: &str, bytes: &[u8]) -> Result<Component, String> {
+    fn compile(&self, digest: &str, bytes: &[u8]) -> Result<Component, PullError> {
         let component = self
             .engine
             .load(bytes)
-            .map_err(|e| format!("compile {digest}: {e}"))?;
+            .map_err(|source| PullError::Compile {
+                digest: digest.to_string(),
+                source,
+            })?;
         Self::lock(&self.compiled).insert(digest.to_string(), component.clone());
         Ok(component)
     }
 
-    async fn pull_image(&self, image: &str) -> Result<PulledImage, String> {
-        let reference =
-            ComponentRef::parse(image).map_err(|e| format!("invalid image {image:?}: {e}"))?;
+    async fn pull_image(&self, image: &str) -> Result<PulledImage, PullError> {
+        let reference = ComponentRef::parse(image).map_err(|source| PullError::InvalidImage {
+            image: image.to_string(),
+            source,
+        })?;
         let lock = {
             let mut pulling = self.pulling.lock().await;
             pulling.entry(image.to_string()).or_default().clone()
@@ -157,18 +185,21 @@ impl NodeImages {
     }
 
     /// Asks the control plane for `image`; returns its digest and verified bytes.
-    async fn fetch(&self, image: &str) -> Result<(String, Vec<u8>), String> {
+    async fn fetch(&self, image: &str) -> Result<(String, Vec<u8>), PullError> {
         let mut rx = self.connection.clone();
         let connection =
             match tokio::time::timeout(CONNECT_WAIT, rx.wait_for(Option::is_some)).await {
                 Ok(Ok(c)) => c.clone(),
                 _ => None,
             }
-            .ok_or_else(|| format!("cannot pull {image}: not connected to the control plane"))?;
-        let (mut send, mut recv) = connection
-            .open_bi()
-            .await
-            .map_err(|e| format!("pull {image}: {e}"))?;
+            .ok_or_else(|| PullError::NotConnected {
+                image: image.to_string(),
+            })?;
+        let transfer = |source: TransferError| PullError::Transfer {
+            image: image.to_string(),
+            source,
+        };
+        let (mut send, mut recv) = connection.open_bi().await.map_err(|e| transfer(e.into()))?;
         frames::write(
             &mut send,
             &Open::Fetch {
@@ -176,40 +207,40 @@ impl NodeImages {
             },
         )
         .await
-        .map_err(|e| format!("pull {image}: {e}"))?;
+        .map_err(|e| transfer(e.into()))?;
         let _ = send.finish();
         let (digest, size) = match frames::expect::<Reply>(&mut recv).await {
             Ok(Reply::Component { digest, size }) => (digest, size),
-            Ok(Reply::Refused { message, .. }) => return Err(message),
-            Ok(other) => return Err(format!("pull {image}: unexpected reply {other:?}")),
-            Err(e) => return Err(format!("pull {image}: {e}")),
+            Ok(Reply::Refused { message, .. }) => return Err(PullError::Refused(message)),
+            Ok(other) => return Err(transfer(TransferError::UnexpectedReply(Box::new(other)))),
+            Err(e) => return Err(transfer(e.into())),
         };
         if size > MAX_COMPONENT {
-            return Err(format!(
-                "pull {image}: component of {size} bytes is larger than {MAX_COMPONENT}"
-            ));
+            return Err(transfer(TransferError::TooLarge { size }));
         }
         let bytes = recv
             .read_to_end(size as usize)
             .await
-            .map_err(|e| format!("pull {image}: {e}"))?;
+            .map_err(|e| transfer(e.into()))?;
         let actual = sha256(&bytes);
         if actual != digest {
-            return Err(format!(
-                "pull {image}: the bytes received hash to {actual}, not {digest}"
-            ));
+            return Err(transfer(TransferError::Digest { actual, digest }));
         }
         Ok((digest, bytes))
     }
 
-    fn save(&self, digest: &str, bytes: &[u8]) -> Result<(), String> {
+    fn save(&self, digest: &str, bytes: &[u8]) -> Result<(), PullError> {
         let path = self
             .file_of(digest)
-            .ok_or_else(|| format!("malformed digest {digest}"))?;
+            .ok_or_else(|| PullError::MalformedDigest(digest.to_string()))?;
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, bytes)
             .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| format!("store {}: {e}", path.display()))
+            .map_err(|source| PullError::Disk {
+                action: "store",
+                path,
+                source,
+            })
     }
 
     fn remember_tag(&self, tag: &str, digest: &str) {

@@ -59,8 +59,8 @@ pub enum NodeError {
         "this node has not joined a cluster yet: give it a token (`--token`; create one with `skiff token create`)"
     )]
     NoToken,
-    #[error("{0}")]
-    Token(String),
+    #[error(transparent)]
+    Token(#[from] skiff_api::join::TokenError),
     #[error("{action} {path}: {source}")]
     Io {
         action: &'static str,
@@ -297,7 +297,7 @@ impl Node {
             Some(identity) => identity,
             None => {
                 let token = config.token.as_deref().ok_or(NodeError::NoToken)?;
-                let token = JoinToken::parse(token).map_err(NodeError::Token)?;
+                let token = JoinToken::parse(token)?;
                 join_with_retry(&endpoint, addr, &token, &config.name, &identity_dir).await?
             }
         };

@@ -48,7 +48,7 @@ pub enum ProxyError {
         source: std::io::Error,
     },
     #[error("node proxy TLS: {0}")]
-    Tls(String),
+    Tls(#[from] peer::tls::TlsError),
     /// Its message carries the cause (not a `source`), so that it reads
     /// once, with the advice after it.
     #[error("open the node's HTTP port {addr} (TCP): {error}; choose another with `--http-port`")]
@@ -104,12 +104,9 @@ impl Proxy {
         registry: &mut prometheus_client::registry::Registry,
     ) -> Result<Proxy, ProxyError> {
         let addr = SocketAddr::new(address, peer_port);
-        let certificate =
-            Arc::new(peer::tls::NodeCertificate::new(identity).map_err(ProxyError::Tls)?);
-        let server =
-            peer::tls::server_config(identity, certificate.clone()).map_err(ProxyError::Tls)?;
-        let client =
-            peer::tls::client_config(identity, certificate.clone()).map_err(ProxyError::Tls)?;
+        let certificate = Arc::new(peer::tls::NodeCertificate::new(identity)?);
+        let server = peer::tls::server_config(identity, certificate.clone())?;
+        let client = peer::tls::client_config(identity, certificate.clone())?;
         let revoked = Arc::new(peer::revoked::Revoked::default());
         // One endpoint both serves peers and calls them.
         let endpoint = skiff_transport::endpoint::server(server, addr)
@@ -162,7 +159,7 @@ impl Proxy {
 
     /// Presents a renewed certificate from the next peer connection on.
     pub fn renewed(&self, identity: &Identity) -> Result<(), ProxyError> {
-        self.certificate.replace(identity).map_err(ProxyError::Tls)
+        Ok(self.certificate.replace(identity)?)
     }
 
     /// Takes the control plane's list of revoked node certificates.

@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use skiff_runtime::{Component, Engine, LogBuffer};
+use skiff_api::component::ReferenceError;
+use skiff_runtime::{Component, Engine, LogBuffer, RuntimeError};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -94,8 +95,48 @@ pub struct PulledImage {
     pub was_present: bool,
 }
 
+/// Why a component could not be pulled; the message is shown to the user in
+/// the container's waiting state and its Events.
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    /// The image is not a component reference.
+    #[error("invalid image {image:?}: {source}")]
+    InvalidImage {
+        image: String,
+        source: ReferenceError,
+    },
+    /// The control plane is away and this node has no copy.
+    #[error("cannot pull {image}: not connected to the control plane")]
+    NotConnected { image: String },
+    /// The control plane refused the pull (e.g. no such component); its words.
+    #[error("{0}")]
+    Refused(String),
+    /// Fetching from the control plane failed, or brought the wrong bytes.
+    #[error("pull {image}: {source}")]
+    Transfer {
+        image: String,
+        source: crate::images::TransferError,
+    },
+    /// The component's file on this node could not be read or written.
+    #[error("{action} {}: {source}", path.display())]
+    Disk {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A digest that does not name a file: not `sha256:` and 64 hex digits.
+    #[error("malformed digest {0}")]
+    MalformedDigest(String),
+    /// The component does not compile.
+    #[error("compile {digest}: {source}")]
+    Compile {
+        digest: String,
+        source: RuntimeError,
+    },
+}
+
 /// A boxed future, as [`ImageSource::pull`] returns.
-pub type PullFuture<'a> = Pin<Box<dyn Future<Output = Result<PulledImage, String>> + Send + 'a>>;
+pub type PullFuture<'a> = Pin<Box<dyn Future<Output = Result<PulledImage, PullError>> + Send + 'a>>;
 
 /// Where components come from: the agent fetches them from the control plane
 /// by digest and caches them on disk.

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 use skiff_node::supervisor::{
-    ImageSource, PodAccessError, PodEvent, PodSupervisor, PullFuture, PulledImage, Report,
-    SupervisorConfig,
+    ImageSource, PodAccessError, PodEvent, PodSupervisor, PullError, PullFuture, PulledImage,
+    Report, SupervisorConfig,
 };
 use skiff_runtime::{Component, Engine, EngineConfig};
 use tokio::sync::{Notify, mpsc};
@@ -59,7 +59,9 @@ impl ImageSource for SampleImages {
                 "hello", "echo", "counter", "crasher", "spinner", "hog", "pi", "ticker",
             ];
             if !known.contains(&name.as_str()) {
-                return Err(format!("component {image:?} not found in the cluster"));
+                return Err(PullError::Refused(format!(
+                    "component {image:?} not found in the cluster"
+                )));
             }
             let cached = compiled().lock().expect("lock").get(&name).cloned();
             let component = match cached {
@@ -67,12 +69,19 @@ impl ImageSource for SampleImages {
                 None => {
                     let engine = self.engine.clone();
                     let path = samples_dir().join(format!("{name}.wasm"));
+                    let digest = name.clone();
                     let c = tokio::task::spawn_blocking(move || {
-                        let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
-                        engine.load(&bytes).map_err(|e| e.to_string())
+                        let bytes = std::fs::read(&path).map_err(|source| PullError::Disk {
+                            action: "read",
+                            path,
+                            source,
+                        })?;
+                        engine
+                            .load(&bytes)
+                            .map_err(|source| PullError::Compile { digest, source })
                     })
                     .await
-                    .map_err(|e| e.to_string())??;
+                    .expect("the compile task")?;
                     compiled()
                         .lock()
                         .expect("lock")

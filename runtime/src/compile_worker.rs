@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::engine::{Engine, EngineConfig};
+use crate::error::RuntimeError;
 
 /// The subcommand a compiling child is run with.
 pub const SUBCOMMAND: &str = "compile-component";
@@ -34,6 +35,28 @@ pub(crate) enum WorkerError {
     /// The child ran and refused the component (or crashed); its message.
     #[error("{0}")]
     Failed(String),
+}
+
+/// Why the child did not write an artifact; printed on its stderr, which
+/// [`compile_in_child`] hands on as [`WorkerError::Failed`].
+#[derive(Debug, thiserror::Error)]
+enum ChildError {
+    #[error("{0} needs a value")]
+    MissingValue(String),
+    #[error("{flag}: {source}")]
+    BadNumber {
+        flag: &'static str,
+        source: std::num::ParseIntError,
+    },
+    #[error("unknown argument {0:?}")]
+    UnknownArgument(String),
+    #[error("read the component: {0}")]
+    Read(#[source] std::io::Error),
+    /// The engine could not be set up, or the component does not compile.
+    #[error(transparent)]
+    Compile(#[from] RuntimeError),
+    #[error("write the compiled component: {0}")]
+    Write(#[source] std::io::Error),
 }
 
 /// Compiles `bytes` in a child running `program`, with `config`'s settings;
@@ -102,14 +125,14 @@ fn arguments(config: &EngineConfig) -> Vec<String> {
 pub fn main(args: &[String]) -> u8 {
     match run(args) {
         Ok(()) => 0,
-        Err(message) => {
-            eprintln!("{message}");
+        Err(e) => {
+            eprintln!("{e}");
             1
         }
     }
 }
 
-fn run(args: &[String]) -> Result<(), String> {
+fn run(args: &[String]) -> Result<(), ChildError> {
     let mut config = EngineConfig {
         cache_dir: None,
         ..EngineConfig::default()
@@ -118,33 +141,29 @@ fn run(args: &[String]) -> Result<(), String> {
     while let Some(arg) = args.next() {
         let mut value = |name: &str| {
             args.next()
-                .ok_or_else(|| format!("{name} needs a value"))
-                .cloned()
+                .ok_or_else(|| ChildError::MissingValue(name.to_string()))
         };
+        let number = |flag: &'static str| move |source| ChildError::BadNumber { flag, source };
         match arg.as_str() {
             "--max-instances" => {
-                config.max_instances = value(arg)?
-                    .parse()
-                    .map_err(|e| format!("--max-instances: {e}"))?;
+                config.max_instances = value(arg)?.parse().map_err(number("--max-instances"))?;
             }
             "--max-memory-size" => {
-                config.max_memory_size = value(arg)?
-                    .parse()
-                    .map_err(|e| format!("--max-memory-size: {e}"))?;
+                config.max_memory_size =
+                    value(arg)?.parse().map_err(number("--max-memory-size"))?;
             }
             "--no-pooling" => config.pooling = false,
-            other => return Err(format!("unknown argument {other:?}")),
+            other => return Err(ChildError::UnknownArgument(other.to_string())),
         }
     }
     let mut bytes = Vec::new();
     std::io::stdin()
         .take(MAX_COMPONENT_BYTES)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("read the component: {e}"))?;
-    let engine = Engine::new(config).map_err(|e| e.to_string())?;
-    let artifact = engine.compile_artifact(&bytes).map_err(|e| e.to_string())?;
+        .map_err(ChildError::Read)?;
+    let artifact = Engine::new(config)?.compile_artifact(&bytes)?;
     std::io::stdout()
         .lock()
         .write_all(&artifact)
-        .map_err(|e| format!("write the compiled component: {e}"))
+        .map_err(ChildError::Write)
 }

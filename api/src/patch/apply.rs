@@ -24,6 +24,8 @@ use fieldset::{FieldSet, PathElement, path_string};
 use managers::{APPLY, Entry, UPDATE};
 use walk::Slot;
 
+pub use walk::ListError;
+
 /// The manager Kubernetes gives the fields of an object that had no managed
 /// fields when it was first applied to.
 const BEFORE_FIRST_APPLY: &str = "before-first-apply";
@@ -34,10 +36,14 @@ pub enum ApplyError {
     /// The configuration changes fields other managers own (409 Conflict).
     #[error("{}", conflict_message(.0))]
     Conflicts(Vec<Conflict>),
-    /// The configuration is malformed (400 BadRequest), e.g. a list item
-    /// without its key or `metadata.managedFields` set.
+    /// The configuration is malformed (400 BadRequest), e.g. no field
+    /// manager or `metadata.managedFields` set.
     #[error("{0}")]
     Invalid(String),
+    /// A list in the configuration breaks its schema (400 BadRequest), e.g. an
+    /// item without its key.
+    #[error(transparent)]
+    List(#[from] ListError),
 }
 
 /// A field an apply would change that another manager owns.
@@ -103,6 +109,7 @@ impl From<ApplyError> for ApiError {
         match err {
             ApplyError::Conflicts(_) => ApiError::new(Reason::Conflict, err.to_string()),
             ApplyError::Invalid(message) => ApiError::bad_request(message),
+            ApplyError::List(e) => ApiError::bad_request(e.to_string()),
         }
     }
 }
@@ -167,11 +174,9 @@ pub fn server_side_apply(
         entries.push(before);
     }
 
-    let config_set =
-        walk::field_set(&ignored.strip(&config), root, true).map_err(ApplyError::Invalid)?;
-    let mut merged = walk::merge(&live_obj, &config, root)
-        .map_err(ApplyError::Invalid)?
-        .unwrap_or_else(|| Value::Object(Map::new()));
+    let config_set = walk::field_set(&ignored.strip(&config), root, true)?;
+    let mut merged =
+        walk::merge(&live_obj, &config, root)?.unwrap_or_else(|| Value::Object(Map::new()));
 
     let me = Entry::new(manager, APPLY, &api_version, "");
     let (mine, is_new) = match entries.iter().position(|e| e.same_manager(&me)) {

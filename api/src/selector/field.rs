@@ -377,7 +377,7 @@ impl FieldSelector {
             requirements.push(FieldRequirement {
                 field: field.to_string(),
                 operator,
-                value: unescape_value(raw).map_err(ApiError::bad_request)?,
+                value: unescape_value(raw).map_err(|e| ApiError::bad_request(e.to_string()))?,
                 read: Read::Dotted,
             });
         }
@@ -510,9 +510,26 @@ fn split_term(term: &str) -> Option<(&str, FieldOperator, &str)> {
     None
 }
 
+/// Why a value in a field selector does not unescape, worded as Kubernetes'
+/// `InvalidEscapeSequence` and `UnescapedRune`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum EscapeError {
+    /// A backslash before something other than `\`, `,` or `=`.
+    #[error("invalid field selector: invalid escape sequence: \\{0}")]
+    InvalidEscape(char),
+    /// A backslash at the end of the value.
+    #[error("invalid field selector: invalid escape sequence: \\")]
+    TrailingBackslash,
+    /// A `,` or `=` without a backslash. Kubernetes formats the rune with
+    /// `%v`, which prints its code point (`61` for `=`); kept for the same
+    /// message.
+    #[error("invalid field selector: unescaped character in value: {}", u32::from(*.0))]
+    Unescaped(char),
+}
+
 /// Removes the escapes of a value; unescaped `,` or `=` and unknown escapes are
 /// errors, worded as Kubernetes'.
-fn unescape_value(s: &str) -> Result<String, String> {
+fn unescape_value(s: &str) -> Result<String, EscapeError> {
     if !s.contains(['\\', ',', '=']) {
         return Ok(s.to_string());
     }
@@ -522,30 +539,19 @@ fn unescape_value(s: &str) -> Result<String, String> {
         if in_slash {
             match c {
                 '\\' | ',' | '=' => out.push(c),
-                _ => {
-                    return Err(format!(
-                        "invalid field selector: invalid escape sequence: \\{c}"
-                    ));
-                }
+                _ => return Err(EscapeError::InvalidEscape(c)),
             }
             in_slash = false;
             continue;
         }
         match c {
             '\\' => in_slash = true,
-            // Kubernetes formats the rune with %v, which prints its code point
-            // (`61` for `=`); kept for the same message.
-            ',' | '=' => {
-                return Err(format!(
-                    "invalid field selector: unescaped character in value: {}",
-                    u32::from(c)
-                ));
-            }
+            ',' | '=' => return Err(EscapeError::Unescaped(c)),
             _ => out.push(c),
         }
     }
     if in_slash {
-        return Err("invalid field selector: invalid escape sequence: \\".to_string());
+        return Err(EscapeError::TrailingBackslash);
     }
     Ok(out)
 }
@@ -671,6 +677,7 @@ mod tests {
             assert!(
                 unescape_value(bad)
                     .unwrap_err()
+                    .to_string()
                     .contains("invalid escape sequence"),
                 "{bad:?}"
             );

@@ -110,11 +110,51 @@ struct Parser<'a> {
 /// bad key against.
 const NIL_PATH: &str = "<nil>";
 
+/// Why a `labelSelector` string does not parse, worded as `labels.Parse` words it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+enum SyntaxError {
+    /// A requirement that does not parse, or whose key or values are invalid.
+    #[error("unable to parse requirement: {0}")]
+    Requirement(#[from] RequirementError),
+    /// A token out of place between requirements.
+    #[error("found '{found}', expected: {expected}")]
+    Unexpected {
+        found: String,
+        expected: &'static str,
+    },
+}
+
+/// Why one requirement (`key in (a,b)`) does not parse.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+enum RequirementError {
+    /// A token out of place: `found` is its text, `expected` what the grammar allows.
+    #[error("found '{found}', expected: {expected}")]
+    Unexpected {
+        found: String,
+        expected: &'static str,
+    },
+    /// No `(` after `in` or `notin` (Kubernetes words this one without a comma).
+    #[error("found '{0}' expected: '('")]
+    NoOpenPar(String),
+    /// The key or values are not valid label keys or values.
+    #[error("{}", aggregate(.0))]
+    Invalid(Vec<FieldError>),
+}
+
+impl RequirementError {
+    fn unexpected(found: &str, expected: &'static str) -> Self {
+        RequirementError::Unexpected {
+            found: found.to_string(),
+            expected,
+        }
+    }
+}
+
 /// `ErrorList.ToAggregate().Error()`: one message as is, several as `[a, b]`,
 /// repeats dropped.
-fn aggregate(errs: Vec<String>) -> String {
+fn aggregate(errs: &[FieldError]) -> String {
     let mut unique: Vec<String> = Vec::with_capacity(errs.len());
-    for e in errs {
+    for e in errs.iter().map(FieldError::to_string) {
         if !unique.contains(&e) {
             unique.push(e);
         }
@@ -259,7 +299,8 @@ impl LabelSelector {
     /// `labels.Parse` words it, e.g. `unable to parse requirement: found 'b',
     /// expected: ',' or ')'`.
     pub fn parse(s: &str) -> Result<Self, ApiError> {
-        let mut requirements = parse_requirements(s).map_err(ApiError::bad_request)?;
+        let mut requirements =
+            parse_requirements(s).map_err(|e| ApiError::bad_request(e.to_string()))?;
         requirements.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(LabelSelector {
             requirements,
@@ -716,45 +757,36 @@ impl<'a> Parser<'a> {
         item
     }
 
-    fn parse(&mut self) -> Result<Vec<Requirement>, String> {
+    fn parse(&mut self) -> Result<Vec<Requirement>, SyntaxError> {
+        let unexpected = |found: &str, expected| SyntaxError::Unexpected {
+            found: found.to_string(),
+            expected,
+        };
         let mut requirements = Vec::new();
         loop {
             let (token, literal) = self.lookahead(Context::Values);
             match token {
                 Token::Identifier | Token::DoesNotExist => {
-                    let r = self
-                        .parse_requirement()
-                        .map_err(|e| format!("unable to parse requirement: {e}"))?;
-                    requirements.push(r);
+                    requirements.push(self.parse_requirement()?);
                     let (token, literal) = self.consume(Context::Values);
                     match token {
                         Token::EndOfString => return Ok(requirements),
                         Token::Comma => {
                             let (next, literal) = self.lookahead(Context::Values);
                             if next != Token::Identifier && next != Token::DoesNotExist {
-                                return Err(format!(
-                                    "found '{literal}', expected: identifier after ','"
-                                ));
+                                return Err(unexpected(literal, "identifier after ','"));
                             }
                         }
-                        _ => {
-                            return Err(format!(
-                                "found '{literal}', expected: ',' or 'end of string'"
-                            ));
-                        }
+                        _ => return Err(unexpected(literal, "',' or 'end of string'")),
                     }
                 }
                 Token::EndOfString => return Ok(requirements),
-                _ => {
-                    return Err(format!(
-                        "found '{literal}', expected: !, identifier, or 'end of string'"
-                    ));
-                }
+                _ => return Err(unexpected(literal, "!, identifier, or 'end of string'")),
             }
         }
     }
 
-    fn parse_requirement(&mut self) -> Result<Requirement, String> {
+    fn parse_requirement(&mut self) -> Result<Requirement, RequirementError> {
         let (key, operator) = self.parse_key_and_infer_operator()?;
         if let Some(op @ (Operator::Exists | Operator::DoesNotExist)) = operator {
             return new_parsed_requirement(key, op, BTreeSet::new());
@@ -769,7 +801,9 @@ impl<'a> Parser<'a> {
 
     /// The key, with `Exists` inferred when nothing follows it and `DoesNotExist`
     /// when it is preceded by `!`.
-    fn parse_key_and_infer_operator(&mut self) -> Result<(&'a str, Option<Operator>), String> {
+    fn parse_key_and_infer_operator(
+        &mut self,
+    ) -> Result<(&'a str, Option<Operator>), RequirementError> {
         let mut operator = None;
         let (mut token, mut literal) = self.consume(Context::Values);
         if token == Token::DoesNotExist {
@@ -777,11 +811,15 @@ impl<'a> Parser<'a> {
             (token, literal) = self.consume(Context::Values);
         }
         if token != Token::Identifier {
-            return Err(format!("found '{literal}', expected: identifier"));
+            return Err(RequirementError::unexpected(literal, "identifier"));
         }
         let errs = qualified_name_errors(literal);
         if !errs.is_empty() {
-            return Err(FieldError::invalid(NIL_PATH, literal, errs.join("; ")).to_string());
+            return Err(RequirementError::Invalid(vec![FieldError::invalid(
+                NIL_PATH,
+                literal,
+                errs.join("; "),
+            )]));
         }
         let (next, _) = self.lookahead(Context::Values);
         if matches!(next, Token::EndOfString | Token::Comma)
@@ -792,7 +830,7 @@ impl<'a> Parser<'a> {
         Ok((literal, operator))
     }
 
-    fn parse_operator(&mut self) -> Result<Operator, String> {
+    fn parse_operator(&mut self) -> Result<Operator, RequirementError> {
         let (token, literal) = self.consume(Context::KeyAndOperator);
         Ok(match token {
             Token::In => Operator::In,
@@ -803,18 +841,19 @@ impl<'a> Parser<'a> {
             Token::NotIn => Operator::NotIn,
             Token::NotEquals => Operator::NotEquals,
             _ => {
-                return Err(format!(
-                    "found '{literal}', expected: in, notin, =, ==, !=, gt, lt"
+                return Err(RequirementError::unexpected(
+                    literal,
+                    "in, notin, =, ==, !=, gt, lt",
                 ));
             }
         })
     }
 
     /// `(a,b)`; `()` is the set holding the empty string.
-    fn parse_values(&mut self) -> Result<BTreeSet<String>, String> {
+    fn parse_values(&mut self) -> Result<BTreeSet<String>, RequirementError> {
         let (token, literal) = self.consume(Context::Values);
         if token != Token::OpenPar {
-            return Err(format!("found '{literal}' expected: '('"));
+            return Err(RequirementError::NoOpenPar(literal.to_string()));
         }
         let (token, literal) = self.lookahead(Context::Values);
         match token {
@@ -822,7 +861,7 @@ impl<'a> Parser<'a> {
                 let values = self.parse_identifiers_list()?;
                 let (token, _) = self.consume(Context::Values);
                 if token != Token::ClosedPar {
-                    return Err(format!("found '{literal}', expected: ')'"));
+                    return Err(RequirementError::unexpected(literal, "')'"));
                 }
                 Ok(values)
             }
@@ -830,15 +869,16 @@ impl<'a> Parser<'a> {
                 self.consume(Context::Values);
                 Ok(BTreeSet::from([String::new()]))
             }
-            _ => Err(format!(
-                "found '{literal}', expected: ',', ')' or identifier"
+            _ => Err(RequirementError::unexpected(
+                literal,
+                "',', ')' or identifier",
             )),
         }
     }
 
     /// A comma-separated list in which empty items are the empty string: `(,a)`,
     /// `(a,)` and `(a,,b)` all hold `""`.
-    fn parse_identifiers_list(&mut self) -> Result<BTreeSet<String>, String> {
+    fn parse_identifiers_list(&mut self) -> Result<BTreeSet<String>, RequirementError> {
         let mut values = BTreeSet::new();
         loop {
             let (token, literal) = self.consume(Context::Values);
@@ -849,7 +889,7 @@ impl<'a> Parser<'a> {
                     match next {
                         Token::Comma => continue,
                         Token::ClosedPar => return Ok(values),
-                        _ => return Err(format!("found '{literal}', expected: ',' or ')'")),
+                        _ => return Err(RequirementError::unexpected(literal, "',' or ')'")),
                     }
                 }
                 Token::Comma => {
@@ -866,13 +906,13 @@ impl<'a> Parser<'a> {
                         values.insert(String::new());
                     }
                 }
-                _ => return Err(format!("found '{literal}', expected: ',', or identifier")),
+                _ => return Err(RequirementError::unexpected(literal, "',', or identifier")),
             }
         }
     }
 
     /// The one value after `=`, `==`, `!=`, `>` or `<`; nothing means `""`.
-    fn parse_exact_value(&mut self) -> Result<BTreeSet<String>, String> {
+    fn parse_exact_value(&mut self) -> Result<BTreeSet<String>, RequirementError> {
         let (token, _) = self.lookahead(Context::Values);
         if matches!(token, Token::EndOfString | Token::Comma) {
             return Ok(BTreeSet::from([String::new()]));
@@ -881,12 +921,12 @@ impl<'a> Parser<'a> {
         if token == Token::Identifier {
             Ok(BTreeSet::from([literal.to_string()]))
         } else {
-            Err(format!("found '{literal}', expected: identifier"))
+            Err(RequirementError::unexpected(literal, "identifier"))
         }
     }
 }
 
-fn parse_requirements(s: &str) -> Result<Vec<Requirement>, String> {
+fn parse_requirements(s: &str) -> Result<Vec<Requirement>, SyntaxError> {
     Parser::new(s).parse()
 }
 
@@ -898,34 +938,32 @@ fn new_parsed_requirement(
     key: &str,
     operator: Operator,
     values: BTreeSet<String>,
-) -> Result<Requirement, String> {
+) -> Result<Requirement, RequirementError> {
     let values: Vec<String> = values.into_iter().collect();
     let mut errs = Vec::new();
     if operator.compares_integers() {
         for (i, v) in values.iter().enumerate() {
             if v.parse::<i64>().is_err() {
-                errs.push(
-                    FieldError::invalid(
-                        format!("values[{i}]"),
-                        v.as_str(),
-                        "for 'Gt', 'Lt' operators, the value must be an integer",
-                    )
-                    .to_string(),
-                );
+                errs.push(FieldError::invalid(
+                    format!("values[{i}]"),
+                    v.as_str(),
+                    "for 'Gt', 'Lt' operators, the value must be an integer",
+                ));
             }
         }
     }
     for (i, v) in values.iter().enumerate() {
         let msgs = label_value_errors(v);
         if !msgs.is_empty() {
-            errs.push(
-                FieldError::invalid(format!("values[{i}][{key}]"), v.as_str(), msgs.join("; "))
-                    .to_string(),
-            );
+            errs.push(FieldError::invalid(
+                format!("values[{i}][{key}]"),
+                v.as_str(),
+                msgs.join("; "),
+            ));
         }
     }
     if !errs.is_empty() {
-        return Err(aggregate(errs));
+        return Err(RequirementError::Invalid(errs));
     }
     Ok(Requirement {
         key: key.to_string(),

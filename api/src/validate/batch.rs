@@ -150,7 +150,7 @@ pub(crate) fn validate_cron_job(cj: &CronJob, errs: &mut Errors) {
             errs.push(FieldError::invalid(
                 "spec.schedule",
                 spec.schedule.as_str(),
-                why,
+                why.to_string(),
             ));
         }
         if spec.schedule.contains("TZ") {

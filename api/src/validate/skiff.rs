@@ -16,16 +16,7 @@ pub(crate) fn validate_component(c: &ComponentObject, errs: &mut Errors) {
     if spec.name.is_empty() {
         well_formed = false;
         errs.push(FieldError::required("spec.name", ""));
-    } else if let Err(why) = ComponentRef::parse(&spec.name).and_then(|_| {
-        if spec.name.contains(':') {
-            Err(format!(
-                "component name {:?} may not contain ':'",
-                spec.name
-            ))
-        } else {
-            Ok(())
-        }
-    }) {
+    } else if let Some(why) = name_problem(&spec.name) {
         well_formed = false;
         errs.push(FieldError::invalid("spec.name", spec.name.as_str(), why));
     }
@@ -53,7 +44,7 @@ pub(crate) fn validate_component(c: &ComponentObject, errs: &mut Errors) {
             Err(why) => errs.push(FieldError::invalid(
                 "spec.digest",
                 spec.digest.as_str(),
-                why,
+                why.to_string(),
             )),
         }
     }
@@ -67,6 +58,16 @@ pub(crate) fn validate_component(c: &ComponentObject, errs: &mut Errors) {
                 format!("must be <spec.name>.<spec.tag>, {expected:?}"),
             ));
         }
+    }
+}
+
+/// Why `name` cannot be a Component's `spec.name`: a reference's name alone,
+/// without a tag.
+fn name_problem(name: &str) -> Option<String> {
+    match ComponentRef::parse(name) {
+        Err(why) => Some(why.to_string()),
+        Ok(_) if name.contains(':') => Some(format!("component name {name:?} may not contain ':'")),
+        Ok(_) => None,
     }
 }
 

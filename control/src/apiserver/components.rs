@@ -53,15 +53,16 @@ pub async fn upload(
         .name
         .as_deref()
         .ok_or_else(|| ApiError::bad_request("a push needs ?name=NAME:TAG naming the component"))?;
-    let (name, tag) = match ComponentRef::parse(reference).map_err(ApiError::bad_request)? {
-        ComponentRef::Tagged { name, tag } => (name, tag),
-        ComponentRef::Digest(_) => {
-            return Err(ApiError::bad_request(
-                "push under a name:tag, not a digest: the digest is computed from the bytes",
-            )
-            .into());
-        }
-    };
+    let (name, tag) =
+        match ComponentRef::parse(reference).map_err(|e| ApiError::bad_request(e.to_string()))? {
+            ComponentRef::Tagged { name, tag } => (name, tag),
+            ComponentRef::Digest(_) => {
+                return Err(ApiError::bad_request(
+                    "push under a name:tag, not a digest: the digest is computed from the bytes",
+                )
+                .into());
+            }
+        };
     super::check_declared_length(headers, MAX_COMPONENT_BYTES)?;
     let store_error = |e: std::io::Error| ApiError::internal(format!("store component: {e}"));
     let mut upload = state.components.begin().await.map_err(store_error)?;

@@ -16,9 +16,11 @@ use serde_json::Value;
 use skiff_api::json::{Pointer as _, equal_except};
 use skiff_api::meta;
 use skiff_api::resource::by_kind;
+use skiff_api::status::ApiError;
 use skiff_api::wire::Downstream;
 use tokio::sync::mpsc;
 
+use crate::informer::RelistError;
 use crate::registry::{Registry, prefix};
 use crate::store::{EventType, WatchItem};
 
@@ -111,11 +113,9 @@ impl PodDispatcher {
         }
     }
 
-    async fn run_once(&self, registry: &Registry) -> Result<(), String> {
-        let pod_type = by_kind("v1", "Pod").ok_or("no Pod kind")?;
-        let page = registry
-            .list(pod_type, None, None, None, &|p| node_of(p).is_some())
-            .map_err(|e| e.to_string())?;
+    async fn run_once(&self, registry: &Registry) -> Result<(), RelistError> {
+        let pod_type = by_kind("v1", "Pod").ok_or_else(|| ApiError::internal("no Pod kind"))?;
+        let page = registry.list(pod_type, None, None, None, &|p| node_of(p).is_some())?;
         {
             let mut state = self.lock();
             state.pods.clear();
@@ -131,10 +131,9 @@ impl PodDispatcher {
         }
         let mut watch = registry
             .store()
-            .watch(prefix(pod_type, None), page.revision, None)
-            .map_err(|e| e.to_string())?;
+            .watch(prefix(pod_type, None), page.revision, None)?;
         while let Some(item) = watch.next().await {
-            let event = match item.map_err(|e| e.to_string())? {
+            let event = match item? {
                 WatchItem::Event(event) => event,
                 WatchItem::Progress(_) => continue,
             };
@@ -168,7 +167,7 @@ impl PodDispatcher {
                 }
             }
         }
-        Err("pod watch ended".into())
+        Err(RelistError::Ended("pod watch"))
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde_json::Value;
 use skiff_api::meta;
 use skiff_api::resource::by_kind;
-use skiff_api::status::Reason;
+use skiff_api::status::{ApiError, Reason};
 use skiff_api::wire::EventReport;
 
 use super::nodes::FIELD_MANAGER;
@@ -82,17 +82,14 @@ impl StatusWriter {
     }
 }
 
-async fn write_status(registry: &Registry, p: &Pending, uid: &str) -> Result<(), String> {
-    let rt = by_kind("v1", "Pod").ok_or("no Pod kind")?;
+async fn write_status(registry: &Registry, p: &Pending, uid: &str) -> Result<(), ApiError> {
+    let rt = by_kind("v1", "Pod").ok_or_else(|| ApiError::internal("no Pod kind"))?;
     let opts = WriteOptions {
         field_manager: FIELD_MANAGER.into(),
         ..Default::default()
     };
     for _ in 0..8 {
-        let Some(pod) = registry
-            .try_get(rt, &p.namespace, &p.name)
-            .map_err(|e| e.to_string())?
-        else {
+        let Some(pod) = registry.try_get(rt, &p.namespace, &p.name)? else {
             return Ok(()); // Gone: nothing to report on.
         };
         if meta::uid(&pod) != Some(uid) {
@@ -108,10 +105,10 @@ async fn write_status(registry: &Registry, p: &Pending, uid: &str) -> Result<(),
             Ok(_) => return Ok(()),
             Err(e) if e.reason == Reason::Conflict => continue,
             Err(e) if e.reason == Reason::NotFound => return Ok(()),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e),
         }
     }
-    Err("the pod kept changing".into())
+    Err(ApiError::new(Reason::Conflict, "the pod kept changing"))
 }
 
 /// Deletes a pod its node has stopped (grace period 0, only that pod by uid).

@@ -13,6 +13,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use skiff_api::meta;
 use skiff_api::resource::by_kind;
+use skiff_api::status::ApiError;
 use skiff_api::wire::{Downstream, Hello, PROTOCOL_VERSION, Reply, Upstream};
 use tokio::sync::mpsc;
 
@@ -24,6 +25,32 @@ const NODE_STATUS_INTERVAL: Duration = Duration::from_secs(20);
 
 /// How many refusals may wait for a node that does not read; more are only logged.
 const DENIALS_QUEUED: usize = 64;
+
+/// Why a session was refused or ended, for the log; a refusal's message is
+/// also what the node was told.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    /// The node speaks another protocol version.
+    #[error("protocol version {0}")]
+    Version(u32),
+    /// The hello names another node than the certificate.
+    #[error(
+        "this certificate is for node {certified:?}, not {claimed:?}: a node keeps the name it joined with"
+    )]
+    WrongName { certified: String, claimed: String },
+    /// The node may not register itself as it asked (its labels).
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// The node's certificate was revoked while the connection was set up.
+    #[error("{}", revoke::revoked_message(.node))]
+    Revoked { node: String },
+    /// Its Node could not be written.
+    #[error(transparent)]
+    Register(ApiError),
+    /// The streams failed, or the node fell behind on its updates.
+    #[error(transparent)]
+    Stream(#[from] frames::StreamError),
+}
 
 /// The node at the other end: its connection and its verified certificate.
 pub struct Peer<'a> {
@@ -41,7 +68,7 @@ pub async fn run(
     hello: Hello,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
-) -> Result<(), String> {
+) -> Result<(), SessionError> {
     let Peer {
         connection,
         node,
@@ -51,33 +78,35 @@ pub async fn run(
     if hello.version != PROTOCOL_VERSION {
         let reply = refuse(400, join::version_mismatch(hello.version));
         let _ = frames::write(&mut send, &reply).await;
-        return Err(format!("protocol version {}", hello.version));
+        return Err(SessionError::Version(hello.version));
     }
     if hello.node_name != node {
-        let message = format!(
-            "this certificate is for node {node:?}, not {:?}: a node keeps the name it joined with",
-            hello.node_name
-        );
-        let _ = frames::write(&mut send, &refuse(403, message.clone())).await;
-        return Err(message);
+        let e = SessionError::WrongName {
+            certified: node.to_string(),
+            claimed: hello.node_name,
+        };
+        let _ = frames::write(&mut send, &refuse(403, e.to_string())).await;
+        return Err(e);
     }
     if let Err(denied) = authorize_node_write(shared, node, &hello) {
         log_denied(node, None, &denied);
         let _ = frames::write(&mut send, &refuse(denied.code, denied.message.clone())).await;
-        return Err(denied.message);
+        return Err(denied.into());
     }
     // Revoked while this connection was being set up: no Node comes back.
     if shared.ca.is_revoked(serial) {
-        let message = revoke::revoked_message(node);
-        let _ = frames::write(&mut send, &refuse(403, message.clone())).await;
-        return Err(message);
+        let e = SessionError::Revoked {
+            node: node.to_string(),
+        };
+        let _ = frames::write(&mut send, &refuse(403, e.to_string())).await;
+        return Err(e);
     }
     // Heard from before its Node is marked Ready: the node lifecycle controller,
     // woken by that write, must not find the silence of the old session.
     shared.liveness.seen(node);
     if let Err(e) = nodes::register(&shared.registry, &hello).await {
         let _ = frames::write(&mut send, &refuse(500, format!("register the node: {e}"))).await;
-        return Err(e.to_string());
+        return Err(SessionError::Register(e));
     }
     let pod_cidr = match shared.pod_cidrs.ensure(&shared.registry, node).await {
         Ok(cidr) => cidr.map(|c| c.to_string()),
@@ -93,8 +122,7 @@ pub async fn run(
             pod_cidr,
         },
     )
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     let session_id = shared.sessions.insert(node, connection.clone());
     shared.liveness.seen(node);
     tracing::info!(node, "node session open");
@@ -163,22 +191,20 @@ pub async fn run(
     if shared.sessions.remove(node, session_id) {
         shared.liveness.disconnected(node);
     }
-    match result {
-        Ok(()) => Ok(()),
-        Err(frames::StreamError::Frame(e)) => {
-            // A peer that breaks the framing loses its connection, nothing else.
+    match &result {
+        // A peer that breaks the framing loses its connection, nothing else.
+        Err(frames::StreamError::Frame(_)) => {
             connection.close(quinn::VarInt::from_u32(1), b"malformed frame");
-            Err(e.to_string())
         }
         Err(frames::StreamError::Unsubscribed) => {
             connection.close(
                 quinn::VarInt::from_u32(4),
                 b"behind on its updates: reconnect for a full resync",
             );
-            Err(frames::StreamError::Unsubscribed.to_string())
         }
-        Err(e) => Err(e.to_string()),
+        _ => {}
     }
+    Ok(result?)
 }
 
 /// Acts on one frame from the node, if the node may; a refusal is logged here.

@@ -55,6 +55,16 @@ pub enum EncryptionError {
     Seal(String, String),
 }
 
+/// Why a key cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    /// The name goes into every envelope, between `:`s.
+    #[error("key name {0:?} must be non-empty and must not contain ':'")]
+    Name(String),
+    #[error("key {name:?} is {len} bytes; aesgcm keys here are 32 bytes (AES-256)")]
+    Length { name: String, len: usize },
+}
+
 /// How values are sealed, per resource. [`Encryption::none`] seals nothing.
 #[derive(Debug, Default)]
 pub struct Encryption {
@@ -96,17 +106,13 @@ impl std::fmt::Debug for AesKey {
 impl AesKey {
     /// A key named `name` (which the envelope carries, so it may not hold `:`)
     /// from its 32 bytes.
-    pub fn new(name: &str, secret: &[u8]) -> Result<Self, String> {
+    pub fn new(name: &str, secret: &[u8]) -> Result<Self, KeyError> {
         if name.is_empty() || name.contains(':') {
-            return Err(format!(
-                "key name {name:?} must be non-empty and must not contain ':'"
-            ));
+            return Err(KeyError::Name(name.to_string()));
         }
-        let cipher = Aes256Gcm::new_from_slice(secret).map_err(|_| {
-            format!(
-                "key {name:?} is {} bytes; aesgcm keys here are 32 bytes (AES-256)",
-                secret.len()
-            )
+        let cipher = Aes256Gcm::new_from_slice(secret).map_err(|_| KeyError::Length {
+            name: name.to_string(),
+            len: secret.len(),
         })?;
         Ok(AesKey {
             name: name.to_string(),
@@ -469,7 +475,7 @@ mod tests {
     fn key_names_and_lengths_are_checked() {
         assert!(AesKey::new("a:b", &[0; 32]).is_err());
         assert!(AesKey::new("", &[0; 32]).is_err());
-        let short = AesKey::new("k", &[0; 16]).unwrap_err();
+        let short = AesKey::new("k", &[0; 16]).unwrap_err().to_string();
         assert!(short.contains("32 bytes"), "{short}");
     }
 }

@@ -18,20 +18,30 @@ use crate::identity::Identity;
 const KEEP_ALIVE: Duration = Duration::from_secs(1);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Why a client configuration could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// rustls refused the settings, the stored CA or the node's certificate.
+    #[error(transparent)]
+    Rustls(#[from] rustls::Error),
+    /// The settings leave QUIC no cipher suite to start with.
+    #[error(transparent)]
+    Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
+}
+
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// Client configuration for joining with a token that pins the CA by hash.
-pub fn join_config(ca_hash: &str) -> Result<quinn::ClientConfig, String> {
+pub fn join_config(ca_hash: &str) -> Result<quinn::ClientConfig, TlsError> {
     let provider = provider();
     let verifier = PinnedCa {
         hash: ca_hash.to_ascii_lowercase(),
         provider: provider.clone(),
     };
     let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| e.to_string())?
+        .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
@@ -39,22 +49,19 @@ pub fn join_config(ca_hash: &str) -> Result<quinn::ClientConfig, String> {
 }
 
 /// Client configuration for a node with an identity.
-pub fn session_config(identity: &Identity) -> Result<quinn::ClientConfig, String> {
+pub fn session_config(identity: &Identity) -> Result<quinn::ClientConfig, TlsError> {
     let mut roots = RootCertStore::empty();
-    roots.add(identity.ca.clone()).map_err(|e| e.to_string())?;
+    roots.add(identity.ca.clone())?;
     let tls = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| e.to_string())?
+        .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots)
-        .with_client_auth_cert(vec![identity.cert.clone()], identity.key.clone_key())
-        .map_err(|e| e.to_string())?;
+        .with_client_auth_cert(vec![identity.cert.clone()], identity.key.clone_key())?;
     finish(tls)
 }
 
-fn finish(mut tls: rustls::ClientConfig) -> Result<quinn::ClientConfig, String> {
+fn finish(mut tls: rustls::ClientConfig) -> Result<quinn::ClientConfig, TlsError> {
     tls.alpn_protocols = vec![skiff_api::wire::ALPN.to_vec()];
-    let crypto =
-        quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(KEEP_ALIVE));

@@ -236,7 +236,7 @@ async fn pull(ctx: &PodCtx, which: Which, image: &str, stop: &mut Stop) -> Optio
             Err(e) => {
                 tracing::warn!(pod = %ctx.name, namespace = %ctx.namespace, image, error = %e, "image pull failed");
                 ctx.set_status(which, |c| {
-                    c.set_state(State::waiting("ErrImagePull", Some(e.clone())))
+                    c.set_state(State::waiting("ErrImagePull", Some(e.to_string())))
                 });
                 ctx.event(
                     which,
@@ -553,7 +553,7 @@ async fn pre_stop(
         match serving {
             Some(s) => {
                 if let Err(why) = Probe::hook(get, container).check(s).await {
-                    failed(why);
+                    failed(why.to_string());
                 }
             }
             None => failed(format!(

@@ -34,6 +34,46 @@ pub enum HostPathError {
     Io(String, io::Error),
 }
 
+/// Why a pod may not mount a hostPath; the message is shown to the user.
+#[derive(Debug, thiserror::Error)]
+pub enum HostPathRefused {
+    #[error("hostPath {0} must be an absolute path without '..'")]
+    NotAbsolute(String),
+    #[error(
+        "hostPath {0} is not under a directory this node allows (skiff node --allow-host-path DIR)"
+    )]
+    NotAllowed(String),
+    #[error("hostPath {path}: {source}")]
+    Resolve { path: String, source: ResolveError },
+    #[error("hostPath {0} holds or is inside this node's data directory")]
+    HoldsDataDir(String),
+}
+
+/// Why a path does not resolve to a directory within its base
+/// ([`resolve_within`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("{} must be a relative path without '..'", .0.display())]
+    NotRelative(PathBuf),
+    #[error("{} is inside this node's data directory", .0.display())]
+    Protected(PathBuf),
+    #[error("{} does not exist on this node", .0.display())]
+    Missing(PathBuf),
+    #[error("cannot create {}: {source}", path.display())]
+    Create { path: PathBuf, source: io::Error },
+    #[error("cannot resolve {}: {source}", path.display())]
+    Canonicalize { path: PathBuf, source: io::Error },
+    /// A symlink on the way leads out of the base.
+    #[error("{} resolves to {}, outside {}", path.display(), real.display(), base.display())]
+    Outside {
+        path: PathBuf,
+        real: PathBuf,
+        base: PathBuf,
+    },
+    #[error("{} is not a directory on this node", .0.display())]
+    NotDirectory(PathBuf),
+}
+
 impl std::str::FromStr for AllowedHostPath {
     type Err = HostPathError;
 
@@ -91,12 +131,10 @@ impl HostPathPolicy {
     /// The directory to preopen for hostPath `path` (`create`: for
     /// `DirectoryOrCreate`) and whether it must be mounted read-only; or
     /// why the pod may not have it.
-    pub fn resolve(&self, path: &str, create: bool) -> Result<(PathBuf, bool), String> {
+    pub fn resolve(&self, path: &str, create: bool) -> Result<(PathBuf, bool), HostPathRefused> {
         let requested = Path::new(path);
         if !requested.is_absolute() || requested.components().any(|c| c == Component::ParentDir) {
-            return Err(format!(
-                "hostPath {path} must be an absolute path without '..'"
-            ));
+            return Err(HostPathRefused::NotAbsolute(path.to_string()));
         }
         let requested = normalize(requested);
         let Some((root, rest, writable)) = self.allowed.iter().find_map(|(given, real, w)| {
@@ -106,16 +144,16 @@ impl HostPathPolicy {
                 .ok()?;
             Some((real, rest, *w))
         }) else {
-            return Err(format!(
-                "hostPath {path} is not under a directory this node allows (skiff node --allow-host-path DIR)"
-            ));
+            return Err(HostPathRefused::NotAllowed(path.to_string()));
         };
-        let dir = resolve_within(root, rest, create, &self.protected)
-            .map_err(|e| format!("hostPath {path}: {e}"))?;
+        let dir = resolve_within(root, rest, create, &self.protected).map_err(|source| {
+            HostPathRefused::Resolve {
+                path: path.to_string(),
+                source,
+            }
+        })?;
         if self.protected.iter().any(|data| data.starts_with(&dir)) {
-            return Err(format!(
-                "hostPath {path} holds or is inside this node's data directory"
-            ));
+            return Err(HostPathRefused::HoldsDataDir(path.to_string()));
         }
         Ok((dir, !writable))
     }
@@ -129,55 +167,47 @@ pub fn resolve_within(
     rel: &Path,
     create: bool,
     avoid: &[PathBuf],
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, ResolveError> {
     let inside_avoided = |p: &Path| avoid.iter().any(|a| p.starts_with(a));
-    let refuse_avoided = |p: &Path| format!("{} is inside this node's data directory", p.display());
     let mut current = base.to_path_buf();
     for component in rel.components() {
         let name = match component {
             Component::Normal(name) => name,
             Component::CurDir => continue,
-            _ => {
-                return Err(format!(
-                    "{} must be a relative path without '..'",
-                    rel.display()
-                ));
-            }
+            _ => return Err(ResolveError::NotRelative(rel.to_path_buf())),
         };
         let next = current.join(name);
         if inside_avoided(&next) {
-            return Err(refuse_avoided(&next));
+            return Err(ResolveError::Protected(next));
         }
         if std::fs::symlink_metadata(&next).is_err() {
             if !create {
-                return Err(format!("{} does not exist on this node", next.display()));
+                return Err(ResolveError::Missing(next));
             }
             match std::fs::create_dir(&next) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(format!("cannot create {}: {e}", next.display())),
+                Err(source) => return Err(ResolveError::Create { path: next, source }),
             }
         }
-        let real = std::fs::canonicalize(&next)
-            .map_err(|e| format!("cannot resolve {}: {e}", next.display()))?;
+        let real = match std::fs::canonicalize(&next) {
+            Ok(real) => real,
+            Err(source) => return Err(ResolveError::Canonicalize { path: next, source }),
+        };
         if inside_avoided(&real) {
-            return Err(refuse_avoided(&real));
+            return Err(ResolveError::Protected(real));
         }
         if !real.starts_with(base) {
-            return Err(format!(
-                "{} resolves to {}, outside {}",
-                next.display(),
-                real.display(),
-                base.display()
-            ));
+            return Err(ResolveError::Outside {
+                path: next,
+                real,
+                base: base.to_path_buf(),
+            });
         }
         current = real;
     }
     if !current.is_dir() {
-        return Err(format!(
-            "{} is not a directory on this node",
-            current.display()
-        ));
+        return Err(ResolveError::NotDirectory(current));
     }
     Ok(current)
 }
@@ -253,13 +283,13 @@ mod tests {
         let sub = s.allowed.join("sub");
         std::fs::create_dir(&sub).unwrap();
         assert_eq!(
-            s.policy.resolve(sub.to_str().unwrap(), false),
-            Ok((sub.clone(), true))
+            s.policy.resolve(sub.to_str().unwrap(), false).unwrap(),
+            (sub.clone(), true)
         );
         let w = s.writable.join("made");
         assert_eq!(
-            s.policy.resolve(w.to_str().unwrap(), true),
-            Ok((w.clone(), false))
+            s.policy.resolve(w.to_str().unwrap(), true).unwrap(),
+            (w.clone(), false)
         );
         assert!(w.is_dir(), "DirectoryOrCreate created it");
         for refused in ["/", "/etc", s.outside.to_str().unwrap(), "relative"] {
@@ -268,12 +298,14 @@ mod tests {
         let err = s
             .policy
             .resolve(s.data.join("pods").to_str().unwrap(), true)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("data directory"), "{err}");
         let err = s
             .policy
             .resolve(s.writable.to_str().unwrap(), false)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("data directory"),
             "a directory holding the data dir: {err}"
@@ -291,7 +323,8 @@ mod tests {
         let err = s
             .policy
             .resolve(s.allowed.join("link").to_str().unwrap(), false)
-            .unwrap_err();
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("outside"), "{err}");
         std::os::unix::fs::symlink("../outside", s.writable.join("rel")).unwrap();
         assert!(
@@ -301,13 +334,15 @@ mod tests {
         );
         assert!(!s.outside.join("x").exists(), "nothing created outside");
         // A subPath planted by a pod in its own volume.
-        let err = resolve_within(&s.writable, Path::new("rel"), true, &[]).unwrap_err();
+        let err = resolve_within(&s.writable, Path::new("rel"), true, &[])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("outside"), "{err}");
         std::fs::create_dir(s.allowed.join("in")).unwrap();
         std::os::unix::fs::symlink("in", s.allowed.join("inner")).unwrap();
         assert_eq!(
-            resolve_within(&s.allowed, Path::new("inner"), false, &[]),
-            Ok(s.allowed.join("in"))
+            resolve_within(&s.allowed, Path::new("inner"), false, &[]).unwrap(),
+            s.allowed.join("in")
         );
     }
 }

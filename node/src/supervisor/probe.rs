@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use k8s_openapi::api::core::v1::{Container, HTTPGetAction, Probe as ProbeSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use skiff_runtime::RuntimeError;
 use tokio::time::MissedTickBehavior;
 
 use super::events::EventType;
@@ -20,6 +21,25 @@ pub(super) enum ProbeKind {
     Startup,
     Liveness,
     Readiness,
+}
+
+/// Why a probe failed, in the kubelet's words.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ProbeError {
+    /// The probe's path or headers do not make a request.
+    #[error("Get \"{url}\": {source}")]
+    Request { url: String, source: http::Error },
+    /// No answer within the probe's timeout.
+    #[error(
+        "Get \"{url}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
+    )]
+    Timeout { url: String },
+    /// The handler failed.
+    #[error("Get \"{url}\": {source}")]
+    Handler { url: String, source: RuntimeError },
+    /// An answer outside 200..400.
+    #[error("HTTP probe failed with statuscode: {0}")]
+    Status(u16),
 }
 
 /// One probe, with Kubernetes' defaults filled in.
@@ -147,32 +167,29 @@ impl Probe {
 
     /// Send the probe once: `Ok` for a status in 200..400, else why it failed, in
     /// the kubelet's words.
-    pub(super) async fn check(&self, serving: &ServingHttp) -> Result<(), String> {
+    pub(super) async fn check(&self, serving: &ServingHttp) -> Result<(), ProbeError> {
         let url = format!("http://{}{}", self.authority, self.path);
-        let request = self.request().map_err(|e| format!("Get \"{url}\": {e}"))?;
+        let request = match self.request() {
+            Ok(request) => request,
+            Err(source) => return Err(ProbeError::Request { url, source }),
+        };
         match tokio::time::timeout(self.timeout, serving.handle(request)).await {
-            Err(_) => Err(format!(
-                "Get \"{url}\": context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
-            )),
-            Ok(Err(e)) => Err(format!("Get \"{url}\": {e}")),
+            Err(_) => Err(ProbeError::Timeout { url }),
+            Ok(Err(source)) => Err(ProbeError::Handler { url, source }),
             Ok(Ok(resp)) if (200..400).contains(&resp.status().as_u16()) => Ok(()),
-            Ok(Ok(resp)) => Err(format!(
-                "HTTP probe failed with statuscode: {}",
-                resp.status().as_u16()
-            )),
+            Ok(Ok(resp)) => Err(ProbeError::Status(resp.status().as_u16())),
         }
     }
 
-    fn request(&self) -> Result<http::Request<Bytes>, String> {
+    fn request(&self) -> Result<http::Request<Bytes>, http::Error> {
         let mut request = http::Request::get(self.path.as_str())
             .header(http::header::USER_AGENT, "kube-probe/1.33")
             .header(http::header::ACCEPT, "*/*")
-            .body(Bytes::new())
-            .map_err(|e| e.to_string())?;
+            .body(Bytes::new())?;
         let headers = request.headers_mut();
-        let mut set = |name: &str, value: &str| -> Result<(), String> {
-            let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
-            let value = http::HeaderValue::from_str(value).map_err(|e| e.to_string())?;
+        let mut set = |name: &str, value: &str| -> Result<(), http::Error> {
+            let name = http::HeaderName::from_bytes(name.as_bytes())?;
+            let value = http::HeaderValue::from_str(value)?;
             headers.insert(name, value);
             Ok(())
         };
@@ -188,7 +205,7 @@ impl Probe {
     async fn each_period<R>(
         &self,
         serving: &ServingHttp,
-        mut on_result: impl FnMut(Result<(), String>) -> Option<R>,
+        mut on_result: impl FnMut(Result<(), ProbeError>) -> Option<R>,
     ) -> R {
         tokio::time::sleep(self.initial_delay).await;
         let mut ticks = tokio::time::interval(self.period);
@@ -226,7 +243,7 @@ pub(super) async fn run(
     serving: &ServingHttp,
     probes: &Probes,
 ) -> ProbeKind {
-    let unhealthy = |kind: ProbeKind, message: &str| {
+    let unhealthy = |kind: ProbeKind, message: &ProbeError| {
         ctx.event(
             which,
             EventType::Warning,

@@ -283,7 +283,7 @@ fn volume_dir(
         inputs
             .host_paths
             .resolve(&host.path, create)
-            .map_err(refused)?
+            .map_err(|e| refused(e.to_string()))?
     } else {
         return Err(refused(format!(
             "{} volumes are not supported on this node; use emptyDir or hostPath",

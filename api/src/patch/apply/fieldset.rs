@@ -25,6 +25,26 @@ pub(crate) enum PathElement {
     Index(usize),
 }
 
+/// Why `FieldsV1` JSON does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum FieldsV1Error {
+    /// A node of the tree is not an object.
+    #[error("fieldsV1 must be an object, got {0}")]
+    NotObject(Value),
+    /// A key without a known prefix (`f:`, `k:`, `v:`, `i:`).
+    #[error("invalid path element {0:?}")]
+    PathElement(String),
+    /// `k:` not followed by a JSON object.
+    #[error("invalid key in path element {0:?}")]
+    Key(String),
+    /// `v:` not followed by JSON.
+    #[error("invalid value in path element {0:?}")]
+    Value(String),
+    /// `i:` not followed by an index.
+    #[error("invalid index in path element {0:?}")]
+    Index(String),
+}
+
 /// A set of field paths.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct FieldSet {
@@ -56,10 +76,10 @@ impl PathElement {
     }
 
     /// Parses a `FieldsV1` key.
-    pub(crate) fn decode(s: &str) -> Result<PathElement, String> {
+    pub(crate) fn decode(s: &str) -> Result<PathElement, FieldsV1Error> {
         let (prefix, rest) = s
             .split_at_checked(2)
-            .ok_or_else(|| format!("invalid path element {s:?}"))?;
+            .ok_or_else(|| FieldsV1Error::PathElement(s.to_string()))?;
         match prefix {
             "f:" => Ok(PathElement::Field(rest.to_string())),
             "k:" => match serde_json::from_str::<Value>(rest) {
@@ -68,16 +88,16 @@ impl PathElement {
                     fields.sort_by(|a, b| a.0.cmp(&b.0));
                     Ok(PathElement::Key(fields))
                 }
-                _ => Err(format!("invalid key in path element {s:?}")),
+                _ => Err(FieldsV1Error::Key(s.to_string())),
             },
             "v:" => serde_json::from_str(rest)
                 .map(PathElement::Value)
-                .map_err(|_| format!("invalid value in path element {s:?}")),
+                .map_err(|_| FieldsV1Error::Value(s.to_string())),
             "i:" => rest
                 .parse()
                 .map(PathElement::Index)
-                .map_err(|_| format!("invalid index in path element {s:?}")),
-            _ => Err(format!("invalid path element {s:?}")),
+                .map_err(|_| FieldsV1Error::Index(s.to_string())),
+            _ => Err(FieldsV1Error::PathElement(s.to_string())),
         }
     }
 
@@ -271,9 +291,9 @@ impl FieldSet {
     }
 
     /// Parses `FieldsV1` JSON.
-    pub(crate) fn from_fields_v1(value: &Value) -> Result<FieldSet, String> {
+    pub(crate) fn from_fields_v1(value: &Value) -> Result<FieldSet, FieldsV1Error> {
         let Value::Object(map) = value else {
-            return Err(format!("fieldsV1 must be an object, got {value}"));
+            return Err(FieldsV1Error::NotObject(value.clone()));
         };
         let mut set = FieldSet::new();
         for (key, child) in map {

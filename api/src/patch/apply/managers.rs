@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::fieldset::FieldSet;
+use super::fieldset::{FieldSet, FieldsV1Error};
 
 /// `operation` of an entry written by server-side apply.
 pub(crate) const APPLY: &str = "Apply";
@@ -63,17 +63,36 @@ pub(crate) fn is_reset(value: Option<&Value>) -> bool {
     }
 }
 
+/// Why `managedFields` does not parse; `usize`s are the entry's index.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ManagedFieldsError {
+    #[error("managedFields must be a list, got {0}")]
+    NotList(Value),
+    #[error("managedFields[{0}] must be an object")]
+    NotObject(usize),
+    #[error("managedFields[{0}]: operation must be `Apply` or `Update`")]
+    Operation(usize),
+    #[error("managedFields[{0}]: apiVersion must not be empty")]
+    NoApiVersion(usize),
+    #[error("managedFields[{0}]: fieldsType must be FieldsV1")]
+    FieldsType(usize),
+    #[error("managedFields[{index}]: {source}")]
+    Fields { index: usize, source: FieldsV1Error },
+    #[error("managedFields[{index}]: duplicate entry for manager {manager:?}")]
+    Duplicate { index: usize, manager: String },
+}
+
 /// Parses `managedFields`; absent or `null` is no entries.
-pub(crate) fn decode(value: Option<&Value>) -> Result<Vec<Entry>, String> {
+pub(crate) fn decode(value: Option<&Value>) -> Result<Vec<Entry>, ManagedFieldsError> {
     let items = match value {
         None | Some(Value::Null) => return Ok(Vec::new()),
         Some(Value::Array(items)) => items,
-        Some(other) => return Err(format!("managedFields must be a list, got {other}")),
+        Some(other) => return Err(ManagedFieldsError::NotList(other.clone())),
     };
     let mut entries: Vec<Entry> = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let Value::Object(map) = item else {
-            return Err(format!("managedFields[{i}] must be an object"));
+            return Err(ManagedFieldsError::NotObject(i));
         };
         let text = |key: &str| {
             map.get(key)
@@ -83,21 +102,18 @@ pub(crate) fn decode(value: Option<&Value>) -> Result<Vec<Entry>, String> {
         };
         let operation = text("operation");
         if operation != APPLY && operation != UPDATE {
-            return Err(format!(
-                "managedFields[{i}]: operation must be `Apply` or `Update`"
-            ));
+            return Err(ManagedFieldsError::Operation(i));
         }
         if text("apiVersion").is_empty() {
-            return Err(format!("managedFields[{i}]: apiVersion must not be empty"));
+            return Err(ManagedFieldsError::NoApiVersion(i));
         }
         if text("fieldsType") != "FieldsV1" {
-            return Err(format!("managedFields[{i}]: fieldsType must be FieldsV1"));
+            return Err(ManagedFieldsError::FieldsType(i));
         }
         let set = match map.get("fieldsV1") {
             None | Some(Value::Null) => FieldSet::new(),
-            Some(fields) => {
-                FieldSet::from_fields_v1(fields).map_err(|e| format!("managedFields[{i}]: {e}"))?
-            }
+            Some(fields) => FieldSet::from_fields_v1(fields)
+                .map_err(|source| ManagedFieldsError::Fields { index: i, source })?,
         };
         let entry = Entry {
             manager: text("manager"),
@@ -108,10 +124,10 @@ pub(crate) fn decode(value: Option<&Value>) -> Result<Vec<Entry>, String> {
             set,
         };
         if entries.iter().any(|e| e.same_manager(&entry)) {
-            return Err(format!(
-                "managedFields[{i}]: duplicate entry for manager {:?}",
-                entry.manager
-            ));
+            return Err(ManagedFieldsError::Duplicate {
+                index: i,
+                manager: entry.manager,
+            });
         }
         entries.push(entry);
     }

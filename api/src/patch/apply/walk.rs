@@ -37,6 +37,30 @@ pub(crate) enum Slot {
     },
 }
 
+/// Why an apply configuration's list breaks its schema, at the list's path:
+/// `.spec.template.spec.containers: duplicate entries for key [name="a"]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {problem}")]
+pub struct ListError {
+    /// The list, as Kubernetes prints paths.
+    path: String,
+    problem: ListProblem,
+}
+
+/// What is wrong with a list.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum ListProblem {
+    #[error("set items must be scalars, got {0}")]
+    SetItemNotScalar(Value),
+    #[error("list items must be objects, got {0}")]
+    ItemNotObject(Value),
+    #[error("associative list with keys has an element that omits key field {0:?}")]
+    MissingKey(&'static str),
+    /// The item's key, as Kubernetes prints it (`[name="a"]`).
+    #[error("duplicate entries for key {0}")]
+    Duplicate(String),
+}
+
 /// What [`compare`] found between an old and a new object.
 #[derive(Debug, Default)]
 pub(crate) struct Comparison {
@@ -93,10 +117,13 @@ fn itemize<'a>(
     items: &'a [Value],
     strict: bool,
     path: &[PathElement],
-) -> Result<Option<Vec<(PathElement, &'a Value)>>, String> {
-    let fail = |message: String| {
+) -> Result<Option<Vec<(PathElement, &'a Value)>>, ListError> {
+    let fail = |problem: ListProblem| {
         if strict {
-            Err(format!("{}: {message}", path_string(path)))
+            Err(ListError {
+                path: path_string(path),
+                problem,
+            })
         } else {
             Ok(None)
         }
@@ -107,25 +134,20 @@ fn itemize<'a>(
             ListType::Atomic => return Ok(None),
             ListType::Set => match item {
                 Value::Object(_) | Value::Array(_) => {
-                    return fail(format!("set items must be scalars, got {item}"));
+                    return fail(ListProblem::SetItemNotScalar(item.clone()));
                 }
                 scalar => PathElement::Value(scalar.clone()),
             },
             ListType::Map(keys) => {
                 let Value::Object(map) = item else {
-                    return fail(format!("list items must be objects, got {item}"));
+                    return fail(ListProblem::ItemNotObject(item.clone()));
                 };
                 let mut fields = Vec::with_capacity(keys.len());
                 for key in keys {
                     let value = match (map.get(key.name), key.default) {
                         (Some(v), _) if !v.is_null() => v.clone(),
                         (_, Some(default)) => Value::String(default.to_string()),
-                        _ => {
-                            return fail(format!(
-                                "associative list with keys has an element that omits key field {:?}",
-                                key.name
-                            ));
-                        }
+                        _ => return fail(ListProblem::MissingKey(key.name)),
                     };
                     fields.push((key.name.to_string(), value));
                 }
@@ -134,7 +156,7 @@ fn itemize<'a>(
             }
         };
         if out.iter().any(|(seen, _)| *seen == pe) {
-            return fail(format!("duplicate entries for key {}", pe.display()));
+            return fail(ListProblem::Duplicate(pe.display()));
         }
         out.push((pe, item));
     }
@@ -149,7 +171,7 @@ fn item_slot(list: &'static List) -> Slot {
 }
 
 /// The set of fields `value` sets.
-pub(crate) fn field_set(value: &Value, slot: Slot, strict: bool) -> Result<FieldSet, String> {
+pub(crate) fn field_set(value: &Value, slot: Slot, strict: bool) -> Result<FieldSet, ListError> {
     let mut set = FieldSet::new();
     collect(value, slot, &mut Vec::new(), &mut set, strict)?;
     Ok(set)
@@ -161,7 +183,7 @@ fn collect(
     path: &mut Vec<PathElement>,
     set: &mut FieldSet,
     strict: bool,
-) -> Result<(), String> {
+) -> Result<(), ListError> {
     match (slot, value) {
         (Slot::List(list), Value::Array(items)) => match itemize(list, items, strict, path)? {
             Some(items) => {
@@ -260,7 +282,7 @@ fn leaf(old: &Value, new: &Value, path: &[PathElement], out: &mut Comparison) {
 
 /// Merges the apply configuration `config` into `live`. `Ok(None)` when the
 /// configuration unsets the value (`null`).
-pub(crate) fn merge(live: &Value, config: &Value, slot: Slot) -> Result<Option<Value>, String> {
+pub(crate) fn merge(live: &Value, config: &Value, slot: Slot) -> Result<Option<Value>, ListError> {
     merge_at(live, config, slot, &mut Vec::new())
 }
 
@@ -269,7 +291,7 @@ fn merge_at(
     config: &Value,
     slot: Slot,
     path: &mut Vec<PathElement>,
-) -> Result<Option<Value>, String> {
+) -> Result<Option<Value>, ListError> {
     match (slot, live, config) {
         (_, _, Value::Null) => Ok(None),
         (slot, Value::Object(l), Value::Object(c)) if slot.granular() => {
@@ -308,7 +330,11 @@ fn merge_at(
 
 /// A configured value where there was none: checked like any configuration,
 /// with its nulls dropped.
-fn fresh(config: &Value, slot: Slot, path: &mut Vec<PathElement>) -> Result<Option<Value>, String> {
+fn fresh(
+    config: &Value,
+    slot: Slot,
+    path: &mut Vec<PathElement>,
+) -> Result<Option<Value>, ListError> {
     match (slot, config) {
         (_, Value::Null) => Ok(None),
         (slot, Value::Object(_)) if slot.granular() => {
@@ -331,14 +357,14 @@ fn merge_items(
     config: &[(PathElement, &Value)],
     slot: Slot,
     path: &mut Vec<PathElement>,
-) -> Result<Vec<Value>, String> {
+) -> Result<Vec<Value>, ListError> {
     let mut out = Vec::with_capacity(live.len() + config.len());
     let mut next = 0;
     let emit = |upto: usize,
                 next: &mut usize,
                 out: &mut Vec<Value>,
                 path: &mut Vec<PathElement>|
-     -> Result<(), String> {
+     -> Result<(), ListError> {
         while *next < upto {
             let (pe, value) = &config[*next];
             path.push(pe.clone());
@@ -522,7 +548,7 @@ mod tests {
         let dup =
             json!({"spec": {"template": {"spec": {"containers": [{"name": "a"}, {"name": "a"}]}}}});
         assert_eq!(
-            field_set(&dup, deploy(), true).unwrap_err(),
+            field_set(&dup, deploy(), true).unwrap_err().to_string(),
             ".spec.template.spec.containers: duplicate entries for key [name=\"a\"]"
         );
         // Live objects fall back to owning the list whole.
@@ -535,6 +561,7 @@ mod tests {
         assert!(
             field_set(&keyless, deploy(), true)
                 .unwrap_err()
+                .to_string()
                 .contains("omits key field \"name\"")
         );
     }

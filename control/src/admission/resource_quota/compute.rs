@@ -5,7 +5,7 @@
 //! and the quota controller both decide here.
 
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 use serde_json::Value;
@@ -241,10 +241,30 @@ pub fn in_scope(scopes: &[String], rt: &ResourceType, obj: &Value) -> bool {
     })
 }
 
+/// What a pod leaves unstated that a quota constrains: each resource with the
+/// containers that do not state it, worded as Kubernetes words it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("must specify {}", missing_list(.0))]
+pub struct Unspecified(pub BTreeMap<String, BTreeSet<String>>);
+
+/// `limits.cpu for: a,b; requests.memory for: b`.
+fn missing_list(missing: &BTreeMap<String, BTreeSet<String>>) -> String {
+    let parts: Vec<String> = missing
+        .iter()
+        .map(|(r, names)| {
+            format!(
+                "{r} for: {}",
+                names.iter().cloned().collect::<Vec<_>>().join(",")
+            )
+        })
+        .collect();
+    parts.join("; ")
+}
+
 /// The pod evaluator's `Constraints`: when a quota constrains cpu or memory,
 /// every container must request (or limit) it. `Err` names what is missing
-/// from which containers, as Kubernetes words it.
-pub fn pod_constraints(required: &BTreeSet<&str>, pod: &Value) -> Result<(), String> {
+/// from which containers.
+pub fn pod_constraints(required: &BTreeSet<&str>, pod: &Value) -> Result<(), Unspecified> {
     let required: BTreeSet<&str> = required
         .iter()
         .copied()
@@ -253,7 +273,7 @@ pub fn pod_constraints(required: &BTreeSet<&str>, pod: &Value) -> Result<(), Str
     if required.is_empty() {
         return Ok(());
     }
-    let mut missing: std::collections::BTreeMap<&str, BTreeSet<String>> = Default::default();
+    let mut missing: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for list in ["containers", "initContainers"] {
         for c in pod
             .at(&format!("/spec/{list}"))
@@ -276,7 +296,10 @@ pub fn pod_constraints(required: &BTreeSet<&str>, pod: &Value) -> Result<(), Str
             let name = c.get("name").and_then(Value::as_str).unwrap_or_default();
             for r in &required {
                 if !has.contains(*r) {
-                    missing.entry(r).or_default().insert(name.to_string());
+                    missing
+                        .entry(r.to_string())
+                        .or_default()
+                        .insert(name.to_string());
                 }
             }
         }
@@ -284,16 +307,7 @@ pub fn pod_constraints(required: &BTreeSet<&str>, pod: &Value) -> Result<(), Str
     if missing.is_empty() {
         return Ok(());
     }
-    let parts: Vec<String> = missing
-        .iter()
-        .map(|(r, names)| {
-            format!(
-                "{r} for: {}",
-                names.iter().cloned().collect::<Vec<_>>().join(",")
-            )
-        })
-        .collect();
-    Err(format!("must specify {}", parts.join("; ")))
+    Err(Unspecified(missing))
 }
 
 /// Checks the create of `obj` (of kind `rt`) against `quota`, as the quota

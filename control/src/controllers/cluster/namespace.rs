@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::resource::{RESOURCES, ResourceType, by_kind};
-use skiff_api::status::Reason;
+use skiff_api::status::{ApiError, Reason};
 
 use crate::controllers::Deps;
 use crate::controllers::runtime::{Action, Controller};
@@ -57,11 +57,8 @@ async fn reconcile(
     registry: &Registry,
     ns_type: &ResourceType,
     name: &str,
-) -> Result<bool, String> {
-    let Some(ns) = registry
-        .try_get(ns_type, "", name)
-        .map_err(|e| e.to_string())?
-    else {
+) -> Result<bool, ApiError> {
+    let Some(ns) = registry.try_get(ns_type, "", name)? else {
         return Ok(true);
     };
     let Some(since) = meta::deletion_timestamp(&ns).and_then(meta::parse_timestamp) else {
@@ -77,9 +74,7 @@ async fn reconcile(
         ..Default::default()
     };
     for rt in RESOURCES.iter().filter(|r| r.namespaced) {
-        let page = registry
-            .list(rt, Some(name), None, None, &|_| true)
-            .map_err(|e| e.to_string())?;
+        let page = registry.list(rt, Some(name), None, None, &|_| true)?;
         for item in page.items {
             remaining += 1;
             if meta::deletion_timestamp(&item).is_some() {
@@ -90,7 +85,7 @@ async fn reconcile(
                 Ok(deleted) if deleted.gone => remaining -= 1,
                 Ok(_) => {}
                 Err(e) if e.reason == Reason::NotFound => remaining -= 1,
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(e),
             }
         }
     }
@@ -111,6 +106,6 @@ async fn reconcile(
         Ok(_) => Ok(true),
         Err(e) if e.reason == Reason::NotFound => Ok(true),
         Err(e) if e.reason == Reason::Conflict => Ok(false),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e),
     }
 }

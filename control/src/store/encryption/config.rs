@@ -26,7 +26,7 @@ use aes_gcm::aead::Generate;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use super::{AesKey, Encryption, Provider, ResourceRule};
+use super::{AesKey, Encryption, KeyError, Provider, ResourceRule};
 
 const API_VERSION: &str = "apiserver.config.k8s.io/v1";
 const KIND: &str = "EncryptionConfiguration";
@@ -40,12 +40,42 @@ pub enum ConfigError {
     Parse(PathBuf, String),
     #[error("encryption configuration {0}: {1}")]
     Invalid(PathBuf, String),
+    #[error("encryption configuration {0}: {1}")]
+    Provider(PathBuf, #[source] ProviderError),
     #[error("write encryption configuration {0}: {1}")]
     Write(PathBuf, std::io::Error),
     #[error("generate an encryption key: {0}")]
     Random(String),
     #[error("cannot rotate the key: {0}")]
     Rotate(String),
+}
+
+/// What is wrong with one provider of the configuration; `at` is where it is
+/// (`resources[0].providers[1]`).
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderError {
+    #[error("{at}: the {provider} provider is not supported; Skiff seals with aesgcm")]
+    Unsupported { at: String, provider: &'static str },
+    #[error("{at}: names no provider")]
+    NoProvider { at: String },
+    #[error("{at}: names more than one provider ({})", .providers.join(", "))]
+    SeveralProviders {
+        at: String,
+        providers: Vec<&'static str>,
+    },
+    #[error("{at}.aesgcm.keys is empty")]
+    NoKeys { at: String },
+    /// A name must say which key sealed a value.
+    #[error("{at}: key name {name:?} is used twice")]
+    DuplicateKey { at: String, name: String },
+    #[error("{at}: key {name:?}: secret is not base64: {source}")]
+    NotBase64 {
+        at: String,
+        name: String,
+        source: base64::DecodeError,
+    },
+    #[error("{at}: {source}")]
+    Key { at: String, source: KeyError },
 }
 
 /// `apiserver.config.k8s.io/v1` `EncryptionConfiguration`.
@@ -211,7 +241,11 @@ impl EncryptionConfiguration {
             let mut names = std::collections::HashSet::new();
             for (j, provider) in entry.providers.iter().enumerate() {
                 let at = format!("resources[{i}].providers[{j}]");
-                providers.push(provider.build(&at, &mut names).map_err(invalid)?);
+                providers.push(
+                    provider
+                        .build(at, &mut names)
+                        .map_err(|e| ConfigError::Provider(path.into(), e))?,
+                );
             }
             rules.push(ResourceRule {
                 resources: entry.resources.clone(),
@@ -299,13 +333,14 @@ impl EncryptionConfiguration {
 }
 
 impl ProviderConfiguration {
-    /// The provider, with every key checked; `names` are the key names seen so
-    /// far in this entry (a name must say which key sealed a value).
+    /// The provider, with every key checked; `at` is where it is, for errors,
+    /// and `names` are the key names seen so far in this entry (a name must
+    /// say which key sealed a value).
     fn build<'a>(
         &'a self,
-        at: &str,
+        at: String,
         names: &mut std::collections::HashSet<&'a str>,
-    ) -> Result<Provider, String> {
+    ) -> Result<Provider, ProviderError> {
         let set = [
             ("aesgcm", self.aesgcm.is_some()),
             ("identity", self.identity.is_some()),
@@ -313,21 +348,17 @@ impl ProviderConfiguration {
             ("secretbox", self.secretbox.is_some()),
             ("kms", self.kms.is_some()),
         ];
-        let named: Vec<&str> = set.iter().filter(|(_, s)| *s).map(|(n, _)| *n).collect();
+        let named: Vec<&'static str> = set.iter().filter(|(_, s)| *s).map(|(n, _)| *n).collect();
         match named[..] {
             ["aesgcm"] => {}
             ["identity"] => return Ok(Provider::Identity),
-            [other] => {
-                return Err(format!(
-                    "{at}: the {other} provider is not supported; Skiff seals with aesgcm"
-                ));
-            }
-            [] => return Err(format!("{at}: names no provider")),
+            [provider] => return Err(ProviderError::Unsupported { at, provider }),
+            [] => return Err(ProviderError::NoProvider { at }),
             _ => {
-                return Err(format!(
-                    "{at}: names more than one provider ({})",
-                    named.join(", ")
-                ));
+                return Err(ProviderError::SeveralProviders {
+                    at,
+                    providers: named,
+                });
             }
         }
         let keys = self
@@ -336,17 +367,30 @@ impl ProviderConfiguration {
             .map(|k| &k.keys[..])
             .unwrap_or_default();
         if keys.is_empty() {
-            return Err(format!("{at}.aesgcm.keys is empty"));
+            return Err(ProviderError::NoKeys { at });
         }
         let mut built = Vec::with_capacity(keys.len());
         for key in keys {
             if !names.insert(key.name.as_str()) {
-                return Err(format!("{at}: key name {:?} is used twice", key.name));
+                return Err(ProviderError::DuplicateKey {
+                    at,
+                    name: key.name.clone(),
+                });
             }
-            let secret = BASE64
-                .decode(key.secret.trim())
-                .map_err(|e| format!("{at}: key {:?}: secret is not base64: {e}", key.name))?;
-            built.push(AesKey::new(&key.name, &secret).map_err(|e| format!("{at}: {e}"))?);
+            let secret = match BASE64.decode(key.secret.trim()) {
+                Ok(secret) => secret,
+                Err(source) => {
+                    return Err(ProviderError::NotBase64 {
+                        at,
+                        name: key.name.clone(),
+                        source,
+                    });
+                }
+            };
+            match AesKey::new(&key.name, &secret) {
+                Ok(key) => built.push(key),
+                Err(source) => return Err(ProviderError::Key { at, source }),
+            }
         }
         Ok(Provider::AesGcm(built))
     }

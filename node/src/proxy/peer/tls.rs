@@ -10,22 +10,41 @@ use std::time::Duration;
 use rustls::RootCertStore;
 use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
-use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, VerifierBuilderError, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 
 use crate::identity::Identity;
+
+/// Why the peer port's TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The node's certificate and key do not make a TLS identity.
+    #[error("the node certificate: {0}")]
+    Certificate(#[source] rustls::Error),
+    /// The cluster CA is not a usable trust anchor.
+    #[error("trust the cluster CA: {0}")]
+    TrustCa(#[source] rustls::Error),
+    #[error("client verifier: {0}")]
+    Verifier(#[from] VerifierBuilderError),
+    /// rustls refused the protocol settings.
+    #[error(transparent)]
+    Rustls(#[from] rustls::Error),
+    /// The settings leave QUIC no cipher suite to start with.
+    #[error(transparent)]
+    Quic(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
+}
 
 /// The node's certificate and key as TLS presents them, replaced on renewal.
 #[derive(Debug)]
 pub struct NodeCertificate(RwLock<Arc<CertifiedKey>>);
 
 impl NodeCertificate {
-    pub fn new(identity: &Identity) -> Result<Self, String> {
+    pub fn new(identity: &Identity) -> Result<Self, TlsError> {
         Ok(NodeCertificate(RwLock::new(certified_key(identity)?)))
     }
 
     /// Presents `identity`'s certificate from the next handshake on.
-    pub fn replace(&self, identity: &Identity) -> Result<(), String> {
+    pub fn replace(&self, identity: &Identity) -> Result<(), TlsError> {
         let key = certified_key(identity)?;
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = key;
         Ok(())
@@ -36,14 +55,14 @@ impl NodeCertificate {
     }
 }
 
-fn certified_key(identity: &Identity) -> Result<Arc<CertifiedKey>, String> {
+fn certified_key(identity: &Identity) -> Result<Arc<CertifiedKey>, TlsError> {
     CertifiedKey::from_der(
         vec![identity.cert.clone()],
         identity.key.clone_key(),
         &provider(),
     )
     .map(Arc::new)
-    .map_err(|e| format!("the node certificate: {e}"))
+    .map_err(TlsError::Certificate)
 }
 
 impl ResolvesServerCert for NodeCertificate {
@@ -78,11 +97,9 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-fn roots(identity: &Identity) -> Result<Arc<RootCertStore>, String> {
+fn roots(identity: &Identity) -> Result<Arc<RootCertStore>, TlsError> {
     let mut roots = RootCertStore::empty();
-    roots
-        .add(identity.ca.clone())
-        .map_err(|e| format!("trust the cluster CA: {e}"))?;
+    roots.add(identity.ca.clone()).map_err(TlsError::TrustCa)?;
     Ok(Arc::new(roots))
 }
 
@@ -100,18 +117,15 @@ fn transport() -> Arc<quinn::TransportConfig> {
 pub fn server_config(
     identity: &Identity,
     certificate: Arc<NodeCertificate>,
-) -> Result<quinn::ServerConfig, String> {
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots(identity)?, provider())
-        .build()
-        .map_err(|e| format!("client verifier: {e}"))?;
+) -> Result<quinn::ServerConfig, TlsError> {
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(roots(identity)?, provider()).build()?;
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| e.to_string())?
+        .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(certificate);
     tls.alpn_protocols = vec![PEER_ALPN.to_vec()];
-    let crypto =
-        quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| e.to_string())?;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     config.transport_config(transport());
     Ok(config)
@@ -121,15 +135,13 @@ pub fn server_config(
 pub fn client_config(
     identity: &Identity,
     certificate: Arc<NodeCertificate>,
-) -> Result<quinn::ClientConfig, String> {
+) -> Result<quinn::ClientConfig, TlsError> {
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| e.to_string())?
+        .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots(identity)?)
         .with_client_cert_resolver(certificate);
     tls.alpn_protocols = vec![PEER_ALPN.to_vec()];
-    let crypto =
-        quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| e.to_string())?;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(transport());
     Ok(config)
