@@ -90,6 +90,13 @@ impl Host {
         limits::install(&mut store, &spec.limits, engine.epoch_tick());
         Ok(store)
     }
+
+    /// How many host resources (`wasi:http` requests and bodies, streams,
+    /// descriptors, ...) the instance holds: a reused instance must not hold
+    /// more and more as it serves requests.
+    pub(crate) fn resources_held(&mut self) -> usize {
+        self.table.iter_mut().count()
+    }
 }
 
 impl WasiView for Host {

@@ -1,8 +1,10 @@
 //! HTTP containers: a component exporting `wasi:http/incoming-handler`, pre-instantiated
-//! once, with a fresh instance per request and no socket in between.
+//! once, with a fresh instance per request and no socket in between; or, for a
+//! pod that opts in ([`InstanceReuse`](crate::InstanceReuse)), instances that
+//! serve request after request from a pool of idle ones (`http/pool.rs`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -14,12 +16,15 @@ use wasmtime_wasi_http::p2::bindings::ProxyPre;
 use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
 
 use crate::body::{self, BodyError};
-use crate::capability;
+use crate::capability::{self, limits};
 use crate::engine::{Component, Engine};
 use crate::error::{Result, RuntimeError, guest_error};
 use crate::host::{Host, PodSpec};
 use crate::kind::Kind;
 use crate::logs::LogBuffer;
+use pool::{Idle, InstancePool, Life};
+
+mod pool;
 
 /// Largest response body collected from a guest.
 const MAX_RESPONSE_BODY: usize = 64 << 20;
@@ -28,6 +33,7 @@ const MAX_RESPONSE_BODY: usize = 64 << 20;
 #[derive(Debug, Default)]
 struct Counters {
     requests: AtomicU64,
+    instances: AtomicU64,
     in_flight: AtomicU64,
     errors: AtomicU64,
     instance_nanos: AtomicU64,
@@ -37,8 +43,13 @@ struct Counters {
 /// A snapshot of an HTTP container's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HttpMetrics {
-    /// Requests taken, each in an instance of its own.
+    /// Requests taken.
     pub requests: u64,
+    /// Instances made to serve them: one per request, fewer when the pod
+    /// reuses instances.
+    pub instances: u64,
+    /// Instances waiting in the pool for a request (always 0 without reuse).
+    pub idle_instances: u64,
     /// Requests in flight now.
     pub in_flight: u64,
     /// Requests that ended in an error (trap, timeout, memory limit, overload).
@@ -58,6 +69,8 @@ pub struct HttpContainer {
     logs: LogBuffer,
     permits: Arc<Semaphore>,
     counters: Arc<Counters>,
+    /// Idle instances, when the pod reuses them.
+    pool: Option<Arc<InstancePool>>,
     /// Set to end every running instance.
     stopped: watch::Sender<bool>,
 }
@@ -94,9 +107,16 @@ impl HttpContainer {
             .instantiate_pre(&component.inner)
             .map_err(RuntimeError::Link)?;
         let pre = ProxyPre::new(pre).map_err(RuntimeError::Link)?;
+        // At most `max_concurrency` instances are busy at once, so no more
+        // can be idle either.
+        let pool = spec
+            .limits
+            .reuse
+            .map(|reuse| InstancePool::new(reuse, spec.limits.max_concurrency));
         Ok(Self {
             engine: engine.clone(),
             pre,
+            pool,
             permits: Arc::new(Semaphore::new(spec.limits.max_concurrency.max(1))),
             spec: Arc::new(spec),
             pod,
@@ -116,6 +136,8 @@ impl HttpContainer {
         let c = &self.counters;
         HttpMetrics {
             requests: c.requests.load(Ordering::Relaxed),
+            instances: c.instances.load(Ordering::Relaxed),
+            idle_instances: self.pool.as_ref().map_or(0, |p| p.len() as u64),
             in_flight: c.in_flight.load(Ordering::Relaxed),
             errors: c.errors.load(Ordering::Relaxed),
             instance_time: Duration::from_nanos(c.instance_nanos.load(Ordering::Relaxed)),
@@ -123,9 +145,10 @@ impl HttpContainer {
         }
     }
 
-    /// Handle one request in a fresh instance and return the complete response
-    /// (at most 64 MiB of body). A trap, timeout or memory limit ends only that
-    /// instance and comes back as an error naming the pod.
+    /// Handle one request in a fresh instance (or an idle one, when the pod
+    /// reuses instances) and return the complete response (at most 64 MiB of
+    /// body). A trap, timeout or memory limit ends only that instance and
+    /// comes back as an error naming the pod.
     pub async fn handle(&self, req: http::Request<Bytes>) -> Result<http::Response<Bytes>> {
         let (response, mut task) = self.start(req.map(body::full))?;
         let response = match response.await {
@@ -149,12 +172,13 @@ impl HttpContainer {
         }
     }
 
-    /// Handle one request in a fresh instance, streaming: the guest reads the
-    /// request body as it arrives, and the response comes back as soon as the
-    /// guest sets it, its body following as the guest writes it. A failure
-    /// before the response is an error naming the pod; one after it breaks
-    /// the body off. The instance lives until the guest returns (bounded by the
-    /// pod's timeout) or [`HttpContainer::stop_instances`].
+    /// Handle one request in a fresh (or idle) instance, streaming: the guest
+    /// reads the request body as it arrives, and the response comes back as
+    /// soon as the guest sets it, its body following as the guest writes it.
+    /// A failure before the response is an error naming the pod; one after it
+    /// breaks the body off. The instance serves the request until the guest
+    /// returns (bounded by the pod's timeout) or
+    /// [`HttpContainer::stop_instances`].
     pub async fn handle_stream(
         &self,
         req: http::Request<body::Body>,
@@ -167,9 +191,13 @@ impl HttpContainer {
     }
 
     /// Ends every instance still running (the pod is being killed): their
-    /// requests fail, their response bodies break off.
+    /// requests fail, their response bodies break off. Idle instances are
+    /// dropped, and none is kept from now on.
     pub fn stop_instances(&self) {
         self.stopped.send_replace(true);
+        if let Some(pool) = &self.pool {
+            pool.close();
+        }
     }
 
     fn timeout_ms(&self) -> u64 {
@@ -196,7 +224,23 @@ impl HttpContainer {
                 limit: self.spec.limits.max_concurrency,
             });
         };
-        let mut store = Host::store(&self.engine, &self.spec, &self.logs)?;
+        // An idle instance gets a whole timeout and CPU budget of its own;
+        // a fresh one is instantiated in the task, under the timeout.
+        let (mut store, idle_proxy, life) = match self.pool.as_ref().and_then(|p| p.take()) {
+            Some(Idle {
+                mut store,
+                proxy,
+                life,
+            }) => {
+                limits::arm_deadline(&mut store, &self.spec.limits, self.engine.epoch_tick());
+                (store, Some(proxy), life)
+            }
+            None => (
+                Host::store(&self.engine, &self.spec, &self.logs)?,
+                None,
+                Life::new(Instant::now()),
+            ),
+        };
 
         let (mut parts, body) = req.into_parts();
         if parts.uri.authority().is_none() && !parts.headers.contains_key(http::header::HOST) {
@@ -208,7 +252,11 @@ impl HttpContainer {
         let body = body.map_err(|e| wasmtime_wasi_http::Error::InternalError(Some(e.0)));
         let req = http::Request::from_parts(parts, body);
         let (tx, rx) = oneshot::channel();
+        // Whether the guest set a response (not an error code): an instance
+        // that did not is not reused.
+        let answered = Arc::new(AtomicBool::new(false));
         let pre = self.pre.clone();
+        let pool = self.pool.clone();
         let counters = self.counters.clone();
         let pod = self.pod.clone();
         let timeout = self.spec.limits.timeout;
@@ -223,8 +271,24 @@ impl HttpContainer {
                     .data_mut()
                     .http()
                     .new_incoming_request(Scheme::Http, req)?;
-                let out = store.data_mut().http().new_response_outparam(tx)?;
-                let proxy = pre.instantiate_async(&mut store).await?;
+                let out = store
+                    .data_mut()
+                    .http()
+                    .new_response_outparam_from_callback({
+                        let answered = answered.clone();
+                        move |response| {
+                            answered.store(response.is_ok(), Ordering::Relaxed);
+                            // The caller may have given up on the answer already.
+                            let _ = tx.send(response);
+                        }
+                    })?;
+                let proxy = match idle_proxy {
+                    Some(proxy) => proxy,
+                    None => {
+                        counters.instances.fetch_add(1, Ordering::Relaxed);
+                        pre.instantiate_async(&mut store).await?
+                    }
+                };
                 let result = proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, req, out)
@@ -232,7 +296,7 @@ impl HttpContainer {
                 counters
                     .memory_high_water
                     .fetch_max(store.data().state.limiter.high_water, Ordering::Relaxed);
-                result
+                result.map(|()| proxy)
             };
             // The epoch deadline interrupts a running guest; this bounds a
             // guest that waits in the host (e.g. on a clock) as well.
@@ -254,15 +318,31 @@ impl HttpContainer {
                 r = bounded => r,
                 _ = stopped.wait_for(|s| *s) => Err(RuntimeError::Stopped { pod: pod.to_string() }),
             };
-            counters.in_flight.fetch_sub(1, Ordering::Relaxed);
             counters.instance_nanos.fetch_add(
                 u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
                 Ordering::Relaxed,
             );
-            if let Err(e) = &result {
-                counters.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(error = %e, "an instance ended in an error");
-            }
+            let result = match result {
+                Ok(proxy) => {
+                    // Only an instance whose request ended cleanly goes
+                    // back; any error above dropped it with its store.
+                    if let Some(pool) = &pool
+                        && answered.load(Ordering::Relaxed)
+                    {
+                        pool.give_back(Idle { store, proxy, life }, &pod);
+                    }
+                    Ok(())
+                }
+                Err(e) => {
+                    counters.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(error = %e, "an instance ended in an error");
+                    Err(e)
+                }
+            };
+            // Only now, with the instance back in the pool or dropped: the
+            // response (its body included) may have reached the caller a
+            // moment before the guest returned from `handle`.
+            counters.in_flight.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
             result
         });

@@ -4,8 +4,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use skiff_runtime::{
-    CommandContainer, Engine, EngineConfig, Exit, HttpContainer, Kind, Limits, LoadSource,
-    LogBuffer, Mount, OutboundFuture, OutboundHttp, OutboundRoute, PodSpec, RuntimeError,
+    CommandContainer, Engine, EngineConfig, Exit, HttpContainer, InstanceReuse, Kind, Limits,
+    LoadSource, LogBuffer, Mount, OutboundFuture, OutboundHttp, OutboundRoute, PodSpec,
+    RuntimeError,
 };
 
 use skiff_testkit::samples::sample;
@@ -469,5 +470,184 @@ async fn commands_report_time_memory_and_exit_code() {
     assert_eq!(
         run.stop(Duration::from_millis(10)).await.expect("stop"),
         Exit::Killed
+    );
+}
+
+fn reusing(name: &str) -> PodSpec {
+    let mut spec = pod(name);
+    spec.limits.reuse = Some(InstanceReuse::default());
+    spec
+}
+
+/// Waits until no request of `c` is in flight. A response, body and all, can
+/// reach the caller a moment before its guest returns from `handle` and its
+/// instance goes back to the pool: a test that expects the next request to
+/// find it there waits for that.
+async fn settled(c: &HttpContainer) {
+    let start = Instant::now();
+    while c.metrics().in_flight > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "a request stays in flight"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// `GET path` of `c`, once its instance is back; the request's outcome.
+async fn settled_get(c: &HttpContainer, path: &str) -> Result<http::Response<Bytes>, RuntimeError> {
+    let result = c.handle(get(path)).await;
+    settled(c).await;
+    result
+}
+
+/// `crasher`'s answer to `path` (a `/count`), which must be a 200.
+async fn answer(c: &HttpContainer, path: &str) -> String {
+    let resp = settled_get(c, path)
+        .await
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert_eq!(resp.status(), 200, "{path}: {}", text(&resp));
+    text(&resp).trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_are_fresh_per_request_unless_the_pod_reuses_them() {
+    let engine = engine();
+    let fresh = http_pod(&engine, "crasher", pod("fresh"));
+    for _ in 0..3 {
+        assert_eq!(answer(&fresh, "/count").await, "1");
+    }
+    let m = fresh.metrics();
+    assert_eq!((m.requests, m.instances, m.idle_instances), (3, 3, 0));
+
+    let reused = http_pod(&engine, "crasher", reusing("reused"));
+    for n in ["1", "2", "3"] {
+        assert_eq!(answer(&reused, "/count").await, n);
+    }
+    let m = reused.metrics();
+    assert_eq!((m.requests, m.instances, m.idle_instances), (3, 1, 1));
+    assert_eq!((m.in_flight, m.errors), (0, 0));
+    assert!(m.memory_high_water > 0, "{m:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trapped_or_leaking_instance_is_not_reused() {
+    let engine = engine();
+    let crasher = http_pod(&engine, "crasher", reusing("crasher-reuse"));
+    assert_eq!(answer(&crasher, "/count").await, "1");
+    assert_eq!(answer(&crasher, "/count").await, "2");
+    let err = settled_get(&crasher, "/crash").await.expect_err("trap");
+    assert!(matches!(err, RuntimeError::Trap { .. }), "{err}");
+    assert_eq!(
+        crasher.metrics().idle_instances,
+        0,
+        "the trapped one is gone"
+    );
+    assert_eq!(answer(&crasher, "/count").await, "1", "a fresh instance");
+    // Leaking a host resource (a `fields` it never drops) retires the instance
+    // after that request, which it still answers.
+    assert_eq!(answer(&crasher, "/count?leak=1").await, "2");
+    assert_eq!(answer(&crasher, "/count").await, "1", "a fresh instance");
+    assert_eq!(answer(&crasher, "/count").await, "2");
+    let m = crasher.metrics();
+    assert_eq!((m.requests, m.instances, m.errors), (7, 3, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_instance_is_dropped_after_max_requests() {
+    let engine = engine();
+    let mut spec = pod("capped");
+    spec.limits.reuse = Some(InstanceReuse {
+        max_requests: 3,
+        ..InstanceReuse::default()
+    });
+    let capped = http_pod(&engine, "crasher", spec);
+    let mut answers = Vec::new();
+    for _ in 0..7 {
+        answers.push(answer(&capped, "/count").await);
+    }
+    assert_eq!(answers, ["1", "2", "3", "1", "2", "3", "1"]);
+    assert_eq!(capped.metrics().instances, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_of_a_reused_instance_has_its_own_timeout_and_memory_is_capped() {
+    let engine = engine();
+    // Two requests of 2 s on one instance with a 3 s timeout: both fit
+    // only if the deadline starts over for the second.
+    let mut spec = reusing("spinner-reuse");
+    spec.limits.timeout = Some(Duration::from_secs(3));
+    let spinner = http_pod(&engine, "spinner", spec);
+    for _ in 0..2 {
+        let r = settled_get(&spinner, "/spin?ms=2000")
+            .await
+            .expect("a whole timeout per request");
+        assert_eq!(r.status(), 200, "{}", text(&r));
+    }
+    assert_eq!(spinner.metrics().instances, 1);
+    let err = settled_get(&spinner, "/spin").await.expect_err("timeout");
+    assert!(matches!(err, RuntimeError::Timeout { .. }), "{err}");
+    assert_eq!(spinner.metrics().idle_instances, 0);
+    let r = settled_get(&spinner, "/").await.expect("fresh");
+    assert_eq!(r.status(), 200);
+    assert_eq!(spinner.metrics().instances, 2);
+
+    let mut spec = reusing("hog-reuse");
+    spec.limits.memory_bytes = Some(64 << 20);
+    let hog = http_pod(&engine, "hog", spec);
+    for _ in 0..2 {
+        let r = settled_get(&hog, "/grow?mb=8").await.expect("within limit");
+        assert_eq!(r.status(), 200, "{}", text(&r));
+    }
+    assert_eq!(hog.metrics().instances, 1);
+    let err = settled_get(&hog, "/grow?mb=128")
+        .await
+        .expect_err("past limit");
+    assert!(matches!(err, RuntimeError::MemoryLimit { .. }), "{err}");
+    assert_eq!(hog.metrics().idle_instances, 0);
+    let r = settled_get(&hog, "/").await.expect("fresh");
+    assert_eq!(r.status(), 200);
+    assert_eq!(hog.metrics().instances, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_share_a_bounded_pool_that_a_stop_empties() {
+    let engine = engine();
+    let mut spec = reusing("parallel");
+    spec.limits.max_concurrency = 8;
+    let crasher = std::sync::Arc::new(http_pod(&engine, "crasher", spec));
+    let mut answers = Vec::new();
+    for _ in 0..10 {
+        let round: Vec<_> = (0..8)
+            .map(|_| {
+                let c = crasher.clone();
+                tokio::spawn(async move { answer(&c, "/count").await })
+            })
+            .collect();
+        for r in round {
+            answers.push(r.await.expect("join"));
+        }
+    }
+    let m = crasher.metrics();
+    assert_eq!((m.requests, m.errors, m.in_flight), (80, 0, 0));
+    assert!(
+        (1..=8).contains(&m.instances),
+        "at most 8 instances are busy at once, and idle ones serve the next: {m:?}"
+    );
+    assert!((1..=8).contains(&m.idle_instances), "{m:?}");
+    // Each instance counts its own requests from 1: as many 1s as instances.
+    let ones = answers.iter().filter(|a| *a == "1").count() as u64;
+    assert_eq!(ones, m.instances, "{answers:?}");
+    assert!(answers.iter().any(|a| a != "1"), "{answers:?}");
+
+    crasher.stop_instances();
+    assert_eq!(crasher.metrics().idle_instances, 0);
+    // (Whether a request started after the stop fails or slips through
+    // first depends on which the instance's task sees first.)
+    let _ = crasher.handle(get("/count")).await;
+    assert_eq!(
+        crasher.metrics().idle_instances,
+        0,
+        "none is kept after a stop"
     );
 }

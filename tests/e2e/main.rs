@@ -16,6 +16,7 @@ mod daemon_sets;
 mod gateway;
 mod hollow;
 mod ingress;
+mod instance_reuse;
 mod invalid;
 mod kubectl;
 mod kubectl_create;

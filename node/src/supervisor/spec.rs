@@ -1,7 +1,8 @@
 //! A Kubernetes container, in its pod, becomes the runtime's [`PodSpec`]: one
 //! group of fields per runtime capability, each from its own function here
 //! (`cli`: arguments, environment with the downward API, working directory;
-//! `mounts`: volumes as preopened directories; `limits`). Outbound HTTP
+//! `mounts`: volumes as preopened directories; `limits`, and with them the
+//! pod's `skiff.dev/instance-reuse` annotation, `instance_reuse`). Outbound HTTP
 //! is the supervisor's to set, once the pod has an address. What a node cannot
 //! honour yet is a [`ConfigError`], shown as the container's
 //! `CreateContainerConfigError`.
@@ -11,9 +12,14 @@ use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, Volume, VolumeMount};
 use skiff_api::validate::Quantity;
-use skiff_runtime::{Cli, Kind, Limits, Mount, PodSpec};
+use skiff_runtime::{Cli, InstanceReuse, Kind, Limits, Mount, PodSpec};
 
 use super::host_path::{HostPathPolicy, resolve_within};
+
+/// The pod annotation that lets its HTTP containers serve request after
+/// request in the same instance: `"true"`, or `"false"` (the default, a fresh
+/// instance per request).
+pub(crate) const INSTANCE_REUSE_ANNOTATION: &str = "skiff.dev/instance-reuse";
 
 /// Why a container cannot be configured; the message is shown to the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,13 +44,15 @@ pub(super) struct SpecInputs<'a> {
 /// The runtime spec of `inputs.container`. Creates the emptyDir directories it mounts.
 pub(super) fn pod_spec(inputs: &SpecInputs<'_>) -> Result<PodSpec> {
     let meta = &inputs.pod.metadata;
+    let mut limits = limits(inputs.container, inputs.kind)?;
+    limits.reuse = instance_reuse(inputs.pod, inputs.kind)?;
     Ok(PodSpec {
         name: meta.name.clone().unwrap_or_default(),
         namespace: meta.namespace.clone().unwrap_or_default(),
         uid: meta.uid.clone().unwrap_or_default(),
         cli: cli(inputs)?,
         mounts: mounts(inputs)?,
-        limits: limits(inputs.container, inputs.kind)?,
+        limits,
         outbound: None,
     })
 }
@@ -333,6 +341,31 @@ fn limits(container: &Container, kind: Kind) -> Result<Limits> {
     Ok(limits)
 }
 
+/// The pod's `skiff.dev/instance-reuse` annotation: `"true"` keeps an HTTP
+/// container's finished instances for later requests, within the runtime's
+/// caps (`InstanceReuse::default()`: 10,000 requests, 10 minutes, 30 s idle);
+/// `"false"`, or no annotation, keeps a fresh instance per request. Any other
+/// value is refused rather than read as either, so that a typo cannot quietly
+/// change how isolated a pod's requests are. A command container is one
+/// instance anyway: the annotation changes nothing for it.
+fn instance_reuse(pod: &Pod, kind: Kind) -> Result<Option<InstanceReuse>> {
+    let value = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(INSTANCE_REUSE_ANNOTATION));
+    let reuse = match value.map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ConfigError(format!(
+                "annotation {INSTANCE_REUSE_ANNOTATION}: {other:?} is neither \"true\" nor \"false\""
+            )));
+        }
+    };
+    Ok((reuse && kind == Kind::Http).then(InstanceReuse::default))
+}
+
 /// A limit as the API server parsed it when it admitted the pod (the one
 /// quantity grammar, `skiff_api::validate::Quantity`), so nothing the API
 /// takes is refused here.
@@ -392,6 +425,40 @@ mod tests {
         assert_eq!(l.memory_bytes, Some(2), "rounded up to a whole byte");
         let err = limits_of("lots", "64Mi").expect_err("not a quantity");
         assert!(err.0.contains("resources.limits.cpu"), "{}", err.0);
+    }
+
+    #[test]
+    fn instance_reuse_is_true_or_false() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let with = |value: Option<&str>| {
+            let mut p = pod(serde_json::json!({
+                "metadata": {"name": "p"},
+                "spec": {"containers": [{"name": "c", "image": "crasher:v1"}]},
+            }));
+            if let Some(v) = value {
+                p.metadata.annotations =
+                    Some([(INSTANCE_REUSE_ANNOTATION.to_string(), v.to_string())].into());
+            }
+            p
+        };
+        let reuse = |value, kind| spec_of(&with(value), dir.path(), kind).map(|s| s.limits.reuse);
+        assert_eq!(reuse(None, Kind::Http), Ok(None), "fresh by default");
+        assert_eq!(reuse(Some("false"), Kind::Http), Ok(None));
+        assert_eq!(
+            reuse(Some("true"), Kind::Http),
+            Ok(Some(InstanceReuse::default()))
+        );
+        assert_eq!(reuse(Some("true"), Kind::Command), Ok(None));
+        for bad in ["yes", "True", "1", "", " true"] {
+            let err = reuse(Some(bad), Kind::Http).expect_err(bad);
+            assert_eq!(
+                err.0,
+                format!(
+                    "annotation skiff.dev/instance-reuse: {bad:?} is neither \"true\" nor \"false\""
+                )
+            );
+            assert!(reuse(Some(bad), Kind::Command).is_err(), "{bad}");
+        }
     }
 
     #[test]

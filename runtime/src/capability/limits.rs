@@ -1,7 +1,9 @@
 //! The limits capability: per-instance limits, a memory cap (a `ResourceLimiter`)
-//! and a time and CPU budget (epoch deadlines), and the markers that let a trap
-//! be reported as "memory limit" or "timeout". It links nothing; what it
-//! prepares acts on the instance's `Store` ([`install`]).
+//! and a time and CPU budget (epoch deadlines), how long an HTTP instance may
+//! live when the pod reuses instances ([`InstanceReuse`]), and the markers that
+//! let a trap be reported as "memory limit" or "timeout". It links nothing;
+//! what it prepares acts on the instance's `Store` ([`install`], and
+//! [`arm_deadline`] again before each request a reused instance serves).
 
 use std::fmt;
 use std::sync::Arc;
@@ -38,6 +40,30 @@ pub struct Limits {
     /// per instance, not per pod: `max_concurrency` instances of a pod may each use
     /// it. The pauses count toward `timeout`, which still ends the instance.
     pub cpu_millis: Option<u32>,
+    /// Whether an HTTP pod's finished instances serve later requests, and for
+    /// how long. `None` (the default): a fresh instance per request, so
+    /// nothing one request leaves in memory reaches the next.
+    pub reuse: Option<InstanceReuse>,
+}
+
+/// How long a reused HTTP instance lives. An instance goes back to its pod's
+/// pool of idle instances only if its request ended cleanly: `handle`
+/// returned, the guest set a response, nothing trapped, timed out, hit the
+/// memory limit or was stopped, and the guest holds no more host resources
+/// (`wasi:http` requests, bodies, streams...) than after its first request.
+/// Every request still gets its own timeout and CPU budget; memory is the
+/// instance's, so a guest that grows to its limit traps and is replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceReuse {
+    /// Most requests one instance serves; then it is dropped, so that what a
+    /// guest leaks per request has a bound.
+    pub max_requests: u32,
+    /// Most time an instance lives from its instantiation; it finishes the
+    /// request it is serving, then is dropped.
+    pub max_age: Duration,
+    /// How long an instance waits in the pool before it is dropped (it holds
+    /// its memory and a slot of the engine's instance pool meanwhile).
+    pub max_idle: Duration,
 }
 
 impl Default for Limits {
@@ -47,6 +73,17 @@ impl Default for Limits {
             timeout: Some(Duration::from_secs(30)),
             max_concurrency: 64,
             cpu_millis: None,
+            reuse: None,
+        }
+    }
+}
+
+impl Default for InstanceReuse {
+    fn default() -> Self {
+        Self {
+            max_requests: 10_000,
+            max_age: Duration::from_secs(600),
+            max_idle: Duration::from_secs(30),
         }
     }
 }
@@ -65,6 +102,12 @@ impl Capability for LimitsCapability {
 /// limiter and one epoch callback, so this is done once the store exists.
 pub(crate) fn install(store: &mut Store<Host>, limits: &Limits, tick: Duration) {
     store.limiter(|h| &mut h.state.limiter);
+    arm_deadline(store, limits, tick);
+}
+
+/// Start `limits`' time and CPU budget over, from now: a reused instance gets
+/// a whole timeout for each request, not what its earlier ones left.
+pub(crate) fn arm_deadline<T: 'static>(store: &mut Store<T>, limits: &Limits, tick: Duration) {
     install_deadline(store, limits.timeout, limits.cpu_millis, tick);
 }
 
