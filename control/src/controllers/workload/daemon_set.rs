@@ -314,15 +314,7 @@ async fn create_pods(
         .pod_control
         .create_all(ds, nodes.len(), for_node, &ctx.events, NAME)
         .await;
-    match created.error {
-        Some(e) => {
-            if created.last > 0 {
-                ctx.pods.wait_for(created.last).await;
-            }
-            Err(e)
-        }
-        None => Ok(created.last),
-    }
+    created.settled(&ctx.pods).await
 }
 
 /// The status to write: the counts, with the fields Kubernetes omits when

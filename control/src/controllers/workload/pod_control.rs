@@ -15,6 +15,7 @@ use skiff_api::resource::{ResourceType, by_kind};
 use skiff_api::status::{ApiError, Reason};
 
 use crate::events::{EventRecorder, EventType};
+use crate::informer::Cache;
 use crate::registry::{DeleteOptions, Registry, WriteOptions};
 use crate::store::Revision;
 
@@ -146,6 +147,23 @@ pub struct Created {
     pub count: usize,
     pub last: Revision,
     pub error: Option<ApiError>,
+}
+
+impl Created {
+    /// The revision of the last create, or the error that stopped creating,
+    /// once `pods` has seen the creates that did happen (so the next
+    /// reconcile counts them and does not create them again).
+    pub async fn settled(self, pods: &Cache) -> Result<Revision, ApiError> {
+        match self.error {
+            Some(e) => {
+                if self.last > 0 {
+                    pods.wait_for(self.last).await;
+                }
+                Err(e)
+            }
+            None => Ok(self.last),
+        }
+    }
 }
 
 /// Writes pods on behalf of one controller.

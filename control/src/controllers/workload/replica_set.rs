@@ -129,15 +129,7 @@ async fn create_pods(ctx: &Context, rs: &Value, count: usize) -> Result<Revision
         .pod_control
         .create_all(rs, count, |_| Cow::Borrowed(&template), &ctx.events, NAME)
         .await;
-    match created.error {
-        Some(e) => {
-            if created.last > 0 {
-                ctx.pods.wait_for(created.last).await;
-            }
-            Err(e)
-        }
-        None => Ok(created.last),
-    }
+    created.settled(&ctx.pods).await
 }
 
 async fn delete_pods(
