@@ -120,6 +120,7 @@ async fn counter_survives_a_new_instance() {
         host_path: dir.path().to_path_buf(),
         guest_path: "/data".into(),
         read_only: false,
+        pinned: None,
     }];
     let counter = http_pod(&engine, "counter", spec.clone());
     assert_eq!(
@@ -145,6 +146,48 @@ async fn counter_survives_a_new_instance() {
     assert_eq!(resp.status(), 500, "{}", text(&resp));
     let n = std::fs::read_to_string(dir.path().join("count")).expect("count file");
     assert_eq!(n.trim(), "3");
+}
+
+/// A mount made from an open directory keeps giving instances that
+/// directory after its path is swapped for a symlink elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_mount_follows_the_directory_not_its_path() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let volume = root.path().join("volume");
+    let elsewhere = root.path().join("elsewhere");
+    std::fs::create_dir(&volume).expect("volume");
+    std::fs::create_dir(&elsewhere).expect("elsewhere");
+    let pinned = std::fs::File::open(&volume).expect("open the volume");
+    let engine = engine();
+    let mut spec = pod("pinned-1");
+    spec.mounts = vec![Mount {
+        host_path: volume.clone(),
+        guest_path: "/data".into(),
+        read_only: false,
+        pinned: Some(std::sync::Arc::new(pinned.into())),
+    }];
+    let counter = http_pod(&engine, "counter", spec);
+    assert_eq!(
+        text(&counter.handle(get("/")).await.expect("1")).trim(),
+        "1"
+    );
+    let moved = root.path().join("moved");
+    std::fs::rename(&volume, &moved).expect("move the volume");
+    std::os::unix::fs::symlink(&elsewhere, &volume).expect("swap in a symlink");
+    assert_eq!(
+        text(&counter.handle(get("/")).await.expect("2")).trim(),
+        "2"
+    );
+    assert_eq!(
+        std::fs::read_to_string(moved.join("count"))
+            .expect("count")
+            .trim(),
+        "2"
+    );
+    assert!(
+        !elsewhere.join("count").exists(),
+        "nothing written elsewhere"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,12 +8,20 @@
 //! a time, each checked to stay under the allowed directory, so neither a
 //! symlink in the path or in a `subPath` (which the pod itself may have
 //! planted in a writable volume) nor a directory created on the way escapes
-//! it; the runtime preopens the resolved directory, and from there the
-//! sandbox keeps the guest inside. A mount is read-only unless its
-//! directory was allowed `:rw`.
+//! it. The resolved directory is then opened and held ([`PinnedDir`]), and
+//! where the opened directory really is gets checked once more: a pod that
+//! swaps a directory on the way for a symlink between the walk and the open
+//! is refused, and one that does so later changes nothing, because the
+//! runtime preopens the held directory, not its path. From there the sandbox
+//! keeps the guest inside. A mount is read-only unless its directory was
+//! allowed `:rw`.
 
 use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use rustix::fs::{Mode, OFlags};
 
 /// A directory pods may mount through hostPath.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +80,64 @@ pub enum ResolveError {
     },
     #[error("{} is not a directory on this node", .0.display())]
     NotDirectory(PathBuf),
+    /// The directory was replaced (by a symlink, say) after it was resolved.
+    #[error("{} changed while it was being opened", .0.display())]
+    Changed(PathBuf),
+    #[error("cannot open {}: {source}", path.display())]
+    Open { path: PathBuf, source: io::Error },
+}
+
+/// A directory resolved for a pod and held open: the pod gets this very
+/// directory, wherever it is moved later and whatever is put at its path.
+#[derive(Debug, Clone)]
+pub struct PinnedDir {
+    /// Where the directory was when it was opened.
+    pub path: PathBuf,
+    /// The open directory, kept for as long as a mount uses it.
+    pub fd: Arc<OwnedFd>,
+}
+
+impl PinnedDir {
+    /// Opens `dir`, which must not be a symlink, and checks where the opened
+    /// directory really is: under `base` and outside `avoid`.
+    pub fn open(dir: &Path, base: &Path, avoid: &[PathBuf]) -> Result<PinnedDir, ResolveError> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let symlink = || std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_symlink());
+        let fd = rustix::fs::open(dir, flags, Mode::empty()).map_err(|e| match e {
+            // Linux says ENOTDIR for a symlink under O_DIRECTORY | O_NOFOLLOW.
+            rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP if symlink() => {
+                ResolveError::Changed(dir.to_path_buf())
+            }
+            rustix::io::Errno::NOTDIR => ResolveError::NotDirectory(dir.to_path_buf()),
+            e => ResolveError::Open {
+                path: dir.to_path_buf(),
+                source: e.into(),
+            },
+        })?;
+        let real = fd_path(&fd).map_err(|source| ResolveError::Open {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        if avoid.iter().any(|a| real.starts_with(a)) {
+            return Err(ResolveError::Protected(real));
+        }
+        if !real.starts_with(base) {
+            return Err(ResolveError::Outside {
+                path: dir.to_path_buf(),
+                real,
+                base: base.to_path_buf(),
+            });
+        }
+        Ok(PinnedDir {
+            path: real,
+            fd: Arc::new(fd),
+        })
+    }
+}
+
+/// Where the file open at `fd` is now, as the kernel knows it.
+fn fd_path(fd: &OwnedFd) -> io::Result<PathBuf> {
+    std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 impl std::str::FromStr for AllowedHostPath {
@@ -129,9 +195,9 @@ impl HostPathPolicy {
     }
 
     /// The directory to preopen for hostPath `path` (`create`: for
-    /// `DirectoryOrCreate`) and whether it must be mounted read-only; or
-    /// why the pod may not have it.
-    pub fn resolve(&self, path: &str, create: bool) -> Result<(PathBuf, bool), HostPathRefused> {
+    /// `DirectoryOrCreate`), held open, and whether it must be mounted
+    /// read-only; or why the pod may not have it.
+    pub fn resolve(&self, path: &str, create: bool) -> Result<(PinnedDir, bool), HostPathRefused> {
         let requested = Path::new(path);
         if !requested.is_absolute() || requested.components().any(|c| c == Component::ParentDir) {
             return Err(HostPathRefused::NotAbsolute(path.to_string()));
@@ -152,7 +218,11 @@ impl HostPathPolicy {
                 source,
             }
         })?;
-        if self.protected.iter().any(|data| data.starts_with(&dir)) {
+        if self
+            .protected
+            .iter()
+            .any(|data| data.starts_with(&dir.path))
+        {
             return Err(HostPathRefused::HoldsDataDir(path.to_string()));
         }
         Ok((dir, !writable))
@@ -161,13 +231,14 @@ impl HostPathPolicy {
 
 /// `base/rel`, resolved on disk: each component is followed (symlinks
 /// included) and must stay under `base` (itself resolved) and out of
-/// `avoid`; a missing one is created when `create`. The result is a directory.
+/// `avoid`; a missing one is created when `create`. The result is a
+/// directory, held open ([`PinnedDir::open`]).
 pub fn resolve_within(
     base: &Path,
     rel: &Path,
     create: bool,
     avoid: &[PathBuf],
-) -> Result<PathBuf, ResolveError> {
+) -> Result<PinnedDir, ResolveError> {
     let inside_avoided = |p: &Path| avoid.iter().any(|a| p.starts_with(a));
     let mut current = base.to_path_buf();
     for component in rel.components() {
@@ -206,10 +277,7 @@ pub fn resolve_within(
         }
         current = real;
     }
-    if !current.is_dir() {
-        return Err(ResolveError::NotDirectory(current));
-    }
-    Ok(current)
+    PinnedDir::open(&current, base, avoid)
 }
 
 /// `path` without `.` components or a trailing separator (no disk access).
@@ -282,15 +350,11 @@ mod tests {
         let s = setup();
         let sub = s.allowed.join("sub");
         std::fs::create_dir(&sub).unwrap();
-        assert_eq!(
-            s.policy.resolve(sub.to_str().unwrap(), false).unwrap(),
-            (sub.clone(), true)
-        );
+        let (dir, read_only) = s.policy.resolve(sub.to_str().unwrap(), false).unwrap();
+        assert_eq!((dir.path, read_only), (sub.clone(), true));
         let w = s.writable.join("made");
-        assert_eq!(
-            s.policy.resolve(w.to_str().unwrap(), true).unwrap(),
-            (w.clone(), false)
-        );
+        let (dir, read_only) = s.policy.resolve(w.to_str().unwrap(), true).unwrap();
+        assert_eq!((dir.path, read_only), (w.clone(), false));
         assert!(w.is_dir(), "DirectoryOrCreate created it");
         for refused in ["/", "/etc", s.outside.to_str().unwrap(), "relative"] {
             assert!(s.policy.resolve(refused, false).is_err(), "{refused}");
@@ -341,8 +405,41 @@ mod tests {
         std::fs::create_dir(s.allowed.join("in")).unwrap();
         std::os::unix::fs::symlink("in", s.allowed.join("inner")).unwrap();
         assert_eq!(
-            resolve_within(&s.allowed, Path::new("inner"), false, &[]).unwrap(),
+            resolve_within(&s.allowed, Path::new("inner"), false, &[])
+                .unwrap()
+                .path,
             s.allowed.join("in")
         );
+    }
+
+    /// What a pod could do to its own writable volume between the walk and
+    /// the open, and after it.
+    #[test]
+    fn a_directory_swapped_for_a_symlink_is_refused_or_changes_nothing() {
+        let s = setup();
+        std::fs::create_dir(s.writable.join("a")).unwrap();
+        std::fs::create_dir(s.writable.join("a/b")).unwrap();
+        std::fs::write(s.writable.join("a/b/mine"), "mine").unwrap();
+        std::fs::write(s.outside.join("theirs"), "theirs").unwrap();
+        // Swapped before the open: the last component is a symlink now.
+        std::os::unix::fs::symlink(&s.outside, s.writable.join("last")).unwrap();
+        let err = PinnedDir::open(&s.writable.join("last"), &s.writable, &[]).unwrap_err();
+        assert!(matches!(err, ResolveError::Changed(_)), "{err}");
+        // An earlier component is: the opened directory is outside.
+        std::os::unix::fs::symlink(&s.outside, s.writable.join("mid")).unwrap();
+        std::fs::create_dir(s.outside.join("b")).unwrap();
+        let err = PinnedDir::open(&s.writable.join("mid/b"), &s.writable, &[]).unwrap_err();
+        assert!(matches!(err, ResolveError::Outside { .. }), "{err}");
+
+        // Swapped after: the held directory is still the one resolved.
+        let pinned = resolve_within(&s.writable, Path::new("a/b"), false, &[]).unwrap();
+        std::fs::rename(s.writable.join("a"), s.writable.join("moved")).unwrap();
+        std::os::unix::fs::symlink(&s.outside, s.writable.join("a")).unwrap();
+        let reopened = format!("/proc/self/fd/{}", pinned.fd.as_raw_fd());
+        assert_eq!(
+            std::fs::read_to_string(Path::new(&reopened).join("mine")).unwrap(),
+            "mine"
+        );
+        assert!(!Path::new(&reopened).join("theirs").exists());
     }
 }

@@ -8,13 +8,13 @@
 //! `CreateContainerConfigError`.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, Volume, VolumeMount};
 use skiff_api::validate::Quantity;
 use skiff_runtime::{Cli, InstanceReuse, Kind, Limits, Mount, PodSpec};
 
-use super::host_path::{HostPathPolicy, resolve_within};
+use super::host_path::{HostPathPolicy, PinnedDir, resolve_within};
 
 /// The pod annotation that lets its HTTP containers serve request after
 /// request in the same instance: `"true"`, or `"false"` (the default, a fresh
@@ -255,28 +255,33 @@ fn mounts(inputs: &SpecInputs<'_>) -> Result<Vec<Mount>> {
                 m.name
             )));
         };
-        let (host_path, forced_read_only) = volume_dir(inputs, volume, m)?;
+        let (dir, forced_read_only) = volume_dir(inputs, volume, m)?;
         out.push(Mount {
-            host_path,
+            host_path: dir.path,
             guest_path: m.mount_path.clone(),
             read_only: forced_read_only || m.read_only.unwrap_or(false),
+            pinned: Some(dir.fd),
         });
     }
     Ok(out)
 }
 
 /// The host directory behind `mount` of `volume`, created when Kubernetes
-/// would, and whether it must be read-only whatever the mount says.
+/// would and held open, and whether it must be read-only whatever the mount
+/// says.
 fn volume_dir(
     inputs: &SpecInputs<'_>,
     volume: &Volume,
     mount: &VolumeMount,
-) -> Result<(PathBuf, bool)> {
+) -> Result<(PinnedDir, bool)> {
     let refused = |why: String| ConfigError(format!("volume {:?}: {why}", volume.name));
     let (base, read_only) = if volume.empty_dir.is_some() {
         let dir = inputs.pod_dir.join("volumes").join(&volume.name);
         std::fs::create_dir_all(&dir)
             .map_err(|e| refused(format!("cannot create {}: {e}", dir.display())))?;
+        let dir = std::fs::canonicalize(&dir)
+            .map_err(|e| refused(format!("cannot resolve {}: {e}", dir.display())))?;
+        let dir = PinnedDir::open(&dir, &dir, &[]).map_err(|e| refused(e.to_string()))?;
         (dir, false)
     } else if let Some(host) = &volume.host_path {
         let create = match host.type_.as_deref().unwrap_or_default() {
@@ -301,7 +306,7 @@ fn volume_dir(
     // Kubernetes creates a subPath inside any volume; it is resolved on disk so
     // that a symlink the pod planted in its volume cannot lead elsewhere.
     let dir = match mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
-        Some(sub) => resolve_within(&base, Path::new(sub), true, &[])
+        Some(sub) => resolve_within(&base.path, Path::new(sub), true, &[])
             .map_err(|e| ConfigError(format!("volumeMount {:?}: subPath {e}", mount.name)))?,
         None => base,
     };
@@ -398,7 +403,7 @@ mod tests {
                     path: std::env::temp_dir(),
                     writable: false,
                 }],
-                &[PathBuf::from("/nonexistent-node-data")],
+                &[std::path::PathBuf::from("/nonexistent-node-data")],
             )
             .expect("policy"),
         })

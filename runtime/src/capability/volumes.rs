@@ -2,7 +2,9 @@
 //! It links nothing of its own: `wasi:filesystem` comes with WASI's base set
 //! (see [`cli`](super::cli)), and without preopens it shows a guest nothing.
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
@@ -19,6 +21,22 @@ pub struct Mount {
     pub guest_path: String,
     /// Whether the guest may only read.
     pub read_only: bool,
+    /// The directory, opened and checked by whoever made the mount. When
+    /// set, every instance gets this very directory (reopened through
+    /// `/proc/self/fd`), whatever is at `host_path` by then: a pod that
+    /// swaps a directory of its volume for a symlink cannot lead the next
+    /// instance elsewhere.
+    pub pinned: Option<Arc<OwnedFd>>,
+}
+
+impl Mount {
+    /// The path to open for an instance.
+    fn open_path(&self) -> PathBuf {
+        match &self.pinned {
+            Some(fd) => PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+            None => self.host_path.clone(),
+        }
+    }
 }
 
 pub(crate) struct VolumesCapability;
@@ -42,7 +60,7 @@ fn preopen(spec: &PodSpec, b: &mut WasiCtxBuilder) -> Result<()> {
         } else {
             FsPerms::ReadWrite
         };
-        b.preopened_dir(&m.host_path, &m.guest_path, perms)
+        b.preopened_dir(m.open_path(), &m.guest_path, perms)
             .map_err(|e| RuntimeError::Mount {
                 pod: spec.qualified_name(),
                 host: m.host_path.clone(),
@@ -68,6 +86,7 @@ mod tests {
                 host_path: dir.path().to_path_buf(),
                 guest_path: "/data".into(),
                 read_only: false,
+                pinned: None,
             }],
             ..PodSpec::default()
         };
@@ -78,6 +97,7 @@ mod tests {
             host_path: missing.clone(),
             guest_path: "/gone".into(),
             read_only: true,
+            pinned: None,
         });
         match VolumesCapability.configure(&spec) {
             Err(RuntimeError::Mount {
