@@ -40,7 +40,7 @@ mod skiff;
 mod storage;
 
 pub use age::{human_duration, short_human_duration};
-pub use quantity::{add_quantities, canonical_quantity};
+pub use quantity::{add_quantities, canonical_quantity, sub_quantities};
 
 /// `apiVersion` of `Table` and `PartialObjectMetadata`.
 const META_API_VERSION: &str = "meta.k8s.io/v1";

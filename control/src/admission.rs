@@ -9,7 +9,8 @@
 //!   defaults and bounds for pods.
 //! - `resource_quota.rs` (rules in `resource_quota/compute.rs`, shared with
 //!   the quota controller): a create past a ResourceQuota is refused, one
-//!   within is charged in the object's own commit.
+//!   within is charged in the object's own commit; so is what an update of
+//!   a Service or a claim adds.
 //! - `host_path.rs`: the API server's half of the hostPath policy (it
 //!   explains the split with the node).
 //! - `resources.rs`: resource lists (quantities summed, compared, printed).
@@ -61,7 +62,18 @@ pub async fn validate(registry: &Registry, rt: &ResourceType, obj: &Value) -> Re
         limit_range::validate(registry, rt, obj)?;
         service_account::check_exists(registry, rt, obj).await?;
     }
-    resource_quota::charge(registry, rt, obj)
+    resource_quota::charge(registry, rt, None, obj)
+}
+
+/// The validating stage of an update of `old` to `new`: the quota charges
+/// for what it adds, to commit with the object.
+pub fn validate_update(
+    registry: &Registry,
+    rt: &ResourceType,
+    old: &Value,
+    new: &Value,
+) -> Result<Vec<Op>> {
+    resource_quota::charge(registry, rt, Some(old), new)
 }
 
 /// `admission.NewForbidden`: 403 with `<resource> "<name>" is forbidden: <why>`.

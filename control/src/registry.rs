@@ -606,6 +606,15 @@ impl Registry {
             });
         }
         let finished = finished_deleting(rt, &new);
+        let prev = Arc::new(old);
+        let quota = |new: &Value| {
+            if sub == Subresource::Main && !finished {
+                crate::admission::validate_update(self, rt, &prev, new)
+            } else {
+                Ok(Vec::new())
+            }
+        };
+        let mut charges = quota(&new)?;
         if opts.dry_run {
             return Ok(Written {
                 object: new,
@@ -614,35 +623,42 @@ impl Registry {
             });
         }
         let key = key(rt, &namespace, &name);
-        let action = if finished {
-            Action::Delete
-        } else {
-            Action::Put(new)
-        };
-        let op = Op {
-            key,
-            precondition: Precondition::Revision(expected),
-            action,
-            prev: Some(Arc::new(old)),
-        };
-        let committed = self.commit_one(rt, &name, op).await?;
-        Ok(Written {
-            object: Arc::unwrap_or_clone(committed.object),
-            created: false,
-            warnings: Vec::new(),
-        })
-    }
-
-    /// Commits one op, mapping store errors to API errors.
-    async fn commit_one(&self, rt: &ResourceType, name: &str, op: Op) -> Result<Committed> {
-        let mut committed = self
-            .store
-            .commit(vec![op])
-            .await
-            .map_err(store_error(rt, name))?;
-        committed
-            .pop()
-            .ok_or_else(|| ApiError::internal("store returned no result for a commit"))
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            // A quota charged by a concurrent write: check against it again.
+            let retry = !charges.is_empty() && attempt < QUOTA_RETRIES;
+            let action = match (finished, retry) {
+                (true, _) => Action::Delete,
+                (false, true) => Action::Put(new.clone()),
+                (false, false) => Action::Put(std::mem::take(&mut new)),
+            };
+            let mut ops = vec![Op {
+                key: key.clone(),
+                precondition: Precondition::Revision(expected),
+                action,
+                prev: Some(prev.clone()),
+            }];
+            ops.append(&mut charges);
+            match self.store.commit(ops).await {
+                Ok(committed) => {
+                    let committed = committed.into_iter().next().ok_or_else(|| {
+                        ApiError::internal("store returned no result for a commit")
+                    })?;
+                    return Ok(Written {
+                        object: Arc::unwrap_or_clone(committed.object),
+                        created: false,
+                        warnings: Vec::new(),
+                    });
+                }
+                Err(StoreError::Conflict { key, .. })
+                    if retry && key.resource == "resourcequotas" =>
+                {
+                    charges = quota(&new)?;
+                }
+                Err(e) => return Err(store_error(rt, &name)(e)),
+            }
+        }
     }
 
     /// Commits several ops atomically.

@@ -145,6 +145,120 @@ fn racing_creates_cannot_both_take_the_last_place() {
     assert_eq!(pods.lines().count(), 3, "{pods}");
 }
 
+/// Waits until the quota controller has counted `resource` of quota `name`.
+fn wait_counted(k: &Kubectl, name: &str, namespace: &str, resource: &str, want: &str) {
+    let path = format!("{{.status.used['{}']}}", resource.replace('.', "\\."));
+    wait_until(&format!("quota {name} counts {resource}={want}"), || {
+        (jsonpath(k, &["resourcequota", name, "-n", namespace], &path) == want).then_some(())
+    });
+}
+
+#[test]
+fn an_update_is_charged_what_it_adds_and_scoped_quotas_select_their_pods() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(&dir.path().join("data"));
+    let k = Kubectl::new(&server.kubeconfig());
+    k.ok(&["create", "namespace", "ports"]);
+    k.ok(&[
+        "create",
+        "quota",
+        "ports",
+        "-n",
+        "ports",
+        "--hard=services.nodeports=1",
+    ]);
+    wait_counted(&k, "ports", "ports", "services.nodeports", "0");
+
+    // A ClusterIP Service takes no node port; turning it into a NodePort one
+    // would take two, one more than the quota has.
+    k.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "web",
+        "-n",
+        "ports",
+        "--tcp=80:80",
+        "--tcp=81:81",
+    ]);
+    let stderr = k.fails(&[
+        "patch",
+        "service",
+        "web",
+        "-n",
+        "ports",
+        "-p",
+        r#"{"spec":{"type":"NodePort"}}"#,
+    ]);
+    assert!(
+        stderr.contains(
+            "Error from server (Forbidden): services \"web\" is forbidden: exceeded quota: ports, requested: services.nodeports=2, used: services.nodeports=0, limited: services.nodeports=1"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        jsonpath(&k, &["service", "web", "-n", "ports"], "{.spec.type}"),
+        "ClusterIP"
+    );
+    // One port fits, and is charged at once.
+    k.ok(&[
+        "create",
+        "service",
+        "clusterip",
+        "one",
+        "-n",
+        "ports",
+        "--tcp=80:80",
+    ]);
+    k.ok(&[
+        "patch",
+        "service",
+        "one",
+        "-n",
+        "ports",
+        "-p",
+        r#"{"spec":{"type":"NodePort"}}"#,
+    ]);
+    assert_eq!(
+        jsonpath(
+            &k,
+            &["resourcequota", "ports", "-n", "ports"],
+            "{.status.used['services\\.nodeports']}"
+        ),
+        "1"
+    );
+    // A change that adds nothing passes at the limit.
+    k.ok(&["label", "service", "one", "-n", "ports", "tier=front"]);
+
+    // A quota for pods of one PriorityClass counts only those.
+    let out = apply(
+        &k,
+        dir.path(),
+        "scoped",
+        "apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: high\n  namespace: ports\nspec:\n  hard:\n    pods: \"1\"\n  scopeSelector:\n    matchExpressions:\n    - scopeName: PriorityClass\n      operator: In\n      values: [high]\n",
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    wait_counted(&k, "high", "ports", "pods", "0");
+    let pod = |name: &str, class: Option<&str>| {
+        let class = class.map_or(String::new(), |c| format!("  priorityClassName: {c}\n"));
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: ports\nspec:\n{class}  containers:\n  - name: c\n    image: hello:v1\n"
+        )
+    };
+    let first = apply(&k, dir.path(), "h1", &pod("h1", Some("high")));
+    assert!(first.status.success(), "{}", first.stderr);
+    let second = apply(&k, dir.path(), "h2", &pod("h2", Some("high")));
+    assert!(
+        second.stderr.contains("pods \"h2\" is forbidden: exceeded quota: high, requested: pods=1, used: pods=1, limited: pods=1"),
+        "{}",
+        second.stderr
+    );
+    for (name, class) in [("low", Some("low")), ("none", None)] {
+        let out = apply(&k, dir.path(), name, &pod(name, class));
+        assert!(out.status.success(), "{name}: {}", out.stderr);
+    }
+}
+
 #[test]
 fn a_limit_range_fills_defaults_and_refuses_a_pod_over_its_max() {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -60,6 +60,16 @@ pub fn add_quantities(a: &str, b: &str) -> Option<String> {
     Some(render(x.checked_add(y)?, format))
 }
 
+/// `a - b` in canonical form, as `Quantity.Sub` computes it (`a`'s format,
+/// `b`'s when `a` is zero). `None` if either is not a quantity or the
+/// difference overflows.
+pub fn sub_quantities(a: &str, b: &str) -> Option<String> {
+    let (x, x_format) = parse(a)?;
+    let (y, y_format) = parse(b)?;
+    let format = if x == 0 { y_format } else { x_format };
+    Some(render(x.checked_sub(y)?, format))
+}
+
 /// The canonical form of `s`, or `None` if it is not a quantity.
 fn canonical(s: &str) -> Option<String> {
     let (nanos, format) = parse(s)?;

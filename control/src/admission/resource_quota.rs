@@ -1,5 +1,6 @@
-//! ResourceQuota admission: a create that would take a namespace past one of
-//! its quotas is refused; one that fits is charged to every quota it touches
+//! ResourceQuota admission: a create (or an update of a Service or a claim:
+//! [`compute::checks_updates`]) that would take a namespace past one of its
+//! quotas is refused; one that fits is charged to every quota it touches
 //! in the same store commit as the object itself. Each charge is conditional
 //! on the quota's revision, so of two creates racing for the last unit one
 //! commit fails, is checked again against the quota it lost to, and is
@@ -30,20 +31,30 @@ fn ignored(rt: &ResourceType) -> bool {
     rt.group.is_empty() && rt.plural == "events"
 }
 
-/// Checks the create of `obj` against every quota of its namespace; the ops
-/// that charge them, to commit with the object.
-pub fn charge(registry: &Registry, rt: &ResourceType, obj: &Value) -> Result<Vec<Op>> {
+/// Checks the write of `obj` (a create, or an update of `old`) against every
+/// quota of its namespace; the ops that charge them, to commit with the
+/// object.
+pub fn charge(
+    registry: &Registry,
+    rt: &ResourceType,
+    old: Option<&Value>,
+    obj: &Value,
+) -> Result<Vec<Op>> {
     let Some(quota_rt) = quota_type() else {
         return Ok(Vec::new());
     };
-    if !rt.namespaced || ignored(rt) {
+    if !rt.namespaced || ignored(rt) || (old.is_some() && !compute::checks_updates(rt)) {
+        return Ok(Vec::new());
+    }
+    let delta = compute::delta(rt, old, obj);
+    if delta.is_empty() {
         return Ok(Vec::new());
     }
     let namespace = meta::namespace(obj).unwrap_or_default();
     let quotas = registry.list(quota_rt, Some(namespace), None, None, &|_| true)?;
     let mut ops = Vec::new();
     for quota in quotas.items {
-        match compute::check(&compute::Quota::from_status(&quota), rt, obj) {
+        match compute::check(&compute::Quota::from_status(&quota), rt, obj, &delta) {
             compute::Check::Untouched => {}
             compute::Check::Refused(why) => {
                 return Err(forbidden(rt, meta::name(obj).unwrap_or_default(), why));

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 use skiff_api::json::Pointer as _;
-use skiff_api::table::{add_quantities, canonical_quantity};
+use skiff_api::table::{add_quantities, canonical_quantity, sub_quantities};
 use skiff_api::validate::Quantity;
 
 /// Resource name to quantity, as written (or as summed, in canonical form).
@@ -66,6 +66,21 @@ pub fn add_lists(a: &ResourceList, b: &ResourceList) -> ResourceList {
     out
 }
 
+/// `quota.SubtractWithNonNegativeResult` then `quota.RemoveZeros`: what `a`
+/// has beyond `b`, resource by resource, leaving out what is not more.
+pub fn exceeding(a: &ResourceList, b: &ResourceList) -> ResourceList {
+    a.iter()
+        .filter_map(|(k, v)| {
+            let rest = match b.get(k) {
+                Some(taken) => sub_quantities(v, taken)?,
+                None => show(v),
+            };
+            let positive = compare(&rest, "0") == Some(Ordering::Greater);
+            positive.then(|| (k.clone(), rest))
+        })
+        .collect()
+}
+
 /// `quota.Mask`: only the named resources.
 pub fn mask<'a>(list: &ResourceList, names: impl IntoIterator<Item = &'a String>) -> ResourceList {
     names
@@ -117,6 +132,34 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn exceeding_keeps_only_what_grew() {
+        let list = |pairs: &[(&str, &str)]| -> ResourceList {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let new = list(&[
+            ("services.nodeports", "3"),
+            ("count/services", "1"),
+            ("requests.storage", "2Gi"),
+        ]);
+        let old = list(&[
+            ("services.nodeports", "1"),
+            ("count/services", "1"),
+            ("requests.storage", "3Gi"),
+        ]);
+        assert_eq!(exceeding(&new, &old), list(&[("services.nodeports", "2")]));
+        assert_eq!(
+            exceeding(
+                &list(&[("services.loadbalancers", "1")]),
+                &ResourceList::new()
+            ),
+            list(&[("services.loadbalancers", "1")])
+        );
+    }
 
     #[test]
     fn a_pod_total_sums_containers_and_takes_the_largest_init_container() {

@@ -14,7 +14,7 @@ use skiff_api::meta;
 use skiff_api::resource::{RESOURCES, ResourceType};
 
 use crate::admission::resources::{
-    ResourceList, add_lists, compare, list_at, mask, pod_total, pretty,
+    ResourceList, add_lists, compare, exceeding, list_at, mask, pod_total, pretty,
 };
 
 /// Resources every container must state when a quota constrains them
@@ -48,8 +48,29 @@ pub struct Quota {
     pub name: String,
     pub hard: ResourceList,
     pub used: ResourceList,
-    /// `spec.scopes` (and `spec.scopeSelector`'s `Exists` scopes).
-    pub scopes: Vec<String>,
+    /// `spec.scopes` and `spec.scopeSelector`'s expressions.
+    pub scopes: Vec<Scope>,
+}
+
+/// One scope a quota selects objects by: an entry of `spec.scopes` (operator
+/// `Exists`) or of `spec.scopeSelector.matchExpressions`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub name: String,
+    /// `In`, `NotIn`, `Exists` or `DoesNotExist`.
+    pub operator: String,
+    pub values: Vec<String>,
+}
+
+impl Scope {
+    /// A scope listed in `spec.scopes`.
+    pub fn exists(name: &str) -> Scope {
+        Scope {
+            name: name.to_string(),
+            operator: "Exists".to_string(),
+            values: Vec::new(),
+        }
+    }
 }
 
 impl Quota {
@@ -199,28 +220,42 @@ pub fn usage(rt: &ResourceType, obj: &Value) -> ResourceList {
     out
 }
 
-/// `spec.scopes` and the `Exists` scopes of `spec.scopeSelector`.
-fn scopes(quota: &Value) -> Vec<String> {
+/// `spec.scopes` and the expressions of `spec.scopeSelector`.
+fn scopes(quota: &Value) -> Vec<Scope> {
     let listed = quota
         .at("/spec/scopes")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(Value::as_str);
+        .filter_map(Value::as_str)
+        .map(Scope::exists);
+    let strings = |v: Option<&Value>| -> Vec<String> {
+        v.and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect()
+    };
     let selected = quota
         .at("/spec/scopeSelector/matchExpressions")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter(|e| e.get("operator").and_then(Value::as_str) == Some("Exists"))
-        .filter_map(|e| e.get("scopeName").and_then(Value::as_str));
-    listed.chain(selected).map(str::to_string).collect()
+        .filter_map(|e| {
+            Some(Scope {
+                name: e.get("scopeName")?.as_str()?.to_string(),
+                operator: e.get("operator")?.as_str()?.to_string(),
+                values: strings(e.get("values")),
+            })
+        });
+    listed.chain(selected).collect()
 }
 
 /// Whether a quota with `scopes` covers `obj` (`Matches`): scoped quotas
-/// cover only pods, and only those every scope selects. A scope Skiff does not
-/// evaluate (PriorityClass, CrossNamespacePodAffinity) selects nothing.
-pub fn in_scope(scopes: &[String], rt: &ResourceType, obj: &Value) -> bool {
+/// cover only pods, and only those every scope selects
+/// (`podMatchesScopeFunc`).
+pub fn in_scope(scopes: &[Scope], rt: &ResourceType, obj: &Value) -> bool {
     if scopes.is_empty() {
         return true;
     }
@@ -232,12 +267,58 @@ pub fn in_scope(scopes: &[String], rt: &ResourceType, obj: &Value) -> bool {
         .and_then(Value::as_i64)
         .is_some_and(|s| s >= 0);
     let best_effort = skiff_api::defaults::qos_class(obj) == "BestEffort";
-    scopes.iter().all(|s| match s.as_str() {
+    scopes.iter().all(|s| match s.name.as_str() {
         "Terminating" => terminating,
         "NotTerminating" => !terminating,
         "BestEffort" => best_effort,
         "NotBestEffort" => !best_effort,
+        "PriorityClass" => priority_class_matches(s, obj),
+        "CrossNamespacePodAffinity" => uses_cross_namespace_affinity(obj),
         _ => false,
+    })
+}
+
+/// The PriorityClass scope: `Exists` selects pods that name a class; the
+/// other operators are a label selector over `{PriorityClass: <name>}`,
+/// where the key is always present (an unnamed class is `""`).
+fn priority_class_matches(scope: &Scope, pod: &Value) -> bool {
+    let class = pod
+        .at("/spec/priorityClassName")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let listed = scope.values.iter().any(|v| v == class);
+    match scope.operator.as_str() {
+        "Exists" => !class.is_empty(),
+        "In" => listed,
+        "NotIn" => !listed,
+        _ => false,
+    }
+}
+
+/// Whether any pod (anti-)affinity term of `pod` looks beyond its own
+/// namespace (`namespaces` or a `namespaceSelector`).
+fn uses_cross_namespace_affinity(pod: &Value) -> bool {
+    let crosses = |term: &Value| {
+        term.get("namespaceSelector").is_some_and(|s| !s.is_null())
+            || term
+                .get("namespaces")
+                .and_then(Value::as_array)
+                .is_some_and(|n| !n.is_empty())
+    };
+    ["podAffinity", "podAntiAffinity"].iter().any(|kind| {
+        let affinity = pod.at(&format!("/spec/affinity/{kind}"));
+        let required = affinity
+            .and_then(|a| a.get("requiredDuringSchedulingIgnoredDuringExecution"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten();
+        let preferred = affinity
+            .and_then(|a| a.get("preferredDuringSchedulingIgnoredDuringExecution"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w.get("podAffinityTerm"));
+        required.chain(preferred).any(crosses)
     })
 }
 
@@ -310,9 +391,28 @@ pub fn pod_constraints(required: &BTreeSet<&str>, pod: &Value) -> Result<(), Uns
     Err(Unspecified(missing))
 }
 
-/// Checks the create of `obj` (of kind `rt`) against `quota`, as the quota
-/// admission's `checkRequest` does for one quota.
-pub fn check(quota: &Quota, rt: &ResourceType, obj: &Value) -> Check {
+/// Whether Kubernetes' quota evaluator for `rt` checks updates as well as
+/// creates: a Service can take node ports or a load balancer, a claim can
+/// grow. (A pod's only on its `resize` subresource, which Skiff has not; the
+/// object counts only on create.)
+pub fn checks_updates(rt: &ResourceType) -> bool {
+    is(rt, "services") || is(rt, "persistentvolumeclaims")
+}
+
+/// What a write adds to a quota's usage: all of `new`'s usage on a create,
+/// what `new` uses beyond `old` on an update; zeros left out.
+pub fn delta(rt: &ResourceType, old: Option<&Value>, new: &Value) -> ResourceList {
+    let used = usage(rt, new);
+    match old {
+        Some(old) => exceeding(&used, &usage(rt, old)),
+        None => exceeding(&used, &ResourceList::new()),
+    }
+}
+
+/// Checks a write of `obj` (of kind `rt`) that adds `delta` ([`delta`])
+/// against `quota`, as the quota admission's `checkRequest` does for one
+/// quota.
+pub fn check(quota: &Quota, rt: &ResourceType, obj: &Value, delta: &ResourceList) -> Check {
     if !in_scope(&quota.scopes, rt, obj) {
         return Check::Untouched;
     }
@@ -337,7 +437,7 @@ pub fn check(quota: &Quota, rt: &ResourceType, obj: &Value) -> Check {
             restricted.iter().copied().collect::<Vec<_>>().join(",")
         ));
     }
-    let requested = mask(&usage(rt, obj), quota.hard.keys());
+    let requested = mask(delta, quota.hard.keys());
     if requested.is_empty() {
         return Check::Untouched;
     }
@@ -370,7 +470,7 @@ pub fn check(quota: &Quota, rt: &ResourceType, obj: &Value) -> Check {
 /// namespace's objects of [`kinds_for`]`(hard)`.
 pub fn namespace_usage<'a>(
     hard: &ResourceList,
-    scopes: &[String],
+    scopes: &[Scope],
     objects: impl IntoIterator<Item = (&'a ResourceType, &'a Value)>,
     now: Timestamp,
 ) -> ResourceList {
@@ -398,6 +498,11 @@ mod tests {
 
     use super::*;
 
+    /// The check of a create.
+    fn create(quota: &Quota, rt: &ResourceType, obj: &Value) -> Check {
+        check(quota, rt, obj, &delta(rt, None, obj))
+    }
+
     fn list(pairs: &[(&str, &str)]) -> ResourceList {
         pairs
             .iter()
@@ -424,7 +529,7 @@ mod tests {
         };
         let p = pod("x", json!({}), json!({}));
         assert_eq!(
-            check(&quota, pods(), &p),
+            create(&quota, pods(), &p),
             Check::Refused(
                 "exceeded quota: q, requested: pods=1, used: pods=2, limited: pods=2".into()
             )
@@ -434,7 +539,7 @@ mod tests {
             ..quota
         };
         assert_eq!(
-            check(&quota, pods(), &p),
+            create(&quota, pods(), &p),
             Check::Charge(list(&[("pods", "2")]))
         );
     }
@@ -457,12 +562,12 @@ mod tests {
         };
         let p = pod("x", json!({"cpu": "100m", "memory": "128Mi"}), json!({}));
         assert_eq!(
-            check(&quota, pods(), &p),
+            create(&quota, pods(), &p),
             Check::Refused("exceeded quota: compute, requested: requests.memory=128Mi, used: requests.memory=960Mi, limited: requests.memory=1Gi".into())
         );
         let p = pod("x", json!({"cpu": "100m", "memory": "64Mi"}), json!({}));
         assert_eq!(
-            check(&quota, pods(), &p),
+            create(&quota, pods(), &p),
             Check::Charge(list(&[
                 ("pods", "2"),
                 ("requests.cpu", "100m"),
@@ -483,7 +588,7 @@ mod tests {
             {"name": "a", "resources": {"requests": {"memory": "1Mi"}}},
             {"name": "b", "resources": {}}]}});
         assert_eq!(
-            check(&quota, pods(), &p),
+            create(&quota, pods(), &p),
             Check::Refused(
                 "failed quota: q: must specify limits.cpu for: a,b; requests.memory for: b".into()
             )
@@ -499,11 +604,11 @@ mod tests {
             scopes: vec![],
         };
         assert_eq!(
-            check(&quota, pods(), &pod("x", json!({}), json!({}))),
+            create(&quota, pods(), &pod("x", json!({}), json!({}))),
             Check::Refused("status unknown for quota: q, resources: pods".into())
         );
         let secrets = by_kind("v1", "Secret").unwrap();
-        assert_eq!(check(&quota, secrets, &json!({})), Check::Untouched);
+        assert_eq!(create(&quota, secrets, &json!({})), Check::Untouched);
     }
 
     #[test]
@@ -527,7 +632,7 @@ mod tests {
             scopes: vec![],
         };
         assert!(
-            matches!(check(&quota, deployments, &json!({})), Check::Refused(m) if m.starts_with("exceeded quota: q, requested: count/deployments.apps=1"))
+            matches!(create(&quota, deployments, &json!({})), Check::Refused(m) if m.starts_with("exceeded quota: q, requested: count/deployments.apps=1"))
         );
     }
 
@@ -562,7 +667,7 @@ mod tests {
 
     #[test]
     fn scoped_quotas_cover_only_the_pods_they_select() {
-        let scopes = vec!["BestEffort".to_string()];
+        let scopes = vec![Scope::exists("BestEffort")];
         let best_effort = pod("a", json!({}), json!({}));
         let burstable = pod("b", json!({"cpu": "1"}), json!({}));
         assert!(in_scope(&scopes, pods(), &best_effort));
@@ -572,5 +677,78 @@ mod tests {
             by_kind("v1", "Service").unwrap(),
             &json!({})
         ));
+    }
+
+    #[test]
+    fn priority_class_and_cross_namespace_scopes_select_as_kubernetes() {
+        let scope = |operator: &str, values: &[&str]| Scope {
+            name: "PriorityClass".into(),
+            operator: operator.into(),
+            values: values.iter().map(|v| v.to_string()).collect(),
+        };
+        let mut high = pod("h", json!({}), json!({}));
+        high["spec"]["priorityClassName"] = json!("high");
+        let plain = pod("p", json!({}), json!({}));
+        let cases = [
+            (scope("In", &["high"]), true, false),
+            (scope("NotIn", &["high"]), false, true),
+            (scope("Exists", &[]), true, false),
+            (scope("DoesNotExist", &[]), false, false),
+        ];
+        for (s, for_high, for_plain) in cases {
+            let scopes = [s.clone()];
+            assert_eq!(in_scope(&scopes, pods(), &high), for_high, "{s:?} high");
+            assert_eq!(in_scope(&scopes, pods(), &plain), for_plain, "{s:?} plain");
+        }
+        let cross = Scope::exists("CrossNamespacePodAffinity");
+        let mut wide = pod("w", json!({}), json!({}));
+        wide["spec"]["affinity"] = json!({"podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1,
+                "podAffinityTerm": {"topologyKey": "k", "namespaceSelector": {}}}]}});
+        let mut local = pod("l", json!({}), json!({}));
+        local["spec"]["affinity"] = json!({"podAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "k"}]}});
+        assert!(in_scope(std::slice::from_ref(&cross), pods(), &wide));
+        assert!(!in_scope(std::slice::from_ref(&cross), pods(), &local));
+    }
+
+    #[test]
+    fn an_update_is_charged_only_what_it_adds() {
+        let services = by_kind("v1", "Service").unwrap();
+        let quota = Quota {
+            name: "q".into(),
+            hard: list(&[("services.nodeports", "2"), ("count/services", "1")]),
+            used: list(&[("services.nodeports", "0"), ("count/services", "1")]),
+            scopes: vec![],
+        };
+        let cluster_ip = json!({"spec": {"type": "ClusterIP", "ports": [{"port": 80}, {"port": 81}, {"port": 82}]}});
+        let mut node_port = cluster_ip.clone();
+        node_port["spec"]["type"] = json!("NodePort");
+        // The same object again adds nothing, even at the count's limit.
+        let same = delta(services, Some(&cluster_ip), &cluster_ip);
+        assert!(same.is_empty(), "{same:?}");
+        assert_eq!(
+            check(&quota, services, &cluster_ip, &same),
+            Check::Untouched
+        );
+        let grown = delta(services, Some(&cluster_ip), &node_port);
+        assert_eq!(grown, list(&[("services.nodeports", "3")]));
+        assert_eq!(
+            check(&quota, services, &node_port, &grown),
+            Check::Refused(
+                "exceeded quota: q, requested: services.nodeports=3, used: services.nodeports=0, limited: services.nodeports=2"
+                    .into()
+            )
+        );
+        node_port["spec"]["ports"] = json!([{"port": 80}]);
+        let fits = delta(services, Some(&cluster_ip), &node_port);
+        assert_eq!(
+            check(&quota, services, &node_port, &fits),
+            Check::Charge(list(&[
+                ("count/services", "1"),
+                ("services.nodeports", "1")
+            ]))
+        );
+        assert!(checks_updates(services) && !checks_updates(pods()));
     }
 }
