@@ -10,6 +10,12 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 export CARGO_TARGET_DIR="${SKIFF_SAMPLES_TARGET_DIR:-$HOME/.cache/skiff-samples-target}"
 
+# A fresh machine has the toolchain but not always the target that
+# rust-toolchain.toml names (rustup adds it only when it installs the toolchain).
+if command -v rustup >/dev/null 2>&1 && ! rustup target list --installed | grep -qx wasm32-wasip2; then
+    rustup target add wasm32-wasip2
+fi
+
 cargo build --release --target wasm32-wasip2 --manifest-path "$here/Cargo.toml" "$@"
 
 out="$CARGO_TARGET_DIR/wasm32-wasip2/release"
