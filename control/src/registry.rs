@@ -84,6 +84,22 @@ pub struct Written {
     pub warnings: Vec<String>,
 }
 
+impl Written {
+    /// The write of the first op of a commit (the object; the others are
+    /// what it charged to quotas and the like).
+    fn first(committed: Vec<Committed>, created: bool, warnings: Vec<String>) -> Result<Written> {
+        let committed = committed
+            .into_iter()
+            .next()
+            .ok_or_else(|| ApiError::internal("store returned no result for a commit"))?;
+        Ok(Written {
+            object: Arc::unwrap_or_clone(committed.object),
+            created,
+            warnings,
+        })
+    }
+}
+
 /// Which part of an object a write addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Subresource {
@@ -201,16 +217,7 @@ impl Registry {
                 ops.push(default_service_account(&name)?);
             }
             match self.store.commit(ops).await {
-                Ok(committed) => {
-                    let committed = committed.into_iter().next().ok_or_else(|| {
-                        ApiError::internal("store returned no result for a commit")
-                    })?;
-                    return Ok(Written {
-                        object: Arc::unwrap_or_clone(committed.object),
-                        created: true,
-                        warnings,
-                    });
-                }
+                Ok(committed) => return Written::first(committed, true, warnings),
                 // A quota charged by a concurrent create: check against it again.
                 Err(StoreError::Conflict { key, .. })
                     if key.resource == "resourcequotas" && attempt < QUOTA_RETRIES => {}
@@ -641,16 +648,7 @@ impl Registry {
             }];
             ops.append(&mut charges);
             match self.store.commit(ops).await {
-                Ok(committed) => {
-                    let committed = committed.into_iter().next().ok_or_else(|| {
-                        ApiError::internal("store returned no result for a commit")
-                    })?;
-                    return Ok(Written {
-                        object: Arc::unwrap_or_clone(committed.object),
-                        created: false,
-                        warnings: Vec::new(),
-                    });
-                }
+                Ok(committed) => return Written::first(committed, false, Vec::new()),
                 Err(StoreError::Conflict { key, .. })
                     if retry && key.resource == "resourcequotas" =>
                 {
