@@ -21,6 +21,9 @@ struct Pending {
     namespace: String,
     name: String,
     status: Value,
+    /// The pod as the node authorizer checked it: the object to write over
+    /// first, saving a read of the store when it is still current.
+    seen: Arc<Value>,
 }
 
 #[derive(Default)]
@@ -50,12 +53,20 @@ impl StatusWriter {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `status` for the pod; returns at once.
-    pub fn report(&self, namespace: String, name: String, uid: String, status: Value) {
+    /// Queues `status` for the pod, last `seen` as it is; returns at once.
+    pub fn report(
+        &self,
+        namespace: String,
+        name: String,
+        uid: String,
+        status: Value,
+        seen: Arc<Value>,
+    ) {
         let pending = Pending {
             namespace,
             name,
             status,
+            seen,
         };
         {
             let mut state = self.lock();
@@ -68,9 +79,14 @@ impl StatusWriter {
         let writer = self.clone();
         tokio::spawn(async move {
             let mut next = Some(pending);
+            // What this loop last wrote: the base for the next status, newer
+            // than what a report queued meanwhile was checked against.
+            let mut written: Option<Value> = None;
             while let Some(p) = next {
-                if let Err(e) = write_status(&writer.registry, &p, &uid).await {
-                    tracing::debug!(pod = %p.name, error = %e, "pod status not written");
+                let base = written.take().unwrap_or_else(|| Value::clone(&p.seen));
+                match write_status(&writer.registry, &p, &uid, base).await {
+                    Ok(object) => written = object,
+                    Err(e) => tracing::debug!(pod = %p.name, error = %e, "pod status not written"),
                 }
                 let mut state = writer.lock();
                 next = state.queued.remove(&uid);
@@ -82,29 +98,41 @@ impl StatusWriter {
     }
 }
 
-async fn write_status(registry: &Registry, p: &Pending, uid: &str) -> Result<(), ApiError> {
+/// Writes `p`'s status over `base`, the pod as last seen; when another write
+/// got there first, over the pod read again. The pod as written, if it was.
+async fn write_status(
+    registry: &Registry,
+    p: &Pending,
+    uid: &str,
+    base: Value,
+) -> Result<Option<Value>, ApiError> {
     let rt = by_kind("v1", "Pod").ok_or_else(|| ApiError::internal("no Pod kind"))?;
     let opts = WriteOptions {
         field_manager: FIELD_MANAGER.into(),
         ..Default::default()
     };
+    let mut base = Some(base);
     for _ in 0..8 {
-        let Some(pod) = registry.try_get(rt, &p.namespace, &p.name)? else {
-            return Ok(()); // Gone: nothing to report on.
+        let pod = match base.take() {
+            Some(pod) => pod,
+            None => match registry.try_get(rt, &p.namespace, &p.name)? {
+                Some(pod) => pod,
+                None => return Ok(None), // Gone: nothing to report on.
+            },
         };
         if meta::uid(&pod) != Some(uid) {
-            return Ok(()); // A new pod of the same name.
+            return Ok(None); // A new pod of the same name.
         }
         if pod.get("status") == Some(&p.status) {
-            return Ok(());
+            return Ok(Some(pod));
         }
         match registry
             .update_status_from(rt, pod, p.status.clone(), &opts)
             .await
         {
-            Ok(_) => return Ok(()),
+            Ok(written) => return Ok(Some(written.object)),
             Err(e) if e.reason == Reason::Conflict => continue,
-            Err(e) if e.reason == Reason::NotFound => return Ok(()),
+            Err(e) if e.reason == Reason::NotFound => return Ok(None),
             Err(e) => return Err(e),
         }
     }

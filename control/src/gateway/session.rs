@@ -8,6 +8,7 @@
 //! refusal is logged and sent back to the node as [`Downstream::Denied`]; the
 //! session goes on.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -217,11 +218,11 @@ fn handle(shared: &Shared, node: &str, frame: Upstream) -> Result<(), Denied> {
             uid,
             status,
         } => {
-            let allowed = authorize_pod(shared, node, &namespace, &name, &uid, |pod| {
+            let pod = authorize_pod(shared, node, &namespace, &name, &uid, |pod| {
                 NodeRequest::UpdatePodStatus { pod }
             })?;
-            if allowed {
-                shared.statuses.report(namespace, name, uid, status);
+            if let Some(pod) = pod {
+                shared.statuses.report(namespace, name, uid, status, pod);
             }
         }
         Upstream::PodTerminated {
@@ -229,10 +230,10 @@ fn handle(shared: &Shared, node: &str, frame: Upstream) -> Result<(), Denied> {
             name,
             uid,
         } => {
-            let allowed = authorize_pod(shared, node, &namespace, &name, &uid, |pod| {
+            let pod = authorize_pod(shared, node, &namespace, &name, &uid, |pod| {
                 NodeRequest::DeletePod { pod }
             })?;
-            if allowed {
+            if pod.is_some() {
                 let registry = shared.registry.clone();
                 tokio::spawn(async move {
                     reports::pod_terminated(&registry, &namespace, &name, &uid).await;
@@ -246,9 +247,10 @@ fn handle(shared: &Shared, node: &str, frame: Upstream) -> Result<(), Denied> {
     Ok(())
 }
 
-/// Whether the node may act on pod `namespace/name` with `uid`: `Ok(true)` when
-/// it may, `Ok(false)` when there is no such pod (gone, or replaced by one of
-/// the same name: nothing to do), a refusal (logged) otherwise.
+/// Whether the node may act on pod `namespace/name` with `uid`: the pod as
+/// checked when it may, `Ok(None)` when there is no such pod (gone, or
+/// replaced by one of the same name: nothing to do), a refusal (logged)
+/// otherwise.
 fn authorize_pod(
     shared: &Shared,
     node: &str,
@@ -256,26 +258,26 @@ fn authorize_pod(
     name: &str,
     uid: &str,
     request: impl FnOnce(&Value) -> NodeRequest<'_>,
-) -> Result<bool, Denied> {
+) -> Result<Option<Arc<Value>>, Denied> {
     // The pods bound to this node are at hand; any other is read from the store.
     let pod = match shared.dispatcher.pod(node, uid) {
         Some(pod) => pod,
         None => {
             let Some(rt) = by_kind("v1", "Pod") else {
-                return Ok(false);
+                return Ok(None);
             };
             match shared.registry.try_get(rt, namespace, name) {
-                Ok(Some(pod)) if meta::uid(&pod) == Some(uid) => std::sync::Arc::new(pod),
-                Ok(_) => return Ok(false),
+                Ok(Some(pod)) if meta::uid(&pod) == Some(uid) => Arc::new(pod),
+                Ok(_) => return Ok(None),
                 Err(e) => {
                     tracing::debug!(node, pod = %format!("{namespace}/{name}"), error = %e, "look up a reported pod");
-                    return Ok(false);
+                    return Ok(None);
                 }
             }
         }
     };
     match node_authorizer::authorize(node, &request(&pod)) {
-        Ok(()) => Ok(true),
+        Ok(()) => Ok(Some(pod)),
         Err(denied) => {
             log_denied(node, Some(&format!("{namespace}/{name}")), &denied);
             Err(denied)
