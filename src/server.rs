@@ -17,8 +17,8 @@ pub struct ServerArgs {
     /// Address (UDP) where nodes join and connect over QUIC.
     #[arg(long, default_value = "127.0.0.1:6443")]
     pub quic_addr: SocketAddr,
-    /// How long a node may be silent before it is marked NotReady (e.g. 5s, 40s).
-    #[arg(long, default_value = "5s", value_parser = crate::duration::parse)]
+    /// How long a node may be silent before it is marked NotReady (e.g. 3s, 40s).
+    #[arg(long, default_value = "3s", value_parser = crate::duration::parse)]
     pub node_monitor_grace_period: std::time::Duration,
     /// How long the pods of a lost (unreachable or not-ready) node wait before
     /// they are evicted and replaced elsewhere, unless they set their own

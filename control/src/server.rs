@@ -71,10 +71,11 @@ impl ControlPlaneConfig {
     }
 }
 
-/// Kubernetes' default is 40 s (node-monitor-grace-period); a QUIC connection
-/// notices a dead peer within seconds, so Skiff can afford a short one, which its
-/// failover budget (a lost node's pods running elsewhere in 10 s) needs.
-pub const DEFAULT_NODE_GRACE_PERIOD: Duration = Duration::from_secs(5);
+/// Kubernetes' default is 40 s (node-monitor-grace-period); a node's session
+/// sends a heartbeat every second, so three missed ones are a lost node. The
+/// failover budget (a lost node's pods running elsewhere in 5 s, DESIGN.md)
+/// needs it this short: 3 s silent, 1 s of toleration, then the replacements.
+pub const DEFAULT_NODE_GRACE_PERIOD: Duration = Duration::from_secs(3);
 
 /// Why a control plane could not start.
 #[derive(Debug, thiserror::Error)]

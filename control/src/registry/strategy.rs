@@ -21,8 +21,8 @@ pub const TAINT_NOT_READY: &str = "node.kubernetes.io/not-ready";
 
 /// Skiff's default `tolerationSeconds` for those taints. Kubernetes waits
 /// 300 s; Skiff's failover budget (a lost node's pods running elsewhere within
-/// 10 s, DESIGN.md) leaves 2 s after the node grace period.
-pub const DEFAULT_TOLERATION_SECONDS: i64 = 2;
+/// 5 s, DESIGN.md) leaves 1 s after the node grace period.
+pub const DEFAULT_TOLERATION_SECONDS: i64 = 1;
 
 /// Kubernetes' DefaultTolerationSeconds admission: a pod that does not
 /// tolerate the not-ready and unreachable NoExecute taints itself gets a
