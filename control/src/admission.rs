@@ -52,6 +52,13 @@ pub fn mutate(registry: &Registry, rt: &ResourceType, obj: &mut Value) -> Result
     Ok(())
 }
 
+/// Whether [`validate`] may refuse or charge a create of `rt` (pods, and
+/// whatever a ResourceQuota counts); a kind it never reads can be created
+/// in another write's commit ([`Registry::create_op`]).
+pub fn validates(rt: &ResourceType) -> bool {
+    is_pod(rt) || resource_quota::counts(rt)
+}
+
 /// The validating stage of a create; returns the quota charges to commit
 /// with the object.
 pub async fn validate(registry: &Registry, rt: &ResourceType, obj: &Value) -> Result<Vec<Op>> {

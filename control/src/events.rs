@@ -13,6 +13,7 @@ use skiff_api::resource::by_kind;
 use skiff_api::status::{ApiError, Reason};
 
 use crate::registry::{Registry, Subresource, WriteOptions};
+use crate::store::Op;
 
 /// How many distinct Events are remembered for folding repeats.
 const MAX_REMEMBERED_EVENTS: usize = 10_000;
@@ -144,6 +145,40 @@ impl EventRecorder {
         });
     }
 
+    /// The op that creates an Event about `obj` from a control-plane
+    /// `component`, to commit with the write the Event tells of (the
+    /// scheduler's binding and its `Scheduled`). Such an Event is not
+    /// remembered for counting repeats: there is one per write.
+    pub fn create_op(
+        &self,
+        obj: &Value,
+        component: &str,
+        event_type: EventType,
+        reason: &str,
+        message: String,
+    ) -> Result<Op, ApiError> {
+        let rt = by_kind("v1", "Event").ok_or_else(|| ApiError::internal("no Event kind"))?;
+        let opts = WriteOptions {
+            field_manager: self.field_manager.clone(),
+            ..Default::default()
+        };
+        let source = Source {
+            component: component.to_string(),
+            host: None,
+        };
+        let involved = Involved::of(obj);
+        let event = event_object(
+            &involved,
+            &source,
+            event_type,
+            reason,
+            message,
+            &meta::now_timestamp(),
+        );
+        let namespace = event_namespace(&involved);
+        self.registry.create_op(rt, &namespace, event, &opts)
+    }
+
     async fn write(
         &self,
         involved: Involved,
@@ -158,12 +193,7 @@ impl EventRecorder {
             ..Default::default()
         };
         let now = meta::now_timestamp();
-        // Events of cluster-scoped objects (Nodes) go to `default`, as Kubernetes'.
-        let namespace = if involved.namespace.is_empty() {
-            "default".to_string()
-        } else {
-            involved.namespace.clone()
-        };
+        let namespace = event_namespace(&involved);
         let key = (involved.clone(), reason.to_string(), message.clone());
         let existing = lock(&self.seen).get(&key).cloned();
         if let Some(name) = existing {
@@ -185,40 +215,8 @@ impl EventRecorder {
                 }
             }
         }
-        let name = format!(
-            "{}.{:x}",
-            involved.name,
-            jiff::Timestamp::now().as_nanosecond()
-        );
-        let mut involved_object = json!({
-            "apiVersion": involved.api_version, "kind": involved.kind,
-            "name": involved.name, "uid": involved.uid,
-        });
-        if !involved.namespace.is_empty() {
-            involved_object["namespace"] = json!(involved.namespace);
-        }
-        if let Some(path) = &involved.field_path {
-            involved_object["fieldPath"] = json!(path);
-        }
-        let mut source_json = json!({"component": source.component});
-        if let Some(host) = &source.host {
-            source_json["host"] = json!(host);
-        }
-        let event = json!({
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"name": name, "namespace": namespace},
-            "involvedObject": involved_object,
-            "reason": reason,
-            "message": message,
-            "type": event_type.as_str(),
-            "source": source_json,
-            "reportingComponent": source.component,
-            "reportingInstance": source.host.clone().unwrap_or_else(|| source.component.clone()),
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        });
+        let event = event_object(&involved, source, event_type, reason, message, &now);
+        let name = meta::name(&event).unwrap_or_default().to_string();
         self.registry.create(rt, &namespace, event, &opts).await?;
         let mut seen = lock(&self.seen);
         // Bounded: forgetting only means the next repeat starts a new Event.
@@ -228,6 +226,60 @@ impl EventRecorder {
         seen.insert(key, name);
         Ok(())
     }
+}
+
+/// Events of cluster-scoped objects (Nodes) go to `default`, as Kubernetes'.
+fn event_namespace(involved: &Involved) -> String {
+    if involved.namespace.is_empty() {
+        "default".to_string()
+    } else {
+        involved.namespace.clone()
+    }
+}
+
+/// A new core/v1 Event (`count` 1) about `involved`.
+fn event_object(
+    involved: &Involved,
+    source: &Source,
+    event_type: EventType,
+    reason: &str,
+    message: String,
+    now: &str,
+) -> Value {
+    let name = format!(
+        "{}.{:x}",
+        involved.name,
+        jiff::Timestamp::now().as_nanosecond()
+    );
+    let mut involved_object = json!({
+        "apiVersion": involved.api_version, "kind": involved.kind,
+        "name": involved.name, "uid": involved.uid,
+    });
+    if !involved.namespace.is_empty() {
+        involved_object["namespace"] = json!(involved.namespace);
+    }
+    if let Some(path) = &involved.field_path {
+        involved_object["fieldPath"] = json!(path);
+    }
+    let mut source_json = json!({"component": source.component});
+    if let Some(host) = &source.host {
+        source_json["host"] = json!(host);
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": event_namespace(involved)},
+        "involvedObject": involved_object,
+        "reason": reason,
+        "message": message,
+        "type": event_type.as_str(),
+        "source": source_json,
+        "reportingComponent": source.component,
+        "reportingInstance": source.host.clone().unwrap_or_else(|| source.component.clone()),
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

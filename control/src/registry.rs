@@ -169,31 +169,11 @@ impl Registry {
         &self,
         rt: &ResourceType,
         namespace: &str,
-        mut obj: Value,
+        obj: Value,
         opts: &WriteOptions,
     ) -> Result<Written> {
-        let warnings = validate::decode_and_prune(rt, &mut obj, opts.field_validation)?;
-        self.prepare_create(rt, namespace, &mut obj, opts.applied)?;
+        let (obj, warnings) = self.checked_for_create(rt, namespace, obj, opts)?;
         let name = meta::name(&obj).unwrap_or_default().to_string();
-        strategy::prepare_for_create(rt, &mut obj);
-        if rt.kind == "Pod" && rt.group.is_empty() {
-            strategy::add_default_tolerations(&mut obj, self.default_toleration_seconds);
-        }
-        if rt.kind == "Ingress" && rt.group == "networking.k8s.io" {
-            self.default_ingress_class(&mut obj)?;
-        }
-        allocate::allocate(self, rt, None, &mut obj)?;
-        crate::admission::mutate(self, rt, &mut obj)?;
-        validate::validate_create(rt, &obj)?;
-        if !opts.applied && !opts.field_manager.is_empty() {
-            record_update(
-                None,
-                &mut obj,
-                &opts.field_manager,
-                rt,
-                &meta::now_timestamp(),
-            );
-        }
         let ns = meta::namespace(&obj).unwrap_or_default().to_string();
         let mut attempt = 0;
         loop {
@@ -224,6 +204,73 @@ impl Registry {
                 Err(e) => return Err(store_error(rt, &name)(e)),
             }
         }
+    }
+
+    /// The op that creates `obj` in `namespace`, checked and filled in as
+    /// [`Registry::create`] does, to commit together with other writes (an
+    /// Event in the commit of what it tells of). Only for kinds that no
+    /// validating admission reads ([`crate::admission::validates`]): their
+    /// create commits nothing else.
+    pub fn create_op(
+        &self,
+        rt: &ResourceType,
+        namespace: &str,
+        obj: Value,
+        opts: &WriteOptions,
+    ) -> Result<Op> {
+        if crate::admission::validates(rt) {
+            return Err(ApiError::internal(format!(
+                "{} are admitted on create: they cannot join another commit",
+                rt.plural
+            )));
+        }
+        let (obj, _) = self.checked_for_create(rt, namespace, obj, opts)?;
+        let key = key(
+            rt,
+            meta::namespace(&obj).unwrap_or_default(),
+            meta::name(&obj).unwrap_or_default(),
+        );
+        Ok(Op {
+            key,
+            precondition: Precondition::Absent,
+            action: Action::Put(obj),
+            prev: None,
+        })
+    }
+
+    /// A new object decoded, filled in (server fields, defaults, allocations,
+    /// mutating admission, managedFields) and validated; with the decoder's
+    /// warnings. What is left of a create is validating admission and the
+    /// commit.
+    fn checked_for_create(
+        &self,
+        rt: &ResourceType,
+        namespace: &str,
+        mut obj: Value,
+        opts: &WriteOptions,
+    ) -> Result<(Value, Vec<String>)> {
+        let warnings = validate::decode_and_prune(rt, &mut obj, opts.field_validation)?;
+        self.prepare_create(rt, namespace, &mut obj, opts.applied)?;
+        strategy::prepare_for_create(rt, &mut obj);
+        if rt.kind == "Pod" && rt.group.is_empty() {
+            strategy::add_default_tolerations(&mut obj, self.default_toleration_seconds);
+        }
+        if rt.kind == "Ingress" && rt.group == "networking.k8s.io" {
+            self.default_ingress_class(&mut obj)?;
+        }
+        allocate::allocate(self, rt, None, &mut obj)?;
+        crate::admission::mutate(self, rt, &mut obj)?;
+        validate::validate_create(rt, &obj)?;
+        if !opts.applied && !opts.field_manager.is_empty() {
+            record_update(
+                None,
+                &mut obj,
+                &opts.field_manager,
+                rt,
+                &meta::now_timestamp(),
+            );
+        }
+        Ok((obj, warnings))
     }
 
     /// Kubernetes' DefaultIngressClass admission, against the stored

@@ -277,13 +277,19 @@ impl Scheduler {
                 prev: Some(pod.clone()),
             })
         };
-        let ops: Option<Vec<Op>> = binds.iter().map(|(p, n)| op(p, n)).collect();
+        // Each binding commits with its `Scheduled` Event.
+        let with_event = |pod: &Arc<Value>, node: &str| -> Option<Vec<Op>> {
+            let mut ops = vec![op(pod, node)?];
+            match self.scheduled_event(pod, node) {
+                Ok(event) => ops.push(event),
+                Err(e) => tracing::debug!(error = %e, "scheduler: no Scheduled Event"),
+            }
+            Some(ops)
+        };
+        let ops: Option<Vec<Vec<Op>>> = binds.iter().map(|(p, n)| with_event(p, n)).collect();
         if let Some(ops) = ops {
-            match self.registry.commit(ops).await {
-                Ok(_) => {
-                    self.scheduled_events(&binds);
-                    return Vec::new();
-                }
+            match self.registry.commit(ops.concat()).await {
+                Ok(_) => return Vec::new(),
                 Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "scheduler: binding failed");
@@ -292,32 +298,28 @@ impl Scheduler {
             }
         }
         let mut failed = Vec::new();
-        let mut done = Vec::new();
         for (pod, node) in binds {
-            let Some(o) = op(&pod, &node) else {
+            let Some(ops) = with_event(&pod, &node) else {
                 failed.push((pod, node));
                 continue;
             };
-            match self.registry.commit(vec![o]).await {
-                Ok(_) => done.push((pod, node)),
-                Err(_) => failed.push((pod, node)),
+            if self.registry.commit(ops).await.is_err() {
+                failed.push((pod, node));
             }
         }
-        self.scheduled_events(&done);
         failed
     }
 
-    fn scheduled_events(&self, binds: &[(Arc<Value>, String)]) {
-        for (pod, node) in binds {
-            let (ns, name) = object_ref(pod);
-            self.events.record(
-                pod,
-                COMPONENT,
-                EventType::Normal,
-                "Scheduled",
-                format!("Successfully assigned {ns}/{name} to {node}"),
-            );
-        }
+    /// The `Scheduled` Event of binding `pod` to `node`, as an op.
+    fn scheduled_event(&self, pod: &Value, node: &str) -> Result<Op, skiff_api::status::ApiError> {
+        let (ns, name) = object_ref(pod);
+        self.events.create_op(
+            pod,
+            COMPONENT,
+            EventType::Normal,
+            "Scheduled",
+            format!("Successfully assigned {ns}/{name} to {node}"),
+        )
     }
 
     /// A pod that fits nowhere: its condition and an Event say why.

@@ -31,6 +31,11 @@ fn ignored(rt: &ResourceType) -> bool {
     rt.group.is_empty() && rt.plural == "events"
 }
 
+/// Whether a create of `rt` is checked against the namespace's quotas.
+pub fn counts(rt: &ResourceType) -> bool {
+    rt.namespaced && !ignored(rt)
+}
+
 /// Checks the write of `obj` (a create, or an update of `old`) against every
 /// quota of its namespace; the ops that charge them, to commit with the
 /// object.
@@ -43,7 +48,7 @@ pub fn charge(
     let Some(quota_rt) = quota_type() else {
         return Ok(Vec::new());
     };
-    if !rt.namespaced || ignored(rt) || (old.is_some() && !compute::checks_updates(rt)) {
+    if !counts(rt) || (old.is_some() && !compute::checks_updates(rt)) {
         return Ok(Vec::new());
     }
     let delta = compute::delta(rt, old, obj);
