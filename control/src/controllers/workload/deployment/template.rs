@@ -89,4 +89,52 @@ mod tests {
                 .all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c))
         );
     }
+
+    /// Groundwork for typed reconciles (issue 16): a Deployment's template,
+    /// as stored, read as k8s-openapi's `PodTemplateSpec` and written back,
+    /// keeps its hash. If it did not, a controller that hashed the typed
+    /// template would roll every stored Deployment on upgrade. (Quantities
+    /// written as JSON numbers, `memory: 1048576`, are stored as numbers
+    /// today and come back from the typed form as strings: they must be
+    /// stored canonical first, as Kubernetes stores `1Mi`.)
+    #[test]
+    fn a_typed_round_trip_keeps_the_template_hash() {
+        use k8s_openapi::api::core::v1::PodTemplateSpec;
+        use skiff_api::validate::{FieldValidation, decode_and_prune};
+
+        let rt = skiff_api::resource::by_kind("apps/v1", "Deployment").unwrap();
+        let manifest = include_str!("../../../../../tests/manifests/app.yaml");
+        let from_manifest = manifest
+            .split("\n---")
+            .map(|doc| serde_yaml_ng::from_str::<Value>(doc).unwrap())
+            .find(|doc| doc["kind"] == "Deployment")
+            .unwrap();
+        let wide = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "wide"},
+            "spec": {"selector": {"matchLabels": {"app": "wide"}}, "template": {
+                "metadata": {"labels": {"app": "wide"}, "annotations": {"a": "b"}, "creationTimestamp": null},
+                "spec": {"containers": [{"name": "c", "image": "hello:v1",
+                    "args": ["--x"], "env": [{"name": "N", "value": "1"}],
+                    "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                    "resources": {"limits": {"cpu": "500m", "memory": "1Mi"}, "requests": {"cpu": "250m"}},
+                    "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 2},
+                    "livenessProbe": {"httpGet": {"path": "/", "port": 8080}},
+                    "volumeMounts": [{"name": "data", "mountPath": "/data", "readOnly": true}]}],
+                    "volumes": [{"name": "data", "emptyDir": {"sizeLimit": "64Mi"}}],
+                    "tolerations": [{"key": "k", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5}],
+                    "terminationGracePeriodSeconds": 5}}}});
+        for mut d in [from_manifest, wide] {
+            decode_and_prune(rt, &mut d, FieldValidation::Strict).unwrap();
+            skiff_api::defaults::apply(rt, &mut d);
+            let stored = d["spec"]["template"].clone();
+            let typed: PodTemplateSpec = serde_json::from_value(stored.clone()).unwrap();
+            let back = serde_json::to_value(&typed).unwrap();
+            assert_eq!(
+                template_hash(&stored, 0),
+                template_hash(&back, 0),
+                "{stored}\n{back}"
+            );
+            assert_eq!(without_hash(Some(&stored)), without_hash(Some(&back)));
+        }
+    }
 }
