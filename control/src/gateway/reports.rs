@@ -113,10 +113,10 @@ async fn write_status(
     };
     let mut base = Some(base);
     for _ in 0..8 {
-        let pod = match base.take() {
-            Some(pod) => pod,
+        let (pod, read) = match base.take() {
+            Some(pod) => (pod, false),
             None => match registry.try_get(rt, &p.namespace, &p.name)? {
-                Some(pod) => pod,
+                Some(pod) => (pod, true),
                 None => return Ok(None), // Gone: nothing to report on.
             },
         };
@@ -124,7 +124,13 @@ async fn write_status(
             return Ok(None); // A new pod of the same name.
         }
         if pod.get("status") == Some(&p.status) {
-            return Ok(Some(pod));
+            // Nothing to write only if the store says so: the control plane
+            // may have changed the status since `base` (a lost node's pods
+            // are marked not ready), and the node will not say it again.
+            if read {
+                return Ok(Some(pod));
+            }
+            continue;
         }
         match registry
             .update_status_from(rt, pod, p.status.clone(), &opts)
@@ -190,5 +196,60 @@ impl EventWriter {
             &event.reason,
             event.message,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::registry::Subresource;
+    use crate::store::redb::{RedbStore, StoreConfig};
+
+    /// A node says again what the pod's status was when it was checked, but
+    /// the control plane has changed it since (a lost node's pod marked not
+    /// ready): the report is written, not skipped as "unchanged".
+    #[tokio::test]
+    async fn a_report_equal_to_a_stale_copy_is_still_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            RedbStore::open(&dir.path().join("store.redb"), StoreConfig::default()).unwrap();
+        let registry = Registry::new(Arc::new(store));
+        let opts = WriteOptions::default();
+        let ns = by_kind("v1", "Namespace").unwrap();
+        let pods = by_kind("v1", "Pod").unwrap();
+        let namespace =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}});
+        registry.create(ns, "", namespace, &opts).await.unwrap();
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "hello:v1"}]}});
+        registry.create(pods, "default", pod, &opts).await.unwrap();
+        let ready =
+            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]});
+        let stored = registry.get(pods, "default", "p").unwrap();
+        let seen = registry
+            .update_status_from(pods, stored, ready.clone(), &opts)
+            .await
+            .unwrap()
+            .object;
+        let uid = meta::uid(&seen).unwrap().to_string();
+        // The control plane marks it not ready.
+        let mut lost = registry.get(pods, "default", "p").unwrap();
+        lost["status"]["conditions"][0]["status"] = json!("False");
+        registry
+            .update(pods, "default", "p", lost, Subresource::Status, &opts)
+            .await
+            .unwrap();
+
+        let report = Pending {
+            namespace: "default".into(),
+            name: "p".into(),
+            status: ready.clone(),
+            seen: Arc::new(seen.clone()),
+        };
+        write_status(&registry, &report, &uid, seen).await.unwrap();
+        let now = registry.get(pods, "default", "p").unwrap();
+        assert_eq!(now["status"]["conditions"][0]["status"], "True", "{now}");
     }
 }
