@@ -157,11 +157,6 @@ impl EventRecorder {
         reason: &str,
         message: String,
     ) -> Result<Op, ApiError> {
-        let rt = by_kind("v1", "Event").ok_or_else(|| ApiError::internal("no Event kind"))?;
-        let opts = WriteOptions {
-            field_manager: self.field_manager.clone(),
-            ..Default::default()
-        };
         let source = Source {
             component: component.to_string(),
             host: None,
@@ -176,7 +171,15 @@ impl EventRecorder {
             &meta::now_timestamp(),
         );
         let namespace = event_namespace(&involved);
-        self.registry.create_op(rt, &namespace, event, &opts)
+        self.registry
+            .create_op(event_kind()?, &namespace, event, &self.write_options())
+    }
+
+    fn write_options(&self) -> WriteOptions {
+        WriteOptions {
+            field_manager: self.field_manager.clone(),
+            ..Default::default()
+        }
     }
 
     async fn write(
@@ -187,11 +190,8 @@ impl EventRecorder {
         reason: &str,
         message: String,
     ) -> Result<(), ApiError> {
-        let rt = by_kind("v1", "Event").ok_or_else(|| ApiError::internal("no Event kind"))?;
-        let opts = WriteOptions {
-            field_manager: self.field_manager.clone(),
-            ..Default::default()
-        };
+        let rt = event_kind()?;
+        let opts = self.write_options();
         let now = meta::now_timestamp();
         let namespace = event_namespace(&involved);
         let key = (involved.clone(), reason.to_string(), message.clone());
@@ -226,6 +226,11 @@ impl EventRecorder {
         seen.insert(key, name);
         Ok(())
     }
+}
+
+/// The Event kind.
+fn event_kind() -> Result<&'static skiff_api::resource::ResourceType, ApiError> {
+    by_kind("v1", "Event").ok_or_else(|| ApiError::internal("no Event kind"))
 }
 
 /// Events of cluster-scoped objects (Nodes) go to `default`, as Kubernetes'.
