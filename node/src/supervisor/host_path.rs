@@ -135,7 +135,8 @@ impl PinnedDir {
     }
 }
 
-/// Where the file open at `fd` is now, as the kernel knows it.
+/// Where the file open at `fd` is now, as the kernel knows it (Linux's
+/// `/proc`; elsewhere the mount is refused with the error).
 fn fd_path(fd: &OwnedFd) -> io::Result<PathBuf> {
     std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
