@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use k8s_openapi::api::rbac::v1::ClusterRole;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::Value;
 use skiff_api::meta;
 use skiff_api::status::{ApiError, Reason};
@@ -116,6 +117,37 @@ pub async fn write_status(
         .map(drop)
 }
 
+/// [`write_status`] for a typed object: writes `status` unless it is
+/// `current`, the status stored now.
+pub async fn write_typed_status<K, S>(
+    registry: &Registry,
+    obj: &K,
+    current: Option<&S>,
+    status: &S,
+    field_manager: &str,
+) -> Result<(), ApiError>
+where
+    K: k8s_openapi::Resource + k8s_openapi::Metadata<Ty = ObjectMeta>,
+    S: serde::Serialize + PartialEq,
+{
+    if current == Some(status) {
+        return Ok(());
+    }
+    let status = serde_json::to_value(status)
+        .map_err(|e| ApiError::internal(format!("encoding a status: {e}")))?;
+    // The status subresource takes only the status (and the resourceVersion
+    // precondition) from the body; the rest stays as stored.
+    let meta = obj.metadata();
+    let updated = serde_json::json!({
+        "apiVersion": K::API_VERSION,
+        "kind": K::KIND,
+        "metadata": {"name": meta.name, "namespace": meta.namespace,
+            "resourceVersion": meta.resource_version},
+        "status": status,
+    });
+    put_status(registry, updated, field_manager).await.map(drop)
+}
+
 /// [`write_status`], returning the object as stored afterwards (`obj` with the
 /// new status and resourceVersion) when it wrote, so that a controller can
 /// write again without waiting for its cache. `None`: unchanged, or gone.
@@ -128,28 +160,36 @@ pub async fn replace_status(
     if obj.get("status") == Some(&status) {
         return Ok(None);
     }
-    let rt = skiff_api::resource::by_kind(
-        obj.get("apiVersion")
-            .and_then(Value::as_str)
-            .unwrap_or_default(),
-        obj.get("kind").and_then(Value::as_str).unwrap_or_default(),
-    )
-    .ok_or_else(|| ApiError::internal("unknown kind"))?;
     let mut updated = obj.clone();
     updated["status"] = status;
+    put_status(registry, updated, field_manager).await
+}
+
+/// Writes `updated` through its status subresource; `None` if it is gone.
+async fn put_status(
+    registry: &Registry,
+    updated: Value,
+    field_manager: &str,
+) -> Result<Option<Value>, ApiError> {
+    let rt = skiff_api::resource::by_kind(
+        updated
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+        updated
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+    )
+    .ok_or_else(|| ApiError::internal("unknown kind"))?;
     let opts = WriteOptions {
         field_manager: field_manager.into(),
         ..Default::default()
     };
+    let namespace = meta::namespace(&updated).unwrap_or_default().to_string();
+    let name = meta::name(&updated).unwrap_or_default().to_string();
     match registry
-        .update(
-            rt,
-            meta::namespace(obj).unwrap_or_default(),
-            meta::name(obj).unwrap_or_default(),
-            updated,
-            Subresource::Status,
-            &opts,
-        )
+        .update(rt, &namespace, &name, updated, Subresource::Status, &opts)
         .await
     {
         Ok(written) => Ok(Some(written.object)),

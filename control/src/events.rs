@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
 use skiff_api::meta;
 use skiff_api::resource::by_kind;
@@ -74,6 +75,24 @@ impl Involved {
     }
 }
 
+impl Involved {
+    /// The reference to a typed API object.
+    pub fn of_typed<K>(obj: &K) -> Involved
+    where
+        K: k8s_openapi::Resource + k8s_openapi::Metadata<Ty = ObjectMeta>,
+    {
+        let meta = obj.metadata();
+        Involved {
+            api_version: K::API_VERSION.to_string(),
+            kind: K::KIND.to_string(),
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            name: meta.name.clone().unwrap_or_default(),
+            uid: meta.uid.clone().unwrap_or_default(),
+            field_path: None,
+        }
+    }
+}
+
 /// Who reports (`source.component`, `reportingComponent`) and from where.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -117,6 +136,30 @@ impl EventRecorder {
         };
         self.record_about(
             Involved::of(obj),
+            source,
+            event_type,
+            reason,
+            message.into(),
+        );
+    }
+
+    /// [`EventRecorder::record`] for a typed object.
+    pub fn record_typed<K>(
+        &self,
+        obj: &K,
+        component: &str,
+        event_type: EventType,
+        reason: &str,
+        message: impl Into<String>,
+    ) where
+        K: k8s_openapi::Resource + k8s_openapi::Metadata<Ty = ObjectMeta>,
+    {
+        let source = Source {
+            component: component.to_string(),
+            host: None,
+        };
+        self.record_about(
+            Involved::of_typed(obj),
             source,
             event_type,
             reason,

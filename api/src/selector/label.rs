@@ -6,7 +6,7 @@
 //! [`LabelSelector::from_object`] follows `metav1.LabelSelectorAsSelector`, with the
 //! field validation of `ValidateLabelSelector` so that each problem names its field.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -200,22 +200,27 @@ impl Requirement {
     /// Whether `labels` (a `metadata.labels` map) meet this requirement. A label
     /// whose JSON value is not a string counts as set but equal to no value.
     pub fn matches(&self, labels: &Map<String, Value>) -> bool {
-        let label = labels.get(&self.key);
+        self.matches_label(labels.get(&self.key).map(Value::as_str))
+    }
+
+    /// Whether a typed label map meets this requirement.
+    pub fn matches_strings(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.matches_label(labels.get(&self.key).map(|v| Some(v.as_str())))
+    }
+
+    /// Whether the label this requirement names meets it: `None` when the
+    /// label is not set, `Some(None)` when it is set to something not a string.
+    fn matches_label(&self, label: Option<Option<&str>>) -> bool {
+        let value = label.flatten();
         match self.operator {
-            Operator::In | Operator::Equals | Operator::DoubleEquals => label
-                .and_then(Value::as_str)
-                .is_some_and(|v| self.has_value(v)),
-            Operator::NotIn | Operator::NotEquals => match label {
-                None => true,
-                Some(v) => !v.as_str().is_some_and(|v| self.has_value(v)),
-            },
+            Operator::In | Operator::Equals | Operator::DoubleEquals => {
+                value.is_some_and(|v| self.has_value(v))
+            }
+            Operator::NotIn | Operator::NotEquals => !value.is_some_and(|v| self.has_value(v)),
             Operator::Exists => label.is_some(),
             Operator::DoesNotExist => label.is_none(),
             Operator::GreaterThan | Operator::LessThan => {
-                let Some(actual) = label
-                    .and_then(Value::as_str)
-                    .and_then(|v| v.parse::<i64>().ok())
-                else {
+                let Some(actual) = value.and_then(|v| v.parse::<i64>().ok()) else {
                     return false;
                 };
                 let [bound] = self.values.as_slice() else {
@@ -456,6 +461,14 @@ impl LabelSelector {
     /// Whether an object with these labels is selected.
     pub fn matches(&self, labels: &Map<String, Value>) -> bool {
         !self.nothing && self.requirements.iter().all(|r| r.matches(labels))
+    }
+
+    /// Whether an object with these typed labels (`ObjectMeta::labels`) is
+    /// selected; `None` means it has no labels.
+    pub fn matches_strings(&self, labels: Option<&BTreeMap<String, String>>) -> bool {
+        let empty = BTreeMap::new();
+        let labels = labels.unwrap_or(&empty);
+        !self.nothing && self.requirements.iter().all(|r| r.matches_strings(labels))
     }
 
     /// As [`LabelSelector::matches`], where `None` means the object has no labels.

@@ -8,24 +8,25 @@
 //! A paused Deployment is scaled but not rolled; old ReplicaSets beyond
 //! `revisionHistoryLimit` are deleted once the rollout is complete.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::Pod;
-use serde_json::{Map, Value, json};
-use skiff_api::json::Pointer as _;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::{Value, json};
 use skiff_api::meta;
 use skiff_api::resource::{ResourceType, by_kind};
 use skiff_api::selector::LabelSelector;
 use skiff_api::status::{ApiError, Reason};
 
-use super::pod_control::{controller_of, controller_uid, revision_of};
+use super::pod_control::{controller_of, controller_ref_to, controller_uid_of, revision_of};
 use crate::controllers::Deps;
 use crate::controllers::runtime::{Action, Controller};
-use crate::controllers::write_status;
+use crate::controllers::write_typed_status;
 use crate::events::{EventRecorder, EventType};
 use crate::informer::{Informer, ObjectRef};
-use crate::registry::{DeleteOptions, Registry, Subresource, WriteOptions};
+use crate::registry::{DeleteOptions, Registry, WriteOptions};
 use crate::store::Revision;
 
 mod plan;
@@ -34,9 +35,12 @@ mod template;
 
 pub use template::template_hash;
 
-use plan::{Recreate, SetSize, int, replicas_of, revision, surge_and_unavailable};
+use plan::{
+    Recreate, SetSize, is_recreate, replicas, replicas_of, revision, status_replicas,
+    surge_and_unavailable,
+};
 use status::{compute_status, is_complete};
-use template::without_hash;
+use template::{as_json, identity};
 
 pub const NAME: &str = "deployment-controller";
 const FIELD_MANAGER: &str = "skiff-deployment-controller";
@@ -100,8 +104,14 @@ pub async fn run(deps: Deps) {
         .await;
 }
 
-fn selector(d: &Value) -> Result<LabelSelector, ApiError> {
-    LabelSelector::from_object_at(d.at("/spec/selector"), "spec.selector")
+fn selector(d: &Deployment) -> Result<LabelSelector, ApiError> {
+    let selector = d
+        .spec
+        .as_ref()
+        .map(|s| serde_json::to_value(&s.selector))
+        .transpose()
+        .map_err(|e| ApiError::internal(format!("encoding a selector: {e}")))?;
+    LabelSelector::from_object_at(selector.as_ref(), "spec.selector")
         .map_err(|_| ApiError::bad_request("invalid selector"))
 }
 
@@ -109,11 +119,23 @@ fn rs_type() -> Result<&'static ResourceType, ApiError> {
     by_kind("apps/v1", "ReplicaSet").ok_or_else(|| ApiError::internal("no ReplicaSet kind"))
 }
 
+fn namespace(meta: &ObjectMeta) -> &str {
+    meta.namespace.as_deref().unwrap_or_default()
+}
+
+fn name(meta: &ObjectMeta) -> &str {
+    meta.name.as_deref().unwrap_or_default()
+}
+
+fn uid(meta: &ObjectMeta) -> &str {
+    meta.uid.as_deref().unwrap_or_default()
+}
+
 async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError> {
-    let Some(d) = ctx.deployments.get(&key.0, &key.1) else {
+    let Some(d) = ctx.deployments.get_typed(&key.0, &key.1) else {
         return Ok(Action::Done);
     };
-    if meta::deletion_timestamp(&d).is_some() {
+    if d.metadata.deletion_timestamp.is_some() {
         return Ok(Action::Done); // The garbage collector takes its ReplicaSets.
     }
     let selector = selector(&d)?;
@@ -125,13 +147,10 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
         ctx.replica_sets.wait_for(rollout.last_write).await;
         rollout = Rollout::load(&ctx, &d, &selector).await?;
     }
-    let paused = d
-        .at("/spec/paused")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let paused = d.spec.as_ref().and_then(|s| s.paused).unwrap_or(false);
     if paused {
         rollout.scale_only().await?;
-    } else if d.at("/spec/strategy/type").and_then(Value::as_str) == Some("Recreate") {
+    } else if is_recreate(&d) {
         rollout.recreate().await?;
     } else {
         rollout.rolling().await?;
@@ -148,7 +167,14 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
         jiff::Timestamp::now(),
     );
     let complete = is_complete(&d, &status);
-    write_status(&ctx.registry, &d, status, FIELD_MANAGER).await?;
+    write_typed_status(
+        &ctx.registry,
+        d.as_ref(),
+        d.status.as_ref(),
+        &status,
+        FIELD_MANAGER,
+    )
+    .await?;
     if complete && !paused {
         cleanup_history(&ctx, &d, &sets).await?;
     }
@@ -156,18 +182,37 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
 }
 
 /// The ReplicaSets `d` controls, from the cache.
-fn owned_sets(ctx: &Context, d: &Value) -> Vec<Arc<Value>> {
-    let uid = meta::uid(d).unwrap_or_default();
+fn owned_sets(ctx: &Context, d: &Deployment) -> Vec<Arc<ReplicaSet>> {
+    let uid = uid(&d.metadata);
     ctx.replica_sets
-        .list(meta::namespace(d), |rs| controller_uid(rs) == Some(uid))
+        .list_typed(Some(namespace(&d.metadata)), |rs| {
+            controller_uid_of(&rs.metadata) == Some(uid)
+        })
+}
+
+/// A ReplicaSet's pod template's identity (see [`identity`]).
+fn rs_template(rs: &ReplicaSet) -> Value {
+    identity(rs.spec.as_ref().and_then(|s| s.template.as_ref()))
+}
+
+/// The Deployment's pod template's identity (see [`identity`]).
+fn d_template(d: &Deployment) -> Value {
+    identity(d.spec.as_ref().map(|s| &s.template))
+}
+
+fn min_ready_seconds(d: &Deployment) -> i32 {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.min_ready_seconds)
+        .unwrap_or(0)
 }
 
 /// One reconcile's view of a Deployment and its ReplicaSets.
 struct Rollout<'a> {
     ctx: &'a Context,
-    d: &'a Value,
-    new: Option<Arc<Value>>,
-    old: Vec<Arc<Value>>,
+    d: &'a Deployment,
+    new: Option<Arc<ReplicaSet>>,
+    old: Vec<Arc<ReplicaSet>>,
     /// The name of the ReplicaSet created by this reconcile, if any.
     created: Option<String>,
     last_write: Revision,
@@ -178,20 +223,26 @@ impl<'a> Rollout<'a> {
     /// of the current template from the old ones.
     async fn load(
         ctx: &'a Context,
-        d: &'a Value,
+        d: &'a Deployment,
         selector: &LabelSelector,
     ) -> Result<Rollout<'a>, ApiError> {
-        let uid = meta::uid(d).unwrap_or_default();
+        let uid = uid(&d.metadata);
         let mut last_write = 0;
         let mut sets = Vec::new();
-        for rs in ctx.replica_sets.list(meta::namespace(d), |_| true) {
-            match controller_uid(&rs) {
+        for rs in ctx
+            .replica_sets
+            .list_typed(Some(namespace(&d.metadata)), |_| true)
+        {
+            let meta = &rs.metadata;
+            match controller_uid_of(meta) {
                 Some(u) if u == uid => sets.push(rs),
-                None if selector.matches_object(&rs) && meta::deletion_timestamp(&rs).is_none() => {
-                    let mut refs = meta::owner_references(&rs).to_vec();
-                    refs.push(super::pod_control::controller_ref(d));
+                None if selector.matches_strings(meta.labels.as_ref())
+                    && meta.deletion_timestamp.is_none() =>
+                {
+                    let mut refs = meta.owner_references.clone().unwrap_or_default();
+                    refs.push(controller_ref_to(d));
                     let patch = json!({"metadata": {"ownerReferences": refs,
-                        "resourceVersion": meta::resource_version(&rs).unwrap_or_default()}});
+                        "resourceVersion": meta.resource_version.clone().unwrap_or_default()}});
                     match patch_rs(ctx, &rs, patch).await {
                         Ok(rev) => last_write = last_write.max(rev),
                         Err(e) if matches!(e.reason, Reason::Conflict | Reason::NotFound) => {}
@@ -201,13 +252,16 @@ impl<'a> Rollout<'a> {
                 _ => {}
             }
         }
-        let template = without_hash(d.at("/spec/template"));
+        let template = d_template(d);
         let mut new = None;
         let mut old = Vec::new();
         // The oldest matching set is the new one, as Kubernetes picks it.
-        sets.sort_by(|a, b| meta::creation_timestamp(a).cmp(&meta::creation_timestamp(b)));
+        sets.sort_by(|a, b| {
+            let created = |rs: &ReplicaSet| rs.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            created(a).cmp(&created(b))
+        });
         for rs in sets {
-            if new.is_none() && without_hash(rs.at("/spec/template")) == template {
+            if new.is_none() && rs_template(&rs) == template {
                 new = Some(rs);
             } else {
                 old.push(rs);
@@ -224,15 +278,15 @@ impl<'a> Rollout<'a> {
     }
 
     fn replicas(&self) -> i64 {
-        int(self.d, "/spec/replicas").max(0)
+        replicas(self.d).max(0)
     }
 
-    fn all(&self) -> impl Iterator<Item = &Arc<Value>> {
+    fn all(&self) -> impl Iterator<Item = &Arc<ReplicaSet>> {
         self.new.iter().chain(self.old.iter())
     }
 
     /// Old sets that still have pods.
-    fn active_old(&self) -> impl Iterator<Item = &Arc<Value>> {
+    fn active_old(&self) -> impl Iterator<Item = &Arc<ReplicaSet>> {
         self.old.iter().filter(|rs| replicas_of(rs) > 0)
     }
 
@@ -249,7 +303,7 @@ impl<'a> Rollout<'a> {
         if let Some(rs) = target {
             let others: i64 = self
                 .all()
-                .filter(|o| meta::uid(o) != meta::uid(&rs))
+                .filter(|o| o.metadata.uid != rs.metadata.uid)
                 .map(|o| replicas_of(o))
                 .sum();
             self.scale(&rs, plan::paused_size(self.replicas(), others))
@@ -260,13 +314,15 @@ impl<'a> Rollout<'a> {
 
     /// Recreate: every old pod gone, then the new set at full size.
     async fn recreate(&mut self) -> Result<(), ApiError> {
-        let old: Vec<Arc<Value>> = self.active_old().cloned().collect();
+        let old: Vec<Arc<ReplicaSet>> = self.active_old().cloned().collect();
         let old_pods_left = self.old.iter().any(|rs| {
-            let uid = meta::uid(rs).unwrap_or_default();
+            let uid = uid(&rs.metadata);
             !self
                 .ctx
                 .pods
-                .list(meta::namespace(rs), |p| controller_uid(p) == Some(uid))
+                .list_typed(Some(namespace(&rs.metadata)), |p| {
+                    controller_uid_of(&p.metadata) == Some(uid)
+                })
                 .is_empty()
         });
         match plan::recreate(!old.is_empty(), old_pods_left) {
@@ -296,8 +352,11 @@ impl<'a> Rollout<'a> {
         if new_replicas != replicas_of(&new) {
             self.scale(&new, new_replicas).await?;
         }
-        let mut old: Vec<Arc<Value>> = self.active_old().cloned().collect();
-        old.sort_by(|a, b| meta::creation_timestamp(a).cmp(&meta::creation_timestamp(b)));
+        let mut old: Vec<Arc<ReplicaSet>> = self.active_old().cloned().collect();
+        old.sort_by(|a, b| {
+            let created = |rs: &ReplicaSet| rs.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            created(a).cmp(&created(b))
+        });
         let sizes: Vec<SetSize> = old.iter().map(|rs| SetSize::of(rs)).collect();
         let targets = plan::rolling_old(
             replicas,
@@ -316,63 +375,65 @@ impl<'a> Rollout<'a> {
 
     /// The set of the current template, created (with `replicas`) if missing,
     /// its revision annotation brought up to date.
-    async fn new_set(&mut self, replicas: i64) -> Result<Arc<Value>, ApiError> {
+    async fn new_set(&mut self, replicas: i64) -> Result<Arc<ReplicaSet>, ApiError> {
         let want_revision = self.max_old_revision() + 1;
+        let d = self.d;
         if let Some(rs) = self.new.clone() {
-            if revision(&rs) < want_revision || needs_annotations(self.d, &rs) {
-                let annotations = rs_annotations(self.d, &rs, want_revision.max(revision(&rs)));
+            if revision(&rs) < want_revision || needs_annotations(d, &rs) {
+                let annotations = rs_annotations(d, &rs, want_revision.max(revision(&rs)));
                 let patch = json!({"metadata": {"annotations": annotations},
-                    "spec": {"minReadySeconds": int(self.d, "/spec/minReadySeconds")}});
+                    "spec": {"minReadySeconds": min_ready_seconds(d)}});
                 self.last_write = self.last_write.max(patch_rs(self.ctx, &rs, patch).await?);
             }
             return Ok(rs);
         }
-        let d = self.d;
-        let collision = int(d, "/status/collisionCount");
-        let mut template = d.at("/spec/template").cloned().unwrap_or_else(|| json!({}));
-        let hash = template_hash(&template, collision);
-        if !template.get("metadata").is_some_and(Value::is_object) {
-            template["metadata"] = json!({});
-        }
-        if !template["metadata"]
-            .get("labels")
-            .is_some_and(Value::is_object)
-        {
-            template["metadata"]["labels"] = json!({});
-        }
-        template["metadata"]["labels"][POD_TEMPLATE_HASH] = json!(hash);
-        let mut selector = d.at("/spec/selector").cloned().unwrap_or_else(|| json!({}));
-        if !selector.get("matchLabels").is_some_and(Value::is_object) {
-            selector["matchLabels"] = json!({});
-        }
-        selector["matchLabels"][POD_TEMPLATE_HASH] = json!(hash);
-        let name = format!("{}-{hash}", meta::name(d).unwrap_or_default());
-        let mut labels: Map<String, Value> = template["metadata"]["labels"]
-            .as_object()
-            .cloned()
-            .unwrap_or_default();
-        labels.insert(POD_TEMPLATE_HASH.into(), json!(hash));
-        let rs = json!({
-            "apiVersion": "apps/v1",
-            "kind": "ReplicaSet",
-            "metadata": {
-                "name": name,
-                "labels": labels,
-                "annotations": rs_annotations(d, &json!({}), want_revision),
-                "ownerReferences": [super::pod_control::controller_ref(d)],
+        let collision = d
+            .status
+            .as_ref()
+            .and_then(|s| s.collision_count)
+            .unwrap_or(0);
+        let spec = d.spec.clone().unwrap_or_default();
+        let mut template = spec.template;
+        let hash = template_hash(&as_json(&template), i64::from(collision));
+        let metadata = template.metadata.get_or_insert_with(Default::default);
+        metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(POD_TEMPLATE_HASH.into(), hash.clone());
+        let labels = metadata.labels.clone();
+        let mut selector = spec.selector;
+        selector
+            .match_labels
+            .get_or_insert_with(Default::default)
+            .insert(POD_TEMPLATE_HASH.into(), hash.clone());
+        let name = format!("{}-{hash}", name(&d.metadata));
+        let empty = ReplicaSet::default();
+        let rs = ReplicaSet {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels,
+                annotations: Some(rs_annotations(d, &empty, want_revision)),
+                owner_references: Some(vec![controller_ref_to(d)]),
+                ..Default::default()
             },
-            "spec": {
-                "replicas": replicas,
-                "minReadySeconds": int(d, "/spec/minReadySeconds"),
-                "selector": selector,
-                "template": template,
-            },
-        });
+            spec: Some(ReplicaSetSpec {
+                replicas: Some(i32::try_from(replicas).unwrap_or(i32::MAX)),
+                min_ready_seconds: Some(min_ready_seconds(d)),
+                selector,
+                template: Some(template),
+            }),
+            status: None,
+        };
+        let rs = serde_json::to_value(&rs)
+            .map_err(|e| ApiError::internal(format!("encoding a ReplicaSet: {e}")))?;
         let opts = WriteOptions {
             field_manager: FIELD_MANAGER.into(),
             ..Default::default()
         };
-        let namespace = meta::namespace(d).unwrap_or("default");
+        let namespace = match namespace(&d.metadata) {
+            "" => "default",
+            ns => ns,
+        };
         let written = match self
             .ctx
             .registry
@@ -383,19 +444,26 @@ impl<'a> Rollout<'a> {
             Err(e) if e.reason == Reason::AlreadyExists => {
                 // A set of that name that is not ours (or not yet seen): bump the
                 // collision count so the next hash differs, as Kubernetes does.
-                if let Some(existing) = self.ctx.replica_sets.get(namespace, &name)
-                    && controller_uid(&existing) != meta::uid(d)
+                if let Some(existing) = self.ctx.replica_sets.get_typed(namespace, &name)
+                    && controller_uid_of(&existing.metadata) != d.metadata.uid.as_deref()
                 {
-                    let mut status = d.get("status").cloned().unwrap_or_else(|| json!({}));
-                    status["collisionCount"] = json!(collision + 1);
-                    write_status(&self.ctx.registry, d, status, FIELD_MANAGER).await?;
+                    let mut status = d.status.clone().unwrap_or_default();
+                    status.collision_count = Some(collision.saturating_add(1));
+                    write_typed_status(
+                        &self.ctx.registry,
+                        d,
+                        d.status.as_ref(),
+                        &status,
+                        FIELD_MANAGER,
+                    )
+                    .await?;
                 }
                 return Err(e);
             }
             Err(e) => return Err(e),
         };
         self.last_write = self.last_write.max(revision_of(&written.object));
-        self.ctx.events.record(
+        self.ctx.events.record_typed(
             d,
             NAME,
             EventType::Normal,
@@ -403,23 +471,24 @@ impl<'a> Rollout<'a> {
             format!("Scaled up replica set {name} from 0 to {replicas}"),
         );
         self.created = Some(name);
-        let rs = Arc::new(written.object);
+        let rs: ReplicaSet = serde_json::from_value(written.object)
+            .map_err(|e| ApiError::internal(format!("decoding a written ReplicaSet: {e}")))?;
+        let rs = Arc::new(rs);
         self.new = Some(rs.clone());
         Ok(rs)
     }
 
     /// Sets a ReplicaSet's size (and the annotations recording the
     /// Deployment's size), with a ScalingReplicaSet Event.
-    async fn scale(&mut self, rs: &Value, replicas: i64) -> Result<(), ApiError> {
+    async fn scale(&mut self, rs: &ReplicaSet, replicas: i64) -> Result<(), ApiError> {
         let current = replicas_of(rs);
         let replicas = replicas.max(0);
         let (surge, _) = surge_and_unavailable(self.d);
         let d_replicas = self.replicas();
         let desired = d_replicas.to_string();
         let max = (d_replicas + surge).to_string();
-        let annotated = meta::annotations(rs).is_some_and(|a| {
-            a.get(DESIRED_REPLICAS).and_then(Value::as_str) == Some(&desired)
-                && a.get(MAX_REPLICAS).and_then(Value::as_str) == Some(&max)
+        let annotated = rs.metadata.annotations.as_ref().is_some_and(|a| {
+            a.get(DESIRED_REPLICAS) == Some(&desired) && a.get(MAX_REPLICAS) == Some(&max)
         });
         if current == replicas && annotated {
             return Ok(());
@@ -431,14 +500,14 @@ impl<'a> Rollout<'a> {
         self.last_write = self.last_write.max(patch_rs(self.ctx, rs, patch).await?);
         if current != replicas {
             let direction = if replicas > current { "up" } else { "down" };
-            self.ctx.events.record(
+            self.ctx.events.record_typed(
                 self.d,
                 NAME,
                 EventType::Normal,
                 "ScalingReplicaSet",
                 format!(
                     "Scaled {direction} replica set {} from {current} to {replicas}",
-                    meta::name(rs).unwrap_or_default()
+                    name(&rs.metadata)
                 ),
             );
         }
@@ -447,32 +516,31 @@ impl<'a> Rollout<'a> {
 }
 
 /// Whether the Deployment's copied annotations differ from the set's.
-fn needs_annotations(d: &Value, rs: &Value) -> bool {
+fn needs_annotations(d: &Deployment, rs: &ReplicaSet) -> bool {
     let want = rs_annotations(d, rs, revision(rs));
-    let have = meta::annotations(rs).cloned().unwrap_or_default();
-    want.iter().any(|(k, v)| have.get(k) != Some(v))
+    let have = rs.metadata.annotations.as_ref();
+    want.iter()
+        .any(|(k, v)| have.and_then(|h| h.get(k)) != Some(v))
 }
 
 /// The annotations a ReplicaSet carries: the Deployment's own (but the
 /// controller's bookkeeping ones), its revision and sizes.
-fn rs_annotations(d: &Value, rs: &Value, revision: i64) -> Map<String, Value> {
-    let mut out: Map<String, Value> = meta::annotations(rs).cloned().unwrap_or_default();
-    if let Some(own) = meta::annotations(d) {
-        for (k, v) in own {
-            if !NOT_COPIED.contains(&k.as_str()) {
-                out.insert(k.clone(), v.clone());
-            }
+fn rs_annotations(d: &Deployment, rs: &ReplicaSet, revision: i64) -> BTreeMap<String, String> {
+    let mut out = rs.metadata.annotations.clone().unwrap_or_default();
+    for (k, v) in d.metadata.annotations.iter().flatten() {
+        if !NOT_COPIED.contains(&k.as_str()) {
+            out.insert(k.clone(), v.clone());
         }
     }
     let (surge, _) = surge_and_unavailable(d);
-    let replicas = int(d, "/spec/replicas");
-    out.insert(REVISION.into(), json!(revision.to_string()));
-    out.insert(DESIRED_REPLICAS.into(), json!(replicas.to_string()));
-    out.insert(MAX_REPLICAS.into(), json!((replicas + surge).to_string()));
+    let replicas = replicas(d);
+    out.insert(REVISION.into(), revision.to_string());
+    out.insert(DESIRED_REPLICAS.into(), replicas.to_string());
+    out.insert(MAX_REPLICAS.into(), (replicas + surge).to_string());
     out
 }
 
-async fn patch_rs(ctx: &Context, rs: &Value, patch: Value) -> Result<Revision, ApiError> {
+async fn patch_rs(ctx: &Context, rs: &ReplicaSet, patch: Value) -> Result<Revision, ApiError> {
     let opts = WriteOptions {
         field_manager: FIELD_MANAGER.into(),
         ..Default::default()
@@ -481,11 +549,11 @@ async fn patch_rs(ctx: &Context, rs: &Value, patch: Value) -> Result<Revision, A
         .registry
         .patch(
             rs_type()?,
-            meta::namespace(rs).unwrap_or_default(),
-            meta::name(rs).unwrap_or_default(),
+            namespace(&rs.metadata),
+            name(&rs.metadata),
             skiff_api::patch::PatchType::Merge,
             patch,
-            Subresource::Main,
+            crate::registry::Subresource::Main,
             &opts,
         )
         .await?;
@@ -493,33 +561,37 @@ async fn patch_rs(ctx: &Context, rs: &Value, patch: Value) -> Result<Revision, A
 }
 
 /// Deletes old, empty ReplicaSets beyond `revisionHistoryLimit` (oldest first).
-async fn cleanup_history(ctx: &Context, d: &Value, sets: &[Arc<Value>]) -> Result<(), ApiError> {
-    let limit = usize::try_from(
-        d.at("/spec/revisionHistoryLimit")
-            .and_then(Value::as_i64)
-            .unwrap_or(10)
-            .max(0),
-    )
-    .unwrap_or(usize::MAX);
-    let template = without_hash(d.at("/spec/template"));
-    let candidates: Vec<(i64, &Arc<Value>)> = sets
+async fn cleanup_history(
+    ctx: &Context,
+    d: &Deployment,
+    sets: &[Arc<ReplicaSet>],
+) -> Result<(), ApiError> {
+    let limit = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.revision_history_limit)
+        .unwrap_or(10)
+        .max(0);
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let template = d_template(d);
+    let candidates: Vec<(i64, &Arc<ReplicaSet>)> = sets
         .iter()
-        .filter(|rs| without_hash(rs.at("/spec/template")) != template)
-        .filter(|rs| replicas_of(rs) == 0 && int(rs, "/status/replicas") == 0)
-        .filter(|rs| meta::deletion_timestamp(rs).is_none())
+        .filter(|rs| rs_template(rs) != template)
+        .filter(|rs| replicas_of(rs) == 0 && status_replicas(rs) == 0)
+        .filter(|rs| rs.metadata.deletion_timestamp.is_none())
         .map(|rs| (revision(rs), rs))
         .collect();
     for rs in plan::history_to_delete(limit, candidates) {
         let opts = DeleteOptions {
-            precondition_uid: meta::uid(rs).map(str::to_string),
+            precondition_uid: rs.metadata.uid.clone(),
             ..Default::default()
         };
         match ctx
             .registry
             .delete(
                 rs_type()?,
-                meta::namespace(rs).unwrap_or_default(),
-                meta::name(rs).unwrap_or_default(),
+                namespace(&rs.metadata),
+                name(&rs.metadata),
                 &opts,
             )
             .await

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use futures::future::join_all;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde_json::{Value, json};
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
@@ -38,6 +39,31 @@ pub fn controller_uid(obj: &Value) -> Option<&str> {
         .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
         .and_then(|r| r.get("uid"))
         .and_then(Value::as_str)
+}
+
+/// The `ownerReferences` entry naming a typed `owner` as a child's controller.
+pub fn controller_ref_to<K>(owner: &K) -> OwnerReference
+where
+    K: k8s_openapi::Resource + k8s_openapi::Metadata<Ty = ObjectMeta>,
+{
+    let meta = owner.metadata();
+    OwnerReference {
+        api_version: K::API_VERSION.to_string(),
+        kind: K::KIND.to_string(),
+        name: meta.name.clone().unwrap_or_default(),
+        uid: meta.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// The uid of a typed object's controller, if it has one.
+pub fn controller_uid_of(meta: &ObjectMeta) -> Option<&str> {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))
+        .map(|r| r.uid.as_str())
 }
 
 pub use crate::controllers::runtime::controller_of;

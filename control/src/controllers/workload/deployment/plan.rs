@@ -3,9 +3,8 @@
 //! `sync.go`): the controller reads the caches, asks here, and writes what
 //! comes back.
 
-use serde_json::Value;
-use skiff_api::json::Pointer as _;
-use skiff_api::meta;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::REVISION;
 
@@ -19,7 +18,7 @@ pub struct SetSize {
 }
 
 impl SetSize {
-    pub fn of(rs: &Value) -> SetSize {
+    pub fn of(rs: &ReplicaSet) -> SetSize {
         SetSize {
             replicas: replicas_of(rs),
             available: available_of(rs),
@@ -27,50 +26,78 @@ impl SetSize {
     }
 }
 
-pub fn int(v: &Value, path: &str) -> i64 {
-    v.at(path).and_then(Value::as_i64).unwrap_or(0)
+/// The Deployment's `spec.replicas` (defaulted to 1 on write).
+pub fn replicas(d: &Deployment) -> i64 {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .map_or(0, i64::from)
 }
 
-pub fn replicas_of(rs: &Value) -> i64 {
-    int(rs, "/spec/replicas")
+pub fn replicas_of(rs: &ReplicaSet) -> i64 {
+    rs.spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .map_or(0, i64::from)
+}
+
+/// A ReplicaSet's `status.replicas`: the pods it has now.
+pub fn status_replicas(rs: &ReplicaSet) -> i64 {
+    rs.status.as_ref().map_or(0, |s| i64::from(s.replicas))
 }
 
 /// The pods of a ReplicaSet that can be counted on as available: its status
 /// lags a scale-down (the pods being removed still count there until the
 /// ReplicaSet controller has looked again), and a set keeps no more than its
 /// size. Counting the surplus would scale old sets down twice for one new pod.
-pub fn available_of(rs: &Value) -> i64 {
-    int(rs, "/status/availableReplicas").min(replicas_of(rs).max(0))
+pub fn available_of(rs: &ReplicaSet) -> i64 {
+    let available = rs
+        .status
+        .as_ref()
+        .and_then(|s| s.available_replicas)
+        .map_or(0, i64::from);
+    available.min(replicas_of(rs).max(0))
 }
 
 /// A ReplicaSet's `deployment.kubernetes.io/revision`.
-pub fn revision(rs: &Value) -> i64 {
-    meta::annotations(rs)
+pub fn revision(rs: &ReplicaSet) -> i64 {
+    rs.metadata
+        .annotations
+        .as_ref()
         .and_then(|a| a.get(REVISION))
-        .and_then(Value::as_str)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0)
 }
 
+/// Whether the Deployment rolls by recreating (`strategy.type: Recreate`).
+pub fn is_recreate(d: &Deployment) -> bool {
+    d.spec
+        .as_ref()
+        .and_then(|s| s.strategy.as_ref())
+        .and_then(|s| s.type_.as_deref())
+        == Some("Recreate")
+}
+
 /// The rollout's bounds: (maxSurge, maxUnavailable) as pod counts.
-pub fn surge_and_unavailable(d: &Value) -> (i64, i64) {
-    let replicas = int(d, "/spec/replicas");
-    if d.at("/spec/strategy/type").and_then(Value::as_str) == Some("Recreate") {
+pub fn surge_and_unavailable(d: &Deployment) -> (i64, i64) {
+    let replicas = replicas(d);
+    if is_recreate(d) {
         return (0, 0);
     }
-    let resolve = |v: Option<&Value>, default: &str, round_up: bool| -> i64 {
+    let rolling = d
+        .spec
+        .as_ref()
+        .and_then(|s| s.strategy.as_ref())
+        .and_then(|s| s.rolling_update.as_ref());
+    let resolve = |v: Option<&IntOrString>, round_up: bool| -> i64 {
         match v {
-            Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
-            Some(Value::String(s)) => percent(s, replicas, round_up),
-            _ => percent(default, replicas, round_up),
+            Some(IntOrString::Int(n)) => i64::from(*n),
+            Some(IntOrString::String(s)) => percent(s, replicas, round_up),
+            None => percent("25%", replicas, round_up),
         }
     };
-    let surge = resolve(d.at("/spec/strategy/rollingUpdate/maxSurge"), "25%", true);
-    let mut unavailable = resolve(
-        d.at("/spec/strategy/rollingUpdate/maxUnavailable"),
-        "25%",
-        false,
-    );
+    let surge = resolve(rolling.and_then(|r| r.max_surge.as_ref()), true);
+    let mut unavailable = resolve(rolling.and_then(|r| r.max_unavailable.as_ref()), false);
     if surge == 0 && unavailable == 0 {
         unavailable = 1; // Otherwise nothing could ever move.
     }
@@ -210,6 +237,13 @@ mod tests {
 
     use super::*;
 
+    /// A Deployment with `spec` as given (and the fields its type requires).
+    fn deployment(mut d: serde_json::Value) -> Deployment {
+        d["spec"]["selector"] = json!({});
+        d["spec"]["template"] = json!({});
+        serde_json::from_value(d).unwrap()
+    }
+
     fn set(replicas: i64, available: i64) -> SetSize {
         SetSize {
             replicas,
@@ -219,15 +253,21 @@ mod tests {
 
     #[test]
     fn surge_rounds_up_and_unavailable_down() {
-        let d = json!({"spec": {"replicas": 6, "strategy": {"type": "RollingUpdate",
-            "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}}});
+        let d = deployment(
+            json!({"spec": {"replicas": 6, "strategy": {"type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}}}),
+        );
         assert_eq!(surge_and_unavailable(&d), (2, 1));
-        let d = json!({"spec": {"replicas": 3, "strategy": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}}});
+        let d = deployment(
+            json!({"spec": {"replicas": 3, "strategy": {"rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}}}),
+        );
         assert_eq!(surge_and_unavailable(&d), (0, 1));
-        let d = json!({"spec": {"replicas": 3, "strategy": {"type": "Recreate"}}});
+        let d = deployment(json!({"spec": {"replicas": 3, "strategy": {"type": "Recreate"}}}));
         assert_eq!(surge_and_unavailable(&d), (0, 0));
         // A percentage far past any sense does not overflow.
-        let d = json!({"spec": {"replicas": 3, "strategy": {"rollingUpdate": {"maxSurge": "9223372036854775807%"}}}});
+        let d = deployment(
+            json!({"spec": {"replicas": 3, "strategy": {"rollingUpdate": {"maxSurge": "9223372036854775807%"}}}}),
+        );
         assert!(surge_and_unavailable(&d).0 > 0);
     }
 

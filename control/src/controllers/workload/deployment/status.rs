@@ -7,65 +7,67 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use serde_json::{Value, json};
-use skiff_api::json::Pointer as _;
-use skiff_api::meta;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::plan::{int, surge_and_unavailable};
-use super::template::without_hash;
+use super::plan::{replicas, status_replicas, surge_and_unavailable};
+use super::template::identity;
 
 /// Whether every replica is updated and available and no old pod is left.
-pub fn is_complete(d: &Value, status: &Value) -> bool {
-    let replicas = int(d, "/spec/replicas");
-    int(status, "/updatedReplicas") == replicas
-        && int(status, "/replicas") == replicas
-        && int(status, "/availableReplicas") == replicas
-        && int(status, "/observedGeneration") >= meta::generation(d)
+pub fn is_complete(d: &Deployment, status: &DeploymentStatus) -> bool {
+    let replicas = replicas(d);
+    count(status.updated_replicas) == replicas
+        && count(status.replicas) == replicas
+        && count(status.available_replicas) == replicas
+        && status.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0)
+}
+
+fn count(n: Option<i32>) -> i64 {
+    n.map_or(0, i64::from)
 }
 
 /// The Deployment's status from its sets, and when to look again (the
 /// progress deadline).
 pub fn compute_status(
-    d: &Value,
-    sets: &[Arc<Value>],
+    d: &Deployment,
+    sets: &[Arc<ReplicaSet>],
     created: Option<&str>,
     paused: bool,
     now: Timestamp,
-) -> (Value, Option<Duration>) {
-    let template = without_hash(d.at("/spec/template"));
+) -> (DeploymentStatus, Option<Duration>) {
+    let spec = d.spec.as_ref();
+    let template = identity(spec.map(|s| &s.template));
     let new = sets
         .iter()
-        .find(|rs| without_hash(rs.at("/spec/template")) == template);
-    let sum = |path: &str| sets.iter().map(|rs| int(rs, path)).sum::<i64>();
-    let replicas = int(d, "/spec/replicas");
+        .find(|rs| identity(rs.spec.as_ref().and_then(|s| s.template.as_ref())) == template);
+    let sum = |of: fn(&ReplicaSet) -> i64| sets.iter().map(|rs| of(rs)).sum::<i64>();
+    let ready = |rs: &ReplicaSet| rs.status.as_ref().map_or(0, |s| count(s.ready_replicas));
+    let available_in = |rs: &ReplicaSet| {
+        rs.status
+            .as_ref()
+            .map_or(0, |s| count(s.available_replicas))
+    };
+    let replicas = replicas(d);
     let (_, max_unavailable) = surge_and_unavailable(d);
-    let available = sum("/status/availableReplicas");
-    let mut status = json!({
-        "observedGeneration": meta::generation(d),
-        "replicas": sum("/status/replicas"),
-        "updatedReplicas": new.map(|rs| int(rs, "/status/replicas")).unwrap_or(0),
-        "readyReplicas": sum("/status/readyReplicas"),
-        "availableReplicas": available,
-    });
+    let available = sum(available_in);
+    let old = d.status.as_ref();
+    let mut status = DeploymentStatus {
+        observed_generation: Some(d.metadata.generation.unwrap_or(0)),
+        replicas: Some(clamp(sum(status_replicas))),
+        updated_replicas: Some(clamp(new.map_or(0, |rs| status_replicas(rs)))),
+        ready_replicas: Some(clamp(sum(ready))),
+        available_replicas: Some(clamp(available)),
+        collision_count: old.and_then(|s| s.collision_count),
+        ..Default::default()
+    };
     let unavailable = (replicas - available).max(0);
     if unavailable > 0 {
-        status["unavailableReplicas"] = json!(unavailable);
+        status.unavailable_replicas = Some(clamp(unavailable));
     }
-    if let Some(c) = d.at("/status/collisionCount") {
-        status["collisionCount"] = c.clone();
-    }
-    let now_text = meta::format_timestamp(now);
-    let old_conditions: Vec<Value> = d
-        .at("/status/conditions")
-        .and_then(Value::as_array)
-        .cloned()
+    let old_conditions: &[DeploymentCondition] = old
+        .and_then(|s| s.conditions.as_deref())
         .unwrap_or_default();
-    let old_of = |kind: &str| {
-        old_conditions
-            .iter()
-            .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))
-            .cloned()
-    };
+    let old_of = |kind: &str| old_conditions.iter().find(|c| c.type_ == kind).cloned();
     let available_ok = available >= replicas - max_unavailable;
     let available_cond = if available_ok {
         condition(
@@ -83,30 +85,23 @@ pub fn compute_status(
         )
     };
     let new_name = new
-        .and_then(|rs| meta::name(rs))
-        .unwrap_or_default()
-        .to_string();
+        .and_then(|rs| rs.metadata.name.clone())
+        .unwrap_or_default();
     let old_progressing = old_of("Progressing");
     let old_reason = old_progressing
         .as_ref()
-        .and_then(|c| c.get("reason"))
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let moved = [
-        "replicas",
-        "updatedReplicas",
-        "readyReplicas",
-        "availableReplicas",
-    ]
-    .iter()
-    .any(|k| d.at(&format!("/status/{k}")) != status.get(*k))
-        || created.is_some();
+        .and_then(|c| c.reason.clone())
+        .unwrap_or_default();
+    let moved = old.is_none_or(|o| {
+        o.replicas != status.replicas
+            || o.updated_replicas != status.updated_replicas
+            || o.ready_replicas != status.ready_replicas
+            || o.available_replicas != status.available_replicas
+    }) || created.is_some();
     let complete = is_complete(d, &status);
-    let deadline = d
-        .at("/spec/progressDeadlineSeconds")
-        .and_then(Value::as_i64)
-        .unwrap_or(600);
+    let deadline = spec
+        .and_then(|s| s.progress_deadline_seconds)
+        .map_or(600, i64::from);
     let mut requeue = None;
     let progressing = if paused {
         Some(condition(
@@ -149,9 +144,8 @@ pub fn compute_status(
         // No progress since the last update: has the deadline passed?
         let last = old_progressing
             .as_ref()
-            .and_then(|c| c.get("lastUpdateTime"))
-            .and_then(Value::as_str)
-            .and_then(meta::parse_timestamp);
+            .and_then(|c| c.last_update_time.as_ref())
+            .map(|t| t.0);
         let elapsed = last.map(|t| now.duration_since(t).as_secs()).unwrap_or(0);
         if elapsed >= deadline {
             Some(condition(
@@ -170,80 +164,96 @@ pub fn compute_status(
     if progressing.is_some() && !complete && !paused && requeue.is_none() {
         requeue = Some(Duration::from_secs(deadline.max(1) as u64));
     }
-    let mut conditions = Vec::new();
-    conditions.push(stamp(available_cond, old_of("Available"), &now_text));
+    let mut conditions = vec![stamp(available_cond, old_of("Available"), now)];
     match progressing {
-        Some(p) => conditions.push(stamp(p, old_progressing, &now_text)),
-        None => {
-            if let Some(p) = old_progressing {
-                conditions.push(p);
-            }
-        }
+        Some(p) => conditions.push(stamp(p, old_progressing, now)),
+        None => conditions.extend(old_progressing),
     }
-    status["conditions"] = Value::Array(conditions);
+    status.conditions = Some(conditions);
     (status, requeue)
 }
 
-fn condition(kind: &str, status: &str, reason: &str, message: &str) -> Value {
-    json!({"type": kind, "status": status, "reason": reason, "message": message})
+/// A count as the int32 the status field holds (counts of pods never come
+/// near its limit; a sum that did would be capped, not wrapped).
+fn clamp(n: i64) -> i32 {
+    i32::try_from(n.max(0)).unwrap_or(i32::MAX)
+}
+
+fn condition(kind: &str, status: &str, reason: &str, message: &str) -> DeploymentCondition {
+    DeploymentCondition {
+        type_: kind.to_string(),
+        status: status.to_string(),
+        reason: Some(reason.to_string()),
+        message: Some(message.to_string()),
+        ..Default::default()
+    }
 }
 
 /// Timestamps a condition: `lastTransitionTime` moves only when the status
 /// changes; `lastUpdateTime` when anything about it does.
-fn stamp(mut new: Value, old: Option<Value>, now: &str) -> Value {
-    let same = |k: &str| old.as_ref().and_then(|o| o.get(k)) == new.get(k);
-    let transition = match &old {
-        Some(o) if same("status") => o.get("lastTransitionTime").cloned().unwrap_or(json!(now)),
-        _ => json!(now),
-    };
-    let update = match &old {
-        Some(o) if same("status") && same("reason") && same("message") => {
-            o.get("lastUpdateTime").cloned().unwrap_or(json!(now))
+fn stamp(
+    mut new: DeploymentCondition,
+    old: Option<DeploymentCondition>,
+    now: Timestamp,
+) -> DeploymentCondition {
+    let now = Time(now);
+    let (transition, update) = match old {
+        Some(o) if o.status == new.status => {
+            let unchanged = o.reason == new.reason && o.message == new.message;
+            let update = if unchanged { o.last_update_time } else { None };
+            (o.last_transition_time, update)
         }
-        _ => json!(now),
+        _ => (None, None),
     };
-    new["lastUpdateTime"] = update;
-    new["lastTransitionTime"] = transition;
+    new.last_transition_time = Some(transition.unwrap_or_else(|| now.clone()));
+    new.last_update_time = Some(update.unwrap_or(now));
     new
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
-    fn deployment(replicas: i64, status: Value) -> Value {
-        json!({"metadata": {"name": "web", "generation": 2},
-            "spec": {"replicas": replicas, "progressDeadlineSeconds": 60,
-                "template": {"metadata": {"labels": {"app": "web"}}}},
-            "status": status})
+    fn deployment(replicas: i64, status: DeploymentStatus) -> Deployment {
+        let mut d: Deployment =
+            serde_json::from_value(json!({"metadata": {"name": "web", "generation": 2},
+            "spec": {"replicas": replicas, "progressDeadlineSeconds": 60, "selector": {},
+                "template": {"metadata": {"labels": {"app": "web"}}}}}))
+            .unwrap();
+        d.status = Some(status);
+        d
     }
 
-    fn set(name: &str, replicas: i64, available: i64) -> Arc<Value> {
-        Arc::new(json!({"metadata": {"name": name},
-            "spec": {"replicas": replicas, "template": {"metadata": {"labels": {"app": "web"}}}},
-            "status": {"replicas": replicas, "readyReplicas": available, "availableReplicas": available}}))
+    fn set(name: &str, replicas: i64, available: i64) -> Arc<ReplicaSet> {
+        Arc::new(serde_json::from_value(json!({"metadata": {"name": name},
+            "spec": {"replicas": replicas, "selector": {}, "template": {"metadata": {"labels": {"app": "web"}}}},
+            "status": {"replicas": replicas, "readyReplicas": available, "availableReplicas": available}})).unwrap())
     }
 
     fn at(s: &str) -> Timestamp {
         s.parse().expect("timestamp")
     }
 
-    fn reason(status: &Value, kind: &str) -> String {
-        status["conditions"]
-            .as_array()
-            .and_then(|c| c.iter().find(|c| c["type"] == kind))
-            .map(|c| c["reason"].as_str().unwrap_or("").to_string())
+    fn reason(status: &DeploymentStatus, kind: &str) -> String {
+        status
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == kind)
+            .and_then(|c| c.reason.clone())
             .unwrap_or_default()
     }
 
     #[test]
     fn a_complete_rollout_is_available_and_progressed() {
-        let d = deployment(3, json!({}));
+        let d = deployment(3, DeploymentStatus::default());
         let now = at("2026-01-01T00:00:00Z");
         let (status, requeue) = compute_status(&d, &[set("web-1", 3, 3)], None, false, now);
-        assert_eq!(status["availableReplicas"], 3);
-        assert_eq!(status["updatedReplicas"], 3);
-        assert_eq!(status["observedGeneration"], 2);
+        assert_eq!(status.available_replicas, Some(3));
+        assert_eq!(status.updated_replicas, Some(3));
+        assert_eq!(status.observed_generation, Some(2));
         assert_eq!(reason(&status, "Available"), "MinimumReplicasAvailable");
         assert_eq!(reason(&status, "Progressing"), "NewReplicaSetAvailable");
         assert_eq!(requeue, None);
@@ -253,7 +263,7 @@ mod tests {
     #[test]
     fn a_stuck_rollout_misses_its_deadline_and_says_so() {
         let now = at("2026-01-01T00:00:00Z");
-        let d = deployment(3, json!({}));
+        let d = deployment(3, DeploymentStatus::default());
         let sets = [set("web-1", 3, 1)];
         let (first, requeue) = compute_status(&d, &sets, Some("web-1"), false, now);
         assert_eq!(reason(&first, "Progressing"), "NewReplicaSetCreated");
@@ -272,7 +282,7 @@ mod tests {
     #[test]
     fn a_paused_deployment_says_so_and_then_that_it_resumed() {
         let now = at("2026-01-01T00:00:00Z");
-        let d = deployment(3, json!({}));
+        let d = deployment(3, DeploymentStatus::default());
         let (paused, requeue) = compute_status(&d, &[set("web-1", 3, 3)], None, true, now);
         assert_eq!(reason(&paused, "Progressing"), "DeploymentPaused");
         assert_eq!(requeue, None);
@@ -283,27 +293,43 @@ mod tests {
 
     #[test]
     fn a_condition_keeps_its_transition_time_while_its_status_holds() {
-        let old = json!({"type": "Available", "status": "True", "reason": "A", "message": "m",
-            "lastTransitionTime": "2026-01-01T00:00:00Z", "lastUpdateTime": "2026-01-01T00:00:00Z"});
+        let then = at("2026-01-01T00:00:00Z");
+        let later = at("2026-02-01T00:00:00Z");
+        let mut old = condition("Available", "True", "A", "m");
+        old.last_transition_time = Some(Time(then));
+        old.last_update_time = Some(Time(then));
         let same = stamp(
             condition("Available", "True", "A", "m"),
             Some(old.clone()),
-            "2026-02-01T00:00:00Z",
+            later,
         );
-        assert_eq!(same["lastTransitionTime"], "2026-01-01T00:00:00Z");
-        assert_eq!(same["lastUpdateTime"], "2026-01-01T00:00:00Z");
+        assert_eq!(same.last_transition_time, Some(Time(then)));
+        assert_eq!(same.last_update_time, Some(Time(then)));
         let reworded = stamp(
             condition("Available", "True", "B", "m"),
             Some(old.clone()),
-            "2026-02-01T00:00:00Z",
+            later,
         );
-        assert_eq!(reworded["lastTransitionTime"], "2026-01-01T00:00:00Z");
-        assert_eq!(reworded["lastUpdateTime"], "2026-02-01T00:00:00Z");
-        let flipped = stamp(
-            condition("Available", "False", "A", "m"),
-            Some(old),
-            "2026-02-01T00:00:00Z",
+        assert_eq!(reworded.last_transition_time, Some(Time(then)));
+        assert_eq!(reworded.last_update_time, Some(Time(later)));
+        let flipped = stamp(condition("Available", "False", "A", "m"), Some(old), later);
+        assert_eq!(flipped.last_transition_time, Some(Time(later)));
+    }
+
+    /// The status as stored reads as Kubernetes writes it: counts, and
+    /// condition times to the second.
+    #[test]
+    fn the_status_is_written_as_kubernetes_writes_it() {
+        let now = at("2026-01-01T00:00:00.75Z");
+        let d = deployment(3, DeploymentStatus::default());
+        let (status, _) = compute_status(&d, &[set("web-1", 3, 3)], None, false, now);
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(json["replicas"], 3);
+        assert_eq!(json["conditions"][0]["type"], "Available");
+        assert_eq!(
+            json["conditions"][0]["lastUpdateTime"],
+            "2026-01-01T00:00:00Z"
         );
-        assert_eq!(flipped["lastTransitionTime"], "2026-02-01T00:00:00Z");
+        assert_eq!(json["conditions"][1]["reason"], "NewReplicaSetAvailable");
     }
 }

@@ -1,6 +1,7 @@
 //! A pod template's identity: its canonical form and its hash, the
 //! `pod-template-hash` that names a Deployment's ReplicaSets.
 
+use k8s_openapi::api::core::v1::PodTemplateSpec;
 use serde_json::{Value, json};
 
 use super::POD_TEMPLATE_HASH;
@@ -49,6 +50,18 @@ pub fn template_hash(template: &Value, collision_count: i64) -> String {
         .bytes()
         .map(|d| ALPHABET[usize::from(d - b'0') % ALPHABET.len()] as char)
         .collect()
+}
+
+/// A typed template as the JSON it is stored as.
+pub fn as_json(template: &PodTemplateSpec) -> Value {
+    serde_json::to_value(template).unwrap_or(Value::Null)
+}
+
+/// A typed template's identity: what two templates must share to be the
+/// same, the `pod-template-hash` label aside (Kubernetes' `EqualIgnoreHash`,
+/// where empty and absent are equal too).
+pub fn identity(template: Option<&PodTemplateSpec>) -> Value {
+    without_hash(template.map(as_json).as_ref())
 }
 
 /// The template without the `pod-template-hash` label (to compare templates).
