@@ -163,13 +163,13 @@ pub fn server_side_apply(
         .unwrap_or_else(|| Value::Object(Map::new()));
 
     let mut entries = live
-        .map(|l| managers::decode(managed_fields(l)).unwrap_or_default())
+        .map(|l| managers::decode_stored(managed_fields(l)).unwrap_or_default())
         .unwrap_or_default();
     if live.is_some() && entries.is_empty() {
         // Kubernetes gives the fields of an object nobody tracked yet to
         // `before-first-apply`, so that applying over them can conflict.
         let mut before = Entry::new(BEFORE_FIRST_APPLY, UPDATE, &api_version, "");
-        before.set = tracked_set(&live_obj, root, &ignored);
+        before.replace_set(tracked_set(&live_obj, root, &ignored));
         before.time = Some(now.to_string());
         entries.push(before);
     }
@@ -186,14 +186,14 @@ pub fn server_side_apply(
             (entries.len() - 1, true)
         }
     };
-    let previous = std::mem::replace(&mut entries[mine].set, config_set);
+    let previous = entries[mine].replace_set(config_set);
     entries[mine].api_version = api_version.clone();
 
     // Remove what this manager applied before and nobody claims any more.
     if !previous.is_empty() {
         let mut owned = FieldSet::new();
         for e in &entries {
-            owned.union_with(&e.set);
+            owned.union_with(e.set());
         }
         for path in previous.difference(&owned).paths() {
             walk::remove(&mut merged, &path, root, &owned);
@@ -208,7 +208,7 @@ pub fn server_side_apply(
         if i == mine {
             continue;
         }
-        for path in e.set.intersection(&changed).paths() {
+        for path in e.set().intersection(&changed).paths() {
             conflicts.push(Conflict {
                 manager: e.manager.clone(),
                 operation: e.operation.clone(),
@@ -230,7 +230,7 @@ pub fn server_side_apply(
     }
     for (i, e) in entries.iter_mut().enumerate() {
         if i != mine {
-            e.set = e.set.difference(&changed).difference(&diff.removed);
+            e.release(&changed, &diff.removed);
         }
     }
     if is_new || !walk::deep_eq(&merged, &live_obj) {
@@ -295,7 +295,7 @@ fn record(
     };
     let sent = managed_fields(new);
     let from_old = || {
-        old.and_then(|o| managers::decode(managed_fields(o)).ok())
+        old.and_then(|o| managers::decode_stored(managed_fields(o)).ok())
             .unwrap_or_default()
     };
     let mut entries = match subresource {
@@ -319,7 +319,7 @@ fn record(
     changed.union_with(&diff.modified);
 
     for e in entries.iter_mut() {
-        e.set = e.set.difference(&changed).difference(&diff.removed);
+        e.release(&changed, &diff.removed);
     }
     if !changed.is_empty() {
         let me = Entry::new(
@@ -335,7 +335,7 @@ fn record(
                 entries.len() - 1
             }
         };
-        entries[mine].set.union_with(&changed);
+        entries[mine].take(&changed);
         entries[mine].time = Some(now.to_string());
     }
     set_managed_fields(new, &mut entries);
@@ -531,6 +531,50 @@ mod tests {
             .find(|e| e["manager"] == manager)
             .map(|e| &e["fieldsV1"])
             .unwrap()
+    }
+
+    /// The stored `FieldsV1` of an entry whose set does not change is
+    /// written back as it was, and equals what encoding the set gives; an
+    /// entry that gains or loses fields is encoded again.
+    #[test]
+    fn unchanged_entries_keep_their_stored_fields_and_changed_ones_are_encoded() {
+        let applied = created("kubectl");
+        let applied_fields = fields_of(&applied, "kubectl").clone();
+
+        // Another manager scales: it takes spec.replicas from the applier.
+        let mut scaled = applied.clone();
+        scaled["spec"]["replicas"] = json!(5);
+        record_update(Some(&applied), &mut scaled, "scaler", deploy(), T2);
+        let kubectl = fields_of(&scaled, "kubectl");
+        assert!(kubectl["f:spec"].get("f:replicas").is_none(), "{kubectl}");
+        assert_eq!(
+            fields_of(&scaled, "scaler"),
+            &json!({"f:spec": {"f:replicas": {}}})
+        );
+
+        // The scaler again, on the field it owns: the applier's entry is
+        // untouched and the scaler's set is the same, so both are written
+        // back as stored, time aside.
+        let mut again = scaled.clone();
+        again["spec"]["replicas"] = json!(6);
+        record_update(Some(&scaled), &mut again, "scaler", deploy(), T3);
+        assert_eq!(fields_of(&again, "kubectl"), fields_of(&scaled, "kubectl"));
+        assert_eq!(fields_of(&again, "scaler"), fields_of(&scaled, "scaler"));
+        let times: Vec<&Value> = again["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["time"])
+            .collect();
+        assert!(times.contains(&&json!(T3)), "{times:?}");
+
+        // Stored fields are exactly the encoding of their set.
+        for entry in again["metadata"]["managedFields"].as_array().unwrap() {
+            let fields = &entry["fieldsV1"];
+            let set = FieldSet::from_fields_v1(fields).unwrap();
+            assert_eq!(&set.to_fields_v1(), fields);
+        }
+        assert_ne!(fields_of(&scaled, "kubectl"), &applied_fields);
     }
 
     #[test]

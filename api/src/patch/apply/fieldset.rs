@@ -242,6 +242,29 @@ impl FieldSet {
         out
     }
 
+    /// Whether the sets share a member.
+    pub(crate) fn overlaps(&self, other: &FieldSet) -> bool {
+        (self.member && other.member)
+            || self.children.iter().any(|(pe, child)| {
+                other
+                    .children
+                    .get(pe)
+                    .is_some_and(|theirs| child.overlaps(theirs))
+            })
+    }
+
+    /// Whether every member of `other` is a member of `self`.
+    pub(crate) fn includes(&self, other: &FieldSet) -> bool {
+        (self.member || !other.member)
+            && other
+                .children
+                .iter()
+                .all(|(pe, theirs)| match self.children.get(pe) {
+                    Some(mine) => mine.includes(theirs),
+                    None => theirs.is_empty(),
+                })
+    }
+
     /// The members of both sets.
     pub(crate) fn intersection(&self, other: &FieldSet) -> FieldSet {
         let mut out = FieldSet {
@@ -315,6 +338,37 @@ impl FieldSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn set_of(paths: &[&[&str]]) -> FieldSet {
+        let mut set = FieldSet::new();
+        for path in paths {
+            let path: Vec<PathElement> = path
+                .iter()
+                .map(|p| PathElement::Field(p.to_string()))
+                .collect();
+            set.insert(&path);
+        }
+        set
+    }
+
+    #[test]
+    fn overlaps_and_includes_are_about_members() {
+        let spec = set_of(&[&["spec", "replicas"], &["spec", "paused"]]);
+        let replicas = set_of(&[&["spec", "replicas"]]);
+        let status = set_of(&[&["status", "replicas"]]);
+        let spec_itself = set_of(&[&["spec"]]);
+        assert!(spec.overlaps(&replicas) && replicas.overlaps(&spec));
+        assert!(!spec.overlaps(&status));
+        // `spec` as a member is not a member below it.
+        assert!(!spec.overlaps(&spec_itself));
+        assert!(spec.includes(&replicas) && !replicas.includes(&spec));
+        assert!(spec.includes(&FieldSet::new()));
+        assert!(!spec.includes(&spec_itself));
+        for (a, b) in [(&spec, &replicas), (&spec, &status), (&replicas, &spec)] {
+            assert_eq!(a.overlaps(b), !a.intersection(b).is_empty());
+            assert_eq!(a.includes(b), b.difference(a).is_empty());
+        }
+    }
     use serde_json::json;
 
     fn f(name: &str) -> PathElement {

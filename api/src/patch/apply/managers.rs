@@ -22,7 +22,12 @@ pub(crate) struct Entry {
     pub(crate) api_version: String,
     pub(crate) time: Option<String>,
     pub(crate) subresource: String,
-    pub(crate) set: FieldSet,
+    /// The fields it owns, kept as a set while the object is worked on.
+    set: FieldSet,
+    /// `set` as `FieldsV1`, when the entry was read from a stored object and
+    /// its set has not changed since: written back as it was instead of
+    /// encoded again (most writes change one manager's fields, or none).
+    stored: Option<Value>,
 }
 
 impl Entry {
@@ -39,6 +44,40 @@ impl Entry {
             time: None,
             subresource: subresource.to_string(),
             set: FieldSet::new(),
+            stored: None,
+        }
+    }
+
+    /// The fields it owns.
+    pub(crate) fn set(&self) -> &FieldSet {
+        &self.set
+    }
+
+    /// The fields it owns, to change.
+    pub(crate) fn set_mut(&mut self) -> &mut FieldSet {
+        self.stored = None;
+        &mut self.set
+    }
+
+    /// Replaces the fields it owns; returns those it owned.
+    pub(crate) fn replace_set(&mut self, set: FieldSet) -> FieldSet {
+        self.stored = None;
+        std::mem::replace(&mut self.set, set)
+    }
+
+    /// Gives up the fields in `changed` or `removed` (another manager
+    /// changed them, or they are gone).
+    pub(crate) fn release(&mut self, changed: &FieldSet, removed: &FieldSet) {
+        if self.set.overlaps(changed) || self.set.overlaps(removed) {
+            let kept = self.set.difference(changed).difference(removed);
+            self.replace_set(kept);
+        }
+    }
+
+    /// Takes the fields in `changed`.
+    pub(crate) fn take(&mut self, changed: &FieldSet) {
+        if !self.set.includes(changed) {
+            self.set_mut().union_with(changed);
         }
     }
 
@@ -122,6 +161,7 @@ pub(crate) fn decode(value: Option<&Value>) -> Result<Vec<Entry>, ManagedFieldsE
             time: map.get("time").and_then(Value::as_str).map(str::to_string),
             subresource: text("subresource"),
             set,
+            stored: None,
         };
         if entries.iter().any(|e| e.same_manager(&entry)) {
             return Err(ManagedFieldsError::Duplicate {
@@ -130,6 +170,19 @@ pub(crate) fn decode(value: Option<&Value>) -> Result<Vec<Entry>, ManagedFieldsE
             });
         }
         entries.push(entry);
+    }
+    Ok(entries)
+}
+
+/// [`decode`] for the `managedFields` of a stored object, which this module
+/// encoded: each entry keeps its `FieldsV1` to be written back unchanged if
+/// its set does not change.
+pub(crate) fn decode_stored(value: Option<&Value>) -> Result<Vec<Entry>, ManagedFieldsError> {
+    let mut entries = decode(value)?;
+    if let Some(Value::Array(items)) = value {
+        for (entry, item) in entries.iter_mut().zip(items) {
+            entry.stored = item.get("fieldsV1").filter(|v| v.is_object()).cloned();
+        }
     }
     Ok(entries)
 }
@@ -158,7 +211,7 @@ pub(crate) fn encode(entries: &mut Vec<Entry>) -> Value {
     });
     Value::Array(
         entries
-            .iter()
+            .iter_mut()
             .map(|e| {
                 let mut entry = json!({
                     "manager": e.manager,
@@ -169,7 +222,7 @@ pub(crate) fn encode(entries: &mut Vec<Entry>) -> Value {
                     entry["time"] = json!(time);
                 }
                 entry["fieldsType"] = json!("FieldsV1");
-                entry["fieldsV1"] = e.set.to_fields_v1();
+                entry["fieldsV1"] = e.stored.take().unwrap_or_else(|| e.set.to_fields_v1());
                 if !e.subresource.is_empty() {
                     entry["subresource"] = json!(e.subresource);
                 }
@@ -203,11 +256,12 @@ fn cap_updates(entries: &mut Vec<Entry>) {
         let bucket = Entry::new(ANCIENT_CHANGES, UPDATE, &old.api_version, "");
         match entries.iter_mut().find(|e| e.same_manager(&bucket)) {
             Some(existing) => {
-                existing.set.union_with(&old.set);
+                existing.take(&old.set);
                 existing.time = old.time;
             }
             None => entries.push(Entry {
                 set: old.set,
+                stored: old.stored,
                 time: old.time,
                 ..bucket
             }),
@@ -263,7 +317,7 @@ mod tests {
             .map(|i| {
                 let mut e = Entry::new(&format!("m{i:02}"), UPDATE, "v1", "");
                 e.time = Some(format!("2025-01-01T00:00:{i:02}Z"));
-                e.set
+                e.set_mut()
                     .insert(&[super::super::fieldset::PathElement::Field(format!("f{i}"))]);
                 e
             })
