@@ -124,7 +124,10 @@ impl NodeFlags {
 #[derive(Debug, thiserror::Error)]
 enum FlagError {
     #[error("{text:?}: {why}")]
-    Quantity { text: String, why: &'static str },
+    Quantity {
+        text: String,
+        why: skiff_api::quantity::QuantityError,
+    },
     #[error("{0:?} must be more than zero")]
     NotPositive(String),
     #[error("label {0:?} must be KEY=VALUE")]
@@ -140,8 +143,8 @@ enum FlagError {
     NoAddress(String),
 }
 
-fn parse_quantity(s: &str) -> Result<skiff_api::validate::Quantity, FlagError> {
-    let q = skiff_api::validate::Quantity::parse(s).map_err(|why| FlagError::Quantity {
+fn parse_quantity(s: &str) -> Result<skiff_api::quantity::Quantity, FlagError> {
+    let q = skiff_api::quantity::Quantity::parse(s).map_err(|why| FlagError::Quantity {
         text: s.to_string(),
         why,
     })?;

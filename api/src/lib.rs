@@ -22,6 +22,7 @@ pub mod limits;
 pub mod meta;
 pub mod patch;
 pub mod protobuf;
+pub mod quantity;
 pub mod resource;
 pub mod selector;
 pub mod status;

@@ -34,13 +34,11 @@ mod core;
 mod fallback;
 mod labels;
 mod networking;
-mod quantity;
 mod rbac;
 mod skiff;
 mod storage;
 
 pub use age::{human_duration, short_human_duration};
-pub use quantity::{add_quantities, canonical_quantity, sub_quantities};
 
 /// `apiVersion` of `Table` and `PartialObjectMetadata`.
 const META_API_VERSION: &str = "meta.k8s.io/v1";

@@ -43,11 +43,8 @@ pub mod metadata;
 pub mod names;
 mod networking;
 mod pod;
-mod quantity;
 mod rbac;
 mod skiff;
-
-pub use quantity::Quantity;
 
 use decode::Typed;
 

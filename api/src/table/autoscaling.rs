@@ -4,8 +4,8 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::json::Pointer as _;
+use crate::quantity::quantity_string;
 
-use super::quantity::quantity_ptr_string;
 use super::{
     AGE, Column, NAME, Printer, age_cell, arr_at, int_at, name_cell, obj_at, opt_int, str_at,
 };
@@ -159,6 +159,15 @@ fn resource_metric(spec: &Value, status: &Value, source: &str) -> String {
             .map(|u| format!("{u}%"))
             .unwrap_or_else(|| "<auto>".to_string());
         format!("{name}: {current}/{target}")
+    }
+}
+
+/// `Quantity.String()` of `value`, or `<nil>` for a missing one: what Go
+/// prints for a nil `*Quantity`.
+fn quantity_ptr_string(value: Option<&Value>) -> String {
+    match value {
+        None | Some(Value::Null) => "<nil>".to_string(),
+        some => quantity_string(some),
     }
 }
 

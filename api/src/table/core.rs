@@ -4,11 +4,11 @@
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::quantity::quantity_string;
 use super::{
     AGE, Column, NAME, NAME_DOC, Printer, age_cell, arr_at, int_at, is_set, name_cell, obj_at,
     opt_bool, opt_str, since, str_at, timestamp_at,
 };
+use crate::quantity::quantity_string;
 
 pub(super) const POD: Printer = Printer {
     columns: &[

@@ -4,8 +4,8 @@ use crate::json::Pointer as _;
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::quantity::quantity_string;
 use super::{AGE, Column, NAME, Printer, age_cell, arr_at, is_set, name_cell, opt_str, str_at};
+use crate::quantity::quantity_string;
 
 pub(super) const PERSISTENT_VOLUME: Printer = Printer {
     columns: &[

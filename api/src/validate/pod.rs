@@ -12,9 +12,9 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 
 use super::metadata::{validate_annotations, validate_labels};
-use super::quantity::Quantity;
 use super::{Errors, Op, child, duration_seconds, index, invalid_each, key, names, nonnegative};
 use crate::component::ComponentRef;
+use crate::quantity::Quantity;
 use crate::status::FieldError;
 
 /// Why Skiff refuses `exec`, `tcpSocket` and `grpc` probes.
@@ -903,7 +903,7 @@ pub(crate) fn validate_quantity(
 ) -> Option<Quantity> {
     match Quantity::parse(&q.0) {
         Err(why) => {
-            errs.push(FieldError::invalid(path, q.0.as_str(), why));
+            errs.push(FieldError::invalid(path, q.0.as_str(), why.to_string()));
             None
         }
         Ok(parsed) if parsed.is_negative() => {
@@ -1293,8 +1293,8 @@ pub(crate) fn diff_paths(old: &Value, new: &Value, path: &str, out: &mut Vec<Str
 
 #[cfg(test)]
 mod tests {
-    use super::super::quantity::FORMAT_ERROR;
     use super::*;
+    use crate::quantity::FORMAT_ERROR;
     use serde_json::json;
 
     fn pod(spec: Value) -> Pod {

@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 use skiff_api::json::Pointer as _;
-use skiff_api::table::{add_quantities, canonical_quantity, sub_quantities};
-use skiff_api::validate::Quantity;
+use skiff_api::quantity::{Quantity, add_quantities, canonical_quantity, sub_quantities};
 
 /// Resource name to quantity, as written (or as summed, in canonical form).
 /// Ordered, so that messages list resources as Kubernetes sorts them.

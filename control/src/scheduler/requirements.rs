@@ -11,8 +11,8 @@ use k8s_openapi::api::core::v1::{
 use serde_json::{Map, Value};
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
+use skiff_api::quantity::Quantity;
 use skiff_api::selector::LabelSelector;
-use skiff_api::validate::Quantity;
 
 /// The scheduler's name for pods that name none.
 pub const DEFAULT_SCHEDULER: &str = "default-scheduler";

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, Volume, VolumeMount};
-use skiff_api::validate::Quantity;
+use skiff_api::quantity::Quantity;
 use skiff_runtime::{Cli, InstanceReuse, Kind, Limits, Mount, PodSpec};
 
 use super::host_path::{HostPathPolicy, PinnedDir, resolve_within};
@@ -372,7 +372,7 @@ fn instance_reuse(pod: &Pod, kind: Kind) -> Result<Option<InstanceReuse>> {
 }
 
 /// A limit as the API server parsed it when it admitted the pod (the one
-/// quantity grammar, `skiff_api::validate::Quantity`), so nothing the API
+/// quantity grammar, `skiff_api::quantity::Quantity`), so nothing the API
 /// takes is refused here.
 fn quantity(resource: &str, text: &str) -> Result<Quantity> {
     Quantity::parse(text).map_err(|e| {

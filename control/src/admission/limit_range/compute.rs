@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 
 use serde_json::{Map, Value};
 use skiff_api::json::Pointer as _;
-use skiff_api::validate::Quantity;
+use skiff_api::quantity::Quantity;
 
 use crate::admission::resources::{ResourceList, compare, list_at, pod_total, show};
 
