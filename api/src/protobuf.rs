@@ -18,6 +18,7 @@
 //! a [`ProtobufError`] (400 BadRequest), never a panic.
 
 pub(crate) mod message;
+pub(crate) mod quantities;
 mod wire;
 
 use serde_json::{Map, Value};

@@ -15,7 +15,7 @@ use crate::generated::protobuf_schema::MESSAGES;
 /// How deep messages may nest. The deepest path in the schema (a volume
 /// projection's field selector inside a pod template inside a CronJob) is well
 /// under this; the bound only stops a hostile body from exhausting the stack.
-const MAX_DEPTH: usize = 32;
+pub(super) const MAX_DEPTH: usize = 32;
 
 /// A message of the schema.
 #[derive(Debug)]

@@ -4,7 +4,9 @@
 //! the wrong JSON type is a 400 BadRequest, and fields the type does not declare
 //! are handled per the request's `fieldValidation` parameter. Skiff does the same
 //! with the `k8s-openapi` types: `serde_path_to_error` names the field a wrong
-//! type sits at, and `serde_ignored` sees the fields the type ignored.
+//! type sits at, and `serde_ignored` sees the fields the type ignored. What is
+//! stored is the decoded object, so its quantities are rewritten in canonical form
+//! ([`crate::protobuf::quantities`]).
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
@@ -23,6 +25,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::component::ComponentSpec;
+use crate::protobuf::quantities::canonicalize_quantities;
 use crate::resource::{ResourceType, SKIFF_GROUP};
 use crate::status::{ApiError, Details, FieldError, Reason};
 
@@ -95,7 +98,9 @@ pub fn decode_check(
 
 /// [`decode_check`] and [`prune_unknown_fields`] with one decode: checks the
 /// object, refuses unknown fields under `Strict`, and otherwise removes them and
-/// returns the warnings.
+/// returns the warnings. Then, as Kubernetes stores the decoded Go object,
+/// every `resource.Quantity` of the object is rewritten in canonical form
+/// (`memory: 1048576` is stored as `"1048576"`, `cpu: "1000m"` as `"1"`).
 pub fn decode_and_prune(
     rt: &ResourceType,
     obj: &mut Value,
@@ -107,6 +112,7 @@ pub fn decode_and_prune(
     for field in &unknown {
         remove_at(obj, &field.segments);
     }
+    canonicalize_quantities(rt, obj);
     Ok(warnings)
 }
 
@@ -122,6 +128,7 @@ pub fn status_checked_alone(rt: &ResourceType) -> bool {
 /// [`status_checked_alone`] holds: the status must decode as the kind's status
 /// type; its unknown fields are refused or pruned per `mode`, with paths from
 /// the object (`status.phase`). Other kinds get the whole-object check.
+/// Either way the object's quantities are then in canonical form.
 pub fn decode_and_prune_status(
     rt: &ResourceType,
     obj: &mut Value,
@@ -130,6 +137,16 @@ pub fn decode_and_prune_status(
     if !status_checked_alone(rt) {
         return decode_and_prune(rt, obj, mode);
     }
+    let warnings = decode_and_prune_status_alone(rt, obj, mode)?;
+    canonicalize_quantities(rt, obj);
+    Ok(warnings)
+}
+
+fn decode_and_prune_status_alone(
+    rt: &ResourceType,
+    obj: &mut Value,
+    mode: FieldValidation,
+) -> Result<Vec<String>, ApiError> {
     check_type_meta(rt, obj)?;
     let Some(status) = obj.get("status") else {
         return Ok(Vec::new());
@@ -1021,5 +1038,148 @@ mod tests {
                        "spec": {"ports": [{"port": 80}]},
                        "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "x", "message": ""}]}});
         assert!(decode_check(rt, &s, FieldValidation::Strict).is_ok());
+    }
+
+    /// `decode_and_prune` of `obj` as `api_version`/`kind`, in Warn mode.
+    fn stored(api_version: &str, kind: &str, mut obj: Value) -> Value {
+        let rt = by_kind(api_version, kind).unwrap();
+        decode_and_prune(rt, &mut obj, FieldValidation::Warn).unwrap();
+        obj
+    }
+
+    #[test]
+    fn pod_quantities_are_stored_canonical() {
+        let pod = stored(
+            "v1",
+            "Pod",
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {
+                "containers": [{"name": "w", "image": "hello:v1", "resources": {
+                    "limits": {"cpu": 0.5, "memory": 1048576},
+                    "requests": {"cpu": "1000m", "memory": "1024Mi"}
+                }}],
+                "volumes": [{"name": "scratch", "emptyDir": {"sizeLimit": 1000000}}]
+            }}),
+        );
+        let resources = &pod["spec"]["containers"][0]["resources"];
+        assert_eq!(
+            resources["limits"],
+            json!({"cpu": "500m", "memory": "1048576"})
+        );
+        assert_eq!(resources["requests"], json!({"cpu": "1", "memory": "1Gi"}));
+        assert_eq!(
+            pod["spec"]["volumes"][0]["emptyDir"]["sizeLimit"],
+            json!("1M")
+        );
+        assert_eq!(pod["spec"]["containers"][0]["image"], "hello:v1");
+    }
+
+    #[test]
+    fn quota_limit_range_and_template_quantities_are_stored_canonical() {
+        let quota = stored(
+            "v1",
+            "ResourceQuota",
+            json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q"},
+                   "spec": {"hard": {"pods": 10, "requests.memory": "2048Mi", "limits.cpu": "4000m"}}}),
+        );
+        assert_eq!(
+            quota["spec"]["hard"],
+            json!({"pods": "10", "requests.memory": "2Gi", "limits.cpu": "4"})
+        );
+
+        let limits = stored(
+            "v1",
+            "LimitRange",
+            json!({"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "l"},
+                   "spec": {"limits": [{"type": "Container",
+                       "max": {"cpu": 2, "memory": "1024Mi"},
+                       "min": {"cpu": 0.1},
+                       "default": {"memory": 536870912},
+                       "defaultRequest": {"cpu": "100.0m"},
+                       "maxLimitRequestRatio": {"cpu": "2.0"}}]}}),
+        );
+        let item = &limits["spec"]["limits"][0];
+        assert_eq!(item["max"], json!({"cpu": "2", "memory": "1Gi"}));
+        assert_eq!(item["min"], json!({"cpu": "100m"}));
+        // A number is decimal: its canonical form has no binary suffix.
+        assert_eq!(item["default"], json!({"memory": "536870912"}));
+        assert_eq!(item["defaultRequest"], json!({"cpu": "100m"}));
+        assert_eq!(item["maxLimitRequestRatio"], json!({"cpu": "2"}));
+
+        let mut d = deployment();
+        d["spec"]["template"]["spec"]["containers"][0]["resources"] =
+            json!({"limits": {"memory": "131072Ki"}, "requests": {"cpu": 0.25}});
+        let d = stored("apps/v1", "Deployment", d);
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["resources"],
+            json!({"limits": {"memory": "128Mi"}, "requests": {"cpu": "250m"}})
+        );
+        assert_eq!(d["spec"]["replicas"], 2, "other numbers stay numbers");
+    }
+
+    #[test]
+    fn node_status_quantities_are_stored_canonical() {
+        let rt = by_kind("v1", "Node").unwrap();
+        let mut node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n"},
+                              "status": {"capacity": {"cpu": 4, "memory": "8388608Ki", "pods": 110},
+                                         "allocatable": {"cpu": "3900m", "memory": 8000000000_u64}}});
+        decode_and_prune_status(rt, &mut node, FieldValidation::Warn).unwrap();
+        assert_eq!(
+            node["status"]["capacity"],
+            json!({"cpu": "4", "memory": "8Gi", "pods": "110"})
+        );
+        assert_eq!(
+            node["status"]["allocatable"],
+            json!({"cpu": "3900m", "memory": "8G"})
+        );
+
+        // A pod's status is checked alone, and its quantities are canonical too.
+        let rt = by_kind("v1", "Pod").unwrap();
+        let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                             "spec": {"containers": [{"name": "w", "image": "hello:v1"}]},
+                             "status": {"phase": "Running", "containerStatuses": [{
+                                 "name": "w", "image": "hello:v1", "imageID": "", "ready": true,
+                                 "restartCount": 0, "allocatedResources": {"memory": 1073741824.0}}]}});
+        decode_and_prune_status(rt, &mut pod, FieldValidation::Warn).unwrap();
+        assert_eq!(
+            pod["status"]["containerStatuses"][0]["allocatedResources"]["memory"],
+            "1073741824"
+        );
+    }
+
+    #[test]
+    fn an_unparsable_quantity_is_kept_for_validation_to_refuse() {
+        let rt = by_kind("v1", "Pod").unwrap();
+        let pod = stored(
+            "v1",
+            "Pod",
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {
+                "containers": [{"name": "w", "image": "hello:v1",
+                    "resources": {"requests": {"cpu": "lots", "memory": 1024}}}]}}),
+        );
+        let requests = &pod["spec"]["containers"][0]["resources"]["requests"];
+        assert_eq!(requests["cpu"], "lots");
+        assert_eq!(requests["memory"], "1024");
+        let e = crate::validate::validate_create(rt, &pod).unwrap_err();
+        assert_eq!(e.code(), 422);
+        assert!(
+            e.message.contains(&format!(
+                "spec.containers[0].resources.requests[cpu]: Invalid value: \"lots\": {}",
+                crate::quantity::FORMAT_ERROR
+            )),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn config_map_data_that_looks_like_a_quantity_is_untouched() {
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"},
+                        "data": {"memory": "1024Mi", "cpu": "1000m", "n": "1000000"}});
+        assert_eq!(stored("v1", "ConfigMap", cm.clone()), cm);
+        // Skiff's own Component has no schema entry and is left alone.
+        let rt = by_kind("skiff.dev/v1alpha1", "Component").unwrap();
+        let mut c = json!({"spec": {"size": 1000}});
+        canonicalize_quantities(rt, &mut c);
+        assert_eq!(c, json!({"spec": {"size": 1000}}));
     }
 }
