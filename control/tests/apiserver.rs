@@ -536,6 +536,46 @@ async fn a_created_object_comes_back_with_its_empty_status() {
     assert!(cm.body.get("status").is_none(), "{}", cm.body);
 }
 
+/// Quantities come back as Kubernetes stores them: canonical strings, also
+/// after a patch that writes a number.
+#[tokio::test]
+async fn quantities_are_stored_canonical() {
+    let api = api().await;
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "q"},
+        "spec": {"containers": [{"name": "w", "image": "hello:v1", "resources": {
+            "limits": {"cpu": "1000m", "memory": "1024Mi"},
+            "requests": {"cpu": 0.5, "memory": 1048576}}}]}});
+    let created = api.post("/api/v1/namespaces/default/pods", pod).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let got = api.get("/api/v1/namespaces/default/pods/q").await;
+    assert_eq!(
+        got.body["spec"]["containers"][0]["resources"],
+        json!({"limits": {"cpu": "1", "memory": "1Gi"},
+               "requests": {"cpu": "500m", "memory": "1048576"}}),
+        "{}",
+        got.body
+    );
+
+    let quota = json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q"},
+        "spec": {"hard": {"pods": 10}}});
+    let uri = "/api/v1/namespaces/default/resourcequotas";
+    let created = api.post(uri, quota).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["spec"]["hard"], json!({"pods": "10"}));
+    let patched = api
+        .patch(
+            &format!("{uri}/q"),
+            "application/merge-patch+json",
+            json!({"spec": {"hard": {"requests.memory": 2147483648_u64}}}),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert_eq!(
+        patched.body["spec"]["hard"],
+        json!({"pods": "10", "requests.memory": "2147483648"})
+    );
+}
+
 /// Writes without a client precondition are never refused for a write that
 /// landed in between: a scale PATCH and a PUT without resourceVersion, while
 /// a "controller" keeps writing the same Deployment's status.
