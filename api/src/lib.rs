@@ -3,9 +3,9 @@
 //! Everything here is data and pure functions over it, with no I/O: the kinds the
 //! API serves ([`resource`]), `Status` errors ([`status`]), object metadata
 //! ([`meta`]), label and field selectors ([`selector`]), the patch formats
-//! Kubernetes clients send ([`patch`]), validation ([`validate`]), server-side
-//! table printing ([`table`]), Skiff's own `Component` kind ([`component`]) and
-//! which Ingresses Skiff serves ([`ingress`]).
+//! Kubernetes clients send ([`patch`]), resource quantities ([`quantity`]),
+//! validation ([`validate`]), server-side table printing ([`table`]), Skiff's own
+//! `Component` kind ([`component`]) and which Ingresses Skiff serves ([`ingress`]).
 //! Objects are handled as `serde_json::Value` in their API JSON form; typed views
 //! come from `k8s-openapi`.
 
