@@ -103,13 +103,11 @@ mod tests {
         );
     }
 
-    /// Groundwork for typed reconciles (issue 16): a Deployment's template,
-    /// as stored, read as k8s-openapi's `PodTemplateSpec` and written back,
-    /// keeps its hash. If it did not, a controller that hashed the typed
-    /// template would roll every stored Deployment on upgrade. (Quantities
-    /// written as JSON numbers, `memory: 1048576`, are stored as numbers
-    /// today and come back from the typed form as strings: they must be
-    /// stored canonical first, as Kubernetes stores `1Mi`.)
+    /// A Deployment's template, as stored, read as k8s-openapi's
+    /// `PodTemplateSpec` and written back, keeps its hash: the typed
+    /// controller names new ReplicaSets as the JSON one did. Quantities sent
+    /// as JSON numbers (`memory: 1048576`, `cpu: 0.25`) are stored as their
+    /// canonical strings, as Kubernetes stores them, so they round-trip too.
     #[test]
     fn a_typed_round_trip_keeps_the_template_hash() {
         use k8s_openapi::api::core::v1::PodTemplateSpec;
@@ -129,7 +127,7 @@ mod tests {
                 "spec": {"containers": [{"name": "c", "image": "hello:v1",
                     "args": ["--x"], "env": [{"name": "N", "value": "1"}],
                     "ports": [{"containerPort": 8080, "protocol": "TCP"}],
-                    "resources": {"limits": {"cpu": "500m", "memory": "1Mi"}, "requests": {"cpu": "250m"}},
+                    "resources": {"limits": {"cpu": "500m", "memory": "1Mi"}, "requests": {"cpu": 0.25, "memory": 1048576}},
                     "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 2},
                     "livenessProbe": {"httpGet": {"path": "/", "port": 8080}},
                     "volumeMounts": [{"name": "data", "mountPath": "/data", "readOnly": true}]}],
