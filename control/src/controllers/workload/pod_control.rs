@@ -7,6 +7,8 @@ use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use futures::future::join_all;
+use k8s_openapi::api::apps::v1::{DaemonSet, ReplicaSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde_json::{Value, json};
 use skiff_api::json::Pointer as _;
@@ -15,7 +17,7 @@ use skiff_api::patch::PatchType;
 use skiff_api::resource::{ResourceType, by_kind};
 use skiff_api::status::{ApiError, Reason};
 
-use crate::events::{EventRecorder, EventType};
+use crate::events::{EventRecorder, EventType, Involved, Source};
 use crate::informer::Cache;
 use crate::registry::{DeleteOptions, Registry, WriteOptions};
 use crate::store::Revision;
@@ -31,6 +33,71 @@ pub fn controller_ref(owner: &Value) -> Value {
         "blockOwnerDeletion": true,
     })
 }
+
+/// The object a controller writes pods for: what a pod's `controllerRef`
+/// and the Events about it name. Implemented for stored JSON and for the
+/// typed workload kinds.
+pub trait Owner {
+    /// The `ownerReferences` entry naming it as a pod's controller.
+    fn controller_ref(&self) -> Value;
+    fn namespace(&self) -> &str;
+    fn name(&self) -> &str;
+    /// The object the Events about its pods are about.
+    fn involved(&self) -> Involved;
+}
+
+impl Owner for Value {
+    fn controller_ref(&self) -> Value {
+        controller_ref(self)
+    }
+    fn namespace(&self) -> &str {
+        meta::namespace(self).unwrap_or_default()
+    }
+    fn name(&self) -> &str {
+        meta::name(self).unwrap_or_default()
+    }
+    fn involved(&self) -> Involved {
+        Involved::of(self)
+    }
+}
+
+impl<T: Owner + ?Sized> Owner for std::sync::Arc<T> {
+    fn controller_ref(&self) -> Value {
+        (**self).controller_ref()
+    }
+    fn namespace(&self) -> &str {
+        (**self).namespace()
+    }
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+    fn involved(&self) -> Involved {
+        (**self).involved()
+    }
+}
+
+/// [`Owner`] for typed kinds (one impl each: a blanket impl over
+/// `k8s_openapi::Resource` would overlap the one for `Value`).
+macro_rules! typed_owner {
+    ($($kind:ty),*) => {$(
+        impl Owner for $kind {
+            fn controller_ref(&self) -> Value {
+                serde_json::to_value(controller_ref_to(self)).unwrap_or(Value::Null)
+            }
+            fn namespace(&self) -> &str {
+                self.metadata.namespace.as_deref().unwrap_or_default()
+            }
+            fn name(&self) -> &str {
+                self.metadata.name.as_deref().unwrap_or_default()
+            }
+            fn involved(&self) -> Involved {
+                Involved::of_typed(self)
+            }
+        }
+    )*};
+}
+
+typed_owner!(ReplicaSet, DaemonSet, Job);
 
 /// The uid of the object's controller, if it has one.
 pub fn controller_uid(obj: &Value) -> Option<&str> {
@@ -219,13 +286,16 @@ impl PodControl {
     /// Returns the created pod and its revision.
     pub async fn create(
         &self,
-        owner: &Value,
+        owner: &(impl Owner + ?Sized),
         template: &Value,
         generate_name: &str,
         name: Option<&str>,
         extra_labels: &[(&str, &str)],
     ) -> Result<(Value, Revision), ApiError> {
-        let namespace = meta::namespace(owner).unwrap_or("default");
+        let namespace = match owner.namespace() {
+            "" => "default",
+            ns => ns,
+        };
         let mut metadata = template
             .get("metadata")
             .cloned()
@@ -254,7 +324,7 @@ impl PodControl {
                 metadata["labels"][*k] = json!(v);
             }
         }
-        metadata["ownerReferences"] = json!([controller_ref(owner)]);
+        metadata["ownerReferences"] = json!([owner.controller_ref()]);
         let pod = json!({
             "apiVersion": "v1",
             "kind": "Pod",
@@ -277,13 +347,20 @@ impl PodControl {
     /// call, not one per pod.
     pub async fn create_all<'t>(
         &self,
-        owner: &Value,
+        owner: &(impl Owner + ?Sized),
         count: usize,
         template: impl Fn(usize) -> Cow<'t, Value>,
         events: &EventRecorder,
         component: &str,
     ) -> Created {
-        let generate_name = format!("{}-", meta::name(owner).unwrap_or_default());
+        let generate_name = format!("{}-", owner.name());
+        let record = |event_type, reason: &str, message: String| {
+            let source = Source {
+                component: component.to_string(),
+                host: None,
+            };
+            events.record_about(owner.involved(), source, event_type, reason, message);
+        };
         let mut done = Created::default();
         let mut batch = 1;
         let mut next = 0;
@@ -304,23 +381,17 @@ impl PodControl {
                         done.count += 1;
                         done.last = done.last.max(revision);
                         let name = meta::name(&pod).unwrap_or_default();
-                        let message = format!("Created pod: {name}");
-                        events.record(
-                            owner,
-                            component,
+                        record(
                             EventType::Normal,
                             "SuccessfulCreate",
-                            message,
+                            format!("Created pod: {name}"),
                         );
                     }
                     Err(e) => {
-                        let message = format!("Error creating: {}", e.message);
-                        events.record(
-                            owner,
-                            component,
+                        record(
                             EventType::Warning,
                             "FailedCreate",
-                            message,
+                            format!("Error creating: {}", e.message),
                         );
                         done.error.get_or_insert(e);
                     }
@@ -351,9 +422,13 @@ impl PodControl {
     /// Makes `owner` the controller of an orphan pod (`ClaimPods`' adoption),
     /// guarded by the pod's resourceVersion so a pod changed meanwhile is not
     /// adopted blindly.
-    pub async fn adopt(&self, owner: &Value, pod: &Value) -> Result<Revision, ApiError> {
+    pub async fn adopt(
+        &self,
+        owner: &(impl Owner + ?Sized),
+        pod: &Value,
+    ) -> Result<Revision, ApiError> {
         let mut refs: Vec<Value> = meta::owner_references(pod).to_vec();
-        refs.push(controller_ref(owner));
+        refs.push(owner.controller_ref());
         let patch = json!({"metadata": {
             "ownerReferences": refs,
             "resourceVersion": meta::resource_version(pod).unwrap_or_default(),

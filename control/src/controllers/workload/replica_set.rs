@@ -9,20 +9,19 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use futures::future::join_all;
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetStatus};
 use k8s_openapi::api::core::v1::Pod;
-use serde_json::{Value, json};
-use skiff_api::json::Pointer as _;
+use serde_json::Value;
 use skiff_api::meta;
 use skiff_api::selector::LabelSelector;
 use skiff_api::status::{ApiError, Reason};
 
 use super::pod_control::{
-    self, PodControl, availability, controller_uid, deletion_order, is_active,
+    self, Owner as _, PodControl, availability, controller_uid, deletion_order, is_active,
 };
 use crate::controllers::Deps;
 use crate::controllers::runtime::{Action, Controller};
-use crate::controllers::write_status;
+use crate::controllers::write_typed_status;
 use crate::events::{EventRecorder, EventType};
 use crate::informer::{Informer, ObjectRef};
 use crate::registry::Registry;
@@ -57,22 +56,28 @@ pub async fn run(deps: Deps) {
         .await;
 }
 
-fn selector(rs: &Value) -> Result<LabelSelector, ApiError> {
-    LabelSelector::from_object_at(rs.at("/spec/selector"), "spec.selector")
+fn selector(rs: &ReplicaSet) -> Result<LabelSelector, ApiError> {
+    let selector = rs
+        .spec
+        .as_ref()
+        .map(|s| serde_json::to_value(&s.selector))
+        .transpose()
+        .map_err(|e| ApiError::internal(format!("encoding a selector: {e}")))?;
+    LabelSelector::from_object_at(selector.as_ref(), "spec.selector")
         .map_err(|_| ApiError::bad_request("invalid selector"))
 }
 
 async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError> {
-    let Some(rs) = ctx.replica_sets.get(&key.0, &key.1) else {
+    let Some(rs) = ctx.replica_sets.get_typed(&key.0, &key.1) else {
         return Ok(Action::Done); // Gone: the garbage collector takes its pods.
     };
-    let rs_uid = meta::uid(&rs).unwrap_or_default().to_string();
+    let rs_uid = rs.metadata.uid.clone().unwrap_or_default();
     let selector = selector(&rs)?;
     let mut last_write: Revision = 0;
 
     // Claim: adopt matching orphans, release owned pods that no longer match.
     let mut owned: Vec<Arc<Value>> = Vec::new();
-    let deleting = meta::deletion_timestamp(&rs).is_some();
+    let deleting = rs.metadata.deletion_timestamp.is_some();
     for pod in ctx.pods.list(Some(&key.0), |_| true) {
         let matches = !selector.is_empty() && selector.matches_object(&pod);
         match controller_uid(&pod) {
@@ -99,11 +104,8 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
     let active: Vec<Arc<Value>> = owned.iter().filter(|p| is_active(p)).cloned().collect();
 
     if !deleting {
-        let want = rs
-            .at("/spec/replicas")
-            .and_then(Value::as_i64)
-            .unwrap_or(1)
-            .max(0) as usize;
+        let want = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let want = usize::try_from(want).unwrap_or(0);
         if active.len() < want {
             last_write = last_write.max(create_pods(&ctx, &rs, want - active.len()).await?);
         } else if active.len() > want {
@@ -120,11 +122,15 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
     update_status(&ctx, &rs, &selector).await
 }
 
-async fn create_pods(ctx: &Context, rs: &Value, count: usize) -> Result<Revision, ApiError> {
+async fn create_pods(ctx: &Context, rs: &ReplicaSet, count: usize) -> Result<Revision, ApiError> {
     let template = rs
-        .at("/spec/template")
-        .cloned()
-        .unwrap_or_else(|| json!({}));
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.as_ref())
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(|e| ApiError::internal(format!("encoding a pod template: {e}")))?
+        .unwrap_or_else(|| Value::Object(Default::default()));
     let created = ctx
         .pod_control
         .create_all(rs, count, |_| Cow::Borrowed(&template), &ctx.events, NAME)
@@ -134,7 +140,7 @@ async fn create_pods(ctx: &Context, rs: &Value, count: usize) -> Result<Revision
 
 async fn delete_pods(
     ctx: &Context,
-    rs: &Value,
+    rs: &ReplicaSet,
     victims: &[Arc<Value>],
 ) -> Result<Revision, ApiError> {
     let mut last = 0;
@@ -143,7 +149,7 @@ async fn delete_pods(
         for (pod, r) in chunk.iter().zip(results) {
             if let Some(rev) = r? {
                 last = last.max(rev);
-                ctx.events.record(
+                ctx.events.record_typed(
                     rs,
                     NAME,
                     EventType::Normal,
@@ -160,23 +166,19 @@ async fn delete_pods(
 /// ready pod will become available (minReadySeconds).
 async fn update_status(
     ctx: &Context,
-    rs: &Value,
+    rs: &ReplicaSet,
     selector: &LabelSelector,
 ) -> Result<Action, ApiError> {
-    let rs_uid = meta::uid(rs).unwrap_or_default();
-    let namespace = meta::namespace(rs).unwrap_or_default();
-    let pods = ctx.pods.list(Some(namespace), |p| {
+    let rs_uid = rs.metadata.uid.as_deref().unwrap_or_default();
+    let pods = ctx.pods.list(Some(rs.namespace()), |p| {
         controller_uid(p) == Some(rs_uid) && is_active(p) && selector.matches_object(p)
     });
-    let min_ready = rs
-        .at("/spec/minReadySeconds")
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
-    let template_labels = rs
-        .at("/spec/template/metadata/labels")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
+    let spec = rs.spec.as_ref();
+    let min_ready = spec.and_then(|s| s.min_ready_seconds).map_or(0, i64::from);
+    let template_labels = spec
+        .and_then(|s| s.template.as_ref())
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.labels.as_ref());
     let now = jiff::Timestamp::now();
     let mut ready = 0;
     let mut available = 0;
@@ -185,8 +187,9 @@ async fn update_status(
     for pod in &pods {
         let labels = meta::labels(pod);
         if template_labels
-            .iter()
-            .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+            .into_iter()
+            .flatten()
+            .all(|(k, v)| labels.and_then(|l| l.get(k)).and_then(Value::as_str) == Some(v.as_str()))
         {
             fully_labeled += 1;
         }
@@ -199,17 +202,24 @@ async fn update_status(
             _ => {}
         }
     }
-    let mut status = json!({
-        "replicas": pods.len(),
-        "fullyLabeledReplicas": fully_labeled,
-        "readyReplicas": ready,
-        "availableReplicas": available,
-        "observedGeneration": meta::generation(rs),
-    });
-    if let Some(conditions) = rs.at("/status/conditions") {
-        status["conditions"] = conditions.clone();
-    }
-    write_status(&ctx.registry, rs, status, FIELD_MANAGER).await?;
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    let status = ReplicaSetStatus {
+        replicas: count(pods.len()),
+        fully_labeled_replicas: Some(fully_labeled),
+        ready_replicas: Some(ready),
+        available_replicas: Some(available),
+        observed_generation: Some(rs.metadata.generation.unwrap_or(0)),
+        conditions: rs.status.as_ref().and_then(|s| s.conditions.clone()),
+        terminating_replicas: None,
+    };
+    write_typed_status(
+        &ctx.registry,
+        rs,
+        rs.status.as_ref(),
+        &status,
+        FIELD_MANAGER,
+    )
+    .await?;
     Ok(match next {
         Some(wait) => Action::RequeueAfter(wait + std::time::Duration::from_millis(10)),
         None => Action::Done,
