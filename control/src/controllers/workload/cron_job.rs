@@ -16,20 +16,20 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
-use k8s_openapi::api::batch::v1::{CronJob, Job};
-use serde_json::{Map, Value, json};
-use skiff_api::json::Pointer as _;
-use skiff_api::meta;
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, CronJobStatus, Job};
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use serde_json::Value;
 use skiff_api::resource::{ResourceType, by_kind};
 use skiff_api::status::{ApiError, Reason};
 
 use self::due::{History, Missed};
 use self::schedule::Schedule;
-use super::job::conditions::{self, Finished};
-use super::pod_control::{controller_ref, controller_uid, revision_of};
+use super::job::conditions::{COMPLETE, FAILED, Finished};
+use super::pod_control::{controller_ref_to, controller_uid_of, revision_of};
 use crate::controllers::Deps;
-use crate::controllers::replace_status;
 use crate::controllers::runtime::{Action, Controller};
+use crate::controllers::write_typed_status;
 use crate::events::{EventRecorder, EventType};
 use crate::informer::{Informer, ObjectRef};
 use crate::registry::{DeleteOptions, PropagationPolicy, Registry, WriteOptions};
@@ -70,6 +70,27 @@ fn jobs_type() -> Result<&'static ResourceType, ApiError> {
     by_kind("batch/v1", "Job").ok_or_else(|| ApiError::internal("no Job kind"))
 }
 
+fn cron_jobs_type() -> Result<&'static ResourceType, ApiError> {
+    by_kind("batch/v1", "CronJob").ok_or_else(|| ApiError::internal("no CronJob kind"))
+}
+
+fn namespace(meta: &ObjectMeta) -> &str {
+    meta.namespace.as_deref().unwrap_or_default()
+}
+
+fn name(meta: &ObjectMeta) -> &str {
+    meta.name.as_deref().unwrap_or_default()
+}
+
+fn uid(meta: &ObjectMeta) -> &str {
+    meta.uid.as_deref().unwrap_or_default()
+}
+
+/// A Job as the store returned it.
+fn decode_job(job: Value) -> Result<Job, ApiError> {
+    serde_json::from_value(job).map_err(|e| ApiError::internal(format!("decoding a Job: {e}")))
+}
+
 /// `<cronjob>-<scheduled time in Unix minutes>` (`getJobName`).
 pub fn job_name(cron_job: &str, scheduled: Timestamp) -> String {
     format!("{cron_job}-{}", scheduled.as_second().div_euclid(60))
@@ -86,49 +107,78 @@ fn scheduled_stamp(scheduled: Timestamp, tz: &TimeZone) -> String {
 }
 
 /// The `status.active` entry for a Job (`getRef`).
-fn job_ref(job: &Value) -> Value {
-    json!({
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "namespace": meta::namespace(job).unwrap_or_default(),
-        "name": meta::name(job).unwrap_or_default(),
-        "uid": meta::uid(job).unwrap_or_default(),
-        "resourceVersion": meta::resource_version(job).unwrap_or_default(),
+fn job_ref(job: &Job) -> ObjectReference {
+    let meta = &job.metadata;
+    ObjectReference {
+        api_version: Some("batch/v1".into()),
+        kind: Some("Job".into()),
+        namespace: Some(namespace(meta).into()),
+        name: Some(name(meta).into()),
+        uid: Some(uid(meta).into()),
+        resource_version: Some(meta.resource_version.clone().unwrap_or_default()),
+        field_path: None,
+    }
+}
+
+/// Whether the Job has finished (`IsJobFinished`): a `Complete` or `Failed`
+/// condition that is `True`. [`super::job::conditions::finished`] for a typed
+/// Job, kept here while the Job controller's own reads move to types.
+fn finished(job: &Job) -> Option<Finished> {
+    let conditions = job.status.as_ref()?.conditions.as_ref()?;
+    [COMPLETE, FAILED].into_iter().find_map(|kind| {
+        let c = conditions
+            .iter()
+            .find(|c| c.type_ == kind)
+            .filter(|c| c.status == "True")?;
+        Some(Finished {
+            condition: kind,
+            at: c.last_transition_time.as_ref().map(|t| t.0),
+        })
     })
 }
 
-fn timestamp_at(obj: &Value, pointer: &str) -> Option<Timestamp> {
-    obj.at(pointer)
-        .and_then(Value::as_str)
-        .and_then(meta::parse_timestamp)
-}
-
 async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError> {
-    let Some(cj) = ctx.cron_jobs.get(&key.0, &key.1) else {
+    let Some(cj) = ctx.cron_jobs.get_typed(&key.0, &key.1) else {
         return Ok(Action::Done); // Gone: the garbage collector takes its Jobs.
     };
-    let uid = meta::uid(&cj).unwrap_or_default().to_string();
-    let jobs = ctx
-        .jobs
-        .list(Some(&key.0), |j| controller_uid(j) == Some(uid.as_str()));
+    let uid = uid(&cj.metadata);
+    let jobs = ctx.jobs.list_typed(Some(&key.0), |j| {
+        controller_uid_of(&j.metadata) == Some(uid)
+    });
     let mut sync = Sync {
         ctx: &ctx,
         cj: &cj,
-        status: cj
-            .get("status")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default(),
+        status: cj.status.clone().unwrap_or_default(),
     };
     sync.track_active(&jobs).await?;
     let requeue = sync.schedule().await;
-    let status = Value::Object(sync.status.clone());
-    let written = replace_status(&ctx.registry, &cj, status, FIELD_MANAGER).await?;
+    let changed = cj.status.as_ref() != Some(&sync.status);
+    write_typed_status(
+        &ctx.registry,
+        cj.as_ref(),
+        cj.status.as_ref(),
+        &sync.status,
+        FIELD_MANAGER,
+    )
+    .await?;
+    // The revision now stored: ours, or a later one the cache reaches all the
+    // same. (`write_typed_status` does not hand back what it wrote.)
+    let written = if changed {
+        ctx.registry
+            .try_get(
+                cron_jobs_type()?,
+                namespace(&cj.metadata),
+                name(&cj.metadata),
+            )?
+            .map(|stored| revision_of(&stored))
+    } else {
+        None
+    };
     cleanup_history(&ctx, &cj, &jobs).await?;
-    if let Some(written) = written {
+    if let Some(revision) = written {
         // Read our own write before the next look, or a Job just created
         // would look like one we did not make.
-        ctx.cron_jobs.wait_for(revision_of(&written)).await;
+        ctx.cron_jobs.wait_for(revision).await;
     }
     Ok(match requeue? {
         Some(wait) => Action::RequeueAfter(wait),
@@ -139,41 +189,35 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
 /// One reconcile of one CronJob: the status being built.
 struct Sync<'a> {
     ctx: &'a Context,
-    cj: &'a Value,
-    status: Map<String, Value>,
+    cj: &'a CronJob,
+    status: CronJobStatus,
 }
 
 impl Sync<'_> {
-    fn active(&self) -> Vec<Value> {
-        self.status
-            .get("active")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
+    fn active(&self) -> Vec<ObjectReference> {
+        self.status.active.clone().unwrap_or_default()
     }
 
-    fn set_active(&mut self, active: Vec<Value>) {
-        if active.is_empty() {
-            self.status.remove("active");
-        } else {
-            self.status.insert("active".into(), Value::Array(active));
-        }
+    fn set_active(&mut self, active: Vec<ObjectReference>) {
+        self.status.active = (!active.is_empty()).then_some(active);
     }
 
     fn record(&self, event_type: EventType, reason: &str, message: String) {
         self.ctx
             .events
-            .record(self.cj, NAME, event_type, reason, message);
+            .record_typed(self.cj, NAME, event_type, reason, message);
     }
 
     /// Brings `status.active` and `lastSuccessfulTime` up to date with the Jobs.
-    async fn track_active(&mut self, jobs: &[Arc<Value>]) -> Result<(), ApiError> {
+    async fn track_active(&mut self, jobs: &[Arc<Job>]) -> Result<(), ApiError> {
         let mut active = self.active();
-        let in_active = |active: &[Value], uid: &str| active.iter().any(|r| r["uid"] == uid);
+        let in_active = |active: &[ObjectReference], uid: &str| {
+            active.iter().any(|r| r.uid.as_deref() == Some(uid))
+        };
         for job in jobs {
-            let uid = meta::uid(job).unwrap_or_default();
-            let name = meta::name(job).unwrap_or_default();
-            let finished = conditions::finished(job);
+            let uid = uid(&job.metadata);
+            let name = name(&job.metadata);
+            let finished = finished(job);
             match (&finished, in_active(&active, uid)) {
                 (None, false) => self.record(
                     EventType::Warning,
@@ -181,7 +225,7 @@ impl Sync<'_> {
                     format!("Saw a job that the controller did not create or forgot: {name}"),
                 ),
                 (Some(Finished { condition, .. }), true) => {
-                    active.retain(|r| r["uid"] != uid);
+                    active.retain(|r| r.uid.as_deref() != Some(uid));
                     self.record(
                         EventType::Normal,
                         "SawCompletedJob",
@@ -191,28 +235,29 @@ impl Sync<'_> {
                 _ => {}
             }
             if finished.as_ref().is_some_and(Finished::succeeded)
-                && let Some(done) = timestamp_at(job, "/status/completionTime")
-                && timestamp_at(&Value::Object(self.status.clone()), "/lastSuccessfulTime")
-                    .is_none_or(|last| done > last)
+                && let Some(done) = job.status.as_ref().and_then(|s| s.completion_time.as_ref())
+                && self
+                    .status
+                    .last_successful_time
+                    .as_ref()
+                    .is_none_or(|last| done.0 > last.0)
             {
-                self.status.insert(
-                    "lastSuccessfulTime".into(),
-                    json!(meta::format_timestamp(done)),
-                );
+                self.status.last_successful_time = Some(done.clone());
             }
         }
         // An active Job that is no longer there (ask the store, not the cache).
         let mut kept = Vec::new();
         for r in active {
-            let uid = r["uid"].as_str().unwrap_or_default();
-            if jobs.iter().any(|j| meta::uid(j) == Some(uid)) {
+            let uid = r.uid.as_deref().unwrap_or_default();
+            if jobs.iter().any(|j| j.metadata.uid.as_deref() == Some(uid)) {
                 kept.push(r);
                 continue;
             }
-            let name = r["name"].as_str().unwrap_or_default();
-            let namespace = meta::namespace(self.cj).unwrap_or_default();
-            match self.ctx.registry.try_get(jobs_type()?, namespace, name)? {
-                Some(job) if meta::uid(&job) == Some(uid) => kept.push(r),
+            let name = r.name.as_deref().unwrap_or_default();
+            let namespace = namespace(&self.cj.metadata);
+            let stored = self.ctx.registry.try_get(jobs_type()?, namespace, name)?;
+            match stored.map(decode_job).transpose()? {
+                Some(job) if job.metadata.uid.as_deref() == Some(uid) => kept.push(r),
                 _ => self.record(
                     EventType::Normal,
                     "MissingJob",
@@ -227,10 +272,12 @@ impl Sync<'_> {
     /// Creates the Job the schedule owes, if any; returns when to look again.
     async fn schedule(&mut self) -> Result<Option<std::time::Duration>, ApiError> {
         let cj = self.cj;
-        if meta::deletion_timestamp(cj).is_some() {
+        if cj.metadata.deletion_timestamp.is_some() {
             return Ok(None);
         }
-        let tz = match cj.at("/spec/timeZone").and_then(Value::as_str) {
+        let no_spec = CronJobSpec::default();
+        let spec = cj.spec.as_ref().unwrap_or(&no_spec);
+        let tz = match spec.time_zone.as_deref() {
             None => TimeZone::system(),
             Some(name) => match TimeZone::get(name) {
                 Ok(tz) => tz,
@@ -244,32 +291,24 @@ impl Sync<'_> {
                 }
             },
         };
-        if cj.at("/spec/suspend").and_then(Value::as_bool) == Some(true) {
+        if spec.suspend == Some(true) {
             return Ok(None);
         }
-        let spec = cj
-            .at("/spec/schedule")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let schedule = match Schedule::parse(spec) {
+        let schedule = match Schedule::parse(&spec.schedule) {
             Ok(s) => s,
             Err(e) => {
                 self.record(
                     EventType::Warning,
                     "UnparseableSchedule",
-                    format!("unparseable schedule: {spec:?} : {e}"),
+                    format!("unparseable schedule: {:?} : {e}", spec.schedule),
                 );
                 return Ok(None);
             }
         };
         let now = Timestamp::now();
-        let history = History {
-            created: timestamp_at(cj, "/metadata/creationTimestamp").unwrap_or(now),
-            last_schedule: timestamp_at(&Value::Object(self.status.clone()), "/lastScheduleTime"),
-            starting_deadline_seconds: cj
-                .at("/spec/startingDeadlineSeconds")
-                .and_then(Value::as_i64),
-        };
+        // `status.lastScheduleTime` is as stored: tracking the active Jobs
+        // does not move it.
+        let history = History::of(cj, now);
         let next = |history: &History| due::requeue_after(&schedule, &tz, history, now);
         let due = match due::most_recent(&schedule, &tz, &history, now, true) {
             Ok(due) => due,
@@ -277,7 +316,7 @@ impl Sync<'_> {
                 self.record(
                     EventType::Warning,
                     "InvalidSchedule",
-                    format!("invalid schedule: {spec} : {e}"),
+                    format!("invalid schedule: {} : {e}", spec.schedule),
                 );
                 return Ok(None);
             }
@@ -307,15 +346,16 @@ impl Sync<'_> {
             );
             return Ok(next(&history));
         }
-        let cj_name = meta::name(cj).unwrap_or_default();
-        let name = job_name(cj_name, scheduled);
+        let name = job_name(name(&cj.metadata), scheduled);
         let mut active = self.active();
-        if active.iter().any(|r| r["name"] == name.as_str())
+        if active
+            .iter()
+            .any(|r| r.name.as_deref() == Some(name.as_str()))
             || history.last_schedule == Some(scheduled)
         {
             return Ok(next(&history));
         }
-        match cj.at("/spec/concurrencyPolicy").and_then(Value::as_str) {
+        match spec.concurrency_policy.as_deref() {
             Some("Forbid") if !active.is_empty() => {
                 self.record(
                     EventType::Normal,
@@ -326,20 +366,21 @@ impl Sync<'_> {
             }
             Some("Replace") => {
                 for r in std::mem::take(&mut active) {
-                    let job_name = r["name"].as_str().unwrap_or_default();
-                    delete_job(self.ctx, cj, job_name, r["uid"].as_str()).await?;
+                    let job_name = r.name.as_deref().unwrap_or_default();
+                    delete_job(self.ctx, cj, job_name, r.uid.as_deref()).await?;
                 }
                 self.set_active(Vec::new());
             }
             _ => {}
         }
 
-        let job = job_from_template(cj, &name, scheduled, &tz);
+        let job = serde_json::to_value(job_from_template(cj, &name, scheduled, &tz))
+            .map_err(|e| ApiError::internal(format!("encoding a Job: {e}")))?;
         let opts = WriteOptions {
             field_manager: FIELD_MANAGER.into(),
             ..Default::default()
         };
-        let namespace = meta::namespace(cj).unwrap_or("default");
+        let namespace = cj.metadata.namespace.as_deref().unwrap_or("default");
         let created = match self
             .ctx
             .registry
@@ -352,16 +393,17 @@ impl Sync<'_> {
                     "SuccessfulCreate",
                     format!("Created job {name}"),
                 );
-                written.object
+                decode_job(written.object)?
             }
             Err(e) if e.reason == Reason::AlreadyExists => {
                 // Made by an earlier look whose status write was lost, or by
                 // someone else (then it is theirs to track).
-                let existing = self.ctx.registry.get(jobs_type()?, namespace, &name)?;
-                if controller_uid(&existing) != meta::uid(cj)
+                let existing =
+                    decode_job(self.ctx.registry.get(jobs_type()?, namespace, &name)?)?;
+                if controller_uid_of(&existing.metadata) != cj.metadata.uid.as_deref()
                     || active
                         .iter()
-                        .any(|r| Some(&r["uid"]) == existing.at("/metadata/uid"))
+                        .any(|r| r.uid.is_some() && r.uid == existing.metadata.uid)
                 {
                     // Nothing to add; wake up for the next time all the same.
                     return Ok(next(&history));
@@ -379,8 +421,7 @@ impl Sync<'_> {
         };
         active.push(job_ref(&created));
         self.set_active(active);
-        let stamp = meta::format_timestamp(scheduled);
-        self.status.insert("lastScheduleTime".into(), json!(stamp));
+        self.status.last_schedule_time = Some(Time(scheduled));
         let history = History {
             last_schedule: Some(scheduled),
             ..history
@@ -389,41 +430,32 @@ impl Sync<'_> {
     }
 }
 
-/// The Job for one scheduled time (`getJobFromTemplate2`).
-fn job_from_template(cj: &Value, name: &str, scheduled: Timestamp, tz: &TimeZone) -> Value {
-    let template = cj
-        .at("/spec/jobTemplate")
-        .cloned()
-        .unwrap_or_else(|| json!({}));
-    let mut annotations = template
-        .at("/metadata/annotations")
-        .and_then(Value::as_object)
-        .cloned()
+/// The Job for one scheduled time (`getJobFromTemplate2`): the template's
+/// labels, annotations and spec, named for the time and controlled by `cj`.
+fn job_from_template(cj: &CronJob, name: &str, scheduled: Timestamp, tz: &TimeZone) -> Job {
+    let template = cj.spec.as_ref().map(|s| &s.job_template);
+    let template_meta = template.and_then(|t| t.metadata.as_ref());
+    let mut annotations = template_meta
+        .and_then(|m| m.annotations.clone())
         .unwrap_or_default();
-    annotations.insert(
-        SCHEDULED_TIMESTAMP.into(),
-        json!(scheduled_stamp(scheduled, tz)),
-    );
-    let mut metadata = json!({
-        "name": name,
-        "annotations": annotations,
-        "ownerReferences": [controller_ref(cj)],
-    });
-    if let Some(labels) = template.at("/metadata/labels").filter(|l| l.is_object()) {
-        metadata["labels"] = labels.clone();
+    annotations.insert(SCHEDULED_TIMESTAMP.into(), scheduled_stamp(scheduled, tz));
+    Job {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            labels: template_meta.and_then(|m| m.labels.clone()),
+            annotations: Some(annotations),
+            owner_references: Some(vec![controller_ref_to(cj)]),
+            ..Default::default()
+        },
+        spec: template.and_then(|t| t.spec.clone()),
+        status: None,
     }
-    json!({
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": metadata,
-        "spec": template.get("spec").cloned().unwrap_or_else(|| json!({})),
-    })
 }
 
 /// Deletes a Job of the CronJob, its pods in the background (`deleteJob`).
 async fn delete_job(
     ctx: &Context,
-    cj: &Value,
+    cj: &CronJob,
     name: &str,
     uid: Option<&str>,
 ) -> Result<(), ApiError> {
@@ -434,16 +466,11 @@ async fn delete_job(
     };
     match ctx
         .registry
-        .delete(
-            jobs_type()?,
-            meta::namespace(cj).unwrap_or_default(),
-            name,
-            &opts,
-        )
+        .delete(jobs_type()?, namespace(&cj.metadata), name, &opts)
         .await
     {
         Ok(_) => {
-            ctx.events.record(
+            ctx.events.record_typed(
                 cj,
                 NAME,
                 EventType::Normal,
@@ -457,37 +484,52 @@ async fn delete_job(
     }
 }
 
-/// Deletes the oldest finished Jobs beyond the history limits
-/// (`cleanupFinishedJobs`), ordered by start time as Kubernetes orders them.
-async fn cleanup_history(ctx: &Context, cj: &Value, jobs: &[Arc<Value>]) -> Result<(), ApiError> {
+/// The finished Jobs beyond a history limit, oldest first
+/// (`cleanupFinishedJobs`): ordered by start time as Kubernetes orders them.
+fn beyond_limit(jobs: &[Arc<Job>], succeeded: bool, limit: i32) -> Vec<&Job> {
+    let mut finished: Vec<&Job> = jobs
+        .iter()
+        .map(Arc::as_ref)
+        .filter(|j| j.metadata.deletion_timestamp.is_none())
+        .filter(|j| finished(j).is_some_and(|f| f.succeeded() == succeeded))
+        .collect();
+    let limit = usize::try_from(limit.max(0)).unwrap_or(0);
+    if finished.len() <= limit {
+        return Vec::new();
+    }
+    // Jobs without a start time sort last; equal times by name.
+    finished.sort_by(|a, b| {
+        let start = |j: &Job| {
+            j.status
+                .as_ref()
+                .and_then(|s| s.start_time.as_ref())
+                .map(|t| t.0)
+        };
+        match (start(a), start(b)) {
+            (Some(x), Some(y)) if x != y => x.cmp(&y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            _ => a.metadata.name.cmp(&b.metadata.name),
+        }
+    });
+    let excess = finished.len() - limit;
+    finished.truncate(excess);
+    finished
+}
+
+/// Deletes the oldest finished Jobs beyond the history limits.
+async fn cleanup_history(ctx: &Context, cj: &CronJob, jobs: &[Arc<Job>]) -> Result<(), ApiError> {
+    let spec = cj.spec.as_ref();
     for (succeeded, limit) in [
-        (true, "/spec/successfulJobsHistoryLimit"),
-        (false, "/spec/failedJobsHistoryLimit"),
+        (true, spec.and_then(|s| s.successful_jobs_history_limit)),
+        (false, spec.and_then(|s| s.failed_jobs_history_limit)),
     ] {
-        let Some(limit) = cj.at(limit).and_then(Value::as_i64) else {
+        let Some(limit) = limit else {
             continue;
         };
-        let mut finished: Vec<&Arc<Value>> = jobs
-            .iter()
-            .filter(|j| meta::deletion_timestamp(j).is_none())
-            .filter(|j| conditions::finished(j).is_some_and(|f| f.succeeded() == succeeded))
-            .collect();
-        let limit = usize::try_from(limit.max(0)).unwrap_or(0);
-        if finished.len() <= limit {
-            continue;
-        }
-        // Jobs without a start time sort last; equal times by name.
-        finished.sort_by(|a, b| {
-            let start = |j: &Value| timestamp_at(j, "/status/startTime");
-            match (start(a), start(b)) {
-                (Some(x), Some(y)) if x != y => x.cmp(&y),
-                (Some(_), None) => std::cmp::Ordering::Less,
-                (None, Some(_)) => std::cmp::Ordering::Greater,
-                _ => meta::name(a).cmp(&meta::name(b)),
-            }
-        });
-        for job in &finished[..finished.len() - limit] {
-            delete_job(ctx, cj, meta::name(job).unwrap_or_default(), meta::uid(job)).await?;
+        for job in beyond_limit(jobs, succeeded, limit) {
+            let meta = &job.metadata;
+            delete_job(ctx, cj, name(meta), meta.uid.as_deref()).await?;
         }
     }
     Ok(())
@@ -495,11 +537,35 @@ async fn cleanup_history(ctx: &Context, cj: &Value, jobs: &[Arc<Value>]) -> Resu
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn job(name: &str, status: Value) -> Arc<Job> {
+        let job = serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "default", "uid": format!("uid-{name}"),
+                "resourceVersion": "7"},
+            "spec": {"template": {}},
+            "status": status,
+        }));
+        Arc::new(job.unwrap())
+    }
+
+    fn done(condition: &str, started: Option<&str>) -> Value {
+        json!({
+            "startTime": started,
+            "conditions": [{"type": condition, "status": "True",
+                "lastTransitionTime": "2024-05-01T03:01:00Z"}],
+        })
+    }
 
     #[test]
     fn jobs_are_named_by_their_scheduled_minute() {
-        let t: Timestamp = "2024-05-01T03:00:00Z".parse().unwrap();
+        let t = ts("2024-05-01T03:00:00Z");
         assert_eq!(job_name("nightly", t), "nightly-28575540");
         let berlin = TimeZone::get("Europe/Berlin").unwrap();
         assert_eq!(scheduled_stamp(t, &berlin), "2024-05-01T05:00:00+02:00");
@@ -508,24 +574,104 @@ mod tests {
 
     #[test]
     fn a_job_from_the_template_is_controlled_by_its_cron_job() {
-        let cj = json!({
+        let cj: CronJob = serde_json::from_value(json!({
             "apiVersion": "batch/v1", "kind": "CronJob",
             "metadata": {"name": "pi", "namespace": "default", "uid": "u1"},
             "spec": {"schedule": "*/1 * * * *", "jobTemplate": {
-                "metadata": {"labels": {"team": "a"}, "annotations": {"note": "x"}},
-                "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "pi", "image": "pi:v1"}]}}},
+                "metadata": {"name": "ignored", "labels": {"team": "a"}, "annotations": {"note": "x"}},
+                "spec": {"backoffLimit": 2, "template": {"spec": {"restartPolicy": "Never",
+                    "containers": [{"name": "pi", "image": "pi:v1", "args": ["50"], "resources": {}}]}}},
             }},
-        });
-        let t: Timestamp = "2024-05-01T03:00:00Z".parse().unwrap();
+        }))
+        .unwrap();
+        let t = ts("2024-05-01T03:00:00Z");
         let job = job_from_template(&cj, "pi-28575540", t, &TimeZone::UTC);
-        assert_eq!(job["metadata"]["name"], "pi-28575540");
-        assert_eq!(job["metadata"]["labels"], json!({"team": "a"}));
+        // Field for field what the controller wrote when it built the Job as JSON.
+        assert_eq!(
+            serde_json::to_value(&job).unwrap(),
+            json!({
+                "apiVersion": "batch/v1",
+                "kind": "Job",
+                "metadata": {
+                    "name": "pi-28575540",
+                    "labels": {"team": "a"},
+                    "annotations": {"note": "x", SCHEDULED_TIMESTAMP: "2024-05-01T03:00:00Z"},
+                    "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob",
+                        "name": "pi", "uid": "u1", "controller": true, "blockOwnerDeletion": true}],
+                },
+                "spec": {"backoffLimit": 2, "template": {"spec": {"restartPolicy": "Never",
+                    "containers": [{"name": "pi", "image": "pi:v1", "args": ["50"], "resources": {}}]}}},
+            })
+        );
+        // No labels in the template: none on the Job; the annotation always.
+        let bare: CronJob = serde_json::from_value(json!({
+            "metadata": {"name": "pi", "uid": "u1"},
+            "spec": {"schedule": "@hourly", "jobTemplate": {"spec": {"template": {}}}},
+        }))
+        .unwrap();
+        let berlin = TimeZone::get("Europe/Berlin").unwrap();
+        let job = serde_json::to_value(job_from_template(&bare, "pi-1", t, &berlin)).unwrap();
+        assert!(job["metadata"].get("labels").is_none(), "{job}");
         assert_eq!(
             job["metadata"]["annotations"],
-            json!({"note": "x", SCHEDULED_TIMESTAMP: "2024-05-01T03:00:00Z"})
+            json!({SCHEDULED_TIMESTAMP: "2024-05-01T05:00:00+02:00"})
         );
-        assert_eq!(job["metadata"]["ownerReferences"][0]["uid"], "u1");
-        assert_eq!(job["metadata"]["ownerReferences"][0]["controller"], true);
-        assert_eq!(job["spec"]["template"]["spec"]["restartPolicy"], "Never");
+    }
+
+    #[test]
+    fn the_status_is_written_as_kubernetes_writes_it() {
+        let status = CronJobStatus {
+            active: Some(vec![job_ref(&job("pi-1", Value::Null))]),
+            last_schedule_time: Some(Time(ts("2024-05-01T03:00:00.250Z"))),
+            last_successful_time: Some(Time(ts("2024-05-01T02:01:07Z"))),
+        };
+        assert_eq!(
+            serde_json::to_value(&status).unwrap(),
+            json!({
+                "active": [{"apiVersion": "batch/v1", "kind": "Job", "namespace": "default",
+                    "name": "pi-1", "uid": "uid-pi-1", "resourceVersion": "7"}],
+                "lastScheduleTime": "2024-05-01T03:00:00Z",
+                "lastSuccessfulTime": "2024-05-01T02:01:07Z",
+            })
+        );
+        // Nothing active: no `active` at all, as an emptied list was removed.
+        assert_eq!(
+            serde_json::to_value(CronJobStatus::default()).unwrap(),
+            json!({})
+        );
+    }
+
+    #[test]
+    fn a_job_is_finished_by_a_true_complete_or_failed_condition() {
+        let complete = finished(&job("a", done(COMPLETE, None))).unwrap();
+        assert!(complete.succeeded());
+        assert_eq!(complete.at, Some(ts("2024-05-01T03:01:00Z")));
+        assert!(!finished(&job("b", done(FAILED, None))).unwrap().succeeded());
+        let not_yet = json!({"conditions": [{"type": COMPLETE, "status": "False"},
+            {"type": "Suspended", "status": "True"}]});
+        assert_eq!(finished(&job("c", not_yet)), None);
+        assert_eq!(finished(&job("d", Value::Null)), None);
+    }
+
+    #[test]
+    fn the_oldest_finished_jobs_beyond_the_limit_go_first() {
+        let jobs = vec![
+            job("late", done(COMPLETE, Some("2024-05-01T03:00:00Z"))),
+            job("unstarted", done(COMPLETE, None)),
+            job("early", done(COMPLETE, Some("2024-05-01T01:00:00Z"))),
+            job("failed", done(FAILED, Some("2024-05-01T00:00:00Z"))),
+            job("running", json!({"startTime": "2024-05-01T00:00:00Z"})),
+        ];
+        let names = |jobs: Vec<&Job>| -> Vec<String> {
+            jobs.iter().map(|j| name(&j.metadata).to_string()).collect()
+        };
+        assert_eq!(names(beyond_limit(&jobs, true, 1)), ["early", "late"]);
+        assert_eq!(
+            names(beyond_limit(&jobs, true, 0)),
+            ["early", "late", "unstarted"]
+        );
+        assert!(beyond_limit(&jobs, true, 3).is_empty());
+        assert_eq!(names(beyond_limit(&jobs, false, -1)), ["failed"]);
+        assert!(beyond_limit(&jobs, false, 1).is_empty());
     }
 }

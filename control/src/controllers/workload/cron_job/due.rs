@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
+use k8s_openapi::api::batch::v1::CronJob;
 
 use super::schedule::Schedule;
 
@@ -49,6 +50,22 @@ pub struct History {
     pub created: Timestamp,
     pub last_schedule: Option<Timestamp>,
     pub starting_deadline_seconds: Option<i64>,
+}
+
+impl History {
+    /// A CronJob's history as stored: its creation (`now` if not yet set),
+    /// `status.lastScheduleTime` and `spec.startingDeadlineSeconds`.
+    pub fn of(cj: &CronJob, now: Timestamp) -> History {
+        History {
+            created: cj.metadata.creation_timestamp.as_ref().map_or(now, |t| t.0),
+            last_schedule: cj
+                .status
+                .as_ref()
+                .and_then(|s| s.last_schedule_time.as_ref())
+                .map(|t| t.0),
+            starting_deadline_seconds: cj.spec.as_ref().and_then(|s| s.starting_deadline_seconds),
+        }
+    }
 }
 
 /// `mostRecentScheduleTime`.
@@ -147,18 +164,27 @@ pub fn requeue_after(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
     }
 
+    /// The history of a CronJob created at `created`, last run at `last`.
     fn history(created: &str, last: Option<&str>, deadline: Option<i64>) -> History {
-        History {
-            created: ts(created),
-            last_schedule: last.map(ts),
-            starting_deadline_seconds: deadline,
+        let mut spec = json!({"schedule": "*/1 * * * *", "jobTemplate": {}});
+        if let Some(deadline) = deadline {
+            spec["startingDeadlineSeconds"] = json!(deadline);
         }
+        let cj: CronJob = serde_json::from_value(json!({
+            "metadata": {"name": "c", "namespace": "default", "creationTimestamp": created},
+            "spec": spec,
+            "status": {"lastScheduleTime": last},
+        }))
+        .unwrap();
+        History::of(&cj, ts("2000-01-01T00:00:00Z"))
     }
 
     fn due(spec: &str, h: &History, now: &str) -> Due {
@@ -170,6 +196,28 @@ mod tests {
             true,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn the_history_is_read_from_the_cron_job() {
+        let h = history(
+            "2024-05-01T10:00:30Z",
+            Some("2024-05-01T10:05:00Z"),
+            Some(60),
+        );
+        assert_eq!(h.created, ts("2024-05-01T10:00:30Z"));
+        assert_eq!(h.last_schedule, Some(ts("2024-05-01T10:05:00Z")));
+        assert_eq!(h.starting_deadline_seconds, Some(60));
+        // Never run, no deadline, not yet stored: created counts as now.
+        let cj: CronJob = serde_json::from_value(json!({
+            "metadata": {"name": "c"},
+            "spec": {"schedule": "@hourly", "jobTemplate": {}},
+        }))
+        .unwrap();
+        let now = ts("2024-05-01T11:00:00Z");
+        let h = History::of(&cj, now);
+        assert_eq!(h.created, now);
+        assert_eq!((h.last_schedule, h.starting_deadline_seconds), (None, None));
     }
 
     #[test]
