@@ -27,6 +27,7 @@ use crate::events::EventRecorder;
 use crate::gateway::NodeLiveness;
 use crate::informer::{Informer, Informers};
 use crate::registry::{Registry, Subresource, WriteOptions};
+use crate::store::Revision;
 
 /// What controllers are started with: the store, the shared caches, and
 /// what the gateway knows of nodes. Each takes what it needs.
@@ -118,20 +119,22 @@ pub async fn write_status(
 }
 
 /// [`write_status`] for a typed object: writes `status` unless it is
-/// `current`, the status stored now.
+/// `current`, the status stored now. Returns the revision it wrote at
+/// (`None`: unchanged, or the object is gone), for a controller that must
+/// read its own write.
 pub async fn write_typed_status<K, S>(
     registry: &Registry,
     obj: &K,
     current: Option<&S>,
     status: &S,
     field_manager: &str,
-) -> Result<(), ApiError>
+) -> Result<Option<Revision>, ApiError>
 where
     K: k8s_openapi::Resource + k8s_openapi::Metadata<Ty = ObjectMeta>,
     S: serde::Serialize + PartialEq,
 {
     if current == Some(status) {
-        return Ok(());
+        return Ok(None);
     }
     let status = serde_json::to_value(status)
         .map_err(|e| ApiError::internal(format!("encoding a status: {e}")))?;
@@ -145,7 +148,8 @@ where
             "resourceVersion": meta.resource_version},
         "status": status,
     });
-    put_status(registry, updated, field_manager).await.map(drop)
+    let written = put_status(registry, updated, field_manager).await?;
+    Ok(written.and_then(|w| crate::store::object_revision(&w)))
 }
 
 /// [`write_status`], returning the object as stored afterwards (`obj` with the

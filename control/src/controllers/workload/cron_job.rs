@@ -26,7 +26,7 @@ use skiff_api::status::{ApiError, Reason};
 use self::due::{History, Missed};
 use self::schedule::Schedule;
 use super::job::conditions::{COMPLETE, FAILED, Finished};
-use super::pod_control::{controller_ref_to, controller_uid_of, revision_of};
+use super::pod_control::{controller_ref_to, controller_uid_of};
 use crate::controllers::Deps;
 use crate::controllers::runtime::{Action, Controller};
 use crate::controllers::write_typed_status;
@@ -68,10 +68,6 @@ pub async fn run(deps: Deps) {
 
 fn jobs_type() -> Result<&'static ResourceType, ApiError> {
     by_kind("batch/v1", "Job").ok_or_else(|| ApiError::internal("no Job kind"))
-}
-
-fn cron_jobs_type() -> Result<&'static ResourceType, ApiError> {
-    by_kind("batch/v1", "CronJob").ok_or_else(|| ApiError::internal("no CronJob kind"))
 }
 
 fn namespace(meta: &ObjectMeta) -> &str {
@@ -152,8 +148,7 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
     };
     sync.track_active(&jobs).await?;
     let requeue = sync.schedule().await;
-    let changed = cj.status.as_ref() != Some(&sync.status);
-    write_typed_status(
+    let written = write_typed_status(
         &ctx.registry,
         cj.as_ref(),
         cj.status.as_ref(),
@@ -161,19 +156,6 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
         FIELD_MANAGER,
     )
     .await?;
-    // The revision now stored: ours, or a later one the cache reaches all the
-    // same. (`write_typed_status` does not hand back what it wrote.)
-    let written = if changed {
-        ctx.registry
-            .try_get(
-                cron_jobs_type()?,
-                namespace(&cj.metadata),
-                name(&cj.metadata),
-            )?
-            .map(|stored| revision_of(&stored))
-    } else {
-        None
-    };
     cleanup_history(&ctx, &cj, &jobs).await?;
     if let Some(revision) = written {
         // Read our own write before the next look, or a Job just created
