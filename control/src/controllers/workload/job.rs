@@ -11,6 +11,10 @@
 //! (`SuccessCriteriaMet` or `FailureTarget`), then, once no pod is left
 //! running or terminating and every pod is counted, `Complete` (with
 //! `completionTime`) or `Failed`.
+//!
+//! The Job is read typed (`Arc<Job>` from the cache) and its status computed
+//! as a [`JobStatus`]; its pods stay the stored JSON, which is what
+//! `pod_control` and [`tally`] take.
 
 pub mod conditions;
 mod tally;
@@ -21,9 +25,11 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use jiff::Timestamp;
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::Resource as _;
+use k8s_openapi::api::batch::v1::{Job, JobSpec, JobStatus};
 use k8s_openapi::api::core::v1::Pod;
-use serde_json::{Map, Value, json};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde_json::{Value, json};
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 use skiff_api::patch::PatchType;
@@ -39,7 +45,7 @@ use super::pod_control::{
 use crate::controllers::Deps;
 use crate::controllers::runtime::{Action, Controller};
 use crate::events::{EventRecorder, EventType};
-use crate::informer::{Informer, ObjectRef, object_ref};
+use crate::informer::{Informer, ObjectRef};
 use crate::registry::{Registry, Subresource, WriteOptions};
 use crate::store::Revision;
 
@@ -104,18 +110,23 @@ struct Spec {
 }
 
 impl Spec {
-    fn of(job: &Value) -> Spec {
-        let int = |k: &str| job.at(&format!("/spec/{k}")).and_then(Value::as_i64);
-        let text = |k: &str| job.at(&format!("/spec/{k}")).and_then(Value::as_str);
+    fn of(job: &Job) -> Spec {
+        let empty = JobSpec::default();
+        let spec = job.spec.as_ref().unwrap_or(&empty);
+        let restart_policy = spec
+            .template
+            .spec
+            .as_ref()
+            .and_then(|s| s.restart_policy.as_deref());
         Spec {
-            completions: int("completions"),
-            parallelism: int("parallelism").unwrap_or(1).max(0),
-            backoff_limit: int("backoffLimit").unwrap_or(6).max(0),
-            active_deadline_seconds: int("activeDeadlineSeconds"),
-            suspend: job.at("/spec/suspend").and_then(Value::as_bool) == Some(true),
-            restart_on_failure: text("template/spec/restartPolicy") == Some("OnFailure"),
-            only_failed: text("podReplacementPolicy") == Some("Failed"),
-            indexed: text("completionMode") == Some("Indexed"),
+            completions: spec.completions.map(i64::from),
+            parallelism: i64::from(spec.parallelism.unwrap_or(1).max(0)),
+            backoff_limit: i64::from(spec.backoff_limit.unwrap_or(6).max(0)),
+            active_deadline_seconds: spec.active_deadline_seconds,
+            suspend: spec.suspend == Some(true),
+            restart_on_failure: restart_policy == Some("OnFailure"),
+            only_failed: spec.pod_replacement_policy.as_deref() == Some("Failed"),
+            indexed: spec.completion_mode.as_deref() == Some("Indexed"),
         }
     }
 }
@@ -158,8 +169,8 @@ fn has_known_job(ctx: &Context, pod: &Value) -> bool {
     match controller_of(pod) {
         Some(("Job", name)) => ctx
             .jobs
-            .get(namespace, name)
-            .is_some_and(|job| meta::uid(&job) == controller_uid(pod)),
+            .get_typed(namespace, name)
+            .is_some_and(|job| job.metadata.uid.as_deref() == controller_uid(pod)),
         _ => false,
     }
 }
@@ -174,19 +185,39 @@ fn jobs_of(ctx: &Context, pod: &Value) -> Vec<ObjectRef> {
         Some(_) => Vec::new(),
         None => ctx
             .jobs
-            .list(Some(namespace), |job| {
+            .list_typed(Some(namespace), |job| {
                 conditions::finished(job).is_none()
                     && selector(job).is_ok_and(|s| !s.is_empty() && s.matches_object(pod))
             })
             .iter()
-            .map(|job| object_ref(job))
+            .map(|job| {
+                (
+                    namespace_of(&job.metadata).to_string(),
+                    name_of(&job.metadata).to_string(),
+                )
+            })
             .collect(),
     }
 }
 
-fn selector(job: &Value) -> Result<LabelSelector, ApiError> {
-    LabelSelector::from_object_at(job.at("/spec/selector"), "spec.selector")
+fn selector(job: &Job) -> Result<LabelSelector, ApiError> {
+    let selector = job
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.as_ref())
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(|e| ApiError::internal(format!("encoding a selector: {e}")))?;
+    LabelSelector::from_object_at(selector.as_ref(), "spec.selector")
         .map_err(|_| ApiError::bad_request("invalid selector"))
+}
+
+fn namespace_of(meta: &ObjectMeta) -> &str {
+    meta.namespace.as_deref().unwrap_or_default()
+}
+
+fn name_of(meta: &ObjectMeta) -> &str {
+    meta.name.as_deref().unwrap_or_default()
 }
 
 fn jobs_type() -> Result<&'static ResourceType, ApiError> {
@@ -194,12 +225,12 @@ fn jobs_type() -> Result<&'static ResourceType, ApiError> {
 }
 
 async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError> {
-    let Some(job) = ctx.jobs.get(&key.0, &key.1) else {
+    let Some(job) = ctx.jobs.get_typed(&key.0, &key.1) else {
         return Ok(Action::Done); // Gone: the garbage collector takes its pods.
     };
     let mut sync = Sync {
         ctx: &ctx,
-        job: (*job).clone(),
+        job,
         pod_write: 0,
         job_write: 0,
     };
@@ -265,7 +296,7 @@ async fn remove_finalizer(registry: &Registry, pod: &Value) -> Result<Revision, 
 /// last writes (for read-your-writes).
 struct Sync<'a> {
     ctx: &'a Context,
-    job: Value,
+    job: Arc<Job>,
     pod_write: Revision,
     job_write: Revision,
 }
@@ -278,8 +309,8 @@ impl Sync<'_> {
         if selector.is_empty() {
             return Ok(Action::Done); // Selects everything: Kubernetes refuses to act too.
         }
-        let over = meta::deletion_timestamp(&self.job).is_some()
-            || conditions::finished(&self.job).is_some();
+        let over = self.job.metadata.deletion_timestamp.is_some()
+            || conditions::finished(&*self.job).is_some();
         if !over {
             self.claim(&selector).await?;
         }
@@ -293,8 +324,8 @@ impl Sync<'_> {
         }
         let spec = Spec::of(&self.job);
         if spec.indexed {
-            self.ctx.events.record(
-                &self.job,
+            self.ctx.events.record_typed(
+                &*self.job,
                 NAME,
                 EventType::Warning,
                 "UnsupportedCompletionMode",
@@ -322,15 +353,8 @@ impl Sync<'_> {
 
         let now = Timestamp::now();
         let mut status = self.status();
-        let mut conds: Vec<Value> = status
-            .get("conditions")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        let mut start_time = status
-            .get("startTime")
-            .and_then(Value::as_str)
-            .and_then(meta::parse_timestamp);
+        let mut conds = status.conditions.clone().unwrap_or_default();
+        let mut start_time = status.start_time.as_ref().map(|t| t.0);
         if start_time.is_none() && !spec.suspend {
             start_time = Some(now);
         }
@@ -346,7 +370,7 @@ impl Sync<'_> {
         .into_iter()
         .find(|e| {
             conditions::true_condition(&self.job, e.interim)
-                .is_some_and(|c| c.get("reason").and_then(Value::as_str) == Some(e.reason))
+                .is_some_and(|c| c.reason.as_deref() == Some(e.reason))
         });
         if ending.is_none() {
             if failed > spec.backoff_limit
@@ -397,18 +421,13 @@ impl Sync<'_> {
                     start_time = Some(now);
                     self.record(EventType::Normal, "Resumed", "Job resumed");
                 }
-                let want = tally::want_active(
-                    spec.completions,
-                    spec.parallelism,
-                    succeeded,
-                    active.len() as i64,
-                );
-                let have = active.len() as i64;
+                let have = count(active.len());
+                let want = tally::want_active(spec.completions, spec.parallelism, succeeded, have);
                 let mut running = have;
                 if have > want {
                     let mut victims = active.clone();
                     victims.sort_by(|a, b| deletion_order(a, b));
-                    victims.truncate((have - want) as usize);
+                    victims.truncate(usize::try_from(have.saturating_sub(want)).unwrap_or(0));
                     self.delete_pods(&victims).await?;
                     running = want;
                 } else if have < want {
@@ -416,12 +435,14 @@ impl Sync<'_> {
                         Some(wait) => requeue = Some(requeue.map_or(wait, |r| r.min(wait))),
                         None => {
                             let terminating = if spec.only_failed {
-                                pods.iter().filter(|p| is_terminating(p)).count() as i64
+                                count(pods.iter().filter(|p| is_terminating(p)).count())
                             } else {
                                 0
                             };
-                            let n = (want - have - terminating).clamp(0, MAX_PODS_PER_SYNC as i64);
-                            running += self.create_pods(n as usize).await? as i64;
+                            let n = want.saturating_sub(have).saturating_sub(terminating);
+                            let n = usize::try_from(n).unwrap_or(0).min(MAX_PODS_PER_SYNC);
+                            let created = self.create_pods(n).await?;
+                            running = running.saturating_add(count(created));
                         }
                     }
                 }
@@ -451,28 +472,17 @@ impl Sync<'_> {
             if seen.is_settled() && terminating == 0 && active_now == 0 {
                 conditions::ensure(&mut conds, e.last, true, e.reason, e.message, now);
                 if e.last == COMPLETE {
-                    status.insert("completionTime".into(), json!(meta::format_timestamp(now)));
+                    status.completion_time = Some(conditions::seconds(now));
                 }
                 finished = Some(e);
                 requeue = None;
             }
         }
-        if conds.is_empty() {
-            status.remove("conditions");
-        } else {
-            status.insert("conditions".into(), Value::Array(conds));
-        }
-        match start_time {
-            Some(t) => status.insert("startTime".into(), json!(meta::format_timestamp(t))),
-            None => status.remove("startTime"),
-        };
-        if active_now > 0 {
-            status.insert("active".into(), json!(active_now));
-        } else {
-            status.remove("active");
-        }
-        status.insert("ready".into(), json!(ready));
-        status.insert("terminating".into(), json!(terminating));
+        status.conditions = (!conds.is_empty()).then_some(conds);
+        status.start_time = start_time.map(conditions::seconds);
+        status.active = (active_now > 0).then(|| count_i32(active_now));
+        status.ready = Some(count_i32(ready));
+        status.terminating = Some(count_i32(terminating));
         tracking.write_into(&mut status);
         self.write_status(status).await?;
         match finished {
@@ -487,19 +497,21 @@ impl Sync<'_> {
         }))
     }
 
-    /// The Job's status as an object to edit.
-    fn status(&self) -> Map<String, Value> {
-        self.job
-            .get("status")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default()
+    /// The Job's status, to edit.
+    fn status(&self) -> JobStatus {
+        self.job.status.clone().unwrap_or_default()
     }
 
     fn record(&self, event_type: EventType, reason: &str, message: &str) {
         self.ctx
             .events
-            .record(&self.job, NAME, event_type, reason, message.to_string());
+            .record_typed(&*self.job, NAME, event_type, reason, message.to_string());
+    }
+
+    /// The Job as JSON, the owner `pod_control` takes.
+    fn owner(&self) -> Result<Value, ApiError> {
+        serde_json::to_value(&*self.job)
+            .map_err(|e| ApiError::internal(format!("encoding a Job: {e}")))
     }
 
     /// The pods this Job controls, from the cache, once it has seen our writes.
@@ -507,28 +519,33 @@ impl Sync<'_> {
         if self.pod_write > 0 {
             self.ctx.pods.wait_for(self.pod_write).await;
         }
-        let uid = meta::uid(&self.job).unwrap_or_default();
-        self.ctx.pods.list(meta::namespace(&self.job), |p| {
-            controller_uid(p) == Some(uid)
-        })
+        let uid = self.job.metadata.uid.as_deref().unwrap_or_default();
+        self.ctx
+            .pods
+            .list(self.job.metadata.namespace.as_deref(), |p| {
+                controller_uid(p) == Some(uid)
+            })
     }
 
     /// Adopts matching orphans and releases owned pods that stopped matching
     /// (`ClaimPods`); only a Job with a manual selector can meet either.
     async fn claim(&mut self, selector: &LabelSelector) -> Result<(), ApiError> {
-        let uid = meta::uid(&self.job).unwrap_or_default().to_string();
-        let candidates = self.ctx.pods.list(meta::namespace(&self.job), |p| {
-            let matches = selector.matches_object(p);
-            match controller_uid(p) {
-                Some(u) => u == uid && !matches,
-                None => matches && meta::deletion_timestamp(p).is_none(),
-            }
-        });
+        let uid = self.job.metadata.uid.clone().unwrap_or_default();
+        let candidates = self
+            .ctx
+            .pods
+            .list(self.job.metadata.namespace.as_deref(), |p| {
+                let matches = selector.matches_object(p);
+                match controller_uid(p) {
+                    Some(u) => u == uid && !matches,
+                    None => matches && meta::deletion_timestamp(p).is_none(),
+                }
+            });
         for pod in candidates {
             let result = if controller_uid(&pod).is_some() {
                 self.ctx.pod_control.release(&uid, &pod).await
             } else {
-                self.ctx.pod_control.adopt(&self.job, &pod).await
+                self.ctx.pod_control.adopt(&self.owner()?, &pod).await
             };
             match result {
                 Ok(rev) => self.pod_write = self.pod_write.max(rev),
@@ -555,18 +572,33 @@ impl Sync<'_> {
         Ok(())
     }
 
-    /// Writes the status when it changed, keeping the Job as written.
-    async fn write_status(&mut self, status: Map<String, Value>) -> Result<(), ApiError> {
-        if let Some(written) = crate::controllers::replace_status(
-            &self.ctx.registry,
-            &self.job,
-            Value::Object(status),
-            FIELD_MANAGER,
-        )
-        .await?
-        {
+    /// Writes the status when it changed, keeping the Job as written: a sync
+    /// writes twice, the second time over the first.
+    ///
+    /// `write_typed_status` would do but for giving the written Job back, so
+    /// this sends the same body (the status and the resourceVersion
+    /// precondition) through `replace_status`, which does.
+    async fn write_status(&mut self, status: JobStatus) -> Result<(), ApiError> {
+        if self.job.status.as_ref() == Some(&status) {
+            return Ok(());
+        }
+        let status = serde_json::to_value(&status)
+            .map_err(|e| ApiError::internal(format!("encoding a status: {e}")))?;
+        let meta = &self.job.metadata;
+        let stored = json!({
+            "apiVersion": Job::API_VERSION,
+            "kind": Job::KIND,
+            "metadata": {"name": meta.name, "namespace": meta.namespace,
+                "resourceVersion": meta.resource_version},
+        });
+        let written =
+            crate::controllers::replace_status(&self.ctx.registry, &stored, status, FIELD_MANAGER)
+                .await?;
+        if let Some(written) = written {
             self.job_write = self.job_write.max(revision_of(&written));
-            self.job = written;
+            let job: Job = serde_json::from_value(written)
+                .map_err(|e| ApiError::internal(format!("decoding a written Job: {e}")))?;
+            self.job = Arc::new(job);
         }
         Ok(())
     }
@@ -576,19 +608,22 @@ impl Sync<'_> {
     async fn create_pods(&mut self, count: usize) -> Result<usize, ApiError> {
         let mut template = self
             .job
-            .at("/spec/template")
-            .cloned()
-            .filter(Value::is_object)
-            .unwrap_or_else(|| json!({}));
-        if !template.get("metadata").is_some_and(Value::is_object) {
-            template["metadata"] = json!({});
-        }
-        template["metadata"]["finalizers"] = json!([TRACKING_FINALIZER]);
+            .spec
+            .as_ref()
+            .map(|s| s.template.clone())
+            .unwrap_or_default();
+        template
+            .metadata
+            .get_or_insert_with(Default::default)
+            .finalizers = Some(vec![TRACKING_FINALIZER.to_string()]);
+        let template = serde_json::to_value(&template)
+            .map_err(|e| ApiError::internal(format!("encoding a pod template: {e}")))?;
+        let owner = self.owner()?;
         let created = self
             .ctx
             .pod_control
             .create_all(
-                &self.job,
+                &owner,
                 count,
                 |_| Cow::Borrowed(&template),
                 &self.ctx.events,
@@ -615,6 +650,16 @@ impl Sync<'_> {
         }
         Ok(())
     }
+}
+
+/// A number of pods as a count.
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A number of pods as a status field.
+fn count_i32(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
 }
 
 /// Being deleted and not yet finished (`status.terminating`).

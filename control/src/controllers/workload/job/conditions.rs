@@ -2,8 +2,12 @@
 //! does (`ensureJobConditionStatus`), and whether a Job has finished (what the
 //! CronJob and TTL-after-finished controllers ask).
 
+use std::sync::Arc;
+
 use jiff::Timestamp;
-use serde_json::{Value, json};
+use k8s_openapi::api::batch::v1::{Job, JobCondition};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde_json::Value;
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 
@@ -26,72 +30,124 @@ impl Finished {
     }
 }
 
-/// Whether the Job has finished (`IsJobFinished`): a `Complete` or `Failed`
-/// condition that is `True`.
-pub fn finished(job: &Value) -> Option<Finished> {
-    [COMPLETE, FAILED].into_iter().find_map(|kind| {
-        let c = true_condition(job, kind)?;
-        Some(Finished {
-            condition: kind,
-            at: c
-                .get("lastTransitionTime")
+/// What [`finished`] reads a Job's conditions from: the typed [`Job`], or the
+/// Job as stored JSON, which the CronJob controller still lists.
+pub trait JobConditions {
+    /// When the condition of type `kind` became true, if it is true
+    /// (`Some(None)`: true, with no transition time).
+    fn true_since(&self, kind: &str) -> Option<Option<Timestamp>>;
+}
+
+impl JobConditions for Job {
+    fn true_since(&self, kind: &str) -> Option<Option<Timestamp>> {
+        true_condition(self, kind).map(|c| c.last_transition_time.as_ref().map(|t| t.0))
+    }
+}
+
+impl JobConditions for Value {
+    fn true_since(&self, kind: &str) -> Option<Option<Timestamp>> {
+        let c = self
+            .at("/status/conditions")?
+            .as_array()?
+            .iter()
+            .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))
+            .filter(|c| c.get("status").and_then(Value::as_str) == Some("True"))?;
+        Some(
+            c.get("lastTransitionTime")
                 .and_then(Value::as_str)
                 .and_then(meta::parse_timestamp),
+        )
+    }
+}
+
+impl<T: JobConditions + ?Sized> JobConditions for &T {
+    fn true_since(&self, kind: &str) -> Option<Option<Timestamp>> {
+        (**self).true_since(kind)
+    }
+}
+
+impl<T: JobConditions + ?Sized> JobConditions for Arc<T> {
+    fn true_since(&self, kind: &str) -> Option<Option<Timestamp>> {
+        (**self).true_since(kind)
+    }
+}
+
+/// Whether the Job has finished (`IsJobFinished`): a `Complete` or `Failed`
+/// condition that is `True`.
+pub fn finished<J: JobConditions + ?Sized>(job: &J) -> Option<Finished> {
+    [COMPLETE, FAILED].into_iter().find_map(|kind| {
+        Some(Finished {
+            condition: kind,
+            at: job.true_since(kind)?,
         })
     })
 }
 
 /// The condition of type `kind` if its status is `True`.
-pub fn true_condition<'a>(job: &'a Value, kind: &str) -> Option<&'a Value> {
-    job.at("/status/conditions")?
-        .as_array()?
+pub fn true_condition<'a>(job: &'a Job, kind: &str) -> Option<&'a JobCondition> {
+    job.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
         .iter()
-        .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))
-        .filter(|c| c.get("status").and_then(Value::as_str) == Some("True"))
+        .find(|c| c.type_ == kind)
+        .filter(|c| c.status == "True")
 }
 
 /// Sets a condition's status (`ensureJobConditionStatus`): nothing changes
 /// when it already has that truth; an existing one is replaced, a missing one
 /// added unless it would be `False`. Returns whether the list changed.
 pub fn ensure(
-    conditions: &mut Vec<Value>,
+    conditions: &mut Vec<JobCondition>,
     kind: &str,
     status: bool,
     reason: &str,
     message: &str,
     now: Timestamp,
 ) -> bool {
-    let existing = conditions
-        .iter()
-        .position(|c| c.get("type").and_then(Value::as_str) == Some(kind));
-    let is_true = existing.is_some_and(|i| conditions[i]["status"] == "True");
+    let existing = conditions.iter().position(|c| c.type_ == kind);
+    let is_true = existing
+        .and_then(|i| conditions.get(i))
+        .is_some_and(|c| c.status == "True");
     if is_true == status {
         return false;
     }
-    let stamp = meta::format_timestamp(now);
-    let condition = json!({
-        "type": kind,
-        "status": if status { "True" } else { "False" },
-        "lastProbeTime": stamp,
-        "lastTransitionTime": stamp,
-        "reason": reason,
-        "message": message,
-    });
-    match existing {
-        Some(i) => conditions[i] = condition,
+    let stamp = seconds(now);
+    let condition = JobCondition {
+        type_: kind.to_string(),
+        status: if status { "True" } else { "False" }.to_string(),
+        last_probe_time: Some(stamp.clone()),
+        last_transition_time: Some(stamp),
+        reason: Some(reason.to_string()),
+        message: Some(message.to_string()),
+    };
+    match existing.and_then(|i| conditions.get_mut(i)) {
+        Some(c) => *c = condition,
         None if status => conditions.push(condition),
         None => return false,
     }
     true
 }
 
+/// `now` as it is stored: to the second, as [`Time`] writes it, so that a
+/// status compares equal to itself read back.
+pub fn seconds(now: Timestamp) -> Time {
+    Time(Timestamp::from_second(now.as_second()).unwrap_or(now))
+}
+
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
+
+    fn job(status: Value) -> Job {
+        serde_json::from_value(json!({"metadata": {"name": "j"}, "status": status})).unwrap()
+    }
 
     #[test]
     fn a_condition_is_set_once_and_only_flipped_after() {
-        let now: Timestamp = "2024-05-01T10:00:00Z".parse().unwrap();
+        let now: Timestamp = "2024-05-01T10:00:00.750Z".parse().unwrap();
         let mut list = Vec::new();
         assert!(!ensure(
             &mut list,
@@ -127,24 +183,40 @@ mod tests {
             now
         ));
         assert_eq!(list.len(), 1);
-        assert_eq!(list[0]["status"], "False");
-        assert_eq!(list[0]["reason"], "JobResumed");
-        assert_eq!(list[0]["lastTransitionTime"], "2024-05-01T10:00:00Z");
+        assert_eq!(
+            serde_json::to_value(&list[0]).unwrap(),
+            json!({"type": SUSPENDED, "status": "False",
+                "lastProbeTime": "2024-05-01T10:00:00Z",
+                "lastTransitionTime": "2024-05-01T10:00:00Z",
+                "reason": "JobResumed", "message": "Job resumed"})
+        );
+        assert_eq!(
+            list[0].last_transition_time,
+            Some(Time("2024-05-01T10:00:00Z".parse().unwrap())),
+            "kept to the second, as stored"
+        );
     }
 
     #[test]
     fn finished_reads_complete_or_failed() {
-        let job = json!({"status": {"conditions": [
+        let status = json!({"conditions": [
             {"type": SUCCESS_CRITERIA_MET, "status": "True"},
             {"type": COMPLETE, "status": "True", "lastTransitionTime": "2024-05-01T10:00:00Z"},
-        ]}});
-        let f = finished(&job).unwrap();
+        ]});
+        let f = finished(&job(status.clone())).unwrap();
         assert!(f.succeeded());
         assert_eq!(f.at, Some("2024-05-01T10:00:00Z".parse().unwrap()));
-        let running =
-            json!({"status": {"conditions": [{"type": FAILURE_TARGET, "status": "True"}]}});
-        assert_eq!(finished(&running), None);
-        let failed = json!({"status": {"conditions": [{"type": FAILED, "status": "True"}]}});
-        assert!(!finished(&failed).unwrap().succeeded());
+        let running = json!({"conditions": [{"type": FAILURE_TARGET, "status": "True"}]});
+        assert_eq!(finished(&job(running.clone())), None);
+        let failed = json!({"conditions": [{"type": FAILED, "status": "True"}]});
+        assert!(!finished(&job(failed.clone())).unwrap().succeeded());
+        let not_yet = json!({"conditions": [{"type": COMPLETE, "status": "False"}]});
+        assert_eq!(finished(&job(not_yet)), None);
+
+        // The stored JSON reads the same (the CronJob controller's Jobs).
+        let stored = |status: Value| Arc::new(json!({"status": status}));
+        assert_eq!(finished(&stored(status)), Some(f));
+        assert_eq!(finished(&stored(running)), None);
+        assert!(!finished(&&stored(failed)).unwrap().succeeded());
     }
 }

@@ -7,12 +7,16 @@
 //! comes off, then it moves into `succeeded` or `failed` (written). A pod being
 //! deleted before it succeeded counts as failed (podReplacementPolicy
 //! `TerminatingOrFailed`), so an orphaned or evicted pod is never lost.
+//!
+//! The Job's side is typed ([`JobStatus`]); pods stay the stored JSON, as the
+//! Job controller hands them to `pod_control`'s helpers too.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use serde_json::{Map, Value, json};
+use k8s_openapi::api::batch::v1::{Job, JobStatus, UncountedTerminatedPods};
+use serde_json::Value;
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
 
@@ -66,25 +70,17 @@ pub fn outcome(pod: &Value, only_failed: bool) -> Outcome {
 }
 
 impl Tracking {
-    pub fn of(job: &Value) -> Tracking {
-        let count = |k: &str| {
-            job.at(&format!("/status/{k}"))
-                .and_then(Value::as_i64)
-                .unwrap_or(0)
-        };
-        let uids = |k: &str| -> Vec<String> {
-            job.at(&format!("/status/uncountedTerminatedPods/{k}"))
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|u| u.as_str().map(str::to_string))
-                .collect()
-        };
+    pub fn of(job: &Job) -> Tracking {
+        let status = job.status.as_ref();
+        let count = |n: Option<i32>| i64::from(n.unwrap_or(0));
+        let uncounted = status.and_then(|s| s.uncounted_terminated_pods.as_ref());
         Tracking {
-            succeeded: count("succeeded"),
-            failed: count("failed"),
-            uncounted_succeeded: uids("succeeded"),
-            uncounted_failed: uids("failed"),
+            succeeded: count(status.and_then(|s| s.succeeded)),
+            failed: count(status.and_then(|s| s.failed)),
+            uncounted_succeeded: uncounted
+                .and_then(|u| u.succeeded.clone())
+                .unwrap_or_default(),
+            uncounted_failed: uncounted.and_then(|u| u.failed.clone()).unwrap_or_default(),
         }
     }
 
@@ -125,20 +121,26 @@ impl Tracking {
         };
         let before = self.uncounted_succeeded.len();
         self.uncounted_succeeded.retain(held);
-        self.succeeded += (before - self.uncounted_succeeded.len()) as i64;
+        self.succeeded = self
+            .succeeded
+            .saturating_add(count(before - self.uncounted_succeeded.len()));
         let before = self.uncounted_failed.len();
         self.uncounted_failed.retain(held);
-        self.failed += (before - self.uncounted_failed.len()) as i64;
+        self.failed = self
+            .failed
+            .saturating_add(count(before - self.uncounted_failed.len()));
     }
 
     /// Succeeded pods, counted or not yet.
     pub fn total_succeeded(&self) -> i64 {
-        self.succeeded + self.uncounted_succeeded.len() as i64
+        self.succeeded
+            .saturating_add(count(self.uncounted_succeeded.len()))
     }
 
     /// Failed pods, counted or not yet.
     pub fn total_failed(&self) -> i64 {
-        self.failed + self.uncounted_failed.len() as i64
+        self.failed
+            .saturating_add(count(self.uncounted_failed.len()))
     }
 
     /// Whether every finished pod is counted.
@@ -146,31 +148,29 @@ impl Tracking {
         self.uncounted_succeeded.is_empty() && self.uncounted_failed.is_empty()
     }
 
-    /// Writes the counts into a status (zero counts omitted, as Kubernetes').
-    pub fn write_into(&self, status: &mut Map<String, Value>) {
-        for (key, n) in [("succeeded", self.succeeded), ("failed", self.failed)] {
-            if n > 0 {
-                status.insert(key.into(), json!(n));
-            } else {
-                status.remove(key);
-            }
-        }
-        let mut uncounted = Map::new();
-        for (key, list) in [
-            ("succeeded", &self.uncounted_succeeded),
-            ("failed", &self.uncounted_failed),
-        ] {
-            if !list.is_empty() {
-                uncounted.insert(key.into(), json!(list));
-            }
-        }
-        status.insert("uncountedTerminatedPods".into(), Value::Object(uncounted));
+    /// Writes the counts into a status: zero counts omitted, as Kubernetes'
+    /// writes them, and `uncountedTerminatedPods` always present (`{}` when
+    /// empty).
+    pub fn write_into(&self, status: &mut JobStatus) {
+        let count = |n: i64| (n > 0).then(|| i32::try_from(n).unwrap_or(i32::MAX));
+        status.succeeded = count(self.succeeded);
+        status.failed = count(self.failed);
+        let uids = |list: &Vec<String>| (!list.is_empty()).then(|| list.clone());
+        status.uncounted_terminated_pods = Some(UncountedTerminatedPods {
+            succeeded: uids(&self.uncounted_succeeded),
+            failed: uids(&self.uncounted_failed),
+        });
     }
 
     fn is_uncounted(&self, uid: &str) -> bool {
         self.uncounted_succeeded.iter().any(|u| u == uid)
             || self.uncounted_failed.iter().any(|u| u == uid)
     }
+}
+
+/// A number of pods as a count.
+fn count(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// How many pods should run (`manageJob`): with `completions`, no more than
@@ -180,7 +180,7 @@ pub fn want_active(completions: Option<i64>, parallelism: i64, succeeded: i64, a
     match completions {
         None if succeeded > 0 => active,
         None => parallelism,
-        Some(c) => (c - succeeded).min(parallelism).max(0),
+        Some(c) => c.saturating_sub(succeeded).min(parallelism).max(0),
     }
 }
 
@@ -196,7 +196,7 @@ pub fn past_backoff_limit_on_failure(active: &[Arc<Value>], backoff_limit: i64) 
                 .flatten()
         })
         .filter_map(|c| c.get("restartCount").and_then(Value::as_i64))
-        .sum();
+        .fold(0, i64::saturating_add);
     if backoff_limit == 0 {
         restarts > 0
     } else {
@@ -247,6 +247,8 @@ fn finished_at(pod: &Value) -> Option<Timestamp> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn pod(uid: &str, phase: &str, finalizer: bool) -> Arc<Value> {
@@ -317,15 +319,27 @@ mod tests {
             uncounted_succeeded: vec![],
             uncounted_failed: vec!["u".into()],
         };
-        let mut status = Map::new();
-        status.insert("failed".into(), json!(1));
+        let mut status = JobStatus {
+            failed: Some(1),
+            ready: Some(0),
+            ..Default::default()
+        };
         t.write_into(&mut status);
         assert_eq!(
-            Value::Object(status),
-            json!({"succeeded": 2, "uncountedTerminatedPods": {"failed": ["u"]}})
+            serde_json::to_value(&status).unwrap(),
+            json!({"ready": 0, "succeeded": 2, "uncountedTerminatedPods": {"failed": ["u"]}})
         );
-        let job = json!({"status": {"succeeded": 2, "uncountedTerminatedPods": {"failed": ["u"]}}});
+        let job: Job = serde_json::from_value(json!({"metadata": {"name": "j"},
+            "status": {"succeeded": 2, "uncountedTerminatedPods": {"failed": ["u"]}}}))
+        .unwrap();
         assert_eq!(Tracking::of(&job), t);
+
+        let mut status = JobStatus::default();
+        Tracking::default().write_into(&mut status);
+        assert_eq!(
+            serde_json::to_value(&status).unwrap(),
+            json!({"uncountedTerminatedPods": {}})
+        );
     }
 
     #[test]
