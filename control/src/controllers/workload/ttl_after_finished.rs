@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
+use serde::Deserialize as _;
 use serde_json::Value;
 use skiff_api::json::Pointer as _;
-use skiff_api::meta;
 use skiff_api::resource::by_kind;
 use skiff_api::status::{ApiError, Reason};
 
@@ -39,23 +39,23 @@ struct Context {
     jobs: Informer<Job>,
 }
 
+/// Which Jobs the controller looks at. The runtime's filter sees the Job as
+/// stored, before any reconcile decodes it.
 fn has_ttl(job: &Value) -> bool {
     job.at("/spec/ttlSecondsAfterFinished").is_some()
 }
 
 /// How long until a finished Job expires (zero once it has), or `None` while
 /// it has no TTL, has not finished, or is being deleted.
-fn time_left(job: &Value, now: jiff::Timestamp) -> Option<Duration> {
-    let ttl = job
-        .at("/spec/ttlSecondsAfterFinished")
-        .and_then(Value::as_i64)?;
-    if meta::deletion_timestamp(job).is_some() {
+fn time_left(job: &Job, now: jiff::Timestamp) -> Option<Duration> {
+    let ttl = job.spec.as_ref()?.ttl_seconds_after_finished?;
+    if job.metadata.deletion_timestamp.is_some() {
         return None;
     }
     let finished = conditions::finished(job)?.at?;
     // Past the end of time: never expires.
     let expires = finished
-        .checked_add(jiff::SignedDuration::from_secs(ttl))
+        .checked_add(jiff::SignedDuration::from_secs(i64::from(ttl)))
         .ok()?;
     let left = expires.duration_since(now);
     Some(if left.is_positive() {
@@ -67,7 +67,7 @@ fn time_left(job: &Value, now: jiff::Timestamp) -> Option<Duration> {
 
 async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError> {
     let (registry, jobs) = (&ctx.registry, &ctx.jobs);
-    let Some(job) = jobs.get(&key.0, &key.1) else {
+    let Some(job) = jobs.get_typed(&key.0, &key.1) else {
         return Ok(Action::Done);
     };
     let rt = by_kind("batch/v1", "Job").ok_or_else(|| ApiError::internal("no Job kind"))?;
@@ -81,7 +81,9 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
     let Some(fresh) = registry.try_get(rt, &key.0, &key.1)? else {
         return Ok(Action::Done);
     };
-    if meta::uid(&fresh) != meta::uid(&job) {
+    let fresh = Job::deserialize(&fresh)
+        .map_err(|e| ApiError::internal(format!("decoding a stored Job: {e}")))?;
+    if fresh.metadata.uid != job.metadata.uid {
         return Ok(Action::Done);
     }
     match time_left(&fresh, jiff::Timestamp::now()) {
@@ -91,7 +93,8 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
     }
     let opts = DeleteOptions {
         propagation_policy: Some(PropagationPolicy::Background),
-        precondition_resource_version: meta::resource_version(&fresh).map(str::to_string),
+        // As `meta::resource_version`: an empty one is no precondition.
+        precondition_resource_version: fresh.metadata.resource_version.filter(|v| !v.is_empty()),
         ..Default::default()
     };
     match registry.delete(rt, &key.0, &key.1, &opts).await {
@@ -107,17 +110,33 @@ mod tests {
 
     use super::*;
 
+    /// A Job from its JSON, with the fields its type requires filled in.
+    fn job(mut v: Value) -> Job {
+        v["metadata"]["name"] = json!("pi");
+        v["spec"]["template"] = json!({});
+        serde_json::from_value(v).unwrap()
+    }
+
     #[test]
     fn a_finished_job_expires_its_ttl_after_its_end() {
         let now: jiff::Timestamp = "2024-05-01T10:00:30Z".parse().unwrap();
-        let mut job = json!({"spec": {"ttlSecondsAfterFinished": 60}, "status": {"conditions": [
+        let mut finished = json!({"spec": {"ttlSecondsAfterFinished": 60}, "status": {"conditions": [
             {"type": "Complete", "status": "True", "lastTransitionTime": "2024-05-01T10:00:00Z"}]}});
-        assert_eq!(time_left(&job, now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            time_left(&job(finished.clone()), now),
+            Some(Duration::from_secs(30))
+        );
         let later: jiff::Timestamp = "2024-05-01T10:05:00Z".parse().unwrap();
-        assert_eq!(time_left(&job, later), Some(Duration::ZERO));
-        job["metadata"] = json!({"deletionTimestamp": "2024-05-01T10:04:00Z"});
-        assert_eq!(time_left(&job, later), None);
+        assert_eq!(
+            time_left(&job(finished.clone()), later),
+            Some(Duration::ZERO)
+        );
+        let mut no_ttl = finished.clone();
+        no_ttl["spec"] = json!({});
+        assert_eq!(time_left(&job(no_ttl), later), None);
+        finished["metadata"] = json!({"deletionTimestamp": "2024-05-01T10:04:00Z"});
+        assert_eq!(time_left(&job(finished), later), None);
         let running = json!({"spec": {"ttlSecondsAfterFinished": 0}, "status": {}});
-        assert_eq!(time_left(&running, now), None);
+        assert_eq!(time_left(&job(running), now), None);
     }
 }
