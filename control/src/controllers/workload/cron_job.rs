@@ -25,7 +25,7 @@ use skiff_api::status::{ApiError, Reason};
 
 use self::due::{History, Missed};
 use self::schedule::Schedule;
-use super::job::conditions::{COMPLETE, FAILED, Finished};
+use super::job::conditions::{Finished, finished};
 use super::pod_control::{controller_ref_to, controller_uid_of};
 use crate::controllers::Deps;
 use crate::controllers::runtime::{Action, Controller};
@@ -114,23 +114,6 @@ fn job_ref(job: &Job) -> ObjectReference {
         resource_version: Some(meta.resource_version.clone().unwrap_or_default()),
         field_path: None,
     }
-}
-
-/// Whether the Job has finished (`IsJobFinished`): a `Complete` or `Failed`
-/// condition that is `True`. [`super::job::conditions::finished`] for a typed
-/// Job, kept here while the Job controller's own reads move to types.
-fn finished(job: &Job) -> Option<Finished> {
-    let conditions = job.status.as_ref()?.conditions.as_ref()?;
-    [COMPLETE, FAILED].into_iter().find_map(|kind| {
-        let c = conditions
-            .iter()
-            .find(|c| c.type_ == kind)
-            .filter(|c| c.status == "True")?;
-        Some(Finished {
-            condition: kind,
-            at: c.last_transition_time.as_ref().map(|t| t.0),
-        })
-    })
 }
 
 async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError> {
@@ -522,6 +505,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::controllers::workload::job::conditions::{COMPLETE, FAILED};
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -621,18 +605,6 @@ mod tests {
             serde_json::to_value(CronJobStatus::default()).unwrap(),
             json!({})
         );
-    }
-
-    #[test]
-    fn a_job_is_finished_by_a_true_complete_or_failed_condition() {
-        let complete = finished(&job("a", done(COMPLETE, None))).unwrap();
-        assert!(complete.succeeded());
-        assert_eq!(complete.at, Some(ts("2024-05-01T03:01:00Z")));
-        assert!(!finished(&job("b", done(FAILED, None))).unwrap().succeeded());
-        let not_yet = json!({"conditions": [{"type": COMPLETE, "status": "False"},
-            {"type": "Suspended", "status": "True"}]});
-        assert_eq!(finished(&job("c", not_yet)), None);
-        assert_eq!(finished(&job("d", Value::Null)), None);
     }
 
     #[test]

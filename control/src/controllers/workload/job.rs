@@ -310,7 +310,7 @@ impl Sync<'_> {
             return Ok(Action::Done); // Selects everything: Kubernetes refuses to act too.
         }
         let over = self.job.metadata.deletion_timestamp.is_some()
-            || conditions::finished(&*self.job).is_some();
+            || conditions::finished(&self.job).is_some();
         if !over {
             self.claim(&selector).await?;
         }
@@ -508,12 +508,6 @@ impl Sync<'_> {
             .record_typed(&*self.job, NAME, event_type, reason, message.to_string());
     }
 
-    /// The Job as JSON, the owner `pod_control` takes.
-    fn owner(&self) -> Result<Value, ApiError> {
-        serde_json::to_value(&*self.job)
-            .map_err(|e| ApiError::internal(format!("encoding a Job: {e}")))
-    }
-
     /// The pods this Job controls, from the cache, once it has seen our writes.
     async fn pods(&self) -> Vec<Arc<Value>> {
         if self.pod_write > 0 {
@@ -545,7 +539,7 @@ impl Sync<'_> {
             let result = if controller_uid(&pod).is_some() {
                 self.ctx.pod_control.release(&uid, &pod).await
             } else {
-                self.ctx.pod_control.adopt(&self.owner()?, &pod).await
+                self.ctx.pod_control.adopt(&self.job, &pod).await
             };
             match result {
                 Ok(rev) => self.pod_write = self.pod_write.max(rev),
@@ -618,12 +612,11 @@ impl Sync<'_> {
             .finalizers = Some(vec![TRACKING_FINALIZER.to_string()]);
         let template = serde_json::to_value(&template)
             .map_err(|e| ApiError::internal(format!("encoding a pod template: {e}")))?;
-        let owner = self.owner()?;
         let created = self
             .ctx
             .pod_control
             .create_all(
-                &owner,
+                &self.job,
                 count,
                 |_| Cow::Borrowed(&template),
                 &self.ctx.events,

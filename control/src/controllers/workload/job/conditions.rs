@@ -2,14 +2,9 @@
 //! does (`ensureJobConditionStatus`), and whether a Job has finished (what the
 //! CronJob and TTL-after-finished controllers ask).
 
-use std::sync::Arc;
-
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{Job, JobCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use serde_json::Value;
-use skiff_api::json::Pointer as _;
-use skiff_api::meta;
 
 pub const COMPLETE: &str = "Complete";
 pub const FAILED: &str = "Failed";
@@ -30,55 +25,14 @@ impl Finished {
     }
 }
 
-/// What [`finished`] reads a Job's conditions from: the typed [`Job`], or the
-/// Job as stored JSON, which the CronJob controller still lists.
-pub trait JobConditions {
-    /// When the condition of type `kind` became true, if it is true
-    /// (`Some(None)`: true, with no transition time).
-    fn true_since(&self, kind: &str) -> Option<Option<Timestamp>>;
-}
-
-impl JobConditions for Job {
-    fn true_since(&self, kind: &str) -> Option<Option<Timestamp>> {
-        true_condition(self, kind).map(|c| c.last_transition_time.as_ref().map(|t| t.0))
-    }
-}
-
-impl JobConditions for Value {
-    fn true_since(&self, kind: &str) -> Option<Option<Timestamp>> {
-        let c = self
-            .at("/status/conditions")?
-            .as_array()?
-            .iter()
-            .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))
-            .filter(|c| c.get("status").and_then(Value::as_str) == Some("True"))?;
-        Some(
-            c.get("lastTransitionTime")
-                .and_then(Value::as_str)
-                .and_then(meta::parse_timestamp),
-        )
-    }
-}
-
-impl<T: JobConditions + ?Sized> JobConditions for &T {
-    fn true_since(&self, kind: &str) -> Option<Option<Timestamp>> {
-        (**self).true_since(kind)
-    }
-}
-
-impl<T: JobConditions + ?Sized> JobConditions for Arc<T> {
-    fn true_since(&self, kind: &str) -> Option<Option<Timestamp>> {
-        (**self).true_since(kind)
-    }
-}
-
 /// Whether the Job has finished (`IsJobFinished`): a `Complete` or `Failed`
 /// condition that is `True`.
-pub fn finished<J: JobConditions + ?Sized>(job: &J) -> Option<Finished> {
+pub fn finished(job: &Job) -> Option<Finished> {
     [COMPLETE, FAILED].into_iter().find_map(|kind| {
+        let c = true_condition(job, kind)?;
         Some(Finished {
             condition: kind,
-            at: job.true_since(kind)?,
+            at: c.last_transition_time.as_ref().map(|t| t.0),
         })
     })
 }
@@ -137,7 +91,7 @@ pub fn seconds(now: Timestamp) -> Time {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 
@@ -212,11 +166,5 @@ mod tests {
         assert!(!finished(&job(failed.clone())).unwrap().succeeded());
         let not_yet = json!({"conditions": [{"type": COMPLETE, "status": "False"}]});
         assert_eq!(finished(&job(not_yet)), None);
-
-        // The stored JSON reads the same (the CronJob controller's Jobs).
-        let stored = |status: Value| Arc::new(json!({"status": status}));
-        assert_eq!(finished(&stored(status)), Some(f));
-        assert_eq!(finished(&stored(running)), None);
-        assert!(!finished(&&stored(failed)).unwrap().succeeded());
     }
 }
