@@ -25,20 +25,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::join_all;
-use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::apps::v1::{DaemonSet, DaemonSetStatus};
 use k8s_openapi::api::core::v1::{Node, Pod};
-use serde_json::{Value, json};
-use skiff_api::json::Pointer as _;
+use serde_json::Value;
 use skiff_api::meta;
 use skiff_api::selector::LabelSelector;
 use skiff_api::status::{ApiError, Reason};
 use tokio::time::Instant;
 
-use super::deployment::template_hash;
-use super::pod_control::{PodControl, controller_uid};
+use super::deployment::{template_hash, template_json};
+use super::pod_control::{Owner as _, PodControl, controller_uid};
 use crate::controllers::Deps;
 use crate::controllers::runtime::{Action, Controller};
-use crate::controllers::write_status;
+use crate::controllers::write_typed_status;
 use crate::events::{EventRecorder, EventType};
 use crate::informer::{Informer, ObjectRef};
 use crate::registry::Registry;
@@ -96,43 +95,55 @@ fn placement_changed(prev: &Value, node: &Value) -> bool {
     meta::labels(prev) != meta::labels(node) || prev.get("spec") != node.get("spec")
 }
 
-fn selector(ds: &Value) -> Result<LabelSelector, ApiError> {
-    LabelSelector::from_object_at(ds.at("/spec/selector"), "spec.selector")
+fn selector(ds: &DaemonSet) -> Result<LabelSelector, ApiError> {
+    let selector = ds
+        .spec
+        .as_ref()
+        .map(|s| serde_json::to_value(&s.selector))
+        .transpose()
+        .map_err(|e| ApiError::internal(format!("encoding a selector: {e}")))?;
+    LabelSelector::from_object_at(selector.as_ref(), "spec.selector")
         .map_err(|_| ApiError::bad_request("invalid selector"))
 }
 
-fn min_ready_seconds(ds: &Value) -> i64 {
-    ds.at("/spec/minReadySeconds")
-        .and_then(Value::as_i64)
-        .unwrap_or(0)
+fn min_ready_seconds(ds: &DaemonSet) -> i64 {
+    ds.spec
+        .as_ref()
+        .and_then(|s| s.min_ready_seconds)
+        .map_or(0, i64::from)
+}
+
+/// The DaemonSet's pod template as JSON.
+fn template(ds: &DaemonSet) -> Value {
+    ds.spec.as_ref().map_or_else(
+        || Value::Object(Default::default()),
+        |s| template_json(&s.template),
+    )
 }
 
 /// The hash of the DaemonSet's current template (the `controller-revision-hash`).
-fn current_hash(ds: &Value) -> String {
-    let template = ds
-        .at("/spec/template")
-        .cloned()
-        .unwrap_or_else(|| json!({}));
+fn current_hash(ds: &DaemonSet) -> String {
     let collisions = ds
-        .at("/status/collisionCount")
-        .and_then(Value::as_i64)
+        .status
+        .as_ref()
+        .and_then(|s| s.collision_count)
         .unwrap_or(0);
-    template_hash(&template, collisions)
+    template_hash(&template(ds), i64::from(collisions))
 }
 
 async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError> {
-    let Some(ds) = ctx.daemon_sets.get(&key.0, &key.1) else {
+    let Some(ds) = ctx.daemon_sets.get_typed(&key.0, &key.1) else {
         return Ok(Action::Done); // Gone: the garbage collector takes its pods.
     };
-    if meta::deletion_timestamp(&ds).is_some() {
+    if ds.metadata.deletion_timestamp.is_some() {
         // As Kubernetes: a DaemonSet being deleted is neither synced nor given
         // status; its pods are orphaned or collected per the propagation policy.
         return Ok(Action::Done);
     }
     let selector = selector(&ds)?;
     if selector.is_empty() {
-        ctx.events.record(
-            &ds,
+        ctx.events.record_typed(
+            ds.as_ref(),
             NAME,
             EventType::Warning,
             "SelectingAll",
@@ -175,7 +186,15 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
 
     let layout = plan::group(&fits, owned_pods(&ctx, &ds, &selector));
     let (counts, until_available) = plan::status(&layout, &hash, min_ready, jiff::Timestamp::now());
-    write_status(&ctx.registry, &ds, status_of(&ds, &counts), FIELD_MANAGER).await?;
+    let status = status_of(&ds, &counts);
+    write_typed_status(
+        &ctx.registry,
+        ds.as_ref(),
+        ds.status.as_ref(),
+        &status,
+        FIELD_MANAGER,
+    )
+    .await?;
     let next = [until_available, retry_failed]
         .into_iter()
         .flatten()
@@ -186,10 +205,14 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
 
 /// Adopts matching orphans and releases owned pods that stopped matching
 /// (`ClaimPods`). Returns the revision of the last write, or 0.
-async fn claim(ctx: &Context, ds: &Value, selector: &LabelSelector) -> Result<Revision, ApiError> {
-    let uid = meta::uid(ds).unwrap_or_default();
+async fn claim(
+    ctx: &Context,
+    ds: &DaemonSet,
+    selector: &LabelSelector,
+) -> Result<Revision, ApiError> {
+    let uid = ds.metadata.uid.as_deref().unwrap_or_default();
     let mut last = 0;
-    for pod in ctx.pods.list(meta::namespace(ds), |_| true) {
+    for pod in ctx.pods.list(Some(ds.namespace()), |_| true) {
         let matches = selector.matches_object(&pod);
         match controller_uid(&pod) {
             Some(owner) if owner == uid && !matches => {
@@ -213,9 +236,9 @@ async fn claim(ctx: &Context, ds: &Value, selector: &LabelSelector) -> Result<Re
 }
 
 /// The DaemonSet's pods, from the cache.
-fn owned_pods(ctx: &Context, ds: &Value, selector: &LabelSelector) -> Vec<Arc<Value>> {
-    let uid = meta::uid(ds).unwrap_or_default();
-    ctx.pods.list(meta::namespace(ds), |p| {
+fn owned_pods(ctx: &Context, ds: &DaemonSet, selector: &LabelSelector) -> Vec<Arc<Value>> {
+    let uid = ds.metadata.uid.as_deref().unwrap_or_default();
+    ctx.pods.list(Some(ds.namespace()), |p| {
         controller_uid(p) == Some(uid) && selector.matches_object(p)
     })
 }
@@ -225,7 +248,7 @@ fn owned_pods(ctx: &Context, ds: &Value, selector: &LabelSelector) -> Vec<Arc<Va
 /// Returns the revision of the last write, or 0.
 async fn execute(
     ctx: &Context,
-    ds: &Value,
+    ds: &DaemonSet,
     hash: &str,
     plan: Plan,
     retry: &mut Option<Duration>,
@@ -235,12 +258,12 @@ async fn execute(
         mut delete,
         failed,
     } = plan;
-    let uid = meta::uid(ds).unwrap_or_default();
+    let uid = ds.metadata.uid.as_deref().unwrap_or_default();
     for (node, pod) in failed {
         match ctx.failed.check(uid, &node, Instant::now()) {
             Some(wait) => *retry = Some(retry.map_or(wait, |r| r.min(wait))),
             None => {
-                ctx.events.record(
+                ctx.events.record_typed(
                     ds,
                     NAME,
                     EventType::Warning,
@@ -262,7 +285,7 @@ async fn execute(
         match result {
             Ok(Some(rev)) => {
                 last = last.max(rev);
-                ctx.events.record(
+                ctx.events.record_typed(
                     ds,
                     NAME,
                     EventType::Normal,
@@ -272,7 +295,7 @@ async fn execute(
             }
             Ok(None) => {}
             Err(e) => {
-                ctx.events.record(
+                ctx.events.record_typed(
                     ds,
                     NAME,
                     EventType::Warning,
@@ -298,14 +321,11 @@ async fn execute(
 /// ([`PodControl::create_all`]).
 async fn create_pods(
     ctx: &Context,
-    ds: &Value,
+    ds: &DaemonSet,
     hash: &str,
     nodes: &[String],
 ) -> Result<Revision, ApiError> {
-    let template = ds
-        .at("/spec/template")
-        .cloned()
-        .unwrap_or_else(|| json!({}));
+    let template = template(ds);
     let for_node = |i: usize| {
         let node = nodes.get(i).map_or("", String::as_str);
         Cow::Owned(eligibility::pod_template(&template, node, hash))
@@ -319,29 +339,22 @@ async fn create_pods(
 
 /// The status to write: the counts, with the fields Kubernetes omits when
 /// zero left out, and what the controller does not own kept.
-fn status_of(ds: &Value, c: &Counts) -> Value {
-    let mut status = json!({
-        "currentNumberScheduled": c.current,
-        "numberMisscheduled": c.misscheduled,
-        "desiredNumberScheduled": c.desired,
-        "numberReady": c.ready,
-        "observedGeneration": meta::generation(ds),
-    });
-    for (field, n) in [
-        ("updatedNumberScheduled", c.updated),
-        ("numberAvailable", c.available),
-        ("numberUnavailable", c.unavailable),
-    ] {
-        if n > 0 {
-            status[field] = json!(n);
-        }
+fn status_of(ds: &DaemonSet, c: &Counts) -> DaemonSetStatus {
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    let unless_zero = |n: usize| (n > 0).then(|| count(n));
+    let stored = ds.status.as_ref();
+    DaemonSetStatus {
+        current_number_scheduled: count(c.current),
+        number_misscheduled: count(c.misscheduled),
+        desired_number_scheduled: count(c.desired),
+        number_ready: count(c.ready),
+        observed_generation: Some(ds.metadata.generation.unwrap_or(0)),
+        updated_number_scheduled: unless_zero(c.updated),
+        number_available: unless_zero(c.available),
+        number_unavailable: unless_zero(c.unavailable),
+        collision_count: stored.and_then(|s| s.collision_count),
+        conditions: stored.and_then(|s| s.conditions.clone()),
     }
-    for field in ["collisionCount", "conditions"] {
-        if let Some(v) = ds.at(&format!("/status/{field}")) {
-            status[field] = v.clone();
-        }
-    }
-    status
 }
 
 /// Per (DaemonSet, node) backoff for deleting failed pods, as Kubernetes'
@@ -385,6 +398,8 @@ impl FailedPodBackoff {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -408,7 +423,10 @@ mod tests {
 
     #[test]
     fn status_omits_what_kubernetes_omits_and_keeps_the_collision_count() {
-        let ds = json!({"metadata": {"generation": 3}, "status": {"collisionCount": 1}});
+        let ds = |d: Value| -> DaemonSet { serde_json::from_value(d).unwrap() };
+        let with_collision = ds(json!({"metadata": {"generation": 3},
+            "status": {"collisionCount": 1, "currentNumberScheduled": 0, "desiredNumberScheduled": 0,
+                "numberMisscheduled": 0, "numberReady": 0}}));
         let counts = Counts {
             desired: 2,
             current: 2,
@@ -419,14 +437,17 @@ mod tests {
             misscheduled: 0,
         };
         assert_eq!(
-            status_of(&ds, &counts),
+            serde_json::to_value(status_of(&with_collision, &counts)).unwrap(),
             json!({"currentNumberScheduled": 2, "numberMisscheduled": 0, "desiredNumberScheduled": 2,
                 "numberReady": 1, "observedGeneration": 3, "updatedNumberScheduled": 2,
                 "numberAvailable": 1, "numberUnavailable": 1, "collisionCount": 1})
         );
-        let none = status_of(&json!({"metadata": {"generation": 1}}), &Counts::default());
+        let none = status_of(
+            &ds(json!({"metadata": {"generation": 1}})),
+            &Counts::default(),
+        );
         assert_eq!(
-            none,
+            serde_json::to_value(none).unwrap(),
             json!({"currentNumberScheduled": 0, "numberMisscheduled": 0, "desiredNumberScheduled": 0,
                 "numberReady": 0, "observedGeneration": 1})
         );

@@ -33,14 +33,14 @@ mod plan;
 mod status;
 mod template;
 
-pub use template::template_hash;
+pub use template::{as_json as template_json, template_hash};
 
 use plan::{
     Recreate, SetSize, is_recreate, replicas, replicas_of, revision, status_replicas,
     surge_and_unavailable,
 };
 use status::{compute_status, is_complete};
-use template::{as_json, identity};
+use template::identity;
 
 pub const NAME: &str = "deployment-controller";
 const FIELD_MANAGER: &str = "skiff-deployment-controller";
@@ -394,7 +394,7 @@ impl<'a> Rollout<'a> {
             .unwrap_or(0);
         let spec = d.spec.clone().unwrap_or_default();
         let mut template = spec.template;
-        let hash = template_hash(&as_json(&template), i64::from(collision));
+        let hash = template_hash(&template_json(&template), i64::from(collision));
         let metadata = template.metadata.get_or_insert_with(Default::default);
         metadata
             .labels

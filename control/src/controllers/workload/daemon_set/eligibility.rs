@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::Taint;
 use serde_json::{Value, json};
 use skiff_api::json::Pointer as _;
@@ -54,25 +55,28 @@ pub struct Eligibility {
 impl Eligibility {
     /// Reads the DaemonSet's template as the pod it would create (with the
     /// daemon tolerations).
-    pub fn of(ds: &Value) -> Eligibility {
-        let mut spec = ds
-            .at("/spec/template/spec")
-            .cloned()
+    pub fn of(ds: &DaemonSet) -> Eligibility {
+        let template = ds.spec.as_ref().map(|s| &s.template);
+        let pod_spec = template.and_then(|t| t.spec.as_ref());
+        let mut spec = pod_spec
+            .and_then(|s| serde_json::to_value(s).ok())
             .filter(Value::is_object)
             .unwrap_or_else(|| json!({}));
         add_daemon_tolerations(&mut spec);
+        let labels = template
+            .and_then(|t| t.metadata.as_ref())
+            .and_then(|m| m.labels.as_ref());
+        let namespace = match ds.metadata.namespace.as_deref() {
+            None | Some("") => "default",
+            Some(ns) => ns,
+        };
         let pod = json!({
-            "metadata": {
-                "namespace": meta::namespace(ds).unwrap_or("default"),
-                "labels": ds.at("/spec/template/metadata/labels").cloned().unwrap_or(Value::Null),
-            },
+            "metadata": {"namespace": namespace, "labels": labels},
             "spec": spec,
         });
-        let node_name = ds
-            .at("/spec/template/spec/nodeName")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-            .map(str::to_string);
+        let node_name = pod_spec
+            .and_then(|s| s.node_name.clone())
+            .filter(|n| !n.is_empty());
         Eligibility {
             requirements: PodRequirements::of(&pod),
             node_name,
@@ -260,9 +264,13 @@ pub fn is_updated(pod: &Value, hash: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn ds(spec: Value) -> Value {
-        json!({"metadata": {"name": "agent", "namespace": "default"},
-               "spec": {"template": {"metadata": {"labels": {"app": "agent"}}, "spec": spec}}})
+    fn ds(mut spec: Value) -> DaemonSet {
+        if spec.get("containers").is_none() {
+            spec["containers"] = json!([]);
+        }
+        serde_json::from_value(json!({"metadata": {"name": "agent", "namespace": "default"},
+               "spec": {"selector": {}, "template": {"metadata": {"labels": {"app": "agent"}}, "spec": spec}}}))
+        .unwrap()
     }
 
     fn node(name: &str, labels: Value, taints: Value) -> Value {

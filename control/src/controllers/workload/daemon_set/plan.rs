@@ -8,6 +8,8 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
@@ -217,27 +219,25 @@ pub fn manage(
 /// The rolling update's bounds for `desired` nodes, or `None` for `OnDelete`.
 /// Percentages round up, as Kubernetes' `UnavailableCount` and `SurgeCount`;
 /// when both come to zero, one pod may be unavailable so the update can move.
-pub fn bounds(ds: &Value, desired: usize) -> Option<Bounds> {
-    let kind = ds
-        .at("/spec/updateStrategy/type")
-        .and_then(Value::as_str)
-        .unwrap_or("RollingUpdate");
-    if kind == "OnDelete" {
+pub fn bounds(ds: &DaemonSet, desired: usize) -> Option<Bounds> {
+    let strategy = ds.spec.as_ref().and_then(|s| s.update_strategy.as_ref());
+    if strategy.and_then(|s| s.type_.as_deref()) == Some("OnDelete") {
         return None;
     }
-    let scaled = |path: &str, default: usize| match ds.at(path) {
-        Some(Value::Number(n)) => n.as_u64().map_or(0, |n| n as usize),
-        Some(Value::String(s)) => match s.strip_suffix('%') {
+    let rolling = strategy.and_then(|s| s.rolling_update.as_ref());
+    let scaled = |v: Option<&IntOrString>, default: usize| match v {
+        Some(IntOrString::Int(n)) => usize::try_from(*n).unwrap_or(0),
+        Some(IntOrString::String(s)) => match s.strip_suffix('%') {
             Some(p) => p
                 .trim()
                 .parse::<usize>()
-                .map_or(0, |p| (p * desired).div_ceil(100)),
+                .map_or(0, |p| p.saturating_mul(desired).div_ceil(100)),
             None => s.trim().parse().unwrap_or(0),
         },
-        _ => default,
+        None => default,
     };
-    let max_surge = scaled("/spec/updateStrategy/rollingUpdate/maxSurge", 0);
-    let mut max_unavailable = scaled("/spec/updateStrategy/rollingUpdate/maxUnavailable", 1);
+    let max_surge = scaled(rolling.and_then(|r| r.max_surge.as_ref()), 0);
+    let mut max_unavailable = scaled(rolling.and_then(|r| r.max_unavailable.as_ref()), 1);
     if desired > 0 && max_surge == 0 && max_unavailable == 0 {
         max_unavailable = 1;
     }
@@ -248,7 +248,7 @@ pub fn bounds(ds: &Value, desired: usize) -> Option<Bounds> {
 }
 
 /// Whether the DaemonSet surges at all (`AllowsSurge`: surge for one node).
-pub fn allows_surge(ds: &Value) -> bool {
+pub fn allows_surge(ds: &DaemonSet) -> bool {
     bounds(ds, 1).is_some_and(|b| b.max_surge > 0)
 }
 
@@ -531,7 +531,12 @@ mod tests {
 
     #[test]
     fn bounds_default_round_up_and_never_stall() {
-        let ds = |s: Value| json!({"spec": {"updateStrategy": s}});
+        let ds = |s: Value| -> DaemonSet {
+            serde_json::from_value(
+                json!({"spec": {"selector": {}, "template": {}, "updateStrategy": s}}),
+            )
+            .unwrap()
+        };
         assert_eq!(
             bounds(&ds(json!({"type": "RollingUpdate"})), 5),
             Some(Bounds {
