@@ -199,7 +199,7 @@ impl Entry {
     /// stored object that does not decode (it was checked against the same
     /// type when written) is left out, and logged once.
     fn typed<K: Kind>(&self) -> Option<Arc<K>> {
-        let typed = self.typed.get_or_init(|| match K::deserialize(&*self.value) {
+        let typed = self.typed.get_or_init(|| match decode_as::<K>(&self.value) {
             Ok(obj) => Some(Arc::new(obj) as Arc<dyn Any + Send + Sync>),
             Err(error) => {
                 let (namespace, name) = object_ref(&self.value);
@@ -209,6 +209,14 @@ impl Entry {
         });
         typed.clone()?.downcast::<K>().ok()
     }
+}
+
+/// `obj` (a stored object, e.g. one a write just returned) as its type,
+/// decoded as the caches decode: through `&Value`, so that every kind's
+/// decoder is compiled once.
+pub fn decode_as<K: Kind>(obj: &Value) -> Result<K, ApiError> {
+    K::deserialize(obj)
+        .map_err(|e| ApiError::internal(format!("decoding a stored {}: {e}", K::KIND)))
 }
 
 /// A watch cache of one resource type, untyped.

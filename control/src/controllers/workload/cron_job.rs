@@ -84,7 +84,7 @@ fn uid(meta: &ObjectMeta) -> &str {
 
 /// A Job as the store returned it.
 fn decode_job(job: Value) -> Result<Job, ApiError> {
-    serde_json::from_value(job).map_err(|e| ApiError::internal(format!("decoding a Job: {e}")))
+    crate::informer::decode_as(&job)
 }
 
 /// `<cronjob>-<scheduled time in Unix minutes>` (`getJobName`).

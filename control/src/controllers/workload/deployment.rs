@@ -25,7 +25,7 @@ use crate::controllers::Deps;
 use crate::controllers::runtime::{Action, Controller};
 use crate::controllers::write_typed_status;
 use crate::events::{EventRecorder, EventType};
-use crate::informer::{Informer, ObjectRef};
+use crate::informer::{Informer, ObjectRef, decode_as};
 use crate::registry::{DeleteOptions, Registry, WriteOptions};
 use crate::store::Revision;
 
@@ -471,9 +471,7 @@ impl<'a> Rollout<'a> {
             format!("Scaled up replica set {name} from 0 to {replicas}"),
         );
         self.created = Some(name);
-        let rs: ReplicaSet = serde_json::from_value(written.object)
-            .map_err(|e| ApiError::internal(format!("decoding a written ReplicaSet: {e}")))?;
-        let rs = Arc::new(rs);
+        let rs = Arc::new(decode_as::<ReplicaSet>(&written.object)?);
         self.new = Some(rs.clone());
         Ok(rs)
     }

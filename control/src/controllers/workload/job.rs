@@ -45,7 +45,7 @@ use super::pod_control::{
 use crate::controllers::Deps;
 use crate::controllers::runtime::{Action, Controller};
 use crate::events::{EventRecorder, EventType};
-use crate::informer::{Informer, ObjectRef};
+use crate::informer::{Informer, ObjectRef, decode_as};
 use crate::registry::{Registry, Subresource, WriteOptions};
 use crate::store::Revision;
 
@@ -590,9 +590,7 @@ impl Sync<'_> {
                 .await?;
         if let Some(written) = written {
             self.job_write = self.job_write.max(revision_of(&written));
-            let job: Job = serde_json::from_value(written)
-                .map_err(|e| ApiError::internal(format!("decoding a written Job: {e}")))?;
-            self.job = Arc::new(job);
+            self.job = Arc::new(decode_as::<Job>(&written)?);
         }
         Ok(())
     }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use serde::Deserialize as _;
 use serde_json::Value;
 use skiff_api::json::Pointer as _;
 use skiff_api::resource::by_kind;
@@ -81,8 +80,7 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
     let Some(fresh) = registry.try_get(rt, &key.0, &key.1)? else {
         return Ok(Action::Done);
     };
-    let fresh = Job::deserialize(&fresh)
-        .map_err(|e| ApiError::internal(format!("decoding a stored Job: {e}")))?;
+    let fresh = crate::informer::decode_as::<Job>(&fresh)?;
     if fresh.metadata.uid != job.metadata.uid {
         return Ok(Action::Done);
     }
