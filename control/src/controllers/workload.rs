@@ -8,3 +8,4 @@ pub mod job;
 pub mod pod_control;
 pub mod replica_set;
 pub mod ttl_after_finished;
+pub mod typed;

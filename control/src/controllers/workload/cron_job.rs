@@ -27,6 +27,7 @@ use self::due::{History, Missed};
 use self::schedule::Schedule;
 use super::job::conditions::{Finished, finished};
 use super::pod_control::{controller_ref_to, controller_uid_of};
+use super::typed::{name, namespace, uid};
 use crate::controllers::Deps;
 use crate::controllers::runtime::{Action, Controller};
 use crate::controllers::write_typed_status;
@@ -68,18 +69,6 @@ pub async fn run(deps: Deps) {
 
 fn jobs_type() -> Result<&'static ResourceType, ApiError> {
     by_kind("batch/v1", "Job").ok_or_else(|| ApiError::internal("no Job kind"))
-}
-
-fn namespace(meta: &ObjectMeta) -> &str {
-    meta.namespace.as_deref().unwrap_or_default()
-}
-
-fn name(meta: &ObjectMeta) -> &str {
-    meta.name.as_deref().unwrap_or_default()
-}
-
-fn uid(meta: &ObjectMeta) -> &str {
-    meta.uid.as_deref().unwrap_or_default()
 }
 
 /// A Job as the store returned it.

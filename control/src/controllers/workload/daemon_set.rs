@@ -96,14 +96,7 @@ fn placement_changed(prev: &Value, node: &Value) -> bool {
 }
 
 fn selector(ds: &DaemonSet) -> Result<LabelSelector, ApiError> {
-    let selector = ds
-        .spec
-        .as_ref()
-        .map(|s| serde_json::to_value(&s.selector))
-        .transpose()
-        .map_err(|e| ApiError::internal(format!("encoding a selector: {e}")))?;
-    LabelSelector::from_object_at(selector.as_ref(), "spec.selector")
-        .map_err(|_| ApiError::bad_request("invalid selector"))
+    super::typed::selector(ds.spec.as_ref().map(|s| &s.selector))
 }
 
 fn min_ready_seconds(ds: &DaemonSet) -> i64 {

@@ -21,6 +21,7 @@ use skiff_api::selector::LabelSelector;
 use skiff_api::status::{ApiError, Reason};
 
 use super::pod_control::{controller_of, controller_ref_to, controller_uid_of, revision_of};
+use super::typed::{self, name, namespace, uid};
 use crate::controllers::Deps;
 use crate::controllers::runtime::{Action, Controller};
 use crate::controllers::write_typed_status;
@@ -105,30 +106,11 @@ pub async fn run(deps: Deps) {
 }
 
 fn selector(d: &Deployment) -> Result<LabelSelector, ApiError> {
-    let selector = d
-        .spec
-        .as_ref()
-        .map(|s| serde_json::to_value(&s.selector))
-        .transpose()
-        .map_err(|e| ApiError::internal(format!("encoding a selector: {e}")))?;
-    LabelSelector::from_object_at(selector.as_ref(), "spec.selector")
-        .map_err(|_| ApiError::bad_request("invalid selector"))
+    typed::selector(d.spec.as_ref().map(|s| &s.selector))
 }
 
 fn rs_type() -> Result<&'static ResourceType, ApiError> {
     by_kind("apps/v1", "ReplicaSet").ok_or_else(|| ApiError::internal("no ReplicaSet kind"))
-}
-
-fn namespace(meta: &ObjectMeta) -> &str {
-    meta.namespace.as_deref().unwrap_or_default()
-}
-
-fn name(meta: &ObjectMeta) -> &str {
-    meta.name.as_deref().unwrap_or_default()
-}
-
-fn uid(meta: &ObjectMeta) -> &str {
-    meta.uid.as_deref().unwrap_or_default()
 }
 
 async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError> {

@@ -28,7 +28,6 @@ use jiff::Timestamp;
 use k8s_openapi::Resource as _;
 use k8s_openapi::api::batch::v1::{Job, JobSpec, JobStatus};
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
 use skiff_api::json::Pointer as _;
 use skiff_api::meta;
@@ -42,6 +41,7 @@ use self::tally::{Tracking, has_tracking_finalizer};
 use super::pod_control::{
     self, PodControl, controller_of, controller_uid, deletion_order, is_active, revision_of,
 };
+use super::typed;
 use crate::controllers::Deps;
 use crate::controllers::runtime::{Action, Controller};
 use crate::events::{EventRecorder, EventType};
@@ -192,8 +192,8 @@ fn jobs_of(ctx: &Context, pod: &Value) -> Vec<ObjectRef> {
             .iter()
             .map(|job| {
                 (
-                    namespace_of(&job.metadata).to_string(),
-                    name_of(&job.metadata).to_string(),
+                    typed::namespace(&job.metadata).to_string(),
+                    typed::name(&job.metadata).to_string(),
                 )
             })
             .collect(),
@@ -201,23 +201,7 @@ fn jobs_of(ctx: &Context, pod: &Value) -> Vec<ObjectRef> {
 }
 
 fn selector(job: &Job) -> Result<LabelSelector, ApiError> {
-    let selector = job
-        .spec
-        .as_ref()
-        .and_then(|s| s.selector.as_ref())
-        .map(serde_json::to_value)
-        .transpose()
-        .map_err(|e| ApiError::internal(format!("encoding a selector: {e}")))?;
-    LabelSelector::from_object_at(selector.as_ref(), "spec.selector")
-        .map_err(|_| ApiError::bad_request("invalid selector"))
-}
-
-fn namespace_of(meta: &ObjectMeta) -> &str {
-    meta.namespace.as_deref().unwrap_or_default()
-}
-
-fn name_of(meta: &ObjectMeta) -> &str {
-    meta.name.as_deref().unwrap_or_default()
+    super::typed::selector(job.spec.as_ref().and_then(|s| s.selector.as_ref()))
 }
 
 fn jobs_type() -> Result<&'static ResourceType, ApiError> {

@@ -57,14 +57,7 @@ pub async fn run(deps: Deps) {
 }
 
 fn selector(rs: &ReplicaSet) -> Result<LabelSelector, ApiError> {
-    let selector = rs
-        .spec
-        .as_ref()
-        .map(|s| serde_json::to_value(&s.selector))
-        .transpose()
-        .map_err(|e| ApiError::internal(format!("encoding a selector: {e}")))?;
-    LabelSelector::from_object_at(selector.as_ref(), "spec.selector")
-        .map_err(|_| ApiError::bad_request("invalid selector"))
+    super::typed::selector(rs.spec.as_ref().map(|s| &s.selector))
 }
 
 async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError> {
