@@ -141,9 +141,11 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
         ctx.replica_sets.wait_for(rollout.last_write).await;
     }
     let sets = owned_sets(&ctx, &d);
+    let new_set = rollout.new.as_ref().map(|rs| name(&rs.metadata));
     let (status, requeue) = compute_status(
         &d,
         &sets,
+        new_set,
         rollout.created.as_deref(),
         paused,
         jiff::Timestamp::now(),
@@ -158,7 +160,7 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
     )
     .await?;
     if complete && !paused {
-        cleanup_history(&ctx, &d, &sets).await?;
+        cleanup_history(&ctx, &d, &sets, new_set).await?;
     }
     Ok(requeue.map_or(Action::Done, Action::RequeueAfter))
 }
@@ -540,11 +542,13 @@ async fn patch_rs(ctx: &Context, rs: &ReplicaSet, patch: Value) -> Result<Revisi
     Ok(revision_of(&written.object))
 }
 
-/// Deletes old, empty ReplicaSets beyond `revisionHistoryLimit` (oldest first).
+/// Deletes old, empty ReplicaSets (all but `new_set`) beyond
+/// `revisionHistoryLimit`, oldest first.
 async fn cleanup_history(
     ctx: &Context,
     d: &Deployment,
     sets: &[Arc<ReplicaSet>],
+    new_set: Option<&str>,
 ) -> Result<(), ApiError> {
     let limit = d
         .spec
@@ -553,10 +557,9 @@ async fn cleanup_history(
         .unwrap_or(10)
         .max(0);
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let template = d_template(d);
     let candidates: Vec<(i64, &Arc<ReplicaSet>)> = sets
         .iter()
-        .filter(|rs| rs_template(rs) != template)
+        .filter(|rs| rs.metadata.name.as_deref() != new_set)
         .filter(|rs| replicas_of(rs) == 0 && status_replicas(rs) == 0)
         .filter(|rs| rs.metadata.deletion_timestamp.is_none())
         .map(|rs| (revision(rs), rs))

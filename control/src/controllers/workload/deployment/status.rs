@@ -11,7 +11,6 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStat
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::plan::{replicas, status_replicas, surge_and_unavailable};
-use super::template::identity;
 
 /// Whether every replica is updated and available and no old pod is left.
 pub fn is_complete(d: &Deployment, status: &DeploymentStatus) -> bool {
@@ -26,20 +25,22 @@ fn count(n: Option<i32>) -> i64 {
     n.map_or(0, i64::from)
 }
 
-/// The Deployment's status from its sets, and when to look again (the
-/// progress deadline).
+/// The Deployment's status from its sets (`new_set`: the name of the one of
+/// its current template, if any), and when to look again (the progress
+/// deadline).
 pub fn compute_status(
     d: &Deployment,
     sets: &[Arc<ReplicaSet>],
+    new_set: Option<&str>,
     created: Option<&str>,
     paused: bool,
     now: Timestamp,
 ) -> (DeploymentStatus, Option<Duration>) {
     let spec = d.spec.as_ref();
-    let template = identity(spec.map(|s| &s.template));
-    let new = sets
-        .iter()
-        .find(|rs| identity(rs.spec.as_ref().and_then(|s| s.template.as_ref())) == template);
+    let new = new_set.and_then(|name| {
+        sets.iter()
+            .find(|rs| rs.metadata.name.as_deref() == Some(name))
+    });
     let sum = |of: fn(&ReplicaSet) -> i64| sets.iter().map(|rs| of(rs)).sum::<i64>();
     let ready = |rs: &ReplicaSet| rs.status.as_ref().map_or(0, |s| count(s.ready_replicas));
     let available_in = |rs: &ReplicaSet| {
@@ -250,7 +251,8 @@ mod tests {
     fn a_complete_rollout_is_available_and_progressed() {
         let d = deployment(3, DeploymentStatus::default());
         let now = at("2026-01-01T00:00:00Z");
-        let (status, requeue) = compute_status(&d, &[set("web-1", 3, 3)], None, false, now);
+        let (status, requeue) =
+            compute_status(&d, &[set("web-1", 3, 3)], Some("web-1"), None, false, now);
         assert_eq!(status.available_replicas, Some(3));
         assert_eq!(status.updated_replicas, Some(3));
         assert_eq!(status.observed_generation, Some(2));
@@ -258,6 +260,12 @@ mod tests {
         assert_eq!(reason(&status, "Progressing"), "NewReplicaSetAvailable");
         assert_eq!(requeue, None);
         assert!(is_complete(&d, &status));
+        // Only the set of the current template counts as updated.
+        let sets = [set("web-old", 3, 3), set("web-1", 0, 0)];
+        let (rolling, _) = compute_status(&d, &sets, Some("web-1"), None, false, now);
+        assert_eq!(rolling.updated_replicas, Some(0));
+        assert_eq!(rolling.replicas, Some(3));
+        assert!(!is_complete(&d, &rolling));
     }
 
     #[test]
@@ -265,17 +273,31 @@ mod tests {
         let now = at("2026-01-01T00:00:00Z");
         let d = deployment(3, DeploymentStatus::default());
         let sets = [set("web-1", 3, 1)];
-        let (first, requeue) = compute_status(&d, &sets, Some("web-1"), false, now);
+        let (first, requeue) = compute_status(&d, &sets, Some("web-1"), Some("web-1"), false, now);
         assert_eq!(reason(&first, "Progressing"), "NewReplicaSetCreated");
         assert_eq!(requeue, Some(Duration::from_secs(60)));
         assert_eq!(reason(&first, "Available"), "MinimumReplicasUnavailable");
         // Nothing moved for 30 s: still within the deadline, look again later.
         let d = deployment(3, first.clone());
-        let (same, requeue) = compute_status(&d, &sets, None, false, at("2026-01-01T00:00:30Z"));
+        let (same, requeue) = compute_status(
+            &d,
+            &sets,
+            Some("web-1"),
+            None,
+            false,
+            at("2026-01-01T00:00:30Z"),
+        );
         assert_eq!(reason(&same, "Progressing"), "NewReplicaSetCreated");
         assert_eq!(requeue, Some(Duration::from_secs(30)));
         // Past it.
-        let (late, _) = compute_status(&d, &sets, None, false, at("2026-01-01T00:01:01Z"));
+        let (late, _) = compute_status(
+            &d,
+            &sets,
+            Some("web-1"),
+            None,
+            false,
+            at("2026-01-01T00:01:01Z"),
+        );
         assert_eq!(reason(&late, "Progressing"), "ProgressDeadlineExceeded");
     }
 
@@ -283,11 +305,13 @@ mod tests {
     fn a_paused_deployment_says_so_and_then_that_it_resumed() {
         let now = at("2026-01-01T00:00:00Z");
         let d = deployment(3, DeploymentStatus::default());
-        let (paused, requeue) = compute_status(&d, &[set("web-1", 3, 3)], None, true, now);
+        let (paused, requeue) =
+            compute_status(&d, &[set("web-1", 3, 3)], Some("web-1"), None, true, now);
         assert_eq!(reason(&paused, "Progressing"), "DeploymentPaused");
         assert_eq!(requeue, None);
         let d = deployment(3, paused);
-        let (resumed, _) = compute_status(&d, &[set("web-1", 3, 1)], None, false, now);
+        let (resumed, _) =
+            compute_status(&d, &[set("web-1", 3, 1)], Some("web-1"), None, false, now);
         assert_eq!(reason(&resumed, "Progressing"), "DeploymentResumed");
     }
 
@@ -322,7 +346,8 @@ mod tests {
     fn the_status_is_written_as_kubernetes_writes_it() {
         let now = at("2026-01-01T00:00:00.75Z");
         let d = deployment(3, DeploymentStatus::default());
-        let (status, _) = compute_status(&d, &[set("web-1", 3, 3)], None, false, now);
+        let (status, _) =
+            compute_status(&d, &[set("web-1", 3, 3)], Some("web-1"), None, false, now);
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(json["replicas"], 3);
         assert_eq!(json["conditions"][0]["type"], "Available");
