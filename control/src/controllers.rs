@@ -27,7 +27,6 @@ use crate::events::EventRecorder;
 use crate::gateway::NodeLiveness;
 use crate::informer::{Informer, Informers};
 use crate::registry::{Registry, Subresource, WriteOptions};
-use crate::store::Revision;
 
 /// What controllers are started with: the store, the shared caches, and
 /// what the gateway knows of nodes. Each takes what it needs.
@@ -119,16 +118,16 @@ pub async fn write_status(
 }
 
 /// [`write_status`] for a typed object: writes `status` unless it is
-/// `current`, the status stored now. Returns the revision it wrote at
-/// (`None`: unchanged, or the object is gone), for a controller that must
-/// read its own write.
+/// `current`, the status stored now. Returns the object as written (`None`:
+/// unchanged, or the object is gone), for a controller that must read its
+/// own write or write again.
 pub async fn write_typed_status<K, S>(
     registry: &Registry,
     obj: &K,
     current: Option<&S>,
     status: &S,
     field_manager: &str,
-) -> Result<Option<Revision>, ApiError>
+) -> Result<Option<Value>, ApiError>
 where
     K: k8s_openapi::Resource + k8s_openapi::Metadata<Ty = ObjectMeta>,
     S: serde::Serialize + PartialEq,
@@ -148,8 +147,7 @@ where
             "resourceVersion": meta.resource_version},
         "status": status,
     });
-    let written = put_status(registry, updated, field_manager).await?;
-    Ok(written.and_then(|w| crate::store::object_revision(&w)))
+    put_status(registry, updated, field_manager).await
 }
 
 /// [`write_status`], returning the object as stored afterwards (`obj` with the

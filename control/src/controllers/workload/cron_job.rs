@@ -129,7 +129,7 @@ async fn reconcile(ctx: Arc<Context>, key: ObjectRef) -> Result<Action, ApiError
     )
     .await?;
     cleanup_history(&ctx, &cj, &jobs).await?;
-    if let Some(revision) = written {
+    if let Some(revision) = written.as_ref().and_then(crate::store::object_revision) {
         // Read our own write before the next look, or a Job just created
         // would look like one we did not make.
         ctx.cron_jobs.wait_for(revision).await;

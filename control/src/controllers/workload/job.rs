@@ -25,7 +25,6 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use jiff::Timestamp;
-use k8s_openapi::Resource as _;
 use k8s_openapi::api::batch::v1::{Job, JobSpec, JobStatus};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
@@ -550,28 +549,17 @@ impl Sync<'_> {
         Ok(())
     }
 
-    /// Writes the status when it changed, keeping the Job as written: a sync
-    /// writes twice, the second time over the first.
-    ///
-    /// `write_typed_status` would do but for giving the written Job back, so
-    /// this sends the same body (the status and the resourceVersion
-    /// precondition) through `replace_status`, which does.
+    /// Writes the Job's status when it changed, and continues from the Job
+    /// as written (a sync may write twice, the second over the first).
     async fn write_status(&mut self, status: JobStatus) -> Result<(), ApiError> {
-        if self.job.status.as_ref() == Some(&status) {
-            return Ok(());
-        }
-        let status = serde_json::to_value(&status)
-            .map_err(|e| ApiError::internal(format!("encoding a status: {e}")))?;
-        let meta = &self.job.metadata;
-        let stored = json!({
-            "apiVersion": Job::API_VERSION,
-            "kind": Job::KIND,
-            "metadata": {"name": meta.name, "namespace": meta.namespace,
-                "resourceVersion": meta.resource_version},
-        });
-        let written =
-            crate::controllers::replace_status(&self.ctx.registry, &stored, status, FIELD_MANAGER)
-                .await?;
+        let written = crate::controllers::write_typed_status(
+            &self.ctx.registry,
+            self.job.as_ref(),
+            self.job.status.as_ref(),
+            &status,
+            FIELD_MANAGER,
+        )
+        .await?;
         if let Some(written) = written {
             self.job_write = self.job_write.max(revision_of(&written));
             self.job = Arc::new(decode_as::<Job>(&written)?);
