@@ -20,7 +20,9 @@ use skiff_api::resource::{ResourceType, by_kind};
 use skiff_api::selector::LabelSelector;
 use skiff_api::status::{ApiError, Reason};
 
-use super::pod_control::{controller_of, controller_ref_to, controller_uid_of, revision_of};
+use super::pod_control::{
+    can_adopt, controller_of, controller_ref_to, controller_uid_of, revision_of,
+};
 use super::typed::{self, name, namespace, uid};
 use crate::controllers::Deps;
 use crate::controllers::runtime::{Action, Controller};
@@ -213,6 +215,8 @@ impl<'a> Rollout<'a> {
         let uid = uid(&d.metadata);
         let mut last_write = 0;
         let mut sets = Vec::new();
+        // Read afresh, once, before the first adoption (see `PodControl::adopt`).
+        let mut may_adopt: Option<bool> = None;
         for rs in ctx
             .replica_sets
             .list_typed(Some(namespace(&d.metadata)), |_| true)
@@ -223,6 +227,15 @@ impl<'a> Rollout<'a> {
                 None if selector.matches_strings(meta.labels.as_ref())
                     && meta.deletion_timestamp.is_none() =>
                 {
+                    if may_adopt.is_none() {
+                        let owner = serde_json::to_value(controller_ref_to(d))
+                            .map_err(|e| ApiError::internal(e.to_string()))?;
+                        let ns = namespace(&d.metadata);
+                        may_adopt = Some(can_adopt(&ctx.registry, &owner, ns).await?);
+                    }
+                    if may_adopt == Some(false) {
+                        continue;
+                    }
                     let mut refs = meta.owner_references.clone().unwrap_or_default();
                     refs.push(controller_ref_to(d));
                     let patch = json!({"metadata": {"ownerReferences": refs,

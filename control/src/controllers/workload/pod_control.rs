@@ -422,13 +422,26 @@ impl PodControl {
     /// Makes `owner` the controller of an orphan pod (`ClaimPods`' adoption),
     /// guarded by the pod's resourceVersion so a pod changed meanwhile is not
     /// adopted blindly.
+    ///
+    /// The owner is read afresh first, as Kubernetes' `RecheckDeletionTimestamp`
+    /// does: a cache can lag behind the owner's deletion, and an owner deleted
+    /// with `--cascade=orphan` must not take back what the garbage collector
+    /// has just released (its deletion would then take it along). An owner
+    /// gone or being deleted adopts nothing: a Conflict.
     pub async fn adopt(
         &self,
         owner: &(impl Owner + ?Sized),
         pod: &Value,
     ) -> Result<Revision, ApiError> {
+        let controller = owner.controller_ref();
+        if !can_adopt(&self.registry, &controller, owner.namespace()).await? {
+            return Err(ApiError::new(
+                Reason::Conflict,
+                format!("{} is being deleted: it adopts nothing", owner.name()),
+            ));
+        }
         let mut refs: Vec<Value> = meta::owner_references(pod).to_vec();
-        refs.push(owner.controller_ref());
+        refs.push(controller);
         let patch = json!({"metadata": {
             "ownerReferences": refs,
             "resourceVersion": meta::resource_version(pod).unwrap_or_default(),
@@ -467,7 +480,96 @@ impl PodControl {
     }
 }
 
+/// Whether the owner `controller` (an `ownerReferences` entry) in
+/// `namespace` may adopt: read afresh from the store, it still exists with
+/// that uid and is not being deleted.
+pub async fn can_adopt(
+    registry: &Registry,
+    controller: &Value,
+    namespace: &str,
+) -> Result<bool, ApiError> {
+    let field = |k: &str| {
+        controller
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    let Some(rt) = by_kind(field("apiVersion"), field("kind")) else {
+        return Ok(false);
+    };
+    let fresh = registry.try_get(rt, namespace, field("name"))?;
+    Ok(fresh.is_some_and(|o| {
+        meta::uid(&o) == Some(field("uid")) && meta::deletion_timestamp(&o).is_none()
+    }))
+}
+
 /// The store revision an object was written at.
 pub fn revision_of(obj: &Value) -> Revision {
     crate::store::object_revision(obj).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::registry::PropagationPolicy;
+    use crate::store::redb::{RedbStore, StoreConfig};
+
+    /// An owner deleted with `--cascade=orphan` (its `orphan` finalizer
+    /// holds it while the garbage collector releases its dependents) may not
+    /// adopt, whatever a lagging cache says; nor may one that is gone, or a
+    /// new object of the same name.
+    #[tokio::test]
+    async fn only_a_live_owner_of_that_uid_may_adopt() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store =
+            RedbStore::open(&dir.path().join("store.redb"), StoreConfig::default()).expect("store");
+        let registry = Registry::new(Arc::new(store));
+        let opts = WriteOptions::default();
+        let ns = by_kind("v1", "Namespace").expect("namespaces");
+        let namespace =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns"}});
+        registry
+            .create(ns, "", namespace, &opts)
+            .await
+            .expect("namespace");
+        let rs_type = by_kind("apps/v1", "ReplicaSet").expect("replica sets");
+        let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "web", "namespace": "ns"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "c", "image": "hello:v1"}]}}}});
+        let rs = registry
+            .create(rs_type, "ns", rs, &opts)
+            .await
+            .expect("rs")
+            .object;
+        let owner = controller_ref(&rs);
+        assert!(can_adopt(&registry, &owner, "ns").await.expect("read"));
+
+        let mut stranger = owner.clone();
+        stranger["uid"] = json!("another-uid");
+        assert!(!can_adopt(&registry, &stranger, "ns").await.expect("read"));
+
+        let orphaning = DeleteOptions {
+            propagation_policy: Some(PropagationPolicy::Orphan),
+            ..Default::default()
+        };
+        registry
+            .delete(rs_type, "ns", "web", &orphaning)
+            .await
+            .expect("delete");
+        assert!(
+            registry
+                .try_get(rs_type, "ns", "web")
+                .expect("read")
+                .is_some(),
+            "held by its orphan finalizer"
+        );
+        assert!(!can_adopt(&registry, &owner, "ns").await.expect("read"));
+        let mut gone = owner.clone();
+        gone["name"] = json!("never-was");
+        assert!(!can_adopt(&registry, &gone, "ns").await.expect("read"));
+    }
 }
