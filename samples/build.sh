@@ -19,7 +19,7 @@ fi
 cargo build --release --target wasm32-wasip2 --manifest-path "$here/Cargo.toml" "$@"
 
 out="$CARGO_TARGET_DIR/wasm32-wasip2/release"
-for name in hello echo counter crasher spinner hog pi ticker fetch; do
+for name in hello echo counter crasher spinner hog pi ticker fetch settings kv; do
     if [[ -f "$out/$name.wasm" ]]; then
         echo "$out/$name.wasm"
     fi

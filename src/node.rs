@@ -87,6 +87,11 @@ pub struct NodeFlags {
     /// and the node's data directory never.
     #[arg(long = "allow-host-path", value_name = "DIR[:rw]")]
     pub allow_host_path: Vec<skiff_node::AllowedHostPath>,
+    /// Where the files of volumes that may hold Secrets live: a directory on
+    /// a memory file system (tmpfs), since Secrets never go to disk.
+    /// Default: /dev/shm/skiff-node-<hash of the data directory>.
+    #[arg(long, value_name = "DIR")]
+    pub memory_dir: Option<PathBuf>,
 }
 
 impl NodeFlags {
@@ -114,6 +119,7 @@ impl NodeFlags {
             cpu_millis: self.cpu,
             allowed_host_paths: self.allow_host_path.clone(),
             protected_dirs: Vec::new(),
+            memory_dir: self.memory_dir.clone(),
             // This binary compiles components in a child of its own.
             compile_with: std::env::current_exe().ok(),
         }

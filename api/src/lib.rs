@@ -28,6 +28,7 @@ pub mod selector;
 pub mod status;
 pub mod table;
 pub mod validate;
+pub mod wasi_config;
 pub mod wire;
 
 pub use k8s_openapi;

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 /// ALPN protocol name of Skiff's QUIC connections (the version is in the frames,
 /// so that a mismatch gets a clear message rather than a TLS alert).
 pub const ALPN: &[u8] = b"skiff";
@@ -181,6 +181,17 @@ pub enum Downstream {
         namespace: String,
         name: String,
     },
+    /// A ConfigMap or Secret a pod of the node refers to (the whole object):
+    /// added, changed, or newly referred to. Sent before the pod that needs it.
+    ObjectUpsert { object: Value },
+    /// A ConfigMap or Secret is gone, or no pod of the node refers to it any
+    /// more: the node forgets it (a node holds only its own pods' secrets).
+    ObjectRemove(ObjectName),
+    /// After the [`Downstream::ObjectUpsert`]s sent just before it, the node
+    /// holds exactly these objects and forgets any other. Sent when the
+    /// session opens, before the pods, and after the control plane re-lists;
+    /// names only, so that no frame grows with the objects' size.
+    ObjectsHeld { objects: Vec<ObjectName> },
     /// The control plane refused one of the node's [`Upstream`] frames (the
     /// node authorizer: a node acts only on its own pods). Nothing was changed.
     Denied { code: u16, message: String },
@@ -189,6 +200,14 @@ pub enum Downstream {
     /// opens and again whenever it changes. A node's peer proxy refuses, and
     /// disconnects, callers presenting one of them.
     Revoked { serials: Vec<String> },
+}
+
+/// A ConfigMap or Secret, by name: `kind` is `ConfigMap` or `Secret`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ObjectName {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
 }
 
 /// `GET .../pods/NAME/log`, forwarded to the pod's node.

@@ -390,6 +390,10 @@ impl Agent {
                 self.outbox.forget(&uid);
                 self.supervisor.remove(&uid);
             }
+            // Held in memory only; never part of the node's saved state.
+            Downstream::ObjectUpsert { object } => self.supervisor.objects().upsert(object),
+            Downstream::ObjectRemove(name) => self.supervisor.objects().remove(&name),
+            Downstream::ObjectsHeld { objects } => self.supervisor.objects().keep_only(&objects),
             Downstream::Denied { code, message } => {
                 tracing::warn!(node = %self.hello.node_name, code, %message, "the control plane refused a report from this node");
             }

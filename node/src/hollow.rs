@@ -303,6 +303,9 @@ fn apply(
         Downstream::RoutingSnapshot { .. }
         | Downstream::RoutingUpsert { .. }
         | Downstream::RoutingRemove { .. }
+        | Downstream::ObjectUpsert { .. }
+        | Downstream::ObjectRemove(_)
+        | Downstream::ObjectsHeld { .. }
         | Downstream::Revoked { .. } => {}
         Downstream::Denied { code, message } => {
             tracing::warn!(code, %message, "the control plane refused a report from a hollow node");

@@ -17,7 +17,8 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::os::unix::fs::DirBuilderExt as _;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,7 +35,7 @@ use crate::images::NodeImages;
 use crate::outbox::Outbox;
 use crate::state::LocalPods;
 use crate::supervisor::host_path::{AllowedHostPath, HostPathPolicy};
-use crate::supervisor::{PodSupervisor, SupervisorConfig};
+use crate::supervisor::{Allocatable, PodSupervisor, SupervisorConfig};
 
 /// The node proxy's peer port (UDP): the kubelet's port in Kubernetes.
 pub const DEFAULT_PROXY_PORT: u16 = 10250;
@@ -120,6 +121,11 @@ pub struct NodeConfig {
     /// Directories besides `data_dir` that no hostPath may reach (the
     /// control plane's, when one process runs both).
     pub protected_dirs: Vec<PathBuf>,
+    /// A directory on a memory file system (tmpfs) for the files of volumes
+    /// that may hold Secrets, which never go to disk. `None`:
+    /// `/dev/shm/skiff-node-<hash of the data directory>` when `/dev/shm`
+    /// is one. Emptied when the node starts.
+    pub memory_dir: Option<PathBuf>,
     /// Compile components in a child process running this program (the
     /// `skiff` binary), so that the compiler never stays resident in the
     /// node; `None` compiles in process, as a program embedding a node does.
@@ -146,6 +152,7 @@ impl Default for NodeConfig {
             restart_backoff: Duration::from_secs(10),
             allowed_host_paths: Vec::new(),
             protected_dirs: Vec::new(),
+            memory_dir: None,
             compile_with: None,
         }
     }
@@ -339,6 +346,8 @@ impl Node {
                 restart_backoff_base: config.restart_backoff,
                 host_ip: Some(config.address),
                 host_paths,
+                allocatable: allocatable(&config),
+                memory_dir: memory_dir(&config),
                 ..SupervisorConfig::default()
             },
         ));
@@ -442,10 +451,8 @@ pub(crate) fn hello(config: &NodeConfig, proxy_port: u16) -> Hello {
         ("kubernetes.io/arch".to_string(), "wasm32".to_string()),
     ]);
     labels.extend(config.labels.clone());
-    let memory = config.memory_bytes.unwrap_or_else(machine_memory);
-    let cpu = config.cpu_millis.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, |n| n.get() as u64) * 1000
-    });
+    let offered = allocatable(config);
+    let (memory, cpu) = (offered.memory_bytes, offered.cpu_millis);
     let cpu = if cpu.is_multiple_of(1000) {
         (cpu / 1000).to_string()
     } else {
@@ -484,6 +491,71 @@ pub(crate) fn hello(config: &NodeConfig, proxy_port: u16) -> Hello {
 }
 
 /// Total memory of the machine (Linux `/proc/meminfo`), or 1 GiB if unknown.
+/// The node's memory directory, made, checked and emptied: `None` (with a
+/// warning) when it is not on a memory file system, so that no Secret is
+/// written to a disk.
+fn memory_dir(config: &NodeConfig) -> Option<PathBuf> {
+    let dir = match &config.memory_dir {
+        Some(dir) => dir.clone(),
+        None => default_memory_dir(&config.data_dir),
+    };
+    let made = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir);
+    if let Err(e) = made {
+        tracing::warn!(dir = %dir.display(), error = %e, "no memory directory: pods on this node cannot mount Secrets");
+        return None;
+    }
+    match rustix::fs::statfs(&dir) {
+        // tmpfs and ramfs.
+        Ok(fs) if matches!(fs.f_type as u64, 0x0102_1994 | 0x8584_58f6) => {}
+        Ok(_) => {
+            tracing::warn!(dir = %dir.display(), "the memory directory is not on a memory file system (tmpfs): pods on this node cannot mount Secrets");
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "no memory directory: pods on this node cannot mount Secrets");
+            return None;
+        }
+    }
+    // What a previous run left (it was stopped before its pods).
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    Some(dir)
+}
+
+/// `/dev/shm/skiff-node-<12 hex digits of the data directory's hash>`: one
+/// per data directory, the same across restarts.
+pub fn default_memory_dir(data_dir: &Path) -> PathBuf {
+    use sha2::Digest as _;
+    let canonical = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let digest = sha2::Sha256::digest(canonical.as_os_str().as_encoded_bytes());
+    let hex: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    PathBuf::from(format!("/dev/shm/skiff-node-{hex}"))
+}
+
+/// What the node offers its pods: its configured CPU and memory, or the
+/// machine's.
+fn allocatable(config: &NodeConfig) -> Allocatable {
+    let memory = config.memory_bytes.unwrap_or_else(machine_memory);
+    let cpu = config.cpu_millis.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |n| n.get() as u64) * 1000
+    });
+    // The data directory's file system holds the pods' volumes and logs.
+    let disk = rustix::fs::statvfs(&config.data_dir)
+        .map(|s| s.f_blocks.saturating_mul(s.f_frsize))
+        .unwrap_or(0);
+    Allocatable {
+        cpu_millis: cpu,
+        memory_bytes: memory,
+        ephemeral_storage_bytes: disk,
+    }
+}
+
 fn machine_memory() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()

@@ -28,13 +28,16 @@ mod backoff;
 mod container;
 mod events;
 pub mod host_path;
+mod objects;
 mod pod;
 mod probe;
+mod projection;
 mod serving;
 mod spec;
 mod status;
 mod stop;
 
+pub use objects::PodObjects;
 use pod::PodCtx;
 use stop::StopKind;
 
@@ -69,6 +72,33 @@ pub struct SupervisorConfig {
     pub host_ip: Option<std::net::IpAddr>,
     /// Which host directories hostPath volumes may mount (none by default).
     pub host_paths: host_path::HostPathPolicy,
+    /// What the node offers its pods, as its Node's `allocatable` says.
+    pub allocatable: Allocatable,
+    /// A directory on a memory file system (tmpfs) for the files of volumes
+    /// that may hold Secrets, which never go to disk: `<dir>/<pod uid>/...`.
+    /// `None`: such volumes cannot be mounted on this node.
+    pub memory_dir: Option<PathBuf>,
+}
+
+/// What a node offers its pods: a container's limits where it sets none, as
+/// the downward API (`resourceFieldRef`) reports them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocatable {
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    /// The size of the file system under the node's data directory (0 when
+    /// unknown).
+    pub ephemeral_storage_bytes: u64,
+}
+
+impl Default for Allocatable {
+    fn default() -> Self {
+        Allocatable {
+            cpu_millis: 1000,
+            memory_bytes: 1 << 30,
+            ephemeral_storage_bytes: 0,
+        }
+    }
 }
 
 impl Default for SupervisorConfig {
@@ -80,6 +110,8 @@ impl Default for SupervisorConfig {
             restart_backoff_max: Duration::from_secs(300),
             host_ip: None,
             host_paths: host_path::HostPathPolicy::default(),
+            allocatable: Allocatable::default(),
+            memory_dir: None,
         }
     }
 }
@@ -217,6 +249,7 @@ pub struct PodSupervisor {
     runtime: tokio::runtime::Handle,
     registry: Mutex<Registry>,
     outbound: OutboundSlot,
+    objects: Arc<PodObjects>,
 }
 
 /// The pods this supervisor knows.
@@ -309,7 +342,14 @@ impl PodSupervisor {
             runtime: tokio::runtime::Handle::current(),
             registry: Mutex::default(),
             outbound: OutboundSlot::default(),
+            objects: Arc::default(),
         }
+    }
+
+    /// The ConfigMaps and Secrets this node holds for its pods: the agent
+    /// fills it from what the control plane sends.
+    pub fn objects(&self) -> &Arc<PodObjects> {
+        &self.objects
     }
 
     /// The complete set of pods bound to this node (a snapshot): pods not yet
@@ -362,15 +402,7 @@ impl PodSupervisor {
             .and_then(|s| s.pod_ip.as_deref())
             .and_then(|ip| ip.parse().ok());
         let ip = reg.addresses.assign(&uid, preferred);
-        let ctx = PodCtx::new(
-            &self.engine,
-            &self.images,
-            &self.reports,
-            &self.config,
-            &self.outbound,
-            pod,
-            ip,
-        );
+        let ctx = PodCtx::new(self, pod, ip);
         if let Some(grace) = deletion {
             ctx.begin_stop(StopKind::Delete, grace);
         }

@@ -966,7 +966,19 @@ async fn pods_that_cannot_start_say_why() {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    assert!(message.contains("configMapKeyRef"), "{message}");
+    assert_eq!(message, "configmap \"settings\" not found");
+    node.wait_event(
+        "config-1",
+        "Failed",
+        "Error: configmap \"settings\" not found",
+    )
+    .await;
+    // The ConfigMap arrives: the container starts without a new pod.
+    node.sup
+        .objects()
+        .upsert(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"namespace": "default", "name": "settings"}, "data": {"x": "1"}}));
+    node.wait_status("config-1", "Ready", is_ready).await;
 
     // Deleting them reports a final status and Terminated promptly.
     node.sup.upsert(deleted(

@@ -21,6 +21,7 @@ use crate::host::{Host, PodSpec};
 use crate::logs::LogBuffer;
 
 pub(crate) mod cli;
+pub(crate) mod config;
 pub(crate) mod limits;
 pub(crate) mod outbound_http;
 pub(crate) mod volumes;
@@ -47,6 +48,7 @@ pub(crate) const ALL: &[&dyn Capability] = &[
     &cli::CliCapability,
     &volumes::VolumesCapability,
     &outbound_http::OutboundHttpCapability,
+    &config::ConfigCapability,
     &limits::LimitsCapability,
 ];
 
@@ -70,6 +72,8 @@ pub(crate) struct State {
     pub(crate) outbound: outbound_http::OutboundHooks,
     /// The memory cap ([`limits`]).
     pub(crate) limiter: limits::MemoryLimiter,
+    /// The `wasi:config` values ([`config`]).
+    pub(crate) config: wasmtime_wasi_config::WasiConfigVariables,
 }
 
 /// Link every capability into `linker`.

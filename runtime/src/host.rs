@@ -10,6 +10,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::capability::cli::Cli;
+use crate::capability::config::ConfigSource;
 use crate::capability::limits::{self, Limits};
 use crate::capability::outbound_http::OutboundHttp;
 use crate::capability::volumes::Mount;
@@ -34,6 +35,8 @@ pub struct PodSpec {
     pub mounts: Vec<Mount>,
     /// Where the guest's outbound HTTP goes; `None` refuses it.
     pub outbound: Option<Arc<dyn OutboundHttp>>,
+    /// Where its `wasi:config` values come from; `None`: no values.
+    pub config: Option<Arc<dyn ConfigSource>>,
     /// Memory, time and concurrency limits.
     pub limits: Limits,
 }
@@ -47,6 +50,7 @@ impl std::fmt::Debug for PodSpec {
             .field("cli", &self.cli)
             .field("mounts", &self.mounts)
             .field("outbound", &self.outbound.is_some())
+            .field("config", &self.config.is_some())
             .field("limits", &self.limits)
             .finish()
     }

@@ -23,6 +23,7 @@ mod logs;
 
 pub use body::{Body, BodyError};
 pub use capability::cli::Cli;
+pub use capability::config::{ConfigSource, StaticConfig};
 pub use capability::limits::{InstanceReuse, Limits};
 pub use capability::outbound_http::{OutboundFuture, OutboundHttp, OutboundRoute};
 pub use capability::volumes::Mount;

@@ -92,6 +92,10 @@ impl Server {
         {
             node_args.extend(["--http-port", "0"]);
         }
+        let memory_dir = memory_dir(data_dir);
+        if subcommand == "up" && !extra_args.contains(&"--memory-dir") {
+            node_args.extend(["--memory-dir", memory_dir.to_str().unwrap_or_default()]);
+        }
         if subcommand == "up"
             && !extra_args.contains(&"--metrics-port")
             && !extra_args.contains(&"--no-metrics-port")
@@ -287,6 +291,7 @@ impl Drop for Server {
             let _ = child.kill();
             let _ = child.wait();
         }
+        remove_memory_dir(&self.data_dir);
         if std::thread::panicking() {
             eprintln!(
                 "---- skiff server log ({}), last 80 lines ----",
@@ -448,6 +453,26 @@ impl Drop for ChildGuard {
             let _ = child.wait();
         }
     }
+}
+
+/// The memory directory (`--memory-dir`, on tmpfs) of the node started on
+/// `data_dir`: one per data directory, so that a restarted node finds its
+/// own, and removed when the test's process handle goes (a killed node
+/// cannot empty it itself).
+pub fn memory_dir(data_dir: &Path) -> PathBuf {
+    use std::hash::{Hash as _, Hasher as _};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    data_dir.hash(&mut hasher);
+    PathBuf::from(format!(
+        "/dev/shm/skiff-test-{}-{:016x}",
+        std::process::id(),
+        hasher.finish()
+    ))
+}
+
+/// Removes [`memory_dir`] of `data_dir`, if there is one.
+pub fn remove_memory_dir(data_dir: &Path) {
+    let _ = std::fs::remove_dir_all(memory_dir(data_dir));
 }
 
 /// A long-running process whose stdout lines arrive as it prints them;

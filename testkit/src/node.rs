@@ -47,6 +47,10 @@ impl NodeProcess {
         if let Some(token) = token {
             cmd.args(["--token", token]);
         }
+        if !extra.contains(&"--memory-dir") {
+            cmd.arg("--memory-dir")
+                .arg(crate::cluster::memory_dir(data_dir));
+        }
         NodeProcess::spawn(cmd, name, data_dir)
     }
 
@@ -111,6 +115,7 @@ impl Drop for NodeProcess {
             let _ = child.kill();
             let _ = child.wait();
         }
+        crate::cluster::remove_memory_dir(&self.data_dir);
         if std::thread::panicking() {
             eprintln!("---- skiff node {} log, last 60 lines ----", self.name);
             let log = self.log();

@@ -11,6 +11,7 @@ mod cli;
 mod cli_commands;
 mod compile;
 mod component_push;
+mod config;
 mod crash;
 mod daemon_sets;
 mod gateway;

@@ -1,6 +1,9 @@
 //! Which pods each node must run: one watch of all pods, fanned out by
 //! `spec.nodeName` to the node sessions (a snapshot at subscribe, then changes),
-//! so the cost of a pod change does not grow with the number of nodes.
+//! so the cost of a pod change does not grow with the number of nodes. With
+//! the pods go the ConfigMaps and Secrets they refer to ([`objects`]), each
+//! sent before the first pod that needs it and kept current by a watch of its
+//! own kind.
 //!
 //! Each session's queue is bounded ([`SESSION_QUEUE`]): a node that stops
 //! reading is unsubscribed when its queue fills, its session closes, and it
@@ -21,6 +24,8 @@ use skiff_api::wire::Downstream;
 use tokio::sync::mpsc;
 
 use crate::informer::RelistError;
+
+mod objects;
 use crate::registry::{Registry, prefix};
 use crate::store::{EventType, WatchItem};
 
@@ -40,6 +45,8 @@ pub const SESSION_QUEUE: usize = 8192;
 struct State {
     /// node -> pod uid -> pod.
     pods: HashMap<String, HashMap<String, Arc<Value>>>,
+    /// The ConfigMaps and Secrets, and which of them each node holds.
+    objects: objects::Objects,
     /// node -> its session's channel (one session per node).
     subscribers: HashMap<String, (u64, mpsc::Sender<Downstream>)>,
     next_id: u64,
@@ -79,12 +86,10 @@ impl PodDispatcher {
     pub fn subscribe(&self, node: &str) -> Subscription {
         let (tx, rx) = mpsc::channel(SESSION_QUEUE);
         let mut state = self.lock();
-        let pods = snapshot(&state, node);
-        // The queue is new and empty: this cannot be full.
-        let _ = tx.try_send(Downstream::Snapshot { pods });
         state.next_id += 1;
         let id = state.next_id;
         state.subscribers.insert(node.to_string(), (id, tx));
+        send_snapshots(&mut state, node);
         Subscription {
             changes: rx,
             node: node.to_string(),
@@ -103,14 +108,32 @@ impl PodDispatcher {
         snapshot(&self.lock(), node)
     }
 
-    /// Runs the watch until the store closes, re-listing when it falls behind.
+    /// Runs the watches until the store closes, re-listing when one falls
+    /// behind. The objects are listed before the pods, so that a pod's first
+    /// dispatch carries what it refers to.
     pub async fn run(self, registry: Registry) {
-        loop {
-            if let Err(e) = self.run_once(&registry).await {
-                tracing::debug!(error = %e, "pod dispatcher re-listing");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+        let mut watches = Vec::new();
+        for (kind, _) in objects::KINDS {
+            let listed = loop {
+                match self.list_objects(&registry, kind) {
+                    Ok(revision) => break revision,
+                    Err(e) => {
+                        tracing::debug!(kind, error = %e, "listing objects for nodes");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            };
+            watches.push(self.clone().run_objects(registry.clone(), kind, listed));
         }
+        let pods = async {
+            loop {
+                if let Err(e) = self.run_once(&registry).await {
+                    tracing::debug!(error = %e, "pod dispatcher re-listing");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
+        tokio::join!(pods, futures::future::join_all(watches));
     }
 
     async fn run_once(&self, registry: &Registry) -> Result<(), RelistError> {
@@ -119,14 +142,14 @@ impl PodDispatcher {
         {
             let mut state = self.lock();
             state.pods.clear();
+            state.objects.clear_held();
             for pod in page.items {
                 insert(&mut state, Arc::new(pod));
             }
             // Every session learns the fresh truth.
             let nodes: Vec<String> = state.subscribers.keys().cloned().collect();
             for node in nodes {
-                let pods = snapshot(&state, &node);
-                send(&mut state, &node, Downstream::Snapshot { pods });
+                send_snapshots(&mut state, &node);
             }
         }
         let mut watch = registry
@@ -145,8 +168,11 @@ impl PodDispatcher {
             match event.event_type {
                 EventType::Deleted => {
                     if let Some(node) = new_node.or(old_node) {
-                        remove(&mut state, &node, &uid);
+                        let forget = remove(&mut state, &node, &uid);
                         send(&mut state, &node, Downstream::Remove { uid });
+                        for message in forget {
+                            send(&mut state, &node, message);
+                        }
                     }
                 }
                 EventType::Added | EventType::Modified => {
@@ -156,7 +182,10 @@ impl PodDispatcher {
                             .prev
                             .as_deref()
                             .is_some_and(|prev| only_status_changed(prev, &event.object));
-                    insert(&mut state, event.object.clone());
+                    let needed = insert(&mut state, event.object.clone());
+                    for message in needed {
+                        send(&mut state, &node, message);
+                    }
                     if reported_only {
                         // A node acts on spec and metadata; status is its own
                         // report (or the control plane's note on it).
@@ -169,6 +198,73 @@ impl PodDispatcher {
         }
         Err(RelistError::Ended("pod watch"))
     }
+
+    /// Lists every object of `kind` (`ConfigMap` or `Secret`) into the
+    /// cache; returns the revision listed at. Nodes learn of a change from
+    /// the list when their session is next snapshotted (a re-list of pods),
+    /// and of later changes from the watch.
+    fn list_objects(&self, registry: &Registry, kind: &str) -> Result<u64, RelistError> {
+        let rt = by_kind("v1", kind).ok_or_else(|| ApiError::internal("no such kind"))?;
+        let page = registry.list(rt, None, None, None, &|_| true)?;
+        let mut state = self.lock();
+        state.objects.replace_kind(kind, page.items);
+        let nodes: Vec<String> = state.subscribers.keys().cloned().collect();
+        for node in nodes {
+            for message in state.objects.snapshot(&node) {
+                send(&mut state, &node, message);
+            }
+        }
+        Ok(page.revision)
+    }
+
+    /// Watches `kind` from `revision`, re-listing when the watch falls behind.
+    async fn run_objects(self, registry: Registry, kind: &'static str, mut revision: u64) {
+        loop {
+            if let Err(e) = self.watch_objects(&registry, kind, revision).await {
+                tracing::debug!(kind, error = %e, "object dispatcher re-listing");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            match self.list_objects(&registry, kind) {
+                Ok(listed) => revision = listed,
+                Err(e) => tracing::debug!(kind, error = %e, "listing objects for nodes"),
+            }
+        }
+    }
+
+    async fn watch_objects(
+        &self,
+        registry: &Registry,
+        kind: &str,
+        revision: u64,
+    ) -> Result<(), RelistError> {
+        let rt = by_kind("v1", kind).ok_or_else(|| ApiError::internal("no such kind"))?;
+        let mut watch = registry.store().watch(prefix(rt, None), revision, None)?;
+        while let Some(item) = watch.next().await {
+            let event = match item? {
+                WatchItem::Event(event) => event,
+                WatchItem::Progress(_) => continue,
+            };
+            let mut state = self.lock();
+            let sends = match event.event_type {
+                EventType::Deleted => state.objects.delete(&event.object),
+                EventType::Added | EventType::Modified => state.objects.put(event.object.clone()),
+            };
+            for (node, message) in sends {
+                send(&mut state, &node, message);
+            }
+        }
+        Err(RelistError::Ended("object watch"))
+    }
+}
+
+/// Queues for `node` everything it must hold and run, from nothing: the
+/// objects its pods refer to, then its pods.
+fn send_snapshots(state: &mut State, node: &str) {
+    for message in state.objects.snapshot(node) {
+        send(state, node, message);
+    }
+    let pods = snapshot(state, node);
+    send(state, node, Downstream::Snapshot { pods });
 }
 
 /// Whether `new` differs from `old` only in `status` and in what every write
@@ -197,20 +293,39 @@ fn snapshot(state: &State, node: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
-fn insert(state: &mut State, pod: Arc<Value>) {
+/// Keeps `pod` under its node; returns the objects the node must be sent
+/// first, when the pod is new there. (What a pod refers to is in its spec,
+/// which does not change in ways that matter here.)
+fn insert(state: &mut State, pod: Arc<Value>) -> Vec<Downstream> {
     let Some(node) = node_of(&pod).map(str::to_string) else {
-        return;
+        return Vec::new();
     };
     let uid = meta::uid(&pod).unwrap_or_default().to_string();
-    state.pods.entry(node).or_default().insert(uid, pod);
+    let refs = objects::referenced(&pod);
+    let known = state
+        .pods
+        .entry(node.clone())
+        .or_default()
+        .insert(uid, pod)
+        .is_some();
+    if known {
+        return Vec::new();
+    }
+    state.objects.refer(&node, refs)
 }
 
-fn remove(state: &mut State, node: &str, uid: &str) {
-    if let Some(pods) = state.pods.get_mut(node) {
-        pods.remove(uid);
-        if pods.is_empty() {
-            state.pods.remove(node);
-        }
+/// Forgets the pod; returns the objects its node must now forget.
+fn remove(state: &mut State, node: &str, uid: &str) -> Vec<Downstream> {
+    let Some(pods) = state.pods.get_mut(node) else {
+        return Vec::new();
+    };
+    let removed = pods.remove(uid);
+    if pods.is_empty() {
+        state.pods.remove(node);
+    }
+    match removed {
+        Some(pod) => state.objects.release(node, objects::referenced(&pod)),
+        None => Vec::new(),
     }
 }
 
@@ -268,8 +383,13 @@ mod tests {
             received += 1;
         }
         assert_eq!(received, SESSION_QUEUE, "the snapshot and what fitted");
-        // Its node reconnects and starts again from a snapshot.
+        // Its node reconnects and starts again from a snapshot: the objects
+        // it holds (none), then its pods.
         let mut again = dispatcher.subscribe("n1");
+        assert!(matches!(
+            again.changes.recv().await,
+            Some(Downstream::ObjectsHeld { objects }) if objects.is_empty()
+        ));
         assert!(matches!(
             again.changes.recv().await,
             Some(Downstream::Snapshot { .. })

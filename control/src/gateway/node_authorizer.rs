@@ -225,7 +225,7 @@ fn pod_images(pod: &Value) -> impl Iterator<Item = &str> {
 /// The names of the objects of `kind` a pod refers to, as the node authorizer's
 /// graph has them (`plugin/pkg/auth/authorizer/node/graph_populator.go`, and
 /// `pkg/api/pod/util.go` VisitPodSecretNames / VisitPodConfigmapNames).
-fn pod_references(pod: &Value, kind: PodReferenceKind) -> impl Iterator<Item = &str> {
+pub(crate) fn pod_references(pod: &Value, kind: PodReferenceKind) -> impl Iterator<Item = &str> {
     let mut names: Vec<&str> = Vec::new();
     let spec = pod.get("spec");
     let volumes = spec
@@ -288,6 +288,25 @@ fn pod_references(pod: &Value, kind: PodReferenceKind) -> impl Iterator<Item = &
                     sources
                         .iter()
                         .filter_map(|s| s.get(projected_key)?.get("name")?.as_str()),
+                );
+            }
+            // Skiff's `wasi:config` sources (`skiff_api::wasi_config`).
+            let wanted = match kind {
+                PodReferenceKind::ConfigMap => skiff_api::wasi_config::SourceKind::ConfigMap,
+                _ => skiff_api::wasi_config::SourceKind::Secret,
+            };
+            let annotation = pod
+                .at("/metadata/annotations")
+                .and_then(|a| a.get(skiff_api::wasi_config::ANNOTATION))
+                .and_then(Value::as_str);
+            if let Some(value) = annotation
+                && let Ok(sources) = skiff_api::wasi_config::sources(value)
+            {
+                names.extend(
+                    sources
+                        .into_iter()
+                        .filter(|s| s.kind == wanted)
+                        .map(|s| s.name),
                 );
             }
             if kind == PodReferenceKind::Secret {

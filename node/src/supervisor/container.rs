@@ -16,7 +16,7 @@ use super::events::EventType;
 use super::pod::{PodCtx, Which};
 use super::probe::{self, Probe, Probes};
 use super::serving::ServingHttp;
-use super::spec::{self, SpecInputs};
+use super::spec::{self, ConfigError, SpecInputs};
 use super::status::{ContainerStatus, RestartPolicy, State, Terminated};
 use super::stop::Stop;
 
@@ -140,34 +140,8 @@ pub(super) async fn run(ctx: &PodCtx, which: Which, rule: Rule, mut stop: Stop) 
         };
         let kind = image.component.kind();
         ctx.with_runtime(which, |rt| rt.kind = Some(kind));
-        let pod = ctx.pod();
-        let spec = spec::pod_spec(&SpecInputs {
-            pod: &pod,
-            container: &container,
-            kind,
-            node_name: &ctx.config.node_name,
-            pod_dir: &ctx.pod_dir,
-            host_paths: &ctx.config.host_paths,
-        });
-        let spec = match spec {
-            Ok(mut s) => {
-                let pod_ip = ctx.update(|st| st.status.pod_ip).map(std::net::IpAddr::V4);
-                s.outbound = ctx.outbound.get().map(|r| r.for_pod(&pod, pod_ip));
-                s
-            }
-            Err(e) => {
-                ctx.set_status(which, |c| {
-                    c.set_state(State::waiting(
-                        "CreateContainerConfigError",
-                        Some(e.to_string()),
-                    ));
-                });
-                ctx.event(which, EventType::Warning, "Failed", format!("Error: {e}"));
-                // The pod's spec cannot change where this matters: only a new pod
-                // can fix it, so there is nothing to retry.
-                stop.requested().await;
-                return Outcome::Stopped;
-            }
+        let Some(spec) = configure(ctx, which, &container, kind, &mut stop).await else {
+            return Outcome::Stopped;
         };
         let started = Instant::now();
         let end = instance(ctx, which, &container, &image, spec, &mut stop).await;
@@ -202,6 +176,85 @@ pub(super) async fn run(ctx: &PodCtx, which: Which, rule: Rule, mut stop: Stop) 
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = stop.requested() => return Outcome::Stopped,
+        }
+    }
+}
+
+/// The runtime spec of the container; while it cannot be made (a ConfigMap
+/// or Secret it needs is missing, or something the node cannot honour), the
+/// container waits in `CreateContainerConfigError` and tries again whenever
+/// the objects the node holds change. `None` if the pod stops first.
+async fn configure(
+    ctx: &PodCtx,
+    which: Which,
+    container: &k8s_openapi::api::core::v1::Container,
+    kind: skiff_runtime::Kind,
+    stop: &mut Stop,
+) -> Option<skiff_runtime::PodSpec> {
+    let mut changed = ctx.objects.changed();
+    let mut reported: Option<String> = None;
+    loop {
+        changed.mark_unchanged();
+        let pod = ctx.pod();
+        let pod_ip = ctx.update(|st| st.status.pod_ip).map(std::net::IpAddr::V4);
+        let spec = spec::pod_spec(&SpecInputs {
+            pod: &pod,
+            container,
+            kind,
+            node_name: &ctx.config.node_name,
+            pod_dir: &ctx.pod_dir,
+            host_paths: &ctx.config.host_paths,
+            objects: &ctx.objects,
+            projected: &ctx.projected,
+            pod_ip,
+            host_ip: ctx.config.host_ip,
+            allocatable: &ctx.config.allocatable,
+        });
+        match spec {
+            Ok(mut s) => {
+                s.outbound = ctx.outbound.get().map(|r| r.for_pod(&pod, pod_ip));
+                return Some(s);
+            }
+            Err(e) => {
+                let message = e.to_string();
+                // Said once per cause, as the kubelet's recorder counts repeats.
+                if reported.as_deref() != Some(message.as_str()) {
+                    match e {
+                        // The kubelet: the pod's volumes are not set up, so
+                        // its containers are still being created.
+                        ConfigError::Mount { .. } => {
+                            ctx.set_status(which, |c| {
+                                c.set_state(State::waiting("ContainerCreating", None));
+                            });
+                            ctx.reporter.event(
+                                None,
+                                EventType::Warning,
+                                "FailedMount",
+                                message.clone(),
+                            );
+                        }
+                        ConfigError::Config(_) => {
+                            ctx.set_status(which, |c| {
+                                c.set_state(State::waiting(
+                                    "CreateContainerConfigError",
+                                    Some(message.clone()),
+                                ));
+                            });
+                            ctx.event(
+                                which,
+                                EventType::Warning,
+                                "Failed",
+                                format!("Error: {message}"),
+                            );
+                        }
+                    }
+                    reported = Some(message);
+                }
+            }
+        }
+        tokio::select! {
+            r = changed.changed() => if r.is_err() { stop.requested().await; return None; },
+            _ = stop.requested() => return None,
         }
     }
 }

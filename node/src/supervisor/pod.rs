@@ -12,14 +12,15 @@ use futures::stream::FuturesUnordered;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use skiff_runtime::{Engine, Kind, LogBuffer, Stopper};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::container::{self, Outcome, Rule};
 use super::events::{EventType, Reporter};
+use super::projection::{ProjectedVolumes, RenderInputs};
 use super::serving::ServingHttp;
 use super::status::{ContainerStatus, PodStatusModel, RestartPolicy, State, Terminated};
 use super::stop::{self, Stop, StopKind, StopOrder};
-use super::{ImageSource, OutboundSlot, PodAccessError, Report, SupervisorConfig, lock};
+use super::{ImageSource, OutboundSlot, PodAccessError, SupervisorConfig, lock};
 
 /// Grace period when neither the deletion nor the pod names one (Kubernetes: 30 s).
 const DEFAULT_GRACE: Duration = Duration::from_secs(30);
@@ -61,6 +62,10 @@ pub(super) struct PodCtx {
     pub config: Arc<SupervisorConfig>,
     /// Where the pod's outbound HTTP goes, once the proxy is up.
     pub outbound: OutboundSlot,
+    /// The ConfigMaps and Secrets the node holds for its pods.
+    pub objects: Arc<super::PodObjects>,
+    /// Its configMap, secret, downwardAPI and projected volumes.
+    pub projected: ProjectedVolumes,
     pub uid: String,
     pub namespace: String,
     pub name: String,
@@ -130,15 +135,13 @@ impl PodState {
 }
 
 impl PodCtx {
+    /// The context of `pod`, run by `sup`, at address `ip`.
     pub(super) fn new(
-        engine: &Engine,
-        images: &Arc<dyn ImageSource>,
-        reports: &mpsc::UnboundedSender<Report>,
-        config: &Arc<SupervisorConfig>,
-        outbound: &OutboundSlot,
+        sup: &super::PodSupervisor,
         pod: Pod,
         ip: Option<std::net::Ipv4Addr>,
     ) -> Arc<Self> {
+        let config = &sup.config;
         let meta = &pod.metadata;
         let uid = meta.uid.clone().unwrap_or_default();
         let namespace = meta.namespace.clone().unwrap_or_else(|| "default".into());
@@ -159,12 +162,20 @@ impl PodCtx {
             last_sent: None,
         };
         Arc::new(Self {
-            engine: engine.clone(),
-            images: images.clone(),
+            engine: sup.engine.clone(),
+            images: sup.images.clone(),
             config: config.clone(),
-            outbound: outbound.clone(),
+            outbound: sup.outbound.clone(),
+            objects: sup.objects.clone(),
+            projected: ProjectedVolumes::new(
+                pods_dir(config).join(&uid).join("volumes"),
+                config
+                    .memory_dir
+                    .as_ref()
+                    .map(|m| m.join(&uid).join("volumes")),
+            ),
             pod_dir: pods_dir(config).join(&uid),
-            reporter: Reporter::new(reports.clone(), &namespace, &name, &uid),
+            reporter: Reporter::new(sup.reports.clone(), &namespace, &name, &uid),
             uid,
             namespace,
             name,
@@ -584,6 +595,8 @@ impl PodCtx {
 
     /// The last steps once every container has stopped.
     async fn finish(&self, order: StopOrder) {
+        // A pod that is over keeps no Secret on this node.
+        self.projected.forget_secrets();
         match order.kind {
             StopKind::Delete => {
                 if !self.already_final {
@@ -655,10 +668,36 @@ pub(super) async fn run(ctx: Arc<PodCtx>) {
         tracing::info!(pod = %ctx.name, namespace = %ctx.namespace, uid = %ctx.uid, "starting pod");
         // The first status: Pending, every container waiting.
         ctx.update(|_| {});
-        lifecycle(&ctx).await;
+        tokio::select! {
+            () = lifecycle(&ctx) => {}
+            () = refresh_volumes(&ctx) => {}
+        }
     }
     let order = ctx.stop_watch().requested().await;
     ctx.finish(order).await;
+}
+
+/// How often a pod's volumes are checked for changes besides when the objects
+/// change: what the downward API writes (labels, annotations) changes with
+/// the pod.
+const VOLUME_RESYNC: Duration = Duration::from_secs(2);
+
+/// Keeps the pod's cluster volumes current while it runs: at once when a
+/// ConfigMap or Secret changes, and every [`VOLUME_RESYNC`]. Never returns.
+async fn refresh_volumes(ctx: &PodCtx) {
+    let mut changed = ctx.objects.changed();
+    loop {
+        tokio::select! {
+            r = changed.changed() => if r.is_err() { std::future::pending::<()>().await },
+            () = tokio::time::sleep(VOLUME_RESYNC) => {}
+        }
+        let pod = ctx.pod();
+        ctx.projected.refresh(&RenderInputs {
+            pod: &pod,
+            objects: &ctx.objects,
+            allocatable: &ctx.config.allocatable,
+        });
+    }
 }
 
 /// Init containers in order (sidecars started and left running), then the main

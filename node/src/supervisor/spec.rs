@@ -1,20 +1,31 @@
 //! A Kubernetes container, in its pod, becomes the runtime's [`PodSpec`]: one
 //! group of fields per runtime capability, each from its own function here
-//! (`cli`: arguments, environment with the downward API, working directory;
+//! (`cli`: arguments, environment (`env`: ConfigMaps, Secrets and the
+//! downward API), working directory;
 //! `mounts`: volumes as preopened directories; `limits`, and with them the
 //! pod's `skiff.dev/instance-reuse` annotation, `instance_reuse`). Outbound HTTP
 //! is the supervisor's to set, once the pod has an address. What a node cannot
 //! honour yet is a [`ConfigError`], shown as the container's
-//! `CreateContainerConfigError`.
+//! `CreateContainerConfigError`; the container tries again when the objects
+//! this node holds change (a missing ConfigMap or Secret arriving).
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, Volume, VolumeMount};
+use k8s_openapi::api::core::v1::{Container, Pod, Volume, VolumeMount};
 use skiff_api::quantity::Quantity;
 use skiff_runtime::{Cli, InstanceReuse, Kind, Limits, Mount, PodSpec};
 
+use super::Allocatable;
 use super::host_path::{HostPathPolicy, PinnedDir, resolve_within};
+use super::objects::PodObjects;
+use super::projection::{ProjectedVolumes, RenderInputs, Source};
+
+mod config;
+mod env;
+
+pub(super) use env::resource_value;
+use env::{environment, expand};
 
 /// The pod annotation that lets its HTTP containers serve request after
 /// request in the same instance: `"true"`, or `"false"` (the default, a fresh
@@ -23,8 +34,15 @@ pub(crate) const INSTANCE_REUSE_ANNOTATION: &str = "skiff.dev/instance-reuse";
 
 /// Why a container cannot be configured; the message is shown to the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub(super) struct ConfigError(pub(super) String);
+pub(super) enum ConfigError {
+    /// The container's own configuration: `CreateContainerConfigError`.
+    #[error("{0}")]
+    Config(String),
+    /// A volume it mounts cannot be set up (yet): the kubelet's `FailedMount`,
+    /// the container still `ContainerCreating`.
+    #[error("MountVolume.SetUp failed for volume {volume:?} : {message}")]
+    Mount { volume: String, message: String },
+}
 
 type Result<T, E = ConfigError> = std::result::Result<T, E>;
 
@@ -39,6 +57,17 @@ pub(super) struct SpecInputs<'a> {
     pub pod_dir: &'a Path,
     /// Which host directories hostPath volumes may mount.
     pub host_paths: &'a HostPathPolicy,
+    /// The ConfigMaps and Secrets this node holds for its pods.
+    pub objects: &'a std::sync::Arc<PodObjects>,
+    /// The pod's configMap, secret, downwardAPI and projected volumes.
+    pub projected: &'a ProjectedVolumes,
+    /// The pod's address (`status.podIP`), once it has one.
+    pub pod_ip: Option<std::net::IpAddr>,
+    /// The node's address (`status.hostIP`).
+    pub host_ip: Option<std::net::IpAddr>,
+    /// What the node offers: the limits a container does not set, for
+    /// `resourceFieldRef`.
+    pub allocatable: &'a Allocatable,
 }
 
 /// The runtime spec of `inputs.container`. Creates the emptyDir directories it mounts.
@@ -54,6 +83,7 @@ pub(super) fn pod_spec(inputs: &SpecInputs<'_>) -> Result<PodSpec> {
         mounts: mounts(inputs)?,
         limits,
         outbound: None,
+        config: config::config(inputs)?,
     })
 }
 
@@ -84,158 +114,6 @@ fn cli(inputs: &SpecInputs<'_>) -> Result<Cli> {
     })
 }
 
-/// The container's `env`, resolved in order; `envFrom` is refused.
-fn environment(inputs: &SpecInputs<'_>) -> Result<Vec<(String, String)>> {
-    let c = inputs.container;
-    if let Some(from) = c.env_from.as_ref().filter(|f| !f.is_empty()) {
-        let what = if from.iter().any(|f| f.config_map_ref.is_some()) {
-            "ConfigMap"
-        } else {
-            "Secret"
-        };
-        return Err(ConfigError(format!(
-            "container {:?}: envFrom ({what}) is not supported on this node yet: ConfigMap and Secret references are to be resolved by the control plane; set the variables with env[].value",
-            c.name
-        )));
-    }
-    let mut env: Vec<(String, String)> = Vec::new();
-    for var in c.env.iter().flatten() {
-        let value = env_value(inputs, var, &env)?;
-        env.push((var.name.clone(), value));
-    }
-    Ok(env)
-}
-
-fn env_value(
-    inputs: &SpecInputs<'_>,
-    var: &EnvVar,
-    earlier: &[(String, String)],
-) -> Result<String> {
-    let Some(source) = &var.value_from else {
-        // Only variables defined earlier in the list can be referenced.
-        let lookup = |name: &str| {
-            earlier
-                .iter()
-                .rev()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
-        return Ok(expand(var.value.as_deref().unwrap_or_default(), &lookup));
-    };
-    let unsupported = |what: &str| {
-        ConfigError(format!(
-            "env {:?}: valueFrom.{what} is not supported on this node yet: ConfigMap, Secret and resource references are to be resolved by the control plane; use value or valueFrom.fieldRef",
-            var.name
-        ))
-    };
-    if source.config_map_key_ref.is_some() {
-        return Err(unsupported("configMapKeyRef"));
-    }
-    if source.secret_key_ref.is_some() {
-        return Err(unsupported("secretKeyRef"));
-    }
-    if source.resource_field_ref.is_some() {
-        return Err(unsupported("resourceFieldRef"));
-    }
-    match &source.field_ref {
-        Some(field) => field_value(inputs, &field.field_path).ok_or_else(|| {
-            ConfigError(format!(
-                "env {:?}: unsupported fieldRef.fieldPath {:?}",
-                var.name, field.field_path
-            ))
-        }),
-        None => Ok(String::new()),
-    }
-}
-
-/// The downward API: the value of `path` in the pod, as Kubernetes resolves it.
-fn field_value(inputs: &SpecInputs<'_>, path: &str) -> Option<String> {
-    let pod = inputs.pod;
-    let meta = &pod.metadata;
-    let spec = pod.spec.as_ref();
-    let subscript = |prefix: &str| -> Option<String> {
-        let key = path.strip_prefix(prefix)?.strip_suffix(']')?;
-        let key = key
-            .strip_prefix('\'')
-            .and_then(|k| k.strip_suffix('\''))
-            .or_else(|| key.strip_prefix('"').and_then(|k| k.strip_suffix('"')))?;
-        Some(key.to_string())
-    };
-    if let Some(key) = subscript("metadata.labels[") {
-        return Some(
-            meta.labels
-                .as_ref()
-                .and_then(|l| l.get(&key))
-                .cloned()
-                .unwrap_or_default(),
-        );
-    }
-    if let Some(key) = subscript("metadata.annotations[") {
-        return Some(
-            meta.annotations
-                .as_ref()
-                .and_then(|a| a.get(&key))
-                .cloned()
-                .unwrap_or_default(),
-        );
-    }
-    Some(match path {
-        "metadata.name" => meta.name.clone().unwrap_or_default(),
-        "metadata.namespace" => meta.namespace.clone().unwrap_or_default(),
-        "metadata.uid" => meta.uid.clone().unwrap_or_default(),
-        "spec.nodeName" => spec
-            .and_then(|s| s.node_name.clone())
-            .unwrap_or_else(|| inputs.node_name.to_string()),
-        "spec.serviceAccountName" => spec
-            .and_then(|s| s.service_account_name.clone())
-            .unwrap_or_else(|| "default".into()),
-        // A Wasm pod has no network interface of its own: its HTTP handler is
-        // called in-process, so there is no IP address to give.
-        "status.podIP" | "status.podIPs" | "status.hostIP" | "status.hostIPs" => String::new(),
-        _ => return None,
-    })
-}
-
-/// Kubernetes' `$(VAR)` expansion: a defined variable is replaced, an undefined
-/// reference is left as written, and `$$` is a literal `$`.
-pub(super) fn expand(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
-    let mut out = String::with_capacity(input.len());
-    let mut rest = input;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        if let Some(r) = after.strip_prefix('$') {
-            out.push('$');
-            rest = r;
-        } else if let Some(r) = after.strip_prefix('(') {
-            match r.find(')') {
-                Some(end) => {
-                    let name = &r[..end];
-                    match lookup(name) {
-                        Some(v) if !name.is_empty() => out.push_str(&v),
-                        _ => {
-                            out.push_str("$(");
-                            out.push_str(name);
-                            out.push(')');
-                        }
-                    }
-                    rest = &r[end + 1..];
-                }
-                None => {
-                    out.push_str("$(");
-                    out.push_str(r);
-                    rest = "";
-                }
-            }
-        } else {
-            out.push('$');
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
 /// The container's volume mounts as preopened directories.
 fn mounts(inputs: &SpecInputs<'_>) -> Result<Vec<Mount>> {
     let volumes: HashMap<&str, &Volume> = inputs
@@ -248,14 +126,14 @@ fn mounts(inputs: &SpecInputs<'_>) -> Result<Vec<Mount>> {
         .map(|v| (v.name.as_str(), v))
         .collect();
     let mut out = Vec::new();
-    for m in inputs.container.volume_mounts.iter().flatten() {
+    for (index, m) in inputs.container.volume_mounts.iter().flatten().enumerate() {
         let Some(volume) = volumes.get(m.name.as_str()) else {
-            return Err(ConfigError(format!(
+            return Err(ConfigError::Config(format!(
                 "volumeMount {:?}: the pod has no volume of that name",
                 m.name
             )));
         };
-        let (dir, forced_read_only) = volume_dir(inputs, volume, m)?;
+        let (dir, forced_read_only) = volume_dir(inputs, volume, m, index)?;
         out.push(Mount {
             host_path: dir.path,
             guest_path: m.mount_path.clone(),
@@ -273,8 +151,12 @@ fn volume_dir(
     inputs: &SpecInputs<'_>,
     volume: &Volume,
     mount: &VolumeMount,
+    index: usize,
 ) -> Result<(PinnedDir, bool)> {
-    let refused = |why: String| ConfigError(format!("volume {:?}: {why}", volume.name));
+    let refused = |why: String| ConfigError::Config(format!("volume {:?}: {why}", volume.name));
+    if Source::of(volume).is_some() {
+        return cluster_volume_dir(inputs, volume, mount, index).map(|dir| (dir, true));
+    }
     let (base, read_only) = if volume.empty_dir.is_some() {
         let dir = inputs.pod_dir.join("volumes").join(&volume.name);
         std::fs::create_dir_all(&dir)
@@ -299,18 +181,94 @@ fn volume_dir(
             .map_err(|e| refused(e.to_string()))?
     } else {
         return Err(refused(format!(
-            "{} volumes are not supported on this node; use emptyDir or hostPath",
+            "{} volumes are not supported on this node; use emptyDir, hostPath, configMap, secret, downwardAPI or projected",
             volume_type(volume)
         )));
     };
     // Kubernetes creates a subPath inside any volume; it is resolved on disk so
     // that a symlink the pod planted in its volume cannot lead elsewhere.
     let dir = match mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
-        Some(sub) => resolve_within(&base.path, Path::new(sub), true, &[])
-            .map_err(|e| ConfigError(format!("volumeMount {:?}: subPath {e}", mount.name)))?,
+        Some(sub) => resolve_within(&base.path, Path::new(sub), true, &[]).map_err(|e| {
+            ConfigError::Config(format!("volumeMount {:?}: subPath {e}", mount.name))
+        })?,
         None => base,
     };
     Ok((dir, read_only))
+}
+
+/// A `configMap`, `secret`, `downwardAPI` or `projected` volume: written
+/// with its files as they are now (and kept current by the pod), always
+/// read-only. A `subPath` into one is a copy taken when the container first
+/// starts, which later changes do not reach, as in Kubernetes.
+fn cluster_volume_dir(
+    inputs: &SpecInputs<'_>,
+    volume: &Volume,
+    mount: &VolumeMount,
+    index: usize,
+) -> Result<PinnedDir> {
+    let render = RenderInputs {
+        pod: inputs.pod,
+        objects: inputs.objects,
+        allocatable: inputs.allocatable,
+    };
+    let failed = |message: String| ConfigError::Mount {
+        volume: volume.name.clone(),
+        message,
+    };
+    let dir = inputs.projected.ensure(&render, volume).map_err(failed)?;
+    let dir = match mount.sub_path.as_deref().filter(|s| !s.is_empty()) {
+        None => dir,
+        Some(sub) => {
+            let name = format!("{}.subpath.{}.{index}", volume.name, inputs.container.name);
+            let copy = dir.with_file_name(name);
+            subpath_copy(&dir, sub, &copy).map_err(|e| {
+                ConfigError::Config(format!(
+                    "volumeMount {:?}: subPath {sub:?}: {e}",
+                    mount.name
+                ))
+            })?;
+            copy
+        }
+    };
+    PinnedDir::open(&dir, &dir, &[]).map_err(|e| failed(e.to_string()))
+}
+
+/// Copies the directory `sub` of the volume at `dir` to `copy`, once.
+fn subpath_copy(dir: &Path, sub: &str, copy: &Path) -> std::result::Result<(), String> {
+    if copy.exists() {
+        return Ok(());
+    }
+    let source = resolve_within(dir, Path::new(sub), false, &[]).map_err(|e| {
+        if dir.join(sub).is_file() {
+            "is a file; a WASI pod mounts directories only, so mount the volume (its items choose the files) instead".to_string()
+        } else {
+            e.to_string()
+        }
+    })?;
+    let partial = copy.with_extension("partial");
+    let _ = std::fs::remove_dir_all(&partial);
+    copy_tree(&source.path, &partial).map_err(|e| format!("cannot copy: {e}"))?;
+    std::fs::rename(&partial, copy).map_err(|e| format!("cannot copy: {e}"))
+}
+
+/// A recursive copy that follows links (a volume's files are links into its
+/// current set).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with("..") {
+            continue;
+        }
+        let path = entry.path();
+        if std::fs::metadata(&path)?.is_dir() {
+            copy_tree(&path, &to.join(&name))?;
+        } else {
+            std::fs::copy(&path, to.join(&name))?;
+        }
+    }
+    Ok(())
 }
 
 /// The name of the volume source a volume uses (`configMap`, `persistentVolumeClaim`...).
@@ -363,7 +321,7 @@ fn instance_reuse(pod: &Pod, kind: Kind) -> Result<Option<InstanceReuse>> {
         None | Some("false") => false,
         Some("true") => true,
         Some(other) => {
-            return Err(ConfigError(format!(
+            return Err(ConfigError::Config(format!(
                 "annotation {INSTANCE_REUSE_ANNOTATION}: {other:?} is neither \"true\" nor \"false\""
             )));
         }
@@ -376,7 +334,7 @@ fn instance_reuse(pod: &Pod, kind: Kind) -> Result<Option<InstanceReuse>> {
 /// takes is refused here.
 fn quantity(resource: &str, text: &str) -> Result<Quantity> {
     Quantity::parse(text).map_err(|e| {
-        ConfigError(format!(
+        ConfigError::Config(format!(
             "resources.limits.{resource}: {text:?} is not a quantity: {e}"
         ))
     })
@@ -391,6 +349,15 @@ mod tests {
     }
 
     fn spec_of(p: &Pod, dir: &Path, kind: Kind) -> Result<PodSpec> {
+        spec_with(p, dir, kind, &std::sync::Arc::default())
+    }
+
+    fn spec_with(
+        p: &Pod,
+        dir: &Path,
+        kind: Kind,
+        objects: &std::sync::Arc<PodObjects>,
+    ) -> Result<PodSpec> {
         let container = &p.spec.as_ref().expect("spec").containers[0];
         pod_spec(&SpecInputs {
             pod: p,
@@ -406,7 +373,45 @@ mod tests {
                 &[std::path::PathBuf::from("/nonexistent-node-data")],
             )
             .expect("policy"),
+            objects,
+            projected: &ProjectedVolumes::new(dir.join("volumes"), Some(dir.join("memory"))),
+            pod_ip: Some("10.42.0.7".parse().expect("ip")),
+            host_ip: Some("192.168.1.20".parse().expect("ip")),
+            allocatable: &Allocatable {
+                cpu_millis: 2000,
+                memory_bytes: 4 << 30,
+                ephemeral_storage_bytes: 100 << 30,
+            },
         })
+    }
+
+    fn env_of(p: &Pod, objects: &std::sync::Arc<PodObjects>) -> Result<HashMap<String, String>> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = spec_with(p, dir.path(), Kind::Http, objects)?;
+        Ok(s.cli.env.into_iter().collect())
+    }
+
+    fn with_env(container: serde_json::Value) -> Pod {
+        let mut c = serde_json::json!({"name": "c", "image": "hello:v1"});
+        for (k, v) in container.as_object().expect("object") {
+            c[k] = v.clone();
+        }
+        pod(
+            serde_json::json!({"metadata": {"name": "p", "namespace": "ns"},
+                               "spec": {"containers": [c]}}),
+        )
+    }
+
+    fn cluster_objects() -> std::sync::Arc<PodObjects> {
+        let objects = std::sync::Arc::new(PodObjects::default());
+        objects.upsert(serde_json::json!({"kind": "ConfigMap",
+            "metadata": {"namespace": "ns", "name": "cfg"},
+            "data": {"MODE": "fast", "LEVEL": "3"}}));
+        objects.upsert(serde_json::json!({"kind": "Secret",
+            "metadata": {"namespace": "ns", "name": "db"},
+            // "hunter2", "admin"
+            "data": {"password": "aHVudGVyMg==", "user": "YWRtaW4="}}));
+        objects
     }
 
     #[test]
@@ -429,7 +434,11 @@ mod tests {
         assert_eq!(l.cpu_millis, Some(250));
         assert_eq!(l.memory_bytes, Some(2), "rounded up to a whole byte");
         let err = limits_of("lots", "64Mi").expect_err("not a quantity");
-        assert!(err.0.contains("resources.limits.cpu"), "{}", err.0);
+        assert!(
+            err.to_string().contains("resources.limits.cpu"),
+            "{}",
+            err.to_string()
+        );
     }
 
     #[test]
@@ -457,7 +466,7 @@ mod tests {
         for bad in ["yes", "True", "1", "", " true"] {
             let err = reuse(Some(bad), Kind::Http).expect_err(bad);
             assert_eq!(
-                err.0,
+                err.to_string(),
                 format!(
                     "annotation skiff.dev/instance-reuse: {bad:?} is neither \"true\" nor \"false\""
                 )
@@ -520,22 +529,185 @@ mod tests {
     }
 
     #[test]
-    fn references_the_node_cannot_resolve_are_config_errors() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        for env in [
-            serde_json::json!({"env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cm", "key": "k"}}}]}),
-            serde_json::json!({"env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}),
-            serde_json::json!({"envFrom": [{"configMapRef": {"name": "cm"}}]}),
+    fn env_comes_from_config_maps_secrets_and_env_from_with_prefixes() {
+        let p = with_env(serde_json::json!({
+            "envFrom": [{"configMapRef": {"name": "cfg"}, "prefix": "CFG_"},
+                        {"secretRef": {"name": "db"}}],
+            "env": [
+                {"name": "MODE", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "MODE"}}},
+                {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}},
+                {"name": "URL", "value": "db://$(user):$(PASSWORD)@$(CFG_LEVEL)"},
+                // A later definition replaces an earlier one.
+                {"name": "user", "value": "root"},
+                {"name": "GONE", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "NOPE", "optional": true}}},
+                {"name": "NONE", "valueFrom": {"secretKeyRef": {"name": "missing", "key": "k", "optional": true}}},
+            ],
+        }));
+        let env = env_of(&p, &cluster_objects()).expect("env");
+        for (k, v) in [
+            ("CFG_MODE", "fast"),
+            ("CFG_LEVEL", "3"),
+            ("password", "hunter2"),
+            ("user", "root"),
+            ("MODE", "fast"),
+            ("PASSWORD", "hunter2"),
+            ("URL", "db://admin:hunter2@3"),
         ] {
-            let mut c = serde_json::json!({"name": "c", "image": "hello:v1"});
-            for (k, v) in env.as_object().expect("object") {
-                c[k] = v.clone();
-            }
-            let p =
-                pod(serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": [c]}}));
-            let err = spec_of(&p, dir.path(), Kind::Http).expect_err("config error");
-            assert!(err.0.contains("not supported"), "{err}");
+            assert_eq!(env.get(k).map(String::as_str), Some(v), "{k}: {env:?}");
         }
+        assert!(
+            !env.contains_key("GONE") && !env.contains_key("NONE"),
+            "{env:?}"
+        );
+        let optional_from = with_env(serde_json::json!({
+            "envFrom": [{"configMapRef": {"name": "absent", "optional": true}}]}));
+        assert!(
+            env_of(&optional_from, &cluster_objects())
+                .expect("env")
+                .is_empty()
+        );
+    }
+
+    /// What is missing reads as the kubelet says it, and the container waits.
+    #[test]
+    fn missing_objects_and_keys_are_config_errors_in_kubelet_words() {
+        for (container, message) in [
+            (
+                serde_json::json!({"env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "x", "key": "k"}}}]}),
+                "configmap \"x\" not found",
+            ),
+            (
+                serde_json::json!({"env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]}),
+                "secret \"s\" not found",
+            ),
+            (
+                serde_json::json!({"envFrom": [{"configMapRef": {"name": "x"}}]}),
+                "configmap \"x\" not found",
+            ),
+            (
+                serde_json::json!({"envFrom": [{"secretRef": {"name": "cfg"}}]}),
+                "secret \"cfg\" not found",
+            ),
+            (
+                serde_json::json!({"env": [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "k"}}}]}),
+                "couldn't find key k in ConfigMap ns/cfg",
+            ),
+            (
+                serde_json::json!({"env": [{"name": "X", "valueFrom": {"secretKeyRef": {"name": "db", "key": "k"}}}]}),
+                "couldn't find key k in Secret ns/db",
+            ),
+        ] {
+            let err = env_of(&with_env(container), &cluster_objects()).expect_err("config error");
+            assert_eq!(err.to_string(), message);
+        }
+    }
+
+    #[test]
+    fn resource_fields_are_divided_and_rounded_up_and_unset_limits_are_the_nodes() {
+        let p = with_env(serde_json::json!({
+            "resources": {"limits": {"cpu": "250m", "memory": "64Mi"},
+                          "requests": {"memory": "1500k"}},
+            "env": [
+                {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+                {"name": "CPU_M", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "1m"}}},
+                {"name": "MEM_MI", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+                {"name": "REQ_MEM_M", "valueFrom": {"resourceFieldRef": {"resource": "requests.memory", "divisor": "1M"}}},
+                {"name": "REQ_CPU", "valueFrom": {"resourceFieldRef": {"resource": "requests.cpu"}}},
+                {"name": "DISK_GI", "valueFrom": {"resourceFieldRef": {"resource": "limits.ephemeral-storage", "divisor": "1Gi"}}},
+                {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                {"name": "HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.hostIP"}}},
+                {"name": "SA", "valueFrom": {"fieldRef": {"fieldPath": "spec.serviceAccountName"}}},
+            ],
+        }));
+        let env = env_of(&p, &std::sync::Arc::default()).expect("env");
+        for (k, v) in [
+            ("CPU", "1"),
+            ("CPU_M", "250"),
+            ("MEM_MI", "64"),
+            ("REQ_MEM_M", "2"),
+            ("REQ_CPU", "0"),
+            ("DISK_GI", "100"),
+            ("POD_IP", "10.42.0.7"),
+            ("HOST_IP", "192.168.1.20"),
+            ("SA", "default"),
+        ] {
+            assert_eq!(env.get(k).map(String::as_str), Some(v), "{k}: {env:?}");
+        }
+        let unlimited = with_env(serde_json::json!({"env": [
+            {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+            {"name": "MEM", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Gi"}}},
+        ]}));
+        let env = env_of(&unlimited, &std::sync::Arc::default()).expect("env");
+        assert_eq!(env.get("CPU").map(String::as_str), Some("2"));
+        assert_eq!(env.get("MEM").map(String::as_str), Some("4"));
+        let bad = with_env(serde_json::json!({"env": [
+            {"name": "X", "valueFrom": {"resourceFieldRef": {"resource": "limits.gpu"}}}]}));
+        let err = env_of(&bad, &std::sync::Arc::default()).expect_err("unsupported");
+        assert_eq!(
+            err.to_string(),
+            "env \"X\": unsupported container resource : limits.gpu"
+        );
+    }
+
+    #[test]
+    fn wasi_config_reads_the_named_objects_as_they_are_at_each_instance() {
+        let objects = cluster_objects();
+        let mut p = with_env(serde_json::json!({}));
+        p.metadata.annotations = Some(
+            [(
+                skiff_api::wasi_config::ANNOTATION.to_string(),
+                "ConfigMap/cfg, Secret/db".to_string(),
+            )]
+            .into(),
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spec = spec_with(&p, dir.path(), Kind::Http, &objects).expect("spec");
+        let source = spec.config.expect("a config source");
+        let values: HashMap<_, _> = source.values().into_iter().collect();
+        assert_eq!(values.get("MODE").map(String::as_str), Some("fast"));
+        assert_eq!(values.get("password").map(String::as_str), Some("hunter2"));
+        objects.upsert(serde_json::json!({"kind": "ConfigMap",
+            "metadata": {"namespace": "ns", "name": "cfg"}, "data": {"MODE": "slow"}}));
+        let values: HashMap<_, _> = source.values().into_iter().collect();
+        assert_eq!(
+            values.get("MODE").map(String::as_str),
+            Some("slow"),
+            "read afresh"
+        );
+
+        for (value, message) in [
+            ("ConfigMap/absent", "configmap \"absent\" not found"),
+            (
+                "Pod/x",
+                "annotation skiff.dev/wasi-config: \"Pod/x\": the kind must be ConfigMap or Secret",
+            ),
+        ] {
+            p.metadata.annotations = Some(
+                [(
+                    skiff_api::wasi_config::ANNOTATION.to_string(),
+                    value.to_string(),
+                )]
+                .into(),
+            );
+            let err = spec_with(&p, dir.path(), Kind::Http, &objects).expect_err("refused");
+            assert_eq!(err.to_string(), message);
+        }
+    }
+
+    /// WASI's environment is text: a Secret value that is not UTF-8 is
+    /// refused with a hint, not mangled.
+    #[test]
+    fn a_binary_secret_value_is_refused_as_an_environment_variable() {
+        let objects = std::sync::Arc::new(PodObjects::default());
+        objects.upsert(serde_json::json!({"kind": "Secret",
+            "metadata": {"namespace": "ns", "name": "bin"}, "data": {"k": "/w=="}}));
+        let p = with_env(serde_json::json!({"env": [
+            {"name": "X", "valueFrom": {"secretKeyRef": {"name": "bin", "key": "k"}}}]}));
+        let err = env_of(&p, &objects).expect_err("not text");
+        assert!(
+            err.to_string().contains("not UTF-8") && err.to_string().contains("mount it as a file"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -570,13 +742,44 @@ mod tests {
             "metadata": {"name": "p"},
             "spec": {
                 "containers": [{"name": "c", "image": "x", "volumeMounts": [{"name": "cfg", "mountPath": "/cfg"}]}],
-                "volumes": [{"name": "cfg", "configMap": {"name": "settings"}}],
+                "volumes": [{"name": "cfg", "persistentVolumeClaim": {"claimName": "data"}}],
             },
         }));
-        let err = spec_of(&p, dir.path(), Kind::Http).expect_err("configMap volume");
+        let err = spec_of(&p, dir.path(), Kind::Http).expect_err("claim");
         assert!(
-            err.0.contains("configMap volumes are not supported"),
+            err.to_string()
+                .contains("persistentVolumeClaim volumes are not supported"),
             "{err}"
         );
+    }
+
+    /// A ConfigMap volume is its files, read-only, and a missing ConfigMap
+    /// is the kubelet's mount failure.
+    #[test]
+    fn a_config_map_volume_is_written_read_only_or_fails_to_mount() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = pod(serde_json::json!({
+            "metadata": {"name": "p", "namespace": "ns"},
+            "spec": {
+                "containers": [{"name": "c", "image": "x", "volumeMounts": [
+                    {"name": "cfg", "mountPath": "/cfg"},
+                    {"name": "gone", "mountPath": "/gone"}]}],
+                "volumes": [{"name": "cfg", "configMap": {"name": "cfg"}},
+                            {"name": "gone", "configMap": {"name": "gone"}}],
+            },
+        }));
+        let err = spec_with(&p, dir.path(), Kind::Http, &cluster_objects()).expect_err("gone");
+        assert_eq!(
+            err.to_string(),
+            "MountVolume.SetUp failed for volume \"gone\" : configmap \"gone\" not found"
+        );
+        assert!(matches!(err, ConfigError::Mount { .. }));
+        let objects = cluster_objects();
+        objects.upsert(serde_json::json!({"kind": "ConfigMap",
+            "metadata": {"namespace": "ns", "name": "gone"}, "data": {"back": "yes"}}));
+        let s = spec_with(&p, dir.path(), Kind::Http, &objects).expect("spec");
+        assert!(s.mounts.iter().all(|m| m.read_only));
+        let mode = std::fs::read_to_string(s.mounts[0].host_path.join("MODE")).expect("file");
+        assert_eq!(mode, "fast");
     }
 }

@@ -10,7 +10,9 @@
 //! `headers` keeps the order of the request; a repeated header's values are
 //! joined with `, ` as HTTP allows. `body` is the body as UTF-8 (invalid bytes
 //! become U+FFFD). `env` lists the variables named in `ECHO_ENV`
-//! (comma-separated), `null` for one that is unset.
+//! (comma-separated), `null` for one that is unset; `files` the contents of
+//! the files named in `ECHO_FILES` (comma-separated paths, as the pod's
+//! volumes mount them), `null` for one that cannot be read.
 
 use guest_http::{headers, method, path_of, path_with_query, read_body, respond};
 use wasip2::exports::http::incoming_handler::Guest;
@@ -33,12 +35,14 @@ impl Guest for Echo {
             }
         };
         let env = selected_env(&std::env::var("ECHO_ENV").unwrap_or_default());
+        let files = selected_files(&std::env::var("ECHO_FILES").unwrap_or_default());
         let json = render(
             &method(&request),
             &path_with_query(&request),
             &headers(&request),
             &body,
             &env,
+            &files,
         );
         respond(out, 200, "application/json", json.as_bytes());
     }
@@ -89,12 +93,37 @@ fn selected_env(names: &str) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
+fn selected_files(paths: &str) -> Vec<(String, Option<String>)> {
+    paths
+        .split(',')
+        .map(str::trim)
+        .filter(|path| !path.is_empty())
+        .map(|path| (path.to_string(), std::fs::read_to_string(path).ok()))
+        .collect()
+}
+
+/// A value per name, or `null`, as a JSON object's members.
+fn push_members(out: &mut String, members: &[(String, Option<String>)]) {
+    for (i, (name, value)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_json_string(out, name);
+        out.push(':');
+        match value {
+            Some(value) => push_json_string(out, value),
+            None => out.push_str("null"),
+        }
+    }
+}
+
 fn render(
     method: &str,
     path: &str,
     headers: &[(String, Vec<u8>)],
     body: &[u8],
     env: &[(String, Option<String>)],
+    files: &[(String, Option<String>)],
 ) -> String {
     // Join repeated headers, keeping the order of first appearance.
     let mut joined: Vec<(&str, String)> = Vec::new();
@@ -125,17 +154,9 @@ fn render(
     out.push_str("},\"body\":");
     push_json_string(&mut out, &String::from_utf8_lossy(body));
     out.push_str(",\"env\":{");
-    for (i, (name, value)) in env.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        push_json_string(&mut out, name);
-        out.push(':');
-        match value {
-            Some(value) => push_json_string(&mut out, value),
-            None => out.push_str("null"),
-        }
-    }
+    push_members(&mut out, env);
+    out.push_str("},\"files\":{");
+    push_members(&mut out, files);
     out.push_str("}}\n");
     out
 }
@@ -171,14 +192,16 @@ mod tests {
             ("POD_NAME".to_string(), Some("echo-1".to_string())),
             ("MISSING".to_string(), None),
         ];
-        let json = render("POST", "/a?b=1", &headers, b"say \"hi\"\n\x01", &env);
+        let files = vec![("/etc/app/mode".to_string(), Some("fast\n".to_string()))];
+        let json = render("POST", "/a?b=1", &headers, b"say \"hi\"\n\x01", &env, &files);
         assert_eq!(
             json,
             concat!(
                 r#"{"method":"POST","path":"/a?b=1","#,
                 r#""headers":{"host":"localhost","x-tag":"a, b"},"#,
                 r#""body":"say \"hi\"\n\u0001","#,
-                r#""env":{"POD_NAME":"echo-1","MISSING":null}}"#,
+                r#""env":{"POD_NAME":"echo-1","MISSING":null},"#,
+                r#""files":{"/etc/app/mode":"fast\n"}}"#,
                 "\n"
             )
         );
@@ -187,8 +210,8 @@ mod tests {
     #[test]
     fn empty_request_is_valid_json() {
         assert_eq!(
-            render("GET", "/", &[], b"", &[]),
-            "{\"method\":\"GET\",\"path\":\"/\",\"headers\":{},\"body\":\"\",\"env\":{}}\n"
+            render("GET", "/", &[], b"", &[], &[]),
+            "{\"method\":\"GET\",\"path\":\"/\",\"headers\":{},\"body\":\"\",\"env\":{},\"files\":{}}\n"
         );
     }
 }
