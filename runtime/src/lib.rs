@@ -28,7 +28,7 @@ pub use capability::limits::{InstanceReuse, Limits};
 pub use capability::outbound_http::{OutboundFuture, OutboundHttp, OutboundRoute};
 pub use capability::volumes::Mount;
 pub use command::{CommandContainer, CommandMetrics, Exit, Stopper};
-pub use engine::{Component, Engine, EngineConfig, LoadSource};
+pub use engine::{Component, Engine, EngineConfig, KEEP_RESIDENT, LoadSource};
 pub use error::{Result, RuntimeError};
 pub use host::PodSpec;
 pub use http::{HttpContainer, HttpMetrics};
