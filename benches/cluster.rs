@@ -7,6 +7,9 @@
 //! turn; each starts what it needs and stops it before the next begins:
 //! - `pods.rs`: `skiff up`, pod create -> Ready (watch-observed) for batches
 //!   of 10, 100 and 1,000 pods, idle memory, memory per running pod, binary size;
+//! - `config.rs`: `skiff up`, create -> Ready of plain pods against pods with
+//!   ConfigMap volumes and Secret env (interleaved), and a ConfigMap's update
+//!   reaching the files of 100 pods;
 //! - `scheduling.rs`: a control plane and 100, 1,000 and 5,000 hollow nodes;
 //! - `proxy.rs`: a control plane, two nodes and `wasmtime serve` under wrk,
 //!   with 1, 10 and 100 endpoints behind the Service;
@@ -17,13 +20,16 @@
 //!
 //! `cargo bench --bench cluster` (about 10 minutes on a 2-core machine);
 //! `cargo bench --bench cluster -- --quick` or `SKIFF_BENCH_QUICK=1` for the
-//! smaller sizes only; `-- --only pods,scheduling,proxy,api` for some
+//! smaller sizes only; `-- --only pods,config,scheduling,proxy,api` for some
 //! scenarios. The method and the recorded results are in BENCHMARKS.md.
 
 // Each scenario module also has a `main` of its own, unused here.
 #[path = "api_writes.rs"]
 #[allow(dead_code)]
 mod api_writes;
+#[path = "config.rs"]
+#[allow(dead_code)]
+mod config;
 #[path = "failover.rs"]
 #[allow(dead_code)]
 mod failover;
@@ -53,7 +59,7 @@ use support::figure::{self, Figure, format_figures};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// The scenarios, in the order they run.
-const SCENARIOS: [&str; 5] = ["pods", "scheduling", "proxy", "api", "failover"];
+const SCENARIOS: [&str; 6] = ["pods", "config", "scheduling", "proxy", "api", "failover"];
 
 /// Longest the hollow nodes of one scheduling size may take to join and turn
 /// Ready, so that the whole run stays within 15 minutes on 2 cores.
@@ -63,6 +69,7 @@ const SCHEDULING_SETUP_LIMIT: Duration = Duration::from_secs(150);
 struct Sizes {
     quick: bool,
     pods: pods::Plan,
+    config: config::Plan,
     scheduling: Vec<scheduling::Plan>,
     proxy: proxy::Settings,
     api_writers: Vec<usize>,
@@ -80,6 +87,7 @@ impl Sizes {
                 settle: Duration::from_secs(5),
                 readings: 3,
             },
+            config: config::Plan::full(),
             scheduling: vec![
                 scheduling::Plan {
                     nodes: 100,
@@ -128,6 +136,7 @@ impl Sizes {
                 settle: Duration::from_secs(2),
                 readings: 3,
             },
+            config: config::Plan::quick(),
             scheduling: full.scheduling[..2]
                 .iter()
                 .map(|&p| scheduling::Plan {
@@ -156,6 +165,7 @@ impl Sizes {
 fn run(name: &str, sizes: &Sizes, parent: &Path) -> Vec<Figure> {
     let result = match name {
         "pods" => pods::run_scenario(&sizes.pods, parent),
+        "config" => config::run_scenario(&sizes.config, parent),
         "scheduling" => scheduling::run_scenario(&sizes.scheduling, parent),
         "proxy" => proxy::run_scenario(&sizes.proxy, parent),
         "api" => api_writes::run_scenario(&sizes.api_writers, sizes.api_timing, parent),
