@@ -91,25 +91,42 @@ spec:
           key: token
 "#;
 
-/// The environment the `echo` pod `name` shows, through the API's pod proxy.
+/// The JSON answer of the `echo` pod `name` through the API's pod proxy;
+/// `None` while it does not answer 200 with JSON.
+fn echo_answer(k: &Kubectl, name: &str) -> Option<Value> {
+    let out = get(k, name, "/");
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_str(&out.stdout).ok()
+}
+
+/// The environment the `echo` pod `name` shows.
 fn env_of(k: &Kubectl, name: &str) -> Value {
-    let body = k.ok(&[
-        "get",
-        "--raw",
-        &format!("/api/v1/namespaces/default/pods/{name}/proxy/"),
-    ]);
-    let answer: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{body}: {e}"));
-    answer["env"].clone()
+    echo_answer(k, name).expect("echo answers")["env"].clone()
+}
+
+/// A `skiff up` with `samples` pushed and `manifest` applied, once pod
+/// `ready` is Ready.
+struct Up {
+    dir: tempfile::TempDir,
+    server: Server,
+    k: Kubectl,
+}
+
+fn up(samples: &[&str], manifest: &str, ready: &str) -> Up {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start_command("up", &dir.path().join("data"));
+    let k = Kubectl::new(&server.kubeconfig());
+    push_samples(&Skiff::new(&server.kubeconfig()), samples);
+    apply(&k, dir.path(), ready, manifest);
+    wait_pod_ready(&server, ready);
+    Up { dir, server, k }
 }
 
 #[test]
 fn config_maps_and_secrets_reach_the_environment_and_a_missing_secret_holds_the_pod() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start_command("up", &dir.path().join("data"));
-    let k = Kubectl::new(&server.kubeconfig());
-    push_samples(&Skiff::new(&server.kubeconfig()), &["echo"]);
-    apply(&k, dir.path(), "configured", MANIFEST);
-    wait_pod_ready(&server, "configured");
+    let Up { dir, server, k } = up(&["echo"], MANIFEST, "configured");
 
     let env = env_of(&k, "configured");
     let pod_ip = k.ok(&["get", "pod", "configured", "-o", "jsonpath={.status.podIP}"]);
@@ -290,26 +307,12 @@ spec:
 
 /// The files the `echo` pod `name` shows; `None` while it does not answer 200.
 fn files_of(k: &Kubectl, name: &str) -> Option<Value> {
-    let out = k.run(&[
-        "get",
-        "--raw",
-        &format!("/api/v1/namespaces/default/pods/{name}/proxy/"),
-    ]);
-    if !out.status.success() {
-        return None;
-    }
-    let answer: Value = serde_json::from_str(&out.stdout).ok()?;
-    Some(answer["files"].clone())
+    Some(echo_answer(k, name)?["files"].clone())
 }
 
 #[test]
 fn cluster_volumes_hold_their_files_and_follow_changes_without_a_restart() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start_command("up", &dir.path().join("data"));
-    let k = Kubectl::new(&server.kubeconfig());
-    push_samples(&Skiff::new(&server.kubeconfig()), &["echo"]);
-    apply(&k, dir.path(), "mounted", VOLUMES);
-    wait_pod_ready(&server, "mounted");
+    let Up { dir, server, k } = up(&["echo"], VOLUMES, "mounted");
     let files = files_of(&k, "mounted").expect("echo answers");
     assert_eq!(
         files,
@@ -466,12 +469,11 @@ fn get(k: &Kubectl, name: &str, path: &str) -> cluster::Outcome {
 /// does not exist holds the pod, in the kubelet's words.
 #[test]
 fn wasi_config_serves_the_keys_of_the_objects_a_pod_names() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start_command("up", &dir.path().join("data"));
-    let k = Kubectl::new(&server.kubeconfig());
-    push_samples(&Skiff::new(&server.kubeconfig()), &["settings"]);
-    apply(&k, dir.path(), "settings", SETTINGS);
-    wait_pod_ready(&server, "settings");
+    let Up {
+        dir: _dir,
+        server: _server,
+        k,
+    } = up(&["settings"], SETTINGS, "settings");
     let all = get(&k, "settings", "/");
     assert!(all.status.success(), "{}", all.stderr);
     assert_eq!(all.stdout, "level=3\nmode=from-the-secret\ntoken=t0k3n\n");

@@ -322,10 +322,10 @@ fn downward_api<'a>(
                 "metadata.uid" => meta.uid.clone().unwrap_or_default(),
                 "metadata.labels" => format_map(meta.labels.as_ref()),
                 "metadata.annotations" => format_map(meta.annotations.as_ref()),
-                _ => match subscript(path, "metadata.labels[")
+                _ => match super::spec::subscript(path, "metadata.labels[")
                     .map(|k| (k, meta.labels.as_ref()))
                     .or_else(|| {
-                        subscript(path, "metadata.annotations[")
+                        super::spec::subscript(path, "metadata.annotations[")
                             .map(|k| (k, meta.annotations.as_ref()))
                     }) {
                     Some((key, map)) => map.and_then(|m| m.get(&key)).cloned().unwrap_or_default(),
@@ -345,16 +345,6 @@ fn downward_api<'a>(
         );
     }
     Ok(())
-}
-
-/// `metadata.labels['key']` -> `key`.
-fn subscript(path: &str, prefix: &str) -> Option<String> {
-    let key = path.strip_prefix(prefix)?.strip_suffix(']')?;
-    let key = key
-        .strip_prefix('\'')
-        .and_then(|k| k.strip_suffix('\''))
-        .or_else(|| key.strip_prefix('"').and_then(|k| k.strip_suffix('"')))?;
-    Some(key.to_string())
 }
 
 /// Labels or annotations as the downward API writes them

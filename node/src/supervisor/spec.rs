@@ -24,8 +24,8 @@ use super::projection::{ProjectedVolumes, RenderInputs, Source};
 mod config;
 mod env;
 
-pub(super) use env::resource_value;
 use env::{environment, expand};
+pub(super) use env::{resource_value, subscript};
 
 /// The pod annotation that lets its HTTP containers serve request after
 /// request in the same instance: `"true"`, or `"false"` (the default, a fresh

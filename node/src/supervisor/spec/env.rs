@@ -155,14 +155,7 @@ pub(super) fn field_value(inputs: &SpecInputs<'_>, path: &str) -> Option<String>
     let pod = inputs.pod;
     let meta = &pod.metadata;
     let spec = pod.spec.as_ref();
-    let subscript = |prefix: &str| -> Option<String> {
-        let key = path.strip_prefix(prefix)?.strip_suffix(']')?;
-        let key = key
-            .strip_prefix('\'')
-            .and_then(|k| k.strip_suffix('\''))
-            .or_else(|| key.strip_prefix('"').and_then(|k| k.strip_suffix('"')))?;
-        Some(key.to_string())
-    };
+    let subscript = |prefix: &str| subscript(path, prefix);
     if let Some(key) = subscript("metadata.labels[") {
         return Some(
             meta.labels
@@ -197,6 +190,17 @@ pub(super) fn field_value(inputs: &SpecInputs<'_>, path: &str) -> Option<String>
         "status.hostIP" | "status.hostIPs" => ip(inputs.host_ip),
         _ => return None,
     })
+}
+
+/// The key of a downward API subscript: `metadata.labels['key']` (or with
+/// double quotes) -> `key`, for `prefix` `metadata.labels[`.
+pub(in crate::supervisor) fn subscript(path: &str, prefix: &str) -> Option<String> {
+    let key = path.strip_prefix(prefix)?.strip_suffix(']')?;
+    let key = key
+        .strip_prefix('\'')
+        .and_then(|k| k.strip_suffix('\''))
+        .or_else(|| key.strip_prefix('"').and_then(|k| k.strip_suffix('"')))?;
+    Some(key.to_string())
 }
 
 /// `resourceFieldRef`: a limit or request of the container (or of the one
