@@ -31,27 +31,21 @@
 //! `cargo bench --bench config -- --quick` (20 + 20, then 20). The method is
 //! in BENCHMARKS.md.
 
-use crate::support::{api_client, dirs, figure, latency};
-use skiff_testkit::{objects, samples};
+use crate::support::{api_client, dirs, figure, latency, pod_startup, skiff_up};
+use skiff_testkit::samples;
 
-use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use api_client::{Connection, Endpoint, Watch};
+use api_client::{Connection, Endpoint};
 use bytes::Bytes;
 use figure::{Figure, format_figures};
 use http::{Method, StatusCode};
 use latency::LatencySummary;
-use objects::is_ready;
+use pod_startup::PODS;
 use serde_json::{Value, json};
-use skiff_api::meta;
-use tokio::sync::Mutex;
+use skiff_up::SkiffUp;
 
 /// The DESIGN budget of the ConfigMap/Secret issue: a configured pod's
 /// create -> Ready p99 within this of a plain pod's.
@@ -59,9 +53,6 @@ const CONFIGURED_P99_BUDGET: Duration = Duration::from_millis(10);
 /// The DESIGN budget of the ConfigMap/Secret issue: a ConfigMap's change in
 /// the files of every pod that mounts it, p99.
 const PROPAGATE_P99_BUDGET: Duration = Duration::from_secs(5);
-const SKIFF: &str = env!("CARGO_BIN_EXE_skiff");
-const NODE: &str = "bench-node";
-const PODS: &str = "/api/v1/namespaces/default/pods";
 const CONFIGMAPS: &str = "/api/v1/namespaces/default/configmaps";
 const SECRETS: &str = "/api/v1/namespaces/default/secrets";
 /// Every pod of the benchmark carries it; the watch selects on it.
@@ -124,19 +115,6 @@ enum Kind {
     Propagate,
 }
 
-/// A running `skiff up` process and where it serves.
-struct SkiffUp {
-    child: Child,
-    api: Endpoint,
-}
-
-/// One pod's creation, as the creators and the watch saw it.
-#[derive(Debug, Default, Clone, Copy)]
-struct PodTimes {
-    sent: Option<Instant>,
-    ready: Option<Instant>,
-}
-
 impl Plan {
     pub fn full() -> Self {
         Plan {
@@ -150,88 +128,6 @@ impl Plan {
             pods: 20,
             propagate: 20,
         }
-    }
-}
-
-impl SkiffUp {
-    /// Starts `skiff up` on free ports with its data in `dir` and waits until
-    /// its node has said it is up. Its logs go to `dir/skiff.log`.
-    fn start(dir: &Path, max_pods: usize) -> anyhow::Result<Self> {
-        let log = std::fs::File::create(dir.join("skiff.log")).context("create the log file")?;
-        let mut child = Command::new(SKIFF)
-            .arg("up")
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .args(["--api-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0"])
-            .args(["--name", NODE, "--http-port", "0"])
-            // Free ports, so a run beside another cluster on this host works.
-            .args(["--proxy-port", "0", "--metrics-port", "0"])
-            .arg("--max-pods")
-            .arg(max_pods.max(1).to_string())
-            .env_remove("KUBECONFIG")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("start {SKIFF} up"))?;
-        let Some(stdout) = child.stdout.take() else {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("no stdout of the child");
-        };
-        // From here on, dropping `starting` stops the process.
-        let mut starting = Starting(Some(child));
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            // Keeps draining stdout so the process never blocks on a full pipe.
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + DEADLINE;
-        let mut api = None;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx.recv_timeout(left).with_context(|| {
-                format!(
-                    "skiff up did not say its node is up within {DEADLINE:?} (log: {})",
-                    dir.join("skiff.log").display()
-                )
-            })?;
-            if let Some(addr) = line.trim().strip_prefix("Skiff API on https://") {
-                let addr: SocketAddr = addr.parse().context("parse the API address")?;
-                api = Some(Endpoint::from_kubeconfig(
-                    &dir.join("data").join("kubeconfig"),
-                    addr,
-                )?);
-            }
-            if line.trim() == format!("Node {NODE} is up") {
-                break;
-            }
-        }
-        let api = api.context("skiff up printed no API address")?;
-        let child = starting.0.take().context("the child")?;
-        Ok(SkiffUp { child, api })
-    }
-}
-
-/// A `skiff up` that has not said it is up yet: stopped if starting fails.
-struct Starting(Option<Child>);
-
-impl Drop for Starting {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for SkiffUp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -357,14 +253,6 @@ async fn create_objects(api: &Endpoint) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The list's resourceVersion, for a watch that starts after it.
-async fn list_revision(conn: &mut Connection) -> anyhow::Result<String> {
-    let list = conn.get_json(&format!("{PODS}?limit=1")).await?;
-    meta::resource_version(&list)
-        .map(str::to_string)
-        .context("the pod list has no resourceVersion")
-}
-
 /// Creates `pods` (name and kind), in their order, with `CREATORS` requests in
 /// flight and waits until a watch has seen every one Ready; each pod's time
 /// from its request to that event, in the order of `pods`.
@@ -372,84 +260,15 @@ async fn create_until_ready(
     api: &Endpoint,
     pods: Vec<(String, Kind)>,
 ) -> anyhow::Result<Vec<Duration>> {
-    let mut conn = Connection::open(api).await?;
-    let since = list_revision(&mut conn).await?;
-    let mut watch = Watch::start(
-        api,
-        &format!(
-            "{PODS}?watch=true&labelSelector={}%3D{}&resourceVersion={since}",
-            LABEL.0, LABEL.1
-        ),
-    )
-    .await?;
-    let names: Vec<String> = pods.iter().map(|(n, _)| n.clone()).collect();
-    let times: Arc<Mutex<HashMap<String, PodTimes>>> = Arc::new(Mutex::new(
-        names
-            .iter()
-            .map(|n| (n.clone(), PodTimes::default()))
-            .collect(),
-    ));
-    let queue = Arc::new(Mutex::new(VecDeque::from(pods)));
-    let mut creators = Vec::new();
-    // Every creator connects before the first request is sent.
-    let mut connections = Vec::new();
-    for _ in 0..CREATORS.min(names.len()) {
-        connections.push(Connection::open(api).await?);
-    }
-    for mut conn in connections {
-        let (queue, times) = (queue.clone(), times.clone());
-        creators.push(tokio::spawn(async move {
-            loop {
-                let Some((name, kind)) = queue.lock().await.pop_front() else {
-                    return anyhow::Ok(());
-                };
-                let body = Bytes::from(serde_json::to_vec(&pod_manifest(&name, kind))?);
-                let sent = Instant::now();
-                times.lock().await.entry(name.clone()).or_default().sent = Some(sent);
-                conn.request(Method::POST, PODS, "application/json", body)
-                    .await?
-                    .expect(StatusCode::CREATED, &format!("create pod {name}"))?;
-            }
-        }));
-    }
-    let mut waiting = names.len();
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while waiting > 0 {
-        let event = tokio::time::timeout_at(deadline, watch.next_event())
-            .await
-            .with_context(|| format!("{waiting} pods were not Ready within {DEADLINE:?}"))??;
-        let Some((arrived, event)) = event else {
-            bail!("the pod watch ended with {waiting} pods not Ready");
-        };
-        let pod = &event["object"];
-        let Some(name) = pod.pointer("/metadata/name").and_then(Value::as_str) else {
-            continue;
-        };
-        if !is_ready(pod) {
-            continue;
-        }
-        let mut times = times.lock().await;
-        if let Some(t) = times.get_mut(name)
-            && t.ready.is_none()
-        {
-            t.ready = Some(arrived);
-            waiting -= 1;
-        }
-    }
-    for creator in creators {
-        creator.await.context("a creator panicked")??;
-    }
-    let times = times.lock().await;
-    names
-        .iter()
-        .map(|n| match times.get(n) {
-            Some(PodTimes {
-                sent: Some(s),
-                ready: Some(r),
-            }) => Ok(r.saturating_duration_since(*s)),
-            _ => bail!("no timing for pod {n}"),
+    let pods = pods
+        .into_iter()
+        .map(|(n, kind)| {
+            let manifest = pod_manifest(&n, kind);
+            (n, manifest)
         })
-        .collect()
+        .collect();
+    let selector = format!("{}%3D{}", LABEL.0, LABEL.1);
+    pod_startup::create_until_ready(api, pods, CREATORS, &selector, DEADLINE).await
 }
 
 /// Deletes `names` (grace period 0) and waits until they are gone.

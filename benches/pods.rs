@@ -17,26 +17,22 @@
 //! (40 pods, for development). The method and the recorded results are in
 //! BENCHMARKS.md.
 
-use crate::support::{api_client, dirs, figure, latency, table};
-use skiff_testkit::{objects, samples};
+use crate::support::{api_client, dirs, figure, latency, pod_startup, skiff_up, table};
+use skiff_testkit::samples;
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use api_client::{Connection, Endpoint, Watch};
+use api_client::{Connection, Endpoint};
 use bytes::Bytes;
 use figure::{Figure, thousands};
 use http::{Method, StatusCode};
 use latency::LatencySummary;
-use objects::is_ready;
+use pod_startup::PODS;
 use serde_json::{Value, json};
-use skiff_api::meta;
+use skiff_up::{SKIFF, SkiffUp};
 use table::{Row, format_table};
 use tokio::sync::Mutex;
 
@@ -44,9 +40,6 @@ use tokio::sync::Mutex;
 const READY_P99_BUDGET: Duration = Duration::from_millis(35);
 /// DESIGN.md: idle resident memory of the all-in-one `skiff up`.
 const IDLE_RSS_BUDGET_MIB: f64 = 60.0;
-const SKIFF: &str = env!("CARGO_BIN_EXE_skiff");
-const NODE: &str = "bench-node";
-const PODS: &str = "/api/v1/namespaces/default/pods";
 /// Requests in flight at once while a batch is created.
 const CREATORS: usize = 8;
 /// DESIGN.md: running HTTP pods on one 24 GiB node.
@@ -108,20 +101,6 @@ pub struct BatchOutcome {
     pub rss: u64,
 }
 
-/// A running `skiff up` process and where it serves.
-struct SkiffUp {
-    child: Child,
-    /// Known once it has printed its address.
-    api: Option<Endpoint>,
-}
-
-/// One pod's creation, as the creators and the watch saw it.
-#[derive(Debug, Default, Clone, Copy)]
-struct PodTimes {
-    sent: Option<Instant>,
-    ready: Option<Instant>,
-}
-
 impl Plan {
     fn full() -> Self {
         Plan {
@@ -145,74 +124,6 @@ impl Plan {
     pub fn total(&self) -> usize {
         let batches = self.batches.iter().sum();
         self.density.iter().copied().fold(batches, usize::max)
-    }
-}
-
-impl SkiffUp {
-    /// Starts `skiff up` on free ports with its data in `dir` and waits until
-    /// its node has said it is up. Its logs go to `dir/skiff.log`.
-    fn start(dir: &Path, max_pods: usize) -> anyhow::Result<Self> {
-        let log = std::fs::File::create(dir.join("skiff.log")).context("create the log file")?;
-        let mut child = Command::new(SKIFF)
-            .arg("up")
-            .arg("--data-dir")
-            .arg(dir.join("data"))
-            .args(["--api-addr", "127.0.0.1:0", "--quic-addr", "127.0.0.1:0"])
-            .args(["--name", NODE, "--http-port", "0"])
-            // Free ports, so a run beside another cluster on this host works.
-            .args(["--proxy-port", "0", "--metrics-port", "0"])
-            .arg("--max-pods")
-            .arg(max_pods.max(1).to_string())
-            .env_remove("KUBECONFIG")
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("start {SKIFF} up"))?;
-        let stdout = child.stdout.take().context("the child's stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            // Keeps draining stdout so the process never blocks on a full pipe.
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut up = SkiffUp { child, api: None };
-        let deadline = Instant::now() + DEADLINE;
-        let mut api = None;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx.recv_timeout(left).with_context(|| {
-                format!(
-                    "skiff up did not say its node is up within {DEADLINE:?} (log: {})",
-                    dir.join("skiff.log").display()
-                )
-            })?;
-            if let Some(addr) = line.trim().strip_prefix("Skiff API on https://") {
-                let addr: SocketAddr = addr.parse().context("parse the API address")?;
-                api = Some(Endpoint::from_kubeconfig(
-                    &dir.join("data").join("kubeconfig"),
-                    addr,
-                )?);
-            }
-            if line.trim() == format!("Node {NODE} is up") {
-                break;
-            }
-        }
-        up.api = Some(api.context("skiff up printed no API address")?);
-        Ok(up)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for SkiffUp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -275,87 +186,17 @@ async fn push_hello(api: &Endpoint) -> anyhow::Result<()> {
     .expect(StatusCode::CREATED, "push hello")
 }
 
-/// The list's resourceVersion, for a watch that starts after it.
-async fn list_revision(conn: &mut Connection) -> anyhow::Result<String> {
-    let list = conn.get_json(&format!("{PODS}?limit=1")).await?;
-    meta::resource_version(&list)
-        .map(str::to_string)
-        .context("the pod list has no resourceVersion")
-}
-
 /// Creates `names` with `CREATORS` requests in flight and waits until a watch
 /// has seen every one Ready; each pod's time from its request to that event.
 async fn create_until_ready(api: &Endpoint, names: Vec<String>) -> anyhow::Result<Vec<Duration>> {
-    let mut conn = Connection::open(api).await?;
-    let since = list_revision(&mut conn).await?;
-    let mut watch = Watch::start(
-        api,
-        &format!("{PODS}?watch=true&labelSelector=app%3Dbench&resourceVersion={since}"),
-    )
-    .await?;
-    let times: Arc<Mutex<HashMap<String, PodTimes>>> = Arc::new(Mutex::new(
-        names
-            .iter()
-            .map(|n| (n.clone(), PodTimes::default()))
-            .collect(),
-    ));
-    let queue = Arc::new(Mutex::new(names.clone()));
-    let mut creators = Vec::new();
-    for _ in 0..CREATORS {
-        let (queue, times, api) = (queue.clone(), times.clone(), api.clone());
-        creators.push(tokio::spawn(async move {
-            let mut conn = Connection::open(&api).await?;
-            loop {
-                let Some(name) = queue.lock().await.pop() else {
-                    return anyhow::Ok(());
-                };
-                let body = Bytes::from(serde_json::to_vec(&pod_manifest(&name))?);
-                let sent = Instant::now();
-                times.lock().await.entry(name.clone()).or_default().sent = Some(sent);
-                conn.request(Method::POST, PODS, "application/json", body)
-                    .await?
-                    .expect(StatusCode::CREATED, &format!("create pod {name}"))?;
-            }
-        }));
-    }
-    let mut waiting = names.len();
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while waiting > 0 {
-        let event = tokio::time::timeout_at(deadline, watch.next_event())
-            .await
-            .with_context(|| format!("{waiting} pods were not Ready within {DEADLINE:?}"))??;
-        let Some((arrived, event)) = event else {
-            bail!("the pod watch ended with {waiting} pods not Ready");
-        };
-        let pod = &event["object"];
-        let Some(name) = pod.pointer("/metadata/name").and_then(Value::as_str) else {
-            continue;
-        };
-        if !is_ready(pod) {
-            continue;
-        }
-        let mut times = times.lock().await;
-        if let Some(t) = times.get_mut(name)
-            && t.ready.is_none()
-        {
-            t.ready = Some(arrived);
-            waiting -= 1;
-        }
-    }
-    for creator in creators {
-        creator.await.context("a creator panicked")??;
-    }
-    let times = times.lock().await;
-    names
-        .iter()
-        .map(|n| match times.get(n) {
-            Some(PodTimes {
-                sent: Some(s),
-                ready: Some(r),
-            }) => Ok(r.saturating_duration_since(*s)),
-            _ => bail!("no timing for pod {n}"),
+    let pods = names
+        .into_iter()
+        .map(|n| {
+            let manifest = pod_manifest(&n);
+            (n, manifest)
         })
-        .collect()
+        .collect();
+    pod_startup::create_until_ready(api, pods, CREATORS, "app%3Dbench", DEADLINE).await
 }
 
 /// Creates one pod, waits until it is Ready and deletes it: the node has then
@@ -456,7 +297,7 @@ pub fn measure(plan: &Plan, parent: &Path) -> anyhow::Result<Outcome> {
     // Room for every pod and the warm-up pod (which may still be terminating),
     // and never below the node's default.
     let up = SkiffUp::start(dir.path(), (plan.total() + 1).max(1000))?;
-    let api = &up.api.clone().context("skiff up's API")?;
+    let api = &up.api;
     let pid = up.pid();
     let outcome = runtime.block_on(async {
         eprintln!("running: idle memory, fresh start ...");

@@ -7,4 +7,6 @@ pub mod api_client;
 pub mod dirs;
 pub mod figure;
 pub mod latency;
+pub mod pod_startup;
+pub mod skiff_up;
 pub mod table;
