@@ -271,42 +271,6 @@ async fn create_until_ready(
     pod_startup::create_until_ready(api, pods, CREATORS, &selector, DEADLINE).await
 }
 
-/// Deletes `names` (grace period 0) and waits until they are gone.
-async fn delete_pods(api: &Endpoint, names: &[&str]) -> anyhow::Result<()> {
-    let mut conn = Connection::open(api).await?;
-    for name in names {
-        conn.request(
-            Method::DELETE,
-            &format!("{PODS}/{name}?gracePeriodSeconds=0"),
-            "application/json",
-            Bytes::new(),
-        )
-        .await?
-        .expect(StatusCode::OK, &format!("delete pod {name}"))?;
-    }
-    let deadline = Instant::now() + DEADLINE;
-    for name in names {
-        loop {
-            let reply = conn
-                .request(
-                    Method::GET,
-                    &format!("{PODS}/{name}"),
-                    "application/json",
-                    Bytes::new(),
-                )
-                .await?;
-            if reply.status == StatusCode::NOT_FOUND {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("pod {name} was not gone within {DEADLINE:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    Ok(())
-}
-
 /// `echo`'s answer of pod `name` to `GET /` through the API's pod proxy, or
 /// `None` when it was not a 200 with JSON (or the connection broke: then
 /// `conn` is a new one).
@@ -375,7 +339,7 @@ async fn warm_up(api: &Endpoint) -> anyhow::Result<()> {
         |a| a["files"] == configured_files() && a["env"] == configured_env(),
     )
     .await?;
-    delete_pods(api, &["warm-plain", "warm-configured"]).await
+    pod_startup::delete_pods(api, &["warm-plain", "warm-configured"], DEADLINE).await
 }
 
 /// Part 1: `pods` plain and `pods` configured pods created alternately;

@@ -24,7 +24,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use api_client::{Connection, Endpoint};
 use bytes::Bytes;
 use figure::{Figure, thousands};
@@ -203,33 +203,7 @@ async fn create_until_ready(api: &Endpoint, names: Vec<String>) -> anyhow::Resul
 /// fetched and compiled the component, so later pods find it cached.
 async fn warm_up(api: &Endpoint) -> anyhow::Result<()> {
     create_until_ready(api, vec!["warm-up".into()]).await?;
-    let mut conn = Connection::open(api).await?;
-    conn.request(
-        Method::DELETE,
-        &format!("{PODS}/warm-up?gracePeriodSeconds=0"),
-        "application/json",
-        Bytes::new(),
-    )
-    .await?
-    .expect(StatusCode::OK, "delete pod warm-up")?;
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        let reply = conn
-            .request(
-                Method::GET,
-                &format!("{PODS}/warm-up"),
-                "application/json",
-                Bytes::new(),
-            )
-            .await?;
-        if reply.status == StatusCode::NOT_FOUND {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("pod warm-up was not gone within {DEADLINE:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    pod_startup::delete_pods(api, &["warm-up"], DEADLINE).await
 }
 
 /// Asks every pod in `names` for `/` through the API's pod proxy (the path

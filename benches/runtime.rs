@@ -132,8 +132,15 @@ async fn hello_once(c: &HttpContainer, expect: &str) -> anyhow::Result<()> {
 }
 
 fn engine(cache_dir: Option<PathBuf>) -> anyhow::Result<Engine> {
+    // `RUNTIME_KEEP_RESIDENT=BYTES` compares the pooling allocator's
+    // kept-resident bytes per slot (0: wasmtime's default, `madvise`).
+    let keep_resident = std::env::var("RUNTIME_KEEP_RESIDENT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(skiff_runtime::KEEP_RESIDENT);
     Engine::new(EngineConfig {
         cache_dir,
+        keep_resident,
         ..EngineConfig::default()
     })
     .context("engine")

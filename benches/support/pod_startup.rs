@@ -122,3 +122,39 @@ pub async fn create_until_ready(
         })
         .collect()
 }
+
+/// Deletes `names` (grace period 0) and waits until they are gone.
+pub async fn delete_pods(api: &Endpoint, names: &[&str], deadline: Duration) -> anyhow::Result<()> {
+    let mut conn = Connection::open(api).await?;
+    for name in names {
+        conn.request(
+            Method::DELETE,
+            &format!("{PODS}/{name}?gracePeriodSeconds=0"),
+            "application/json",
+            Bytes::new(),
+        )
+        .await?
+        .expect(StatusCode::OK, &format!("delete pod {name}"))?;
+    }
+    let until = Instant::now() + deadline;
+    for name in names {
+        loop {
+            let reply = conn
+                .request(
+                    Method::GET,
+                    &format!("{PODS}/{name}"),
+                    "application/json",
+                    Bytes::new(),
+                )
+                .await?;
+            if reply.status == StatusCode::NOT_FOUND {
+                break;
+            }
+            if Instant::now() > until {
+                bail!("pod {name} was not gone within {deadline:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}

@@ -301,17 +301,14 @@ fn insert(state: &mut State, pod: Arc<Value>) -> Vec<Downstream> {
         return Vec::new();
     };
     let uid = meta::uid(&pod).unwrap_or_default().to_string();
-    let refs = objects::referenced(&pod);
-    let known = state
-        .pods
-        .entry(node.clone())
-        .or_default()
-        .insert(uid, pod)
-        .is_some();
-    if known {
-        return Vec::new();
+    // Read only for a pod new here: status reports re-insert pods all the time.
+    let refs = (!state.pods.get(&node).is_some_and(|p| p.contains_key(&uid)))
+        .then(|| objects::referenced(&pod));
+    state.pods.entry(node.clone()).or_default().insert(uid, pod);
+    match refs {
+        Some(refs) => state.objects.refer(&node, refs),
+        None => Vec::new(),
     }
-    state.objects.refer(&node, refs)
 }
 
 /// Forgets the pod; returns the objects its node must now forget.

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 
 use super::container::{self, Outcome, Rule};
 use super::events::{EventType, Reporter};
-use super::projection::{ProjectedVolumes, RenderInputs};
+use super::projection::{ProjectedVolumes, RenderInputs, Source};
 use super::serving::ServingHttp;
 use super::status::{ContainerStatus, PodStatusModel, RestartPolicy, State, Terminated};
 use super::stop::{self, Stop, StopKind, StopOrder};
@@ -683,13 +683,36 @@ pub(super) async fn run(ctx: Arc<PodCtx>) {
 const VOLUME_RESYNC: Duration = Duration::from_secs(2);
 
 /// Keeps the pod's cluster volumes current while it runs: at once when a
-/// ConfigMap or Secret changes, and every [`VOLUME_RESYNC`]. Never returns.
+/// ConfigMap or Secret changes, and every [`VOLUME_RESYNC`] for a downward
+/// API volume. A pod without such volumes waits on nothing. Never returns.
 async fn refresh_volumes(ctx: &PodCtx) {
+    let (cluster, downward) = {
+        let pod = ctx.pod();
+        let volumes = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.volumes.clone())
+            .unwrap_or_default();
+        (
+            volumes.iter().any(|v| Source::of(v).is_some()),
+            volumes.iter().any(Source::follows_pod),
+        )
+    };
+    if !cluster {
+        return std::future::pending().await;
+    }
     let mut changed = ctx.objects.changed();
     loop {
+        let resync = async {
+            if downward {
+                tokio::time::sleep(VOLUME_RESYNC).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
             r = changed.changed() => if r.is_err() { std::future::pending::<()>().await },
-            () = tokio::time::sleep(VOLUME_RESYNC) => {}
+            () = resync => {}
         }
         let pod = ctx.pod();
         ctx.projected.refresh(&RenderInputs {

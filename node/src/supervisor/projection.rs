@@ -56,6 +56,16 @@ impl Source {
         }
     }
 
+    /// Whether its files follow the pod itself (the downward API: labels and
+    /// annotations change while it runs).
+    pub(super) fn follows_pod(volume: &Volume) -> bool {
+        volume.downward_api.is_some()
+            || volume
+                .projected
+                .as_ref()
+                .is_some_and(|p| p.sources.iter().flatten().any(|s| s.downward_api.is_some()))
+    }
+
     /// Whether its files may hold a Secret's value, and so must live in
     /// memory, never on disk.
     pub(super) fn holds_secrets(volume: &Volume) -> bool {
